@@ -1,0 +1,3 @@
+from dgd_operator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `dgd` CLI; each module exposes register(subparsers) and imports heavy things lazily."""

@@ -1,0 +1,1 @@
+"""Local development control plane: binaries, etcd + kube-apiserver + controller-manager + scheduler, simulated GPU nodes."""

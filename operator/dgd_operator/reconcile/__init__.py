@@ -1,0 +1,1 @@
+"""Reconcile steps: observe, diff, server-side apply, status."""
