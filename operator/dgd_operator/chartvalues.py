@@ -1,0 +1,476 @@
+"""The Helm chart's values, as one pydantic model: the single source of `values.yaml` and its schema.
+
+`charts/dgd-operator/values.yaml` (defaults, one `# --` comment per key in helm-docs style) and
+`charts/dgd-operator/values.schema.json` (JSON Schema draft-07, which helm checks on every
+install, upgrade, lint and template) are both generated from `ChartValues`, so a documented key
+always exists, has a type, and has the default the templates expect. Edit the model, then run
+
+    python -m dgd_operator.chartvalues --write    # regenerate both files
+    python -m dgd_operator.chartvalues --check    # exit 1 if either file is stale (CI, tests)
+
+The keys mirror the operator's environment settings (`DGD_*`, read by
+`dgd_operator.settings.OperatorSettings`); the Deployment template maps one to the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# charts/dgd-operator relative to this file in a source checkout (operator/dgd_operator/...).
+DEFAULT_CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "dgd-operator"
+VALUES_FILE = "values.yaml"
+SCHEMA_FILE = "values.schema.json"
+# Draft-07 is understood by every helm 3 release (older ones embed a draft-07-only validator).
+JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+
+VALUES_HEADER = """\
+# Default values for the dgd-operator chart.
+# GENERATED from dgd_operator.chartvalues.ChartValues: edit the model, then run
+#   python -m dgd_operator.chartvalues --write
+# Every key is described by its `# --` comment and typed in values.schema.json.
+"""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class ValuesModel(BaseModel):
+    """Base for every values section: camelCase keys as in Helm charts, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+
+class ImageValues(ValuesModel):
+    """A container image reference."""
+
+    repository: str = Field(
+        "dgd-operator",
+        description="Image repository of the operator (built from the repository's Dockerfile).",
+    )
+    tag: str = Field("", description="Image tag; empty means the chart's appVersion.")
+    pull_policy: PullPolicy = Field("IfNotPresent", description="Kubernetes imagePullPolicy.")
+
+
+class DependencyImageValues(ValuesModel):
+    """An image reference whose tag is always explicit (third-party images)."""
+
+    repository: str = Field(description="Image repository.")
+    tag: str = Field(min_length=1, description="Image tag.")
+    pull_policy: PullPolicy = Field("IfNotPresent", description="Kubernetes imagePullPolicy.")
+
+
+class ImagePullSecret(ValuesModel):
+    """A reference to a Secret of type kubernetes.io/dockerconfigjson in the release namespace."""
+
+    name: str = Field(min_length=1, description="Secret name.")
+
+
+class ServiceAccountValues(ValuesModel):
+    """The operator's ServiceAccount."""
+
+    create: bool = Field(True, description="Create the ServiceAccount the operator runs as.")
+    name: str = Field("", description="ServiceAccount name; empty means the release's full name.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations on the ServiceAccount (for example a cloud IAM role binding).",
+    )
+
+
+class RbacValues(ValuesModel):
+    """RBAC objects granting the operator what it reconciles."""
+
+    create: bool = Field(
+        True,
+        description=(
+            "Create the operator's ClusterRole and ClusterRoleBinding (cluster-wide mode) or one "
+            "Role and RoleBinding per watched namespace (namespace mode)."
+        ),
+    )
+    aggregate_to_default_roles: bool = Field(
+        True,
+        description=(
+            "Add ClusterRoles that extend the built-in admin, edit and view roles to "
+            "DynamoGraphDeployments and their scaling adapters, so namespace users can manage graphs."
+        ),
+    )
+
+
+class LogValues(ValuesModel):
+    """Operator logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level (DGD_LOG_LEVEL)."
+    )
+    format: Literal["text", "json"] = Field(
+        "json", description="Log format (DGD_LOG_FORMAT): json for log collectors, text for humans."
+    )
+
+
+class ServiceMonitorValues(ValuesModel):
+    """A Prometheus Operator ServiceMonitor for the operator's metrics."""
+
+    enabled: bool = Field(
+        False,
+        description="Create a ServiceMonitor (needs the monitoring.coreos.com CRDs in the cluster).",
+    )
+    interval: str = Field("30s", pattern=r"^([0-9]+(ms|s|m|h))+$", description="Scrape interval.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the ServiceMonitor, e.g. the release label your Prometheus selects.",
+    )
+
+
+class MetricsValues(ValuesModel):
+    """The operator's Prometheus metrics endpoint."""
+
+    port: Port = Field(8080, description="Port of the /metrics endpoint (DGD_METRICS_PORT).")
+    service: bool = Field(
+        True, description="Create a ClusterIP Service in front of the metrics port."
+    )
+    service_monitor: ServiceMonitorValues = Field(
+        default_factory=ServiceMonitorValues, description="Prometheus Operator integration."
+    )
+
+
+class HealthValues(ValuesModel):
+    """The operator's health endpoint, used by the liveness and readiness probes."""
+
+    port: Port = Field(8081, description="Port of the /healthz endpoint (DGD_HEALTH_PORT).")
+
+
+class PersistenceValues(ValuesModel):
+    """Storage of a bundled StatefulSet: a PersistentVolumeClaim, or an emptyDir when disabled."""
+
+    enabled: bool = Field(
+        False, description="Keep data in a PersistentVolumeClaim; when false an emptyDir is used."
+    )
+    size: str = Field("1Gi", description="Requested volume size.")
+    storage_class_name: str = Field(
+        "", description="StorageClass of the claim; empty means the cluster default."
+    )
+
+
+class NatsValues(ValuesModel):
+    """A minimal single-node NATS server with JetStream, for the request plane and KV events."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Run NATS in the release namespace and point the operator (DGD_NATS_ADDRESS) at it; "
+            "overrides natsAddress. On by default, as in Dynamo's platform chart: graphs need it."
+        ),
+    )
+    image: DependencyImageValues = Field(
+        default_factory=lambda: DependencyImageValues(repository="nats", tag="2.11-alpine"),
+        description="NATS server image.",
+    )
+    persistence: PersistenceValues = Field(
+        default_factory=PersistenceValues, description="JetStream storage."
+    )
+    resources: dict[str, Any] = Field(
+        default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        description="Container resources of the NATS server.",
+    )
+
+
+class EtcdValues(ValuesModel):
+    """A minimal single-member etcd, needed only for discoveryBackend etcd."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Run etcd in the release namespace and point the operator (DGD_ETCD_ADDRESS) at it; "
+            "overrides etcdAddress."
+        ),
+    )
+    image: DependencyImageValues = Field(
+        default_factory=lambda: DependencyImageValues(
+            repository="quay.io/coreos/etcd", tag="v3.5.21"
+        ),
+        description="etcd image.",
+    )
+    persistence: PersistenceValues = Field(
+        default_factory=PersistenceValues, description="etcd data storage."
+    )
+    resources: dict[str, Any] = Field(
+        default_factory=lambda: {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        description="Container resources of etcd.",
+    )
+
+
+def _default_resources() -> dict[str, Any]:
+    return {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def _default_pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _default_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+class ChartValues(ValuesModel):
+    """Every value the dgd-operator chart accepts, with its default."""
+
+    name_override: str = Field("", description="Replaces the chart name in resource names.")
+    fullname_override: str = Field("", description="Replaces the full `<release>-<chart>` name.")
+    image: ImageValues = Field(default_factory=ImageValues, description="Operator image.")
+    image_pull_secrets: list[ImagePullSecret] = Field(
+        default_factory=list, description="Secrets used to pull the operator image."
+    )
+    service_account: ServiceAccountValues = Field(
+        default_factory=ServiceAccountValues, description="ServiceAccount of the operator."
+    )
+    rbac: RbacValues = Field(default_factory=RbacValues, description="RBAC objects.")
+    watch_namespaces: list[DnsLabel] = Field(
+        default_factory=list,
+        description=(
+            "Namespaces the operator watches (DGD_WATCH_NAMESPACES). Empty: every namespace, with a "
+            "ClusterRole. Set: only these, with one Role each and no cluster-wide grants."
+        ),
+    )
+    discovery_backend: Literal["kubernetes", "etcd"] = Field(
+        "kubernetes",
+        description=(
+            "How graph components find each other (DGD_DISCOVERY_BACKEND); etcd needs etcdAddress "
+            "or etcd.enabled."
+        ),
+    )
+    image_pull_secret_discovery: bool = Field(
+        True,
+        description=(
+            "Add matching dockerconfigjson Secrets of a graph's namespace as imagePullSecrets of "
+            "its pods (DGD_IMAGE_PULL_SECRET_DISCOVERY)."
+        ),
+    )
+    nats_address: str = Field(
+        "",
+        description=(
+            "Address of an existing NATS server, e.g. nats://nats.nats:4222 (DGD_NATS_ADDRESS); "
+            "ignored when nats.enabled."
+        ),
+    )
+    etcd_address: str = Field(
+        "",
+        description=(
+            "Address of an existing etcd, e.g. etcd.etcd:2379 (DGD_ETCD_ADDRESS); ignored when "
+            "etcd.enabled."
+        ),
+    )
+    mpi_ssh_secret_name: str = Field(
+        "mpi-run-ssh-secret",
+        min_length=1,
+        description=(
+            "Secret holding the SSH key for mpirun-launched multinode TensorRT-LLM workers "
+            "(DGD_MPI_SSH_SECRET_NAME); the operator creates it in a graph's namespace if missing."
+        ),
+    )
+    workers: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Graphs reconciled concurrently (DGD_WORKERS); one graph is never reconciled twice at once."
+        ),
+    )
+    log: LogValues = Field(default_factory=LogValues, description="Operator logging.")
+    metrics: MetricsValues = Field(default_factory=MetricsValues, description="Prometheus metrics.")
+    health: HealthValues = Field(default_factory=HealthValues, description="Health endpoint.")
+    resources: dict[str, Any] = Field(
+        default_factory=_default_resources, description="Container resources of the operator."
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the operator pod."
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on the operator pod."
+    )
+    pod_security_context: dict[str, Any] = Field(
+        default_factory=_default_pod_security_context,
+        description="Pod securityContext of the operator (and the bundled NATS and etcd).",
+    )
+    security_context: dict[str, Any] = Field(
+        default_factory=_default_security_context,
+        description="Container securityContext of the operator (and the bundled NATS and etcd).",
+    )
+    priority_class_name: str = Field("", description="PriorityClass of the operator pod.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of the operator pod."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tolerations of the operator pod."
+    )
+    affinity: dict[str, Any] = Field(
+        default_factory=dict, description="Affinity of the operator pod."
+    )
+    extra_env: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Extra environment variables (Kubernetes EnvVar objects) of the operator container.",
+    )
+    nats: NatsValues = Field(default_factory=NatsValues, description="Bundled NATS (JetStream).")
+    etcd: EtcdValues = Field(default_factory=EtcdValues, description="Bundled etcd.")
+
+
+# ---------------------------------------------------------------------------------------------
+# values.schema.json
+
+
+def build_values_schema() -> dict[str, Any]:
+    """Return the JSON Schema (draft-07, references inlined) that helm checks values against."""
+    raw = ChartValues.model_json_schema(by_alias=True, mode="validation")
+    definitions: dict[str, Any] = raw.pop("$defs", {})
+    schema = _inline(raw, definitions)
+    assert isinstance(schema, dict)
+    # Helm passes `global` to every chart (and parents set it for subcharts); accept it untyped.
+    schema["properties"]["global"] = {
+        "type": "object",
+        "description": "Values shared with parent and sibling charts; unused by this chart.",
+    }
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """Replace `$ref`s by their definitions and drop pydantic's `title` noise, recursively."""
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        # Keys beside $ref (the field's own description, default) win over the referenced model's.
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _inline(merged, definitions)
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title":
+            continue
+        if key == "properties":
+            result[key] = {name: _inline(sub, definitions) for name, sub in value.items()}
+        else:
+            result[key] = _inline(value, definitions)
+    return result
+
+
+def render_schema_json() -> str:
+    """Return the text of values.schema.json."""
+    return json.dumps(build_values_schema(), indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# values.yaml
+
+
+def render_values_yaml() -> str:
+    """Return the text of values.yaml: every default, each key preceded by its `# --` comment."""
+    lines: list[str] = []
+    _emit_model(ChartValues(), indent=0, lines=lines)
+    return VALUES_HEADER + "\n" + "\n".join(lines) + "\n"
+
+
+def _emit_model(model: BaseModel, *, indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for name, field in type(model).model_fields.items():
+        if not field.description:
+            raise ValueError(f"{type(model).__name__}.{name} has no description")
+        key = field.alias or name
+        if indent == 0 and lines:
+            lines.append("")  # a blank line between top-level keys, as in hand-written charts
+        lines.extend(
+            f"{pad}# {'-- ' if i == 0 else ''}{text}"
+            for i, text in enumerate(textwrap.wrap(field.description, width=96 - indent))
+        )
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{key}:")
+            _emit_model(value, indent=indent + 2, lines=lines)
+            continue
+        plain = _plain(value)
+        dumped = yaml.safe_dump({key: plain}, sort_keys=False, default_flow_style=False, width=1000)
+        lines.extend(f"{pad}{line}" for line in dumped.rstrip("\n").split("\n"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(by_alias=True)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def default_values() -> dict[str, Any]:
+    """Return the defaults as helm sees them (camelCase keys, plain data)."""
+    return ChartValues().model_dump(by_alias=True, mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def generated_files() -> dict[str, str]:
+    """Map each generated file name (relative to the chart directory) to its expected text."""
+    return {VALUES_FILE: render_values_yaml(), SCHEMA_FILE: render_schema_json()}
+
+
+def stale_files(chart_dir: Path) -> list[str]:
+    """Return the generated files under `chart_dir` that are missing or differ from the model."""
+    stale = []
+    for name, text in generated_files().items():
+        path = chart_dir / name
+        if not path.is_file() or path.read_text() != text:
+            stale.append(name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write or check values.yaml and values.schema.json; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dgd_operator.chartvalues",
+        description="Generate the dgd-operator chart's values.yaml and values.schema.json.",
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="regenerate the files")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
+    parser.add_argument("--chart-dir", type=Path, default=DEFAULT_CHART_DIR)
+    args = parser.parse_args(argv)
+    chart_dir: Path = args.chart_dir
+    if args.write:
+        for name, text in generated_files().items():
+            (chart_dir / name).write_text(text)
+            print(f"wrote {chart_dir / name}")
+        return 0
+    stale = stale_files(chart_dir)
+    for name in stale:
+        print(
+            f"{chart_dir / name} is stale; run `python -m dgd_operator.chartvalues --write`",
+            file=sys.stderr,
+        )
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
