@@ -1,0 +1,34 @@
+"""DynamoGraphDeploymentScalingAdapters for services with `scalingAdapter.enabled` (§4.8)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dgd_operator.api.models import DGDSA_KIND, GROUP_VERSION
+from dgd_operator.build import labels as keys
+
+if TYPE_CHECKING:
+    from dgd_operator.build.context import ServiceContext
+
+Manifest = dict[str, Any]
+
+
+def build_scaling_adapter(ctx: ServiceContext) -> Manifest | None:
+    """DGDSA `<dgd>-<lower(svc)>` seeded with the service's replicas (default 1), if enabled.
+
+    After creation the adapter's `spec.replicas` belongs to its scaler (HPA, KEDA, planner),
+    and its controller writes it back into the DGD, so this value follows the DGD.
+    """
+    adapter = ctx.spec.scaling_adapter
+    if adapter is None or not adapter.enabled:
+        return None
+    labels = {keys.LABEL_COMPONENT: ctx.service}
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": DGDSA_KIND,
+        "metadata": keys.object_metadata(ctx.graph, ctx.name, labels),
+        "spec": {
+            "replicas": ctx.spec.replicas if ctx.spec.replicas is not None else 1,
+            "dgdRef": {"name": ctx.graph.name, "serviceName": ctx.service},
+        },
+    }

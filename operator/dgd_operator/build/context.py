@@ -1,0 +1,142 @@
+"""Per-graph and per-service facts every builder needs, computed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from dgd_operator.api.models import DynamoGraphDeployment, ServiceSpec
+from dgd_operator.build import labels as keys
+from dgd_operator.build.errors import BuildError
+from dgd_operator.build.names import component_name, dynamo_namespace, service_object_name
+from dgd_operator.build.options import BuildOptions, DiscoveryBackend
+
+if TYPE_CHECKING:
+    from dgd_operator.build.backends.types import Backend
+
+FRONTEND = "frontend"
+PLANNER = "planner"
+EPP = "epp"
+WORKER_TYPES = frozenset({"worker", "prefill", "decode"})
+
+
+@dataclass(frozen=True)
+class GraphContext:
+    """Facts about the whole DGD: name, namespace, options, effective discovery backend."""
+
+    dgd: DynamoGraphDeployment
+    namespace: str
+    options: BuildOptions
+
+    @property
+    def name(self) -> str:
+        """The DGD name."""
+        return self.dgd.metadata.name
+
+    @cached_property
+    def discovery_backend(self) -> DiscoveryBackend:
+        """`nvidia.com/dynamo-discovery-backend` on the DGD, else the operator default."""
+        value = self.dgd.metadata.annotations.get(keys.ANNOTATION_DISCOVERY_BACKEND)
+        if value is None:
+            return self.options.discovery_backend
+        lowered = value.strip().lower()
+        if lowered == "kubernetes":
+            return "kubernetes"
+        if lowered == "etcd":
+            return "etcd"
+        raise BuildError(
+            f"metadata.annotations.{keys.ANNOTATION_DISCOVERY_BACKEND}",
+            f"must be 'kubernetes' or 'etcd', got {value!r}",
+        )
+
+    @property
+    def kube_discovery(self) -> bool:
+        """True when pods discover each other through the Kubernetes API (the default)."""
+        return self.discovery_backend == "kubernetes"
+
+    def service(self, service: str, *, restart_id: str | None = None) -> ServiceContext:
+        """The context of one service of this graph."""
+        return ServiceContext(self, service, self.dgd.spec.services[service], restart_id)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Facts about one service: names, effective labels/annotations, role, backend."""
+
+    graph: GraphContext
+    service: str
+    spec: ServiceSpec
+    restart_id: str | None = None
+
+    @property
+    def path(self) -> str:
+        """Field path of this service, for error messages."""
+        return f"spec.services.{self.service}"
+
+    @property
+    def component_type(self) -> str:
+        """`componentType` ("" when unset: a plain container)."""
+        return self.spec.component_type or ""
+
+    @property
+    def is_worker(self) -> bool:
+        """worker / prefill / decode: the components that run an engine backend."""
+        return self.component_type in WORKER_TYPES
+
+    @property
+    def name(self) -> str:
+        """`<dgd>-<lower(service)>`: workload name and `nvidia.com/selector` value."""
+        return component_name(self.graph.name, self.service)
+
+    @property
+    def service_object_name(self) -> str:
+        """Name of the Kubernetes Service / Ingress of this component."""
+        return service_object_name(self.graph.name, self.service)
+
+    @property
+    def dynamo_namespace(self) -> str:
+        """Runtime namespace (`<k8s ns>-<dgd>` or `dynamo`); `dynamoNamespace` is ignored."""
+        return dynamo_namespace(
+            self.graph.namespace,
+            self.graph.name,
+            global_namespace=self.spec.global_dynamo_namespace,
+        )
+
+    @cached_property
+    def annotations(self) -> dict[str, str]:
+        """Service annotations over the DGD's behaviour annotations over `spec.annotations`."""
+        return keys.service_annotations(self.graph.dgd, self.spec)
+
+    @cached_property
+    def user_labels(self) -> dict[str, str]:
+        """Service labels over `spec.labels`."""
+        return {**self.graph.dgd.spec.labels, **self.spec.labels}
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """False only when `nvidia.com/enable-metrics` is "false" (DGD or service)."""
+        return self.annotations.get(keys.ANNOTATION_ENABLE_METRICS, "").lower() != "false"
+
+    @property
+    def container_discovery_mode(self) -> bool:
+        """`nvidia.com/dynamo-kube-discovery-mode: container` (default is per pod)."""
+        mode = self.annotations.get(keys.ANNOTATION_KUBE_DISCOVERY_MODE, "")
+        return mode.strip().lower() == "container"
+
+    @cached_property
+    def backend_framework(self) -> Backend | None:
+        """Engine framework of a worker (detected from command+args > `backendFramework`).
+
+        None for non-worker components and undetectable workers. A mismatch between the
+        detected and the declared framework is a `BuildError`, as in Dynamo.
+        """
+        from dgd_operator.build.backends.detect import resolve_backend
+        from dgd_operator.build.backends.types import BackendError
+
+        main = self.spec.extra_pod_spec.main_container if self.spec.extra_pod_spec else None
+        try:
+            backend = resolve_backend(self.component_type, main, self.graph.dgd.spec.backend_framework)
+        except BackendError as exc:
+            raise BuildError(self.path, str(exc)) from exc
+        return None if backend == "noop" else backend

@@ -1,0 +1,128 @@
+"""Entry point of the builders: every object the operator owns for one DGD, in apply order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.build.adapters import build_scaling_adapter
+from dgd_operator.build.context import GraphContext, ServiceContext
+from dgd_operator.build.errors import MultinodeNotSupportedYet
+from dgd_operator.build.multinode import build_multinode_service
+from dgd_operator.build.options import BuildOptions
+from dgd_operator.build.rbac import build_discovery_rbac
+from dgd_operator.build.services import build_ingress
+from dgd_operator.build.storage import build_pvcs
+from dgd_operator.build.workloads import (
+    ServiceWorkloads,
+    WorkloadBuilder,
+    build_single_node_service,
+)
+
+Manifest = dict[str, Any]
+
+# Dependencies first: identities and storage, then Services, workloads, then what points at them.
+APPLY_ORDER: tuple[str, ...] = (
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "Ingress",
+    "DynamoGraphDeploymentScalingAdapter",
+)
+
+
+def workload_builder(ctx: ServiceContext) -> WorkloadBuilder:
+    """The workload builder responsible for a service: multinode groups or one Deployment."""
+    return build_multinode_service if ctx.spec.is_multinode else build_single_node_service
+
+
+def apply_rank(manifest: Manifest) -> int:
+    """Position of a manifest's kind in `APPLY_ORDER` (unknown kinds last)."""
+    kind = manifest.get("kind")
+    return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """The objects of a DGD plus, per service, the workload kind and names status is read from."""
+
+    objects: list[Manifest]
+    services: dict[str, ServiceWorkloads] = field(default_factory=dict)
+    skipped_multinode: tuple[str, ...] = ()
+    """Multinode services left out because `skip_multinode` was set."""
+
+
+def plan_graph(
+    dgd: DynamoGraphDeployment,
+    namespace: str,
+    options: BuildOptions,
+    *,
+    restart_annotations: Mapping[str, str] | None = None,
+    skip_multinode: bool = False,
+) -> GraphPlan:
+    """Build every child of `dgd` in `namespace`.
+
+    `restart_annotations` maps service name to the restart id to stamp as the pod-template
+    annotation `nvidia.com/restartAt` (the operator decides which services restart when).
+    A workload builder that cannot build a service raises `MultinodeNotSupportedYet`; with
+    `skip_multinode` such services are left out and listed in `skipped_multinode` instead
+    (no builder raises it since multinode groups landed; kept for API stability).
+    Raises `BuildError` (with a field path) for specs that cannot be built.
+    """
+    graph = GraphContext(dgd, namespace, options)
+    restarts = restart_annotations or {}
+    objects: list[Manifest] = [*build_discovery_rbac(graph), *build_pvcs(graph)]
+    services: dict[str, ServiceWorkloads] = {}
+    skipped: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name in sorted(dgd.spec.services):
+        ctx: ServiceContext = graph.service(name, restart_id=restarts.get(name))
+        _ = ctx.backend_framework  # a framework mismatch fails the build, as in Dynamo
+        try:
+            workloads = workload_builder(ctx)(ctx)
+        except MultinodeNotSupportedYet:
+            if not skip_multinode:
+                raise
+            skipped.append(name)
+            continue
+        services[name] = workloads
+        for obj in workloads.objects:
+            # Shared objects (the launch-scripts ConfigMap) come from every multinode service.
+            identity = (obj["kind"], obj["metadata"]["name"])
+            if identity not in seen:
+                seen.add(identity)
+                objects.append(obj)
+        ingress = build_ingress(ctx)
+        if ingress is not None:
+            objects.append(ingress)
+        adapter = build_scaling_adapter(ctx)
+        if adapter is not None:
+            objects.append(adapter)
+    ordered = sorted(objects, key=apply_rank)  # stable: services stay alphabetical within a kind
+    return GraphPlan(ordered, services, tuple(skipped))
+
+
+def build_graph(
+    dgd: DynamoGraphDeployment,
+    namespace: str,
+    options: BuildOptions,
+    *,
+    restart_annotations: Mapping[str, str] | None = None,
+    skip_multinode: bool = False,
+) -> list[Manifest]:
+    """Every object the operator owns for `dgd`, in apply order (see `plan_graph`)."""
+    return plan_graph(
+        dgd,
+        namespace,
+        options,
+        restart_annotations=restart_annotations,
+        skip_multinode=skip_multinode,
+    ).objects

@@ -1,0 +1,51 @@
+"""Dynamo's "override" merge of user PodSpec / Container fields over operator defaults (§2.6).
+
+Go's mergo with `WithOverride`: every non-empty user field replaces the default, lists are
+replaced (not appended), nested objects are merged key by key. Empty values (None, "", [], {})
+never override. Numbers and booleans the user wrote do override (they are explicit in YAML,
+unlike Go zero values).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+PROBE_KEYS = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def is_empty(value: Any) -> bool:
+    """True for values mergo treats as unset: None, empty string, empty list, empty mapping."""
+    return value is None or (isinstance(value, str | list | dict) and len(value) == 0)
+
+
+def override_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: `override`'s non-empty fields over `base`, nested mappings merged recursively."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if is_empty(value):
+            continue
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = override_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def merge_probe(default: dict[str, Any] | None, user: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge a user probe into the default one, as mergo does.
+
+    Deliberate difference from Dynamo: when the user names a handler (httpGet, exec, ...),
+    default handlers of another kind are dropped, because a probe with two handlers is
+    rejected by the API server.
+    """
+    if default is None:
+        return copy.deepcopy(user)
+    base = copy.deepcopy(default)
+    if any(not is_empty(user.get(h)) for h in PROBE_HANDLERS):
+        for handler in PROBE_HANDLERS:
+            if is_empty(user.get(handler)):
+                base.pop(handler, None)
+    return override_merge(base, user)

@@ -1,0 +1,97 @@
+"""Operator settings that shape the objects built for a DGD.
+
+Everything here comes from the operator's configuration (Helm values, command line, the
+namespace's Secrets), never from the DGD itself. Builders take a `BuildOptions` and nothing
+else from the outside world, which keeps them pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+DiscoveryBackend = Literal["kubernetes", "etcd"]
+
+
+def _no_secrets() -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Operator-wide settings consumed by the builders (all optional, Dynamo's defaults)."""
+
+    discovery_backend: DiscoveryBackend = "kubernetes"
+    """Default discovery backend; a DGD annotation `nvidia.com/dynamo-discovery-backend`
+    overrides it. `kubernetes` adds the per-DGD discovery ServiceAccount/Role/RoleBinding, a
+    ClusterIP Service per component, the discovery labels and `DYN_DISCOVERY_BACKEND`."""
+
+    nats_address: str | None = None
+    """Injected as `NATS_SERVER` into every main container (unless the user sets it)."""
+
+    etcd_address: str | None = None
+    """Injected as `ETCD_ENDPOINTS` into every main container (unless the user sets it)."""
+
+    model_express_url: str | None = None
+    """Injected as `MODEL_EXPRESS_URL` into every main container (unless the user sets it)."""
+
+    prometheus_endpoint: str | None = None
+    """Injected as `PROMETHEUS_ENDPOINT` into every main container (unless the user sets it)."""
+
+    image_pull_secrets: Mapping[str, tuple[str, ...]] = field(default_factory=_no_secrets)
+    """Registry host (e.g. `nvcr.io`, `docker.io`) to names of `kubernetes.io/dockerconfigjson`
+    Secrets of the DGD's namespace that authenticate to it. The operator discovers these; the
+    builders add the ones matching a service's `mainContainer.image` to `imagePullSecrets`."""
+
+    mpi_ssh_secret_name: str = "mpi-run-ssh-secret"
+    """Secret with the SSH key that TensorRT-LLM multinode pods use for mpirun."""
+
+    ingress_enabled: bool = False
+    """Give frontends without their own `ingress` a default one (host = DGD name)."""
+
+    ingress_controller_class_name: str | None = None
+    """IngressClass of the default frontend Ingress; no Ingress is built without a class."""
+
+    ingress_tls_secret_name: str | None = None
+    """TLS Secret of the default frontend Ingress."""
+
+    ingress_host_suffix: str | None = None
+    """Domain appended to Ingress hosts (`<prefix><host>.<suffix>`); `local` when unset."""
+
+    termination_grace_period_seconds: int = 60
+    """Pod `terminationGracePeriodSeconds` unless `extraPodSpec` sets one."""
+
+    default_shared_memory: str = "8Gi"
+    """Size of the `/dev/shm` emptyDir when a service does not set `sharedMemory.size`."""
+
+    def registry_secrets(self, registry: str) -> tuple[str, ...]:
+        """Secret names configured for `registry` (host compared case-insensitively)."""
+        wanted = normalize_registry(registry)
+        names: list[str] = []
+        for key, secrets in self.image_pull_secrets.items():
+            if normalize_registry(key) == wanted:
+                names.extend(secrets)
+        return tuple(sorted(set(names)))
+
+
+_DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def normalize_registry(registry: str) -> str:
+    """Reduce a registry reference such as `https://index.docker.io/v1/` to a host (`docker.io`)."""
+    host = registry.strip().lower()
+    for scheme in ("https://", "http://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+    host = host.split("/", 1)[0]
+    return "docker.io" if host in _DOCKER_HUB_ALIASES else host
+
+
+def image_registry(image: str) -> str:
+    """The registry host of a container image reference (`docker.io` for Docker Hub short names)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return normalize_registry(first)
+    return "docker.io"

@@ -1,0 +1,135 @@
+"""Pod spec and pod template of a component (reference §2.6 steps 10-14)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dgd_operator.build import labels as keys
+from dgd_operator.build.components import component_defaults
+from dgd_operator.build.container import Container, Volume, build_main_container, ordered_container
+from dgd_operator.build.env import merge_envs
+from dgd_operator.build.merge import override_merge
+from dgd_operator.build.names import discovery_service_account_name
+from dgd_operator.build.options import image_registry
+
+if TYPE_CHECKING:
+    from dgd_operator.build.context import ServiceContext
+
+PodSpec = dict[str, Any]
+PodHook = Callable[[Container, PodSpec], tuple[Container, PodSpec]]
+"""Last step before the main container joins the pod: gets the finished main container and the
+pod spec without it (sidecars, volumes, ...) and returns new ones (Dynamo's backend
+`UpdateContainer` / `UpdatePodSpec`, e.g. multinode launch rewrites)."""
+
+SHARED_MEMORY_VOLUME = "shared-memory"
+SHARED_MEMORY_PATH = "/dev/shm"
+DEFAULT_FS_GROUP = 1000
+
+_POD_SPEC_KEY_ORDER = (
+    "initContainers", "containers", "volumes", "serviceAccountName", "securityContext",
+    "terminationGracePeriodSeconds", "restartPolicy", "imagePullSecrets",
+)
+
+
+def shared_memory(ctx: ServiceContext) -> tuple[Volume, dict[str, Any]] | None:
+    """The `/dev/shm` emptyDir volume and mount, or None when `sharedMemory.disabled`."""
+    settings = ctx.spec.shared_memory
+    if settings is not None and settings.disabled:
+        return None
+    size = (settings.size if settings is not None else None) or ctx.graph.options.default_shared_memory
+    volume = {"name": SHARED_MEMORY_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}}
+    return volume, {"name": SHARED_MEMORY_VOLUME, "mountPath": SHARED_MEMORY_PATH}
+
+
+def image_pull_secrets(ctx: ServiceContext) -> list[str]:
+    """Secrets matching the registry of `mainContainer.image`, unless discovery is disabled."""
+    if ctx.annotations.get(keys.ANNOTATION_DISABLE_PULL_SECRET_DISCOVERY, "").lower() == "true":
+        return []
+    main = ctx.spec.extra_pod_spec.main_container if ctx.spec.extra_pod_spec else None
+    image = (main or {}).get("image")
+    if not image:
+        return []
+    return list(ctx.graph.options.registry_secrets(image_registry(str(image))))
+
+
+def base_pod_spec(ctx: ServiceContext) -> PodSpec:
+    """Step 11: the operator's pod defaults, then `extraPodSpec` PodSpec fields merged over them."""
+    defaults = component_defaults(ctx.component_type)
+    grace = defaults.termination_grace_period_seconds or ctx.graph.options.termination_grace_period_seconds
+    spec: PodSpec = {"terminationGracePeriodSeconds": grace, "restartPolicy": "Always"}
+    if defaults.service_account:
+        spec["serviceAccountName"] = defaults.service_account
+    user = ctx.spec.extra_pod_spec.pod_spec() if ctx.spec.extra_pod_spec else {}
+    return override_merge(spec, user)
+
+
+def build_pod_spec(
+    ctx: ServiceContext,
+    *,
+    extra_env: list[dict[str, Any]] | None = None,
+    pod_hook: PodHook | None = None,
+) -> PodSpec:
+    """The complete pod spec of a component.
+
+    `extra_env` (e.g. a multinode pod's rank and leader address) is merged into the main
+    container's env over everything else; `pod_hook` runs last (see `PodHook`).
+    """
+    container, pvc_volumes = build_main_container(ctx)
+    if extra_env:
+        container["env"] = merge_envs(container.get("env") or [], extra_env)
+    spec = base_pod_spec(ctx)
+    user_pod = ctx.spec.extra_pod_spec.pod_spec() if ctx.spec.extra_pod_spec else {}
+    if user_pod.get("securityContext") is None:
+        spec["securityContext"] = {"fsGroup": DEFAULT_FS_GROUP}
+    if ctx.graph.kube_discovery and not spec.get("serviceAccountName"):
+        spec["serviceAccountName"] = discovery_service_account_name(ctx.graph.name)
+
+    volumes: list[Volume] = [*(spec.get("volumes") or []), *pvc_volumes]
+    shm = shared_memory(ctx)
+    if shm is not None:
+        shm_volume, shm_mount = shm
+        volumes = [v for v in volumes if v.get("name") != SHARED_MEMORY_VOLUME] + [shm_volume]
+        mounts = [
+            m
+            for m in container.get("volumeMounts") or []
+            if m.get("name") != SHARED_MEMORY_VOLUME and m.get("mountPath") != SHARED_MEMORY_PATH
+        ]
+        container["volumeMounts"] = [*mounts, shm_mount]
+    if volumes:
+        spec["volumes"] = volumes
+
+    pull_secrets = [dict(s) for s in spec.get("imagePullSecrets") or []]
+    for name in image_pull_secrets(ctx):
+        if all(s.get("name") != name for s in pull_secrets):
+            pull_secrets.append({"name": name})
+    if pull_secrets:
+        spec["imagePullSecrets"] = pull_secrets
+    if pod_hook is not None:
+        container, spec = pod_hook(container, spec)
+    spec["containers"] = [*copy.deepcopy(spec.get("containers") or []), ordered_container(container)]
+    return ordered_pod_spec(spec)
+
+
+def build_pod_template(
+    ctx: ServiceContext,
+    *,
+    extra_labels: dict[str, str] | None = None,
+    extra_env: list[dict[str, Any]] | None = None,
+    pod_hook: PodHook | None = None,
+) -> dict[str, Any]:
+    """PodTemplateSpec: labels/annotations of §2.6 and the pod spec. `extra_labels` win (e.g. role)."""
+    metadata: dict[str, Any] = {"labels": keys.pod_labels(ctx, extra_labels)}
+    annotations = keys.pod_annotations(ctx)
+    if annotations:
+        metadata["annotations"] = annotations
+    spec = build_pod_spec(ctx, extra_env=extra_env, pod_hook=pod_hook)
+    return {"metadata": metadata, "spec": spec}
+
+
+def ordered_pod_spec(spec: PodSpec) -> PodSpec:
+    """The same pod spec with keys in a stable, readable order."""
+    ordered = {key: spec[key] for key in _POD_SPEC_KEY_ORDER if key in spec}
+    ordered.update({k: v for k, v in spec.items() if k not in ordered})
+    return ordered

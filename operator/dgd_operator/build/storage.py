@@ -1,0 +1,45 @@
+"""PersistentVolumeClaims the graph asks the operator to create (`spec.pvcs[].create: true`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dgd_operator.build import labels as keys
+from dgd_operator.build.errors import BuildError
+
+if TYPE_CHECKING:
+    from dgd_operator.build.context import GraphContext
+
+Manifest = dict[str, Any]
+
+
+def build_pvcs(graph: GraphContext) -> list[Manifest]:
+    """One PVC per `pvcs[]` entry with `create: true`; the others must already exist."""
+    claims: list[Manifest] = []
+    for index, pvc in enumerate(graph.dgd.spec.pvcs):
+        if not pvc.create:
+            continue
+        missing = [
+            alias
+            for alias, value in (
+                ("size", pvc.size),
+                ("storageClass", pvc.storage_class),
+                ("volumeAccessMode", pvc.volume_access_mode),
+            )
+            if not value
+        ]
+        if missing:
+            raise BuildError(f"spec.pvcs[{index}]", f"create: true requires {', '.join(missing)}")
+        claims.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": keys.object_metadata(graph, pvc.name, {}),
+                "spec": {
+                    "accessModes": [pvc.volume_access_mode],
+                    "storageClassName": pvc.storage_class,
+                    "resources": {"requests": {"storage": pvc.size}},
+                },
+            }
+        )
+    return claims

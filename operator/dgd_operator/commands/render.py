@@ -1,0 +1,213 @@
+"""`dgd render`: print every object the operator would create for the DGDs in some YAML files.
+
+Each DynamoGraphDeployment document is validated and replaced by its children, in apply
+order; every other document (ConfigMap, PVC, ComputeDomain, ...) is printed unchanged at its
+place, so `dgd render f.yaml | kubectl apply -f -` applies the same set as the operator would.
+Objects carry no ownerReferences (the DGD has no uid yet).
+
+Multinode services (`multinode.nodeCount >= 2`) become leader/worker StatefulSet groups. Should
+a service's workload builder refuse it (`MultinodeNotSupportedYet`), everything else is still
+printed, a warning naming the skipped services goes to stderr, and the exit code stays 0.
+
+Only the standard library is imported at module level (see `dgd_operator.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dgd_operator.build.options import BuildOptions
+
+TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
+
+DESCRIPTION = """\
+Print the Kubernetes objects the dgd operator creates for each DynamoGraphDeployment in
+FILE (multi-document YAML, `-` for stdin), in apply order. Other documents pass through
+unchanged. Nothing is sent to a cluster.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `render` subcommand."""
+    parser = subparsers.add_parser(
+        "render",
+        help="print the objects the operator would create for a DGD",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML file(s); `-` reads stdin")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace for DGDs without metadata.namespace (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--discovery-backend",
+        choices=("kubernetes", "etcd"),
+        default="kubernetes",
+        help="operator default discovery backend (default: %(default)s)",
+    )
+    parser.add_argument("--nats-address", help="NATS URL injected as NATS_SERVER")
+    parser.add_argument("--etcd-address", help="etcd endpoints injected as ETCD_ENDPOINTS")
+    parser.set_defaults(func=run)
+
+
+@dataclass
+class RenderOutcome:
+    """Rendered documents plus the problems found (errors make the command fail)."""
+
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def render_text(text: str, source: str, namespace: str, options: BuildOptions) -> RenderOutcome:
+    """Render one YAML stream; `source` names it in messages."""
+    import yaml
+
+    from dgd_operator.api.validation import DGDValidationError, is_dgd, parse_dgd
+    from dgd_operator.build.errors import BuildError
+    from dgd_operator.build.graph import plan_graph
+
+    outcome = RenderOutcome()
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        outcome.errors.append(f"{source}: not valid YAML: {_yaml_error(exc)}")
+        return outcome
+    for index, doc in enumerate(documents, start=1):
+        if doc is None:
+            continue
+        if not is_dgd(doc):
+            if not isinstance(doc, dict):
+                outcome.errors.append(f"{source}: document {index} is not a Kubernetes object")
+                continue
+            outcome.documents.append(doc)
+            continue
+        try:
+            dgd = parse_dgd(doc)
+            target = dgd.metadata.namespace or namespace
+            plan = plan_graph(dgd, target, options, skip_multinode=True)
+        except DGDValidationError as exc:
+            label = _doc_label(doc, index)
+            problems = exc.problems or []
+            outcome.errors.extend(f"{source}: {label}{_one_line(str(p))}" for p in problems)
+            if not problems:
+                outcome.errors.append(f"{source}: {label}{_one_line(str(exc))}")
+            continue
+        except BuildError as exc:
+            outcome.errors.append(f"{source}: {_doc_label(doc, index)}{_one_line(str(exc))}")
+            continue
+        outcome.documents.extend(plan.objects)
+        if plan.skipped_multinode:
+            names = ", ".join(plan.skipped_multinode)
+            outcome.warnings.append(
+                f"{source}: {dgd.metadata.name}: services not rendered yet: {names}"
+            )
+    return outcome
+
+
+_YAML11_SHORT_BOOLEANS = frozenset({"y", "Y", "n", "N"})
+
+
+def dump_documents(documents: list[dict[str, Any]]) -> str:
+    """A deterministic YAML stream: `---` between documents, apiVersion/kind/metadata/spec first."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value else None
+        if value in _YAML11_SHORT_BOOLEANS:
+            # PyYAML leaves y/n plain, but YAML 1.1 readers (kubectl) take them as booleans.
+            style = '"'
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    ordered = [_ordered(doc) for doc in documents]
+    return yaml.dump_all(
+        ordered,
+        Dumper=Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        explicit_start=True,
+        allow_unicode=True,
+        width=1_000_000,
+    )
+
+
+def render_files(paths: list[str], namespace: str, options: BuildOptions) -> RenderOutcome:
+    """Render several files (or `-` for stdin) into one outcome, in order."""
+    total = RenderOutcome()
+    for path in paths:
+        try:
+            if path == "-":
+                text, source = sys.stdin.read(), "<stdin>"
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    text, source = handle.read(), path
+        except FileNotFoundError:
+            total.errors.append(f"{path}: no such file")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            total.errors.append(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+            continue
+        outcome = render_text(text, source, namespace, options)
+        total.documents.extend(outcome.documents)
+        total.errors.extend(outcome.errors)
+        total.warnings.extend(outcome.warnings)
+    return total
+
+
+def run(args: argparse.Namespace) -> int:
+    """Render `args.files`; print YAML on stdout, problems on stderr; 1 if anything was invalid.
+
+    Problems use `dgd validate`'s one-line form `FILE: DGD: FIELD-PATH: message`.
+    """
+    from dgd_operator.build.options import BuildOptions
+
+    options = BuildOptions(
+        discovery_backend=args.discovery_backend,
+        nats_address=args.nats_address,
+        etcd_address=args.etcd_address,
+    )
+    outcome = render_files(list(args.files), args.namespace, options)
+    for warning in outcome.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if outcome.errors:
+        # Print nothing on stdout: a partial stream piped into kubectl would half-apply a graph.
+        for error in outcome.errors:
+            print(error, file=sys.stderr)
+        return 1
+    sys.stdout.write(dump_documents(outcome.documents))
+    return 0
+
+
+def _ordered(doc: dict[str, Any]) -> dict[str, Any]:
+    ordered = {key: doc[key] for key in TOP_LEVEL_ORDER if key in doc}
+    ordered.update({k: v for k, v in doc.items() if k not in ordered})
+    return ordered
+
+
+def _doc_label(doc: dict[str, Any], index: int) -> str:
+    metadata = doc.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return f"{name}: " if name else f"document {index}: "
+
+
+def _yaml_error(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(problem)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
