@@ -1,0 +1,537 @@
+"""Generate the CustomResourceDefinitions from the pydantic API models.
+
+    python -m dgd_operator.api.crdgen --write   # regenerate the files below
+    python -m dgd_operator.api.crdgen --check   # exit 1 when a committed file differs
+
+Files: crds/*.yaml, the byte-identical copy in charts/dgd-operator/crds/, and the vendored
+Kubernetes schemas dgd_operator/api/k8s_schemas.json.
+
+The models give pydantic's JSON schema (`by_alias=True`, validation mode); a post-pass turns it
+into a Kubernetes *structural* schema: references inlined, Optional as `nullable`, `const` as a
+one-item `enum`, free-form objects as `x-kubernetes-preserve-unknown-fields`, no titles and no
+`default: null`. Fields that embed Kubernetes core types (PodSpec, Container, EnvVar, Probe,
+ResourceClaim) get the real Kubernetes 1.34 schemas, taken from the JSON schemas that the
+`kubernetes-validate` package ships (a development dependency: only this generator needs it),
+made structural the same way and stripped of descriptions to keep the CRD small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic_core import core_schema
+
+from dgd_operator.api import k8s
+from dgd_operator.api.models import (
+    API_GROUP,
+    API_VERSION,
+    DGD_KIND,
+    DGDSA_KIND,
+    MAX_SERVICES,
+    QUANTITY_PATTERN,
+    DynamoGraphDeployment,
+    DynamoGraphDeploymentScalingAdapter,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CRD_DIRS = (REPO_ROOT / "crds", REPO_ROOT / "charts" / "dgd-operator" / "crds")
+DGD_FILE = "nvidia.com_dynamographdeployments.yaml"
+DGDSA_FILE = "nvidia.com_dynamographdeploymentscalingadapters.yaml"
+
+Schema = dict[str, Any]
+
+# Dynamo's CEL rules, attached to the schema of a model.
+CEL_RULES: dict[str, list[Schema]] = {
+    "DynamoGraphDeploymentSpec": [
+        {
+            # optionalOldSelf: the rule also runs on create, where oldSelf has no value.
+            "rule": "oldSelf.hasValue() || !has(self.restart)",
+            "optionalOldSelf": True,
+            "fieldPath": ".restart",
+            "message": "spec.restart must be unset when the DynamoGraphDeployment is created",
+        },
+        # Dynamo's webhook rules, as CEL: there is no admission webhook to enforce them.
+        {
+            "rule": (
+                "!has(self.restart) || !has(self.restart.strategy) || "
+                "!has(self.restart.strategy.order) || size(self.restart.strategy.order) == 0 || "
+                "self.restart.strategy.type != 'Parallel'"
+            ),
+            "fieldPath": ".restart.strategy.order",
+            "message": "spec.restart.strategy.order must not be set when strategy.type is Parallel",
+        },
+        {
+            "rule": (
+                "!has(self.restart) || !has(self.restart.strategy) || "
+                "!has(self.restart.strategy.order) || size(self.restart.strategy.order) == 0 || "
+                "self.restart.strategy.type == 'Parallel' || (size(self.restart.strategy.order) == size(self.services) && "
+                "self.services.all(s, s in self.restart.strategy.order))"
+            ),
+            "fieldPath": ".restart.strategy.order",
+            "message": "spec.restart.strategy.order must list every service exactly once",
+        },
+    ],
+    "IngressSpec": [
+        {
+            "rule": "!has(self.enabled) || !self.enabled || (has(self.host) && self.host != '')",
+            "fieldPath": ".host",
+            "message": "ingress.host is required when ingress.enabled is true",
+        }
+    ],
+    "VolumeMount": [
+        {
+            "rule": (
+                "(has(self.mountPoint) && self.mountPoint != '') || "
+                "(has(self.useAsCompilationCache) && self.useAsCompilationCache)"
+            ),
+            "fieldPath": ".mountPoint",
+            "message": "volumeMounts[].mountPoint is required unless useAsCompilationCache is true",
+        }
+    ],
+    "SharedMemory": [
+        {
+            "rule": "!(has(self.disabled) && self.disabled && has(self.size))",
+            "fieldPath": ".size",
+            "message": "sharedMemory.size must be unset when sharedMemory.disabled is true",
+        }
+    ],
+    "PVC": [
+        {
+            "rule": (
+                "!has(self.create) || self.create == false || (has(self.size) && "
+                "has(self.storageClass) && has(self.volumeAccessMode))"
+            ),
+            "message": "size, storageClass and volumeAccessMode are required when create is true",
+        }
+    ],
+}
+# Keys the API server does not accept in a CRD schema (or that only matter to clients).
+_DROPPED_K8S_KEYS = (
+    "x-kubernetes-patch-merge-key",
+    "x-kubernetes-patch-strategy",
+    "x-kubernetes-unions",
+    "$schema",
+    "$id",
+)
+# list-map keys must be required or defaulted in a CRD; Kubernetes defaults these server-side.
+_LIST_MAP_KEY_DEFAULTS = {"protocol": "TCP", "name": ""}
+
+
+class CRDSchemaGenerator(GenerateJsonSchema):
+    """pydantic's JSON schema generator, minus titles (noise in `kubectl explain`)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        """Never emit field titles."""
+        return False
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        """Emit a model's schema without its title."""
+        value = super().model_schema(schema)
+        value.pop("title", None)
+        return value
+
+    def generate(
+        self, schema: core_schema.CoreSchema, mode: JsonSchemaMode = "validation"
+    ) -> JsonSchemaValue:
+        """Generate, then drop titles left on definitions."""
+        value = super().generate(schema, mode=mode)
+        for definition in value.get("$defs", {}).values():
+            definition.pop("title", None)
+        value.pop("title", None)
+        return value
+
+
+class SchemaError(ValueError):
+    """A model cannot be expressed as a structural schema."""
+
+
+# --- Kubernetes core schemas (generation time only) -------------------------------------------
+
+
+def _kubernetes_definitions() -> dict[str, Schema]:
+    import kubernetes_validate  # development dependency, needed only to generate
+
+    base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    path = base / f"{k8s.KUBERNETES_SCHEMA_VERSION}-local" / "_definitions.json"
+    definitions: dict[str, Schema] = json.loads(path.read_text())["$defs"]
+    return definitions
+
+
+class KubernetesSchemas:
+    """Structural, description-free schemas of Kubernetes definitions (by their full name)."""
+
+    def __init__(self, definitions: dict[str, Schema] | None = None) -> None:
+        self._definitions = definitions if definitions is not None else _kubernetes_definitions()
+        self._cache: dict[str, Schema] = {}
+
+    def get(self, name: str) -> Schema:
+        """The structural schema of one definition, e.g. `io.k8s.api.core.v1.PodSpec`."""
+        if name not in self._cache:
+            self._cache[name] = self._convert(self._definitions[name], (name,))
+        return copy.deepcopy(self._cache[name])
+
+    def _convert(self, schema: Schema, stack: tuple[str, ...]) -> Schema:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            if name in stack:  # a recursive type cannot be inlined: keep it open
+                return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            return self._convert(self._definitions[name], (*stack, name))
+        if "oneOf" in schema:
+            # IntOrString and Quantity: the two scalar alternatives.
+            result: Schema = {
+                "anyOf": [{"type": "integer"}, {"type": "string"}],
+                "x-kubernetes-int-or-string": True,
+            }
+            if stack[-1].endswith("resource.Quantity"):
+                result["pattern"] = QUANTITY_PATTERN
+            return result
+        result = {}
+        for key, value in schema.items():
+            if key in _DROPPED_K8S_KEYS or key == "description":
+                continue
+            if key == "type":
+                types = [t for t in (value if isinstance(value, list) else [value]) if t != "null"]
+                if len(types) != 1:
+                    raise SchemaError(f"{stack[-1]}: ambiguous type {value}")
+                result["type"] = types[0]
+            elif key == "properties":
+                result["properties"] = {k: self._convert(v, stack) for k, v in value.items()}
+            elif key in ("items", "additionalProperties") and isinstance(value, dict):
+                result[key] = self._convert(value, stack)
+            else:
+                result[key] = copy.deepcopy(value)
+        if "properties" in result:
+            result.setdefault("type", "object")
+        if (
+            result.get("type") == "object"
+            and "properties" not in result
+            and "additionalProperties" not in result
+        ):
+            result["x-kubernetes-preserve-unknown-fields"] = True
+        if "type" not in result and "x-kubernetes-preserve-unknown-fields" not in result:
+            raise SchemaError(f"{stack[-1]}: no type")
+        if result.get("x-kubernetes-list-type") == "map":
+            item = result["items"]
+            for key in result.get("x-kubernetes-list-map-keys", []):
+                prop = item["properties"][key]
+                if key not in item.get("required", []) and "default" not in prop:
+                    prop["default"] = _LIST_MAP_KEY_DEFAULTS[key]
+        return result
+
+
+# --- pydantic schema -> structural schema -----------------------------------------------------
+
+
+def model_schema(model: type[BaseModel]) -> Schema:
+    """The structural openAPIV3Schema of one API model."""
+    raw = model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=CRDSchemaGenerator
+    )
+    definitions: dict[str, Schema] = raw.pop("$defs", {})
+    for name, definition in definitions.items():
+        for (model_name, field_name), (k8s_name, is_list) in k8s.EMBEDDED_FIELDS.items():
+            if model_name == name and field_name in definition.get("properties", {}):
+                prop = definition["properties"][field_name]
+                description = prop.get("description")
+                prop.clear()
+                prop.update(k8s.embedded_field_schema(k8s_name, is_list))
+                if description:
+                    prop["description"] = description
+        if name in CEL_RULES:
+            definition["x-kubernetes-validations"] = copy.deepcopy(CEL_RULES[name])
+    if "ExtraPodSpec" in definitions:
+        original = definitions["ExtraPodSpec"]
+        definitions["ExtraPodSpec"] = k8s.extra_pod_spec_schema(
+            original.get("description", ""),
+            original["properties"]["mainContainer"].get("description", ""),
+        )
+    return _structural(raw, definitions, ())
+
+
+def _structural(schema: Schema, definitions: dict[str, Schema], stack: tuple[str, ...]) -> Schema:
+    schema = dict(schema)
+    if "$ref" in schema:
+        name = schema.pop("$ref").rsplit("/", 1)[-1]
+        if name in stack:
+            raise SchemaError(f"recursive model {name} cannot be inlined")
+        target = _structural(definitions[name], definitions, (*stack, name))
+        # The field's own description wins over the model's docstring.
+        return {**target, **{k: v for k, v in schema.items() if k != "allOf"}}
+    if "allOf" in schema and len(schema["allOf"]) == 1:
+        inner = _structural(schema.pop("allOf")[0], definitions, stack)
+        return {**inner, **_structural(schema, definitions, stack)}
+    for variants_key in ("anyOf", "oneOf"):
+        if variants_key in schema and not schema.get("x-kubernetes-int-or-string"):
+            variants = schema.pop(variants_key)
+            non_null = [v for v in variants if v.get("type") != "null"]
+            if len(non_null) != 1:
+                raise SchemaError(f"unions are not structural: {variants}")
+            merged = {
+                **_structural(non_null[0], definitions, stack),
+                **_structural(schema, definitions, stack),
+            }
+            if len(non_null) != len(variants):
+                merged["nullable"] = True
+            return merged
+    result: Schema = {}
+    for key, value in schema.items():
+        if key == "title":
+            continue
+        if key == "default" and value in (None, False, [], {}):
+            # Only meaningful defaults go to the API server: an empty default would be
+            # written into every stored object and show up in `kubectl get -o yaml`.
+            continue
+        if key == "prefixItems":
+            raise SchemaError("tuples are not structural")
+        if key == "const":
+            result["enum"] = [value]
+            result.setdefault("type", _json_type(value))
+        elif key == "properties":
+            result["properties"] = {k: _structural(v, definitions, stack) for k, v in value.items()}
+        elif key == "items" and isinstance(value, dict):
+            result["items"] = _structural(value, definitions, stack)
+        elif key == "additionalProperties":
+            if value is False:
+                continue  # pruning discards unknown fields anyway
+            if value is True or value == {}:
+                result["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                result["additionalProperties"] = _structural(value, definitions, stack)
+        elif key == "exclusiveMinimum" and not isinstance(value, bool):
+            result["minimum"] = value
+            result["exclusiveMinimum"] = True
+        elif key == "exclusiveMaximum" and not isinstance(value, bool):
+            result["maximum"] = value
+            result["exclusiveMaximum"] = True
+        elif key == "maxLength" and schema.get("type") == "object":
+            result["maxProperties"] = value
+        elif key == "minLength" and schema.get("type") == "object":
+            result["minProperties"] = value
+        else:
+            result[key] = value
+    if (
+        result.get("type") == "object"
+        and "properties" not in result
+        and "additionalProperties" not in result
+    ):
+        result["x-kubernetes-preserve-unknown-fields"] = True
+    return result
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return "string"
+
+
+# --- the CRDs ----------------------------------------------------------------------------
+
+
+def _object_schema(model: type[BaseModel], tweak: Callable[[Schema], None]) -> Schema:
+    schema = model_schema(model)
+    properties = schema["properties"]
+    properties["apiVersion"] = {
+        "type": "string",
+        "description": "APIVersion of this object: `nvidia.com/v1alpha1`.",
+    }
+    properties["kind"] = {
+        "type": "string",
+        "description": f"Kind of this object: `{model.__name__}`.",
+    }
+    properties["metadata"] = {"type": "object"}
+    schema["required"] = ["spec"]
+    tweak(schema)
+    return schema
+
+
+def _dgd_tweaks(schema: Schema) -> None:
+    services = schema["properties"]["spec"]["properties"]["services"]
+    services["maxProperties"] = MAX_SERVICES
+    services["minProperties"] = 1  # Dynamo's webhook: at least one service
+    state = schema["properties"]["status"]["properties"]["state"]
+    state["default"] = "initializing"
+    state.pop("nullable", None)
+
+
+def _no_tweaks(schema: Schema) -> None:
+    """The scaling adapter's schema needs nothing beyond what the model says."""
+
+
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    schema: Schema,
+    columns: list[Schema],
+    subresources: Schema,
+    description: str,
+) -> Schema:
+    schema = {**schema, "description": description}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{API_GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "dgd"},
+        },
+        "spec": {
+            "group": API_GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["dynamo"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+def build_crds() -> dict[str, Schema]:
+    """Both CRDs as plain dicts, keyed by file name (embedded schemas from k8s_schemas.json)."""
+    age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    dgd = _crd(
+        kind=DGD_KIND,
+        plural="dynamographdeployments",
+        short_names=["dgd"],
+        schema=_object_schema(DynamoGraphDeployment, _dgd_tweaks),
+        columns=[
+            {
+                "name": "Ready",
+                "type": "string",
+                "description": "Ready condition of the graph",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            },
+            {
+                "name": "Backend",
+                "type": "string",
+                "description": "Backend framework",
+                "jsonPath": ".spec.backendFramework",
+            },
+            age,
+        ],
+        subresources={"status": {}},
+        description=(
+            "A DynamoGraphDeployment is a graph of LLM inference services (frontend, "
+            "prefill and decode workers, planner) that the dgd operator runs as "
+            "Deployments, StatefulSets and Services."
+        ),
+    )
+    dgdsa = _crd(
+        kind=DGDSA_KIND,
+        plural="dynamographdeploymentscalingadapters",
+        short_names=["dgdsa"],
+        schema=_object_schema(DynamoGraphDeploymentScalingAdapter, _no_tweaks),
+        columns=[
+            {"name": "DGD", "type": "string", "jsonPath": ".spec.dgdRef.name"},
+            {"name": "SERVICE", "type": "string", "jsonPath": ".spec.dgdRef.serviceName"},
+            {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
+            {**age, "name": "AGE"},
+        ],
+        subresources={
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+        description=(
+            "A DynamoGraphDeploymentScalingAdapter exposes the replicas of one "
+            "DynamoGraphDeployment service through the /scale subresource, for HPA, KEDA "
+            "or a planner."
+        ),
+    )
+    return {DGD_FILE: dgd, DGDSA_FILE: dgdsa}
+
+
+HEADER = "# Generated by `python -m dgd_operator.api.crdgen --write` from dgd_operator.api.models. Do not edit.\n"
+
+
+def render(crd: Schema) -> str:
+    """Deterministic YAML text of one CRD."""
+    return HEADER + yaml.safe_dump(crd, sort_keys=True, default_flow_style=False, width=100)
+
+
+def rendered_crds() -> dict[str, str]:
+    """File name -> YAML text for every CRD."""
+    return {name: render(crd) for name, crd in build_crds().items()}
+
+
+def vendored_k8s_schemas(kubernetes: KubernetesSchemas | None = None) -> str:
+    """The text of `dgd_operator/api/k8s_schemas.json`, converted from kubernetes-validate."""
+    kubernetes = kubernetes or KubernetesSchemas()
+    document = {
+        "comment": "Generated by python -m dgd_operator.api.crdgen --write from kubernetes-validate. Do not edit.",
+        "kubernetesVersion": k8s.KUBERNETES_SCHEMA_VERSION,
+        "definitions": {name: kubernetes.get(name) for name in k8s.VENDORED_DEFINITIONS},
+    }
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+
+def _clear_caches() -> None:
+    for function in (k8s._vendored, k8s._extra_pod_spec, k8s._field_schema):
+        function.cache_clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write or check the vendored Kubernetes schemas and the committed CRD files."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dgd_operator.api.crdgen", description=(__doc__ or "").split("\n\n")[0]
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="regenerate the committed files")
+    mode.add_argument("--check", action="store_true", help="fail when a committed file differs")
+    args = parser.parse_args(argv)
+    stale: list[Path] = []
+
+    def sync(path: Path, text: str) -> None:
+        if path.exists() and path.read_text() == text:
+            return
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO_ROOT)} ({len(text) // 1024} KiB)")
+        else:
+            stale.append(path)
+
+    sync(k8s.SCHEMA_FILE, vendored_k8s_schemas())
+    _clear_caches()
+    for name, text in rendered_crds().items():
+        for directory in CRD_DIRS:
+            sync(directory / name, text)
+    for path in stale:
+        print(
+            f"{path.relative_to(REPO_ROOT)} is out of date: "
+            "run python -m dgd_operator.api.crdgen --write",
+            file=sys.stderr,
+        )
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

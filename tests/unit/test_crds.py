@@ -1,0 +1,255 @@
+"""The generated CRDs: no drift from the models, and structurally sound for the API server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dgd_operator.api import crdgen, k8s
+
+pytestmark = pytest.mark.unit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What the API server accepts in a CRD's openAPIV3Schema (apiextensions.k8s.io/v1 JSONSchemaProps).
+ALLOWED_KEYS = {
+    "type", "format", "description", "properties", "required", "items", "additionalProperties",
+    "enum", "default", "nullable", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "minLength", "maxLength", "pattern", "minItems", "maxItems", "minProperties", "maxProperties",
+    "anyOf", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
+    "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+    "x-kubernetes-validations", "x-kubernetes-embedded-resource",
+}  # fmt: skip
+
+
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    return crdgen.rendered_crds()
+
+
+def _load(text: str) -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.load(text, Loader=Loader)  # Loader is a safe loader
+    return crd
+
+
+def _schema(text: str) -> dict[str, Any]:
+    crd = _load(text)
+    [version] = crd["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _walk(child, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _walk(schema["additionalProperties"], f"{path}.*")
+
+
+def test_vendored_kubernetes_schemas_match_kubernetes_validate() -> None:
+    pytest.importorskip("kubernetes_validate")
+    assert k8s.SCHEMA_FILE.read_text() == crdgen.vendored_k8s_schemas(), (
+        "dgd_operator/api/k8s_schemas.json is stale: run python -m dgd_operator.api.crdgen --write"
+    )
+
+
+@pytest.mark.parametrize("directory", ["crds", "charts/dgd-operator/crds"])
+def test_committed_crds_match_the_models(directory: str, rendered: dict[str, str]) -> None:
+    for name, text in rendered.items():
+        committed = (REPO_ROOT / directory / name).read_text()
+        assert committed == text, (
+            f"{directory}/{name} is stale: run python -m dgd_operator.api.crdgen --write"
+        )
+
+
+def test_generation_is_deterministic(rendered: dict[str, str]) -> None:
+    assert crdgen.rendered_crds() == rendered
+
+
+def test_check_mode_passes_on_a_clean_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("kubernetes_validate")
+    assert crdgen.main(["--check"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", [crdgen.DGD_FILE, crdgen.DGDSA_FILE])
+def test_schema_is_structural(name: str, rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[name])
+    for path, node in _walk(schema):
+        assert set(node) <= ALLOWED_KEYS, f"{path}: {sorted(set(node) - ALLOWED_KEYS)}"
+        assert "$ref" not in node and "title" not in node and "const" not in node
+        if node.get("x-kubernetes-int-or-string"):
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            continue
+        assert "anyOf" not in node, path
+        assert "type" in node, f"{path} has no type"
+        if "properties" in node:
+            assert node["type"] == "object", path
+            for required in node.get("required", []):
+                assert required in node["properties"], f"{path}: required {required} missing"
+        if node["type"] == "object" and path != ".metadata":  # the API server owns metadata
+            assert (
+                "properties" in node
+                or "additionalProperties" in node
+                or node.get("x-kubernetes-preserve-unknown-fields")
+            ), path
+            assert node.get("additionalProperties") is not False, path
+        if "default" in node:
+            assert node["default"] is not None, path
+        if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(
+            node.get("exclusiveMinimum"), bool
+        ):
+            pytest.fail(f"{path}: numeric exclusiveMinimum")
+        if node.get("x-kubernetes-list-type") == "map":
+            item = node["items"]
+            for key in node["x-kubernetes-list-map-keys"]:
+                assert key in item.get("required", []) or "default" in item["properties"][key], (
+                    f"{path}: list-map key {key} is neither required nor defaulted"
+                )
+
+
+def test_crd_size_allows_client_side_apply(rendered: dict[str, str]) -> None:
+    # `kubectl apply` (client side) stores the object as compact JSON in an annotation,
+    # and annotations are limited to 256 KiB in total; etcd objects to ~1.5 MB.
+    for text in rendered.values():
+        crd = _load(text)
+        assert len(json.dumps(crd, separators=(",", ":"))) < 200 * 1024
+        assert len(text) < 1024 * 1024
+
+
+def test_dgd_crd_shape(rendered: dict[str, str]) -> None:
+    crd = _load(rendered[crdgen.DGD_FILE])
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == "dynamographdeployments.nvidia.com"
+    spec = crd["spec"]
+    assert spec["group"] == "nvidia.com" and spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "DynamoGraphDeployment"
+    assert spec["names"]["shortNames"] == ["dgd"]
+    assert "dynamo" in spec["names"]["categories"]
+    [version] = spec["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {
+        "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Backend": ".spec.backendFramework",
+        "Age": ".metadata.creationTimestamp",
+    }
+
+
+def test_dgd_schema_content(rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[crdgen.DGD_FILE])
+    spec = schema["properties"]["spec"]
+    services = spec["properties"]["services"]
+    assert services["maxProperties"] == 25
+    service = services["additionalProperties"]
+    assert service["properties"]["replicas"] == {
+        "description": service["properties"]["replicas"]["description"],
+        "minimum": 0,
+        "nullable": True,
+        "type": "integer",
+    }
+    assert service["properties"]["multinode"]["properties"]["nodeCount"]["minimum"] == 2
+    assert service["properties"]["multinode"]["properties"]["nodeCount"]["default"] == 2
+    assert spec["properties"]["backendFramework"]["enum"] == ["sglang", "vllm", "trtllm"]
+    assert spec["properties"]["pvcs"]["maxItems"] == 100
+    for key in ("description",):
+        for name in ("services", "envs", "pvcs", "restart", "backendFramework"):
+            assert spec["properties"][name].get(key), f"spec.{name} lacks a {key}"
+    for name, prop in service["properties"].items():
+        assert prop.get("description"), f"spec.services.*.{name} lacks a description"
+    status = schema["properties"]["status"]["properties"]
+    assert status["state"]["enum"] == ["initializing", "pending", "successful", "failed"]
+    assert status["state"]["default"] == "initializing"
+
+
+def test_dgd_cel_rules(rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[crdgen.DGD_FILE])
+    spec = schema["properties"]["spec"]
+    restart_rule, parallel_rule, order_rule = spec["x-kubernetes-validations"]
+    assert restart_rule["rule"] == "oldSelf.hasValue() || !has(self.restart)"
+    assert restart_rule["optionalOldSelf"] is True
+    assert restart_rule["fieldPath"] == ".restart"
+    assert "self.restart.strategy.type != 'Parallel'" in parallel_rule["rule"]
+    assert "self.services.all(s, s in self.restart.strategy.order)" in order_rule["rule"]
+    assert spec["properties"]["services"]["minProperties"] == 1
+    service = spec["properties"]["services"]["additionalProperties"]["properties"]
+    [ingress_rule] = service["ingress"]["x-kubernetes-validations"]
+    assert ingress_rule["fieldPath"] == ".host"
+    [mount_rule] = service["volumeMounts"]["items"]["x-kubernetes-validations"]
+    assert "useAsCompilationCache" in mount_rule["rule"]
+    [pvc_rule] = spec["properties"]["pvcs"]["items"]["x-kubernetes-validations"]
+    assert (
+        "has(self.size) && has(self.storageClass) && has(self.volumeAccessMode)" in pvc_rule["rule"]
+    )
+    shm = spec["properties"]["services"]["additionalProperties"]["properties"]["sharedMemory"]
+    [shm_rule] = shm["x-kubernetes-validations"]
+    assert shm_rule["rule"] == "!(has(self.disabled) && self.disabled && has(self.size))"
+
+
+def test_embedded_kubernetes_types(rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[crdgen.DGD_FILE])
+    spec = schema["properties"]["spec"]
+    service = spec["properties"]["services"]["additionalProperties"]["properties"]
+    extra = service["extraPodSpec"]
+    assert "containers" in extra["properties"] and "containers" not in extra.get("required", [])
+    assert "tolerations" in extra["properties"] and "volumes" in extra["properties"]
+    main = extra["properties"]["mainContainer"]
+    assert "required" not in main
+    assert main["properties"]["ports"]["items"]["properties"]["containerPort"]["type"] == "integer"
+    assert main["properties"]["ports"]["items"]["properties"]["protocol"]["default"] == "TCP"
+    assert service["envs"]["items"]["required"] == ["name"]
+    assert spec["properties"]["envs"]["items"]["required"] == ["name"]
+    port = service["livenessProbe"]["properties"]["httpGet"]["properties"]["port"]
+    assert port["x-kubernetes-int-or-string"] is True
+    assert service["resources"]["properties"]["claims"]["items"]["required"] == ["name"]
+    size = service["sharedMemory"]["properties"]["size"]
+    assert size["x-kubernetes-int-or-string"] is True and "pattern" in size
+
+
+def test_dgdsa_crd(rendered: dict[str, str]) -> None:
+    crd = _load(rendered[crdgen.DGDSA_FILE])
+    spec = crd["spec"]
+    assert spec["names"]["shortNames"] == ["dgdsa"]
+    [version] = spec["versions"]
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "DGD", "SERVICE", "REPLICAS", "AGE",
+    ]  # fmt: skip
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert schema["required"] == ["replicas", "dgdRef"]
+    assert schema["properties"]["replicas"]["minimum"] == 0
+
+
+def test_generator_rejects_non_structural_models() -> None:
+    from pydantic import BaseModel
+
+    class Pair(BaseModel):
+        pair: tuple[int, str]
+
+    class Left(BaseModel):
+        a: int
+
+    class Right(BaseModel):
+        b: str
+
+    class Either(BaseModel):
+        value: Left | Right
+
+    for model in (Pair, Either):
+        with pytest.raises(crdgen.SchemaError):
+            crdgen.model_schema(model)
