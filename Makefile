@@ -27,8 +27,19 @@ lint: venv
 	$(BIN)/ruff check operator runtime tests benchmarks
 	$(BIN)/mypy
 
-test: venv lint
+test: venv lint kube-bins
 	$(BIN)/python -m pytest
+
+# Kubernetes control-plane binaries for the integration tier (cached in ~/.cache/dgd; warm: < 1 s).
+.PHONY: kube-bins
+kube-bins: venv
+	$(BIN)/python -m dgd_operator.dev.binaries ensure
+
+# The main job on an embedded default graph: local control plane + simulated GPU nodes + operator,
+# apply recipes/vllm-disagg.yaml, wait for Ready, show the result, clean up.
+# `make demo DGD=path/to/dgd.yaml` runs another graph; `make demo KEEP=1` leaves it running.
+demo: venv kube-bins
+	$(BIN)/python -m dgd_operator.demo $(if $(DGD),--dgd $(DGD)) $(if $(KEEP),--keep)
 
 test-unit: venv
 	$(BIN)/python -m pytest -m unit

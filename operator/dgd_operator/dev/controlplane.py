@@ -1,0 +1,642 @@
+"""A local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and simulated GPU nodes served by our fake kubelet, all on 127.0.0.1 with free ports.
+
+Used in two ways:
+
+* tests start it in-process (``ControlPlane(...).start()``; the fake kubelet runs as a thread)
+  and stop it at session end;
+* ``dgd dev up`` starts it detached (every component, including the kubelet, is a background
+  process with a PID file in the state directory), and ``dgd dev down`` stops it from another
+  process with :meth:`ControlPlane.attach`.
+
+Flags follow envtest's defaults plus what a cluster with hand-made nodes needs: the
+``TaintNodesByCondition`` admission plugin is off (nothing would remove its not-ready taint), the
+endpoint reconciler is off (loopback masters), and etcd sends watch progress notifications every
+second (etcd 3.5.1 cannot answer on-demand progress requests; without them watches on quiet
+resources fail with "Too large resource version").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from dgd_operator.dev import binaries as binaries_mod
+from dgd_operator.dev import crds as crds_mod
+from dgd_operator.dev import kubelet as kubelet_mod
+from dgd_operator.dev import pki as pki_mod
+from dgd_operator.dev import processes
+from dgd_operator.dev.binaries import KubeBinaries
+from dgd_operator.dev.kubelet import FakeKubelet, NodePlan, node_plans
+from dgd_operator.dev.rest import ApiError, JsonDict, KubeRest
+
+KubeletMode = Literal["thread", "process", "none"]
+Progress = Callable[[str], None]
+
+# Only the controllers an operator test needs. No node-lifecycle-controller: our nodes are kept
+# Ready by the fake kubelet without leases, and that controller would evict their pods.
+CONTROLLERS: tuple[str, ...] = (
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "job-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "disruption-controller",
+)
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
+STOP_ORDER: tuple[str, ...] = (
+    "fake-kubelet",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not start; the message names the component and shows its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass
+class _Layout:
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd-data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def info(self) -> Path:
+        return self.root / "cluster.json"
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + simulated GPU nodes.
+
+    Attributes after :meth:`start`: ``kubeconfig`` (admin kubeconfig path), ``api_url``,
+    ``node_names``, ``gpus_per_node``, ``rest`` (a :class:`KubeRest` for quick API calls) and,
+    with ``kubelet="thread"``, ``kubelet`` (the in-process :class:`FakeKubelet`).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        binaries: KubeBinaries | None = None,
+        nodes: int = 4,
+        gpus_per_node: int = 8,
+        node_prefix: str = "gpu-node",
+        kubelet: KubeletMode = "thread",
+        kubeconfig: Path | str | None = None,
+        crds: bool | Path = True,
+        die_with_parent: bool | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        # True: dgd's CRDs (crds.find_crd_dir()); a Path: the CRD files there; False: none.
+        self._crds = crds
+        self.installed_crds: list[str] = []
+        self._layout = _Layout(self.state_dir)
+        self._binaries = binaries
+        self.node_plans: list[NodePlan] = node_plans(nodes, gpus_per_node, node_prefix)
+        self.gpus_per_node = gpus_per_node
+        self.kubelet_mode: KubeletMode = kubelet
+        # In-process use (tests, benchmarks): components die with us even if we are killed.
+        # `dgd dev up` (kubelet="process") leaves them running on purpose.
+        self.die_with_parent = kubelet != "process" if die_with_parent is None else die_with_parent
+        self.kubeconfig = Path(kubeconfig) if kubeconfig else self.state_dir / "kubeconfig"
+        self._say: Progress = progress or (lambda _msg: None)
+        self.api_url = ""
+        self.etcd_url = ""
+        self.kubelet: FakeKubelet | None = None
+        self._rest: KubeRest | None = None
+        self._procs: dict[str, processes.ManagedProcess] = {}
+        # Seconds from the start of start() to each milestone (benchmarks read these).
+        self.timings: dict[str, float] = {}
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def node_names(self) -> list[str]:
+        """Names of the simulated GPU nodes."""
+        return [plan.name for plan in self.node_plans]
+
+    @property
+    def rest(self) -> KubeRest:
+        """An admin REST client for this cluster (created on first use)."""
+        if self._rest is None:
+            self._rest = KubeRest.from_kubeconfig(self.kubeconfig)
+        return self._rest
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start every component and return once the API is ready, controllers run and nodes
+        are Ready. On failure everything already started is stopped and ControlPlaneError says
+        which component failed, with the tail of its log."""
+        bins = self._binaries or binaries_mod.find()
+        if bins is None:
+            raise ControlPlaneError(
+                f"Kubernetes {binaries_mod.KUBE_VERSION} binaries are not built; run "
+                "`python -m dgd_operator.dev.binaries ensure` (or `make kube-bins`)"
+            )
+        self._binaries = bins
+        began = time.monotonic()
+        deadline = began + timeout
+
+        def mark(milestone: str) -> None:
+            self.timings[milestone] = time.monotonic() - began
+
+        try:
+            self._prepare_dirs()
+            self._say("generating certificates")
+            pki = pki_mod.generate(self._layout.pki, service_ip=SERVICE_IP)
+            mark("certificates")
+            self._start_etcd_and_apiserver(bins, pki, deadline, mark)
+            # CRDs go in before kube-controller-manager starts, so the garbage collector's
+            # first discovery already covers them (it rediscovers only every 30 s).
+            if self._crds is not False:
+                self._say("installing CRDs")
+                self.installed_crds = self.install_crds(
+                    None if self._crds is True else self._crds,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                )
+                mark("crds_established")
+            self._start_controllers(bins, pki)
+            self._start_kubelet(deadline)
+            mark("nodes_ready")
+            self._wait_controllers(deadline)
+            mark("controllers_ready")
+            self._write_info()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> list[str]:
+        """Stop everything this object started, in dependency order (apiserver before etcd).
+
+        Returns the names of processes that could not be stopped (empty when all are gone).
+        """
+        if self.kubelet is not None:
+            self.kubelet.stop()
+            self.kubelet = None
+        leftovers: list[str] = []
+        for name in STOP_ORDER:
+            proc = self._procs.pop(name, None)
+            if proc is not None and not processes.stop(proc, self._layout.run):
+                leftovers.append(f"{name} (pid {proc.pid})")
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+        return leftovers
+
+    @property
+    def has_controllers(self) -> bool:
+        """True if kube-controller-manager runs (Deployments, GC, ServiceAccounts work)."""
+        return "kube-controller-manager" in self._procs
+
+    def fail_pod(self, namespace: str, name: str, reason: str = "Error", **kwargs: Any) -> JsonDict:
+        """Make a pod on a simulated node fail (see :func:`dgd_operator.dev.kubelet.fail_pod`)."""
+        return kubelet_mod.fail_pod(self.rest, namespace, name, reason, **kwargs)
+
+    def restart_container(
+        self, namespace: str, name: str, container: str | None = None, **kwargs: Any
+    ) -> JsonDict:
+        """Restart a pod's containers (see :func:`dgd_operator.dev.kubelet.restart_container`)."""
+        return kubelet_mod.restart_container(self.rest, namespace, name, container, **kwargs)
+
+    def install_crds(self, directory: Path | None = None, timeout: float = 60.0) -> list[str]:
+        """Install every CRD found in ``directory`` (default: dgd's CRDs) and wait until they are
+        Established. Returns the CRD names (empty if no CRD files were found)."""
+        directory = directory or crds_mod.find_crd_dir()
+        if directory is None:
+            # An installed dgd has no crds/ folder: generate them from the installed API
+            # models, which is exactly what the committed files are generated from.
+            from dgd_operator.api.crdgen import build_crds
+
+            return crds_mod.install_crds(self.rest, list(build_crds().values()), timeout)
+        return crds_mod.install_crds(self.rest, crds_mod.load_crds(directory), timeout)
+
+    def remove_data(self) -> None:
+        """Delete etcd's data and the certificates (after :meth:`stop`); logs stay."""
+        for sub in (self._layout.etcd_data, self._layout.pki):
+            shutil.rmtree(sub, ignore_errors=True)
+
+    def processes(self) -> list[processes.ManagedProcess]:
+        """The processes this control plane runs (live handles)."""
+        return list(self._procs.values())
+
+    def alive(self) -> dict[str, bool]:
+        """Per component: is its process running?"""
+        return {name: proc.alive() for name, proc in self._procs.items()}
+
+    def api_ready(self) -> bool:
+        """True if kube-apiserver answers /readyz with 200."""
+        try:
+            self.rest.request("GET", "/readyz")
+        except (ApiError, OSError):
+            return False
+        return True
+
+    def nodes_ready(self) -> bool:
+        """True if every simulated node exists with condition Ready=True."""
+        try:
+            items = self.rest.get("/api/v1/nodes")["items"]
+        except (ApiError, OSError):
+            return False
+        ready = {
+            n["metadata"]["name"]
+            for n in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        }
+        return set(self.node_names) <= ready
+
+    @classmethod
+    def attach(cls, state_dir: Path | str) -> ControlPlane | None:
+        """Rebuild a handle on a cluster started (detached) by another process, from its state
+        directory; None if there is no record of one."""
+        layout = _Layout(Path(state_dir))
+        try:
+            info: dict[str, Any] = json.loads(layout.info.read_text())
+        except (OSError, ValueError):
+            info = {}
+        plane = cls(
+            state_dir,
+            nodes=int(info.get("nodes", 0) or 0),
+            gpus_per_node=int(info.get("gpus_per_node", 0) or 0),
+            node_prefix=str(info.get("node_prefix", "gpu-node")),
+            kubelet="process",
+            kubeconfig=info.get("kubeconfig"),
+            crds=False,
+        )
+        plane.api_url = str(info.get("api_url", ""))
+        plane.etcd_url = str(info.get("etcd_url", ""))
+        for name in STOP_ORDER:
+            proc = processes.load(name, layout.run, layout.logs)
+            if proc is not None:
+                plane._procs[name] = proc
+        if not info and not plane._procs:
+            return None
+        return plane
+
+    def info(self) -> dict[str, Any]:
+        """What ``cluster.json`` records: URLs, kubeconfig, nodes, versions, PIDs."""
+        return {
+            "api_url": self.api_url,
+            "etcd_url": self.etcd_url,
+            "kubeconfig": str(self.kubeconfig),
+            "nodes": len(self.node_plans),
+            "node_names": self.node_names,
+            "gpus_per_node": self.gpus_per_node,
+            "node_prefix": self.node_plans[0].name.rsplit("-", 1)[0]
+            if self.node_plans
+            else "gpu-node",
+            "kubernetes_version": self._binaries.version if self._binaries else "",
+            "pids": {name: proc.pid for name, proc in self._procs.items()},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def logs_dir(self) -> Path:
+        """Where each component's log file is written."""
+        return self._layout.logs
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        for sub in (self._layout.pki, self._layout.etcd_data, self._layout.run):
+            if sub.exists():
+                shutil.rmtree(sub)
+        for sub in (self._layout.pki, self._layout.etcd_data, self._layout.logs, self._layout.run):
+            sub.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = self._layout.logs / f"{name}.log"
+        log.unlink(missing_ok=True)
+        self._procs[name] = processes.spawn(
+            name,
+            argv,
+            log=log,
+            pid_dir=self._layout.run,
+            env=env,
+            die_with_parent=self.die_with_parent,
+        )
+
+    def _died(self, name: str) -> ControlPlaneError | None:
+        proc = self._procs.get(name)
+        if proc is None or proc.alive():
+            return None
+        return ControlPlaneError(
+            f"{name} exited during startup (code {proc.exit_code()}); last log lines from "
+            f"{proc.log}:\n{processes.tail(proc.log)}"
+        )
+
+    def _start_etcd_and_apiserver(
+        self, bins: KubeBinaries, pki: pki_mod.Pki, deadline: float, mark: Callable[[str], None]
+    ) -> None:
+        # Free ports can be taken between probing and binding; retry with fresh ones.
+        last: ControlPlaneError | None = None
+        for _attempt in range(3):
+            try:
+                self._start_etcd(bins, deadline)
+                mark("etcd_healthy")
+                self._start_apiserver(bins, pki, deadline)
+                mark("apiserver_ready")
+                return
+            except ControlPlaneError as exc:
+                log_text = processes.tail(
+                    self._layout.logs / "kube-apiserver.log", 60
+                ) + processes.tail(self._layout.logs / "etcd.log", 60)
+                if "address already in use" not in log_text:
+                    raise
+                last = exc
+                for name in ("kube-apiserver", "etcd"):
+                    proc = self._procs.pop(name, None)
+                    if proc is not None:
+                        processes.stop(proc, self._layout.run)
+                shutil.rmtree(self._layout.etcd_data, ignore_errors=True)
+                self._layout.etcd_data.mkdir(parents=True)
+        assert last is not None
+        raise last
+
+    def _start_etcd(self, bins: KubeBinaries, deadline: float) -> None:
+        client_port, peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self._say(f"starting etcd on {self.etcd_url}")
+        help_text = _help_text(bins.etcd)
+        argv = [
+            str(bins.etcd),
+            f"--data-dir={self._layout.etcd_data}",
+            "--name=dgd-dev",
+            f"--listen-client-urls={self.etcd_url}",
+            f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=dgd-dev={peer_url}",
+            "--log-level=warn",
+        ]
+        if "--unsafe-no-fsync" in help_text:
+            argv.append("--unsafe-no-fsync=true")
+        # etcd 3.6 renamed the flag; 3.5 only has the experimental spelling.
+        if "  --watch-progress-notify-interval" in help_text:
+            argv.append("--watch-progress-notify-interval=1s")
+        elif "--experimental-watch-progress-notify-interval" in help_text:
+            argv.append("--experimental-watch-progress-notify-interval=1s")
+        self._spawn("etcd", argv)
+        while True:
+            if _http_ok(f"{self.etcd_url}/health"):
+                return
+            died = self._died("etcd")
+            if died:
+                raise died
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"etcd did not become healthy in time:\n{processes.tail(self._layout.logs / 'etcd.log')}"
+                )
+            time.sleep(0.05)
+
+    def _start_apiserver(self, bins: KubeBinaries, pki: pki_mod.Pki, deadline: float) -> None:
+        port = free_port()
+        self.api_url = f"https://127.0.0.1:{port}"
+        self._say(f"starting kube-apiserver {bins.version} on {self.api_url}")
+        argv = [
+            str(bins.apiserver),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self._layout.pki}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-issuer={self.api_url}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            # Without kube-controller-manager no `default` ServiceAccount ever appears, and
+            # the ServiceAccount admission plugin would then reject every pod (envtest's case).
+            "--disable-admission-plugins=TaintNodesByCondition"
+            + ("" if bins.controller_manager else ",ServiceAccount"),
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+        ]
+        self._spawn("kube-apiserver", argv)
+        self._write_kubeconfig(pki)
+        # A fresh client: the previous attempt's one points at another port.
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+        while True:
+            if self.api_ready():
+                return
+            died = self._died("kube-apiserver")
+            if died:
+                raise died
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    "kube-apiserver did not become ready in time:\n"
+                    + processes.tail(self._layout.logs / "kube-apiserver.log")
+                )
+            time.sleep(0.1)
+
+    def _write_kubeconfig(self, pki: pki_mod.Pki) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "dgd-dev",
+                    "cluster": {"server": self.api_url, "certificate-authority": str(pki.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "dgd-dev-admin",
+                    "user": {
+                        "client-certificate": str(pki.admin_cert),
+                        "client-key": str(pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "dgd-dev",
+                    "context": {
+                        "cluster": "dgd-dev",
+                        "user": "dgd-dev-admin",
+                        "namespace": "default",
+                    },
+                }
+            ],
+            "current-context": "dgd-dev",
+        }
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.kubeconfig.with_name(self.kubeconfig.name + ".tmp")
+        # JSON is valid YAML; kubectl and every client read it.
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(self.kubeconfig)
+
+    def _start_controllers(self, bins: KubeBinaries, pki: pki_mod.Pki) -> None:
+        if bins.controller_manager is not None:
+            self._say("starting kube-controller-manager")
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    str(bins.controller_manager),
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    f"--root-ca-file={pki.ca_cert}",
+                    "--use-service-account-credentials=false",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    "--secure-port=0",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                    "--concurrent-deployment-syncs=10",
+                    "--concurrent-replicaset-syncs=10",
+                    "--concurrent-statefulset-syncs=10",
+                    "--concurrent-gc-syncs=20",
+                    "--concurrent-namespace-syncs=10",
+                ],
+            )
+        else:
+            self._say("kube-controller-manager not available: Deployments and GC will not act")
+        if bins.scheduler is not None:
+            self._say("starting kube-scheduler")
+            self._spawn(
+                "kube-scheduler",
+                [
+                    str(bins.scheduler),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    "--secure-port=0",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                ],
+            )
+        else:
+            self._say("kube-scheduler not available: pods will stay unscheduled")
+
+    def _start_kubelet(self, deadline: float) -> None:
+        if self.kubelet_mode == "none" or not self.node_plans:
+            return
+        self._say(
+            f"registering {len(self.node_plans)} simulated GPU nodes "
+            f"({self.gpus_per_node} nvidia.com/gpu each)"
+        )
+        if self.kubelet_mode == "thread":
+            self.kubelet = FakeKubelet(KubeRest.from_kubeconfig(self.kubeconfig), self.node_plans)
+            self.kubelet.start()
+        else:
+            self._spawn(
+                "fake-kubelet",
+                [
+                    sys.executable,
+                    "-m",
+                    "dgd_operator.dev.kubelet",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--nodes={len(self.node_plans)}",
+                    f"--gpus-per-node={self.gpus_per_node}",
+                    f"--node-prefix={self.node_plans[0].name.rsplit('-', 1)[0]}",
+                ],
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+        while not self.nodes_ready():
+            died = self._died("fake-kubelet")
+            if died:
+                raise died
+            if time.monotonic() > deadline:
+                raise ControlPlaneError("simulated nodes did not become Ready in time")
+            time.sleep(0.1)
+
+    def _wait_controllers(self, deadline: float) -> None:
+        """Wait until kube-controller-manager has created the default ServiceAccount: proof that
+        it is connected and its controllers run."""
+        if "kube-controller-manager" not in self._procs:
+            return
+        while True:
+            if self.rest_exists("/api/v1/namespaces/default/serviceaccounts/default"):
+                return
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                died = self._died(name)
+                if died:
+                    raise died
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    "kube-controller-manager did not create the default ServiceAccount in time:\n"
+                    + processes.tail(self._layout.logs / "kube-controller-manager.log")
+                )
+            time.sleep(0.1)
+
+    def rest_exists(self, path: str) -> bool:
+        """True if ``path`` exists on the API server (False on 404 or a connection error)."""
+        try:
+            return self.rest.exists(path)
+        except (ApiError, OSError):
+            return False
+
+    def _write_info(self) -> None:
+        self._layout.info.write_text(json.dumps(self.info(), indent=2) + "\n")
+
+
+def _help_text(binary: Path) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        [str(binary), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return proc.stdout + proc.stderr
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

@@ -1,0 +1,906 @@
+"""A fake kubelet for simulated GPU nodes.
+
+It registers N Node objects that advertise ``nvidia.com/gpu`` (plus cpu, memory, pods), keeps
+them Ready, and plays the kubelet's part for pods bound to them: a pod becomes Running with a
+unique podIP from its node's range, init containers completed first, container statuses with
+restart counts, and Ready only when its containers are ready *and* every readiness gate
+condition is True. Pods being deleted are finalised (deleted with grace period 0), since no real
+kubelet is there to do it.
+
+We run our own rather than kwok: it needs no extra Go build, and failure injection is a few
+lines. Tests and users steer it through pod annotations, so it works the same whether it runs
+in-process (a thread, in tests) or as a background process (``dgd dev up``):
+
+* ``dgd.dev/simulate: crashloop`` - containers start, exit with code 1 after about a second,
+  and restart with back-off (CrashLoopBackOff; never Ready);
+* ``dgd.dev/simulate: fail`` - the pod fails (phase Failed, containers terminated; reason from
+  ``dgd.dev/simulate-reason``, default ``Error``);
+* ``dgd.dev/simulate: succeed`` - the pod completes (phase Succeeded, exit code 0);
+* ``dgd.dev/simulate: unready`` - containers run but never become ready;
+* ``dgd.dev/restart: <any new value>`` - restart the containers (or only the one named by
+  ``dgd.dev/restart-container``): restartCount+1 and briefly not ready.
+
+:func:`fail_pod` and :func:`restart_container` set those annotations and wait for the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import heapq
+import ipaddress
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dgd_operator.dev.rest import STRATEGIC_MERGE_PATCH, ApiError, JsonDict, KubeRest
+
+log = logging.getLogger("dgd.dev.kubelet")
+
+SIMULATE_ANNOTATION = "dgd.dev/simulate"
+SIMULATE_REASON_ANNOTATION = "dgd.dev/simulate-reason"
+RESTART_ANNOTATION = "dgd.dev/restart"
+RESTART_CONTAINER_ANNOTATION = "dgd.dev/restart-container"
+SIMULATED_NODE_LABEL = "dgd.dev/simulated-node"
+GPU_RESOURCE = "nvidia.com/gpu"
+KUBELET_VERSION = "v1.34.4"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodePlan:
+    """One simulated node: name, GPU count, host IP and the /24 its pod IPs come from."""
+
+    name: str
+    index: int
+    gpus: int
+    cpu: str = "64"
+    memory: str = "512Gi"
+    pods: int = 110
+    gpu_product: str = "NVIDIA-H100-80GB-HBM3"
+
+    @property
+    def host_ip(self) -> str:
+        """The node's InternalIP (and hostIP of its pods)."""
+        return f"172.30.{self.index // 250}.{self.index % 250 + 2}"
+
+    @property
+    def pod_cidr(self) -> str:
+        """The node's pod range; pod IPs are handed out from it."""
+        return f"10.244.{self.index}.0/24"
+
+
+def node_plans(count: int, gpus_per_node: int, prefix: str = "gpu-node") -> list[NodePlan]:
+    """Plans for ``count`` nodes named ``<prefix>-0`` .. ``<prefix>-<count-1>``."""
+    if count < 0 or count > 250:
+        raise ValueError(f"node count must be between 0 and 250, got {count}")
+    if gpus_per_node < 0:
+        raise ValueError(f"gpus per node must be >= 0, got {gpus_per_node}")
+    return [NodePlan(name=f"{prefix}-{i}", index=i, gpus=gpus_per_node) for i in range(count)]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def node_manifest(plan: NodePlan) -> JsonDict:
+    """The Node object for ``plan`` (metadata and spec; status is patched separately)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": plan.name,
+            "labels": {
+                "kubernetes.io/hostname": plan.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "sim.gpu",
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.count": str(plan.gpus),
+                "nvidia.com/gpu.product": plan.gpu_product,
+                SIMULATED_NODE_LABEL: "true",
+            },
+        },
+        "spec": {"podCIDR": plan.pod_cidr, "podCIDRs": [plan.pod_cidr]},
+    }
+
+
+def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
+    """The status that keeps ``plan``'s node Ready with its advertised capacity."""
+    now = _now()
+    resources = {
+        "cpu": plan.cpu,
+        "memory": plan.memory,
+        "pods": str(plan.pods),
+        "ephemeral-storage": "1Ti",
+        GPU_RESOURCE: str(plan.gpus),
+    }
+    previous_conditions = {c.get("type"): c for c in (previous or {}).get("conditions", [])}
+
+    def condition(kind: str, status: str, reason: str, message: str) -> JsonDict:
+        old = previous_conditions.get(kind, {})
+        since = old.get("lastTransitionTime", now) if old.get("status") == status else now
+        return {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": since,
+        }
+
+    return {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "simulated"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "simulated"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID", "simulated"),
+            condition("Ready", "True", "KubeletReady", "dgd fake kubelet is posting ready status"),
+        ],
+        "addresses": [
+            {"type": "InternalIP", "address": plan.host_ip},
+            {"type": "Hostname", "address": plan.name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": f"sim-{plan.index}",
+            "systemUUID": f"sim-{plan.index}",
+            "bootID": f"sim-{plan.index}",
+            "kernelVersion": "6.1.0-sim",
+            "osImage": "dgd simulated GPU node",
+            "containerRuntimeVersion": "sim://1.0",
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    }
+
+
+def _node_healthy(node: JsonDict, plan: NodePlan) -> bool:
+    status = node.get("status", {})
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
+    return ready and status.get("capacity", {}).get(GPU_RESOURCE) == str(plan.gpus)
+
+
+class _IpPool:
+    """Pod IPs per node: the lowest free host number in the node's /24 (never .0, .1, .255)."""
+
+    def __init__(self, plan: NodePlan) -> None:
+        self._net = ipaddress.ip_network(plan.pod_cidr)
+        self._by_uid: dict[str, str] = {}
+
+    def get(self, uid: str) -> str:
+        if uid in self._by_uid:
+            return self._by_uid[uid]
+        used = set(self._by_uid.values())
+        for host in range(2, 255):
+            candidate = str(self._net.network_address + host)
+            if candidate not in used:
+                self._by_uid[uid] = candidate
+                return candidate
+        raise RuntimeError(f"pod IP range {self._net} is exhausted")
+
+    def claim(self, uid: str, ip: str) -> None:
+        if ip and ipaddress.ip_address(ip) in self._net:
+            self._by_uid[uid] = ip
+
+    def release(self, uid: str) -> None:
+        self._by_uid.pop(uid, None)
+
+
+def _key(pod: JsonDict) -> tuple[str, str]:
+    meta = pod["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+def _pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+
+class FakeKubelet:
+    """Serves simulated nodes: call :meth:`start` (registers nodes, then runs two threads) and
+    :meth:`stop`. All state lives in the API server except timers and restart bookkeeping."""
+
+    def __init__(
+        self,
+        rest: KubeRest,
+        plans: Iterable[NodePlan],
+        *,
+        restart_ready_delay: float = 1.0,
+        crash_after: float = 1.0,
+        crash_backoff: float = 2.0,
+        node_resync: float = 30.0,
+    ) -> None:
+        self.rest = rest
+        self.plans = {plan.name: plan for plan in plans}
+        self.restart_ready_delay = restart_ready_delay
+        self.crash_after = crash_after
+        self.crash_backoff = crash_backoff
+        self.node_resync = node_resync
+        self._pools = {name: _IpPool(plan) for name, plan in self.plans.items()}
+        self._cache: dict[tuple[str, str], JsonDict] = {}
+        self._cache_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._timers: list[tuple[float, tuple[str, str]]] = []
+        self._timer_lock = threading.Lock()
+        self._restarts_handled: dict[str, str] = {}
+        self._not_ready_until: dict[str, float] = {}
+        self._crash_due: dict[str, float] = {}
+        self._deleting: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._resource_version = ""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register the nodes, take a first inventory of pods and start the worker threads."""
+        self.ensure_nodes()
+        self._relist(seed=True)
+        for target, name in ((self._watch_loop, "watch"), (self._work_loop, "work")):
+            thread = threading.Thread(target=target, name=f"dgd-fake-kubelet-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the threads and close connections."""
+        self._stop.set()
+        self._queue.put(None)
+        self.rest.close()  # interrupts the watch and any request in flight
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def run_forever(self) -> None:
+        """Start and block until :meth:`stop` is called (e.g. from a signal handler)."""
+        self.start()
+        self._stop.wait()
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def ensure_nodes(self) -> None:
+        """Create missing nodes and restore Ready/capacity on any that drifted. Writes nothing
+        for nodes that are already as they should be."""
+        for plan in self.plans.values():
+            path = f"/api/v1/nodes/{plan.name}"
+            try:
+                node = self.rest.get(path)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                node = self.rest.post("/api/v1/nodes", node_manifest(plan))
+            if not _node_healthy(node, plan):
+                self.rest.patch(f"{path}/status", {"status": node_status(plan, node.get("status"))})
+
+    # -- event plumbing ---------------------------------------------------------------------
+
+    def _relist(self, seed: bool = False) -> None:
+        listing = self.rest.get("/api/v1/pods")
+        self._resource_version = listing["metadata"]["resourceVersion"]
+        fresh = {_key(p): p for p in listing.get("items", []) if self._ours(p)}
+        with self._cache_lock:
+            gone = [pod for key, pod in self._cache.items() if key not in fresh]
+            self._cache = fresh
+        for pod in gone:
+            self._forget(pod)
+        for pod in fresh.values():
+            uid = pod["metadata"]["uid"]
+            node = pod["spec"]["nodeName"]
+            self._pools[node].claim(uid, pod.get("status", {}).get("podIP", ""))
+            if seed:
+                token = pod["metadata"].get("annotations", {}).get(RESTART_ANNOTATION)
+                if token and pod.get("status", {}).get("phase") == "Running":
+                    self._restarts_handled[uid] = token
+            self._queue.put(_key(pod))
+
+    def _ours(self, pod: JsonDict) -> bool:
+        return pod.get("spec", {}).get("nodeName") in self.plans
+
+    def _forget(self, pod: JsonDict) -> None:
+        uid = pod["metadata"]["uid"]
+        node = pod.get("spec", {}).get("nodeName")
+        if node in self._pools:
+            self._pools[node].release(uid)
+        self._restarts_handled.pop(uid, None)
+        self._not_ready_until.pop(uid, None)
+        self._crash_due.pop(uid, None)
+        self._deleting.discard(uid)
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self.rest.watch("/api/v1/pods", self._resource_version, 60):
+                    obj = event.get("object", {})
+                    self._resource_version = obj.get("metadata", {}).get(
+                        "resourceVersion", self._resource_version
+                    )
+                    kind = event.get("type")
+                    if kind == "BOOKMARK" or not obj.get("metadata", {}).get("name"):
+                        continue
+                    key = _key(obj)
+                    if kind == "DELETED" or not self._ours(obj):
+                        with self._cache_lock:
+                            known = self._cache.pop(key, None)
+                        if known is not None:
+                            self._forget(known)
+                        continue
+                    with self._cache_lock:
+                        self._cache[key] = obj
+                    self._queue.put(key)
+            except ApiError as exc:
+                if self._stop.is_set():
+                    return
+                if exc.status != 410:
+                    log.warning("pod watch failed: %s", exc)
+                    self._stop.wait(0.5)
+                self._safe_relist()
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("pod watch interrupted: %s", exc)
+                self._stop.wait(0.5)
+                self._safe_relist()
+
+    def _safe_relist(self) -> None:
+        try:
+            self._relist()
+        except Exception as exc:
+            if not self._stop.is_set():
+                log.warning("pod relist failed: %s", exc)
+
+    def _schedule(self, delay: float, key: tuple[str, str]) -> None:
+        with self._timer_lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay, key))
+        self._queue.put(None)  # wake the worker so it recomputes its sleep
+
+    def _due_keys(self) -> tuple[list[tuple[str, str]], float]:
+        now = time.monotonic()
+        due: list[tuple[str, str]] = []
+        with self._timer_lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[1])
+            wait = self._timers[0][0] - now if self._timers else 1.0
+        return due, max(0.01, min(wait, 1.0))
+
+    def _work_loop(self) -> None:
+        next_node_check = time.monotonic() + self.node_resync
+        wait = 0.1
+        while not self._stop.is_set():
+            keys: set[tuple[str, str]] = set()
+            try:
+                item = self._queue.get(timeout=wait)
+                if item is not None:
+                    keys.add(item)
+                while True:  # coalesce a burst of events into one pass per pod
+                    more = self._queue.get_nowait()
+                    if more is not None:
+                        keys.add(more)
+            except queue.Empty:
+                pass
+            if self._stop.is_set():
+                return
+            due, wait = self._due_keys()
+            keys.update(due)
+            for key in keys:
+                with self._cache_lock:
+                    pod = self._cache.get(key)
+                if pod is None:
+                    continue
+                try:
+                    self._reconcile(pod)
+                except ApiError as exc:
+                    if exc.status == 409:
+                        self._schedule(0.05, key)
+                    elif exc.status != 404 and not self._stop.is_set():
+                        log.warning("pod %s/%s: %s", key[0], key[1], exc)
+                        self._schedule(1.0, key)
+                except Exception as exc:
+                    if not self._stop.is_set():
+                        log.exception("pod %s/%s: unexpected error: %s", key[0], key[1], exc)
+                        self._schedule(1.0, key)
+            if time.monotonic() >= next_node_check:
+                next_node_check = time.monotonic() + self.node_resync
+                try:
+                    self.ensure_nodes()
+                except Exception as exc:
+                    if not self._stop.is_set():
+                        log.warning("node check failed: %s", exc)
+
+    # -- the kubelet's job ------------------------------------------------------------------
+
+    def _reconcile(self, pod: JsonDict) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        namespace, name = _key(pod)
+        status = pod.get("status", {})
+        phase = status.get("phase", "Pending")
+        if meta.get("deletionTimestamp"):
+            if uid not in self._deleting:
+                self._deleting.add(uid)
+                try:
+                    self.rest.delete(
+                        _pod_path(namespace, name),
+                        {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+                    )
+                except ApiError as exc:
+                    if exc.status not in (404, 409):
+                        self._deleting.discard(uid)
+                        raise
+            return
+        if phase in ("Succeeded", "Failed"):
+            return
+        annotations = meta.get("annotations") or {}
+        simulate = annotations.get(SIMULATE_ANNOTATION, "")
+        if simulate == "fail":
+            reason = annotations.get(SIMULATE_REASON_ANNOTATION, "Error")
+            self._finish(pod, "Failed", reason=reason, exit_code=1)
+            return
+        if simulate in ("succeed", "complete"):
+            self._finish(pod, "Succeeded", reason="Completed", exit_code=0)
+            return
+        if phase == "Pending" or not status.get("startTime"):
+            self._run(pod, crashloop=simulate == "crashloop")
+            return
+        token = annotations.get(RESTART_ANNOTATION)
+        if token and self._restarts_handled.get(uid) != token:
+            self._restarts_handled[uid] = token
+            self._restart(pod, annotations.get(RESTART_CONTAINER_ANNOTATION))
+            return
+        if simulate == "crashloop":
+            self._crashloop_step(pod)
+            return
+        self._sync_readiness(pod, containers_can_be_ready=simulate != "unready")
+
+    def _patch_status(self, pod: JsonDict, status: JsonDict) -> None:
+        namespace, name = _key(pod)
+        self.rest.patch(
+            f"{_pod_path(namespace, name)}/status",
+            {"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"]}, "status": status},
+            content_type=STRATEGIC_MERGE_PATCH,
+        )
+
+    @staticmethod
+    def _condition(pod: JsonDict, kind: str, value: bool, now: str) -> JsonDict:
+        wanted = "True" if value else "False"
+        for cond in pod.get("status", {}).get("conditions", []) or []:
+            if cond.get("type") == kind and cond.get("status") == wanted:
+                return {
+                    "type": kind,
+                    "status": wanted,
+                    "lastTransitionTime": cond.get("lastTransitionTime", now),
+                }
+        return {"type": kind, "status": wanted, "lastTransitionTime": now}
+
+    @staticmethod
+    def _gates_true(pod: JsonDict) -> bool:
+        gates = [
+            g.get("conditionType") for g in pod.get("spec", {}).get("readinessGates", []) or []
+        ]
+        conditions = {
+            c.get("type"): c.get("status")
+            for c in pod.get("status", {}).get("conditions", []) or []
+        }
+        return all(conditions.get(g) == "True" for g in gates)
+
+    def _container_status(
+        self,
+        pod: JsonDict,
+        container: JsonDict,
+        *,
+        ready: bool,
+        state: JsonDict,
+        restart_count: int = 0,
+        last_state: JsonDict | None = None,
+    ) -> JsonDict:
+        uid = pod["metadata"]["uid"]
+        image = container.get("image", "")
+        return {
+            "name": container["name"],
+            "image": image,
+            "imageID": f"sim://{image}",
+            "containerID": f"sim://{uid[:8]}-{container['name']}",
+            "ready": ready,
+            "started": "running" in state,
+            "restartCount": restart_count,
+            "state": state,
+            "lastState": last_state or {},
+        }
+
+    def _init_statuses(self, pod: JsonDict, now: str) -> list[JsonDict]:
+        statuses = []
+        for container in pod["spec"].get("initContainers", []) or []:
+            if container.get("restartPolicy") == "Always":  # native sidecar: keeps running
+                statuses.append(
+                    self._container_status(
+                        pod, container, ready=True, state={"running": {"startedAt": now}}
+                    )
+                )
+            else:
+                statuses.append(
+                    self._container_status(
+                        pod,
+                        container,
+                        ready=False,
+                        state={
+                            "terminated": {
+                                "exitCode": 0,
+                                "reason": "Completed",
+                                "startedAt": now,
+                                "finishedAt": now,
+                                "containerID": f"sim://{pod['metadata']['uid'][:8]}-{container['name']}",
+                            }
+                        },
+                    )
+                )
+        return statuses
+
+    def _run(self, pod: JsonDict, crashloop: bool) -> None:
+        """Pending -> Running: IPs, init containers done, containers running (ready unless
+        simulating a crash loop or unready, and only with readiness gates satisfied)."""
+        now = _now()
+        spec = pod["spec"]
+        plan = self.plans[spec["nodeName"]]
+        uid = pod["metadata"]["uid"]
+        annotations = pod["metadata"].get("annotations") or {}
+        pod_ip = plan.host_ip if spec.get("hostNetwork") else self._pools[plan.name].get(uid)
+        containers_ready = not crashloop and annotations.get(SIMULATE_ANNOTATION) != "unready"
+        pod_ready = containers_ready and self._gates_true(pod)
+        status: JsonDict = {
+            "phase": "Running",
+            "hostIP": plan.host_ip,
+            "hostIPs": [{"ip": plan.host_ip}],
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": now,
+            "qosClass": pod.get("status", {}).get("qosClass", "BestEffort"),
+            "conditions": [
+                self._condition(pod, "PodScheduled", True, now),
+                self._condition(pod, "PodReadyToStartContainers", True, now),
+                self._condition(pod, "Initialized", True, now),
+                self._condition(pod, "ContainersReady", containers_ready, now),
+                self._condition(pod, "Ready", pod_ready, now),
+            ],
+            "initContainerStatuses": self._init_statuses(pod, now),
+            "containerStatuses": [
+                self._container_status(
+                    pod, c, ready=containers_ready, state={"running": {"startedAt": now}}
+                )
+                for c in spec.get("containers", [])
+            ],
+        }
+        self._patch_status(pod, status)
+        if crashloop:
+            self._crash_due[uid] = time.monotonic() + self.crash_after
+            self._schedule(self.crash_after, _key(pod))
+
+    def _finish(self, pod: JsonDict, phase: str, reason: str, exit_code: int) -> None:
+        """Terminal phase: every container terminated with ``exit_code`` and ``reason``."""
+        now = _now()
+        spec = pod["spec"]
+        plan = self.plans[spec["nodeName"]]
+        uid = pod["metadata"]["uid"]
+        previous = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", []) or []}
+        started = pod.get("status", {}).get("startTime", now)
+        pod_ip = pod.get("status", {}).get("podIP") or (
+            plan.host_ip if spec.get("hostNetwork") else self._pools[plan.name].get(uid)
+        )
+        statuses = []
+        for container in spec.get("containers", []):
+            terminated = {
+                "exitCode": exit_code,
+                "reason": reason,
+                "startedAt": started,
+                "finishedAt": now,
+                "containerID": f"sim://{uid[:8]}-{container['name']}",
+            }
+            statuses.append(
+                self._container_status(
+                    pod,
+                    container,
+                    ready=False,
+                    state={"terminated": terminated},
+                    restart_count=int(previous.get(container["name"], {}).get("restartCount", 0)),
+                )
+            )
+        message = (pod["metadata"].get("annotations") or {}).get("dgd.dev/simulate-message", "")
+        status: JsonDict = {
+            "phase": phase,
+            "reason": reason if phase == "Failed" else None,
+            "message": message or None,
+            "hostIP": plan.host_ip,
+            "hostIPs": [{"ip": plan.host_ip}],
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": started,
+            "conditions": [
+                self._condition(pod, "PodScheduled", True, now),
+                self._condition(pod, "Initialized", True, now),
+                self._condition(pod, "ContainersReady", False, now),
+                self._condition(pod, "Ready", False, now),
+            ],
+            "initContainerStatuses": self._init_statuses(pod, started),
+            "containerStatuses": statuses,
+        }
+        self._patch_status(pod, status)
+
+    def _restart(self, pod: JsonDict, only: str | None) -> None:
+        """Restart containers (all, or ``only``): restartCount+1, not ready for a moment."""
+        now = _now()
+        uid = pod["metadata"]["uid"]
+        statuses = []
+        for current in pod.get("status", {}).get("containerStatuses", []) or []:
+            if only and current["name"] != only:
+                statuses.append(current)
+                continue
+            started = current.get("state", {}).get("running", {}).get("startedAt", now)
+            statuses.append(
+                {
+                    **current,
+                    "ready": False,
+                    "started": True,
+                    "restartCount": int(current.get("restartCount", 0)) + 1,
+                    "state": {"running": {"startedAt": now}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 137,
+                            "reason": "Error",
+                            "startedAt": started,
+                            "finishedAt": now,
+                            "containerID": current.get("containerID", ""),
+                        }
+                    },
+                }
+            )
+        self._not_ready_until[uid] = time.monotonic() + self.restart_ready_delay
+        self._patch_status(
+            pod,
+            {
+                "conditions": [
+                    self._condition(pod, "ContainersReady", False, now),
+                    self._condition(pod, "Ready", False, now),
+                ],
+                "containerStatuses": statuses,
+            },
+        )
+        self._schedule(self.restart_ready_delay, _key(pod))
+
+    def _crashloop_step(self, pod: JsonDict) -> None:
+        """Advance the crash loop: running -> exited (CrashLoopBackOff) -> running -> ..."""
+        uid = pod["metadata"]["uid"]
+        key = _key(pod)
+        due = self._crash_due.get(uid)
+        now_mono = time.monotonic()
+        if due is None:
+            due = now_mono + self.crash_after
+            self._crash_due[uid] = due
+        if now_mono < due:
+            self._schedule(due - now_mono, key)
+            return
+        now = _now()
+        statuses = pod.get("status", {}).get("containerStatuses", []) or []
+        crashing = any("running" in s.get("state", {}) for s in statuses)
+        if crashing and pod["spec"].get("restartPolicy") == "Never":
+            self._finish(pod, "Failed", reason="Error", exit_code=1)
+            return
+        new_statuses = []
+        for current in statuses:
+            if crashing:
+                started = current.get("state", {}).get("running", {}).get("startedAt", now)
+                new_statuses.append(
+                    {
+                        **current,
+                        "ready": False,
+                        "started": False,
+                        "restartCount": int(current.get("restartCount", 0)) + 1,
+                        "state": {
+                            "waiting": {
+                                "reason": "CrashLoopBackOff",
+                                "message": f"back-off {self.crash_backoff:g}s restarting failed container={current['name']}",
+                            }
+                        },
+                        "lastState": {
+                            "terminated": {
+                                "exitCode": 1,
+                                "reason": "Error",
+                                "startedAt": started,
+                                "finishedAt": now,
+                                "containerID": current.get("containerID", ""),
+                            }
+                        },
+                    }
+                )
+            else:
+                new_statuses.append(
+                    {
+                        **current,
+                        "ready": False,
+                        "started": True,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                )
+        delay = self.crash_backoff if crashing else self.crash_after
+        self._crash_due[uid] = now_mono + delay
+        self._patch_status(
+            pod,
+            {
+                "conditions": [
+                    self._condition(pod, "ContainersReady", False, now),
+                    self._condition(pod, "Ready", False, now),
+                ],
+                "containerStatuses": new_statuses,
+            },
+        )
+        self._schedule(delay, key)
+
+    def _sync_readiness(self, pod: JsonDict, containers_can_be_ready: bool) -> None:
+        """Recompute container and pod readiness (restart grace, readiness gates); patch only
+        when something changed."""
+        uid = pod["metadata"]["uid"]
+        key = _key(pod)
+        remaining = self._not_ready_until.get(uid, 0.0) - time.monotonic()
+        if remaining > 0:
+            self._schedule(remaining, key)
+            containers_can_be_ready = False
+        else:
+            self._not_ready_until.pop(uid, None)
+        statuses = pod.get("status", {}).get("containerStatuses", []) or []
+        containers_ready = containers_can_be_ready and all(
+            "running" in s.get("state", {}) for s in statuses
+        )
+        pod_ready = containers_ready and self._gates_true(pod)
+        conditions = {
+            c.get("type"): c.get("status")
+            for c in pod.get("status", {}).get("conditions", []) or []
+        }
+        unchanged = (
+            all(bool(s.get("ready")) == containers_ready for s in statuses)
+            and conditions.get("ContainersReady") == ("True" if containers_ready else "False")
+            and conditions.get("Ready") == ("True" if pod_ready else "False")
+        )
+        if unchanged:
+            return
+        now = _now()
+        self._patch_status(
+            pod,
+            {
+                "conditions": [
+                    self._condition(pod, "ContainersReady", containers_ready, now),
+                    self._condition(pod, "Ready", pod_ready, now),
+                ],
+                "containerStatuses": [{**s, "ready": containers_ready} for s in statuses],
+            },
+        )
+
+
+# -- failure injection (works against an in-process or a background kubelet) ------------------
+
+
+def _wait_pod(
+    rest: KubeRest, namespace: str, name: str, check: Any, timeout: float, what: str
+) -> JsonDict:
+    deadline = time.monotonic() + timeout
+    pod: JsonDict = {}
+    while True:
+        pod = rest.get(_pod_path(namespace, name))
+        if check(pod):
+            return pod
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"pod {namespace}/{name}: {what} within {timeout:g}s; last status: "
+                f"{pod.get('status', {}).get('phase')} {pod.get('status', {}).get('containerStatuses')}"
+            )
+        time.sleep(0.05)
+
+
+def fail_pod(
+    rest: KubeRest,
+    namespace: str,
+    name: str,
+    reason: str = "Error",
+    *,
+    message: str = "",
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> JsonDict:
+    """Make a pod on a simulated node fail: phase Failed, containers terminated with exit code
+    1 and ``reason``. Returns the pod (after the kubelet acted, if ``wait``)."""
+    annotations = {SIMULATE_ANNOTATION: "fail", SIMULATE_REASON_ANNOTATION: reason}
+    if message:
+        annotations["dgd.dev/simulate-message"] = message
+    pod = rest.patch(_pod_path(namespace, name), {"metadata": {"annotations": annotations}})
+    if not wait:
+        return pod
+    return _wait_pod(
+        rest,
+        namespace,
+        name,
+        lambda p: p.get("status", {}).get("phase") == "Failed",
+        timeout,
+        "phase did not become Failed",
+    )
+
+
+def restart_container(
+    rest: KubeRest,
+    namespace: str,
+    name: str,
+    container: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> JsonDict:
+    """Restart a running pod's containers (or just ``container``): restartCount goes up by one
+    and the pod is briefly not Ready. Returns the pod once the restart is visible (if ``wait``)."""
+    pod = rest.get(_pod_path(namespace, name))
+    before = {
+        s["name"]: int(s.get("restartCount", 0))
+        for s in pod.get("status", {}).get("containerStatuses", []) or []
+    }
+    if not before:
+        raise ValueError(f"pod {namespace}/{name} has no running containers to restart")
+    if container is not None and container not in before:
+        raise ValueError(
+            f"pod {namespace}/{name} has no container {container!r}; has {sorted(before)}"
+        )
+    annotations: dict[str, str | None] = {
+        RESTART_ANNOTATION: uuid.uuid4().hex,
+        RESTART_CONTAINER_ANNOTATION: container,
+    }
+    pod = rest.patch(_pod_path(namespace, name), {"metadata": {"annotations": annotations}})
+    if not wait:
+        return pod
+    target = container or next(iter(before))
+
+    def restarted(p: JsonDict) -> bool:
+        counts = {
+            s["name"]: int(s.get("restartCount", 0))
+            for s in p.get("status", {}).get("containerStatuses", []) or []
+        }
+        return counts.get(target, 0) > before[target]
+
+    return _wait_pod(rest, namespace, name, restarted, timeout, "restartCount did not increase")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dgd_operator.dev.kubelet --kubeconfig K [--nodes N --gpus-per-node G]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dgd_operator.dev.kubelet",
+        description="Serve simulated GPU nodes for a local control plane until SIGTERM.",
+    )
+    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--node-prefix", default="gpu-node")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    kubelet = FakeKubelet(
+        KubeRest.from_kubeconfig(args.kubeconfig),
+        node_plans(args.nodes, args.gpus_per_node, args.node_prefix),
+    )
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        kubelet._stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("serving %d simulated nodes", len(kubelet.plans))
+    kubelet.run_forever()
+    kubelet.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
