@@ -1,0 +1,1 @@
+"""Jinja2 shell launch-script templates (package data: `*.sh.j2`)."""
