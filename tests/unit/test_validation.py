@@ -631,7 +631,18 @@ def test_update_without_changes_is_fine() -> None:
 
 
 def test_update_backend_framework_is_immutable() -> None:
-    new = _model(lambda d: d["spec"].update(backendFramework="sglang"))
+    def to_sglang(doc: Doc) -> None:
+        # A consistent graph: the worker command must name the new framework too.
+        doc["spec"]["backendFramework"] = "sglang"
+        container = _decode(doc)["extraPodSpec"]["mainContainer"]
+        container["args"] = [
+            a.replace("dynamo.vllm", "dynamo.sglang") for a in container.get("args", [])
+        ]
+        container["command"] = [
+            c.replace("dynamo.vllm", "dynamo.sglang") for c in container.get("command", [])
+        ]
+
+    new = _model(to_sglang)
     assert _messages(update_problems(_model(), new)) == [
         "spec.backendFramework: is immutable (was 'vllm', now 'sglang')"
     ]
@@ -851,3 +862,14 @@ def test_validate_command_imports_only_stdlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_impossible_parallel_layout_is_rejected_with_the_gpu_arithmetic() -> None:
+    def tp16(doc: Doc) -> None:
+        _decode(doc)["extraPodSpec"]["mainContainer"]["args"] = ["--tensor-parallel-size", "16"]
+
+    result = validate_dgd(_set(tp16))
+    [problem] = result.errors
+    assert problem.path == "spec.services.decode"
+    assert "--tensor-parallel-size 16" in problem.message
+    assert "1 GPUs per pod" in problem.message or "1 GPU" in problem.message

@@ -157,7 +157,25 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
 
     errors = embedded_errors + list(_create_problems(dgd, pruned, creating=creating))
     warnings.extend(_deprecation_warnings(dgd))
+    topology_errors, topology_warnings = _topology_problems(dgd)
+    errors.extend(topology_errors)
+    warnings.extend(topology_warnings)
     return ValidationResult(None if errors else dgd, errors, warnings)
+
+
+def _topology_problems(dgd: DynamoGraphDeployment) -> tuple[list[Problem], list[Problem]]:
+    """Backend detection and parallelism-vs-GPU checks, run on an otherwise valid graph.
+
+    They live with the builders because they read launch arguments the way the backend
+    injection does; importing lazily keeps the model layer free of the build layer at import.
+    """
+    from dgd_operator.build.topology import check_topology
+
+    report = check_topology(dgd)
+    return (
+        [Problem(p.path, p.message) for p in report.errors],
+        [Problem(p.path, p.message) for p in report.warnings],
+    )
 
 
 def parse_dgd(doc: Mapping[str, Any], *, creating: bool = False) -> DynamoGraphDeployment:

@@ -1,0 +1,498 @@
+"""The admission webhook's decisions, its kopf handlers, settings and certificate.
+
+The handlers are called directly with the keyword arguments kopf passes (`operation`, `body`,
+`old`, `userinfo`, `warnings`); denials are `kopf.AdmissionError`s whose message the API server
+shows to the kubectl user. The same handlers behind a real API server are exercised in
+tests/integration/test_webhook.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from tests.examples import v1alpha1_example_paths
+
+from dgd_operator import webhook
+from dgd_operator.api.validation import Problem
+from dgd_operator.settings import OperatorSettings, SettingsError
+
+pytestmark = pytest.mark.unit
+
+Doc = dict[str, Any]
+OPERATOR_USER = "system:serviceaccount:dgd-system:dgd-operator"
+
+
+def base_dgd() -> Doc:
+    """A small valid disaggregated graph."""
+    return {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": "demo", "namespace": "team-a"},
+        "spec": {
+            "backendFramework": "vllm",
+            "services": {
+                "Frontend": {"componentType": "frontend", "replicas": 1},
+                "decode": {
+                    "componentType": "worker",
+                    "replicas": 1,
+                    "resources": {"limits": {"gpu": "1"}},
+                    "extraPodSpec": {
+                        "mainContainer": {
+                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
+                            "command": ["python3", "-m", "dynamo.vllm"],
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+def changed(doc: Doc, mutate: Callable[[Doc], object]) -> Doc:
+    """A deep copy of `doc` with `mutate` applied."""
+    out = copy.deepcopy(doc)
+    mutate(out)
+    return out
+
+
+def admit(
+    operation: str,
+    body: Doc,
+    old: Doc | None = None,
+    *,
+    username: str = "alice",
+    policy: webhook.AdmissionPolicy | None = None,
+) -> list[str]:
+    """Call the DGD handler as kopf does; return the warnings it added."""
+    warnings: list[str] = []
+    webhook.admit_dgd(
+        operation=operation,
+        body=body,
+        old=old,
+        userinfo={"username": username, "groups": ["system:authenticated"]},
+        warnings=warnings,
+        policy=policy,
+        dryrun=False,
+        subresource=None,
+    )
+    return warnings
+
+
+def denied(operation: str, body: Doc, old: Doc | None = None, **kwargs: Any) -> str:
+    """Call the DGD handler expecting a denial; return its message."""
+    with pytest.raises(kopf.AdmissionError) as info:
+        admit(operation, body, old, **kwargs)
+    assert info.value.code == 403
+    return str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# CREATE
+
+
+def test_valid_create_is_admitted_with_deprecation_warnings() -> None:
+    doc = changed(
+        base_dgd(), lambda d: d["spec"]["services"]["Frontend"].update(dynamoNamespace="x")
+    )
+    warnings = admit("CREATE", doc)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("spec.services.Frontend.dynamoNamespace: deprecated and ignored")
+
+
+def test_clean_create_has_no_warnings() -> None:
+    assert admit("CREATE", base_dgd()) == []
+
+
+def test_invalid_create_lists_every_problem_with_its_path() -> None:
+    doc = changed(
+        base_dgd(),
+        lambda d: (
+            d["metadata"].update(
+                annotations={"nvidia.com/vllm-distributed-executor-backend": "foo"}
+            ),
+            d["spec"]["services"]["decode"]["resources"]["limits"].update(gpu="0.5"),
+        ),
+    )
+    message = denied("CREATE", doc)
+    lines = message.splitlines()
+    assert lines[0] == "DynamoGraphDeployment 'demo' is invalid (2 problems):"
+    assert (
+        "  spec.services.decode.resources.limits.gpu: GPUs must be a whole number, got '0.5'"
+        in lines
+    )
+    assert any(
+        line.startswith("  metadata.annotations[nvidia.com/vllm-distributed-executor-backend]: ")
+        and "'mp' or 'ray'" in line
+        for line in lines
+    ), lines
+
+
+def test_restart_is_refused_at_create_but_allowed_on_update() -> None:
+    with_restart = changed(base_dgd(), lambda d: d["spec"].update(restart={"id": "r1"}))
+    assert "spec.restart" in denied("CREATE", with_restart)
+    admit("UPDATE", with_restart, base_dgd())
+
+
+@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: p.stem)
+def test_every_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "DynamoGraphDeployment":
+            doc.setdefault("metadata", {}).setdefault("namespace", "team-a")
+            admit("CREATE", doc)
+            bumped = changed(doc, lambda d: d["metadata"].setdefault("labels", {}).update(x="y"))
+            admit("UPDATE", bumped, doc)
+
+
+def test_long_problem_lists_are_cut() -> None:
+    problems = [Problem(f"spec.x{i}", "bad") for i in range(40)]
+    message = webhook.rejection_message("DynamoGraphDeployment", "g", problems)
+    lines = message.splitlines()
+    assert len(lines) == 1 + webhook.MAX_LISTED_PROBLEMS + 1
+    assert lines[-1] == "  ... and 15 more (run `dgd validate` on the file)"
+
+
+def test_warnings_are_single_short_lines() -> None:
+    text = webhook.warning_text(Problem("spec.a", "line one\nline two " + "x" * 400))
+    assert "\n" not in text
+    assert len(text) == webhook.MAX_WARNING_LENGTH and text.endswith("...")
+    assert text.startswith("spec.a: line one line two x")
+
+
+# ---------------------------------------------------------------------------------------------
+# UPDATE
+
+
+def test_update_adding_a_service_is_refused_as_dynamo_does() -> None:
+    old = base_dgd()
+    new = changed(
+        old,
+        lambda d: d["spec"]["services"].update(
+            prefill=copy.deepcopy(d["spec"]["services"]["decode"])
+        ),
+    )
+    message = denied("UPDATE", new, old)
+    assert (
+        "spec.services: service topology is immutable and cannot be modified after creation: "
+        "services added: [prefill]"
+    ) in message
+
+
+def test_update_changing_backend_framework_is_refused() -> None:
+    old = base_dgd()
+
+    def to_sglang(doc: dict[str, Any]) -> None:
+        # A consistent graph (the worker command names the new framework too), so the only
+        # problem left is the immutability rule.
+        doc["spec"]["backendFramework"] = "sglang"
+        main = doc["spec"]["services"]["decode"]["extraPodSpec"]["mainContainer"]
+        main["command"] = [c.replace("dynamo.vllm", "dynamo.sglang") for c in main["command"]]
+
+    new = changed(old, to_sglang)
+    assert "spec.backendFramework: is immutable (was 'vllm', now 'sglang')" in denied(
+        "UPDATE", new, old
+    )
+
+
+def test_update_flipping_to_multinode_is_refused() -> None:
+    old = base_dgd()
+    new = changed(old, lambda d: d["spec"]["services"]["decode"].update(multinode={"nodeCount": 2}))
+    message = denied("UPDATE", new, old)
+    assert "spec.services.decode.multinode: cannot change from single-node to multinode" in message
+
+
+def test_update_of_replicas_and_image_is_admitted() -> None:
+    old = base_dgd()
+    new = changed(old, lambda d: d["spec"]["services"]["decode"].update(replicas=3))
+    assert admit("UPDATE", new, old) == []
+
+
+def test_restart_id_is_frozen_during_a_rolling_update() -> None:
+    old = changed(
+        base_dgd(),
+        lambda d: (
+            d["spec"].update(restart={"id": "r1"}),
+            d.update(status={"rollingUpdate": {"phase": "InProgress"}}),
+        ),
+    )
+    new = changed(old, lambda d: d["spec"].update(restart={"id": "r2"}))
+    assert "spec.restart.id: cannot change while a rolling update is InProgress" in denied(
+        "UPDATE", new, old
+    )
+    done = changed(old, lambda d: d["status"]["rollingUpdate"].update(phase="Completed"))
+    admit("UPDATE", changed(new, lambda d: d.update(status=done["status"])), done)
+
+
+def test_problems_the_stored_object_already_had_do_not_block_other_changes() -> None:
+    # Stored before the webhook existed, with an annotation the webhook refuses.
+    old = changed(
+        base_dgd(),
+        lambda d: d["metadata"].update(
+            annotations={"nvidia.com/vllm-distributed-executor-backend": "foo"}
+        ),
+    )
+    relabelled = changed(old, lambda d: d["metadata"].update(labels={"team": "a"}))
+    admit("UPDATE", relabelled, old)
+    # A new problem is still refused, and only the new one is listed.
+    worse = changed(relabelled, lambda d: d["spec"]["services"]["decode"].update(replicas=-1))
+    message = denied("UPDATE", worse, old)
+    assert "(1 problem)" in message and "spec.services.decode.replicas" in message
+
+
+def test_an_object_being_deleted_is_always_admitted() -> None:
+    old = base_dgd()
+    new = changed(
+        old,
+        lambda d: (
+            d["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[]),
+            d["spec"].update(backendFramework="sglang"),
+        ),
+    )
+    admit("UPDATE", new, old)
+
+
+def _adapter_managed() -> Doc:
+    return changed(
+        base_dgd(),
+        lambda d: d["spec"]["services"]["decode"].update(scalingAdapter={"enabled": True}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("username", "allowed"),
+    [
+        pytest.param("alice", False, id="user"),
+        pytest.param(OPERATOR_USER, True, id="operator"),
+        pytest.param("system:serviceaccount:team-a:planner-serviceaccount", True, id="planner"),
+        pytest.param("system:serviceaccount:team-a:other", False, id="other-sa"),
+    ],
+)
+def test_adapter_managed_replicas_belong_to_the_adapter(username: str, allowed: bool) -> None:
+    policy = webhook.AdmissionPolicy(operator_username=OPERATOR_USER)
+    old = _adapter_managed()
+    new = changed(old, lambda d: d["spec"]["services"]["decode"].update(replicas=4))
+    if allowed:
+        admit("UPDATE", new, old, username=username, policy=policy)
+    else:
+        message = denied("UPDATE", new, old, username=username, policy=policy)
+        assert (
+            "spec.services.decode.replicas: is managed by the DynamoGraphDeploymentScalingAdapter "
+            "'demo-decode'; scale that instead (kubectl scale dgdsa demo-decode --replicas=4)"
+        ) in message
+
+
+def test_adapter_rule_is_off_without_the_operator_identity() -> None:
+    old = _adapter_managed()
+    new = changed(old, lambda d: d["spec"]["services"]["decode"].update(replicas=4))
+    admit("UPDATE", new, old, username="alice", policy=webhook.AdmissionPolicy())
+
+
+def test_enabling_the_adapter_and_changing_replicas_together_is_allowed() -> None:
+    policy = webhook.AdmissionPolicy(operator_username=OPERATOR_USER)
+    old = base_dgd()
+    new = changed(_adapter_managed(), lambda d: d["spec"]["services"]["decode"].update(replicas=2))
+    admit("UPDATE", new, old, username="alice", policy=policy)
+
+
+# ---------------------------------------------------------------------------------------------
+# DGDSA
+
+
+def base_dgdsa() -> Doc:
+    """A valid scaling adapter."""
+    return {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeploymentScalingAdapter",
+        "metadata": {"name": "demo-decode", "namespace": "team-a"},
+        "spec": {"replicas": 2, "dgdRef": {"name": "demo", "serviceName": "decode"}},
+    }
+
+
+def admit_adapter(operation: str, body: Doc, old: Doc | None = None) -> None:
+    """Call the DGDSA handler as kopf does."""
+    webhook.admit_dgdsa(operation=operation, body=body, old=old, warnings=[], userinfo={})
+
+
+def test_valid_adapter_is_admitted() -> None:
+    admit_adapter("CREATE", base_dgdsa())
+    scaled = changed(base_dgdsa(), lambda d: d["spec"].update(replicas=0))
+    admit_adapter("UPDATE", scaled, base_dgdsa())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            lambda d: d["spec"].update(replicas=-1),
+            "spec.replicas: must be >= 0, got -1",
+            id="negative-replicas",
+        ),
+        pytest.param(
+            lambda d: d["spec"]["dgdRef"].pop("name"), "spec.dgdRef.name: required", id="no-name"
+        ),
+        pytest.param(
+            lambda d: d["spec"]["dgdRef"].update(name=""),
+            "spec.dgdRef.name: must not be empty",
+            id="empty-name",
+        ),
+        pytest.param(lambda d: d["spec"].pop("dgdRef"), "spec.dgdRef: required", id="no-ref"),
+    ],
+)
+def test_invalid_adapter_is_refused_naming_the_field(
+    mutate: Callable[[Doc], object], expected: str
+) -> None:
+    with pytest.raises(kopf.AdmissionError) as info:
+        admit_adapter("CREATE", changed(base_dgdsa(), mutate))
+    message = str(info.value)
+    assert message.startswith("DynamoGraphDeploymentScalingAdapter 'demo-decode' is invalid")
+    assert f"  {expected}" in message.splitlines()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings, registration, server
+
+
+def test_settings_default_to_disabled() -> None:
+    ws = webhook.webhook_settings(None, {})
+    assert ws == webhook.WebhookSettings()
+    assert not ws.enabled and ws.port == 9443 and ws.is_managed
+
+
+def test_settings_from_environment() -> None:
+    env = {
+        "DGD_WEBHOOK_ENABLED": "true",
+        "DGD_WEBHOOK_PORT": "10443",
+        "DGD_WEBHOOK_CERT_DIR": "/etc/dgd/webhook-certs",
+        "DGD_WEBHOOK_FAILURE_POLICY": "Ignore",
+        "DGD_WEBHOOK_OPERATOR_USERNAME": OPERATOR_USER,
+        "DGD_BIND_ADDRESS": "127.0.0.1",
+    }
+    ws = webhook.webhook_settings(None, env)
+    assert ws.enabled and ws.port == 10443 and ws.cert_dir == "/etc/dgd/webhook-certs"
+    assert ws.failure_policy == "Ignore" and ws.operator_username == OPERATOR_USER
+    assert ws.bind_address == "127.0.0.1"
+    assert not ws.is_managed  # mounted certificates: the chart registers the webhook
+    assert webhook.webhook_settings(None, {**env, "DGD_WEBHOOK_MANAGED": "yes"}).is_managed
+
+
+def test_operator_settings_attributes_win_over_the_environment() -> None:
+    class Wired:
+        webhook_enabled = True
+        webhook_port = 9444
+        bind_address = "127.0.0.1"
+
+    ws = webhook.webhook_settings(Wired(), {"DGD_WEBHOOK_PORT": "1", "DGD_WEBHOOK_HOST": "h"})
+    assert ws.enabled and ws.port == 9444 and ws.host == "h" and ws.bind_address == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DGD_WEBHOOK_ENABLED": "maybe"}, "DGD_WEBHOOK_ENABLED"),
+        ({"DGD_WEBHOOK_PORT": "http"}, "DGD_WEBHOOK_PORT"),
+        ({"DGD_WEBHOOK_PORT": "70000"}, "DGD_WEBHOOK_PORT"),
+        ({"DGD_WEBHOOK_FAILURE_POLICY": "fail-open"}, "DGD_WEBHOOK_FAILURE_POLICY"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        webhook.webhook_settings(None, env)
+
+
+def test_every_variable_is_listed() -> None:
+    assert {
+        "DGD_WEBHOOK_ENABLED",
+        "DGD_WEBHOOK_PORT",
+        "DGD_WEBHOOK_HOST",
+        "DGD_WEBHOOK_CERT_DIR",
+        "DGD_WEBHOOK_MANAGED",
+        "DGD_WEBHOOK_FAILURE_POLICY",
+        "DGD_WEBHOOK_OPERATOR_USERNAME",
+    } == webhook.WEBHOOK_ENV
+
+
+def test_disabled_webhook_configures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DGD_WEBHOOK_ENABLED", raising=False)
+    settings = kopf.OperatorSettings()
+    registry = kopf.OperatorRegistry()
+    assert webhook.enable_admission(registry, settings, OperatorSettings()) is False
+    assert settings.admission.server is None and settings.admission.managed is None
+    assert registry._webhooks.get_all_handlers() == []
+
+
+def test_self_signed_local_webhook_is_kopf_managed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGD_WEBHOOK_ENABLED", "true")
+    monkeypatch.setenv("DGD_WEBHOOK_FAILURE_POLICY", "Ignore")
+    for name in ("DGD_WEBHOOK_CERT_DIR", "DGD_WEBHOOK_MANAGED", "DGD_WEBHOOK_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    settings = kopf.OperatorSettings()
+    registry = kopf.OperatorRegistry()
+    assert webhook.enable_admission(registry, settings, OperatorSettings(bind_address="127.0.0.1"))
+    server = settings.admission.server
+    assert isinstance(server, webhook.SelfSignedWebhookServer)
+    assert (server.addr, server.port, server.certfile) == ("127.0.0.1", 9443, None)
+    assert settings.admission.managed == "dgd-operator.nvidia.com"
+    handlers = {h.id: h for h in registry._webhooks.get_all_handlers()}
+    assert set(handlers) == {"validate-dgd", "validate-dgdsa"}
+    for handler in handlers.values():
+        assert set(handler.operations or ()) == {"CREATE", "UPDATE"}
+        assert handler.ignore_failures is True
+        assert not handler.side_effects
+
+
+def test_mounted_certificate_is_served_and_not_managed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = webhook.self_signed_certificate(["dgd-operator-webhook.dgd-system.svc"])
+    (tmp_path / "tls.crt").write_bytes(cert)
+    (tmp_path / "tls.key").write_bytes(key)
+    (tmp_path / "ca.crt").write_bytes(cert)
+    monkeypatch.setenv("DGD_WEBHOOK_ENABLED", "1")
+    monkeypatch.setenv("DGD_WEBHOOK_CERT_DIR", str(tmp_path))
+    monkeypatch.delenv("DGD_WEBHOOK_MANAGED", raising=False)
+    settings = kopf.OperatorSettings()
+    assert webhook.configure_admission(settings)
+    server = settings.admission.server
+    assert type(server) is kopf.WebhookServer
+    assert server.certfile == str(tmp_path / "tls.crt")
+    assert server.pkeyfile == str(tmp_path / "tls.key")
+    assert server.cafile == str(tmp_path / "ca.crt")
+    assert settings.admission.managed is None
+
+
+def test_missing_certificate_files_are_named(tmp_path: Path) -> None:
+    ws = webhook.WebhookSettings(enabled=True, cert_dir=str(tmp_path))
+    with pytest.raises(SettingsError, match=r"DGD_WEBHOOK_CERT_DIR: .*tls\.crt does not exist"):
+        webhook.webhook_server(ws)
+
+
+def test_registration_labels_narrow_the_handlers() -> None:
+    registry = kopf.OperatorRegistry()
+    webhook.register_admission(registry, labels={"dgd.dev/webhook-test": "ns1"})
+    for handler in registry._webhooks.get_all_handlers():
+        assert handler.labels == {"dgd.dev/webhook-test": "ns1"}
+
+
+def test_self_signed_certificate_is_its_own_ca_for_every_name(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    cert_pem, key_pem = webhook.self_signed_certificate(["localhost", "127.0.0.1", "0.0.0.0"])
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert cert.issuer == cert.subject
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    # The pair loads into a server context, and the certificate verifies itself as a CA.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    (tmp_path / "c").write_bytes(cert_pem)
+    (tmp_path / "k").write_bytes(key_pem)
+    context.load_cert_chain(tmp_path / "c", tmp_path / "k")
+    client = ssl.create_default_context(cadata=cert_pem.decode())
+    assert client.get_ca_certs()[0]["subject"] == ((("commonName", "localhost"),),)
