@@ -1,0 +1,419 @@
+"""Our runtime (frontend + mock engine over NATS) vs NVIDIA Dynamo 1.6.1 (frontend + mocker).
+
+One invocation, same offline model directory, same closed-loop streaming load (benchmarks/
+loadgen.py: ~113 prompt tokens, 128 output tokens, ignore_eos, one token per SSE chunk) at
+each concurrency and engine speedup, both systems bound to 127.0.0.1 and stopped by PID.
+Prints req/s, output tok/s, TTFT p50/p99, mean ITL and frontend CPU-ms per request for both,
+and the ratio ours/Dynamo.
+
+    python benchmarks/runtime_vs_dynamo.py --quick --json out.json   # c=64, speedup 1000
+    python benchmarks/runtime_vs_dynamo.py --json out.json           # c=1,8,64 x speedup 10,1000
+
+Dynamo's venv is built by /work/shared/bench/dynamo-peer/setup_dynamo_venv.sh (called here if
+missing; cached under ~/.cache/dgd/). Its default planes are used: TCP request plane, file
+discovery, ZMQ event plane through a loopback broker (so nothing binds 0.0.0.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import LevelResult, discover_model, run_level
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("DGD_CACHE", Path.home() / ".cache" / "dgd"))
+PEER = Path(os.environ.get("DYNAMO_PEER_DIR", "/work/shared/bench/dynamo-peer"))
+DYN_VENV = Path(os.environ.get("DYNAMO_VENV", CACHE / "dynamo-venv"))
+MODEL_DIR = Path(os.environ.get("BENCH_MODEL_DIR", CACHE / "models" / "qwen2.5-0.5b-mock"))
+MODEL_NAME = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_low_port() -> int:
+    """A free loopback port below 32768 (Dynamo 1.6.1 parses DYN_SYSTEM_PORT as an i16)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 32768")
+
+
+@dataclass
+class Proc:
+    """A child process we started (stopped by PID)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+        return self.popen.pid
+
+
+@dataclass
+class System:
+    """A running system under test."""
+
+    label: str
+    url: str
+    frontend_pid: int
+    procs: list[Proc] = field(default_factory=list)
+
+    def pids(self) -> dict[str, int]:
+        """name -> PID of every process, for CPU accounting."""
+        return {p.name: p.pid for p in self.procs}
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Proc:
+    """Start `cmd` with output to workdir/<name>.log."""
+    log = workdir / f"{name}.log"
+    fh = open(log, "wb")  # noqa: SIM115 - handed to the child
+    popen = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+    fh.close()
+    return Proc(name, popen, log)
+
+
+def stop_all(procs: list[Proc]) -> None:
+    """SIGTERM in reverse start order, then SIGKILL stragglers; by PID only."""
+    for p in reversed(procs):
+        if p.popen.poll() is None:
+            p.popen.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            p.popen.kill()
+            p.popen.wait(5)
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET (status 0 when unreachable)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_ready(system: System, check: Any, timeout: float = 180.0) -> None:
+    """Poll until `check(system)` is true; fail if a process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in system.procs:
+            if p.popen.poll() is not None:
+                raise RuntimeError(f"{system.label}: {p.name} exited {p.popen.returncode}; "
+                                   f"log tail:\n{p.log.read_text(errors='replace')[-3000:]}")
+        if check(system):
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{system.label}: not ready after {timeout}s")
+
+
+# -- our runtime -------------------------------------------------------------------------------
+def start_ours(speedup: float, workdir: Path) -> System:
+    """nats-server + one mock worker + our frontend."""
+    from dgd_runtime.testing.nats import NatsServer
+
+    (workdir / "nats").mkdir(exist_ok=True)
+    nats = NatsServer(store_dir=str(workdir / "nats"))
+    nats.start()
+    assert nats.proc is not None
+    procs = [Proc("nats", nats.proc, Path(nats.log_path))]
+    port = free_port()
+    env = {**os.environ, "NATS_SERVER": nats.url, "DYN_NAMESPACE": "bench",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")])}
+    env.pop("DYN_SYSTEM_PORT", None)
+    try:
+        procs.append(spawn("worker", [sys.executable, "-m", "dgd_runtime.worker",
+                                      "--model-path", str(MODEL_DIR), "--model-name", MODEL_NAME,
+                                      "--engine", "mock", "--speedup-ratio", str(speedup)],
+                           env, workdir))
+        fe = spawn("frontend", [sys.executable, "-m", "dgd_runtime.frontend",
+                                "--http-host", "127.0.0.1", "--http-port", str(port)], env, workdir)
+        procs.append(fe)
+        system = System("ours", f"http://127.0.0.1:{port}", fe.pid, procs)
+        wait_ready(system, lambda s: MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1])
+        return system
+    except BaseException:
+        stop_all(procs)
+        raise
+
+
+# -- NVIDIA Dynamo -----------------------------------------------------------------------------
+def ensure_dynamo() -> Path:
+    """The Dynamo venv's python (built by the peer setup script when missing)."""
+    python = DYN_VENV / "bin" / "python"
+    if not python.exists() or not (MODEL_DIR / "tokenizer.json").exists():
+        env = {**os.environ, "VENV": str(DYN_VENV), "MODEL_DIR": str(MODEL_DIR)}
+        subprocess.run(["bash", str(PEER / "setup_dynamo_venv.sh")], env=env, check=True)
+    return python
+
+
+def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
+    """Dynamo's ZMQ broker + mocker + frontend (file discovery), like the peer recipe."""
+    python = ensure_dynamo()
+    home = CACHE / "dynamo-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (workdir / "kv").mkdir(parents=True, exist_ok=True)
+    xsub, xpub, http_port, sys_port = free_port(), free_port(), free_port(), free_low_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DYN_SYSTEM_PORT")}
+    env.update({
+        "HOME": str(home), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1", "DYN_LOG": "warn",
+        "DYN_DISCOVERY_BACKEND": "file", "DYN_FILE_KV": str(workdir / "kv"),
+        "DYN_REQUEST_PLANE": plane, "DYN_EVENT_PLANE": "zmq",
+        "DYN_TCP_RPC_HOST": "127.0.0.1", "DYN_SYSTEM_HOST": "127.0.0.1",
+        "DYN_EVENT_PLANE_HOST": "127.0.0.1", "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
+        "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub} , xpub=tcp://127.0.0.1:{xpub}",
+    })
+    procs: list[Proc] = []
+    try:
+        if plane == "nats":
+            from dgd_runtime.testing.nats import NatsServer
+
+            (workdir / "nats").mkdir(exist_ok=True)
+            nats = NatsServer(store_dir=str(workdir / "nats"))
+            nats.start()
+            assert nats.proc is not None
+            procs.append(Proc("nats", nats.proc, Path(nats.log_path)))
+            env["NATS_SERVER"] = nats.url
+        procs.append(spawn("zmqbroker", [str(python), str(PEER / "zmq_broker.py"), str(xsub),
+                                         str(xpub)], env, workdir))
+        time.sleep(0.5)
+        procs.append(spawn("mocker", [str(python), "-m", "dynamo.mocker", "--model-path",
+                                      str(MODEL_DIR), "--model-name", MODEL_NAME,
+                                      "--speedup-ratio", str(speedup)],
+                           {**env, "DYN_SYSTEM_PORT": str(sys_port)}, workdir))
+        fe = spawn("frontend", [str(python), "-m", "dynamo.frontend", "--http-host", "127.0.0.1",
+                                "--http-port", str(http_port), "--router-mode", "round-robin"],
+                   env, workdir)
+        procs.append(fe)
+        system = System("dynamo", f"http://127.0.0.1:{http_port}", fe.pid, procs)
+
+        def ready(s: System) -> bool:
+            status, body = http_get(s.url + "/health")
+            if status != 200:
+                return False
+            instances = orjson.loads(body).get("instances", [])
+            return any(i.get("endpoint") == "generate" for i in instances) and (
+                MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1])
+
+        wait_ready(system, ready)
+        return system
+    except BaseException:
+        stop_all(procs)
+        raise
+
+
+# -- driver ------------------------------------------------------------------------------------
+@dataclass
+class Setting:
+    """One measured point."""
+
+    system: str
+    speedup: float
+    client_mode: str
+    concurrency: int
+    result: dict[str, Any]
+
+
+def measure(system: System, speedup: float, concurrencies: list[int], modes: list[str],
+            osl: int, isl_words: int, per_worker: int, min_requests: int) -> Iterator[Setting]:
+    """Run every (mode, concurrency) level against a running system."""
+    pids = {"frontend": system.frontend_pid, **{p.name: p.pid for p in system.procs
+                                                 if p.name != "frontend"}}
+
+    async def go() -> list[tuple[str, LevelResult]]:
+        model = await discover_model(system.url)
+        out = []
+        for mode in modes:
+            for c in concurrencies:
+                total = max(min_requests, c * per_worker)
+                res = await run_level(system.url, model, c, total, osl, isl_words,
+                                      mode == "newconn", pids)
+                out.append((mode, res))
+        return out
+
+    try:
+        import uvloop
+        levels = uvloop.run(go())
+    except ImportError:
+        levels = asyncio.run(go())
+    for mode, res in levels:
+        yield Setting(system.label, speedup, mode, res.concurrency, asdict(res))
+
+
+def foreign_pct(r: dict[str, Any]) -> float:
+    """Machine busy % not explained by the measured processes (other load on the machine)."""
+    own_s = float(sum(r["cpu_ms_per_req"].values())) * float(r["requests"]) / 1e3
+    own_pct = 100.0 * own_s / (float(r["wall_s"]) * (os.cpu_count() or 1))
+    return max(0.0, float(r["machine_busy_pct"]) - own_pct)
+
+
+def server_cpu_ms(r: dict[str, Any]) -> float:
+    """CPU-ms per request of all processes but the load generator."""
+    return float(sum(v for k, v in r["cpu_ms_per_req"].items() if k != "client"))
+
+
+def fmt_row(s: Setting) -> str:
+    """One table row."""
+    r = s.result
+    return (f"{s.system:7s} s{s.speedup:<5g} {s.client_mode:9s} c={s.concurrency:<3d} "
+            f"{r['req_s']:8.1f} {r['out_tok_s']:9.0f} {r['ttft_p50_ms']:8.2f} "
+            f"{r['ttft_p99_ms']:8.2f} {r['itl_mean_ms']:7.3f} "
+            f"{r['cpu_ms_per_req'].get('frontend', 0):8.2f} {server_cpu_ms(r):7.2f} "
+            f"{r['content_chunks_per_req']:6.1f} {r['machine_busy_pct']:5.0f}% "
+            f"{foreign_pct(r):5.0f}% {r['errors']:4d}")
+
+
+HEADER = ("system  speed  client    conc       req/s     tok/s  TTFT p50 TTFT p99  ITL ms "
+          "FE ms/req srv ms chunks  busy foreign err")
+
+
+def median_settings(settings: list[Setting]) -> list[Setting]:
+    """Per (system, speedup, mode, concurrency): the repetition with the median req/s."""
+    groups: dict[tuple[str, float, str, int], list[Setting]] = {}
+    for s in settings:
+        groups.setdefault((s.system, s.speedup, s.client_mode, s.concurrency), []).append(s)
+    out = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda s: s.result["req_s"])
+        out.append(ordered[(len(ordered) - 1) // 2])
+    return out
+
+
+def run_system(name: str, speedup: float, args: argparse.Namespace, concurrencies: list[int],
+               modes: list[str]) -> list[Setting]:
+    """Start one system, measure every level, stop it."""
+    out: list[Setting] = []
+    with tempfile.TemporaryDirectory(prefix=f"dgd-bench-{name}-") as tmp:
+        workdir = Path(tmp)
+        system = (start_ours(speedup, workdir) if name == "ours"
+                  else start_dynamo(speedup, workdir, args.dynamo_plane))
+        try:
+            for s in measure(system, speedup, concurrencies, modes, args.osl, args.isl_words,
+                             args.requests_per_worker, args.min_requests):
+                out.append(s)
+                print(fmt_row(s), flush=True)
+        finally:
+            stop_all(system.procs)
+    return out
+
+
+def main() -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="concurrency 64, speedup 1000 only")
+    ap.add_argument("--json", default=None, help="write all results here")
+    ap.add_argument("--concurrency", default=None, help="default 1,8,64 (quick: 64)")
+    ap.add_argument("--speedups", default=None, help="default 10,1000 (quick: 1000)")
+    ap.add_argument("--client-modes", default=None,
+                    help="newconn,keepalive (default: both; quick: newconn)")
+    ap.add_argument("--systems", default="ours,dynamo")
+    ap.add_argument("--dynamo-plane", default="tcp", choices=("tcp", "nats"))
+    ap.add_argument("--osl", type=int, default=128)
+    ap.add_argument("--isl-words", type=int, default=96)
+    ap.add_argument("--requests-per-worker", type=int, default=32)
+    ap.add_argument("--min-requests", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="repetitions, systems interleaved; the median is reported "
+                         "(default 3)")
+    args = ap.parse_args()
+    repeat = args.repeat or 3
+    concurrencies = [int(c) for c in (args.concurrency or ("64" if args.quick else "1,8,64"))
+                     .split(",")]
+    speedups = [float(s) for s in (args.speedups or ("1000" if args.quick else "10,1000"))
+                .split(",")]
+    modes = (args.client_modes or ("newconn" if args.quick else "newconn,keepalive")).split(",")
+    systems = args.systems.split(",")
+    if "dynamo" in systems or not (MODEL_DIR / "tokenizer.json").exists():
+        ensure_dynamo()  # also builds the shared model dir
+
+    settings: list[Setting] = []
+    print(HEADER, flush=True)
+    for speedup in speedups:
+        for rep in range(repeat):
+            for name in systems if rep % 2 == 0 else list(reversed(systems)):
+                settings.extend(run_system(name, speedup, args, concurrencies, modes))
+
+    all_runs = settings
+    settings = median_settings(all_runs)
+    print(f"\nmedian of {repeat} repetition(s):")
+    print(HEADER)
+    for s in sorted(settings, key=lambda s: (s.speedup, s.client_mode, s.concurrency, s.system)):
+        print(fmt_row(s))
+    ratios: dict[str, float] = {}
+    print("\nratio ours/dynamo:")
+    for s in settings:
+        if s.system != "ours":
+            continue
+        peer = next((d for d in settings if d.system == "dynamo" and d.speedup == s.speedup
+                     and d.client_mode == s.client_mode and d.concurrency == s.concurrency), None)
+        if peer is None or not peer.result["req_s"]:
+            continue
+        key = f"s{s.speedup:g}_{s.client_mode}_c{s.concurrency}"
+        rq = s.result["req_s"] / peer.result["req_s"]
+        peer_cpu = peer.result["cpu_ms_per_req"].get("frontend", 0.0)
+        cpu = s.result["cpu_ms_per_req"].get("frontend", 0.0) / peer_cpu if peer_cpu else 0.0
+        ratios[f"req_s_{key}"] = rq
+        ratios[f"frontend_cpu_ms_{key}"] = cpu
+        # CPU of every server-side process per request (frontend, worker, broker/nats):
+        # less sensitive to other load on the machine than req/s.
+        srv = server_cpu_ms(s.result) / (server_cpu_ms(peer.result) or 1.0)
+        ratios[f"server_cpu_ms_{key}"] = srv
+        print(f"  {key:28s} req/s x{rq:5.2f}   frontend CPU-ms/req x{cpu:5.2f}   "
+              f"all-server CPU-ms/req x{srv:5.2f}")
+    c64 = [v for k, v in ratios.items() if k.startswith("req_s_") and k.endswith("_c64")]
+    out = {
+        "model_dir": str(MODEL_DIR), "model": MODEL_NAME, "osl": args.osl,
+        "isl_words": args.isl_words, "dynamo_plane": args.dynamo_plane,
+        "repeat": repeat, "settings": [asdict(s) for s in settings],
+        "all_runs": [asdict(s) for s in all_runs], "ratios": ratios,
+        "ratio_req_s_c64": min(c64) if c64 else None,
+    }
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    print(f"\nratio_req_s_c64 (worst over settings): {out['ratio_req_s_c64']}")
+    return 0
+
+
+if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so every started process is stopped by the finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""`python -m dgd_runtime.frontend`: the OpenAI-compatible HTTP frontend.
+
+Flags and environment follow Dynamo's frontend where they overlap:
+`--http-port` ($DYN_HTTP_PORT, 8000), `--http-host` ($DYN_HTTP_HOST, 127.0.0.1 here; pass
+0.0.0.0 explicitly in a cluster), `--router-mode` ($DYN_ROUTER_MODE), `--namespace`
+($DYN_NAMESPACE, else $DYN_NAMESPACE_PREFIX, else "dynamo"), `--nats-server` ($NATS_SERVER).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+from dgd_runtime.frontend.app import start_frontend
+from dgd_runtime.protocol import (
+    EngineOutput,
+    ModelCard,
+    NoWorkersError,
+    PreprocessedRequest,
+    WorkerInstance,
+)
+from dgd_runtime.router.client import RoutedClient
+
+LOG = logging.getLogger("dgd_runtime.frontend")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags (defaults from the environment)."""
+    env = os.environ
+    ap = argparse.ArgumentParser(prog="python -m dgd_runtime.frontend", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--http-host", default=env.get("DYN_HTTP_HOST", "127.0.0.1"))
+    ap.add_argument("--http-port", type=int, default=int(env.get("DYN_HTTP_PORT", "8000")))
+    ap.add_argument("--router-mode", default=env.get("DYN_ROUTER_MODE") or None,
+                    help="round-robin | random | kv (default: $DYN_ROUTER_MODE or round-robin)")
+    ap.add_argument("--namespace", default=env.get("DYN_NAMESPACE") or
+                    env.get("DYN_NAMESPACE_PREFIX") or "dynamo")
+    ap.add_argument("--namespace-prefix", default=None,
+                    help="accepted for Dynamo compatibility; watched as an exact namespace")
+    ap.add_argument("--component", default="backend")
+    ap.add_argument("--endpoint", default="generate")
+    ap.add_argument("--nats-server", default=env.get("NATS_SERVER") or "nats://127.0.0.1:4222")
+    ap.add_argument("--log-level", default=env.get("DYN_LOG", "info"))
+    args = ap.parse_args(argv)
+    if args.namespace_prefix:
+        args.namespace = args.namespace_prefix
+    return args
+
+
+class LazyBackend:
+    """Serves "no workers" until the router client is connected, then delegates to it."""
+
+    def __init__(self) -> None:
+        self.client: RoutedClient | None = None
+
+    def models(self) -> Sequence[ModelCard]:
+        """Models of live workers (none while NATS is not connected yet)."""
+        return [] if self.client is None else self.client.models()
+
+    def instances(self) -> list[WorkerInstance]:
+        """Live worker instances (for /health)."""
+        return [] if self.client is None else self.client.instances()
+
+    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
+        """Delegate to the router client."""
+        if self.client is None:
+            return _no_workers()
+        return self.client.generate(request)
+
+
+async def _no_workers() -> AsyncIterator[EngineOutput]:
+    raise NoWorkersError("not connected to NATS yet")
+    yield  # pragma: no cover - makes this an async generator
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    backend = LazyBackend()
+    running = await start_frontend(backend, args.http_host, args.http_port)
+    LOG.info("frontend listening on %s (namespace %s)", running.url, args.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def connect() -> None:
+        delay = 0.25
+        while not stop.is_set():
+            try:
+                client = await RoutedClient.connect(
+                    args.nats_server, namespace=args.namespace, component=args.component,
+                    endpoint=args.endpoint, router_mode=args.router_mode)
+            except Exception as exc:  # OSError, TimeoutError and nats' own error types
+                LOG.warning("cannot reach NATS at %s (%s); retrying", args.nats_server, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            backend.client = client
+            LOG.info("connected to NATS at %s", args.nats_server)
+            return
+
+    connector = loop.create_task(connect())
+    await stop.wait()
+    LOG.info("shutting down")
+    connector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connector
+    await running.close()
+    if backend.client is not None:
+        await backend.client.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        import uvloop
+
+        return int(uvloop.run(run(args)))
+    except ImportError:
+        return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,351 @@
+"""A small HTTP/1.1 server on asyncio.Protocol, built for streaming many small SSE events.
+
+Why not a framework: per request the frontend needs only the request line, a few headers and
+a Content-Length body, and per token one small write. Owning the protocol lets us keep the
+per-token path to a list append, coalesce every event produced in one event-loop iteration
+into a single chunked write, set TCP_NODELAY (see docs: Nagle + delayed ACK stalls keep-alive
+streams by ~40 ms), and cancel the handler the moment the client goes away.
+
+Supported: keep-alive, pipelined requests (served in order), `Expect: 100-continue`,
+HTTP/1.0 (streams then close). Not supported: chunked request bodies (411).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Final, cast
+
+import orjson
+
+LOG = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES: Final = 64 * 1024
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+# An idle keep-alive connection (or one that never completes its request) is closed after this.
+IDLE_TIMEOUT_S: Final = 75.0
+
+REASONS: Final[dict[int, bytes]] = {
+    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+    411: b"Length Required", 413: b"Payload Too Large", 422: b"Unprocessable Entity",
+    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+
+
+class Request:
+    """One parsed HTTP request."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "path", "query", "version")
+
+    def __init__(self, method: str, path: str, query: str, version: str,
+                 headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+Handler = Callable[[Request, "Connection"], Awaitable[None]]
+
+
+class ClientGoneError(ConnectionError):
+    """The client closed the connection while we were writing to it."""
+
+
+class Connection(asyncio.Protocol):
+    """Server side of one TCP connection: parses requests and runs the handler for each."""
+
+    def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop,
+                 registry: set[Connection] | None = None) -> None:
+        self._handler = handler
+        self._registry = registry
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._chunked = False
+        self._sent_headers = False
+        self._keep_alive = True
+        self._continue_sent = False
+        self._head_pending: bytes | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        if self._registry is not None:
+            self._registry.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._task is None:
+            self._parse()
+
+    def eof_received(self) -> bool | None:
+        if self._task is None:
+            self._close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._registry is not None:
+            self._registry.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_drain()
+
+    # -- request parsing ----------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end == -1:
+            if len(buf) > MAX_HEADER_BYTES:
+                self._fail(431, "request headers too large")
+            return
+        try:
+            head = bytes(buf[:end]).decode("latin-1")
+            lines = head.split("\r\n")
+            method, target, version = lines[0].split(" ", 2)
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        except ValueError:
+            self._fail(400, "malformed HTTP request line or header")
+            return
+        if not version.startswith("HTTP/1."):
+            self._fail(400, "unsupported HTTP version")
+            return
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._fail(411, "chunked request bodies are not supported; send Content-Length")
+            return
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            self._fail(400, "invalid Content-Length")
+            return
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._fail(413, "request body too large")
+            return
+        start = end + 4
+        if len(buf) - start < length:
+            if not self._continue_sent and headers.get("expect", "").lower() == "100-continue":
+                self._continue_sent = True
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return
+        body = bytes(buf[start:start + length])
+        del buf[:start + length]
+        self._continue_sent = False
+        conn_hdr = headers.get("connection", "").lower()
+        keep_alive = conn_hdr != "close" if version == "HTTP/1.1" else conn_hdr == "keep-alive"
+        path, _, query = target.partition("?")
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        request = Request(method, path, query, version, headers, body, keep_alive)
+        self._keep_alive = keep_alive
+        self._sent_headers = False
+        self._chunked = False
+        self._task = self._loop.create_task(self._run(request))
+
+    async def _run(self, request: Request) -> None:
+        try:
+            await self._handler(request, self)
+        except (asyncio.CancelledError, ClientGoneError):
+            self._close()
+            return
+        except Exception:
+            LOG.exception("unhandled error serving %s %s", request.method, request.path)
+            if self._sent_headers:
+                self._close()
+                return
+            self.send(500, b'{"error":{"message":"internal server error","type":"internal_error",'
+                           b'"param":null,"code":500}}')
+        self._task = None
+        if not self._sent_headers:
+            self.send(500, b'{"error":{"message":"no response","type":"internal_error",'
+                           b'"param":null,"code":500}}')
+        if self._closed or (self._transport is not None and self._transport.is_closing()):
+            return
+        if not self._keep_alive:
+            self._flush()
+            self._close()
+            return
+        self._arm_idle()
+        if self._buf:
+            self._parse()
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._loop.call_later(IDLE_TIMEOUT_S, self._close)
+
+    def _fail(self, status: int, message: str) -> None:
+        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                       "param": None, "code": status}})
+        self._keep_alive = False
+        self._write(_head(status, b"application/json", len(body), False, ()) + body)
+        self._close()
+
+    # -- response writing ---------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once the client has gone away."""
+        return self._closed
+
+    def send(self, status: int, body: bytes, content_type: bytes = b"application/json",
+             headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """Send a complete response with Content-Length."""
+        self._sent_headers = True
+        self._write(_head(status, content_type, len(body), self._keep_alive, headers) + body)
+
+    def start_stream(self, status: int = 200, content_type: bytes = b"text/event-stream",
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """Send response headers for a streamed body (chunked on HTTP/1.1)."""
+        self._sent_headers = True
+        lines = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                 % (status, REASONS.get(status, b"Unknown"), content_type)]
+        if self._keep_alive:
+            self._chunked = True
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            lines.append(b"Connection: close\r\n")
+        lines.extend(b"%s: %s\r\n" % kv for kv in headers)
+        lines.append(b"\r\n")
+        self._head_pending = b"".join(lines)
+        self._schedule_flush()
+
+    def stream(self, *parts: bytes) -> None:
+        """Queue body bytes; everything queued in one loop iteration goes out in one write."""
+        self._pending.extend(parts)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def end_stream(self) -> None:
+        """Terminate the streamed body (together with anything still queued: one write)."""
+        if self._chunked:
+            self._flush(terminate=True)
+        else:
+            self._flush()
+
+    async def drain(self) -> None:
+        """Wait while the socket's write buffer is above the high-water mark."""
+        if self._closed:
+            raise ClientGoneError()
+        if not self._paused:
+            return
+        self._flush()
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        await waiter
+        if self._closed:
+            raise ClientGoneError()
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport asks us to stop writing."""
+        return self._paused
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self, terminate: bool = False) -> None:
+        self._flush_scheduled = False
+        head, self._head_pending = self._head_pending, None
+        pending = self._pending
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            if self._chunked:
+                data = b"%x\r\n%s\r\n%s" % (len(data), data, b"0\r\n\r\n" if terminate else b"")
+            self._write(head + data if head else data)
+        elif head or terminate:
+            self._write((head or b"") + (b"0\r\n\r\n" if terminate else b""))
+
+    def _write(self, data: bytes) -> None:
+        if not self._closed and self._transport is not None:
+            self._transport.write(data)
+
+    def _wake_drain(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def abort(self) -> None:
+        """Drop the connection now (server shutdown)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+
+def _head(status: int, content_type: bytes, length: int, keep_alive: bool,
+          headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    extra = b"".join(b"%s: %s\r\n" % kv for kv in headers)
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+        status, REASONS.get(status, b"Unknown"), content_type, length,
+        b"" if keep_alive else b"Connection: close\r\n", extra,
+    )
+
+
+class HttpServer:
+    """A listening socket plus the set of open connections (so close() can drop them)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections: set[Connection] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port; returns the bound port (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+
+        def factory() -> Connection:
+            conn = Connection(self.handler, loop, self.connections)
+            return conn
+
+        self.server = await loop.create_server(factory, host, port, reuse_address=True,
+                                               backlog=2048)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening and abort every open connection (cancelling their handlers)."""
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            conn.abort()
+        if self.server is not None:
+            await self.server.wait_closed()

@@ -1,0 +1,1 @@
+"""Request pre- and post-processing: tokenizer, chat template, incremental detokenizer, stop strings."""

@@ -1,0 +1,182 @@
+"""Incremental detokenization: turn a stream of token ids into stable text deltas.
+
+Two strategies, both emitting exactly the text `tokenizer.decode(all_ids)` would produce, split
+into deltas that never contain a partial UTF-8 character:
+
+* `ByteLevelDetokenizer` (fast path): for byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, ...)
+  every token id maps to a fixed byte string, so a delta is a table lookup fed through an
+  incremental UTF-8 decoder that holds back incomplete multi-byte sequences. O(1) per token and
+  no call into the tokenizer.
+* `PrefixOffsetDetokenizer` (any tokenizer): decodes a short window `ids[prefix:]` and compares it
+  with the decode of `ids[prefix:read]`; only text that is stable (does not end in U+FFFD, i.e. a
+  multi-byte character split across tokens) is emitted. The window keeps merges and leading-space
+  rules (SentencePiece/Metaspace) correct without re-decoding the whole sequence.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tokenizers import Tokenizer
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+class IncrementalDetokenizer(Protocol):
+    """Feed token ids, receive the newly stable text."""
+
+    def add(self, token_ids: Sequence[int]) -> str:
+        """Append `token_ids`; return the text that became stable (may be empty)."""
+        ...
+
+    def flush(self) -> str:
+        """End of stream: return whatever text is still held back."""
+        ...
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # The GPT-2 byte-level alphabet: printable bytes map to themselves, the rest to U+0100+n.
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+_CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in _bytes_to_unicode().items()}
+
+
+def _is_byte_level(decoder: Any) -> bool:
+    if not isinstance(decoder, dict):
+        return False
+    if decoder.get("type") == "ByteLevel":
+        return True
+    if decoder.get("type") == "Sequence":
+        parts = decoder.get("decoders") or []
+        return len(parts) == 1 and _is_byte_level(parts[0])
+    return False
+
+
+def _piece_bytes(token: str) -> bytes:
+    try:
+        return bytes([_CHAR_TO_BYTE[c] for c in token])
+    except KeyError:  # an added token whose text is outside the byte alphabet
+        return b"".join(
+            bytes([_CHAR_TO_BYTE[c]]) if c in _CHAR_TO_BYTE else c.encode("utf-8") for c in token
+        )
+
+
+class ByteTable:
+    """Byte string of every token id of a byte-level BPE tokenizer (special tokens -> b"")."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer) -> ByteTable | None:
+        """The table for `tokenizer`, or None when its decoder is not plain byte-level."""
+        spec = json.loads(tokenizer.to_str())
+        if not _is_byte_level(spec.get("decoder")):
+            return None
+        specials = {
+            int(t["id"]) for t in spec.get("added_tokens", []) if t.get("special")
+        }
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
+        size = max(vocab.values(), default=-1) + 1
+        pieces = [b""] * size
+        for token, tid in vocab.items():
+            if tid not in specials:
+                pieces[tid] = _piece_bytes(token)
+        return cls(pieces)
+
+
+@functools.lru_cache(maxsize=16)
+def _byte_table_cached(tokenizer_key: int, tokenizer: Tokenizer) -> ByteTable | None:
+    del tokenizer_key  # part of the cache key only
+    return ByteTable.build(tokenizer)
+
+
+def byte_table_for(tokenizer: Tokenizer) -> ByteTable | None:
+    """Cached `ByteTable.build` (the tokenizer object is itself cached per model directory)."""
+    return _byte_table_cached(id(tokenizer), tokenizer)
+
+
+class ByteLevelDetokenizer:
+    """Fast incremental detokenizer for byte-level BPE (see module docstring)."""
+
+    __slots__ = ("_decode", "_pieces", "_size")
+
+    def __init__(self, table: ByteTable) -> None:
+        self._pieces = table.pieces
+        self._size = len(table.pieces)
+        self._decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+
+    def add(self, token_ids: Sequence[int]) -> str:
+        """Append `token_ids`; return the newly complete text."""
+        pieces, size = self._pieces, self._size
+        if len(token_ids) == 1:
+            tid = token_ids[0]
+            return self._decode(pieces[tid]) if 0 <= tid < size else ""
+        return self._decode(b"".join(pieces[t] for t in token_ids if 0 <= t < size))
+
+    def flush(self) -> str:
+        """Emit held-back bytes (an unfinished character becomes U+FFFD, like a full decode)."""
+        return self._decode(b"", True)
+
+
+class PrefixOffsetDetokenizer:
+    """Generic incremental detokenizer using a sliding decode window (see module docstring)."""
+
+    __slots__ = ("_ids", "_prefix", "_read", "_skip", "_tokenizer")
+
+    def __init__(self, tokenizer: Tokenizer, context_ids: Sequence[int] = (),
+                 skip_special_tokens: bool = True) -> None:
+        self._tokenizer = tokenizer
+        self._skip = skip_special_tokens
+        # A few prompt tokens of context so the first output token decodes as it would mid-text
+        # (SentencePiece drops a leading space at the start of a decode).
+        self._ids: list[int] = list(context_ids[-5:])
+        self._prefix = 0
+        self._read = len(self._ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=self._skip))
+
+    def add(self, token_ids: Sequence[int]) -> str:
+        """Append `token_ids`; return the newly stable text."""
+        self._ids.extend(token_ids)
+        prefix_text = self._decode(self._ids[self._prefix:self._read])
+        full_text = self._decode(self._ids[self._prefix:])
+        if len(full_text) > len(prefix_text) and not full_text.endswith(REPLACEMENT_CHAR):
+            # Compare on the common prefix: a later token may legitimately rewrite nothing before.
+            delta = full_text[len(prefix_text):]
+            self._prefix = self._read
+            self._read = len(self._ids)
+            return delta
+        return ""
+
+    def flush(self) -> str:
+        """Emit whatever is still pending (possibly ending in U+FFFD)."""
+        prefix_text = self._decode(self._ids[self._prefix:self._read])
+        full_text = self._decode(self._ids[self._prefix:])
+        self._prefix = self._read = len(self._ids)
+        return full_text[len(prefix_text):] if len(full_text) > len(prefix_text) else ""
+
+
+def make_detokenizer(tokenizer: Tokenizer, prompt_ids: Sequence[int] = ()) -> IncrementalDetokenizer:
+    """The fastest correct incremental detokenizer for `tokenizer`."""
+    table = byte_table_for(tokenizer)
+    if table is not None:
+        return ByteLevelDetokenizer(table)
+    return PrefixOffsetDetokenizer(tokenizer, prompt_ids)

@@ -1,0 +1,113 @@
+"""Incremental detokenization matches a full decode, token by token, for tricky text."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from dgd_runtime.preprocess.detokenize import (
+    ByteLevelDetokenizer,
+    PrefixOffsetDetokenizer,
+    byte_table_for,
+    make_detokenizer,
+)
+from dgd_runtime.preprocess.tokenizer import load_preprocessor
+from dgd_runtime.testing.model_dir import build_model_dir
+
+pytestmark = pytest.mark.unit
+
+SAMPLES = [
+    "Hello world, the quick brown fox.",
+    "naïve café — ∑x² ≠ y³",
+    "你好\uff0c世界\uff01 日本語のテキスト",
+    "emoji 🤖🎉👩‍👩‍👧 and flags 🇫🇷",
+    "  leading spaces\n\ttabs\r\nnewlines  ",
+]
+
+
+@pytest.fixture(scope="module")
+def byte_level(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    model_dir = build_model_dir(tmp_path_factory.mktemp("m") / "tiny")
+    return load_preprocessor(str(model_dir)).tokenizer
+
+
+@pytest.fixture(scope="module")
+def metaspace() -> Tokenizer:
+    # A SentencePiece-style tokenizer (Metaspace): not byte-level, takes the generic path.
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    corpus = [s * 3 for s in SAMPLES] + ["hello there world"] * 10
+    alphabet = sorted({c for s in SAMPLES for c in s} | {"▁"})
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>"], initial_alphabet=alphabet, show_progress=False))
+    return tok
+
+
+def _stream(detok: ByteLevelDetokenizer | PrefixOffsetDetokenizer, ids: list[int]) -> list[str]:
+    deltas = [detok.add([t]) for t in ids]
+    deltas.append(detok.flush())
+    return deltas
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_byte_level_fast_path_matches_full_decode(byte_level: Tokenizer, text: str) -> None:
+    table = byte_table_for(byte_level)
+    assert table is not None
+    ids = byte_level.encode(text).ids
+    deltas = _stream(ByteLevelDetokenizer(table), ids)
+    assert "".join(deltas) == byte_level.decode(ids) == text
+    # No delta ever carries a half character.
+    assert all("\ufffd" not in d for d in deltas)
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_generic_path_matches_full_decode(byte_level: Tokenizer, metaspace: Tokenizer,
+                                         text: str) -> None:
+    for tok in (byte_level, metaspace):
+        ids = tok.encode(text).ids
+        deltas = _stream(PrefixOffsetDetokenizer(tok), ids)
+        assert "".join(deltas) == tok.decode(ids)
+        assert all("\ufffd" not in d for d in deltas)
+
+
+def test_multibyte_character_split_over_tokens_is_held_back(byte_level: Tokenizer) -> None:
+    table = byte_table_for(byte_level)
+    assert table is not None
+    ids = byte_level.encode("🤖").ids
+    assert len(ids) > 1, "the tiny vocabulary splits the emoji into byte tokens"
+    detok = ByteLevelDetokenizer(table)
+    assert [detok.add([t]) for t in ids][:-1] == [""] * (len(ids) - 1)
+
+
+def test_random_ids_match_full_decode(byte_level: Tokenizer) -> None:
+    rng = random.Random(5)
+    table = byte_table_for(byte_level)
+    assert table is not None
+    vocab = byte_level.get_vocab_size()
+    for _ in range(200):
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 30))]
+        want = byte_level.decode(ids)
+        assert "".join(_stream(ByteLevelDetokenizer(table), ids)) == want
+        assert "".join(_stream(PrefixOffsetDetokenizer(byte_level), ids)) == want
+
+
+def test_special_tokens_are_skipped(byte_level: Tokenizer) -> None:
+    ids = byte_level.encode("hi<|im_end|>there").ids
+    assert "".join(_stream(make_detokenizer(byte_level), ids)) == "hithere"  # type: ignore[arg-type]
+
+
+def test_chunks_of_several_tokens(byte_level: Tokenizer) -> None:
+    ids = byte_level.encode(SAMPLES[3]).ids
+    detok = make_detokenizer(byte_level)
+    text = "".join(detok.add(ids[i:i + 3]) for i in range(0, len(ids), 3)) + detok.flush()
+    assert text == SAMPLES[3]
+
+
+def test_metaspace_uses_generic_path(metaspace: Tokenizer, tmp_path: Path) -> None:
+    assert byte_table_for(metaspace) is None
+    assert isinstance(make_detokenizer(metaspace), PrefixOffsetDetokenizer)
