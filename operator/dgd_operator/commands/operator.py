@@ -1,0 +1,104 @@
+"""`dgd operator`: run the DGD operator in the foreground.
+
+Uses the in-cluster service account when present, else the current kubeconfig. Configuration
+comes from `DGD_*` environment variables (see `dgd_operator.settings`); `--namespace` and
+`--verbose` override the matching ones. Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from typing import Any
+
+HELP = "run the DGD operator in the foreground (kubeconfig or in-cluster)"
+EPILOG = """\
+environment:
+  DGD_WATCH_NAMESPACES  comma list of namespaces (empty: all)
+  DGD_NATS_ADDRESS, DGD_ETCD_ADDRESS, DGD_DISCOVERY_BACKEND (kubernetes|etcd)
+  DGD_IMAGE_PULL_SECRET_DISCOVERY (true), DGD_MPI_SSH_SECRET_NAME (mpi-run-ssh-secret)
+  DGD_METRICS_PORT (8080), DGD_HEALTH_PORT (8081), DGD_BIND_ADDRESS (0.0.0.0)
+  DGD_LOG_LEVEL (INFO), DGD_LOG_FORMAT (text|json), DGD_WORKERS (4)
+
+examples:
+  dgd operator                       all namespaces, current kubeconfig
+  dgd operator -n team-a -n team-b   only these namespaces
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the `operator` subcommand."""
+    parser = subparsers.add_parser(
+        "operator",
+        help=HELP,
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS",
+        help="reconcile only this namespace (repeatable; overrides DGD_WATCH_NAMESPACES)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (DGD_LOG_LEVEL=DEBUG)")
+    parser.set_defaults(func=run)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if level != "DEBUG":
+        # kopf logs every watch-stream reconnect at INFO; keep ours readable.
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until interrupted; returns the exit code."""
+    import asyncio
+
+    from dgd_operator.metrics import serve_metrics
+    from dgd_operator.reconcile.runner import run_operator
+    from dgd_operator.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"dgd operator: {exc}", file=sys.stderr)
+        return 2
+    if args.namespace:
+        settings = dataclasses.replace(settings, watch_namespaces=tuple(sorted(set(args.namespace))))
+    if args.verbose:
+        settings = dataclasses.replace(settings, log_level="DEBUG")
+    _configure_logging(settings.log_level, settings.log_format)
+    log = logging.getLogger("dgd_operator")
+    for name in sorted(settings.extra):
+        log.warning("unknown setting DGD_%s ignored", name)
+    scope = ", ".join(settings.watch_namespaces) or "all namespaces"
+    log.info("dgd operator starting: %s; metrics :%s, health :%s", scope, settings.metrics_port, settings.health_port)
+    serve_metrics(settings.metrics_port, settings.bind_address)
+    try:
+        asyncio.run(run_operator(settings))
+    except KeyboardInterrupt:
+        return 130
+    return 0

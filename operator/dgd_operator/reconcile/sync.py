@@ -1,0 +1,144 @@
+"""Child sync planning: which desired objects to apply and which live children to delete.
+
+Pure functions. The hash of each desired manifest is stored on the child as
+`nvidia.com/last-applied-hash` (Dynamo's annotation); comparing hashes instead of live fields
+means server-defaulted fields never look like drift, so a converged graph costs zero writes.
+
+Edits by someone else are caught through `metadata.generation`: the reconciler remembers the
+generation the API server returned for its own last apply (`AppliedRecord`); a live generation
+beyond that means another writer changed the spec, and the child is applied again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dgd_operator.reconcile.constants import ANNOTATION_LAST_APPLIED_HASH
+
+Manifest = dict[str, Any]
+# (apiVersion, kind, name) of a child within its DGD's namespace.
+ChildKey = tuple[str, str, str]
+
+
+def child_key(obj: Mapping[str, Any]) -> ChildKey:
+    """The identity of a child within one namespace."""
+    return (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
+
+
+def manifest_hash(obj: Mapping[str, Any]) -> str:
+    """sha256 of the key-sorted JSON of a desired manifest, ignoring its own hash annotation."""
+    body = {k: v for k, v in obj.items() if k != "status"}
+    meta = dict(body.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION_LAST_APPLIED_HASH}
+    meta["annotations"] = annotations
+    body["metadata"] = meta
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def with_hash(obj: Mapping[str, Any]) -> tuple[Manifest, str]:
+    """A copy of `obj` carrying its hash annotation, and the hash.
+
+    Only the top level and `metadata` are copied (the input is never modified); nested
+    values are shared, which is safe because manifests are never mutated after building.
+    """
+    digest = manifest_hash(obj)
+    stamped = dict(obj)
+    meta = dict(stamped.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_LAST_APPLIED_HASH: digest}
+    stamped["metadata"] = meta
+    return stamped, digest
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """What the operator itself last applied to a child: hash, resulting uid and generation."""
+
+    digest: str
+    uid: str | None
+    generation: int | None
+
+
+@dataclass(frozen=True)
+class ApplyAction:
+    """One child to server-side apply, and why (`create`, `update` or `drift`)."""
+
+    manifest: Manifest
+    digest: str
+    why: str
+    live: Mapping[str, Any] | None
+
+
+@dataclass
+class SyncPlan:
+    """The outcome of comparing desired children with live ones."""
+
+    apply: list[ApplyAction] = field(default_factory=list)
+    delete: list[Mapping[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def needs_apply(
+    digest: str, live: Mapping[str, Any] | None, record: AppliedRecord | None
+) -> str | None:
+    """Why a child with desired hash `digest` must be applied, or None when it is up to date."""
+    if live is None:
+        # The watch cache may lag behind our own create: trust our record of it.
+        if record is not None and record.digest == digest:
+            return None
+        return "create"
+    meta = live.get("metadata") or {}
+    live_generation = meta.get("generation")
+    if record is not None and record.uid == meta.get("uid"):
+        if (
+            record.generation is not None
+            and live_generation is not None
+            and int(live_generation) > record.generation
+        ):
+            return "drift"
+        return None if record.digest == digest else "update"
+    live_digest = (meta.get("annotations") or {}).get(ANNOTATION_LAST_APPLIED_HASH)
+    return None if live_digest == digest else "update"
+
+
+def is_owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """True when `obj` has an ownerReference to the object with `owner_uid`."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner_uid for ref in refs)
+
+
+def plan_sync(
+    desired: Iterable[Mapping[str, Any]],
+    live: Mapping[ChildKey, Mapping[str, Any]],
+    records: Mapping[ChildKey, AppliedRecord],
+    owner_uid: str,
+    *,
+    prune: bool = True,
+) -> SyncPlan:
+    """Compare desired children with live ones (found by our labels) and plan the writes.
+
+    Live children that are not desired are deleted only when they carry an ownerReference to
+    this DGD's uid, so an object of the same name from an older DGD, or one the user labelled
+    by hand, is never touched.
+    """
+    plan = SyncPlan()
+    wanted: set[ChildKey] = set()
+    for obj in desired:
+        key = child_key(obj)
+        wanted.add(key)
+        stamped, digest = with_hash(obj)
+        current = live.get(key)
+        why = needs_apply(digest, current, records.get(key))
+        if why is None:
+            plan.unchanged += 1
+        else:
+            plan.apply.append(ApplyAction(stamped, digest, why, current))
+    if prune:
+        for key, obj in sorted(live.items()):
+            if key not in wanted and is_owned_by(obj, owner_uid):
+                plan.delete.append(obj)
+    return plan

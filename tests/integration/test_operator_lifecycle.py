@@ -1,0 +1,335 @@
+"""The operator against the real control plane: updates, scaling, pruning, restarts, adapters,
+deletion, invalid specs, and an operator restart that must not write anything."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+from tests.examples import EXAMPLES_DIR
+from tests.helpers import wait_for, yaml_documents
+from tests.integration.operator_harness import (
+    DGDSA_API,
+    apiserver_writes,
+    count_delta,
+    dgd_path,
+    dgd_status,
+    events_for,
+    running_operator,
+    settled,
+    terminating_namespaces,
+)
+
+from dgd_operator import metrics
+from dgd_operator.dev.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
+
+
+def _example(file: str) -> dict[str, Any]:
+    return copy.deepcopy(next(yaml_documents(EXAMPLES_DIR / file)))
+
+
+def _deployment(rest: Any, ns: str, name: str) -> dict[str, Any]:
+    return dict(rest.get(f"{DEPLOYMENTS.format(ns=ns)}/{name}"))
+
+
+def _deployments(rest: Any, ns: str) -> dict[str, dict[str, Any]]:
+    items = rest.get(DEPLOYMENTS.format(ns=ns)).get("items", [])
+    return {d["metadata"]["name"]: d for d in items}
+
+
+def _restart_at(deployment: dict[str, Any]) -> str | None:
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations.get("nvidia.com/restartAt")
+
+
+def _reasons(rest: Any, ns: str, name: str) -> set[str]:
+    return {e["reason"] for e in events_for(rest, ns, name)}
+
+
+def test_edit_scale_update_rules_and_prune(control_plane: ControlPlane, namespace: str) -> None:
+    """A spec edit rolls the Deployment, replicas scale both ways, a forbidden update fails
+    without touching children, children no longer desired are deleted; every step ends in
+    `successful` for the new generation."""
+    rest = control_plane.rest
+    doc = _example("examples__backends__vllm__deploy__disagg.yaml")
+    name = doc["metadata"]["name"]
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
+        decode = f"{name}-vllmdecodeworker"
+        before = _deployment(rest, namespace, decode)
+
+        # 1. Spec edit: a new env var rolls the decode Deployment.
+        rest.patch(
+            dgd_path(namespace, name),
+            {"spec": {"services": {"VllmDecodeWorker": {"envs": [{"name": "DGD_TEST_EDIT", "value": "1"}]}}}},
+        )
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after edit")
+        after = _deployment(rest, namespace, decode)
+        assert after["metadata"]["generation"] > before["metadata"]["generation"]
+        env = after["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        assert {"name": "DGD_TEST_EDIT", "value": "1"} in env
+        assert "Updated" in _reasons(rest, namespace, name)
+
+        # 2. Scale up and down.
+        for replicas in (3, 1):
+            rest.patch(
+                dgd_path(namespace, name),
+                {"spec": {"services": {"VllmDecodeWorker": {"replicas": replicas}}}},
+            )
+            obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description=f"successful at {replicas}")
+            assert obj["status"]["services"]["VllmDecodeWorker"]["readyReplicas"] == replicas
+            assert _deployment(rest, namespace, decode)["spec"]["replicas"] == replicas
+        assert "Scaled" in _reasons(rest, namespace, name)
+
+        # 2b. An edit made behind the operator's back (kubectl scale) is reverted.
+        edited = rest.patch(f"{DEPLOYMENTS.format(ns=namespace)}/{decode}", {"spec": {"replicas": 4}})
+        wait_for(
+            lambda: (d := _deployment(rest, namespace, decode))["spec"]["replicas"] == 1
+            and d["metadata"]["generation"] > edited["metadata"]["generation"],
+            timeout=30,
+            description="operator re-applies the edited Deployment",
+        )
+        assert any("edited outside the operator" in e["message"] for e in events_for(rest, namespace, name))
+
+        # 3. Removing a service breaks Dynamo's update rule (service topology is immutable):
+        #    `failed`, the rule in the message, one Warning, and the children stay as they are.
+        prefill = f"{name}-vllmprefillworker"
+        prefill_spec = rest.get(dgd_path(namespace, name))["spec"]["services"]["VllmPrefillWorker"]
+        rest.patch(dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": None}}})
+        obj = wait_for(lambda: settled(rest, namespace, name, "failed"), timeout=30, description="failed")
+        ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
+        assert ready["status"] == "False" and "spec.services" in ready["message"]
+        assert "VllmPrefillWorker" in ready["message"]
+        assert prefill in _deployments(rest, namespace)
+        assert "InvalidSpec" in _reasons(rest, namespace, name)
+        rest.patch(dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": prefill_spec}}})
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful again")
+
+        # 4. Children that are no longer desired are deleted: switching the graph to etcd
+        #    discovery drops the discovery ServiceAccount/Role/RoleBinding and worker Services.
+        selector = f"nvidia.com/dynamo-graph-deployment-name={name}"
+        accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        services = f"/api/v1/namespaces/{namespace}/services"
+        assert rest.get(accounts, labelSelector=selector)["items"]
+        rest.patch(
+            dgd_path(namespace, name),
+            {"metadata": {"annotations": {"nvidia.com/dynamo-discovery-backend": "etcd"}}},
+        )
+        wait_for(lambda: not rest.get(accounts, labelSelector=selector)["items"], timeout=30,
+                 description="discovery ServiceAccount pruned")
+        left = {o["metadata"]["name"] for o in rest.get(services, labelSelector=selector)["items"]}
+        assert left == {f"{name}-frontend"}
+        assert set(_deployments(rest, namespace)) == {f"{name}-frontend", decode, prefill}
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after prune")
+        assert "Deleted" in _reasons(rest, namespace, name)
+
+
+@pytest.mark.parametrize("strategy", ["Sequential", "Parallel"])
+def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> None:
+    """`spec.restart` rolls every service once (one at a time for Sequential) and completes."""
+    rest = control_plane.rest
+    doc = _example("examples__backends__vllm__deploy__disagg.yaml")
+    name = doc["metadata"]["name"]
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
+        restart: dict[str, Any] = {"id": "r1"}
+        if strategy == "Parallel":
+            restart["strategy"] = {"type": "Parallel"}
+        else:
+            restart["strategy"] = {"type": "Sequential", "order": ["VllmPrefillWorker", "VllmDecodeWorker", "Frontend"]}
+        rest.patch(dgd_path(namespace, name), {"spec": {"restart": restart}})
+        widest = 0
+
+        def completed() -> bool:
+            nonlocal widest
+            status = dgd_status(rest, namespace, name).get("restart") or {}
+            widest = max(widest, len(status.get("inProgress") or []))
+            return status.get("observedID") == "r1" and status.get("phase") == "Completed"
+
+        wait_for(completed, timeout=90, interval=0.05, description="restart r1 completed")
+        deployments = _deployments(rest, namespace)
+        assert {d: _restart_at(obj) for d, obj in deployments.items()} == dict.fromkeys(deployments, "r1")
+        if strategy == "Sequential":
+            assert widest == 1
+        else:
+            assert widest in (0, 3)
+        obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after restart")
+        assert obj["status"]["restart"]["inProgress"] == []
+        assert {"RestartStarted", "RestartCompleted"} <= _reasons(rest, namespace, name)
+
+
+def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str) -> None:
+    """`kubectl scale dgdsa/...` (the scale subresource) drives the service's replicas; disabling
+    the adapter deletes it."""
+    rest = control_plane.rest
+    doc = _example("examples__backends__vllm__deploy__agg.yaml")
+    name = doc["metadata"]["name"]
+    doc["spec"]["services"]["worker"]["scalingAdapter"] = {"enabled": True}
+    adapter = f"{DGDSA_API.format(ns=namespace)}/{name}-worker"
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
+        created = wait_for(lambda: rest.get(adapter).get("status"), timeout=30, description="adapter status")
+        assert created["replicas"] == 1
+        assert created["selector"] == (
+            f"nvidia.com/dynamo-component=worker,nvidia.com/dynamo-graph-deployment-name={name}"
+        )
+
+        rest.patch(f"{adapter}/scale", {"spec": {"replicas": 2}})
+        wait_for(
+            lambda: rest.get(dgd_path(namespace, name))["spec"]["services"]["worker"].get("replicas") == 2,
+            timeout=30,
+            description="DGD replicas follow the adapter",
+        )
+        obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful at 2")
+        assert obj["status"]["services"]["worker"]["readyReplicas"] == 2
+        scale = wait_for(
+            lambda: (s := rest.get(f"{adapter}/scale"))["status"].get("replicas") == 2 and s,
+            timeout=30,
+            description="adapter /scale reports 2",
+        )
+        assert scale["status"]["selector"].startswith("nvidia.com/dynamo-component=worker")
+        assert rest.get(adapter)["status"].get("lastScaleTime")
+
+        rest.patch(
+            dgd_path(namespace, name),
+            {"spec": {"services": {"worker": {"scalingAdapter": {"enabled": False}}}}},
+        )
+        wait_for(lambda: not rest.exists(adapter), timeout=30, description="adapter deleted")
+        assert "AdapterDeleted" in _reasons(rest, namespace, name)
+
+
+def test_delete_garbage_collects_children(control_plane: ControlPlane, namespace: str) -> None:
+    """Deleting the DGD removes every child through owner references."""
+    rest = control_plane.rest
+    doc = _example("examples__backends__sglang__deploy__agg.yaml")
+    name = doc["metadata"]["name"]
+    selector = f"nvidia.com/dynamo-graph-deployment-name={name}"
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
+        assert rest.get(DEPLOYMENTS.format(ns=namespace), labelSelector=selector)["items"]
+        rest.delete(dgd_path(namespace, name), propagationPolicy="Foreground")
+
+        def children_left() -> list[str]:
+            left = []
+            for path in (
+                DEPLOYMENTS.format(ns=namespace),
+                f"/api/v1/namespaces/{namespace}/services",
+                f"/api/v1/namespaces/{namespace}/serviceaccounts",
+            ):
+                left += [o["metadata"]["name"] for o in rest.get(path, labelSelector=selector)["items"]]
+            return left
+
+        wait_for(lambda: not children_left() and not rest.exists(dgd_path(namespace, name)), timeout=60,
+                 description="DGD and children gone")
+
+
+def test_invalid_dgd_fails_once_and_leaves_children(control_plane: ControlPlane, namespace: str) -> None:
+    """A DGD whose child the API server refuses ends `failed` with the object and field in the
+    message and one Warning Event; no retries until the spec changes."""
+    rest = control_plane.rest
+    doc = _example("examples__backends__vllm__deploy__agg.yaml")
+    name = doc["metadata"]["name"]
+    # A service key that cannot become a DNS-1123 object name.
+    doc["spec"]["services"]["Bad_Worker"] = copy.deepcopy(doc["spec"]["services"]["worker"])
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        obj = wait_for(lambda: settled(rest, namespace, name, "failed"), timeout=60, description="DGD failed")
+        ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
+        assert ready["status"] == "False"
+        assert "bad_worker" in ready["message"].lower()
+        warnings = wait_for(
+            lambda: [e for e in events_for(rest, namespace, name) if e["type"] == "Warning"],
+            timeout=10,
+            description="a Warning event",
+        )
+        assert len(warnings) == 1
+
+        writes = metrics.api_request_count(metrics.WRITE_VERBS)
+        time.sleep(3)  # watch events keep arriving (pods of valid services): still no writes
+        assert metrics.api_request_count(metrics.WRITE_VERBS) == writes
+        assert len([e for e in events_for(rest, namespace, name) if e["type"] == "Warning"]) == 1
+
+
+def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namespace: str) -> None:
+    """Restarting the operator over converged DGDs writes nothing (counted by the API server)."""
+    rest = control_plane.rest
+    agg = _example("examples__backends__vllm__deploy__agg.yaml")
+    agg["spec"]["services"]["worker"]["scalingAdapter"] = {"enabled": True}
+    disagg = _example("examples__backends__sglang__deploy__disagg.yaml")
+    names = [agg["metadata"]["name"], disagg["metadata"]["name"]]
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), agg)
+        rest.post(dgd_path(namespace), disagg)
+        # A completed restart is part of the converged state too.
+        for name in names:
+            wait_for(lambda n=name: settled(rest, namespace, n), timeout=60, description=f"{name} successful")
+        rest.patch(dgd_path(namespace, names[1]), {"spec": {"restart": {"id": "before-restart"}}})
+        wait_for(
+            lambda: (dgd_status(rest, namespace, names[1]).get("restart") or {}).get("phase") == "Completed"
+            and settled(rest, namespace, names[1]),
+            timeout=90,
+            description="restart completed",
+        )
+        time.sleep(2)  # let trailing watch events drain
+
+    # Namespaces of earlier tests are being emptied by the namespace controller (DELETEs);
+    # the API server counts cluster-wide, so wait for that to finish first.
+    wait_for(lambda: not terminating_namespaces(rest), timeout=90, description="no namespace terminating")
+    before = apiserver_writes(rest)
+    assert sum(before.values()) > 0, "the API server's write counters are not visible"
+    client_writes = metrics.api_request_count(metrics.WRITE_VERBS)
+    with running_operator(namespace) as operator:
+        # Every DGD and child is seen and reconciled at least once after the restart.
+        controller = operator.controller
+        wait_for(lambda: controller.reconciles >= len(names) and len(controller.queue) == 0,
+                 timeout=30, description="initial reconciles done")
+        time.sleep(3)
+        assert controller.failures == {}
+    after = apiserver_writes(rest)
+    assert count_delta(before, after) == {}
+    assert metrics.api_request_count(metrics.WRITE_VERBS) == client_writes
+    for name in names:
+        assert settled(rest, namespace, name)
+
+
+def test_image_pull_secret_discovery(control_plane: ControlPlane, namespace: str) -> None:
+    """A docker-registry Secret for the images' registry, added after the DGD, reaches its pods."""
+    import base64
+    import json
+
+    rest = control_plane.rest
+    doc = _example("examples__backends__sglang__deploy__agg.yaml")
+    name = doc["metadata"]["name"]
+    with running_operator(namespace):
+        rest.post(dgd_path(namespace), doc)
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
+        assert not any(d["spec"]["template"]["spec"].get("imagePullSecrets") for d in _deployments(rest, namespace).values())
+        config = {"auths": {"nvcr.io": {"auth": base64.b64encode(b"$oauthtoken:x").decode()}}}
+        rest.post(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {
+                "metadata": {"name": "ngc"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+            },
+        )
+
+        def pull_secrets() -> set[str]:
+            return {
+                ref["name"]
+                for d in _deployments(rest, namespace).values()
+                for ref in d["spec"]["template"]["spec"].get("imagePullSecrets") or []
+            }
+
+        wait_for(lambda: pull_secrets() == {"ngc"}, timeout=30, description="imagePullSecrets: ngc")
+        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after rollout")
