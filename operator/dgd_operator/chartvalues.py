@@ -213,6 +213,70 @@ class EtcdValues(ValuesModel):
     )
 
 
+class IssuerRefValues(ValuesModel):
+    """A cert-manager issuer reference."""
+
+    name: str = Field(
+        "",
+        description=(
+            "Issuer (or ClusterIssuer) that signs the webhook certificate; empty means a "
+            "self-signed Issuer created by the chart."
+        ),
+    )
+    kind: Literal["Issuer", "ClusterIssuer"] = Field(
+        "Issuer", description="Kind of the issuer named in name."
+    )
+
+
+class CertManagerValues(ValuesModel):
+    """cert-manager integration for the webhook's serving certificate."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Issue the webhook certificate with cert-manager (needs cert-manager in the "
+            "cluster; its CA injector fills the caBundle) instead of a chart-generated CA."
+        ),
+    )
+    issuer_ref: IssuerRefValues = Field(
+        default_factory=IssuerRefValues, description="Issuer of the webhook certificate."
+    )
+
+
+class WebhookValues(ValuesModel):
+    """The validating admission webhook served by the operator (DGD_WEBHOOK_*)."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Validate DynamoGraphDeployments and their scaling adapters on create and update "
+            "(DGD_WEBHOOK_ENABLED): bad graphs are refused by kubectl apply with every field "
+            "path listed, and Dynamo's update rules (immutable service set, backendFramework, "
+            "multinode) are enforced."
+        ),
+    )
+    port: Port = Field(
+        9443, description="Container port of the webhook's HTTPS server (DGD_WEBHOOK_PORT)."
+    )
+    failure_policy: Literal["Fail", "Ignore"] = Field(
+        "Fail",
+        description=(
+            "What the API server does when the webhook cannot be reached: Fail refuses the "
+            "write (as Dynamo does), Ignore admits it unchecked."
+        ),
+    )
+    timeout_seconds: int = Field(
+        10, ge=1, le=30, description="How long the API server waits for the webhook (1-30)."
+    )
+    cert_manager: CertManagerValues = Field(
+        default_factory=CertManagerValues,
+        description=(
+            "cert-manager for the serving certificate. When disabled the chart generates a CA "
+            "and certificate once, keeps them in a Secret and reuses them on upgrades."
+        ),
+    )
+
+
 def _default_resources() -> dict[str, Any]:
     return {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
@@ -291,6 +355,21 @@ class ChartValues(ValuesModel):
             "(DGD_MPI_SSH_SECRET_NAME); the operator creates it in a graph's namespace if missing."
         ),
     )
+    planner_cluster_role_name: str = Field(
+        "",
+        description=(
+            "ClusterRole bound to planner-serviceaccount in each namespace with a planner service "
+            "(DGD_PLANNER_CLUSTER_ROLE_NAME); empty: the ServiceAccount gets no binding. The "
+            "operator is granted `bind` on it."
+        ),
+    )
+    epp_cluster_role_name: str = Field(
+        "",
+        description=(
+            "ClusterRole bound to epp-serviceaccount for endpoint-picker services "
+            "(DGD_EPP_CLUSTER_ROLE_NAME); empty: no binding. The operator is granted `bind` on it."
+        ),
+    )
     workers: int = Field(
         4,
         ge=1,
@@ -301,6 +380,9 @@ class ChartValues(ValuesModel):
     log: LogValues = Field(default_factory=LogValues, description="Operator logging.")
     metrics: MetricsValues = Field(default_factory=MetricsValues, description="Prometheus metrics.")
     health: HealthValues = Field(default_factory=HealthValues, description="Health endpoint.")
+    webhook: WebhookValues = Field(
+        default_factory=WebhookValues, description="Validating admission webhook."
+    )
     resources: dict[str, Any] = Field(
         default_factory=_default_resources, description="Container resources of the operator."
     )

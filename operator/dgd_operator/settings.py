@@ -76,6 +76,29 @@ class OperatorSettings:
     workers: int = 4
     """`DGD_WORKERS`: DGDs reconciled concurrently (one DGD is never reconciled twice at once)."""
 
+    webhook_enabled: bool = False
+    """`DGD_WEBHOOK_ENABLED`: serve the validating admission webhook (the chart sets true)."""
+
+    webhook_port: int = 9443
+    """`DGD_WEBHOOK_PORT`: HTTPS port of the webhook server."""
+
+    webhook_host: str | None = None
+    """`DGD_WEBHOOK_HOST`: host name the API server uses for a kopf-managed webhook (local runs)."""
+
+    webhook_cert_dir: str | None = None
+    """`DGD_WEBHOOK_CERT_DIR`: directory with tls.crt, tls.key (, ca.crt); unset: self-signed."""
+
+    webhook_managed: bool | None = None
+    """`DGD_WEBHOOK_MANAGED`: kopf manages the ValidatingWebhookConfiguration; default: true
+    without a cert dir, false with one (the chart registers it)."""
+
+    webhook_failure_policy: str = "Fail"
+    """`DGD_WEBHOOK_FAILURE_POLICY`: Fail or Ignore (kopf-managed configuration only)."""
+
+    webhook_operator_username: str | None = None
+    """`DGD_WEBHOOK_OPERATOR_USERNAME`: the operator's own user; only it and a planner SA may
+    change adapter-managed replicas (unset: rule off)."""
+
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised `DGD_*` variables, kept so the command can warn about typos."""
 
@@ -108,6 +131,13 @@ _KNOWN = frozenset(
         "WORKERS",
         "PLANNER_CLUSTER_ROLE_NAME",
         "EPP_CLUSTER_ROLE_NAME",
+        "WEBHOOK_ENABLED",
+        "WEBHOOK_PORT",
+        "WEBHOOK_HOST",
+        "WEBHOOK_CERT_DIR",
+        "WEBHOOK_MANAGED",
+        "WEBHOOK_FAILURE_POLICY",
+        "WEBHOOK_OPERATOR_USERNAME",
     }
 )
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -149,6 +179,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         planner_cluster_role_name=text("PLANNER_CLUSTER_ROLE_NAME"),
         epp_cluster_role_name=text("EPP_CLUSTER_ROLE_NAME"),
         workers=_parse_int("WORKERS", values, default=4, minimum=1),
+        webhook_enabled=_parse_bool("WEBHOOK_ENABLED", values, default=False),
+        webhook_port=_parse_port("WEBHOOK_PORT", values, default=9443),
+        webhook_host=text("WEBHOOK_HOST"),
+        webhook_cert_dir=text("WEBHOOK_CERT_DIR"),
+        webhook_managed=(
+            _parse_bool("WEBHOOK_MANAGED", values, default=False)
+            if text("WEBHOOK_MANAGED") is not None
+            else None
+        ),
+        webhook_failure_policy=text("WEBHOOK_FAILURE_POLICY") or "Fail",
+        webhook_operator_username=text("WEBHOOK_OPERATOR_USERNAME"),
         extra={k: v for k, v in values.items() if k not in _KNOWN},
     )
 

@@ -83,10 +83,21 @@ OPERATOR_ENV = {
     "DGD_METRICS_PORT",
     "DGD_HEALTH_PORT",
     "DGD_MPI_SSH_SECRET_NAME",
+    "DGD_PLANNER_CLUSTER_ROLE_NAME",
+    "DGD_EPP_CLUSTER_ROLE_NAME",
     "DGD_WORKERS",
     "DGD_LOG_LEVEL",
     "DGD_LOG_FORMAT",
+    "DGD_WEBHOOK_ENABLED",
+    "DGD_WEBHOOK_PORT",
+    "DGD_WEBHOOK_CERT_DIR",
+    "DGD_WEBHOOK_MANAGED",
+    "DGD_WEBHOOK_OPERATOR_USERNAME",
 }
+# Webhook settings the chart leaves at their defaults: they only shape a kopf-managed webhook
+# configuration (local runs); the chart registers its own.
+KOPF_MANAGED_ONLY_ENV = {"DGD_WEBHOOK_HOST", "DGD_WEBHOOK_FAILURE_POLICY"}
+WEBHOOK_CERT_DIR = "/etc/dgd/webhook-certs"
 
 # Named value sets rendered by the tests below: the chart defaults plus every ci/*-values.yaml.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -265,6 +276,15 @@ def test_every_values_key_has_a_doc_comment() -> None:
             "metrics.serviceMonitor.enabled",
             id="monitor-without-service",
         ),
+        pytest.param({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds", id="webhook-timeout"),
+        pytest.param(
+            {"webhook": {"failurePolicy": "Open"}}, "failurePolicy", id="webhook-failure-policy"
+        ),
+        pytest.param(
+            {"webhook": {"port": 8080}},
+            "webhook.port must differ from metrics.port and health.port",
+            id="webhook-port-clash",
+        ),
         pytest.param({"health": {"port": 8080}}, "must differ", id="port-clash"),
     ],
 )
@@ -286,7 +306,7 @@ def test_rendered_objects_pass_strict_kubernetes_schema(
     rendered: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
     for obj in rendered[scenario]:
-        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+        if obj["apiVersion"].startswith(("monitoring.coreos.com/", "cert-manager.io/")):
             continue  # a CRD kind; kubernetes_validate knows only built-in kinds
         try:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
@@ -300,7 +320,7 @@ def test_rendered_objects_pass_strict_kubernetes_schema(
 def test_every_object_is_labelled_and_namespaced(
     rendered: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
     for obj in rendered[scenario]:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE
@@ -378,7 +398,7 @@ def test_operator_deployment_is_hardened_single_replica(
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081}
+    assert ports == {"metrics": 8080, "health": 8081, "webhook": 9443}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
@@ -397,9 +417,16 @@ def test_operator_env_is_exactly_the_settings(rendered: dict[str, list[dict[str,
         "DGD_METRICS_PORT": "8080",
         "DGD_HEALTH_PORT": "8081",
         "DGD_MPI_SSH_SECRET_NAME": "mpi-run-ssh-secret",
+        "DGD_PLANNER_CLUSTER_ROLE_NAME": "",
+        "DGD_EPP_CLUSTER_ROLE_NAME": "",
         "DGD_WORKERS": "4",
         "DGD_LOG_LEVEL": "INFO",
         "DGD_LOG_FORMAT": "json",
+        "DGD_WEBHOOK_ENABLED": "true",
+        "DGD_WEBHOOK_PORT": "9443",
+        "DGD_WEBHOOK_CERT_DIR": WEBHOOK_CERT_DIR,
+        "DGD_WEBHOOK_MANAGED": "false",
+        "DGD_WEBHOOK_OPERATOR_USERNAME": f"system:serviceaccount:{RELEASE_NAMESPACE}:{FULLNAME}",
     }
 
 
@@ -467,10 +494,13 @@ def test_operator_env_covers_every_operator_setting() -> None:
     from dataclasses import fields
 
     from dgd_operator.settings import OperatorSettings
+    from dgd_operator.webhook import WEBHOOK_ENV
 
     settings_env = {f"DGD_{f.name.upper()}" for f in fields(OperatorSettings) if f.name != "extra"}
+    # The webhook's variables are read by dgd_operator.webhook until OperatorSettings has them.
+    settings_env |= WEBHOOK_ENV
     # The bind address keeps its default (0.0.0.0): in a pod the probes come from the kubelet.
-    assert settings_env - {"DGD_BIND_ADDRESS"} == OPERATOR_ENV
+    assert settings_env - {"DGD_BIND_ADDRESS"} - KOPF_MANAGED_ONLY_ENV == OPERATOR_ENV
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -478,6 +508,7 @@ def test_operator_accepts_the_rendered_env(
     rendered: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
     from dgd_operator.settings import load_settings
+    from dgd_operator.webhook import WEBHOOK_ENV, webhook_settings
 
     env = _env(_one(rendered[scenario], "Deployment"))
     settings = load_settings(env)
@@ -488,7 +519,15 @@ def test_operator_accepts_the_rendered_env(
     assert settings.health_port == values.health.port
     assert settings.log_format == values.log.format
     assert settings.workers == values.workers
-    assert not settings.extra, "the chart sets a DGD_ variable the operator does not know"
+    webhook_names = {name.removeprefix("DGD_") for name in WEBHOOK_ENV}
+    unknown = set(settings.extra) - webhook_names
+    assert not unknown, f"the chart sets DGD_ variables the operator does not know: {unknown}"
+    ws = webhook_settings(settings, env)
+    assert ws.enabled == values.webhook.enabled
+    if ws.enabled:
+        assert ws.port == values.webhook.port
+        assert ws.cert_dir == WEBHOOK_CERT_DIR and not ws.is_managed
+        assert ws.operator_username and ws.operator_username.startswith("system:serviceaccount:")
 
 
 # A graph touching every optional child kind the builders emit today (multinode groups are not
@@ -595,6 +634,196 @@ def test_operator_permissions_cover_the_watched_child_kinds() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# The admission webhook
+
+WEBHOOK_SERVICE = f"{FULLNAME}-webhook"
+WEBHOOK_SECRET = f"{FULLNAME}-webhook-tls"
+WEBHOOK_DNS_NAMES = [
+    WEBHOOK_SERVICE,
+    f"{WEBHOOK_SERVICE}.{RELEASE_NAMESPACE}",
+    f"{WEBHOOK_SERVICE}.{RELEASE_NAMESPACE}.svc",
+    f"{WEBHOOK_SERVICE}.{RELEASE_NAMESPACE}.svc.cluster.local",
+]
+
+
+def _webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    config = _one(objects, "ValidatingWebhookConfiguration", FULLNAME)
+    return {hook["name"]: hook for hook in config["webhooks"]}
+
+
+def test_webhook_routes_each_kind_to_its_operator_handler(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    from dgd_operator.webhook import (
+        DGD_PLURAL,
+        DGD_WEBHOOK_ID,
+        DGDSA_PLURAL,
+        DGDSA_WEBHOOK_ID,
+        MANAGED_CONFIGURATION,
+    )
+
+    hooks = _webhooks(rendered["default"])
+    expected = {DGD_WEBHOOK_ID: DGD_PLURAL, DGDSA_WEBHOOK_ID: DGDSA_PLURAL}
+    assert set(hooks) == {f"{hid}.{MANAGED_CONFIGURATION}" for hid in expected}
+    for handler_id, plural in expected.items():
+        hook = hooks[f"{handler_id}.{MANAGED_CONFIGURATION}"]
+        # The operator's kopf server routes a request to the handler named by the URL path.
+        assert hook["clientConfig"]["service"] == {
+            "name": WEBHOOK_SERVICE, "namespace": RELEASE_NAMESPACE,
+            "path": f"/{handler_id}", "port": 443,
+        }  # fmt: skip
+        assert hook["rules"] == [
+            {
+                "apiGroups": ["nvidia.com"],
+                "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": [plural],  # never status or scale: the operator's own writes
+                "scope": "Namespaced",
+            }
+        ]
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["timeoutSeconds"] == 10
+        assert hook["sideEffects"] == "None"
+        assert hook["matchPolicy"] == "Equivalent"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert "namespaceSelector" not in hook  # cluster-wide mode: every namespace
+    service = _one(rendered["default"], "Service", WEBHOOK_SERVICE)
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_chart_generated_certificate_matches_the_ca_bundle(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    import base64
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    secret = _one(rendered["default"], "Secret", WEBHOOK_SECRET)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+    for hook in _webhooks(rendered["default"]).values():
+        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca_pem
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == WEBHOOK_DNS_NAMES
+    assert cert.issuer == ca.subject
+    public_key = ca.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert cert.signature_hash_algorithm is not None
+    public_key.verify(  # raises if the CA did not sign the serving certificate
+        cert.signature,
+        cert.tbs_certificate_bytes,
+        padding.PKCS1v15(),
+        cert.signature_hash_algorithm,
+    )
+    # The operator's server (Python ssl, as kopf loads it) accepts the mounted pair.
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_bytes(base64.b64decode(secret["data"][name]))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+
+
+def test_operator_pod_serves_the_webhook_with_the_mounted_certificate(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    pod = _one(rendered["default"], "Deployment", FULLNAME)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert {"name": "webhook-certs", "mountPath": WEBHOOK_CERT_DIR, "readOnly": True} in (
+        container["volumeMounts"]
+    )
+    assert {
+        "name": "webhook-certs",
+        "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 0o440},
+    } in pod["volumes"]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+
+
+def test_operator_needs_no_webhook_permissions(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    # The chart registers the configuration; the operator only serves it (DGD_WEBHOOK_MANAGED).
+    role = _one(rendered["default"], "ClusterRole", FULLNAME)
+    groups = {group for rule in role["rules"] for group in rule["apiGroups"]}
+    assert "admissionregistration.k8s.io" not in groups
+
+
+def test_webhook_is_scoped_to_the_watched_namespaces(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for hook in _webhooks(rendered["namespace-mode"]).values():
+        assert hook["namespaceSelector"] == {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "In",
+                    "values": ["team-a", "team-b"],
+                }
+            ]
+        }
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["webhook-cert-manager"]
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert not [o for o in objects if o["kind"] == "Issuer"]  # an existing ClusterIssuer is used
+    certificate = _one(objects, "Certificate", WEBHOOK_SERVICE)
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["spec"]["secretName"] == WEBHOOK_SECRET
+    assert certificate["spec"]["dnsNames"] == WEBHOOK_DNS_NAMES
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "cluster-ca", "kind": "ClusterIssuer", "group": "cert-manager.io",
+    }  # fmt: skip
+    config = _one(objects, "ValidatingWebhookConfiguration", FULLNAME)
+    assert config["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": f"{RELEASE_NAMESPACE}/{WEBHOOK_SERVICE}"
+    }
+    for hook in config["webhooks"]:
+        assert "caBundle" not in hook["clientConfig"]
+        assert hook["failurePolicy"] == "Ignore"
+        assert hook["timeoutSeconds"] == 5
+    env = _env(_one(objects, "Deployment"))
+    assert env["DGD_WEBHOOK_PORT"] == "10443"
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "webhook", "containerPort": 10443, "protocol": "TCP"} in (
+        pod["containers"][0]["ports"]
+    )
+
+
+def test_cert_manager_without_an_issuer_gets_a_self_signed_one(helm: Path, tmp_path: Path) -> None:
+    values = {"webhook": {"certManager": {"enabled": True}}}
+    objects = render(helm, _write_values(tmp_path, values))
+    issuer = _one(objects, "Issuer", f"{FULLNAME}-webhook-selfsigned")
+    assert issuer["spec"] == {"selfSigned": {}}
+    assert issuer["metadata"]["namespace"] == RELEASE_NAMESPACE
+    certificate = _one(objects, "Certificate", WEBHOOK_SERVICE)
+    assert certificate["spec"]["issuerRef"] == {
+        "name": f"{FULLNAME}-webhook-selfsigned", "kind": "Issuer", "group": "cert-manager.io",
+    }  # fmt: skip
+
+
+def test_webhook_can_be_turned_off(helm: Path, tmp_path: Path) -> None:
+    objects = render(helm, _write_values(tmp_path, {"webhook": {"enabled": False}}))
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ValidatingWebhookConfiguration", FULLNAME) not in kinds
+    assert ("Service", WEBHOOK_SERVICE) not in kinds
+    assert ("Secret", WEBHOOK_SECRET) not in kinds
+    deployment = _one(objects, "Deployment")
+    env = _env(deployment)
+    assert env["DGD_WEBHOOK_ENABLED"] == "false"
+    assert not {name for name in env if name.startswith("DGD_WEBHOOK_")} - {"DGD_WEBHOOK_ENABLED"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert [p["name"] for p in pod["containers"][0]["ports"]] == ["metrics", "health"]
+
+
+# ------------------------------------------------------------------------------------------------
 # The helm binary
 
 
@@ -680,3 +909,22 @@ def test_operator_permissions_cover_the_shipped_crds() -> None:
         for subresource in subresources:
             held = permissions.get((group, f"{plural}/{subresource}"), set())
             assert {"get", "update", "patch"} <= held, f"{plural}/{subresource}"
+
+
+def test_planner_cluster_role_gets_a_bind_grant_and_env(helm: Path, tmp_path: Path) -> None:
+    """Binding planner-serviceaccount to a ClusterRole needs `bind` on exactly that role."""
+    values = tmp_path / "values.yaml"
+    values.write_text("plannerClusterRoleName: planner-role\n")
+    objects = render(helm, values)
+    env = _env(_one(objects, "Deployment"))
+    assert env["DGD_PLANNER_CLUSTER_ROLE_NAME"] == "planner-role"
+    rules = _one(objects, "ClusterRole", FULLNAME)["rules"]
+    binds = [r for r in rules if r.get("verbs") == ["bind"]]
+    assert binds == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": ["planner-role"],
+            "verbs": ["bind"],
+        }
+    ]

@@ -9,6 +9,7 @@ tests/integration/test_webhook.py.
 from __future__ import annotations
 
 import copy
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.examples import v1alpha1_example_paths
 
 from dgd_operator import webhook
 from dgd_operator.api.validation import Problem
-from dgd_operator.settings import OperatorSettings, SettingsError
+from dgd_operator.settings import OperatorSettings, SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -433,7 +434,8 @@ def test_self_signed_local_webhook_is_kopf_managed(monkeypatch: pytest.MonkeyPat
         monkeypatch.delenv(name, raising=False)
     settings = kopf.OperatorSettings()
     registry = kopf.OperatorRegistry()
-    assert webhook.enable_admission(registry, settings, OperatorSettings(bind_address="127.0.0.1"))
+    operator_settings = load_settings({**os.environ, "DGD_BIND_ADDRESS": "127.0.0.1"})
+    assert webhook.enable_admission(registry, settings, operator_settings)
     server = settings.admission.server
     assert isinstance(server, webhook.SelfSignedWebhookServer)
     assert (server.addr, server.port, server.certfile) == ("127.0.0.1", 9443, None)

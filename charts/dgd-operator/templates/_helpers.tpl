@@ -97,6 +97,27 @@ Dynamo's chart injects (nats://<svc>.<ns>.svc.cluster.local:4222, <svc>.<ns>.svc
 {{- end }}
 
 {{/*
+The validating admission webhook: its Service (also the certificate's DNS name), the Secret
+holding its serving certificate, where that Secret is mounted, and the operator's own user
+name (the only one, besides a planner, allowed to change adapter-managed replicas).
+*/}}
+{{- define "dgd-operator.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "dgd-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dgd-operator.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "dgd-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dgd-operator.webhookCertDir" -}}
+/etc/dgd/webhook-certs
+{{- end }}
+
+{{- define "dgd-operator.operatorUsername" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "dgd-operator.serviceAccountName" .) }}
+{{- end }}
+
+{{/*
 Fail early, naming the value, on combinations the schema cannot express.
 */}}
 {{- define "dgd-operator.validateValues" -}}
@@ -108,5 +129,8 @@ Fail early, naming the value, on combinations the schema cannot express.
 {{- end }}
 {{- if eq (int .Values.metrics.port) (int .Values.health.port) }}
 {{- fail "metrics.port and health.port must differ" }}
+{{- end }}
+{{- if and .Values.webhook.enabled (or (eq (int .Values.webhook.port) (int .Values.metrics.port)) (eq (int .Values.webhook.port) (int .Values.health.port))) }}
+{{- fail "webhook.port must differ from metrics.port and health.port" }}
 {{- end }}
 {{- end }}

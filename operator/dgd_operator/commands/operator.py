@@ -22,6 +22,10 @@ environment:
   DGD_IMAGE_PULL_SECRET_DISCOVERY (true), DGD_MPI_SSH_SECRET_NAME (mpi-run-ssh-secret)
   DGD_METRICS_PORT (8080), DGD_HEALTH_PORT (8081), DGD_BIND_ADDRESS (0.0.0.0)
   DGD_LOG_LEVEL (INFO), DGD_LOG_FORMAT (text|json), DGD_WORKERS (4)
+  DGD_PLANNER_CLUSTER_ROLE_NAME, DGD_EPP_CLUSTER_ROLE_NAME (unset: no binding)
+  DGD_WEBHOOK_ENABLED (false), DGD_WEBHOOK_PORT (9443), DGD_WEBHOOK_CERT_DIR (unset: self-signed),
+  DGD_WEBHOOK_MANAGED (auto), DGD_WEBHOOK_HOST, DGD_WEBHOOK_FAILURE_POLICY (Fail),
+  DGD_WEBHOOK_OPERATOR_USERNAME
 
 examples:
   dgd operator                       all namespaces, current kubeconfig

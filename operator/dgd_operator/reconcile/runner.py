@@ -10,6 +10,7 @@ import kopf
 from dgd_operator.handlers import kopf_settings, register
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.settings import OperatorSettings
+from dgd_operator.webhook import enable_admission
 
 
 def liveness_endpoint(settings: OperatorSettings) -> str | None:
@@ -35,6 +36,9 @@ async def run_operator(
     registry = kopf.OperatorRegistry()
     controller = controller or Controller(settings)
     register(registry, controller)
+    operator_kopf_settings = kopf_settings()
+    # No-op unless DGD_WEBHOOK_ENABLED: the chart's fail-closed webhook needs this server.
+    enable_admission(registry, operator_kopf_settings, settings)
     namespaces = list(settings.watch_namespaces)
     extra: dict[str, Any] = {}
     if liveness:
@@ -42,7 +46,7 @@ async def run_operator(
     try:
         await kopf.operator(
             registry=registry,
-            settings=kopf_settings(),
+            settings=operator_kopf_settings,
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,
