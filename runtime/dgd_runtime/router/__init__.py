@@ -1,0 +1,1 @@
+"""Routing of requests to worker instances: round-robin, random, KV-cache aware."""

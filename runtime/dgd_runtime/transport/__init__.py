@@ -1,0 +1,1 @@
+"""NATS request plane: discovery (heartbeat registration), request/stream transport."""

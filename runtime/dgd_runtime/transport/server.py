@@ -1,0 +1,309 @@
+"""Worker side of the request plane: serve an engine's streams over NATS.
+
+One subscription on the instance's request subject, one on its control subject. Each request
+becomes a task that pulls from the engine only while the client has granted credits, so a slow
+client pushes back into the engine instead of piling up messages in the worker. Idle streams
+(waiting for the engine or for credits) get a keepalive every ``keepalive_interval``; those
+keepalives are published with ``reply`` = the control subject, so if the client is gone the
+server answers "no responders" there and the stream is cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from dgd_runtime.protocol import (
+    FINISH_ERROR,
+    EngineOutput,
+    PreprocessedRequest,
+    RuntimeProtocolError,
+    encode_output,
+)
+from dgd_runtime.transport import wire
+from dgd_runtime.transport.fastsub import subscribe_direct
+from dgd_runtime.transport.subjects import control_subject
+from dgd_runtime.workers.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _ServerStream:
+    inbox: str
+    request: PreprocessedRequest
+    credits: int
+    sent: int = 0
+    sent_at_last_tick: int = 0
+    task: asyncio.Task[None] | None = None
+    credit_waiter: asyncio.Future[None] | None = None
+    cancelled: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class StreamRecord:
+    """How one request went, as the worker saw it (for latency metrics)."""
+
+    duration_s: float
+    time_to_first_token_s: float | None
+    tokens: int
+    finish_reason: str
+
+
+StreamObserver = Callable[[StreamRecord], None]
+
+
+@dataclass(slots=True)
+class ServerCounters:
+    """Cumulative request-plane counters of one endpoint server (for /metrics)."""
+
+    requests_total: int = 0
+    requests_refused: int = 0
+    cancellations_total: int = 0
+    client_gone_total: int = 0
+    errors_total: int = 0
+    messages_sent: int = 0
+    bytes_sent: int = 0
+
+
+class EndpointServer:
+    """Serves ``engine`` on ``request_subject`` with credit flow control and keepalives."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        request_subject: str,
+        engine: Engine,
+        *,
+        keepalive_interval: float = 0.5,
+        max_window: int = 1024,
+    ) -> None:
+        """Prepare the server; :meth:`start` subscribes."""
+        self._nc = nc
+        self.request_subject = request_subject
+        self.control_subject = control_subject(request_subject)
+        self._engine = engine
+        self._keepalive_interval = keepalive_interval
+        self._max_window = max_window
+        self._streams: dict[str, _ServerStream] = {}
+        self._subs: list[Subscription] = []
+        self._request_sub: Subscription | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._accepting = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.counters = ServerCounters()
+        self.observer: StreamObserver | None = None
+        """Called once per finished stream (on the event loop; keep it cheap)."""
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    @property
+    def inflight(self) -> int:
+        """Number of streams in progress."""
+        return len(self._streams)
+
+    async def start(self) -> None:
+        """Subscribe to the request and control subjects and start keepalives."""
+        self._accepting = True
+        self._subs.append(await subscribe_direct(self._nc, self.control_subject, self._on_control))
+        self._request_sub = await subscribe_direct(self._nc, self.request_subject, self._on_request)
+        await self._nc.flush()
+        self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="dgd-keepalive")
+
+    async def stop_accepting(self) -> None:
+        """Stop taking new requests (unsubscribe the request subject); streams continue."""
+        self._accepting = False
+        req_sub, self._request_sub = self._request_sub, None
+        if req_sub is not None:
+            with contextlib.suppress(Exception):
+                await req_sub.unsubscribe()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight streams finish for ``timeout`` s, cancel the rest."""
+        await self.stop_accepting()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        for st in list(self._streams.values()):
+            if st.task is not None:
+                st.task.cancel()
+        tasks = [st.task for st in self._streams.values() if st.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel everything and unsubscribe."""
+        await self.drain(0)
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive_task
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_request(self, msg: Msg) -> None:
+        inbox = msg.reply
+        if not inbox:
+            return
+        if not self._accepting:
+            self._spawn(self._send(inbox, b"Rdraining"))
+            self.counters.requests_refused += 1
+            return
+        try:
+            window, request = wire.decode_request_envelope(msg.data)
+        except (RuntimeProtocolError, TypeError, ValueError) as exc:
+            self.counters.errors_total += 1
+            out = EngineOutput([], FINISH_ERROR, f"bad request: {exc}")
+            self._spawn(self._send(inbox, wire.data_frame(1, encode_output(out))))
+            return
+        st = _ServerStream(inbox, request, min(window, self._max_window))
+        self._streams[inbox] = st
+        self._idle.clear()
+        self.counters.requests_total += 1
+        st.task = asyncio.create_task(self._run_stream(st))
+
+    def _on_control(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers and headers.get("Status") == "503":
+            # Our keepalive found no subscriber on the client's inbox: the client is gone.
+            st = self._streams.get(headers.get("Nats-Subject", ""))
+            if st is not None:
+                self.counters.client_gone_total += 1
+                self._cancel(st)
+            return
+        try:
+            kind, inbox, amount = wire.decode_control(msg.data)
+        except (RuntimeProtocolError, ValueError, UnicodeDecodeError):
+            return
+        st = self._streams.get(inbox)
+        if kind == wire.CTL_CREDIT:
+            if st is not None:
+                st.credits += amount
+                waiter = st.credit_waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+        elif kind == wire.CTL_CANCEL:
+            if st is not None:
+                self.counters.cancellations_total += 1
+                self._cancel(st)
+        elif kind == wire.CTL_PING:
+            # A stream we do not know (finished, or its request was lost) must not look alive.
+            self._spawn(self._send(inbox, wire.KEEPALIVE if st is not None else wire.GONE))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def _cancel(self, st: _ServerStream) -> None:
+        st.cancelled = True
+        if st.task is not None and not st.task.done():
+            st.task.cancel()
+
+    # ------------------------------------------------------------------ streaming
+
+    async def _run_stream(self, st: _ServerStream) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first_token_at: float | None = None
+        tokens = 0
+        reason = "cancelled"
+        agen: AsyncIterator[EngineOutput] = self._engine.generate(st.request)
+        finished = False
+        try:
+            while True:
+                while st.credits <= 0:
+                    st.credit_waiter = loop.create_future()
+                    try:
+                        await st.credit_waiter
+                    finally:
+                        st.credit_waiter = None
+                try:
+                    out = await agen.__anext__()
+                except StopAsyncIteration:
+                    # An engine that ends without a finish_reason: close the stream properly.
+                    out = EngineOutput(
+                        [], FINISH_ERROR, "engine ended the stream without finishing"
+                    )
+                st.credits -= 1
+                st.sent += 1
+                if out.token_ids:
+                    if first_token_at is None:
+                        first_token_at = loop.time()
+                    tokens += len(out.token_ids)
+                if not await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out))):
+                    break
+                if out.finish_reason is not None:
+                    finished = True
+                    reason = out.finish_reason
+                    break
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # the engine failed: tell the client, keep serving others
+            log.exception("request %s failed", st.request.request_id)
+            self.counters.errors_total += 1
+            out = EngineOutput([], FINISH_ERROR, f"{type(exc).__name__}: {exc}")
+            st.sent += 1
+            await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out)))
+            finished = True
+            reason = FINISH_ERROR
+        finally:
+            if not finished:
+                await self._abort(agen, st.request.request_id)
+            else:
+                with contextlib.suppress(Exception):
+                    await _aclose(agen)
+            self._streams.pop(st.inbox, None)
+            if not self._streams:
+                self._idle.set()
+            observer = self.observer
+            if observer is not None:
+                end = loop.time()
+                ttft = None if first_token_at is None else first_token_at - started
+                try:
+                    observer(StreamRecord(end - started, ttft, tokens, reason))
+                except Exception:
+                    log.exception("stream observer failed")
+
+    async def _abort(self, agen: AsyncIterator[EngineOutput], request_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await _aclose(agen)
+        with contextlib.suppress(Exception):
+            await self._engine.abort(request_id)
+
+    async def _send(self, inbox: str, frame: bytes, *, probe: bool = False) -> bool:
+        try:
+            await self._nc.publish(inbox, frame, reply=self.control_subject if probe else "")
+        except Exception as exc:  # disconnected with a full buffer, closed connection...
+            log.debug("publish to %s failed: %s", inbox, exc)
+            return False
+        self.counters.messages_sent += 1
+        self.counters.bytes_sent += len(frame)
+        return True
+
+    async def _keepalive_loop(self) -> None:
+        # A stream that sent nothing during a whole tick gets a keepalive (so the silence a
+        # client sees is < 2 intervals); counting frames avoids a clock read per message.
+        while True:
+            await asyncio.sleep(self._keepalive_interval)
+            for st in list(self._streams.values()):
+                if st.sent == st.sent_at_last_tick:
+                    await self._send(st.inbox, wire.KEEPALIVE, probe=True)
+                st.sent_at_last_tick = st.sent
+
+
+async def _aclose(agen: AsyncIterator[EngineOutput]) -> None:
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,97 @@
+"""Framing of the stream messages exchanged between a client and a worker.
+
+Worker -> client, on the per-request inbox subject (first byte = kind):
+  ``D<n>|<output>`` the n-th (1, 2, ...) :class:`EngineOutput` (orjson array); costs one
+                 credit; the numbering lets the client notice a lost message (e.g. across a
+                 nats-server restart) instead of silently returning a stream with holes
+  ``K``          keepalive / pong; free
+  ``G``          pong for a stream the worker does not know (finished, lost); free
+  ``R<reason>``  request refused before it started (draining, overloaded); free
+Client -> worker, on the worker's control subject, always with ``reply=<inbox>`` so that a dead
+worker is reported at once by the server's no-responders status:
+  ``C<n>|<inbox>`` grant n more credits;  ``X|<inbox>`` cancel;  ``P|<inbox>`` ping
+Request (client -> worker, on the worker's request subject, ``reply=<inbox>``):
+  orjson ``[PROTOCOL_VERSION, window, request_array]``
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+from dgd_runtime.protocol import (
+    PreprocessedRequest,
+    RuntimeProtocolError,
+    request_from_list,
+    request_to_list,
+)
+
+PROTOCOL_VERSION: Final = 1
+
+FRAME_DATA: Final = 0x44  # b"D"
+FRAME_KEEPALIVE: Final = 0x4B  # b"K"
+FRAME_REFUSED: Final = 0x52  # b"R"
+FRAME_GONE: Final = 0x47  # b"G"
+
+CTL_CREDIT: Final = 0x43  # b"C"
+CTL_CANCEL: Final = 0x58  # b"X"
+CTL_PING: Final = 0x50  # b"P"
+
+KEEPALIVE: Final = b"K"
+GONE: Final = b"G"
+
+
+def data_frame(seq: int, output: bytes) -> bytes:
+    """The ``seq``-th data frame of a stream carrying an encoded output."""
+    return b"D%d|%b" % (seq, output)
+
+
+def split_data_frame(frame: bytes) -> tuple[int, memoryview]:
+    """``(seq, encoded output)`` of a data frame."""
+    sep = frame.find(b"|", 1)
+    if sep < 0:
+        raise RuntimeProtocolError("data frame: missing '|'")
+    try:
+        seq = int(frame[1:sep])
+    except ValueError:
+        raise RuntimeProtocolError("data frame: bad sequence number") from None
+    return seq, memoryview(frame)[sep + 1 :]
+
+
+def encode_request_envelope(request: PreprocessedRequest, window: int) -> bytes:
+    """The request message body."""
+    return orjson.dumps([PROTOCOL_VERSION, window, request_to_list(request)])
+
+
+def decode_request_envelope(data: bytes) -> tuple[int, PreprocessedRequest]:
+    """``(window, request)`` from a request message body."""
+    try:
+        v: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RuntimeProtocolError(f"request envelope: invalid JSON: {exc}") from None
+    if not isinstance(v, list) or len(v) != 3:
+        raise RuntimeProtocolError("request envelope: expected [version, window, request]")
+    if v[0] != PROTOCOL_VERSION:
+        raise RuntimeProtocolError(f"request envelope: unsupported protocol version {v[0]!r}")
+    window = v[1]
+    if not isinstance(window, int) or window < 1:
+        raise RuntimeProtocolError("request envelope: window must be a positive integer")
+    return window, request_from_list(v[2])
+
+
+def encode_control(kind: int, inbox: str, amount: int = 0) -> bytes:
+    """A control message body."""
+    if kind == CTL_CREDIT:
+        return b"C%d|%s" % (amount, inbox.encode())
+    return bytes((kind, 0x7C)) + inbox.encode()
+
+
+def decode_control(data: bytes) -> tuple[int, str, int]:
+    """``(kind, inbox, amount)`` from a control message body."""
+    sep = data.find(b"|")
+    if sep < 1:
+        raise RuntimeProtocolError("control message: missing '|'")
+    kind = data[0]
+    amount = int(data[1:sep]) if kind == CTL_CREDIT else 0
+    return kind, data[sep + 1 :].decode(), amount

@@ -1,0 +1,141 @@
+"""Routing policies: round-robin, random, KV-aware cost (overlap vs load)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dgd_runtime.protocol import (
+    KvEvent,
+    ModelCard,
+    PreprocessedRequest,
+    SamplingOptions,
+    WorkerInstance,
+)
+from dgd_runtime.router.hashing import block_hashes
+from dgd_runtime.router.policies import (
+    KvPolicy,
+    KvRouterConfig,
+    RandomPolicy,
+    RoundRobinPolicy,
+    make_policy,
+)
+
+pytestmark = pytest.mark.unit
+
+CARD = ModelCard("m", "/m", 4096, 4)
+
+
+def _inst(iid: str) -> WorkerInstance:
+    return WorkerInstance(
+        iid, "ns", "backend", "generate", f"dgd.rq.ns.backend.generate.{iid}", CARD
+    )
+
+
+def _req(tokens: list[int]) -> PreprocessedRequest:
+    return PreprocessedRequest("r", "m", tokens, SamplingOptions(max_tokens=4))
+
+
+WORKERS = [_inst("a"), _inst("b"), _inst("c")]
+
+
+def test_round_robin_cycles() -> None:
+    p = RoundRobinPolicy(random.Random(1))
+    picks = [p.select(_req([1]), WORKERS).instance.instance_id for _ in range(6)]
+    assert sorted(picks[:3]) == ["a", "b", "c"]
+    assert picks[:3] == picks[3:]
+
+
+def test_random_uses_every_worker_eventually() -> None:
+    p = RandomPolicy(random.Random(7))
+    picks = {p.select(_req([1]), WORKERS).instance.instance_id for _ in range(60)}
+    assert picks == {"a", "b", "c"}
+
+
+def test_make_policy_from_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make_policy("kv").name == "kv"
+    assert make_policy("round-robin").name == "round-robin"
+    monkeypatch.setenv("DYN_ROUTER_MODE", "random")
+    assert make_policy(None).name == "random"
+    assert make_policy("kv").name == "kv"  # an explicit flag wins
+    monkeypatch.delenv("DYN_ROUTER_MODE")
+    assert make_policy(None).name == "round-robin"
+    with pytest.raises(ValueError, match="unknown router mode 'nope'"):
+        make_policy("nope")
+
+
+def test_kv_prefers_the_worker_with_the_prefix() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    prompt = list(range(32))  # 8 blocks of 4
+    p.kv_events("b", [KvEvent("stored", block_hashes(prompt, 4)[:6])])
+    d = p.select(_req(prompt), WORKERS)
+    assert d.instance.instance_id == "b"
+    assert d.overlap_blocks == 6
+    assert d.prefill_tokens == 32 - 24
+
+
+def test_kv_load_outweighs_a_small_overlap() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    prompt = list(range(32))
+    p.kv_events("b", [KvEvent("stored", block_hashes(prompt, 4)[:1])])
+    busy = [p.select(_req([100 + i] * 64), [WORKERS[1]]) for i in range(4)]  # load b: 64 blocks
+    d = p.select(_req(prompt), WORKERS)
+    assert d.instance.instance_id != "b"
+    for decision in busy:
+        p.finished(decision)
+    assert p.loads["b"].active_blocks == 0
+    assert p.select(_req(prompt), WORKERS).instance.instance_id == "b"
+
+
+def test_kv_overlap_weight_zero_ignores_cache() -> None:
+    p = KvPolicy(KvRouterConfig(overlap_score_weight=0.0), rng=random.Random(3))
+    prompt = list(range(32))
+    p.kv_events("b", [KvEvent("stored", block_hashes(prompt, 4))])
+    busy_b = p.select(_req([7] * 8), [WORKERS[1]])
+    assert busy_b.instance.instance_id == "b"
+    assert p.select(_req(prompt), WORKERS).instance.instance_id != "b"
+
+
+def test_kv_prefill_done_releases_prefill_load() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    d = p.select(_req(list(range(40))), [WORKERS[0]])
+    assert p.loads["a"].prefill_tokens == 40
+    p.prefill_done(d)
+    assert p.loads["a"].prefill_tokens == 0
+    assert p.loads["a"].active_requests == 1
+    p.finished(d)
+    assert p.loads["a"].active_requests == 0
+
+
+def test_kv_worker_removed_forgets_its_cache() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    prompt = list(range(16))
+    p.kv_events("a", [KvEvent("stored", block_hashes(prompt, 4))])
+    p.worker_removed("a")
+    assert p.index.find_matches(block_hashes(prompt, 4)) == {}
+
+
+def test_kv_reset_replaces_the_view() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    old = block_hashes(list(range(16)), 4)
+    new = block_hashes(list(range(100, 116)), 4)
+    p.kv_events("a", [KvEvent("stored", old)])
+    p.kv_reset("a", new)
+    assert p.index.find_matches(old) == {}
+    assert p.index.find_matches(new) == {"a": 4}
+
+
+def test_kv_temperature_samples_but_favours_low_cost() -> None:
+    p = KvPolicy(KvRouterConfig(temperature=0.1), rng=random.Random(5))
+    prompt = list(range(64))
+    p.kv_events("c", [KvEvent("stored", block_hashes(prompt, 4))])
+    picks = [p.select(_req(prompt), WORKERS) for _ in range(50)]
+    for d in picks:
+        p.finished(d)
+    assert sum(d.instance.instance_id == "c" for d in picks) > 25
+
+
+def test_select_needs_candidates() -> None:
+    with pytest.raises(ValueError):
+        RoundRobinPolicy().select(_req([1]), [])

@@ -1,0 +1,190 @@
+"""Wire formats shared by router, transport and workers: round trips and malformed input."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from dgd_runtime.protocol import (
+    EngineOutput,
+    KvEvent,
+    ModelCard,
+    PreprocessedRequest,
+    RuntimeProtocolError,
+    SamplingOptions,
+    WorkerInstance,
+    WorkerLostError,
+    decode_instance,
+    decode_kv_events,
+    decode_model_card,
+    decode_output,
+    decode_request,
+    decode_sampling,
+    encode_instance,
+    encode_kv_events,
+    encode_model_card,
+    encode_output,
+    encode_request,
+    encode_sampling,
+)
+from dgd_runtime.transport import wire
+from dgd_runtime.transport.client import ResponseStream, StreamClient, WorkerRefusedError
+from dgd_runtime.transport.subjects import (
+    discovery_subject,
+    namespace_matches,
+    request_subject,
+    token,
+)
+
+pytestmark = pytest.mark.unit
+
+CARD = ModelCard("Qwen/Qwen2.5-0.5B", "/models/q", 32768, 64, extra={"engine": "mock"})
+
+
+def test_request_round_trip() -> None:
+    req = PreprocessedRequest(
+        "id-1",
+        "m",
+        [1, 2, 151_000],
+        SamplingOptions(
+            max_tokens=7,
+            min_tokens=1,
+            temperature=0.5,
+            top_p=0.9,
+            top_k=20,
+            seed=3,
+            ignore_eos=True,
+            stop_token_ids=[5],
+            frequency_penalty=0.1,
+            presence_penalty=-0.2,
+        ),
+        [151645],
+    )
+    assert decode_request(encode_request(req)) == req
+    assert decode_sampling(encode_sampling(req.sampling)) == req.sampling
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        EngineOutput([1, 2, 3]),
+        EngineOutput([4], "length"),
+        EngineOutput([], "error", "boom"),
+        EngineOutput([9], None, None, 64),
+    ],
+)
+def test_output_round_trip(out: EngineOutput) -> None:
+    assert decode_output(encode_output(out)) == out
+
+
+def test_hot_path_output_is_compact() -> None:
+    assert encode_output(EngineOutput([17])) == b"[[17]]"
+
+
+def test_card_and_instance_round_trip() -> None:
+    inst = WorkerInstance("abc", "dynamo", "backend", "generate", "dgd.rq.x", CARD)
+    assert decode_model_card(encode_model_card(CARD)) == CARD
+    assert decode_instance(encode_instance(inst)) == inst
+    assert {inst: 1}[inst] == 1  # hashable despite the dict in the card
+
+
+def test_kv_events_round_trip() -> None:
+    events = [KvEvent("stored", [1, 2**62], 7), KvEvent("removed", [3]), KvEvent("cleared")]
+    assert decode_kv_events(encode_kv_events(events)) == events
+
+
+@pytest.mark.parametrize(
+    ("decoder", "data", "message"),
+    [
+        (decode_request, b"[1,2]", "request"),
+        (decode_output, b"{}", "engine output"),
+        (decode_model_card, b'{"name": "x"}', "missing field 'model_path'"),
+        (decode_instance, b"[]", "worker instance"),
+        (decode_kv_events, b'[["bogus", [], null]]', "bad event"),
+        (decode_output, b"not json", "invalid JSON"),
+    ],
+)
+def test_malformed_input_is_a_protocol_error(decoder: object, data: bytes, message: str) -> None:
+    assert callable(decoder)
+    with pytest.raises(RuntimeProtocolError, match=message):
+        decoder(data)
+
+
+def test_request_envelope() -> None:
+    req = PreprocessedRequest("r", "m", [1], SamplingOptions())
+    window, back = wire.decode_request_envelope(wire.encode_request_envelope(req, 32))
+    assert (window, back) == (32, req)
+    with pytest.raises(RuntimeProtocolError, match="unsupported protocol version 9"):
+        wire.decode_request_envelope(b"[9, 1, []]")
+    with pytest.raises(RuntimeProtocolError, match="window"):
+        wire.decode_request_envelope(b"[1, 0, []]")
+
+
+def test_control_messages() -> None:
+    inbox = "_DGD.abcd.12"
+    assert wire.decode_control(wire.encode_control(wire.CTL_CREDIT, inbox, 32)) == (
+        wire.CTL_CREDIT,
+        inbox,
+        32,
+    )
+    assert wire.decode_control(wire.encode_control(wire.CTL_CANCEL, inbox)) == (
+        wire.CTL_CANCEL,
+        inbox,
+        0,
+    )
+    with pytest.raises(RuntimeProtocolError):
+        wire.decode_control(b"C12")
+
+
+def test_subjects_are_safe_tokens() -> None:
+    assert token("a.b c*>") == "a_b_c__"
+    assert (
+        request_subject("my-ns", "backend", "generate", "ff") == "dgd.rq.my-ns.backend.generate.ff"
+    )
+    assert discovery_subject("*", "backend", "generate") == "dgd.disc.*.backend.generate"
+    assert namespace_matches("dynamo-abc", "dynamo", prefix=True)
+    assert not namespace_matches("dynamo-abc", "dynamo", prefix=False)
+    assert not namespace_matches("dynamox", "dynamo", prefix=True)
+
+
+def test_data_frames_carry_a_sequence_number() -> None:
+    frame = wire.data_frame(12, encode_output(EngineOutput([1, 2])))
+    assert frame == b"D12|[[1,2]]"
+    seq, payload = wire.split_data_frame(frame)
+    assert seq == 12
+    assert decode_output(payload) == EngineOutput([1, 2])
+    with pytest.raises(RuntimeProtocolError):
+        wire.split_data_frame(b"Dx|[]")
+
+
+def _stream() -> ResponseStream:
+    client = StreamClient(cast(Any, None))
+    card = ModelCard("m", "/m", 16, 4)
+    inst = WorkerInstance("w1", "ns", "backend", "generate", "dgd.rq.ns.backend.generate.w1", card)
+    return ResponseStream(client, "_DGD.x.1", inst, window=64)
+
+
+async def test_a_lost_message_fails_the_stream_instead_of_leaving_a_hole() -> None:
+    st = _stream()
+    st._push(wire.data_frame(1, encode_output(EngineOutput([5]))), 0.0)
+    st._push(wire.KEEPALIVE, 0.0)
+    st._push(wire.data_frame(3, encode_output(EngineOutput([7]))), 0.0)
+    assert (await st.next()).token_ids == [5]
+    with pytest.raises(WorkerLostError, match="message 2 of the stream was lost"):
+        await st.next()
+    assert st.finished
+
+
+async def test_a_stream_the_worker_forgot_fails() -> None:
+    st = _stream()
+    st._push(wire.GONE, 0.0)
+    with pytest.raises(WorkerLostError, match="no longer knows this stream"):
+        await st.next()
+
+
+async def test_refusal_before_start() -> None:
+    st = _stream()
+    st._push(b"Rdraining", 0.0)
+    with pytest.raises(WorkerRefusedError, match="draining"):
+        await st.next()
