@@ -314,7 +314,19 @@ def test_updates_follow_dynamos_immutability_rules(
     ) in str(info.value)
 
     with pytest.raises(ApiError) as info:
-        rest.patch(path, {"spec": {"backendFramework": "sglang"}})
+        # A consistent edit (the command names the new framework too), refused only because
+        # the framework is immutable.
+        main = {"image": "nvcr.io/nvidia/ai-dynamo/sglang-runtime:0.8.1",
+                "command": ["python3", "-m", "dynamo.sglang"]}  # fmt: skip
+        rest.patch(
+            path,
+            {
+                "spec": {
+                    "backendFramework": "sglang",
+                    "services": {"decode": {"extraPodSpec": {"mainContainer": main}}},
+                }
+            },
+        )
     assert "spec.backendFramework: is immutable (was 'vllm', now 'sglang')" in str(info.value)
 
     # Allowed changes go through, and the refused ones left nothing behind.
