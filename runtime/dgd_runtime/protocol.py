@@ -26,6 +26,10 @@ class RuntimeProtocolError(ValueError):
     """A message on the wire could not be decoded (wrong shape or version)."""
 
 
+class RequestTooLargeError(RuntimeProtocolError):
+    """The encoded request does not fit in one request-plane message (the client's fault)."""
+
+
 class NoWorkersError(RuntimeError):
     """No live worker serves the requested endpoint (raised before the first output)."""
 

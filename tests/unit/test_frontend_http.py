@@ -251,3 +251,19 @@ async def test_http10_expect_continue_and_chunked_body(frontend: RunningFrontend
     data = await reader.read()
     assert data.startswith(b"HTTP/1.1 411")
     writer.close()
+
+
+async def test_request_over_the_request_plane_limit_is_400(
+    client: httpx.AsyncClient, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request too big for one NATS message is the client's fault, not a server error."""
+    from dgd_runtime.protocol import EngineOutput, RequestTooLargeError
+
+    async def too_large(request: object) -> AsyncIterator[EngineOutput]:
+        raise RequestTooLargeError("request 'r1' is 2000000 bytes encoded, over max_payload")
+        yield EngineOutput(token_ids=[])  # pragma: no cover - makes this an async generator
+
+    monkeypatch.setattr(backend, "_stream", too_large)
+    resp = await client.post("/v1/chat/completions", json=chat())
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "request_too_large"

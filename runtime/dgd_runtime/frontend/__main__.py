@@ -41,8 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="round-robin | random | kv (default: $DYN_ROUTER_MODE or round-robin)")
     ap.add_argument("--namespace", default=env.get("DYN_NAMESPACE") or
                     env.get("DYN_NAMESPACE_PREFIX") or "dynamo")
-    ap.add_argument("--namespace-prefix", default=None,
-                    help="accepted for Dynamo compatibility; watched as an exact namespace")
+    ap.add_argument("--namespace-prefix", default=env.get("DYN_NAMESPACE_PREFIX") or None,
+                    help="also route to workers in <prefix>-<suffix> namespaces (the operator's "
+                         "per-rollout worker suffix); default: $DYN_NAMESPACE_PREFIX")
     ap.add_argument("--component", default="backend")
     ap.add_argument("--endpoint", default="generate")
     ap.add_argument("--nats-server", default=env.get("NATS_SERVER") or "nats://127.0.0.1:4222")
@@ -95,7 +96,8 @@ async def run(args: argparse.Namespace) -> int:
             try:
                 client = await RoutedClient.connect(
                     args.nats_server, namespace=args.namespace, component=args.component,
-                    endpoint=args.endpoint, router_mode=args.router_mode)
+                    endpoint=args.endpoint, router_mode=args.router_mode,
+                    namespace_prefix=bool(args.namespace_prefix))
             except Exception as exc:  # OSError, TimeoutError and nats' own error types
                 LOG.warning("cannot reach NATS at %s (%s); retrying", args.nats_server, exc)
                 await asyncio.sleep(delay)

@@ -38,6 +38,7 @@ from dgd_runtime.protocol import (
     NoWorkersError,
     PreprocessedRequest,
     RequestCancelled,
+    RequestTooLargeError,
     SamplingOptions,
     WorkerLostError,
 )
@@ -442,6 +443,10 @@ class Frontend:
                                 await conn.drain()
                         else:
                             pieces.append(text)
+            except RequestTooLargeError as exc:
+                # Raised before anything is sent, so the client still gets a plain 400.
+                raise ApiError(400, f"request too large: {exc}", param="messages",
+                               code="request_too_large") from None
             except (NoWorkersError, WorkerLostError, RequestCancelled) as exc:
                 if not started and attempts < self.worker_retries and not isinstance(
                         exc, NoWorkersError):

@@ -30,6 +30,7 @@ from nats.aio.subscription import Subscription
 from dgd_runtime.protocol import (
     EngineOutput,
     PreprocessedRequest,
+    RequestTooLargeError,
     RuntimeProtocolError,
     WorkerInstance,
     WorkerLostError,
@@ -235,7 +236,7 @@ class StreamClient:
         payload = wire.encode_request_envelope(request, self._window)
         if len(payload) > self._nc.max_payload:
             st._finish()
-            raise RuntimeProtocolError(
+            raise RequestTooLargeError(
                 f"request {request.request_id!r} is {len(payload)} bytes encoded, over the NATS "
                 f"server's max_payload ({self._nc.max_payload}); raise max_payload in nats-server"
             )
