@@ -3,7 +3,8 @@
 Handlers never reconcile themselves. Indexes keep the watched objects in memory (one
 list+watch per kind); event handlers only enqueue the owning DGD's key into the controller's
 work queue (see `dgd_operator.reconcile.controller`). Nothing here stores progress on objects,
-so kopf itself writes nothing to the cluster.
+so kopf itself writes nothing to the cluster. Pods are watched only for multinode groups (a
+server-side label selector), as small summaries, so whole-group restarts can see rank failures.
 """
 
 from __future__ import annotations
@@ -25,12 +26,22 @@ from dgd_operator.reconcile.controller import (
     Controller,
     Key,
 )
+from dgd_operator.reconcile.groups import pod_summary
 
 DGD_INDEX = "dgd_objects"
 PULL_SECRET_INDEX = "dgd_pull_secrets"
 DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson"
 CHILD_INDEX_PREFIX = "dgd_children_"
 CHILD_LABELS: Mapping[str, Any] = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_DGD_NAME: kopf.PRESENT}
+GROUP_POD_INDEX = "dgd_group_pods"
+# Only pods of multinode groups are watched, selected by the API server (single-node pods never
+# reach the operator): the graph label, a leader/worker role and a group index.
+GROUP_POD_SELECTOR = f"{c.LABEL_DGD_NAME},{c.LABEL_ROLE} in (leader,worker),{c.LABEL_GROUP_INDEX}"
+GROUP_POD_LABELS: Mapping[str, Any] = {
+    c.LABEL_DGD_NAME: kopf.PRESENT,
+    c.LABEL_ROLE: kopf.PRESENT,
+    c.LABEL_GROUP_INDEX: kopf.PRESENT,
+}
 
 
 def _group_version(api_version: str) -> tuple[str, str]:
@@ -45,6 +56,7 @@ class IndexView:
         self.dgds: Mapping[Key, Any] | None = None
         self.child_indexes: dict[str, Mapping[Key, Any]] = {}
         self.secrets: Mapping[str, Any] | None = None
+        self.pods: Mapping[Key, Any] | None = None
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Pick the index objects out of a handler's kwargs (they are the same objects every time)."""
@@ -55,6 +67,8 @@ class IndexView:
                 self.dgds = value
             elif name == PULL_SECRET_INDEX:
                 self.secrets = value
+            elif name == GROUP_POD_INDEX:
+                self.pods = value
             elif name.startswith(CHILD_INDEX_PREFIX):
                 self.child_indexes[name] = value
 
@@ -88,6 +102,12 @@ class IndexView:
                     kind = str(obj.get("kind"))
                     counts[kind] = counts.get(kind, 0) + 1
         return counts
+
+    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Summaries of the multinode group pods labelled with the DGD's name."""
+        if self.pods is None or key not in self.pods:
+            return []
+        return list(self.pods[key])
 
     def children(self, key: Key) -> list[Mapping[str, Any]]:
         """Every indexed child labelled with the DGD's name in its namespace."""
@@ -123,6 +143,7 @@ def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.Operato
     )
     # The controller posts its own Events with stable reasons; kopf's log-to-Event posting off.
     settings.posting.enabled = False
+    settings.watching.label_selectors["v1", "pods"] = GROUP_POD_SELECTOR
     settings.watching.server_timeout = 300
     return settings
 
@@ -189,6 +210,16 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
             view.bind(kwargs)
             for key in view.dgd_keys(namespace or ""):
                 controller.enqueue(key)
+
+    # Multinode group pods: failures and restarts of a rank restart the whole group.
+    @kopf.index("v1", "pods", id=GROUP_POD_INDEX, labels=GROUP_POD_LABELS, registry=registry)
+    def group_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+        return {(namespace or "", labels[c.LABEL_DGD_NAME]): pod_summary(body)}
+
+    @kopf.on.event("v1", "pods", id="group_pod_event", labels=GROUP_POD_LABELS, registry=registry)
+    async def group_pod_event(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+        view.bind(kwargs)
+        controller.enqueue((namespace or "", labels[c.LABEL_DGD_NAME]))
 
     for rk in WATCHED_CHILD_KINDS:
         child_group, child_version = _group_version(rk.api_version)

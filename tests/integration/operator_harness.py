@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from dgd_operator.reconcile.controller import Controller
+from dgd_operator.reconcile.groups import GroupPolicy
 from dgd_operator.reconcile.runner import run_operator
 from dgd_operator.settings import OperatorSettings
 
@@ -67,12 +68,19 @@ class OperatorThread:
 
 
 @contextmanager
-def running_operator(namespace: str, **overrides: Any) -> Iterator[OperatorThread]:
-    """An operator watching only `namespace`, without metrics/health servers."""
+def running_operator(
+    namespace: str, *, group_policy: GroupPolicy | None = None, **overrides: Any
+) -> Iterator[OperatorThread]:
+    """An operator watching only `namespace`, without metrics/health servers.
+
+    `group_policy` replaces the multinode group restart budget/backoff (tests use small ones).
+    """
     settings = replace(
         OperatorSettings(), watch_namespaces=(namespace,), metrics_port=0, health_port=0, workers=2, **overrides
     )
     operator = OperatorThread(settings)
+    if group_policy is not None:
+        operator.controller.group_policy = group_policy
     operator.start()
     try:
         yield operator

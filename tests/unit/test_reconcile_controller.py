@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from dgd_operator.kube import TransientError
-from dgd_operator.reconcile.constants import ANNOTATION_ACCEPTED_SPEC
 from dgd_operator.reconcile.controller import Controller, Key
 from dgd_operator.reconcile.sync import child_key
 from dgd_operator.settings import OperatorSettings
@@ -47,11 +47,14 @@ class FakeView:
     def dgd(self, key: Key) -> dict[str, Any] | None:
         return self.dgd_body
 
-    def children(self, key: Key) -> list[dict[str, Any]]:
+    def children(self, key: Key) -> list[Mapping[str, Any]]:
         return list(self.objects.values())
 
     def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
         return {}
+
+    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        return []
 
     def object_counts(self) -> dict[str, int]:
         return {"DynamoGraphDeployment": 1}
@@ -116,11 +119,11 @@ async def test_converged_graph_costs_no_writes_even_for_a_fresh_controller() -> 
     await controller.reconcile(KEY)
     kinds = [c[0] for c in client.writes()]
     assert "apply/status" in kinds and kinds.count("apply") >= 3
-    # Deliver our writes to the watch cache: children, status, accepted-spec annotation.
+    # Deliver our writes to the watch cache: children and status (nothing is written on the DGD itself).
+    assert not any(c[0] == "patch" for c in client.writes())
     for live in client.applied:
         if live["kind"] != "DynamoGraphDeployment":
             view.objects[child_key(live)] = live
-    view.dgd_body["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: controller.written_accepted[KEY]}
     view.dgd_body["status"] = copy.deepcopy(controller.written_status[KEY])
     assert view.dgd_body["status"]["state"] == "successful"
 
@@ -178,13 +181,127 @@ def test_docker_config_registries_reads_hosts_only() -> None:
     assert docker_config_registries({}) == ()
 
 
-def test_rejection_mark_ignores_status_and_our_annotation() -> None:
+def test_rejection_mark_ignores_status() -> None:
     from dgd_operator.reconcile.controller import rejection_mark
 
     body = _dgd()
     mark = rejection_mark(body)
     body["status"] = {"state": "failed"}
-    body["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: "{}"}
     assert rejection_mark(body) == mark
+    body["metadata"]["annotations"] = {}
     body["metadata"]["annotations"]["nvidia.com/dynamo-discovery-backend"] = "etcd"
     assert rejection_mark(body) != mark
+
+
+def _deliver(view: FakeView, client: FakeClient, controller: Controller) -> None:
+    """Our writes reach the watch cache (children and status; deleted children disappear)."""
+    for live in client.applied:
+        if live["kind"] != "DynamoGraphDeployment":
+            view.objects[child_key(live)] = live
+    deleted = {c[1] for c in client.calls if c[0] == "delete"}
+    view.objects = {k: v for k, v in view.objects.items() if k[2] not in deleted}
+    view.dgd_body["status"] = copy.deepcopy(controller.written_status[KEY])
+    client.applied.clear()
+
+
+def _owned(view: FakeView) -> None:
+    for obj in view.objects.values():
+        obj["metadata"]["ownerReferences"] = [{"uid": "u1"}]
+
+
+async def test_removed_service_children_are_deleted_and_the_graph_stays_successful() -> None:
+    controller, view, client = _controller(_dgd())
+    await controller.reconcile(KEY)
+    _deliver(view, client, controller)
+    _owned(view)
+    client.calls.clear()
+    del view.dgd_body["spec"]["services"]["worker"]
+    view.dgd_body["metadata"]["generation"] = 2
+    await controller.reconcile(KEY)
+    assert sorted(c[1] for c in client.calls if c[0] == "delete") == ["g-worker", "g-worker"]  # Deployment, Service
+    status = controller.written_status[KEY]
+    assert status["state"] == "successful" and set(status["services"]) == {"Frontend"}
+
+
+async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_secret() -> None:
+    controller, view, client = _controller(_dgd())
+    await controller.reconcile(KEY)
+    _deliver(view, client, controller)
+    _owned(view)
+    client.calls.clear()
+    view.dgd_body["spec"]["services"]["worker"]["multinode"] = {"nodeCount": 2}
+    view.dgd_body["metadata"]["generation"] = 2
+    await controller.reconcile(KEY)
+    applied = {name for kind, name in client.calls if kind == "apply"}
+    assert {"g-worker-0-ldr", "g-worker-0-wkr", "g-worker-nodes"} <= applied
+    assert ("delete", "g-worker") in client.calls  # the Deployment goes (the Service is re-applied)
+    assert ("get", "mpi-run-ssh-secret") in client.calls and ("create", "Secret") in client.calls
+    status = controller.written_status[KEY]
+    assert status["services"]["worker"]["componentKind"] == "StatefulSet"
+    assert status["services"]["worker"]["groups"] == [{"index": 0, "name": "g-worker-0", "phase": "Starting", "restarts": 0}]
+    # Once per namespace and process.
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert ("get", "mpi-run-ssh-secret") not in client.calls
+
+
+async def test_too_long_dynamo_namespace_is_rejected_before_any_write() -> None:
+    body = _dgd()
+    body["metadata"]["name"] = "g" * 40
+    body["metadata"]["namespace"] = "n" * 30
+    controller, _, client = _controller(body)
+    key = ("n" * 30, "g" * 40)
+    await controller.reconcile(key)
+    assert [c[0] for c in client.writes()] == ["apply/status", "create"]
+    message = controller.written_status[key]["conditions"][0]["message"]
+    assert message.startswith("metadata.name: the Dynamo namespace") and "at most 32 characters" in message
+
+
+def test_mpi_ssh_secret_holds_an_openssh_key_pair() -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    from dgd_operator.reconcile.mpi import mpi_ssh_secret
+
+    secret = mpi_ssh_secret("ns", "mpi-run-ssh-secret", bits=1024)
+    assert secret["metadata"] == {
+        "name": "mpi-run-ssh-secret", "namespace": "ns", "labels": {"app.kubernetes.io/managed-by": "dgd-operator"},
+    }
+    private = base64.b64decode(secret["data"]["private.key"])
+    public = base64.b64decode(secret["data"]["private.key.pub"])
+    key = serialization.load_ssh_private_key(private, password=None)
+    assert public.split()[0] == b"ssh-rsa"
+    assert key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ) == b" ".join(public.split()[:2])
+
+
+def test_only_multinode_group_pods_are_watched_server_side() -> None:
+    from kopf._cogs.structs.references import Resource
+
+    from dgd_operator.handlers import GROUP_POD_SELECTOR, kopf_settings
+
+    pods = Resource("", "v1", "pods", namespaced=True)
+    assert kopf_settings().watching.label_selectors.collect(pods) == [GROUP_POD_SELECTOR]
+    assert GROUP_POD_SELECTOR == "nvidia.com/dynamo-graph-deployment-name,role in (leader,worker),instance-id"
+    deployments = Resource("apps", "v1", "deployments", namespaced=True)
+    assert kopf_settings().watching.label_selectors.collect(deployments) == []
+
+
+def test_label_value_problems_skip_global_namespaces_and_name_long_dgd_names() -> None:
+    from dgd_operator.api.validation import parse_dgd
+    from dgd_operator.build.names import label_value_problems
+
+    body = _dgd()
+    body["metadata"]["name"] = "g" * 40
+    dgd = parse_dgd(body)
+    assert label_value_problems("n" * 22, dgd) == []  # 22 + 1 + 40 = 63
+    [(path, _)] = label_value_problems("n" * 23, dgd)
+    assert path == "metadata.name"
+    for spec in dgd.spec.services.values():
+        spec.global_dynamo_namespace = True
+    assert label_value_problems("n" * 23, dgd) == []
+    dgd.metadata.name = "g" * 64
+    [(path, message)] = label_value_problems("n", dgd)
+    assert path == "metadata.name" and "nvidia.com/dynamo-graph-deployment-name" in message

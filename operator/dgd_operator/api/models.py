@@ -579,6 +579,28 @@ class Condition(ApiModel):
     )
 
 
+class GroupStatus(ApiModel):
+    """One multinode group (leader + worker StatefulSets) and its whole-group restarts."""
+
+    index: int = Field(description="Group index (the replica it serves).")
+    name: str | None = Field(default=None, description="Group name `<dgd>-<service>-<index>`.")
+    phase: str | None = Field(
+        default=None, description="`Starting`, `Running`, `Restarting` or `Failed`."
+    )
+    restarts: int = Field(default=0, description="Whole-group restarts of this revision.")
+    last_restart_reason: str | None = Field(
+        default=None, description="Why the group was last restarted."
+    )
+    last_restart_time: str | None = Field(
+        default=None, description="When the group was last restarted."
+    )
+    restart_times: list[str] = Field(
+        default_factory=list,
+        description="Recent restarts counted against the restart budget.",
+    )
+    message: str | None = Field(default=None, description="Why the group failed.")
+
+
 class ServiceReplicaStatus(ApiModel):
     """Observed replicas of one service."""
 
@@ -595,6 +617,9 @@ class ServiceReplicaStatus(ApiModel):
     updated_replicas: int | None = Field(default=None, description="Pods of the current revision.")
     ready_replicas: int | None = Field(default=None, description="Ready pods.")
     available_replicas: int | None = Field(default=None, description="Available pods.")
+    groups: list[GroupStatus] = Field(
+        default_factory=list, description="Multinode groups, each restarted as a whole."
+    )
 
 
 class RestartStatus(ApiModel):

@@ -7,12 +7,13 @@ LABEL_DGD_NAME = "nvidia.com/dynamo-graph-deployment-name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dgd-operator"
 LABEL_COMPONENT = "nvidia.com/dynamo-component"
+# Multinode group pods (build/multinode.py): role leader/worker and the group index.
+LABEL_ROLE = "role"
+LABEL_GROUP_INDEX = "instance-id"
 
 # Annotations (Dynamo's names where Dynamo has one).
 ANNOTATION_LAST_APPLIED_HASH = "nvidia.com/last-applied-hash"
 ANNOTATION_RESTART_AT = "nvidia.com/restartAt"
-# Our own: the spec the operator last accepted, so update rules can compare old and new.
-ANNOTATION_ACCEPTED_SPEC = "dgd.nvidia.com/last-accepted-spec"
 
 # kopf's bookkeeping goes under our own prefix (nothing is stored there today, see handlers).
 KOPF_PREFIX = "dgd.nvidia.com"
@@ -28,6 +29,8 @@ REASON_ALL_READY = "all_resources_are_ready"
 REASON_NOT_READY = "some_resources_are_not_ready"
 REASON_INVALID_SPEC = "invalid_spec"
 REASON_RECONCILE_FAILED = "failed_to_reconcile_the_resources"
+# Ours: a multinode group spent its restart budget.
+REASON_GROUP_FAILED = "GroupRestartBudgetExhausted"
 
 # Event reasons (stable, CamelCase as Kubernetes convention).
 EVENT_CREATED = "Created"
@@ -42,6 +45,8 @@ EVENT_ADAPTER_CREATED = "AdapterCreated"
 EVENT_ADAPTER_DELETED = "AdapterDeleted"
 EVENT_READY = "Ready"
 EVENT_RECONCILE_FAILED = "ReconcileFailed"
+EVENT_GROUP_RESTART = "GroupRestart"
+EVENT_GROUP_FAILED = "GroupRestartBudgetExhausted"
 
 # `status.restart.phase` values.
 RESTART_RESTARTING = "Restarting"

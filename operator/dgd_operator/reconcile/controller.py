@@ -5,8 +5,9 @@ Shape (controller-runtime style, on top of kopf):
   and keeps them in in-memory indexes; every event only enqueues the owning DGD's key;
 - a small pool of workers takes keys from a de-duplicating `WorkQueue` and runs `reconcile`,
   which reads the DGD and its children from the indexes (no GETs), builds the desired objects,
-  applies only what changed (server-side apply), prunes children of removed services, and
-  writes status only when it changed.
+  applies only what changed (server-side apply), prunes children of removed services,
+  restarts multinode groups whose ranks failed as a whole (`groups.py`), and writes status
+  only when it changed.
 
 kopf's change-detecting handlers (create/update/resume) are deliberately not used: they keep
 per-object progress and diff-base annotations on the DGD, which costs writes on every cycle
@@ -32,10 +33,11 @@ from typing import Any, Protocol
 
 from dgd_operator import metrics
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.api.validation import Problem, update_problems, validate_dgd
+from dgd_operator.api.validation import Problem, validate_dgd
 from dgd_operator.build.components import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
 from dgd_operator.build.errors import BuildError
 from dgd_operator.build.graph import GraphPlan, plan_graph
+from dgd_operator.build.names import label_value_problems
 from dgd_operator.build.options import BuildOptions
 from dgd_operator.kube import (
     ApiError,
@@ -47,6 +49,15 @@ from dgd_operator.kube import (
     resource_kind,
 )
 from dgd_operator.reconcile import constants as c
+from dgd_operator.reconcile.groups import (
+    GROUP_FAILED,
+    GroupMemory,
+    GroupPolicy,
+    GroupSpec,
+    group_specs,
+    plan_group,
+)
+from dgd_operator.reconcile.mpi import mpi_ssh_secret
 from dgd_operator.reconcile.queue import WorkQueue
 from dgd_operator.reconcile.readiness import (
     WORKLOAD_KINDS,
@@ -119,6 +130,9 @@ class ClusterView(Protocol):
     def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
         """Registry host to image pull Secret names discovered in `namespace`."""
 
+    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Pods of the DGD's multinode groups (summaries, see `groups.pod_summary`)."""
+
     def object_counts(self) -> dict[str, int]:
         """Number of watched DGDs and children, by kind."""
 
@@ -168,10 +182,19 @@ class Controller:
         """DGDs reported invalid, with the `rejection_mark` they had (retry only when it changes)."""
         self.failures: dict[Key, int] = {}
         self.written_status: dict[Key, dict[str, Any]] = {}
-        self.written_accepted: dict[Key, str] = {}
         self.patched_replicas: dict[tuple[Key, str], int] = {}
         self.adapter_status_written: dict[tuple[str, str], dict[str, Any]] = {}
         self.shared_accounts: set[tuple[str, str]] = set()
+        self.mpi_secrets: set[str] = set()
+        """Namespaces where the MPI SSH Secret is known to exist (checked once per process)."""
+        self.groups: dict[Key, dict[tuple[str, int], GroupMemory]] = {}
+        """Per DGD: restart bookkeeping of each multinode group (see `groups.py`)."""
+        self.group_policy = GroupPolicy(
+            budget=int(getattr(settings, "group_restart_budget", 5)),
+            window=float(getattr(settings, "group_restart_window", 1800.0)),
+            backoff=float(getattr(settings, "group_restart_backoff", 10.0)),
+            backoff_cap=float(getattr(settings, "group_restart_backoff_cap", 300.0)),
+        )
         self.reconciles = 0
         """Reconciles finished so far (any outcome), for tests and the probe."""
         self._gauges_at = 0.0
@@ -276,7 +299,7 @@ class Controller:
         self.rejected.pop(key, None)
         self.failures.pop(key, None)
         self.written_status.pop(key, None)
-        self.written_accepted.pop(key, None)
+        self.groups.pop(key, None)
         self.queue.forget(key)
 
     # ----------------------------------------------------------------------------- reconcile
@@ -313,9 +336,13 @@ class Controller:
         uid = str(meta.get("uid"))
         generation = meta.get("generation")
         dgd = self._validate(body)
+        label_problems = [Problem(path, message) for path, message in label_value_problems(namespace, dgd)]
+        if label_problems:
+            raise RejectedError(label_problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
         live: dict[ChildKey, Mapping[str, Any]] = {child_key(obj): obj for obj in live_children}
 
         await self._ensure_shared_accounts(namespace, dgd)
+        await self._ensure_mpi_secret(namespace, dgd)
         dgd = await self._sync_adapter_replicas(key, body, dgd, live)
         restart = self._plan_restart(dgd, body, live_children)
         graph = self._build(dgd, namespace, restart.annotations)
@@ -394,13 +421,20 @@ class Controller:
         services = {svc: list(w.names) for svc, w in graph.services.items()}
         readiness = graph_readiness(desired, view, services)
         previous_status = body.get("status") or {}
+        groups, group_failures = await self._sync_groups(key, body, desired, view)
+        for svc, entries in groups.items():
+            if svc in readiness.services:
+                readiness.services[svc]["groups"] = entries
+        state, reason, message = readiness.state, readiness.reason, readiness.message
+        if group_failures:
+            state, reason, message = c.STATE_FAILED, c.REASON_GROUP_FAILED, "; ".join(group_failures)
         status: dict[str, Any] = {
-            "state": readiness.state,
+            "state": state,
             "conditions": [
                 ready_condition(
-                    ready=readiness.ready,
-                    reason=readiness.reason,
-                    message=readiness.message,
+                    ready=readiness.ready and not group_failures,
+                    reason=reason,
+                    message=message,
                     previous=previous_status.get("conditions") or [],
                     now=now_iso(),
                     observed_generation=generation,
@@ -413,33 +447,26 @@ class Controller:
             status["restart"] = restart.status
         outcome.status_written = await self._write_status(key, body, status)
         if outcome.status_written:
-            if readiness.ready and previous_status.get("state") != c.STATE_SUCCESSFUL:
+            if state == c.STATE_SUCCESSFUL and previous_status.get("state") != c.STATE_SUCCESSFUL:
                 await self._event(body, "Normal", c.EVENT_READY, readiness.message)
             await self._restart_events(body, restart, previous_status.get("restart"))
-        await self._record_accepted(key, body)
         return outcome
 
     # ----------------------------------------------------------------------------- steps
 
     def _validate(self, body: Mapping[str, Any]) -> DynamoGraphDeployment:
-        """Parse and validate the DGD, including Dynamo's update rules against the last accepted spec."""
+        """Parse and validate the stored DGD.
+
+        Dynamo's update rules (immutable service set, backend, topology) belong to admission
+        (`dgd_operator.webhook`); the reconcile acts on whatever spec is stored, so a removed
+        service has its children deleted and a changed framework or node count rebuilds them.
+        """
         meta = body.get("metadata") or {}
         doc = {k: copy.deepcopy(v) for k, v in body.items() if k != "status"}
-        accepted = (meta.get("annotations") or {}).get(c.ANNOTATION_ACCEPTED_SPEC)
-        creating = accepted is None and meta.get("generation") in (None, 1)
-        result = validate_dgd(doc, creating=creating)
+        result = validate_dgd(doc, creating=meta.get("generation") in (None, 1))
         if result.errors or result.dgd is None:
             problems = result.errors or [Problem("spec", "not a valid DynamoGraphDeployment")]
             raise RejectedError(problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
-        if accepted:
-            try:
-                old = validate_dgd({**doc, "spec": json.loads(accepted)}, creating=False).dgd
-            except ValueError:
-                old = None
-            if old is not None:
-                problems = update_problems(old, result.dgd)
-                if problems:
-                    raise RejectedError(problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
         return result.dgd
 
     def _build(self, dgd: DynamoGraphDeployment, namespace: str, restarts: Mapping[str, str]) -> GraphPlan:
@@ -532,6 +559,94 @@ class Controller:
             await self.client.merge_patch(DGD_API_VERSION, DGD_KIND, namespace, name, {"spec": {"services": patch}})
         return dgd
 
+    async def _ensure_mpi_secret(self, namespace: str, dgd: DynamoGraphDeployment) -> None:
+        """Create the MPI SSH key Secret TensorRT-LLM multinode pods mount, once, if missing.
+
+        Like Dynamo, any multinode service asks for it. The Secret is namespace-wide (shared
+        by every DGD of the namespace): no owner, never rotated, never deleted by us. Checked
+        with one GET per namespace and process; a concurrent creator wins (409 is fine).
+        """
+        assert self.client is not None
+        name = self.options.mpi_ssh_secret_name
+        if not name or namespace in self.mpi_secrets:
+            return
+        if not any(spec.is_multinode for spec in dgd.spec.services.values()):
+            return
+        if await self.client.get("v1", "Secret", namespace, name) is None:
+            manifest = await asyncio.to_thread(mpi_ssh_secret, namespace, name)
+            try:
+                await self.client.create(manifest)
+            except ConflictError:
+                pass  # created meanwhile by someone else: theirs is as good
+            else:
+                logger.info("created MPI SSH Secret %s/%s", namespace, name)
+        self.mpi_secrets.add(namespace)
+
+    async def _sync_groups(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        desired: Sequence[Mapping[str, Any]],
+        live: Mapping[tuple[str, str], Mapping[str, Any]],
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+        """Restart failed multinode groups as a whole; their status entries and failures."""
+        assert self.view is not None and self.client is not None
+        specs = group_specs(desired)
+        memories = self.groups.setdefault(key, {})
+        if not specs:
+            memories.clear()
+            return {}, []
+        namespace = key[0]
+        previous = (body.get("status") or {}).get("services") or {}
+        pods_by_group: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+        for pod in self.view.group_pods(key):
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            try:
+                ident = (str(labels[c.LABEL_COMPONENT]), int(labels[c.LABEL_GROUP_INDEX]))
+            except (KeyError, ValueError):
+                continue
+            pods_by_group.setdefault(ident, []).append(pod)
+        now = time.time()
+        entries: dict[str, list[dict[str, Any]]] = {}
+        failures: list[str] = []
+        for spec in specs:
+            ident = (spec.service, spec.index)
+            memory = memories.get(ident)
+            if memory is None:
+                memory = memories[ident] = GroupMemory.from_status(_previous_group(previous, spec))
+            workloads = tuple(_identity(live.get(("StatefulSet", name))) for name in spec.workloads)
+            decision = plan_group(memory, spec, pods_by_group.get(ident, []), workloads, self.group_policy, now)
+            if decision.delete:
+                await self._restart_group(body, spec, memory, decision.delete, decision.reason)
+            if decision.exhausted:
+                metrics.RECONCILE_ERRORS.labels(reason="group_restart_budget").inc()
+                await self._event(body, "Warning", c.EVENT_GROUP_FAILED, decision.reason)
+            if decision.requeue_after is not None:
+                self.queue.add_after(key, decision.requeue_after)
+            entries.setdefault(spec.service, []).append(memory.status(spec))
+            if memory.phase == GROUP_FAILED and memory.failed_reason:
+                failures.append(memory.failed_reason)
+        wanted = {(spec.service, spec.index) for spec in specs}
+        for ident in set(memories) - wanted:
+            del memories[ident]
+        logger.debug("dgd %s/%s: groups %s", namespace, key[1], entries)
+        return entries, failures
+
+    async def _restart_group(
+        self, body: Mapping[str, Any], spec: GroupSpec, memory: GroupMemory, pods: Sequence[Any], reason: str
+    ) -> None:
+        """Delete every pod of a group (uid preconditions); the StatefulSets recreate them."""
+        assert self.client is not None
+        namespace = str((body.get("metadata") or {}).get("namespace"))
+        for pod in pods:
+            await self.client.delete("v1", "Pod", namespace, pod.name, uid=pod.uid)
+        budget = self.group_policy.budget
+        logger.warning("restarting multinode group %s (restart %d, budget %d): %s", spec.name, memory.restarts, budget, reason)
+        await self._event(
+            body, "Warning", c.EVENT_GROUP_RESTART,
+            f"restarting multinode group {spec.name} ({len(memory.restart_times)} of {budget} restarts in the budget window): {reason}",
+        )
+
     def _plan_restart(
         self, dgd: DynamoGraphDeployment, body: Mapping[str, Any], live_children: Iterable[Mapping[str, Any]]
     ) -> RestartPlan:
@@ -600,19 +715,6 @@ class Controller:
         )
         self.written_status[key] = status
         return True
-
-    async def _record_accepted(self, key: Key, body: Mapping[str, Any]) -> None:
-        """Remember the accepted spec on the DGD so update rules survive operator restarts."""
-        assert self.client is not None
-        accepted = json.dumps(body.get("spec") or {}, sort_keys=True, separators=(",", ":"))
-        current = ((body.get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_ACCEPTED_SPEC)
-        if current == accepted or self.written_accepted.get(key) == accepted:
-            return
-        namespace, name = key
-        await self.client.merge_patch(
-            DGD_API_VERSION, DGD_KIND, namespace, name, {"metadata": {"annotations": {c.ANNOTATION_ACCEPTED_SPEC: accepted}}}
-        )
-        self.written_accepted[key] = accepted
 
     async def _report_rejected(self, key: Key, body: Mapping[str, Any], rejected: RejectedError) -> None:
         """`state: failed`, `Ready=False` naming the fields, one Warning Event; children untouched."""
@@ -683,11 +785,11 @@ class Controller:
 
 def rejection_mark(body: Mapping[str, Any]) -> str:
     """What must change before a rejected DGD is looked at again: uid, generation (the spec),
-    labels and annotations (they steer rendering too), never status or our own annotation."""
+    labels and annotations (they steer rendering too), never status."""
     meta = body.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != c.ANNOTATION_ACCEPTED_SPEC}
     return json.dumps(
-        [meta.get("uid"), meta.get("generation"), meta.get("labels") or {}, annotations], sort_keys=True
+        [meta.get("uid"), meta.get("generation"), meta.get("labels") or {}, meta.get("annotations") or {}],
+        sort_keys=True,
     )
 
 
@@ -739,3 +841,18 @@ def _only_replicas_changed(desired: Mapping[str, Any], live: Mapping[str, Any] |
     probe = copy.deepcopy(dict(desired))
     probe.setdefault("spec", {})["replicas"] = (live.get("spec") or {}).get("replicas", 1)
     return recorded == manifest_hash(probe)
+
+
+def _identity(obj: Mapping[str, Any] | None) -> tuple[str, int]:
+    """(uid, generation) of a live workload; a missing one is ("", 0)."""
+    meta = (obj or {}).get("metadata") or {}
+    generation = meta.get("generation")
+    return str(meta.get("uid") or ""), generation if isinstance(generation, int) else 0
+
+
+def _previous_group(services: Mapping[str, Any], spec: GroupSpec) -> Mapping[str, Any] | None:
+    """The group's entry in the previous `status.services`, if any."""
+    for entry in (services.get(spec.service) or {}).get("groups") or []:
+        if entry.get("index") == spec.index:
+            return dict(entry)
+    return None
