@@ -299,6 +299,30 @@ def _default_security_context() -> dict[str, Any]:
     }
 
 
+class GroupRestartValues(ValuesModel):
+    """Whole-group restart policy of multinode services."""
+
+    budget: int = Field(
+        5,
+        ge=0,
+        description=(
+            "Group restarts allowed within windowSeconds before the service is marked failed "
+            "(DGD_GROUP_RESTART_BUDGET)."
+        ),
+    )
+    window_seconds: int = Field(
+        1800, ge=1, description="Sliding window of the budget (DGD_GROUP_RESTART_WINDOW)."
+    )
+    backoff_seconds: int = Field(
+        10,
+        ge=0,
+        description="Delay before the first restart; doubles each time (DGD_GROUP_RESTART_BACKOFF).",
+    )
+    backoff_cap_seconds: int = Field(
+        300, ge=0, description="Upper bound of the delay (DGD_GROUP_RESTART_BACKOFF_CAP)."
+    )
+
+
 class ChartValues(ValuesModel):
     """Every value the dgd-operator chart accepts, with its default."""
 
@@ -369,6 +393,10 @@ class ChartValues(ValuesModel):
             "ClusterRole bound to epp-serviceaccount for endpoint-picker services "
             "(DGD_EPP_CLUSTER_ROLE_NAME); empty: no binding. The operator is granted `bind` on it."
         ),
+    )
+    group_restart: GroupRestartValues = Field(
+        default_factory=lambda: GroupRestartValues(),
+        description="Whole-group restarts of multinode services (leader + workers restart together).",
     )
     workers: int = Field(
         4,

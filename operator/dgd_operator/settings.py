@@ -76,6 +76,19 @@ class OperatorSettings:
     workers: int = 4
     """`DGD_WORKERS`: DGDs reconciled concurrently (one DGD is never reconciled twice at once)."""
 
+    group_restart_budget: int = 5
+    """`DGD_GROUP_RESTART_BUDGET`: whole-group restarts of one multinode group allowed within the
+    window before its service is marked failed."""
+
+    group_restart_window: float = 1800.0
+    """`DGD_GROUP_RESTART_WINDOW`: the sliding window of the restart budget, in seconds (30 min)."""
+
+    group_restart_backoff: float = 10.0
+    """`DGD_GROUP_RESTART_BACKOFF`: seconds before the first group restart; doubles each time."""
+
+    group_restart_backoff_cap: float = 300.0
+    """`DGD_GROUP_RESTART_BACKOFF_CAP`: upper bound of the group restart delay, in seconds."""
+
     webhook_enabled: bool = False
     """`DGD_WEBHOOK_ENABLED`: serve the validating admission webhook (the chart sets true)."""
 
@@ -131,6 +144,10 @@ _KNOWN = frozenset(
         "WORKERS",
         "PLANNER_CLUSTER_ROLE_NAME",
         "EPP_CLUSTER_ROLE_NAME",
+        "GROUP_RESTART_BUDGET",
+        "GROUP_RESTART_WINDOW",
+        "GROUP_RESTART_BACKOFF",
+        "GROUP_RESTART_BACKOFF_CAP",
         "WEBHOOK_ENABLED",
         "WEBHOOK_PORT",
         "WEBHOOK_HOST",
@@ -179,6 +196,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         planner_cluster_role_name=text("PLANNER_CLUSTER_ROLE_NAME"),
         epp_cluster_role_name=text("EPP_CLUSTER_ROLE_NAME"),
         workers=_parse_int("WORKERS", values, default=4, minimum=1),
+        group_restart_budget=_parse_int("GROUP_RESTART_BUDGET", values, default=5, minimum=0),
+        group_restart_window=float(
+            _parse_int("GROUP_RESTART_WINDOW", values, default=1800, minimum=1)
+        ),
+        group_restart_backoff=float(
+            _parse_int("GROUP_RESTART_BACKOFF", values, default=10, minimum=0)
+        ),
+        group_restart_backoff_cap=float(
+            _parse_int("GROUP_RESTART_BACKOFF_CAP", values, default=300, minimum=0)
+        ),
         webhook_enabled=_parse_bool("WEBHOOK_ENABLED", values, default=False),
         webhook_port=_parse_port("WEBHOOK_PORT", values, default=9443),
         webhook_host=text("WEBHOOK_HOST"),
