@@ -873,3 +873,15 @@ def test_impossible_parallel_layout_is_rejected_with_the_gpu_arithmetic() -> Non
     assert problem.path == "spec.services.decode"
     assert "--tensor-parallel-size 16" in problem.message
     assert "1 GPUs per pod" in problem.message or "1 GPU" in problem.message
+
+
+def test_dynamo_namespace_label_too_long_is_rejected_when_the_namespace_is_known() -> None:
+    def long_names(doc: Doc) -> None:
+        doc["metadata"]["name"] = "d" * 40
+        doc["metadata"]["namespace"] = "n" * 30
+
+    [problem] = validate_dgd(_set(long_names)).errors
+    assert problem.path == "metadata.name"
+    assert "nvidia.com/dynamo-namespace" in problem.message
+    # Without a namespace (dgd validate on a plain file) the same name is fine.
+    assert validate_dgd(_set(lambda d: d["metadata"].update(name="d" * 40))).errors == []

@@ -159,6 +159,16 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
     warnings.extend(_deprecation_warnings(dgd))
     topology_errors, topology_warnings = _topology_problems(dgd)
     errors.extend(topology_errors)
+    if dgd.metadata.namespace:
+        # Only knowable with the namespace (the webhook's object always carries it).
+        from dgd_operator.build.names import label_value_problems
+
+        known = {p.path for p in errors}
+        errors.extend(
+            Problem(path, message)
+            for path, message in label_value_problems(dgd.metadata.namespace, dgd)
+            if path not in known
+        )
     warnings.extend(topology_warnings)
     return ValidationResult(None if errors else dgd, errors, warnings)
 
