@@ -64,10 +64,13 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_group_restart_policy_is_read_from_env() -> None:
     from dgd_operator.settings import load_settings
 
-    settings = load_settings(
-        {"DGD_GROUP_RESTART_BUDGET": "2", "DGD_GROUP_RESTART_WINDOW": "600",
-         "DGD_GROUP_RESTART_BACKOFF": "1", "DGD_GROUP_RESTART_BACKOFF_CAP": "30"}  # fmt: skip
-    )
+    env = {
+        "DGD_GROUP_RESTART_BUDGET": "2",
+        "DGD_GROUP_RESTART_WINDOW": "600",
+        "DGD_GROUP_RESTART_BACKOFF": "1",
+        "DGD_GROUP_RESTART_BACKOFF_CAP": "30",
+    }
+    settings = load_settings(env)
     assert (settings.group_restart_budget, settings.group_restart_window) == (2, 600.0)
     assert (settings.group_restart_backoff, settings.group_restart_backoff_cap) == (1.0, 30.0)
     assert not settings.extra
