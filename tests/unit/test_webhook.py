@@ -498,3 +498,57 @@ def test_self_signed_certificate_is_its_own_ca_for_every_name(tmp_path: Path) ->
     context.load_cert_chain(tmp_path / "c", tmp_path / "k")
     client = ssl.create_default_context(cadata=cert_pem.decode())
     assert client.get_ca_certs()[0]["subject"] == ((("commonName", "localhost"),),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Topology admission: the webhook refuses layouts the GPUs cannot hold, in every flag spelling.
+
+
+def _worker(
+    framework: str, args: list[str], *, gpus: str = "8", nodes: int | None = None
+) -> Callable[[Doc], None]:
+    def mutate(doc: Doc) -> None:
+        doc["spec"]["backendFramework"] = framework
+        decode = doc["spec"]["services"]["decode"]
+        decode["resources"] = {"limits": {"gpu": gpus}}
+        decode["extraPodSpec"]["mainContainer"]["command"] = ["python3", "-m", f"dynamo.{framework}"]
+        decode["extraPodSpec"]["mainContainer"]["args"] = args
+        if nodes:
+            decode["multinode"] = {"nodeCount": nodes}
+
+    return mutate
+
+
+TOPOLOGY_REFUSED = [
+    ("vllm-tp-spaced", _worker("vllm", ["--tensor-parallel-size", "16"]), "16"),
+    ("vllm-tp-equals", _worker("vllm", ["--tensor-parallel-size=16"]), "16"),
+    ("vllm-tp-short", _worker("vllm", ["-tp", "16"]), "16"),
+    ("vllm-tp-times-pp", _worker("vllm", ["--tensor-parallel-size", "4", "-pp", "4"]), "16"),
+    ("sglang-tp-size-over-nodes", _worker("sglang", ["--tp-size", "32"], gpus="4", nodes=2), "32"),
+    ("trtllm-tp", _worker("trtllm", ["--tensor-parallel-size", "16"]), "16"),
+]
+TOPOLOGY_ADMITTED = [
+    ("vllm-tp-fits", _worker("vllm", ["--tensor-parallel-size", "8"])),
+    ("vllm-dp-over-nodes", _worker("vllm", ["--data-parallel-size", "16"], nodes=2)),
+    ("sglang-tp-size-over-nodes", _worker("sglang", ["--tp-size", "8"], gpus="4", nodes=2)),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "number"),
+    [case[1:] for case in TOPOLOGY_REFUSED],
+    ids=[case[0] for case in TOPOLOGY_REFUSED],
+)
+def test_impossible_topology_is_refused_at_admission(
+    mutate: Callable[[Doc], None], number: str
+) -> None:
+    message = denied("CREATE", changed(base_dgd(), mutate))
+    assert "spec.services.decode" in message
+    assert number in message
+
+
+@pytest.mark.parametrize(
+    "mutate", [case[1] for case in TOPOLOGY_ADMITTED], ids=[case[0] for case in TOPOLOGY_ADMITTED]
+)
+def test_possible_topology_is_admitted(mutate: Callable[[Doc], None]) -> None:
+    admit("CREATE", changed(base_dgd(), mutate))
