@@ -37,6 +37,10 @@ async def run_operator(
     controller = controller or Controller(settings)
     register(registry, controller)
     operator_kopf_settings = kopf_settings()
+    if settings.watch_namespaces:
+        # Exact namespaces need no cluster-wide namespace/CRD scanning, which a namespace-mode
+        # Role does not allow (kopf would retry 403s for minutes before falling back).
+        operator_kopf_settings.scanning.disabled = True
     # No-op unless DGD_WEBHOOK_ENABLED: the chart's fail-closed webhook needs this server.
     enable_admission(registry, operator_kopf_settings, settings)
     namespaces = list(settings.watch_namespaces)
