@@ -170,13 +170,16 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         await controller.stop()
 
     @kopf.on.probe(id="queue_depth", registry=registry)
-    def queue_depth(**_: Any) -> int:
+    async def queue_depth(**_: Any) -> int:
         return len(controller.queue)
 
     group, version = _group_version(DGD_RESOURCE.api_version)
 
+    # Every handler below runs for every watch event: they are `async def` (even those that
+    # never await) because kopf runs a plain `def` in its thread pool, a hop per event.
+
     @kopf.index(group, version, DGD_RESOURCE.plural, id=DGD_INDEX, registry=registry)
-    def dgd_objects(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    async def dgd_objects(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): dict(body)}
 
     @kopf.on.event(group, version, DGD_RESOURCE.plural, registry=registry)
@@ -184,7 +187,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         view.bind(kwargs)
         controller.enqueue((namespace or "", name))
 
-    def child_objects(
+    async def child_objects(
         namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
     ) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", labels[c.LABEL_DGD_NAME]): dict(body)}
@@ -200,7 +203,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     if controller.settings.image_pull_secret_discovery:
         # Only the registry hosts of docker-registry Secrets are kept, never their data.
         @kopf.index("v1", "secrets", field="type", value=DOCKER_CONFIG_TYPE, id=PULL_SECRET_INDEX, registry=registry)
-        def pull_secret_registries(
+        async def pull_secret_registries(
             namespace: str | None, name: str, body: kopf.Body, **_: Any
         ) -> dict[str, tuple[str, tuple[str, ...]]]:
             return {namespace or "": (name, docker_config_registries(body))}
@@ -213,7 +216,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     # Multinode group pods: failures and restarts of a rank restart the whole group.
     @kopf.index("v1", "pods", id=GROUP_POD_INDEX, labels=GROUP_POD_LABELS, registry=registry)
-    def group_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    async def group_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", labels[c.LABEL_DGD_NAME]): pod_summary(body)}
 
     @kopf.on.event("v1", "pods", id="group_pod_event", labels=GROUP_POD_LABELS, registry=registry)

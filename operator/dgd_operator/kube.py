@@ -31,6 +31,10 @@ import aiohttp
 from dgd_operator import metrics
 
 FIELD_MANAGER = "dgd-operator"
+# Requests one client keeps in flight at once: the reconcile applies a DGD's children
+# concurrently, and several workers do so at the same time; this keeps the API server from
+# being flooded (and stays below the connection pool's limit).
+MAX_IN_FLIGHT_REQUESTS = 16
 
 Manifest = dict[str, Any]
 
@@ -233,6 +237,7 @@ class KubeClient:
         field_manager: str = FIELD_MANAGER,
         timeout: float = 30.0,
         reload_credentials: Callable[[], Credentials] | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT_REQUESTS,
     ) -> None:
         self.credentials = credentials
         # In-cluster service-account tokens rotate: on a 401 the credentials are read again
@@ -242,6 +247,7 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -302,7 +308,7 @@ class KubeClient:
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if data is not None else {}
         try:
-            async with session.request(method, url, data=data, headers=headers) as response:
+            async with self._in_flight, session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
                 if response.status >= 400:
                     try:

@@ -198,7 +198,10 @@ def test_chart_rbac_reconciles(
         assert "problem" not in result, result["problem"]
         obj = result["dgd"]
         assert obj["status"]["services"]["VllmDecodeWorker"]["readyReplicas"] == 1
+        ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
+        assert (ready["status"], ready["reason"]) == ("True", "all_resources_are_ready")
+        # Readiness is told by the Ready condition; Events still post under the chart's RBAC.
         events = control_plane.rest.get(f"/api/v1/namespaces/{namespace}/events")["items"]
-        assert any(e.get("reason") == "Ready" and e["involvedObject"].get("name") == name for e in events)
+        assert any(e.get("reason") == "Created" and e["involvedObject"].get("name") == name for e in events)
     finally:
         assert processes.stop(operator, tmp_path), "the operator did not stop"

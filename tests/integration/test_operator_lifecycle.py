@@ -133,6 +133,10 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
         left = {o["metadata"]["name"] for o in rest.get(services, labelSelector=selector)["items"]}
         assert left == {f"{name}-frontend"}
         assert set(_deployments(rest, namespace)) == {f"{name}-frontend", decode, prefill}
+        # Pods stop naming the pruned account (a field left out of an apply is not cleared by it).
+        for deployment in _deployments(rest, namespace):
+            pod = _deployment(rest, namespace, deployment)["spec"]["template"]["spec"]
+            assert pod.get("serviceAccountName") in (None, "default"), (deployment, pod.get("serviceAccountName"))
         wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after prune")
         assert "Deleted" in _reasons(rest, namespace, name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -305,3 +306,170 @@ def test_label_value_problems_skip_global_namespaces_and_name_long_dgd_names() -
     dgd.metadata.name = "g" * 64
     [(path, message)] = label_value_problems("n", dgd)
     assert path == "metadata.name" and "nvidia.com/dynamo-graph-deployment-name" in message
+
+
+class GatedClient(FakeClient):
+    """Holds every apply until `release` is set, counting how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.release = asyncio.Event()
+        self.order: list[str] = []
+        self.waiting: list[str] = []
+        self.fail_name: str | None = None
+
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None, force: bool = True) -> dict[str, Any]:
+        if subresource:
+            return await super().apply(manifest, subresource=subresource, force=force)
+        self.in_flight += 1
+        self.waiting.append(manifest["kind"])
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        self.order.append(manifest["kind"])
+        if manifest["metadata"]["name"] == self.fail_name and manifest["kind"] == "Service":
+            raise TransientError(503, "ServiceUnavailable", "etcd leader changed")
+        return await super().apply(manifest, subresource=subresource, force=force)
+
+
+def _gated(dgd: dict[str, Any]) -> tuple[Controller, FakeView, GatedClient]:
+    controller = Controller(OperatorSettings(workers=1))
+    view, client = FakeView(dgd), GatedClient()
+    controller.bind_view(view)
+    controller.client = client  # type: ignore[assignment]
+    return controller, view, client
+
+
+async def _settle() -> None:
+    """Let every task run until it blocks (the fakes never touch the network)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_children_are_applied_concurrently_workloads_after_everything_they_use() -> None:
+    controller, _, client = _gated(_dgd())
+    reconcile = asyncio.create_task(controller.reconcile(KEY))
+    # Wave 1: every non-workload child at once, and no workload yet.
+    await _settle()
+    assert client.in_flight == len(client.waiting) >= 2
+    assert "Service" in client.waiting and not {"Deployment", "StatefulSet"} & set(client.waiting)
+    client.release.set()
+    outcome = await reconcile
+    kinds = client.order
+    first_workload = min(i for i, kind in enumerate(kinds) if kind in {"Deployment", "StatefulSet"})
+    assert all(kind in {"Deployment", "StatefulSet"} for kind in kinds[first_workload:])
+    assert outcome.applied == len(kinds)
+    # Becoming ready is the Ready condition's transition; the only Event is the one naming what was created.
+    assert controller.written_status[KEY]["state"] == "successful"
+    assert [c for c in client.calls if c[0] == "create"] == [("create", "Event")]
+
+
+async def test_a_failed_apply_fails_the_reconcile_after_its_wave_and_keeps_the_others() -> None:
+    controller, _, client = _gated(_dgd())
+    client.fail_name = "g-worker"
+    client.release.set()
+    with pytest.raises(TransientError):
+        await controller.reconcile(KEY)
+    assert "Deployment" not in client.order  # wave 2 never started
+    applied = {name for kind, name in client.calls if kind == "apply"}
+    assert "g-frontend" in applied  # its wave-mate went through and is remembered
+    assert any(ck[2] == "g-frontend" for ck in controller.records["ns"])
+    # The retry applies only what is still missing (the recorded Service is not sent again).
+    client.fail_name = None
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert client.calls.count(("apply", "g-worker")) == 2  # its Service, then its Deployment
+    assert client.calls.count(("apply", "g-frontend")) == 1  # only the Deployment
+
+
+async def test_kube_client_bounds_requests_in_flight() -> None:
+    from aiohttp import web
+
+    from dgd_operator.kube import Credentials, KubeClient
+
+    state = {"now": 0, "most": 0}
+
+    async def handler(request: web.Request) -> web.Response:
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        await asyncio.sleep(0.02)
+        state["now"] -= 1
+        return web.json_response({"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"), max_in_flight=3)
+        try:
+            found = await asyncio.gather(*(client.get("v1", "ConfigMap", "ns", f"c{i}") for i in range(12)))
+        finally:
+            await client.close()
+        assert [obj and obj["metadata"]["name"] for obj in found] == [f"c{i}" for i in range(12)]
+        assert state["most"] == 3
+    finally:
+        await runner.cleanup()
+
+
+def test_per_event_handlers_are_coroutines_so_kopf_never_hops_to_its_thread_pool() -> None:
+    import inspect
+
+    import kopf
+
+    from dgd_operator.handlers import register
+
+    registry = kopf.OperatorRegistry()
+    register(registry, Controller(OperatorSettings(workers=1, image_pull_secret_discovery=True)))
+    handlers = [*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers()]
+    assert len(handlers) >= 20  # DGDs, every child kind, group pods, pull secrets: index + event each
+    assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []
+
+
+async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order() -> None:
+    from dgd_operator.reconcile.controller import run_all
+
+    finished: list[str] = []
+
+    async def step(name: str, delay: int, error: Exception | None = None) -> str:
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        finished.append(name)
+        if error is not None:
+            raise error
+        return name
+
+    assert await run_all([step("a", 2), step("b", 0)]) == ["a", "b"]
+    finished.clear()
+    with pytest.raises(KeyError):
+        await run_all([step("slow", 5), step("first", 3, KeyError("first")), step("fast", 0, ValueError("fast"))])
+    assert sorted(finished) == ["fast", "first", "slow"]  # nothing was left running
+    assert await run_all([]) == []
+
+
+def test_a_workload_whose_pods_stop_naming_an_account_names_default_instead() -> None:
+    from dgd_operator.reconcile.controller import release_service_account
+
+    def deployment(account: str | None) -> dict[str, Any]:
+        pod: dict[str, Any] = {"containers": [{"name": "main"}]}
+        if account:
+            pod["serviceAccountName"] = account
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": pod}}}
+
+    desired, live = deployment(None), deployment("g-k8s-service-discovery")
+    released = release_service_account(desired, live)
+    assert released["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    assert "serviceAccountName" not in desired["spec"]["template"]["spec"]  # the input is untouched
+    assert release_service_account(desired, None) is desired  # a create sends what was built
+    assert release_service_account(desired, deployment(None)) is desired
+    named = deployment("mine")
+    assert release_service_account(named, live) is named
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {}}
+    assert release_service_account(service, live) is service

@@ -5,7 +5,8 @@ Shape (controller-runtime style, on top of kopf):
   and keeps them in in-memory indexes; every event only enqueues the owning DGD's key;
 - a small pool of workers takes keys from a de-duplicating `WorkQueue` and runs `reconcile`,
   which reads the DGD and its children from the indexes (no GETs), builds the desired objects,
-  applies only what changed (server-side apply), prunes children of removed services,
+  applies only what changed (server-side apply, concurrently in two waves: what pods use,
+  then the workloads; `apply_waves`), prunes children of removed services,
   restarts multinode groups whose ranks failed as a whole (`groups.py`), and writes status
   only when it changed.
 
@@ -27,9 +28,9 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dgd_operator import metrics
 from dgd_operator.api.models import DynamoGraphDeployment
@@ -77,6 +78,7 @@ from dgd_operator.reconcile.scaling import (
 )
 from dgd_operator.reconcile.sync import (
     AppliedRecord,
+    ApplyAction,
     ChildKey,
     Manifest,
     child_key,
@@ -113,6 +115,7 @@ WATCHED_CHILD_KINDS: tuple[ResourceKind, ...] = tuple(
 _WATCHED = frozenset((rk.api_version, rk.kind) for rk in WATCHED_CHILD_KINDS)
 
 Key = tuple[str, str]  # (namespace, DGD name)
+T = TypeVar("T")
 
 MAX_TRANSIENT_BACKOFF = 60.0
 MAX_UNEXPECTED_BACKOFF = 300.0
@@ -349,11 +352,13 @@ class Controller:
         desired = [obj for obj in graph.objects if obj["kind"] != DGDSA_KIND]
         desired_adapters = [obj for obj in graph.objects if obj["kind"] == DGDSA_KIND]
 
-        for obj in desired:
-            if (obj["apiVersion"], obj["kind"]) not in _WATCHED:
-                current = await self.client.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
-                if current is not None:
-                    live[child_key(obj)] = current
+        unwatched = [obj for obj in desired if (obj["apiVersion"], obj["kind"]) not in _WATCHED]
+        found = await run_all(
+            [self.client.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]) for obj in unwatched]
+        )
+        for obj, current in zip(unwatched, found, strict=True):
+            if current is not None:
+                live[child_key(obj)] = current
 
         records = self.records.setdefault(namespace, {})
         regular_live = {ck: obj for ck, obj in live.items() if ck[1] != DGDSA_KIND}
@@ -363,13 +368,25 @@ class Controller:
         created: list[str] = []
         updated: list[str] = []
         scaled: list[str] = []
+        for wave in apply_waves(plan.apply):
+            # Children of one wave go out concurrently; workloads wait for the wave before
+            # them, so no pod starts before its ServiceAccount, ConfigMap or PVC exists.
+            # Every apply of the wave is awaited; applies that succeeded are recorded, and
+            # the first failure (in plan order) then fails the reconcile as before.
+            results = await asyncio.gather(
+                *(self._apply(key, release_service_account(action.manifest, action.live)) for action in wave),
+                return_exceptions=True,
+            )
+            for action, result in zip(wave, results, strict=True):
+                if isinstance(result, BaseException):
+                    continue
+                ck = child_key(action.manifest)
+                rmeta = result.get("metadata") or {}
+                records[ck] = AppliedRecord(action.digest, rmeta.get("uid"), rmeta.get("generation"))
+                fresh[ck] = result
+                outcome.applied += 1
+            raise_first(results)
         for action in plan.apply:
-            result = await self._apply(key, action.manifest)
-            ck = child_key(action.manifest)
-            rmeta = result.get("metadata") or {}
-            records[ck] = AppliedRecord(action.digest, rmeta.get("uid"), rmeta.get("generation"))
-            fresh[ck] = result
-            outcome.applied += 1
             label = f"{action.manifest['kind']}/{action.manifest['metadata']['name']}"
             if action.why == "create":
                 created.append(label)
@@ -381,40 +398,47 @@ class Controller:
                 updated.append(f"{label} ({'edited outside the operator' if action.why == 'drift' else 'spec changed'})")
 
         # Adapters are created once and then owned by their scaler (see scaling.py).
-        wanted_adapters = set()
-        for adapter in desired_adapters:
-            ck = child_key(adapter)
-            wanted_adapters.add(ck)
-            if ck in live or ck in records:
+        wanted_adapters = {child_key(adapter) for adapter in desired_adapters}
+        new_adapters = [a for a in desired_adapters if child_key(a) not in live and child_key(a) not in records]
+        adapter_results = await asyncio.gather(*(self._apply(key, a) for a in new_adapters), return_exceptions=True)
+        for adapter, result in zip(new_adapters, adapter_results, strict=True):
+            if isinstance(result, BaseException):
                 continue
-            result = await self._apply(key, adapter)
+            ck = child_key(adapter)
             rmeta = result.get("metadata") or {}
             records[ck] = AppliedRecord(manifest_hash(adapter), rmeta.get("uid"), rmeta.get("generation"))
             outcome.applied += 1
             await self._event(body, "Normal", c.EVENT_ADAPTER_CREATED, f"created {DGDSA_KIND}/{ck[2]} with {adapter['spec']['replicas']} replicas")
+        raise_first(adapter_results)
 
-        deleted: list[str] = []
-        for doomed in plan.delete:
-            if await self._delete(namespace, doomed):
-                deleted.append(f"{doomed['kind']}/{doomed['metadata']['name']}")
-        for ck, existing in sorted(live.items()):
-            if (
-                ck[1] == DGDSA_KIND
-                and ck not in wanted_adapters
-                and is_owned_by(existing, uid)
-                and await self._delete(namespace, existing)
-            ):
-                await self._event(body, "Normal", c.EVENT_ADAPTER_DELETED, f"deleted {DGDSA_KIND}/{ck[2]}")
+        gone = await run_all([self._delete(namespace, doomed) for doomed in plan.delete])
+        deleted = [
+            f"{doomed['kind']}/{doomed['metadata']['name']}" for doomed, was_deleted in zip(plan.delete, gone, strict=True) if was_deleted
+        ]
+        doomed_adapters = [
+            existing
+            for ck, existing in sorted(live.items())
+            if ck[1] == DGDSA_KIND and ck not in wanted_adapters and is_owned_by(existing, uid)
+        ]
+        for existing, was_deleted in zip(
+            doomed_adapters, await run_all([self._delete(namespace, a) for a in doomed_adapters]), strict=True
+        ):
+            if was_deleted:
+                await self._event(body, "Normal", c.EVENT_ADAPTER_DELETED, f"deleted {DGDSA_KIND}/{existing['metadata']['name']}")
         outcome.deleted = len(deleted)
 
-        if created:
-            await self._event(body, "Normal", c.EVENT_CREATED, "created " + ", ".join(created))
-        if updated:
-            await self._event(body, "Normal", c.EVENT_UPDATED, "updated " + ", ".join(updated))
-        if scaled:
-            await self._event(body, "Normal", c.EVENT_SCALED, "scaled " + ", ".join(scaled))
-        if deleted:
-            await self._event(body, "Normal", c.EVENT_DELETED, "deleted " + ", ".join(deleted))
+        # What changed is told in one Event per kind of change, posted together with the
+        # status write below (not one after another before it).
+        notices = [
+            (reason, f"{verb} " + ", ".join(labels))
+            for reason, verb, labels in (
+                (c.EVENT_CREATED, "created", created),
+                (c.EVENT_UPDATED, "updated", updated),
+                (c.EVENT_SCALED, "scaled", scaled),
+                (c.EVENT_DELETED, "deleted", deleted),
+            )
+            if labels
+        ]
 
         view = {(ck[1], ck[2]): obj for ck, obj in live.items()}
         view.update({(ck[1], ck[2]): obj for ck, obj in fresh.items()})
@@ -445,10 +469,16 @@ class Controller:
         }
         if restart.status is not None:
             status["restart"] = restart.status
-        outcome.status_written = await self._write_status(key, body, status)
+        written, *posted = await asyncio.gather(
+            self._write_status(key, body, status),
+            *(self._event(body, "Normal", reason, text) for reason, text in notices),
+            return_exceptions=True,
+        )
+        raise_first([written, *posted])  # `_event` never raises an API error; the status write may
+        outcome.status_written = written is True
         if outcome.status_written:
-            if state == c.STATE_SUCCESSFUL and previous_status.get("state") != c.STATE_SUCCESSFUL:
-                await self._event(body, "Normal", c.EVENT_READY, readiness.message)
+            # No Event on becoming ready: the Ready condition's transition already says it
+            # (`kubectl get dgd` shows it), and an Event per DGD is one more write at scale.
             await self._restart_events(body, restart, previous_status.get("restart"))
         return outcome
 
@@ -781,6 +811,49 @@ class Controller:
             await self.client.create(event)
         except ApiError as exc:
             logger.warning("could not post event %s on %s: %s", reason, meta.get("name"), exc)
+
+
+def apply_waves(actions: Sequence[ApplyAction]) -> list[list[ApplyAction]]:
+    """Split applies into waves: everything else first, then the workloads (pods) that use it."""
+    support = [a for a in actions if a.manifest.get("kind") not in WORKLOAD_KINDS]
+    workloads = [a for a in actions if a.manifest.get("kind") in WORKLOAD_KINDS]
+    return [wave for wave in (support, workloads) if wave]
+
+
+def release_service_account(desired: Manifest, live: Mapping[str, Any] | None) -> Manifest:
+    """`desired`, or a copy naming the `default` ServiceAccount when its pods stop naming one.
+
+    Leaving `serviceAccountName` out of an apply does not clear it: the API server mirrors it
+    into the deprecated `serviceAccount` field, which nobody owns, and copies it back. The pods
+    would keep asking for an account the reconcile then prunes (discovery switched to etcd), and
+    the ReplicaSet could not create them. Naming `default` is what an unset field means.
+    """
+    if live is None or desired.get("kind") not in WORKLOAD_KINDS:
+        return desired
+    pod = ((desired.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if pod.get("serviceAccountName") or pod.get("serviceAccount"):
+        return desired
+    live_pod = (((live.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    if not (live_pod.get("serviceAccountName") or live_pod.get("serviceAccount")):
+        return desired
+    template = dict(desired["spec"]["template"])
+    template["spec"] = {**pod, "serviceAccountName": "default"}
+    return {**desired, "spec": {**desired["spec"], "template": template}}
+
+
+def raise_first(results: Iterable[object]) -> None:
+    """Raise the first exception among `gather(..., return_exceptions=True)` results, if any."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def run_all(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every call concurrently; results in order, or the first failure (in order) once all
+    are done. Nothing is left running and no exception goes unretrieved."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    raise_first(results)
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 def rejection_mark(body: Mapping[str, Any]) -> str:
