@@ -63,6 +63,7 @@ from dgd_operator.reconcile.queue import WorkQueue
 from dgd_operator.reconcile.readiness import (
     WORKLOAD_KINDS,
     graph_readiness,
+    is_progress_only,
     object_readiness,
     ready_condition,
     service_of,
@@ -119,6 +120,8 @@ T = TypeVar("T")
 
 MAX_TRANSIENT_BACKOFF = 60.0
 MAX_UNEXPECTED_BACKOFF = 300.0
+STATUS_PROGRESS_INTERVAL_SECONDS = 1.0
+"""At most one progress-only status write per DGD per interval (state changes are not delayed)."""
 
 
 class ClusterView(Protocol):
@@ -185,6 +188,8 @@ class Controller:
         """DGDs reported invalid, with the `rejection_mark` they had (retry only when it changes)."""
         self.failures: dict[Key, int] = {}
         self.written_status: dict[Key, dict[str, Any]] = {}
+        self.status_written_at: dict[Key, float] = {}
+        """Monotonic time of our last status write per DGD (coalesces progress-only updates)."""
         self.patched_replicas: dict[tuple[Key, str], int] = {}
         self.adapter_status_written: dict[tuple[str, str], dict[str, Any]] = {}
         self.shared_accounts: set[tuple[str, str]] = set()
@@ -302,6 +307,7 @@ class Controller:
         self.rejected.pop(key, None)
         self.failures.pop(key, None)
         self.written_status.pop(key, None)
+        self.status_written_at.pop(key, None)
         self.groups.pop(key, None)
         self.queue.forget(key)
 
@@ -733,6 +739,13 @@ class Controller:
         remembered = self.written_status.get(key)
         if remembered is not None and not status_differs(remembered, status):
             return False  # our previous write has not reached the watch cache yet
+        if is_progress_only(remembered if remembered is not None else current, status):
+            # Replica counts move pod by pod; write such progress at most once per interval
+            # (the latest wins, via a delayed reconcile). Transitions are written at once.
+            elapsed = time.monotonic() - self.status_written_at.get(key, float("-inf"))
+            if elapsed < STATUS_PROGRESS_INTERVAL_SECONDS:
+                self.queue.add_after(key, STATUS_PROGRESS_INTERVAL_SECONDS - elapsed)
+                return False
         namespace, name = key
         await self.client.apply(
             {
@@ -744,6 +757,7 @@ class Controller:
             subresource="status",
         )
         self.written_status[key] = status
+        self.status_written_at[key] = time.monotonic()
         return True
 
     async def _report_rejected(self, key: Key, body: Mapping[str, Any], rejected: RejectedError) -> None:

@@ -258,6 +258,26 @@ def status_differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]
     return False
 
 
+def is_progress_only(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """True when `desired` differs from `current` only in progress details: the same state,
+    observedGeneration, restart progress and Ready status/reason, with other replica counts or
+    a different not-ready message. Such updates may be coalesced; transitions may not."""
+    current = current or {}
+    if not current:
+        return False
+    for key in ("state", "observedGeneration", "restart"):
+        if current.get(key) != desired.get(key):
+            return False
+    return _ready_verdict(current) == _ready_verdict(desired)
+
+
+def _ready_verdict(status: Mapping[str, Any]) -> tuple[object, object]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status"), cond.get("reason")
+    return None, None
+
+
 def _strip_times(conditions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
         ({k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions),
