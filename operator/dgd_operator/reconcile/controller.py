@@ -193,6 +193,7 @@ class Controller:
         self.patched_replicas: dict[tuple[Key, str], int] = {}
         self.adapter_status_written: dict[tuple[str, str], dict[str, Any]] = {}
         self.shared_accounts: set[tuple[str, str]] = set()
+        self.shared_account_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.mpi_secrets: set[str] = set()
         """Namespaces where the MPI SSH Secret is known to exist (checked once per process)."""
         self.groups: dict[Key, dict[tuple[str, int], GroupMemory]] = {}
@@ -548,10 +549,16 @@ class Controller:
         ):
             if component_type not in types or (namespace, account) in self.shared_accounts:
                 continue
-            for manifest in shared_account_objects(namespace, account, role):
-                if await self.client.get(manifest["apiVersion"], manifest["kind"], namespace, manifest["metadata"]["name"]) is None:
-                    await self._apply((namespace, ""), manifest)
-            self.shared_accounts.add((namespace, account))
+            # Several workers reconcile graphs of one namespace at once: one creates, the
+            # others wait and then find it done, instead of all applying the same objects.
+            lock = self.shared_account_locks.setdefault((namespace, account), asyncio.Lock())
+            async with lock:
+                if (namespace, account) in self.shared_accounts:
+                    continue
+                for manifest in shared_account_objects(namespace, account, role):
+                    if await self.client.get(manifest["apiVersion"], manifest["kind"], namespace, manifest["metadata"]["name"]) is None:
+                        await self._apply((namespace, ""), manifest)
+                self.shared_accounts.add((namespace, account))
 
     async def _sync_adapter_replicas(
         self,
