@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.errors import BuildError, MultinodeNotSupportedYet
+from dgd_operator.build.errors import BuildError
 from dgd_operator.build.graph import build_graph, plan_graph
 from dgd_operator.build.options import BuildOptions
 
@@ -229,30 +229,6 @@ def test_restart_annotations_per_service() -> None:
     templates = {d["metadata"]["name"]: d["spec"]["template"]["metadata"] for d in find(objs, "Deployment")}
     assert templates["g-a"]["annotations"] == {"nvidia.com/restartAt": "r2"}
     assert "annotations" not in templates["g-b"]
-
-
-def test_unbuildable_services_can_be_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dgd_operator.build import graph
-    from dgd_operator.build.context import ServiceContext
-    from dgd_operator.build.workloads import ServiceWorkloads, WorkloadBuilder
-
-    real = graph.workload_builder
-
-    def refuse(ctx: ServiceContext) -> ServiceWorkloads:
-        raise MultinodeNotSupportedYet(ctx.service)
-
-    def pick(ctx: ServiceContext) -> WorkloadBuilder:
-        return refuse if ctx.spec.is_multinode else real(ctx)
-
-    monkeypatch.setattr(graph, "workload_builder", pick)
-    dgd = make_dgd({"Frontend": {"componentType": "frontend"}, "Decode": {"componentType": "worker", "multinode": {"nodeCount": 2}}})
-    with pytest.raises(MultinodeNotSupportedYet) as caught:
-        build_graph(dgd, "ns", BuildOptions())
-    assert caught.value.service == "Decode"
-    assert "spec.services.Decode.multinode" in str(caught.value)
-    plan = plan_graph(dgd, "ns", BuildOptions(), skip_multinode=True)
-    assert plan.skipped_multinode == ("Decode",)
-    assert [o["metadata"]["name"] for o in find(plan.objects, "Deployment")] == ["g-frontend"]
 
 
 def test_plan_records_workload_kind_and_names() -> None:

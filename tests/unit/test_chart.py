@@ -601,7 +601,6 @@ def _plural(kind: str) -> str:
 
 def test_operator_permissions_cover_what_the_builders_emit() -> None:
     from dgd_operator.api.validation import parse_dgd
-    from dgd_operator.build.errors import MultinodeNotSupportedYet
     from dgd_operator.build.graph import build_graph
     from dgd_operator.build.options import BuildOptions
 
@@ -610,11 +609,7 @@ def test_operator_permissions_cover_what_the_builders_emit() -> None:
     permissions = _expected(OPERATOR_PERMISSIONS)
     for doc in _graphs_to_build():
         dgd = parse_dgd(doc, creating=True)
-        try:
-            objects = build_graph(dgd, "team-a", BuildOptions())
-        except MultinodeNotSupportedYet:
-            continue  # remove once the builders render multinode groups
-        for obj in objects:
+        for obj in build_graph(dgd, "team-a", BuildOptions()):
             group = obj["apiVersion"].rpartition("/")[0]
             key = (group, _plural(obj["kind"]))
             assert apply_verbs <= permissions.get(key, set()), f"{key} not fully granted"

@@ -133,31 +133,6 @@ def test_multinode_services_rendered_as_statefulsets(tmp_path: Path, capsys: pyt
     assert ("StatefulSet", "g-decode-0-ldr") in kinds(out) and ("StatefulSet", "g-decode-0-wkr") in kinds(out)
 
 
-def test_unbuildable_services_skipped_with_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dgd_operator.build import graph
-    from dgd_operator.build.context import ServiceContext
-    from dgd_operator.build.errors import MultinodeNotSupportedYet
-    from dgd_operator.build.workloads import ServiceWorkloads, WorkloadBuilder
-
-    real = graph.workload_builder
-
-    def refuse(ctx: ServiceContext) -> ServiceWorkloads:
-        raise MultinodeNotSupportedYet(ctx.service)
-
-    def pick(ctx: ServiceContext) -> WorkloadBuilder:
-        return refuse if ctx.spec.is_multinode else real(ctx)
-
-    monkeypatch.setattr(graph, "workload_builder", pick)
-    code, out, err = render(tmp_path, capsys, MULTINODE_DGD)
-    assert code == 0
-    assert "g: services not rendered yet: decode" in err
-    assert err.startswith("warning: ")
-    assert not [n for k, n in kinds(out) if n.startswith("g-decode")]
-    assert ("Deployment", "g-worker") in kinds(out)
-
-
 def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(DGD))
     assert main(["render", "-"]) == 0

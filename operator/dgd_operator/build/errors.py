@@ -11,13 +11,3 @@ class BuildError(ValueError):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
-
-class MultinodeNotSupportedYet(NotImplementedError):  # noqa: N818 (name fixed by the team contract)
-    """A multinode service (`multinode.nodeCount >= 2`) whose workload builder is not wired in yet."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-        super().__init__(
-            f"spec.services.{service}.multinode: multinode services are not rendered yet "
-            "(leader/worker StatefulSet groups are under construction)"
-        )

@@ -9,7 +9,6 @@ from typing import Any
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.build.adapters import build_scaling_adapter
 from dgd_operator.build.context import GraphContext, ServiceContext
-from dgd_operator.build.errors import MultinodeNotSupportedYet
 from dgd_operator.build.multinode import build_multinode_service
 from dgd_operator.build.options import BuildOptions
 from dgd_operator.build.rbac import build_discovery_rbac
@@ -56,8 +55,6 @@ class GraphPlan:
 
     objects: list[Manifest]
     services: dict[str, ServiceWorkloads] = field(default_factory=dict)
-    skipped_multinode: tuple[str, ...] = ()
-    """Multinode services left out because `skip_multinode` was set."""
 
 
 def plan_graph(
@@ -66,33 +63,22 @@ def plan_graph(
     options: BuildOptions,
     *,
     restart_annotations: Mapping[str, str] | None = None,
-    skip_multinode: bool = False,
 ) -> GraphPlan:
     """Build every child of `dgd` in `namespace`.
 
     `restart_annotations` maps service name to the restart id to stamp as the pod-template
     annotation `nvidia.com/restartAt` (the operator decides which services restart when).
-    A workload builder that cannot build a service raises `MultinodeNotSupportedYet`; with
-    `skip_multinode` such services are left out and listed in `skipped_multinode` instead
-    (no builder raises it since multinode groups landed; kept for API stability).
     Raises `BuildError` (with a field path) for specs that cannot be built.
     """
     graph = GraphContext(dgd, namespace, options)
     restarts = restart_annotations or {}
     objects: list[Manifest] = [*build_discovery_rbac(graph), *build_pvcs(graph)]
     services: dict[str, ServiceWorkloads] = {}
-    skipped: list[str] = []
     seen: set[tuple[str, str]] = set()
     for name in sorted(dgd.spec.services):
         ctx: ServiceContext = graph.service(name, restart_id=restarts.get(name))
         _ = ctx.backend_framework  # a framework mismatch fails the build, as in Dynamo
-        try:
-            workloads = workload_builder(ctx)(ctx)
-        except MultinodeNotSupportedYet:
-            if not skip_multinode:
-                raise
-            skipped.append(name)
-            continue
+        workloads = workload_builder(ctx)(ctx)
         services[name] = workloads
         for obj in workloads.objects:
             # Shared objects (the launch-scripts ConfigMap) come from every multinode service.
@@ -107,7 +93,7 @@ def plan_graph(
         if adapter is not None:
             objects.append(adapter)
     ordered = sorted(objects, key=apply_rank)  # stable: services stay alphabetical within a kind
-    return GraphPlan(ordered, services, tuple(skipped))
+    return GraphPlan(ordered, services)
 
 
 def build_graph(
@@ -116,13 +102,6 @@ def build_graph(
     options: BuildOptions,
     *,
     restart_annotations: Mapping[str, str] | None = None,
-    skip_multinode: bool = False,
 ) -> list[Manifest]:
     """Every object the operator owns for `dgd`, in apply order (see `plan_graph`)."""
-    return plan_graph(
-        dgd,
-        namespace,
-        options,
-        restart_annotations=restart_annotations,
-        skip_multinode=skip_multinode,
-    ).objects
+    return plan_graph(dgd, namespace, options, restart_annotations=restart_annotations).objects

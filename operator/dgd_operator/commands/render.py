@@ -5,9 +5,8 @@ order; every other document (ConfigMap, PVC, ComputeDomain, ...) is printed unch
 place, so `dgd render f.yaml | kubectl apply -f -` applies the same set as the operator would.
 Objects carry no ownerReferences (the DGD has no uid yet).
 
-Multinode services (`multinode.nodeCount >= 2`) become leader/worker StatefulSet groups. Should
-a service's workload builder refuse it (`MultinodeNotSupportedYet`), everything else is still
-printed, a warning naming the skipped services goes to stderr, and the exit code stays 0.
+Multinode services (`multinode.nodeCount >= 2`) become leader/worker StatefulSet groups, with
+the backend's launch arguments injected.
 
 Only the standard library is imported at module level (see `dgd_operator.cli`).
 """
@@ -63,7 +62,6 @@ class RenderOutcome:
 
     documents: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def render_text(text: str, source: str, namespace: str, options: BuildOptions) -> RenderOutcome:
@@ -92,7 +90,7 @@ def render_text(text: str, source: str, namespace: str, options: BuildOptions) -
         try:
             dgd = parse_dgd(doc)
             target = dgd.metadata.namespace or namespace
-            plan = plan_graph(dgd, target, options, skip_multinode=True)
+            plan = plan_graph(dgd, target, options)
         except DGDValidationError as exc:
             label = _doc_label(doc, index)
             problems = exc.problems or []
@@ -104,11 +102,6 @@ def render_text(text: str, source: str, namespace: str, options: BuildOptions) -
             outcome.errors.append(f"{source}: {_doc_label(doc, index)}{_one_line(str(exc))}")
             continue
         outcome.documents.extend(plan.objects)
-        if plan.skipped_multinode:
-            names = ", ".join(plan.skipped_multinode)
-            outcome.warnings.append(
-                f"{source}: {dgd.metadata.name}: services not rendered yet: {names}"
-            )
     return outcome
 
 
@@ -161,7 +154,6 @@ def render_files(paths: list[str], namespace: str, options: BuildOptions) -> Ren
         outcome = render_text(text, source, namespace, options)
         total.documents.extend(outcome.documents)
         total.errors.extend(outcome.errors)
-        total.warnings.extend(outcome.warnings)
     return total
 
 
@@ -178,8 +170,6 @@ def run(args: argparse.Namespace) -> int:
         etcd_address=args.etcd_address,
     )
     outcome = render_files(list(args.files), args.namespace, options)
-    for warning in outcome.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if outcome.errors:
         # Print nothing on stdout: a partial stream piped into kubectl would half-apply a graph.
         for error in outcome.errors:

@@ -514,8 +514,6 @@ class Controller:
             return plan_graph(dgd, namespace, options, restart_annotations=restarts)
         except BuildError as exc:
             raise RejectedError([Problem(exc.path, exc.message)], reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC) from exc
-        except NotImplementedError as exc:
-            raise RejectedError([Problem("", str(exc))], reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC) from exc
 
     async def _apply(self, key: Key, manifest: Manifest) -> Manifest:
         assert self.client is not None
