@@ -173,7 +173,7 @@ def test_compilation_cache_without_mount_point_needs_vllm() -> None:
     ("service", "options", "expected"),
     [
         pytest.param({"componentType": "worker"}, BuildOptions(), "g-k8s-service-discovery", id="discovery-sa"),
-        pytest.param({"componentType": "worker"}, BuildOptions(discovery_backend="etcd"), None, id="etcd-no-sa"),
+        pytest.param({"componentType": "worker"}, BuildOptions(discovery_backend="etcd"), "default", id="etcd-default-sa"),
         pytest.param({"componentType": "planner"}, BuildOptions(), "planner-serviceaccount", id="planner"),
         pytest.param({"componentType": "planner"}, BuildOptions(discovery_backend="etcd"), "planner-serviceaccount", id="planner-etcd"),
         pytest.param({"componentType": "worker", "extraPodSpec": {"serviceAccountName": "mine"}}, BuildOptions(), "mine", id="user-sa-wins"),

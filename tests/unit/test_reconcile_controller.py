@@ -454,22 +454,3 @@ async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order()
     assert await run_all([]) == []
 
 
-def test_a_workload_whose_pods_stop_naming_an_account_names_default_instead() -> None:
-    from dgd_operator.reconcile.controller import release_service_account
-
-    def deployment(account: str | None) -> dict[str, Any]:
-        pod: dict[str, Any] = {"containers": [{"name": "main"}]}
-        if account:
-            pod["serviceAccountName"] = account
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": pod}}}
-
-    desired, live = deployment(None), deployment("g-k8s-service-discovery")
-    released = release_service_account(desired, live)
-    assert released["spec"]["template"]["spec"]["serviceAccountName"] == "default"
-    assert "serviceAccountName" not in desired["spec"]["template"]["spec"]  # the input is untouched
-    assert release_service_account(desired, None) is desired  # a create sends what was built
-    assert release_service_account(desired, deployment(None)) is desired
-    named = deployment("mine")
-    assert release_service_account(named, live) is named
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {}}
-    assert release_service_account(service, live) is service

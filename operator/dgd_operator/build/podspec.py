@@ -26,6 +26,7 @@ pod spec without it (sidecars, volumes, ...) and returns new ones (Dynamo's back
 SHARED_MEMORY_VOLUME = "shared-memory"
 SHARED_MEMORY_PATH = "/dev/shm"
 DEFAULT_FS_GROUP = 1000
+DEFAULT_SERVICE_ACCOUNT = "default"
 
 _POD_SPEC_KEY_ORDER = (
     "initContainers", "containers", "volumes", "serviceAccountName", "securityContext",
@@ -83,8 +84,15 @@ def build_pod_spec(
     user_pod = ctx.spec.extra_pod_spec.pod_spec() if ctx.spec.extra_pod_spec else {}
     if user_pod.get("securityContext") is None:
         spec["securityContext"] = {"fsGroup": DEFAULT_FS_GROUP}
-    if ctx.graph.kube_discovery and not spec.get("serviceAccountName"):
-        spec["serviceAccountName"] = discovery_service_account_name(ctx.graph.name)
+    if not spec.get("serviceAccountName") and not spec.get("serviceAccount"):
+        # Always explicit: an omitted field is not cleared by server-side apply (the API server
+        # mirrors it into the deprecated serviceAccount), so pods would keep naming an account
+        # the operator prunes when discovery moves to etcd. `default` is Dynamo's fallback.
+        spec["serviceAccountName"] = (
+            discovery_service_account_name(ctx.graph.name)
+            if ctx.graph.kube_discovery
+            else DEFAULT_SERVICE_ACCOUNT
+        )
 
     volumes: list[Volume] = [*(spec.get("volumes") or []), *pvc_volumes]
     shm = shared_memory(ctx)

@@ -381,7 +381,7 @@ class Controller:
             # Every apply of the wave is awaited; applies that succeeded are recorded, and
             # the first failure (in plan order) then fails the reconcile as before.
             results = await asyncio.gather(
-                *(self._apply(key, release_service_account(action.manifest, action.live)) for action in wave),
+                *(self._apply(key, action.manifest) for action in wave),
                 return_exceptions=True,
             )
             for action, result in zip(wave, results, strict=True):
@@ -837,27 +837,6 @@ def apply_waves(actions: Sequence[ApplyAction]) -> list[list[ApplyAction]]:
     support = [a for a in actions if a.manifest.get("kind") not in WORKLOAD_KINDS]
     workloads = [a for a in actions if a.manifest.get("kind") in WORKLOAD_KINDS]
     return [wave for wave in (support, workloads) if wave]
-
-
-def release_service_account(desired: Manifest, live: Mapping[str, Any] | None) -> Manifest:
-    """`desired`, or a copy naming the `default` ServiceAccount when its pods stop naming one.
-
-    Leaving `serviceAccountName` out of an apply does not clear it: the API server mirrors it
-    into the deprecated `serviceAccount` field, which nobody owns, and copies it back. The pods
-    would keep asking for an account the reconcile then prunes (discovery switched to etcd), and
-    the ReplicaSet could not create them. Naming `default` is what an unset field means.
-    """
-    if live is None or desired.get("kind") not in WORKLOAD_KINDS:
-        return desired
-    pod = ((desired.get("spec") or {}).get("template") or {}).get("spec") or {}
-    if pod.get("serviceAccountName") or pod.get("serviceAccount"):
-        return desired
-    live_pod = (((live.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    if not (live_pod.get("serviceAccountName") or live_pod.get("serviceAccount")):
-        return desired
-    template = dict(desired["spec"]["template"])
-    template["spec"] = {**pod, "serviceAccountName": "default"}
-    return {**desired, "spec": {**desired["spec"], "template": template}}
 
 
 def raise_first(results: Iterable[object]) -> None:
