@@ -58,8 +58,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dgd_operator.api.validation import parse_dgd
-from dgd_operator.build.components import PLANNER_SERVICE_ACCOUNT
-from dgd_operator.build.graph import build_graph
+from dgd_operator.builders.components import PLANNER_SERVICE_ACCOUNT
+from dgd_operator.builders.graph import build_graph
 from dgd_operator.dev import binaries, processes
 from dgd_operator.dev.controlplane import ControlPlane, free_port
 from dgd_operator.kube import Credentials, resource_kind

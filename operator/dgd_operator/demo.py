@@ -108,9 +108,9 @@ class Graph:
 def load_graph(path: Path, namespace: str) -> Graph:
     """Read, validate and render the (single) DGD in ``path``; DemoError names bad fields."""
     from dgd_operator.api.validation import is_dgd, validate_dgd
-    from dgd_operator.build.errors import BuildError
-    from dgd_operator.build.graph import build_graph
-    from dgd_operator.build.options import BuildOptions
+    from dgd_operator.builders.errors import BuildError
+    from dgd_operator.builders.graph import build_graph
+    from dgd_operator.builders.options import BuildOptions
 
     try:
         documents = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dgd_operator.build.options import BuildOptions
+from dgd_operator.builders.options import BuildOptions
 
 ENV_PREFIX = "DGD_"
 

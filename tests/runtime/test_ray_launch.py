@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dgd_operator.build.backends import (
+from dgd_operator.builders.backends import (
     DgdGroupAddressing,
     LaunchOptions,
     apply_backend,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import Resources
-from dgd_operator.build.backends import (
+from dgd_operator.builders.backends import (
     BackendError,
     DgdGroupAddressing,
     apply_backend,
@@ -23,9 +23,9 @@ from dgd_operator.build.backends import (
     worker_address,
     worker_statefulset_name,
 )
-from dgd_operator.build.backends.inject import inject_flags_into_container_command
-from dgd_operator.build.backends.quoting import bash_c_quote, is_python_interpreter, sh_quote
-from dgd_operator.build.backends.scripts import render
+from dgd_operator.builders.backends.inject import inject_flags_into_container_command
+from dgd_operator.builders.backends.quoting import bash_c_quote, is_python_interpreter, sh_quote
+from dgd_operator.builders.backends.scripts import render
 
 pytestmark = pytest.mark.unit
 

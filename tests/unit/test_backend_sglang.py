@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dgd_operator.build.backends import (
+from dgd_operator.builders.backends import (
     DgdGroupAddressing,
     GroveAddressing,
     LaunchOptions,
@@ -15,8 +15,8 @@ from dgd_operator.build.backends import (
     MultinodeAddressing,
     apply_backend,
 )
-from dgd_operator.build.backends.quoting import k8s_to_shell_vars
-from dgd_operator.build.backends.types import BackendResult, Role
+from dgd_operator.builders.backends.quoting import k8s_to_shell_vars
+from dgd_operator.builders.backends.types import BackendResult, Role
 
 pytestmark = pytest.mark.unit
 

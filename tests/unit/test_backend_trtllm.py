@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dgd_operator.build.backends import (
+from dgd_operator.builders.backends import (
     BackendError,
     DgdGroupAddressing,
     GroveAddressing,
@@ -18,7 +18,7 @@ from dgd_operator.build.backends import (
     MultinodeAddressing,
     apply_backend,
 )
-from dgd_operator.build.backends.types import BackendResult, Role
+from dgd_operator.builders.backends.types import BackendResult, Role
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dgd_operator.build.backends import (
+from dgd_operator.builders.backends import (
     DgdGroupAddressing,
     GroveAddressing,
     LaunchOptions,
@@ -17,8 +17,8 @@ from dgd_operator.build.backends import (
     MultinodeAddressing,
     apply_backend,
 )
-from dgd_operator.build.backends.types import BackendResult, Role
-from dgd_operator.build.backends.vllm import use_mp_executor
+from dgd_operator.builders.backends.types import BackendResult, Role
+from dgd_operator.builders.backends.vllm import use_mp_executor
 
 pytestmark = pytest.mark.unit
 

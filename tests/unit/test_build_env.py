@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.container import build_main_container
-from dgd_operator.build.context import GraphContext
-from dgd_operator.build.options import BuildOptions
+from dgd_operator.builders.container import build_main_container
+from dgd_operator.builders.context import GraphContext
+from dgd_operator.builders.options import BuildOptions
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build import labels as keys
-from dgd_operator.build.context import GraphContext, ServiceContext
-from dgd_operator.build.graph import build_graph
-from dgd_operator.build.names import component_name, dynamo_namespace, service_object_name
-from dgd_operator.build.options import BuildOptions
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.context import GraphContext, ServiceContext
+from dgd_operator.builders.graph import build_graph
+from dgd_operator.builders.names import component_name, dynamo_namespace, service_object_name
+from dgd_operator.builders.options import BuildOptions
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.graph import build_graph, plan_graph
-from dgd_operator.build.options import BuildOptions
+from dgd_operator.builders.graph import build_graph, plan_graph
+from dgd_operator.builders.options import BuildOptions
 
 pytestmark = pytest.mark.unit
 

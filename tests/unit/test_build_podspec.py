@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.container import build_main_container
-from dgd_operator.build.context import GraphContext, ServiceContext
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.options import BuildOptions, image_registry
-from dgd_operator.build.podspec import build_pod_spec
+from dgd_operator.builders.container import build_main_container
+from dgd_operator.builders.context import GraphContext, ServiceContext
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.options import BuildOptions, image_registry
+from dgd_operator.builders.podspec import build_pod_spec
 
 pytestmark = pytest.mark.unit
 
@@ -243,7 +243,7 @@ def test_image_registry(image: str, registry: str) -> None:
 
 
 def test_pod_template_hooks_for_workload_builders() -> None:
-    from dgd_operator.build.podspec import build_pod_template
+    from dgd_operator.builders.podspec import build_pod_template
 
     seen: dict[str, Any] = {}
 

@@ -601,8 +601,8 @@ def _plural(kind: str) -> str:
 
 def test_operator_permissions_cover_what_the_builders_emit() -> None:
     from dgd_operator.api.validation import parse_dgd
-    from dgd_operator.build.graph import build_graph
-    from dgd_operator.build.options import BuildOptions
+    from dgd_operator.builders.graph import build_graph
+    from dgd_operator.builders.options import BuildOptions
 
     # Server-side apply is a patch; pruning deletes; the observe step lists and watches.
     apply_verbs = {"get", "list", "watch", "create", "patch", "delete"}

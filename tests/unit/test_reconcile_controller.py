@@ -292,7 +292,7 @@ def test_only_multinode_group_pods_are_watched_server_side() -> None:
 
 def test_label_value_problems_skip_global_namespaces_and_name_long_dgd_names() -> None:
     from dgd_operator.api.validation import parse_dgd
-    from dgd_operator.build.names import label_value_problems
+    from dgd_operator.builders.names import label_value_problems
 
     body = _dgd()
     body["metadata"]["name"] = "g" * 40

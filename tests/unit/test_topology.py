@@ -10,7 +10,7 @@ import yaml
 from tests.examples import v1alpha1_example_paths
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.topology import check_topology, engine_argv, parse_parallelism
+from dgd_operator.builders.topology import check_topology, engine_argv, parse_parallelism
 
 pytestmark = pytest.mark.unit
 

@@ -161,7 +161,7 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
     errors.extend(topology_errors)
     if dgd.metadata.namespace:
         # Only knowable with the namespace (the webhook's object always carries it).
-        from dgd_operator.build.names import label_value_problems
+        from dgd_operator.builders.names import label_value_problems
 
         known = {p.path for p in errors}
         errors.extend(
@@ -179,7 +179,7 @@ def _topology_problems(dgd: DynamoGraphDeployment) -> tuple[list[Problem], list[
     They live with the builders because they read launch arguments the way the backend
     injection does; importing lazily keeps the model layer free of the build layer at import.
     """
-    from dgd_operator.build.topology import check_topology
+    from dgd_operator.builders.topology import check_topology
 
     report = check_topology(dgd)
     return (

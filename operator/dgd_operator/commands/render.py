@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dgd_operator.build.options import BuildOptions
+    from dgd_operator.builders.options import BuildOptions
 
 TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
 
@@ -69,8 +69,8 @@ def render_text(text: str, source: str, namespace: str, options: BuildOptions) -
     import yaml
 
     from dgd_operator.api.validation import DGDValidationError, is_dgd, parse_dgd
-    from dgd_operator.build.errors import BuildError
-    from dgd_operator.build.graph import plan_graph
+    from dgd_operator.builders.errors import BuildError
+    from dgd_operator.builders.graph import plan_graph
 
     outcome = RenderOutcome()
     try:
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     Problems use `dgd validate`'s one-line form `FILE: DGD: FIELD-PATH: message`.
     """
-    from dgd_operator.build.options import BuildOptions
+    from dgd_operator.builders.options import BuildOptions
 
     options = BuildOptions(
         discovery_backend=args.discovery_backend,

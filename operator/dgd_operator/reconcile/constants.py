@@ -7,7 +7,7 @@ LABEL_DGD_NAME = "nvidia.com/dynamo-graph-deployment-name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dgd-operator"
 LABEL_COMPONENT = "nvidia.com/dynamo-component"
-# Multinode group pods (build/multinode.py): role leader/worker and the group index.
+# Multinode group pods (builders/multinode.py): role leader/worker and the group index.
 LABEL_ROLE = "role"
 LABEL_GROUP_INDEX = "instance-id"
 

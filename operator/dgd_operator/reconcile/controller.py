@@ -35,11 +35,11 @@ from typing import Any, Protocol, TypeVar
 from dgd_operator import metrics
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import Problem, validate_dgd
-from dgd_operator.build.components import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.graph import GraphPlan, plan_graph
-from dgd_operator.build.names import label_value_problems
-from dgd_operator.build.options import BuildOptions
+from dgd_operator.builders.components import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.graph import GraphPlan, plan_graph
+from dgd_operator.builders.names import label_value_problems
+from dgd_operator.builders.options import BuildOptions
 from dgd_operator.kube import (
     ApiError,
     ConflictError,

@@ -1,6 +1,6 @@
 """Multinode group restarts: a group whose pod fails is recreated as a whole (pure planning).
 
-A multinode group (one leader and one worker StatefulSet, `build/multinode.py`) is one
+A multinode group (one leader and one worker StatefulSet, `builders/multinode.py`) is one
 distributed engine: when a single rank dies, the survivors hang in collectives or lose their
 Ray/MPI peer, and restarting only that pod does not heal the group. So once a group has
 *started* (every pod of it was Ready at the same time), any of these is a group failure:

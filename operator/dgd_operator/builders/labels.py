@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from dgd_operator.api.models import DGD_KIND, GROUP_VERSION, DynamoGraphDeployment, ServiceSpec
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import GraphContext, ServiceContext
+    from dgd_operator.builders.context import GraphContext, ServiceContext
 
 LABEL_GRAPH = "nvidia.com/dynamo-graph-deployment-name"
 LABEL_COMPONENT = "nvidia.com/dynamo-component"

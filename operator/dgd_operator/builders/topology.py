@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dgd_operator.api.models import DynamoGraphDeployment, ServiceSpec
-from dgd_operator.build.backends import Backend, BackendError, gpus_per_pod, resolve_backend
-from dgd_operator.build.backends.podspec import SHELLS
-from dgd_operator.build.backends.vllm import expanded_args, flag_value
+from dgd_operator.builders.backends import Backend, BackendError, gpus_per_pod, resolve_backend
+from dgd_operator.builders.backends.podspec import SHELLS
+from dgd_operator.builders.backends.vllm import expanded_args, flag_value
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,15 @@ Our own layout, core Kubernetes only (no LWS, no Grove). Service S of DGD D with
   (`role: leader`, as Dynamo's multinode Services do).
 
 Pods get `DGD_NODE_RANK`, `DGD_NODE_COUNT`, `DGD_GROUP_INDEX` and `DGD_LEADER_ADDRESS`; the
-backend launch rules (`dgd_operator.build.backends`) rewrite the main container per role.
+backend launch rules (`dgd_operator.builders.backends`) rewrite the main container per role.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build import labels as keys
-from dgd_operator.build.backends import (
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.backends import (
     Backend,
     BackendError,
     DgdGroupAddressing,
@@ -32,15 +32,15 @@ from dgd_operator.build.backends import (
     nodes_service_name,
     worker_statefulset_name,
 )
-from dgd_operator.build.container import Container
-from dgd_operator.build.env import env_var
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.podspec import PodSpec, build_pod_template
-from dgd_operator.build.services import build_component_service, needs_component_service
-from dgd_operator.build.workloads import ServiceWorkloads
+from dgd_operator.builders.container import Container
+from dgd_operator.builders.env import env_var
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.podspec import PodSpec, build_pod_template
+from dgd_operator.builders.services import build_component_service, needs_component_service
+from dgd_operator.builders.workloads import ServiceWorkloads
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 Manifest = dict[str, Any]
 LABEL_ROLE = "role"

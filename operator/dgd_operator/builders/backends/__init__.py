@@ -36,7 +36,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from dgd_operator.build.backends.addressing import (
+from dgd_operator.builders.backends.addressing import (
     DgdGroupAddressing,
     GroveAddressing,
     LwsAddressing,
@@ -47,21 +47,21 @@ from dgd_operator.build.backends.addressing import (
     worker_address,
     worker_statefulset_name,
 )
-from dgd_operator.build.backends.detect import WORKER_COMPONENT_TYPES, resolve_backend
-from dgd_operator.build.backends.podspec import (
+from dgd_operator.builders.backends.detect import WORKER_COMPONENT_TYPES, resolve_backend
+from dgd_operator.builders.backends.podspec import (
     launch_scripts_configmap,
     launch_scripts_configmap_name,
 )
-from dgd_operator.build.backends.sglang import apply_sglang
-from dgd_operator.build.backends.trtllm import apply_trtllm
-from dgd_operator.build.backends.types import (
+from dgd_operator.builders.backends.sglang import apply_sglang
+from dgd_operator.builders.backends.trtllm import apply_trtllm
+from dgd_operator.builders.backends.types import (
     Backend,
     BackendError,
     BackendResult,
     LaunchOptions,
     Role,
 )
-from dgd_operator.build.backends.vllm import apply_vllm
+from dgd_operator.builders.backends.vllm import apply_vllm
 
 __all__ = [
     "WORKER_COMPONENT_TYPES",

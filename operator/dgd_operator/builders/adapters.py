@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dgd_operator.api.models import DGDSA_KIND, GROUP_VERSION
-from dgd_operator.build import labels as keys
+from dgd_operator.builders import labels as keys
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 Manifest = dict[str, Any]
 

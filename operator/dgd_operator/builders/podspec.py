@@ -6,16 +6,21 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build import labels as keys
-from dgd_operator.build.components import component_defaults
-from dgd_operator.build.container import Container, Volume, build_main_container, ordered_container
-from dgd_operator.build.env import merge_envs
-from dgd_operator.build.merge import override_merge
-from dgd_operator.build.names import discovery_service_account_name
-from dgd_operator.build.options import image_registry
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.components import component_defaults
+from dgd_operator.builders.container import (
+    Container,
+    Volume,
+    build_main_container,
+    ordered_container,
+)
+from dgd_operator.builders.env import merge_envs
+from dgd_operator.builders.merge import override_merge
+from dgd_operator.builders.names import discovery_service_account_name
+from dgd_operator.builders.options import image_registry
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 PodSpec = dict[str, Any]
 PodHook = Callable[[Container, PodSpec], tuple[Container, PodSpec]]

@@ -7,13 +7,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from dgd_operator.api.models import DynamoGraphDeployment, ServiceSpec
-from dgd_operator.build import labels as keys
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.names import component_name, dynamo_namespace, service_object_name
-from dgd_operator.build.options import BuildOptions, DiscoveryBackend
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.names import component_name, dynamo_namespace, service_object_name
+from dgd_operator.builders.options import BuildOptions, DiscoveryBackend
 
 if TYPE_CHECKING:
-    from dgd_operator.build.backends.types import Backend
+    from dgd_operator.builders.backends.types import Backend
 
 FRONTEND = "frontend"
 PLANNER = "planner"
@@ -131,8 +131,8 @@ class ServiceContext:
         None for non-worker components and undetectable workers. A mismatch between the
         detected and the declared framework is a `BuildError`, as in Dynamo.
         """
-        from dgd_operator.build.backends.detect import resolve_backend
-        from dgd_operator.build.backends.types import BackendError
+        from dgd_operator.builders.backends.detect import resolve_backend
+        from dgd_operator.builders.backends.types import BackendError
 
         main = self.spec.extra_pod_spec.main_container if self.spec.extra_pod_spec else None
         try:

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.build.adapters import build_scaling_adapter
-from dgd_operator.build.context import GraphContext, ServiceContext
-from dgd_operator.build.multinode import build_multinode_service
-from dgd_operator.build.options import BuildOptions
-from dgd_operator.build.rbac import build_discovery_rbac
-from dgd_operator.build.services import build_ingress
-from dgd_operator.build.storage import build_pvcs
-from dgd_operator.build.workloads import (
+from dgd_operator.builders.adapters import build_scaling_adapter
+from dgd_operator.builders.context import GraphContext, ServiceContext
+from dgd_operator.builders.multinode import build_multinode_service
+from dgd_operator.builders.options import BuildOptions
+from dgd_operator.builders.rbac import build_discovery_rbac
+from dgd_operator.builders.services import build_ingress
+from dgd_operator.builders.storage import build_pvcs
+from dgd_operator.builders.workloads import (
     ServiceWorkloads,
     WorkloadBuilder,
     build_single_node_service,

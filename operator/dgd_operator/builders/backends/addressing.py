@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from dgd_operator.build.backends.quoting import k8s_to_shell_vars
+from dgd_operator.builders.backends.quoting import k8s_to_shell_vars
 
 
 class MultinodeAddressing(Protocol):

@@ -14,13 +14,13 @@ from typing import Any
 
 import jinja2
 
-from dgd_operator.build.backends.quoting import bash_c_quote, sh_quote
+from dgd_operator.builders.backends.quoting import bash_c_quote, sh_quote
 
 
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("dgd_operator.build.backends", "templates"),
+        loader=jinja2.PackageLoader("dgd_operator.builders.backends", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # shell text, not HTML; quoting is explicit via the filters
         keep_trailing_newline=False,

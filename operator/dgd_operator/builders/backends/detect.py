@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dgd_operator.build.backends.types import Backend, BackendError
+from dgd_operator.builders.backends.types import Backend, BackendError
 
 WORKER_COMPONENT_TYPES = frozenset({"worker", "prefill", "decode"})
 FRAMEWORKS: tuple[Backend, ...] = ("vllm", "sglang", "trtllm")

@@ -6,12 +6,12 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from dgd_operator.api.models import IngressSpec, IngressTLS
-from dgd_operator.build import labels as keys
-from dgd_operator.build.components import FRONTEND_PORT, component_defaults
-from dgd_operator.build.context import FRONTEND
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.components import FRONTEND_PORT, component_defaults
+from dgd_operator.builders.context import FRONTEND
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 Manifest = dict[str, Any]
 DEFAULT_HOST_SUFFIX = "local"

@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dgd_operator.build.backends.quoting import is_python_interpreter, sh_join
-from dgd_operator.build.backends.types import K8sDict
+from dgd_operator.builders.backends.quoting import is_python_interpreter, sh_join
+from dgd_operator.builders.backends.types import K8sDict
 
 
 def _invocation_pattern(framework: str) -> re.Pattern[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dgd_operator.build.backends.scripts import launch_helper_source, render
-from dgd_operator.build.backends.types import (
+from dgd_operator.builders.backends.scripts import launch_helper_source, render
+from dgd_operator.builders.backends.types import (
     LAUNCH_SCRIPTS_CONFIGMAP_SUFFIX,
     LAUNCH_SCRIPTS_MOUNT_PATH,
     LAUNCH_SCRIPTS_VOLUME,

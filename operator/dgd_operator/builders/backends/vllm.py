@@ -1,7 +1,7 @@
 """vLLM multinode launch: Ray or multiprocessing (mp) for TP/PP across nodes, or data parallel.
 
 Decision for a multinode group (Dynamo's rules, same flag parsing: spaced `--flag value` in
-`args` only, default 1; `dgd_operator.build.topology` rejects layouts where the engine would
+`args` only, default 1; `dgd_operator.builders.topology` rejects layouts where the engine would
 see a different TP/PP/DP than this decision does):
 
 1. TP x PP > GPUs per pod (GPUs > 0): one engine spans the nodes.
@@ -26,12 +26,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dgd_operator.build.backends.addressing import MultinodeAddressing
-from dgd_operator.build.backends.inject import (
+from dgd_operator.builders.backends.addressing import MultinodeAddressing
+from dgd_operator.builders.backends.inject import (
     inject_flags_into_container_command,
     insert_after_framework_token,
 )
-from dgd_operator.build.backends.podspec import (
+from dgd_operator.builders.backends.podspec import (
     add_launch_scripts_volume,
     add_wait_for_leader_init,
     append_env,
@@ -40,9 +40,9 @@ from dgd_operator.build.backends.podspec import (
     remove_probes,
     shell_script_index,
 )
-from dgd_operator.build.backends.quoting import bash_c_quote, sh_join
-from dgd_operator.build.backends.scripts import render
-from dgd_operator.build.backends.types import (
+from dgd_operator.builders.backends.quoting import bash_c_quote, sh_join
+from dgd_operator.builders.backends.scripts import render
+from dgd_operator.builders.backends.types import (
     LAUNCH_SCRIPTS_MOUNT_PATH,
     ORIGIN_VERSION_ANNOTATION,
     RAY_PORT,

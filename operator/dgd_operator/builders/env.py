@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build.components import component_defaults
+from dgd_operator.builders.components import component_defaults
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
-    from dgd_operator.build.options import BuildOptions
+    from dgd_operator.builders.context import ServiceContext
+    from dgd_operator.builders.options import BuildOptions
 
 EnvVar = dict[str, Any]
 

@@ -6,8 +6,8 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from dgd_operator.api.models import ResourceItem, Resources
-from dgd_operator.build.components import component_defaults
-from dgd_operator.build.env import (
+from dgd_operator.builders.components import component_defaults
+from dgd_operator.builders.env import (
     add_missing_envs,
     default_env,
     env_var,
@@ -15,11 +15,11 @@ from dgd_operator.build.env import (
     merge_envs,
     service_envs,
 )
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.merge import PROBE_KEYS, is_empty, merge_probe, override_merge
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.merge import PROBE_KEYS, is_empty, merge_probe, override_merge
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 Container = dict[str, Any]
 Volume = dict[str, Any]

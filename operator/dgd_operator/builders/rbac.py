@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build import labels as keys
-from dgd_operator.build.names import (
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.names import (
     discovery_role_binding_name,
     discovery_role_name,
     discovery_service_account_name,
 )
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import GraphContext
+    from dgd_operator.builders.context import GraphContext
 
 Manifest = dict[str, Any]
 READ_VERBS = ["get", "list", "watch"]

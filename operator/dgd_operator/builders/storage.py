@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build import labels as keys
-from dgd_operator.build.errors import BuildError
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.errors import BuildError
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import GraphContext
+    from dgd_operator.builders.context import GraphContext
 
 Manifest = dict[str, Any]
 

@@ -2,7 +2,7 @@
 
 Multinode only; flags are injected with the generic injector (framework `sglang`), with no
 de-duplication and no change to `--tp`/`--dp` (SGLang's `--tp-size` is the total over all
-nodes; `dgd_operator.build.topology` checks it against GPUs x nodes). Workers lose all
+nodes; `dgd_operator.builders.topology` checks it against GPUs x nodes). Workers lose all
 probes. Startup ordering (ours): workers wait in an init container until the leader's
 dist-init port accepts TCP.
 """
@@ -13,14 +13,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from dgd_operator.build.backends.addressing import MultinodeAddressing
-from dgd_operator.build.backends.inject import inject_flags_into_container_command
-from dgd_operator.build.backends.podspec import (
+from dgd_operator.builders.backends.addressing import MultinodeAddressing
+from dgd_operator.builders.backends.inject import inject_flags_into_container_command
+from dgd_operator.builders.backends.podspec import (
     add_wait_for_leader_init,
     launch_scripts_configmap,
     remove_probes,
 )
-from dgd_operator.build.backends.types import (
+from dgd_operator.builders.backends.types import (
     SGLANG_DIST_INIT_PORT,
     BackendResult,
     K8sDict,

@@ -42,7 +42,7 @@ class LaunchOptions:
     `dynamo_compat=True` reproduces NVIDIA Dynamo's rewrites (no startup ordering: no
     wait-for-leader init containers beyond Dynamo's vLLM mp one, no Ray wait-for-all-nodes
     step, no mpirun wait for worker sshd, no `exec`). The default adds startup ordering for
-    every backend (see `dgd_operator.build.backends` module docs).
+    every backend (see `dgd_operator.builders.backends` module docs).
 
     Deliberate differences in both modes, where Dynamo's output would not run: a token
     containing `'` in a line evaluated directly by `sh -c` is not given the `'"'"'` rewrite;

@@ -15,17 +15,21 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from dgd_operator.build.backends.addressing import MultinodeAddressing
-from dgd_operator.build.backends.podspec import (
+from dgd_operator.builders.backends.addressing import MultinodeAddressing
+from dgd_operator.builders.backends.podspec import (
     add_launch_scripts_volume,
     append_env,
     launch_scripts_configmap,
     mount_launch_scripts,
     remove_probes,
 )
-from dgd_operator.build.backends.quoting import is_python_interpreter, sh_join, single_quote_embed
-from dgd_operator.build.backends.scripts import render
-from dgd_operator.build.backends.types import (
+from dgd_operator.builders.backends.quoting import (
+    is_python_interpreter,
+    sh_join,
+    single_quote_embed,
+)
+from dgd_operator.builders.backends.scripts import render
+from dgd_operator.builders.backends.types import (
     LAUNCH_SCRIPTS_MOUNT_PATH,
     MPI_SSH_PORT,
     WAIT_FOR_TCP_KEY,

@@ -3,9 +3,9 @@
 A workload builder takes a `ServiceContext` and returns `ServiceWorkloads`: the workload
 objects plus the component's Kubernetes Service (whose selector depends on the workload
 shape). Single-node services become a Deployment (Dynamo's DCD pathway, flattened);
-multinode services become leader/worker StatefulSet groups in `dgd_operator.build.multinode`,
+multinode services become leader/worker StatefulSet groups in `dgd_operator.builders.multinode`,
 whose component Service selects leaders only. The graph picks the builder
-(`dgd_operator.build.graph.workload_builder`) and adds the Ingress and the scaling adapter,
+(`dgd_operator.builders.graph.workload_builder`) and adds the Ingress and the scaling adapter,
 which do not depend on the workload shape.
 """
 
@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dgd_operator.build import labels as keys
-from dgd_operator.build.errors import BuildError
-from dgd_operator.build.podspec import build_pod_template
-from dgd_operator.build.services import build_component_service, needs_component_service
+from dgd_operator.builders import labels as keys
+from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.podspec import build_pod_template
+from dgd_operator.builders.services import build_component_service, needs_component_service
 
 if TYPE_CHECKING:
-    from dgd_operator.build.context import ServiceContext
+    from dgd_operator.builders.context import ServiceContext
 
 Manifest = dict[str, Any]
 DEFAULT_ROLLING_STEP = "25%"
