@@ -1,0 +1,111 @@
+"""The one home of every API fact: group, versions, kinds, plurals, label and annotation keys,
+states, condition reasons and Event reasons.
+
+Controllers, builders, admission, the CLI and the dev tools import these names; nothing else in
+the operator spells one of these strings. Dynamo's spelling is used wherever Dynamo has one
+(`../shared/reference/dynamo-operator.md` §2.3, `dynamo-v1beta1.md`), so NVIDIA's images and
+tools find what they look for.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- API group, versions, kinds, plurals -------------------------------------------------------
+API_GROUP: Final = "nvidia.com"
+API_VERSION: Final = "v1alpha1"
+GROUP_VERSION: Final = f"{API_GROUP}/{API_VERSION}"
+
+DGD_KIND: Final = "DynamoGraphDeployment"
+DGD_PLURAL: Final = "dynamographdeployments"
+DGD_SINGULAR: Final = "dynamographdeployment"
+DGD_SHORT_NAME: Final = "dgd"
+
+DGDSA_KIND: Final = "DynamoGraphDeploymentScalingAdapter"
+DGDSA_PLURAL: Final = "dynamographdeploymentscalingadapters"
+DGDSA_SINGULAR: Final = "dynamographdeploymentscalingadapter"
+DGDSA_SHORT_NAME: Final = "dgdsa"
+
+# --- Labels ------------------------------------------------------------------------------------
+# Every child carries the graph label (Dynamo's) and managed-by (ours); the operator finds its
+# children by them.
+LABEL_GRAPH: Final = "nvidia.com/dynamo-graph-deployment-name"
+LABEL_COMPONENT: Final = "nvidia.com/dynamo-component"
+LABEL_DYNAMO_NAMESPACE: Final = "nvidia.com/dynamo-namespace"
+LABEL_COMPONENT_TYPE: Final = "nvidia.com/dynamo-component-type"
+LABEL_SUB_COMPONENT_TYPE: Final = "nvidia.com/dynamo-sub-component-type"
+LABEL_SELECTOR: Final = "nvidia.com/selector"
+LABEL_METRICS_ENABLED: Final = "nvidia.com/metrics-enabled"
+LABEL_DISCOVERY_BACKEND: Final = "nvidia.com/dynamo-discovery-backend"
+LABEL_DISCOVERY_ENABLED: Final = "nvidia.com/dynamo-discovery-enabled"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_APP_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_APP_NAME: Final = "app.kubernetes.io/name"
+MANAGED_BY: Final = "dgd-operator"
+# Multinode group pods and StatefulSets: role leader/worker and the group index. Group
+# membership is read from these labels, never parsed back from object names.
+LABEL_ROLE: Final = "role"
+LABEL_GROUP_INDEX: Final = "instance-id"
+ROLE_LEADER: Final = "leader"
+ROLE_WORKER: Final = "worker"
+
+# --- Annotations -------------------------------------------------------------------------------
+ANNOTATION_ENABLE_METRICS: Final = "nvidia.com/enable-metrics"
+ANNOTATION_DISCOVERY_BACKEND: Final = "nvidia.com/dynamo-discovery-backend"
+ANNOTATION_KUBE_DISCOVERY_MODE: Final = "nvidia.com/dynamo-kube-discovery-mode"
+ANNOTATION_ORIGIN_VERSION: Final = "nvidia.com/dynamo-operator-origin-version"
+ANNOTATION_VLLM_EXECUTOR: Final = "nvidia.com/vllm-distributed-executor-backend"
+ANNOTATION_DISABLE_PULL_SECRET_DISCOVERY: Final = "nvidia.com/disable-image-pull-secret-discovery"
+ANNOTATION_DEPLOYMENT_STRATEGY: Final = "nvidia.com/deployment-strategy"
+ANNOTATION_MAX_SURGE: Final = "nvidia.com/deployment-rolling-update-max-surge"
+ANNOTATION_MAX_UNAVAILABLE: Final = "nvidia.com/deployment-rolling-update-max-unavailable"
+ANNOTATION_RESTART_AT: Final = "nvidia.com/restartAt"
+ANNOTATION_LAST_APPLIED_HASH: Final = "nvidia.com/last-applied-hash"
+
+# DGD metadata annotations copied into every service's annotations (service value wins).
+INHERITED_DGD_ANNOTATIONS: Final = (
+    ANNOTATION_ENABLE_METRICS,
+    ANNOTATION_DISCOVERY_BACKEND,
+    ANNOTATION_KUBE_DISCOVERY_MODE,
+    ANNOTATION_ORIGIN_VERSION,
+    ANNOTATION_VLLM_EXECUTOR,
+)
+
+# kopf's bookkeeping goes under our own prefix (nothing is stored there today, see handlers).
+KOPF_PREFIX: Final = "dgd.nvidia.com"
+KOPF_FINALIZER: Final = "dgd.nvidia.com/finalizer"
+
+# --- Resources ---------------------------------------------------------------------------------
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+# --- DGD `status.state` values -----------------------------------------------------------------
+STATE_PENDING: Final = "pending"
+STATE_SUCCESSFUL: Final = "successful"
+STATE_FAILED: Final = "failed"
+
+# --- `Ready` condition reasons (Dynamo's strings, plus ours where Dynamo has none) --------------
+REASON_ALL_READY: Final = "all_resources_are_ready"
+REASON_NOT_READY: Final = "some_resources_are_not_ready"
+REASON_INVALID_SPEC: Final = "invalid_spec"
+REASON_RECONCILE_FAILED: Final = "failed_to_reconcile_the_resources"
+# Ours: a multinode group spent its restart budget.
+REASON_GROUP_FAILED: Final = "GroupRestartBudgetExhausted"
+
+# --- Event reasons (stable, CamelCase as Kubernetes convention) -------------------------------
+EVENT_CREATED: Final = "Created"
+EVENT_UPDATED: Final = "Updated"
+EVENT_DELETED: Final = "Deleted"
+EVENT_SCALED: Final = "Scaled"
+EVENT_RESTART_STARTED: Final = "RestartStarted"
+EVENT_RESTART_COMPLETED: Final = "RestartCompleted"
+EVENT_INVALID_SPEC: Final = "InvalidSpec"
+EVENT_APPLY_FAILED: Final = "ApplyFailed"
+EVENT_ADAPTER_CREATED: Final = "AdapterCreated"
+EVENT_ADAPTER_DELETED: Final = "AdapterDeleted"
+EVENT_RECONCILE_FAILED: Final = "ReconcileFailed"
+EVENT_GROUP_RESTART: Final = "GroupRestart"
+EVENT_GROUP_FAILED: Final = "GroupRestartBudgetExhausted"
+
+# --- `status.restart.phase` values -------------------------------------------------------------
+RESTART_RESTARTING: Final = "Restarting"
+RESTART_COMPLETED: Final = "Completed"
