@@ -1,31 +1,91 @@
 """Operator configuration: one typed object, read once from `DGD_*` environment variables.
 
-The Helm chart sets exactly these variable names; the `dgd operator` command reads them once at
-startup and passes the resulting `OperatorSettings` down. Nothing else in the operator reads
-`os.environ`. The settings that shape child objects are handed to the pure builders as a
-`BuildOptions` (see `to_build_options`).
+Every setting is a field of `OperatorSettings` (or of its nested `WebhookSettings`), with its
+default written exactly once, here. The environment variable is derived from the field:
+`DGD_` + the upper-cased name (`DGD_WEBHOOK_` + name for the webhook's fields). `load_settings`
+reads every variable in one loop over the fields, parsing by the field's type, and the objects
+validate themselves on construction, so a bad value fails at startup naming its variable.
+
+The Helm chart sets exactly these variables (`dgd_operator.codegen.chartvalues` takes the
+chart's defaults from these fields); the `dgd operator` command reads them once and passes the
+resulting `OperatorSettings` down. Nothing else in the operator reads `os.environ`. The settings
+that shape child objects are handed to the pure builders as a `BuildOptions`
+(see `to_build_options`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from dgd_operator.builders.options import BuildOptions
 
 ENV_PREFIX = "DGD_"
 
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 DiscoveryBackend = Literal["kubernetes", "etcd"]
+FailurePolicy = Literal["Fail", "Ignore"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_MAX_PORT = 65535
 
 
 class SettingsError(ValueError):
     """A `DGD_*` variable has a value the operator cannot use; the message names the variable."""
+
+
+def _bounded(default: Any, *, minimum: float | None = None, maximum: float | None = None) -> Any:
+    """A field with a numeric range, checked on construction (see `_validate`)."""
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """How the operator serves admission (env var = `DGD_WEBHOOK_` + upper name)."""
+
+    enabled: bool = False
+    """`DGD_WEBHOOK_ENABLED`: serve the validating admission webhook (the chart sets true)."""
+
+    port: int = _bounded(9443, minimum=1, maximum=_MAX_PORT)
+    """`DGD_WEBHOOK_PORT`: HTTPS port of the webhook server (Dynamo's default too)."""
+
+    host: str | None = None
+    """`DGD_WEBHOOK_HOST`: host name the API server uses to reach a kopf-managed webhook (and a
+    SAN of the self-signed certificate); default: the listening address."""
+
+    cert_dir: str | None = None
+    """`DGD_WEBHOOK_CERT_DIR`: directory with `tls.crt`, `tls.key` (and optionally `ca.crt`);
+    unset: a self-signed certificate is generated at startup."""
+
+    managed: bool | None = None
+    """`DGD_WEBHOOK_MANAGED`: kopf creates and patches the ValidatingWebhookConfiguration
+    `dgd-operator.nvidia.com` itself (needs RBAC on validatingwebhookconfigurations). Default:
+    true with a self-signed certificate (nobody else knows its CA), false with `cert_dir` (the
+    chart registers it)."""
+
+    failure_policy: FailurePolicy = "Fail"
+    """`DGD_WEBHOOK_FAILURE_POLICY`: `Fail` (default, like Dynamo) or `Ignore`, for a
+    kopf-managed configuration (the chart sets its own from `webhook.failurePolicy`)."""
+
+    operator_username: str | None = None
+    """`DGD_WEBHOOK_OPERATOR_USERNAME`: the operator's own user name, e.g.
+    `system:serviceaccount:dgd-system:dgd-operator`. Only it (and a planner ServiceAccount) may
+    change the replicas of an adapter-managed service; unset disables that rule."""
+
+    def __post_init__(self) -> None:
+        _validate(self, f"{ENV_PREFIX}WEBHOOK_")
+
+    @property
+    def is_managed(self) -> bool:
+        """Whether kopf manages the ValidatingWebhookConfiguration (see `managed`)."""
+        return self.managed if self.managed is not None else self.cert_dir is None
 
 
 @dataclass(frozen=True)
@@ -48,20 +108,20 @@ class OperatorSettings:
     """`DGD_IMAGE_PULL_SECRET_DISCOVERY`: add matching docker-registry Secrets of the DGD's
     namespace to pods' `imagePullSecrets`."""
 
-    metrics_port: int = 8080
+    metrics_port: int = _bounded(8080, minimum=0, maximum=_MAX_PORT)
     """`DGD_METRICS_PORT`: Prometheus metrics of the operator itself; 0 disables the server."""
 
-    health_port: int = 8081
+    health_port: int = _bounded(8081, minimum=0, maximum=_MAX_PORT)
     """`DGD_HEALTH_PORT`: liveness endpoint `/healthz`; 0 disables it."""
 
     bind_address: str = "0.0.0.0"
-    """`DGD_BIND_ADDRESS`: address the metrics and health servers listen on."""
+    """`DGD_BIND_ADDRESS`: address the metrics, health and webhook servers listen on."""
 
     mpi_ssh_secret_name: str = "mpi-run-ssh-secret"
     """`DGD_MPI_SSH_SECRET_NAME`: SSH key Secret mounted by TensorRT-LLM multinode pods."""
 
-    log_level: str = "INFO"
-    """`DGD_LOG_LEVEL`: DEBUG, INFO, WARNING or ERROR."""
+    log_level: LogLevel = "INFO"
+    """`DGD_LOG_LEVEL`: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
     log_format: LogFormat = "text"
     """`DGD_LOG_FORMAT`: `text` for people, `json` for log pipelines."""
@@ -73,47 +133,30 @@ class OperatorSettings:
     epp_cluster_role_name: str | None = None
     """`DGD_EPP_CLUSTER_ROLE_NAME`: the same for `epp-serviceaccount` (endpoint picker services)."""
 
-    workers: int = 4
+    workers: int = _bounded(4, minimum=1)
     """`DGD_WORKERS`: DGDs reconciled concurrently (one DGD is never reconciled twice at once)."""
 
-    group_restart_budget: int = 5
+    group_restart_budget: int = _bounded(5, minimum=0)
     """`DGD_GROUP_RESTART_BUDGET`: whole-group restarts of one multinode group allowed within the
     window before its service is marked failed."""
 
-    group_restart_window: float = 1800.0
+    group_restart_window: float = _bounded(1800.0, minimum=1)
     """`DGD_GROUP_RESTART_WINDOW`: the sliding window of the restart budget, in seconds (30 min)."""
 
-    group_restart_backoff: float = 10.0
+    group_restart_backoff: float = _bounded(10.0, minimum=0)
     """`DGD_GROUP_RESTART_BACKOFF`: seconds before the first group restart; doubles each time."""
 
-    group_restart_backoff_cap: float = 300.0
+    group_restart_backoff_cap: float = _bounded(300.0, minimum=0)
     """`DGD_GROUP_RESTART_BACKOFF_CAP`: upper bound of the group restart delay, in seconds."""
 
-    webhook_enabled: bool = False
-    """`DGD_WEBHOOK_ENABLED`: serve the validating admission webhook (the chart sets true)."""
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    """The admission webhook (`DGD_WEBHOOK_*`); it listens on `bind_address`."""
 
-    webhook_port: int = 9443
-    """`DGD_WEBHOOK_PORT`: HTTPS port of the webhook server."""
+    extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
+    """Unrecognised `DGD_*` variables (without the prefix), kept so the command warns of typos."""
 
-    webhook_host: str | None = None
-    """`DGD_WEBHOOK_HOST`: host name the API server uses for a kopf-managed webhook (local runs)."""
-
-    webhook_cert_dir: str | None = None
-    """`DGD_WEBHOOK_CERT_DIR`: directory with tls.crt, tls.key (, ca.crt); unset: self-signed."""
-
-    webhook_managed: bool | None = None
-    """`DGD_WEBHOOK_MANAGED`: kopf manages the ValidatingWebhookConfiguration; default: true
-    without a cert dir, false with one (the chart registers it)."""
-
-    webhook_failure_policy: str = "Fail"
-    """`DGD_WEBHOOK_FAILURE_POLICY`: Fail or Ignore (kopf-managed configuration only)."""
-
-    webhook_operator_username: str | None = None
-    """`DGD_WEBHOOK_OPERATOR_USERNAME`: the operator's own user; only it and a planner SA may
-    change adapter-managed replicas (unset: rule off)."""
-
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """Unrecognised `DGD_*` variables, kept so the command can warn about typos."""
+    def __post_init__(self) -> None:
+        _validate(self, ENV_PREFIX)
 
     def to_build_options(
         self, image_pull_secrets: Mapping[str, tuple[str, ...]] | None = None
@@ -128,126 +171,164 @@ class OperatorSettings:
         )
 
 
-_KNOWN = frozenset(
-    {
-        "WATCH_NAMESPACES",
-        "NATS_ADDRESS",
-        "ETCD_ADDRESS",
-        "DISCOVERY_BACKEND",
-        "IMAGE_PULL_SECRET_DISCOVERY",
-        "METRICS_PORT",
-        "HEALTH_PORT",
-        "BIND_ADDRESS",
-        "MPI_SSH_SECRET_NAME",
-        "LOG_LEVEL",
-        "LOG_FORMAT",
-        "WORKERS",
-        "PLANNER_CLUSTER_ROLE_NAME",
-        "EPP_CLUSTER_ROLE_NAME",
-        "GROUP_RESTART_BUDGET",
-        "GROUP_RESTART_WINDOW",
-        "GROUP_RESTART_BACKOFF",
-        "GROUP_RESTART_BACKOFF_CAP",
-        "WEBHOOK_ENABLED",
-        "WEBHOOK_PORT",
-        "WEBHOOK_HOST",
-        "WEBHOOK_CERT_DIR",
-        "WEBHOOK_MANAGED",
-        "WEBHOOK_FAILURE_POLICY",
-        "WEBHOOK_OPERATOR_USERNAME",
-    }
-)
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# ---------------------------------------------------------------------------------------------
+# The variables, derived from the fields
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, the attribute path and the field it fills."""
+
+    variable: str
+    """`DGD_...`, as the chart and `dgd operator` spell it."""
+    path: tuple[str, ...]
+    """Attribute path from `OperatorSettings`, e.g. `("webhook", "port")`."""
+    type: Any
+    """The field's resolved type annotation."""
+    default: Any
+    """The field's default value."""
+    minimum: float | None = None
+    """Smallest accepted value of a numeric setting."""
+    maximum: float | None = None
+    """Largest accepted value of a numeric setting."""
+
+
+def settings_fields() -> tuple[Setting, ...]:
+    """Every `DGD_*` variable the operator reads, in declaration order (nested ones inline)."""
+    return tuple(_settings(OperatorSettings, ENV_PREFIX, ()))
+
+
+def _settings(cls: type[Any], prefix: str, path: tuple[str, ...]) -> Iterator[Setting]:
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        if not item.metadata.get("env", True):
+            continue
+        kind = hints[item.name]
+        variable = prefix + item.name.upper()
+        if dataclasses.is_dataclass(kind):
+            yield from _settings(kind, variable + "_", (*path, item.name))  # type: ignore[arg-type]
+            continue
+        default = (
+            item.default_factory()
+            if item.default_factory is not dataclasses.MISSING
+            else item.default
+        )
+        yield Setting(
+            variable,
+            (*path, item.name),
+            kind,
+            default,
+            item.metadata.get("minimum"),
+            item.metadata.get("maximum"),
+        )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
-    """Read `OperatorSettings` from `environ` (default `os.environ`); raise `SettingsError`."""
+    """Read `OperatorSettings` from `environ` (default `os.environ`); raise `SettingsError`.
+
+    A variable that is unset or blank keeps the field's default.
+    """
     env = os.environ if environ is None else environ
-    values = {k[len(ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
-
-    def text(name: str) -> str | None:
-        raw = values.get(name)
-        return raw.strip() or None if raw is not None else None
-
-    discovery = (text("DISCOVERY_BACKEND") or "kubernetes").lower()
-    if discovery not in ("kubernetes", "etcd"):
-        raise SettingsError(f"DGD_DISCOVERY_BACKEND: must be kubernetes or etcd, not {discovery!r}")
-    log_format = (text("LOG_FORMAT") or "text").lower()
-    if log_format not in ("text", "json"):
-        raise SettingsError(f"DGD_LOG_FORMAT: must be text or json, not {log_format!r}")
-    log_level = (text("LOG_LEVEL") or "INFO").upper()
-    if log_level not in _LOG_LEVELS:
-        raise SettingsError(f"DGD_LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
-    namespaces = tuple(
-        sorted({part.strip() for part in (values.get("WATCH_NAMESPACES") or "").split(",") if part.strip()})
-    )
-    return OperatorSettings(
-        watch_namespaces=namespaces,
-        nats_address=text("NATS_ADDRESS"),
-        etcd_address=text("ETCD_ADDRESS"),
-        discovery_backend="etcd" if discovery == "etcd" else "kubernetes",
-        image_pull_secret_discovery=_parse_bool("IMAGE_PULL_SECRET_DISCOVERY", values, default=True),
-        metrics_port=_parse_port("METRICS_PORT", values, default=8080),
-        health_port=_parse_port("HEALTH_PORT", values, default=8081),
-        bind_address=text("BIND_ADDRESS") or "0.0.0.0",
-        mpi_ssh_secret_name=text("MPI_SSH_SECRET_NAME") or "mpi-run-ssh-secret",
-        log_level=log_level,
-        log_format="json" if log_format == "json" else "text",
-        planner_cluster_role_name=text("PLANNER_CLUSTER_ROLE_NAME"),
-        epp_cluster_role_name=text("EPP_CLUSTER_ROLE_NAME"),
-        workers=_parse_int("WORKERS", values, default=4, minimum=1),
-        group_restart_budget=_parse_int("GROUP_RESTART_BUDGET", values, default=5, minimum=0),
-        group_restart_window=float(
-            _parse_int("GROUP_RESTART_WINDOW", values, default=1800, minimum=1)
-        ),
-        group_restart_backoff=float(
-            _parse_int("GROUP_RESTART_BACKOFF", values, default=10, minimum=0)
-        ),
-        group_restart_backoff_cap=float(
-            _parse_int("GROUP_RESTART_BACKOFF_CAP", values, default=300, minimum=0)
-        ),
-        webhook_enabled=_parse_bool("WEBHOOK_ENABLED", values, default=False),
-        webhook_port=_parse_port("WEBHOOK_PORT", values, default=9443),
-        webhook_host=text("WEBHOOK_HOST"),
-        webhook_cert_dir=text("WEBHOOK_CERT_DIR"),
-        webhook_managed=(
-            _parse_bool("WEBHOOK_MANAGED", values, default=False)
-            if text("WEBHOOK_MANAGED") is not None
-            else None
-        ),
-        webhook_failure_policy=text("WEBHOOK_FAILURE_POLICY") or "Fail",
-        webhook_operator_username=text("WEBHOOK_OPERATOR_USERNAME"),
-        extra={k: v for k, v in values.items() if k not in _KNOWN},
-    )
+    known = settings_fields()
+    values: dict[tuple[str, ...], Any] = {}
+    for setting in known:
+        raw = env.get(setting.variable)
+        if raw is not None and raw.strip():
+            values[setting.path] = _parse(setting.variable, setting.type, raw.strip())
+    names = {s.variable for s in known}
+    values[("extra",)] = {
+        key[len(ENV_PREFIX) :]: value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key not in names
+    }
+    settings: OperatorSettings = _build(OperatorSettings, (), values)
+    return settings
 
 
-def _parse_bool(name: str, values: Mapping[str, str], *, default: bool) -> bool:
-    raw = values.get(name)
-    if raw is None:
-        return default
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise SettingsError(f"{ENV_PREFIX}{name}: expected true or false, not {raw!r}")
+def _build(cls: type[Any], path: tuple[str, ...], values: Mapping[tuple[str, ...], Any]) -> Any:
+    """`cls` from the parsed values under `path`; nested settings objects recursively."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        here = (*path, item.name)
+        if dataclasses.is_dataclass(hints[item.name]):
+            kwargs[item.name] = _build(hints[item.name], here, values)
+        elif here in values:
+            kwargs[item.name] = values[here]
+    return cls(**kwargs)
 
 
-def _parse_int(name: str, values: Mapping[str, str], *, default: int, minimum: int) -> int:
-    raw = values.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        number = int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{ENV_PREFIX}{name}: expected an integer, not {raw!r}") from None
-    if number < minimum:
-        raise SettingsError(f"{ENV_PREFIX}{name}: must be at least {minimum}, not {number}")
-    return number
+def to_environ(settings: OperatorSettings) -> dict[str, str]:
+    """The `DGD_*` variables that reproduce `settings` (only those differing from the default).
+
+    The inverse of `load_settings`, for tools that start an operator process.
+    """
+    env: dict[str, str] = {}
+    for setting in settings_fields():
+        value: Any = settings
+        for part in setting.path:
+            value = getattr(value, part)
+        if value != setting.default and value is not None:
+            env[setting.variable] = _format(value)
+    return env
 
 
-def _parse_port(name: str, values: Mapping[str, str], *, default: int) -> int:
-    port = _parse_int(name, values, default=default, minimum=0)
-    if port > 65535:
-        raise SettingsError(f"{ENV_PREFIX}{name}: {port} is not a TCP port")
-    return port
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _parse(variable: str, kind: Any, raw: str) -> Any:
+    """`raw` as a value of the field type `kind` (one of the few types settings use)."""
+    options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if _is_optional(kind):
+        return _parse(variable, options[0], raw)
+    if typing.get_origin(kind) is Literal:
+        for choice in options:
+            if str(choice).lower() == raw.lower():
+                return choice
+        expected = ", ".join(str(choice) for choice in options)
+        raise SettingsError(f"{variable}: must be one of {expected}, not {raw!r}")
+    if kind is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{variable}: expected true or false, not {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{variable}: expected {noun}, not {raw!r}") from None
+    if typing.get_origin(kind) is tuple:
+        return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
+    if kind is str:
+        return raw
+    raise TypeError(f"{variable}: settings of type {kind!r} are not supported")
+
+
+def _is_optional(kind: Any) -> bool:
+    return isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+
+
+def _validate(obj: Any, prefix: str) -> None:
+    """Check every field against its type's choices and its range; raise `SettingsError`."""
+    hints = typing.get_type_hints(type(obj))
+    for item in dataclasses.fields(obj):
+        value = getattr(obj, item.name)
+        kind = hints[item.name]
+        variable = prefix + item.name.upper()
+        if value is None and _is_optional(kind):
+            continue
+        if typing.get_origin(kind) is Literal and value not in typing.get_args(kind):
+            expected = ", ".join(str(choice) for choice in typing.get_args(kind))
+            raise SettingsError(f"{variable}: must be one of {expected}, not {value!r}")
+        minimum, maximum = item.metadata.get("minimum"), item.metadata.get("maximum")
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{variable}: must be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{variable}: must be at most {maximum}, not {value}")

@@ -17,12 +17,9 @@ import asyncio
 import base64
 import contextlib
 import copy
-import datetime
-import ipaddress
 import socket
 import subprocess
 import threading
-import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,16 +28,14 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tests.helpers import wait_for
 
-from dgd_operator import webhook
+from dgd_operator import certs
+from dgd_operator.admission import configure_admission, register_admission
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import ApiError
 from dgd_operator.handlers import kopf_settings
+from dgd_operator.settings import OperatorSettings, WebhookSettings
 from dgd_operator.tools.helm import ensure_kubectl
 
 pytestmark = pytest.mark.integration
@@ -71,17 +66,15 @@ class AdmissionServer:
         self.token = token
         self.configuration = configuration
         self.namespaces = namespaces
-        # Attributes as the operator's settings object carries them once wired; read by
-        # `webhook_settings` ahead of the environment, so the test is independent of both.
-        self.operator_settings = types.SimpleNamespace(
+        self.operator_settings = OperatorSettings(
             bind_address="127.0.0.1",
-            webhook_enabled=True,
-            webhook_port=_free_port(),
-            webhook_host=None,
-            webhook_cert_dir=str(cert_dir) if cert_dir else None,
-            webhook_managed=True,
-            webhook_failure_policy="Fail",
-            webhook_operator_username=None,
+            webhook=WebhookSettings(
+                enabled=True,
+                port=_free_port(),
+                cert_dir=str(cert_dir) if cert_dir else None,
+                managed=True,
+                failure_policy="Fail",
+            ),
         )
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -96,9 +89,9 @@ class AdmissionServer:
             return kopf.login_with_kubeconfig(**kwargs)
 
         settings = kopf_settings()
-        assert webhook.configure_admission(settings, self.operator_settings)
+        assert configure_admission(settings, self.operator_settings)
         settings.admission.managed = self.configuration  # our own, deletable name
-        webhook.register_admission(registry, self.operator_settings, labels={LABEL: self.token})
+        register_admission(registry, self.operator_settings, labels={LABEL: self.token})
         try:
             asyncio.run(
                 kopf.operator(
@@ -231,7 +224,7 @@ def test_kopf_registers_a_fail_closed_url_webhook(
         f"validate-dgd.{admission.configuration}",
         f"validate-dgdsa.{admission.configuration}",
     }
-    port = admission.operator_settings.webhook_port
+    port = admission.operator_settings.webhook.port
     for name, hook in hooks.items():
         handler = name.split(".")[0]
         assert hook["clientConfig"]["url"] == f"https://127.0.0.1:{port}/{handler}"
@@ -354,36 +347,11 @@ def test_adapters_are_validated_and_other_objects_are_untouched(
 
 def _ca_signed_cert_dir(directory: Path) -> Path:
     """tls.crt/tls.key for 127.0.0.1 signed by a separate ca.crt, shaped like the chart's Secret."""
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject: str, issuer: str, key: Any, signer: Any, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    ca = build("test-webhook-ca", "test-webhook-ca", ca_key, ca_key, ca=True)
-    leaf = build("127.0.0.1", "test-webhook-ca", leaf_key, ca_key, ca=False)
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "tls.crt").write_bytes(leaf.public_bytes(pem))
-    (directory / "tls.key").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    ca = certs.certificate_authority("test-webhook-ca", days=1)
+    certs.serving_certificate(["127.0.0.1"], issuer=ca, days=1).write(
+        directory / "tls.crt", directory / "tls.key"
     )
+    (directory / "ca.crt").write_bytes(ca.cert_pem())
     return directory
 
 

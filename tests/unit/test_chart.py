@@ -21,7 +21,11 @@ import pytest
 import yaml
 from tests.examples import v1alpha1_example_paths
 
-from dgd_operator import chartvalues
+from dgd_operator.admission.handlers import DGD_WEBHOOK_ID, DGDSA_WEBHOOK_ID
+from dgd_operator.admission.server import MANAGED_CONFIGURATION
+from dgd_operator.api.constants import DGD_PLURAL, DGDSA_PLURAL
+from dgd_operator.codegen import chartvalues
+from dgd_operator.settings import load_settings, settings_fields
 from dgd_operator.tools.helm import ToolError, ensure_helm
 
 pytestmark = pytest.mark.unit
@@ -63,7 +67,7 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("rbac.authorization.k8s.io", "rolebindings"): _CRUD,
     # imagePullSecret discovery (read) and the MPI SSH key (create if missing).
     ("", "secrets"): (*_READ, "create"),
-    # Status from pod readiness; spec.restart deletes pods.
+    # Status from pod readiness; a multinode group restart deletes the group's pods.
     ("", "pods"): (*_READ, "delete"),
     ("", "events"): ("create", "patch"),
     ("events.k8s.io", "events"): ("create", "patch"),
@@ -102,6 +106,15 @@ OPERATOR_ENV = {
 # configuration (local runs); the chart registers its own.
 KOPF_MANAGED_ONLY_ENV = {"DGD_WEBHOOK_HOST", "DGD_WEBHOOK_FAILURE_POLICY"}
 WEBHOOK_CERT_DIR = "/etc/dgd/webhook-certs"
+# Settings whose chart default deliberately differs from the operator's own default, and why.
+CHART_CHOICES = {
+    "DGD_NATS_ADDRESS": "the chart runs NATS beside the operator (nats.enabled)",
+    "DGD_LOG_FORMAT": "json lines for log collectors",
+    "DGD_WEBHOOK_ENABLED": "the chart serves and registers the webhook",
+    "DGD_WEBHOOK_CERT_DIR": "the chart mounts the serving certificate",
+    "DGD_WEBHOOK_MANAGED": "the chart's own ValidatingWebhookConfiguration, not kopf's",
+    "DGD_WEBHOOK_OPERATOR_USERNAME": "the operator's ServiceAccount, known only at install",
+}
 
 # Named value sets rendered by the tests below: the chart defaults plus every ci/*-values.yaml.
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -208,9 +221,7 @@ def test_helm_lint_strict_is_clean(helm: Path, tmp_path: Path, scenario: str) ->
 
 
 def test_generated_values_files_are_current() -> None:
-    assert chartvalues.stale_files(CHART_DIR) == [], (
-        "run `python -m dgd_operator.chartvalues --write`"
-    )
+    assert chartvalues.stale_files(CHART_DIR) == [], "run `make crds`"
 
 
 def test_values_yaml_equals_model_defaults() -> None:
@@ -499,25 +510,33 @@ def test_selectors_of_workloads_do_not_overlap(rendered: dict[str, list[dict[str
 
 
 def test_operator_env_covers_every_operator_setting() -> None:
-    from dataclasses import fields
-
-    from dgd_operator.settings import OperatorSettings
-    from dgd_operator.webhook import WEBHOOK_ENV
-
-    settings_env = {f"DGD_{f.name.upper()}" for f in fields(OperatorSettings) if f.name != "extra"}
-    # The webhook's variables are read by dgd_operator.webhook until OperatorSettings has them.
-    settings_env |= WEBHOOK_ENV
+    settings_env = {setting.variable for setting in settings_fields()}
     # The bind address keeps its default (0.0.0.0): in a pod the probes come from the kubelet.
     assert settings_env - {"DGD_BIND_ADDRESS"} - KOPF_MANAGED_ONLY_ENV == OPERATOR_ENV
+
+
+def test_chart_defaults_are_the_operator_defaults(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    settings = load_settings(_env(_one(rendered["default"], "Deployment")))
+    assert not settings.extra
+    for setting in settings_fields():
+        value: Any = settings
+        for part in setting.path:
+            value = getattr(value, part)
+        if setting.variable in CHART_CHOICES:
+            assert value != setting.default, f"{setting.variable}: no longer a chart choice"
+        else:
+            assert value == setting.default, (
+                f"{setting.variable}: the chart's default {value!r} is not the operator's "
+                f"{setting.default!r}"
+            )
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_operator_accepts_the_rendered_env(
     rendered: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
-    from dgd_operator.settings import load_settings
-    from dgd_operator.webhook import WEBHOOK_ENV, webhook_settings
-
     env = _env(_one(rendered[scenario], "Deployment"))
     settings = load_settings(env)
     values = chartvalues.ChartValues.model_validate(SCENARIOS[scenario])
@@ -527,10 +546,9 @@ def test_operator_accepts_the_rendered_env(
     assert settings.health_port == values.health.port
     assert settings.log_format == values.log.format
     assert settings.workers == values.workers
-    webhook_names = {name.removeprefix("DGD_") for name in WEBHOOK_ENV}
-    unknown = set(settings.extra) - webhook_names
+    unknown = set(settings.extra)
     assert not unknown, f"the chart sets DGD_ variables the operator does not know: {unknown}"
-    ws = webhook_settings(settings, env)
+    ws = settings.webhook
     assert ws.enabled == values.webhook.enabled
     if ws.enabled:
         assert ws.port == values.webhook.port
@@ -657,14 +675,6 @@ def _webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_webhook_routes_each_kind_to_its_operator_handler(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    from dgd_operator.webhook import (
-        DGD_PLURAL,
-        DGD_WEBHOOK_ID,
-        DGDSA_PLURAL,
-        DGDSA_WEBHOOK_ID,
-        MANAGED_CONFIGURATION,
-    )
-
     hooks = _webhooks(rendered["default"])
     expected = {DGD_WEBHOOK_ID: DGD_PLURAL, DGDSA_WEBHOOK_ID: DGDSA_PLURAL}
     assert set(hooks) == {f"{hid}.{MANAGED_CONFIGURATION}" for hid in expected}

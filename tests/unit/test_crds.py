@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dgd_operator.api import crdgen, k8s
+from dgd_operator.api import k8s
+from dgd_operator.codegen import crds
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +32,7 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, str]:
-    return crdgen.rendered_crds()
+    return crds.rendered_crds()
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -58,31 +59,33 @@ def _walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 def test_vendored_kubernetes_schemas_match_kubernetes_validate() -> None:
     pytest.importorskip("kubernetes_validate")
-    assert k8s.SCHEMA_FILE.read_text() == crdgen.vendored_k8s_schemas(), (
-        "dgd_operator/api/k8s_schemas.json is stale: run python -m dgd_operator.api.crdgen --write"
+    assert k8s.SCHEMA_FILE.read_text() == crds.vendored_k8s_schemas(), (
+        "dgd_operator/api/k8s_schemas.json is stale: run `make crds`"
     )
 
 
-@pytest.mark.parametrize("directory", ["crds", "charts/dgd-operator/crds"])
+CRD_DIRS = ["crds", "charts/dgd-operator/crds"]  # what `make crds` writes
+
+
+@pytest.mark.parametrize("directory", CRD_DIRS)
 def test_committed_crds_match_the_models(directory: str, rendered: dict[str, str]) -> None:
     for name, text in rendered.items():
         committed = (REPO_ROOT / directory / name).read_text()
-        assert committed == text, (
-            f"{directory}/{name} is stale: run python -m dgd_operator.api.crdgen --write"
-        )
+        assert committed == text, f"{directory}/{name} is stale: run `make crds`"
 
 
 def test_generation_is_deterministic(rendered: dict[str, str]) -> None:
-    assert crdgen.rendered_crds() == rendered
+    assert crds.rendered_crds() == rendered
 
 
 def test_check_mode_passes_on_a_clean_tree(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("kubernetes_validate")
-    assert crdgen.main(["--check"]) == 0
+    dirs = [arg for d in CRD_DIRS for arg in ("--crd-dir", str(REPO_ROOT / d))]
+    assert crds.main(["--check", *dirs]) == 0
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name", [crdgen.DGD_FILE, crdgen.DGDSA_FILE])
+@pytest.mark.parametrize("name", [crds.DGD_FILE, crds.DGDSA_FILE])
 def test_schema_is_structural(name: str, rendered: dict[str, str]) -> None:
     schema = _schema(rendered[name])
     for path, node in _walk(schema):
@@ -128,7 +131,7 @@ def test_crd_size_allows_client_side_apply(rendered: dict[str, str]) -> None:
 
 
 def test_dgd_crd_shape(rendered: dict[str, str]) -> None:
-    crd = _load(rendered[crdgen.DGD_FILE])
+    crd = _load(rendered[crds.DGD_FILE])
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     assert crd["metadata"]["name"] == "dynamographdeployments.nvidia.com"
     spec = crd["spec"]
@@ -148,7 +151,7 @@ def test_dgd_crd_shape(rendered: dict[str, str]) -> None:
 
 
 def test_dgd_schema_content(rendered: dict[str, str]) -> None:
-    schema = _schema(rendered[crdgen.DGD_FILE])
+    schema = _schema(rendered[crds.DGD_FILE])
     spec = schema["properties"]["spec"]
     services = spec["properties"]["services"]
     assert services["maxProperties"] == 25
@@ -174,7 +177,7 @@ def test_dgd_schema_content(rendered: dict[str, str]) -> None:
 
 
 def test_dgd_cel_rules(rendered: dict[str, str]) -> None:
-    schema = _schema(rendered[crdgen.DGD_FILE])
+    schema = _schema(rendered[crds.DGD_FILE])
     spec = schema["properties"]["spec"]
     restart_rule, parallel_rule, order_rule = spec["x-kubernetes-validations"]
     assert restart_rule["rule"] == "oldSelf.hasValue() || !has(self.restart)"
@@ -198,7 +201,7 @@ def test_dgd_cel_rules(rendered: dict[str, str]) -> None:
 
 
 def test_embedded_kubernetes_types(rendered: dict[str, str]) -> None:
-    schema = _schema(rendered[crdgen.DGD_FILE])
+    schema = _schema(rendered[crds.DGD_FILE])
     spec = schema["properties"]["spec"]
     service = spec["properties"]["services"]["additionalProperties"]["properties"]
     extra = service["extraPodSpec"]
@@ -218,7 +221,7 @@ def test_embedded_kubernetes_types(rendered: dict[str, str]) -> None:
 
 
 def test_dgdsa_crd(rendered: dict[str, str]) -> None:
-    crd = _load(rendered[crdgen.DGDSA_FILE])
+    crd = _load(rendered[crds.DGDSA_FILE])
     spec = crd["spec"]
     assert spec["names"]["shortNames"] == ["dgdsa"]
     [version] = spec["versions"]
@@ -251,5 +254,5 @@ def test_generator_rejects_non_structural_models() -> None:
         value: Left | Right
 
     for model in (Pair, Either):
-        with pytest.raises(crdgen.SchemaError):
-            crdgen.model_schema(model)
+        with pytest.raises(crds.SchemaError):
+            crds.model_schema(model)

@@ -1,15 +1,15 @@
-"""The admission webhook's decisions, its kopf handlers, settings and certificate.
+"""The admission webhook (`dgd_operator.admission`): decisions, kopf handlers and server.
 
 The handlers are called directly with the keyword arguments kopf passes (`operation`, `body`,
 `old`, `userinfo`, `warnings`); denials are `kopf.AdmissionError`s whose message the API server
 shows to the kubectl user. The same handlers behind a real API server are exercised in
-tests/integration/test_webhook.py.
+tests/integration/test_admission_webhook.py. The webhook's settings are tested with the others
+in test_settings.py.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +20,11 @@ import pytest
 import yaml
 from tests.examples import v1alpha1_example_paths
 
-from dgd_operator import webhook
+from dgd_operator import certs
+from dgd_operator.admission import enable_admission, handlers, messages, server
+from dgd_operator.admission.review import AdmissionPolicy
 from dgd_operator.api.validation import Problem
-from dgd_operator.settings import OperatorSettings, SettingsError, load_settings
+from dgd_operator.settings import OperatorSettings, SettingsError, WebhookSettings
 
 pytestmark = pytest.mark.unit
 
@@ -69,11 +71,11 @@ def admit(
     old: Doc | None = None,
     *,
     username: str = "alice",
-    policy: webhook.AdmissionPolicy | None = None,
+    policy: AdmissionPolicy | None = None,
 ) -> list[str]:
     """Call the DGD handler as kopf does; return the warnings it added."""
     warnings: list[str] = []
-    webhook.admit_dgd(
+    handlers.admit_dgd(
         operation=operation,
         body=body,
         old=old,
@@ -153,16 +155,16 @@ def test_every_dynamo_example_is_admitted_on_create_and_update(path: Path) -> No
 
 def test_long_problem_lists_are_cut() -> None:
     problems = [Problem(f"spec.x{i}", "bad") for i in range(40)]
-    message = webhook.rejection_message("DynamoGraphDeployment", "g", problems)
+    message = messages.rejection_message("DynamoGraphDeployment", "g", problems)
     lines = message.splitlines()
-    assert len(lines) == 1 + webhook.MAX_LISTED_PROBLEMS + 1
+    assert len(lines) == 1 + messages.MAX_LISTED_PROBLEMS + 1
     assert lines[-1] == "  ... and 15 more (run `dgd validate` on the file)"
 
 
 def test_warnings_are_single_short_lines() -> None:
-    text = webhook.warning_text(Problem("spec.a", "line one\nline two " + "x" * 400))
+    text = messages.warning_text(Problem("spec.a", "line one\nline two " + "x" * 400))
     assert "\n" not in text
-    assert len(text) == webhook.MAX_WARNING_LENGTH and text.endswith("...")
+    assert len(text) == messages.MAX_WARNING_LENGTH and text.endswith("...")
     assert text.startswith("spec.a: line one line two x")
 
 
@@ -275,7 +277,7 @@ def _adapter_managed() -> Doc:
     ],
 )
 def test_adapter_managed_replicas_belong_to_the_adapter(username: str, allowed: bool) -> None:
-    policy = webhook.AdmissionPolicy(operator_username=OPERATOR_USER)
+    policy = AdmissionPolicy(operator_username=OPERATOR_USER)
     old = _adapter_managed()
     new = changed(old, lambda d: d["spec"]["services"]["decode"].update(replicas=4))
     if allowed:
@@ -291,11 +293,11 @@ def test_adapter_managed_replicas_belong_to_the_adapter(username: str, allowed: 
 def test_adapter_rule_is_off_without_the_operator_identity() -> None:
     old = _adapter_managed()
     new = changed(old, lambda d: d["spec"]["services"]["decode"].update(replicas=4))
-    admit("UPDATE", new, old, username="alice", policy=webhook.AdmissionPolicy())
+    admit("UPDATE", new, old, username="alice", policy=AdmissionPolicy())
 
 
 def test_enabling_the_adapter_and_changing_replicas_together_is_allowed() -> None:
-    policy = webhook.AdmissionPolicy(operator_username=OPERATOR_USER)
+    policy = AdmissionPolicy(operator_username=OPERATOR_USER)
     old = base_dgd()
     new = changed(_adapter_managed(), lambda d: d["spec"]["services"]["decode"].update(replicas=2))
     admit("UPDATE", new, old, username="alice", policy=policy)
@@ -317,7 +319,7 @@ def base_dgdsa() -> Doc:
 
 def admit_adapter(operation: str, body: Doc, old: Doc | None = None) -> None:
     """Call the DGDSA handler as kopf does."""
-    webhook.admit_dgdsa(operation=operation, body=body, old=old, warnings=[], userinfo={})
+    handlers.admit_dgdsa(operation=operation, body=body, old=old, warnings=[], userinfo={})
 
 
 def test_valid_adapter_is_admitted() -> None:
@@ -359,124 +361,67 @@ def test_invalid_adapter_is_refused_naming_the_field(
 # Settings, registration, server
 
 
-def test_settings_default_to_disabled() -> None:
-    ws = webhook.webhook_settings(None, {})
-    assert ws == webhook.WebhookSettings()
-    assert not ws.enabled and ws.port == 9443 and ws.is_managed
+def _enabled(**webhook: Any) -> OperatorSettings:
+    return OperatorSettings(
+        bind_address="127.0.0.1", webhook=WebhookSettings(enabled=True, **webhook)
+    )
 
 
-def test_settings_from_environment() -> None:
-    env = {
-        "DGD_WEBHOOK_ENABLED": "true",
-        "DGD_WEBHOOK_PORT": "10443",
-        "DGD_WEBHOOK_CERT_DIR": "/etc/dgd/webhook-certs",
-        "DGD_WEBHOOK_FAILURE_POLICY": "Ignore",
-        "DGD_WEBHOOK_OPERATOR_USERNAME": OPERATOR_USER,
-        "DGD_BIND_ADDRESS": "127.0.0.1",
-    }
-    ws = webhook.webhook_settings(None, env)
-    assert ws.enabled and ws.port == 10443 and ws.cert_dir == "/etc/dgd/webhook-certs"
-    assert ws.failure_policy == "Ignore" and ws.operator_username == OPERATOR_USER
-    assert ws.bind_address == "127.0.0.1"
-    assert not ws.is_managed  # mounted certificates: the chart registers the webhook
-    assert webhook.webhook_settings(None, {**env, "DGD_WEBHOOK_MANAGED": "yes"}).is_managed
-
-
-def test_operator_settings_attributes_win_over_the_environment() -> None:
-    class Wired:
-        webhook_enabled = True
-        webhook_port = 9444
-        bind_address = "127.0.0.1"
-
-    ws = webhook.webhook_settings(Wired(), {"DGD_WEBHOOK_PORT": "1", "DGD_WEBHOOK_HOST": "h"})
-    assert ws.enabled and ws.port == 9444 and ws.host == "h" and ws.bind_address == "127.0.0.1"
-
-
-@pytest.mark.parametrize(
-    ("env", "variable"),
-    [
-        ({"DGD_WEBHOOK_ENABLED": "maybe"}, "DGD_WEBHOOK_ENABLED"),
-        ({"DGD_WEBHOOK_PORT": "http"}, "DGD_WEBHOOK_PORT"),
-        ({"DGD_WEBHOOK_PORT": "70000"}, "DGD_WEBHOOK_PORT"),
-        ({"DGD_WEBHOOK_FAILURE_POLICY": "fail-open"}, "DGD_WEBHOOK_FAILURE_POLICY"),
-    ],
-)
-def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
-    with pytest.raises(SettingsError, match=variable):
-        webhook.webhook_settings(None, env)
-
-
-def test_every_variable_is_listed() -> None:
-    assert {
-        "DGD_WEBHOOK_ENABLED",
-        "DGD_WEBHOOK_PORT",
-        "DGD_WEBHOOK_HOST",
-        "DGD_WEBHOOK_CERT_DIR",
-        "DGD_WEBHOOK_MANAGED",
-        "DGD_WEBHOOK_FAILURE_POLICY",
-        "DGD_WEBHOOK_OPERATOR_USERNAME",
-    } == webhook.WEBHOOK_ENV
-
-
-def test_disabled_webhook_configures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DGD_WEBHOOK_ENABLED", raising=False)
+def test_disabled_webhook_configures_nothing() -> None:
     settings = kopf.OperatorSettings()
     registry = kopf.OperatorRegistry()
-    assert webhook.enable_admission(registry, settings, OperatorSettings()) is False
+    assert enable_admission(registry, settings, OperatorSettings()) is False
     assert settings.admission.server is None and settings.admission.managed is None
     assert registry._webhooks.get_all_handlers() == []
 
 
-def test_self_signed_local_webhook_is_kopf_managed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DGD_WEBHOOK_ENABLED", "true")
-    monkeypatch.setenv("DGD_WEBHOOK_FAILURE_POLICY", "Ignore")
-    for name in ("DGD_WEBHOOK_CERT_DIR", "DGD_WEBHOOK_MANAGED", "DGD_WEBHOOK_HOST"):
-        monkeypatch.delenv(name, raising=False)
+def test_self_signed_local_webhook_is_kopf_managed() -> None:
     settings = kopf.OperatorSettings()
     registry = kopf.OperatorRegistry()
-    operator_settings = load_settings({**os.environ, "DGD_BIND_ADDRESS": "127.0.0.1"})
-    assert webhook.enable_admission(registry, settings, operator_settings)
-    server = settings.admission.server
-    assert isinstance(server, webhook.SelfSignedWebhookServer)
-    assert (server.addr, server.port, server.certfile) == ("127.0.0.1", 9443, None)
+    assert enable_admission(registry, settings, _enabled(failure_policy="Ignore"))
+    webhook_server = settings.admission.server
+    assert isinstance(webhook_server, server.SelfSignedWebhookServer)
+    assert (webhook_server.addr, webhook_server.port, webhook_server.certfile) == (
+        "127.0.0.1",
+        9443,
+        None,
+    )
     assert settings.admission.managed == "dgd-operator.nvidia.com"
-    handlers = {h.id: h for h in registry._webhooks.get_all_handlers()}
-    assert set(handlers) == {"validate-dgd", "validate-dgdsa"}
-    for handler in handlers.values():
+    registered = {h.id: h for h in registry._webhooks.get_all_handlers()}
+    assert set(registered) == {"validate-dgd", "validate-dgdsa"}
+    for handler in registered.values():
         assert set(handler.operations or ()) == {"CREATE", "UPDATE"}
         assert handler.ignore_failures is True
         assert not handler.side_effects
 
 
-def test_mounted_certificate_is_served_and_not_managed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cert, key = webhook.self_signed_certificate(["dgd-operator-webhook.dgd-system.svc"])
-    (tmp_path / "tls.crt").write_bytes(cert)
-    (tmp_path / "tls.key").write_bytes(key)
-    (tmp_path / "ca.crt").write_bytes(cert)
-    monkeypatch.setenv("DGD_WEBHOOK_ENABLED", "1")
-    monkeypatch.setenv("DGD_WEBHOOK_CERT_DIR", str(tmp_path))
-    monkeypatch.delenv("DGD_WEBHOOK_MANAGED", raising=False)
+def test_mounted_certificate_is_served_and_not_managed(tmp_path: Path) -> None:
+    issued = certs.serving_certificate(["dgd-operator-webhook.dgd-system.svc"], days=1)
+    issued.write(tmp_path / "tls.crt", tmp_path / "tls.key")
+    (tmp_path / "ca.crt").write_bytes(issued.cert_pem())
     settings = kopf.OperatorSettings()
-    assert webhook.configure_admission(settings)
-    server = settings.admission.server
-    assert type(server) is kopf.WebhookServer
-    assert server.certfile == str(tmp_path / "tls.crt")
-    assert server.pkeyfile == str(tmp_path / "tls.key")
-    assert server.cafile == str(tmp_path / "ca.crt")
+    assert server.configure_admission(settings, _enabled(cert_dir=str(tmp_path)))
+    webhook_server = settings.admission.server
+    assert type(webhook_server) is kopf.WebhookServer
+    assert webhook_server.certfile == str(tmp_path / "tls.crt")
+    assert webhook_server.pkeyfile == str(tmp_path / "tls.key")
+    assert webhook_server.cafile == str(tmp_path / "ca.crt")
     assert settings.admission.managed is None
+    managed = _enabled(cert_dir=str(tmp_path), managed=True)
+    assert server.configure_admission(settings, managed)
+    assert settings.admission.managed == "dgd-operator.nvidia.com"
 
 
 def test_missing_certificate_files_are_named(tmp_path: Path) -> None:
-    ws = webhook.WebhookSettings(enabled=True, cert_dir=str(tmp_path))
     with pytest.raises(SettingsError, match=r"DGD_WEBHOOK_CERT_DIR: .*tls\.crt does not exist"):
-        webhook.webhook_server(ws)
+        server.webhook_server(_enabled(cert_dir=str(tmp_path)))
 
 
 def test_registration_labels_narrow_the_handlers() -> None:
     registry = kopf.OperatorRegistry()
-    webhook.register_admission(registry, labels={"dgd.dev/webhook-test": "ns1"})
+    handlers.register_admission(
+        registry, OperatorSettings(), labels={"dgd.dev/webhook-test": "ns1"}
+    )
     for handler in registry._webhooks.get_all_handlers():
         assert handler.labels == {"dgd.dev/webhook-test": "ns1"}
 
@@ -484,7 +429,9 @@ def test_registration_labels_narrow_the_handlers() -> None:
 def test_self_signed_certificate_is_its_own_ca_for_every_name(tmp_path: Path) -> None:
     from cryptography import x509
 
-    cert_pem, key_pem = webhook.self_signed_certificate(["localhost", "127.0.0.1", "0.0.0.0"])
+    cert_pem, key_pem = server.SelfSignedWebhookServer.build_certificate(
+        ["localhost", "127.0.0.1", "0.0.0.0"]
+    )
     cert = x509.load_pem_x509_certificate(cert_pem)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
@@ -511,7 +458,11 @@ def _worker(
         doc["spec"]["backendFramework"] = framework
         decode = doc["spec"]["services"]["decode"]
         decode["resources"] = {"limits": {"gpu": gpus}}
-        decode["extraPodSpec"]["mainContainer"]["command"] = ["python3", "-m", f"dynamo.{framework}"]
+        decode["extraPodSpec"]["mainContainer"]["command"] = [
+            "python3",
+            "-m",
+            f"dynamo.{framework}",
+        ]
         decode["extraPodSpec"]["mainContainer"]["args"] = args
         if nodes:
             decode["multinode"] = {"nodeCount": nodes}

@@ -248,7 +248,7 @@ class ControlPlane:
         if directory is None:
             # An installed dgd has no crds/ folder: generate them from the installed API
             # models, which is exactly what the committed files are generated from.
-            from dgd_operator.api.crdgen import build_crds
+            from dgd_operator.codegen.crds import build_crds
 
             return crds_mod.install_crds(self.rest, list(build_crds().values()), timeout)
         return crds_mod.install_crds(self.rest, crds_mod.load_crds(directory), timeout)

@@ -8,17 +8,13 @@ A separate key signs service-account tokens. ECDSA P-256 keys keep generation to
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import ipaddress
-import os
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
-_VALIDITY = datetime.timedelta(days=3650)
+from dgd_operator import certs
+
+_VALIDITY_DAYS = 3650
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,47 +31,6 @@ class Pki:
     sa_pub: Path
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    data = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attrs)
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
-    )
-
-
 def generate(directory: Path, service_ip: str = "10.96.0.1") -> Pki:
     """Write a CA, serving and admin certificates and a service-account key into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -89,60 +44,26 @@ def generate(directory: Path, service_ip: str = "10.96.0.1") -> Pki:
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
     )
-    ca_key = _key()
-    ca_name = _name("dgd-dev-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(pki.ca_key, ca_key)
-    _write_cert(pki.ca_cert, ca_cert)
+    ca = certs.certificate_authority("dgd-dev-ca", days=_VALIDITY_DAYS)
+    ca.write(pki.ca_cert, pki.ca_key)
+    hosts = ["127.0.0.1", service_ip, "localhost", "kubernetes", "kubernetes.default",
+             "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]  # fmt: skip
+    certs.serving_certificate(
+        hosts, issuer=ca, days=_VALIDITY_DAYS, common_name="kube-apiserver"
+    ).write(pki.serving_cert, pki.serving_key)
+    certs.client_certificate(
+        "dgd-dev-admin", organization="system:masters", issuer=ca, days=_VALIDITY_DAYS
+    ).write(pki.admin_cert, pki.admin_key)
 
-    serving_key = _key()
-    sans: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address(service_ip)),
-        x509.DNSName("localhost"),
-        x509.DNSName("kubernetes"),
-        x509.DNSName("kubernetes.default"),
-        x509.DNSName("kubernetes.default.svc"),
-        x509.DNSName("kubernetes.default.svc.cluster.local"),
-    ]
-    serving = (
-        _builder(_name("kube-apiserver"), ca_name, serving_key.public_key())
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    sa_key = certs.new_key()
+    certs.write_private(
+        pki.sa_key,
+        sa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
     )
-    _write_key(pki.serving_key, serving_key)
-    _write_cert(pki.serving_cert, serving)
-
-    admin_key = _key()
-    admin = (
-        _builder(_name("dgd-dev-admin", "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(pki.admin_key, admin_key)
-    _write_cert(pki.admin_cert, admin)
-
-    sa_key = _key()
-    _write_key(pki.sa_key, sa_key)
     pki.sa_pub.write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -7,10 +7,10 @@ from typing import Any
 
 import kopf
 
+from dgd_operator.admission import enable_admission
 from dgd_operator.handlers import kopf_settings, register
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.settings import OperatorSettings
-from dgd_operator.webhook import enable_admission
 
 
 def liveness_endpoint(settings: OperatorSettings) -> str | None:

@@ -1,15 +1,17 @@
 """The Helm chart's values, as one pydantic model: the single source of `values.yaml` and its schema.
 
-`charts/dgd-operator/values.yaml` (defaults, one `# --` comment per key in helm-docs style) and
-`charts/dgd-operator/values.schema.json` (JSON Schema draft-07, which helm checks on every
-install, upgrade, lint and template) are both generated from `ChartValues`, so a documented key
-always exists, has a type, and has the default the templates expect. Edit the model, then run
+The chart's `values.yaml` (defaults, one `# --` comment per key in helm-docs style) and
+`values.schema.json` (JSON Schema draft-07, which helm checks on every install, upgrade, lint
+and template) are both generated from `ChartValues`, so a documented key always exists, has a
+type, and has the default the templates expect. Edit the model, then run `make crds`, or
 
-    python -m dgd_operator.chartvalues --write    # regenerate both files
-    python -m dgd_operator.chartvalues --check    # exit 1 if either file is stale (CI, tests)
+    python -m dgd_operator.codegen.chartvalues --write --chart-dir charts/dgd-operator
+    python -m dgd_operator.codegen.chartvalues --check --chart-dir ...   # exit 1 if stale
 
-The keys mirror the operator's environment settings (`DGD_*`, read by
-`dgd_operator.settings.OperatorSettings`); the Deployment template maps one to the other.
+The keys mirror the operator's environment settings (`DGD_*`, `dgd_operator.settings`), and
+their defaults are taken from `OperatorSettings` (never written twice); the Deployment template
+maps one to the other. Where the chart deliberately differs (JSON logs, the webhook on), the
+field says so.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-# charts/dgd-operator relative to this file in a source checkout (operator/dgd_operator/...).
-DEFAULT_CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "dgd-operator"
+from dgd_operator.settings import (
+    DiscoveryBackend,
+    FailurePolicy,
+    LogFormat,
+    LogLevel,
+    OperatorSettings,
+)
+
+# The operator's own defaults: every chart value that maps to a `DGD_*` variable starts here.
+SETTINGS = OperatorSettings()
 VALUES_FILE = "values.yaml"
 SCHEMA_FILE = "values.schema.json"
 # Draft-07 is understood by every helm 3 release (older ones embed a draft-07-only validator).
@@ -34,8 +44,8 @@ JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 
 VALUES_HEADER = """\
 # Default values for the dgd-operator chart.
-# GENERATED from dgd_operator.chartvalues.ChartValues: edit the model, then run
-#   python -m dgd_operator.chartvalues --write
+# GENERATED from dgd_operator.codegen.chartvalues.ChartValues: edit the model, then run
+#   make crds
 # Every key is described by its `# --` comment and typed in values.schema.json.
 """
 
@@ -113,10 +123,9 @@ class RbacValues(ValuesModel):
 class LogValues(ValuesModel):
     """Operator logging."""
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="Log level (DGD_LOG_LEVEL)."
-    )
-    format: Literal["text", "json"] = Field(
+    level: LogLevel = Field(SETTINGS.log_level, description="Log level (DGD_LOG_LEVEL).")
+    # Deliberately unlike the operator's default (text, for a terminal).
+    format: LogFormat = Field(
         "json", description="Log format (DGD_LOG_FORMAT): json for log collectors, text for humans."
     )
 
@@ -138,7 +147,9 @@ class ServiceMonitorValues(ValuesModel):
 class MetricsValues(ValuesModel):
     """The operator's Prometheus metrics endpoint."""
 
-    port: Port = Field(8080, description="Port of the /metrics endpoint (DGD_METRICS_PORT).")
+    port: Port = Field(
+        SETTINGS.metrics_port, description="Port of the /metrics endpoint (DGD_METRICS_PORT)."
+    )
     service: bool = Field(
         True, description="Create a ClusterIP Service in front of the metrics port."
     )
@@ -150,7 +161,9 @@ class MetricsValues(ValuesModel):
 class HealthValues(ValuesModel):
     """The operator's health endpoint, used by the liveness and readiness probes."""
 
-    port: Port = Field(8081, description="Port of the /healthz endpoint (DGD_HEALTH_PORT).")
+    port: Port = Field(
+        SETTINGS.health_port, description="Port of the /healthz endpoint (DGD_HEALTH_PORT)."
+    )
 
 
 class PersistenceValues(ValuesModel):
@@ -246,6 +259,8 @@ class CertManagerValues(ValuesModel):
 class WebhookValues(ValuesModel):
     """The validating admission webhook served by the operator (DGD_WEBHOOK_*)."""
 
+    # On in the chart (it registers the webhook and mounts its certificate); the operator's
+    # own default is off, for local runs.
     enabled: bool = Field(
         True,
         description=(
@@ -256,10 +271,11 @@ class WebhookValues(ValuesModel):
         ),
     )
     port: Port = Field(
-        9443, description="Container port of the webhook's HTTPS server (DGD_WEBHOOK_PORT)."
+        SETTINGS.webhook.port,
+        description="Container port of the webhook's HTTPS server (DGD_WEBHOOK_PORT).",
     )
-    failure_policy: Literal["Fail", "Ignore"] = Field(
-        "Fail",
+    failure_policy: FailurePolicy = Field(
+        SETTINGS.webhook.failure_policy,
         description=(
             "What the API server does when the webhook cannot be reached: Fail refuses the "
             "write (as Dynamo does), Ignore admits it unchecked."
@@ -303,7 +319,7 @@ class GroupRestartValues(ValuesModel):
     """Whole-group restart policy of multinode services."""
 
     budget: int = Field(
-        5,
+        SETTINGS.group_restart_budget,
         ge=0,
         description=(
             "Group restarts allowed within windowSeconds before the service is marked failed "
@@ -311,15 +327,19 @@ class GroupRestartValues(ValuesModel):
         ),
     )
     window_seconds: int = Field(
-        1800, ge=1, description="Sliding window of the budget (DGD_GROUP_RESTART_WINDOW)."
+        int(SETTINGS.group_restart_window),
+        ge=1,
+        description="Sliding window of the budget (DGD_GROUP_RESTART_WINDOW).",
     )
     backoff_seconds: int = Field(
-        10,
+        int(SETTINGS.group_restart_backoff),
         ge=0,
         description="Delay before the first restart; doubles each time (DGD_GROUP_RESTART_BACKOFF).",
     )
     backoff_cap_seconds: int = Field(
-        300, ge=0, description="Upper bound of the delay (DGD_GROUP_RESTART_BACKOFF_CAP)."
+        int(SETTINGS.group_restart_backoff_cap),
+        ge=0,
+        description="Upper bound of the delay (DGD_GROUP_RESTART_BACKOFF_CAP).",
     )
 
 
@@ -337,42 +357,42 @@ class ChartValues(ValuesModel):
     )
     rbac: RbacValues = Field(default_factory=RbacValues, description="RBAC objects.")
     watch_namespaces: list[DnsLabel] = Field(
-        default_factory=list,
+        default_factory=lambda: list(SETTINGS.watch_namespaces),
         description=(
             "Namespaces the operator watches (DGD_WATCH_NAMESPACES). Empty: every namespace, with a "
             "ClusterRole. Set: only these, with one Role each and no cluster-wide grants."
         ),
     )
-    discovery_backend: Literal["kubernetes", "etcd"] = Field(
-        "kubernetes",
+    discovery_backend: DiscoveryBackend = Field(
+        SETTINGS.discovery_backend,
         description=(
             "How graph components find each other (DGD_DISCOVERY_BACKEND); etcd needs etcdAddress "
             "or etcd.enabled."
         ),
     )
     image_pull_secret_discovery: bool = Field(
-        True,
+        SETTINGS.image_pull_secret_discovery,
         description=(
             "Add matching dockerconfigjson Secrets of a graph's namespace as imagePullSecrets of "
             "its pods (DGD_IMAGE_PULL_SECRET_DISCOVERY)."
         ),
     )
     nats_address: str = Field(
-        "",
+        SETTINGS.nats_address or "",
         description=(
             "Address of an existing NATS server, e.g. nats://nats.nats:4222 (DGD_NATS_ADDRESS); "
             "ignored when nats.enabled."
         ),
     )
     etcd_address: str = Field(
-        "",
+        SETTINGS.etcd_address or "",
         description=(
             "Address of an existing etcd, e.g. etcd.etcd:2379 (DGD_ETCD_ADDRESS); ignored when "
             "etcd.enabled."
         ),
     )
     mpi_ssh_secret_name: str = Field(
-        "mpi-run-ssh-secret",
+        SETTINGS.mpi_ssh_secret_name,
         min_length=1,
         description=(
             "Secret holding the SSH key for mpirun-launched multinode TensorRT-LLM workers "
@@ -380,7 +400,7 @@ class ChartValues(ValuesModel):
         ),
     )
     planner_cluster_role_name: str = Field(
-        "",
+        SETTINGS.planner_cluster_role_name or "",
         description=(
             "ClusterRole bound to planner-serviceaccount in each namespace with a planner service "
             "(DGD_PLANNER_CLUSTER_ROLE_NAME); empty: the ServiceAccount gets no binding. The "
@@ -388,7 +408,7 @@ class ChartValues(ValuesModel):
         ),
     )
     epp_cluster_role_name: str = Field(
-        "",
+        SETTINGS.epp_cluster_role_name or "",
         description=(
             "ClusterRole bound to epp-serviceaccount for endpoint-picker services "
             "(DGD_EPP_CLUSTER_ROLE_NAME); empty: no binding. The operator is granted `bind` on it."
@@ -399,7 +419,7 @@ class ChartValues(ValuesModel):
         description="Whole-group restarts of multinode services (leader + workers restart together).",
     )
     workers: int = Field(
-        4,
+        SETTINGS.workers,
         ge=1,
         description=(
             "Graphs reconciled concurrently (DGD_WORKERS); one graph is never reconciled twice at once."
@@ -559,13 +579,15 @@ def stale_files(chart_dir: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Write or check values.yaml and values.schema.json; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m dgd_operator.chartvalues",
+        prog="python -m dgd_operator.codegen.chartvalues",
         description="Generate the dgd-operator chart's values.yaml and values.schema.json.",
     )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="regenerate the files")
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
-    parser.add_argument("--chart-dir", type=Path, default=DEFAULT_CHART_DIR)
+    parser.add_argument(
+        "--chart-dir", type=Path, required=True, metavar="DIR", help="the chart's directory"
+    )
     args = parser.parse_args(argv)
     chart_dir: Path = args.chart_dir
     if args.write:
@@ -576,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_files(chart_dir)
     for name in stale:
         print(
-            f"{chart_dir / name} is stale; run `python -m dgd_operator.chartvalues --write`",
+            f"{chart_dir / name} is stale; run `make crds`",
             file=sys.stderr,
         )
     return 1 if stale else 0

@@ -1,0 +1,161 @@
+"""Admission decisions, pure: plain documents in, a `Verdict` (errors and warnings) out.
+
+The rules are those of `dgd validate` (`dgd_operator.api.validation`) plus Dynamo's update
+rules: the set of services, `backendFramework`, single-node vs multinode and topology
+constraints are fixed after creation; `spec.restart.id` may not change while a rolling update is
+Pending or InProgress; the replicas of a service driven by a scaling adapter belong to the
+adapter (and the planner).
+
+Updates are *ratcheted* like the API server's own CRD validation: a problem the stored object
+already had does not block an unrelated change (labels, finalizers, a replica bump), so objects
+created before the webhook existed stay manageable. An object being deleted is always admitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from dgd_operator.api.models import DynamoGraphDeployment, DynamoGraphDeploymentScalingAdapter
+from dgd_operator.api.validation import (
+    Problem,
+    _problems_from_pydantic,
+    update_problems,
+    validate_dgd,
+)
+from dgd_operator.builders.components import PLANNER_SERVICE_ACCOUNT
+from dgd_operator.builders.names import component_name
+
+CREATE = "CREATE"
+UPDATE = "UPDATE"
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """Request-independent inputs of the decisions (from the webhook settings)."""
+
+    operator_username: str | None = None
+    """See `WebhookSettings.operator_username`; None disables the adapter-replicas rule."""
+
+
+@dataclass
+class Verdict:
+    """The decision on one admission request: denied when there are errors."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> bool:
+        """True when the request may proceed."""
+        return not self.errors
+
+
+def review_dgd(
+    operation: str,
+    new: Mapping[str, Any],
+    old: Mapping[str, Any] | None = None,
+    *,
+    username: str | None = None,
+    policy: AdmissionPolicy | None = None,
+) -> Verdict:
+    """Decide a CREATE or UPDATE of a DynamoGraphDeployment (`old` is the stored object)."""
+    policy = policy or AdmissionPolicy()
+    if operation == UPDATE and _being_deleted(new):
+        return Verdict()  # never block finalizer removal or other last writes
+    if operation != UPDATE or old is None:
+        result = validate_dgd(new, creating=True)
+        return Verdict(list(result.errors), list(result.warnings))
+
+    result = validate_dgd(new, creating=False)
+    previous = validate_dgd(old, creating=False)
+    errors = ratchet(result.errors, previous.errors)
+    warnings = ratchet(result.warnings, previous.warnings)
+    if result.dgd is not None and previous.dgd is not None:
+        errors.extend(update_problems(previous.dgd, result.dgd))
+        errors.extend(_adapter_replica_problems(previous.dgd, result.dgd, username, policy))
+    return Verdict(_unique(errors), warnings)
+
+
+def review_dgdsa(
+    operation: str, new: Mapping[str, Any], old: Mapping[str, Any] | None = None
+) -> Verdict:
+    """Decide a CREATE or UPDATE of a DynamoGraphDeploymentScalingAdapter."""
+    if operation == UPDATE and _being_deleted(new):
+        return Verdict()
+    errors = _adapter_problems(new)
+    if operation == UPDATE and old is not None:
+        errors = ratchet(errors, _adapter_problems(old))
+    return Verdict(errors)
+
+
+def ratchet(current: Iterable[Problem], stored: Iterable[Problem]) -> list[Problem]:
+    """`current` minus the problems the stored object already had (same path and message)."""
+    known = {(p.path, p.message) for p in stored}
+    return [p for p in current if (p.path, p.message) not in known]
+
+
+def is_planner(username: str) -> bool:
+    """Whether `username` is Dynamo's planner ServiceAccount (in any namespace)."""
+    parts = username.split(":")
+    return (
+        len(parts) == 4
+        and parts[:2] == ["system", "serviceaccount"]
+        and parts[3] == PLANNER_SERVICE_ACCOUNT
+    )
+
+
+def _being_deleted(doc: Mapping[str, Any]) -> bool:
+    metadata = doc.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("deletionTimestamp"))
+
+
+def _unique(problems: Iterable[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for problem in problems:
+        if (problem.path, problem.message) not in seen:
+            seen.add((problem.path, problem.message))
+            out.append(problem)
+    return out
+
+
+def _adapter_replica_problems(
+    old: DynamoGraphDeployment,
+    new: DynamoGraphDeployment,
+    username: str | None,
+    policy: AdmissionPolicy,
+) -> Iterable[Problem]:
+    """Replicas of a service with `scalingAdapter.enabled` belong to its adapter (Dynamo's rule)."""
+    if policy.operator_username is None or username is None:
+        return
+    if username == policy.operator_username or is_planner(username):
+        return
+    for name in sorted(set(old.spec.services) & set(new.spec.services)):
+        before, after = old.spec.services[name], new.spec.services[name]
+        managed = (
+            before.scaling_adapter is not None
+            and before.scaling_adapter.enabled
+            and after.scaling_adapter is not None
+            and after.scaling_adapter.enabled
+        )
+        was = 1 if before.replicas is None else before.replicas
+        now = 1 if after.replicas is None else after.replicas
+        if managed and was != now:
+            adapter = component_name(new.metadata.name, name)
+            yield Problem(
+                f"spec.services.{name}.replicas",
+                f"is managed by the DynamoGraphDeploymentScalingAdapter {adapter!r}; scale "
+                f"that instead (kubectl scale dgdsa {adapter} --replicas={now})",
+            )
+
+
+def _adapter_problems(doc: Mapping[str, Any]) -> list[Problem]:
+    try:
+        DynamoGraphDeploymentScalingAdapter.model_validate(dict(doc))
+    except ValidationError as exc:
+        return _problems_from_pydantic(exc)
+    return []
