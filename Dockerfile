@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # The dgd operator image: `docker build -t dgd-operator:0.1.0 .`
 # Two stages: the builder turns the checkout into a wheel and installs it, with the `operator`
-# extra (kopf, kubernetes client), into a virtualenv; the final image carries only that venv on a
-# clean python slim base and runs as an unprivileged user. Read-only root filesystems work: nothing
-# is written outside /tmp at runtime.
+# extra (kopf, prometheus-client, cryptography; no official Kubernetes client: the operator has its
+# own), into a virtualenv; the final image carries only that venv on a clean python slim base and
+# runs as an unprivileged user. Read-only root filesystems work: nothing is written outside /tmp at
+# runtime. DGD_HEALTH_PORT below is the operator's default, set so the HEALTHCHECK knows it.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder

@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1
 help:
 	@echo "make demo   - run the main job on an embedded default graph"
 	@echo "make test   - install everything into .venv and run lint + all test tiers"
-	@echo "make lint   - ruff and mypy (strict)"
-	@echo "make crds   - regenerate crds/ and the chart's copy from the API models"
+	@echo "make lint   - ruff (check and format), mypy (strict) and the import layers"
+	@echo "make crds   - regenerate crds/, the chart's copy and the chart's values from the models"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,9 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check operator runtime tests benchmarks
+	$(BIN)/ruff format --check operator runtime tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: venv lint kube-bins
 	$(BIN)/python -m pytest
@@ -39,7 +41,7 @@ kube-bins: venv
 # apply recipes/vllm-disagg.yaml, wait for Ready, show the result, clean up.
 # `make demo DGD=path/to/dgd.yaml` runs another graph; `make demo KEEP=1` leaves it running.
 demo: venv kube-bins
-	$(BIN)/python -m dgd_operator.demo $(if $(DGD),--dgd $(DGD)) $(if $(KEEP),--keep)
+	$(BIN)/python -m dgd_operator.dev.demo --dgd $(or $(DGD),recipes/vllm-disagg.yaml) $(if $(KEEP),--keep)
 
 test-unit: venv
 	$(BIN)/python -m pytest -m unit
@@ -54,8 +56,10 @@ format: venv
 	$(BIN)/ruff check --fix operator runtime tests benchmarks
 	$(BIN)/ruff format operator runtime tests benchmarks
 
+# The generators take their output directories from here; nothing in the package knows the repo.
 crds: venv
-	$(BIN)/python -m dgd_operator.api.crdgen --write
+	$(BIN)/python -m dgd_operator.codegen.crds --write --crd-dir crds --crd-dir charts/dgd-operator/crds
+	$(BIN)/python -m dgd_operator.codegen.chartvalues --write --chart-dir charts/dgd-operator
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

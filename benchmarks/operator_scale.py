@@ -60,8 +60,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from dgd_operator.api.validation import parse_dgd
 from dgd_operator.builders.components import PLANNER_SERVICE_ACCOUNT
 from dgd_operator.builders.graph import build_graph
-from dgd_operator.dev import binaries, processes
-from dgd_operator.dev.controlplane import ControlPlane, free_port
+from dgd_operator.dev import binaries, operator_process
+from dgd_operator.dev.controlplane import ControlPlane
+from dgd_operator.dev.operator_process import OperatorProcess, OperatorStartError
 from dgd_operator.kube import Credentials, resource_kind
 from dgd_operator.reconcile.controller import shared_account_objects
 from dgd_operator.reconcile.readiness import deployment_readiness
@@ -73,7 +74,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_DGD_NAME = "nvidia.com/dynamo-graph-deployment-name"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}=dgd-operator"
 META_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-META_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+META_LIST_ACCEPT = (
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+)
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 OPERATOR_WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 # Resources nobody but the operator (and this benchmark, before a window opens) writes.
@@ -110,14 +113,18 @@ def bench_dgd(name: str, namespace: str) -> dict[str, Any]:
                     "subComponentType": "decode",
                     "replicas": 1,
                     "resources": gpu,
-                    "extraPodSpec": main("dynamo.vllm", "--model", "Qwen/Qwen3-0.6B", "--is-decode-worker"),
+                    "extraPodSpec": main(
+                        "dynamo.vllm", "--model", "Qwen/Qwen3-0.6B", "--is-decode-worker"
+                    ),
                 },
                 "VllmPrefillWorker": {
                     "componentType": "worker",
                     "subComponentType": "prefill",
                     "replicas": 1,
                     "resources": gpu,
-                    "extraPodSpec": main("dynamo.vllm", "--model", "Qwen/Qwen3-0.6B", "--is-prefill-worker"),
+                    "extraPodSpec": main(
+                        "dynamo.vllm", "--model", "Qwen/Qwen3-0.6B", "--is-prefill-worker"
+                    ),
                 },
                 "Planner": {
                     "componentType": "planner",
@@ -190,7 +197,9 @@ class Api:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 base_url=self._credentials.server.rstrip("/"),
-                connector=aiohttp.TCPConnector(ssl=self._credentials.ssl_context(), limit=self._limit),
+                connector=aiohttp.TCPConnector(
+                    ssl=self._credentials.ssl_context(), limit=self._limit
+                ),
                 headers={**self._credentials.headers(), "User-Agent": "dgd-bench"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             )
@@ -265,7 +274,9 @@ class Api:
                             if obj.get("code") == 410:
                                 gone = True
                                 break
-                            raise ApiFailureError(int(obj.get("code", 500)), "WATCH", path, str(obj))
+                            raise ApiFailureError(
+                                int(obj.get("code", 500)), "WATCH", path, str(obj)
+                            )
                         version = (obj.get("metadata") or {}).get("resourceVersion", version)
                         if event.get("type") != "BOOKMARK":
                             yield str(event["type"]), obj
@@ -315,7 +326,11 @@ async def apiserver_counts(api: Api) -> Counts:
         for sample in family.samples:
             if sample.name.endswith("_total"):
                 labels = sample.labels
-                key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+                key = (
+                    labels.get("verb", ""),
+                    labels.get("resource", ""),
+                    labels.get("subresource", ""),
+                )
                 counts[key] += sample.value
     return dict(counts)
 
@@ -334,7 +349,11 @@ def mean_latency_ms(counts: Counts) -> dict[str, float]:
 def delta(before: Counts, after: Counts) -> Counts:
     """Non-zero differences ``after - before``."""
     keys = set(before) | set(after)
-    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k, 0.0) != before.get(k, 0.0)}
+    return {
+        k: after.get(k, 0.0) - before.get(k, 0.0)
+        for k in keys
+        if after.get(k, 0.0) != before.get(k, 0.0)
+    }
 
 
 def by_verb(counts: Counts, verbs: frozenset[str] | None = None) -> dict[str, int]:
@@ -411,60 +430,22 @@ async def operator_metrics(session: aiohttp.ClientSession, url: str) -> Operator
 # ------------------------------------------------------------------------------------ operator
 
 
-@dataclass
-class OperatorProc:
-    """`dgd operator` as our child process."""
-
-    proc: processes.ManagedProcess
-    run_dir: Path
-    metrics_url: str
-    health_url: str
-
-    def peak_rss_mb(self) -> float:
-        """VmHWM (peak resident set) of the operator process, in MiB."""
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        return 0.0
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL; waits until it is gone."""
-        processes.stop(self.proc, self.run_dir)
-
-
 async def start_operator(
-    work: Path, kubeconfig: Path, namespace: str, workers: int, session: aiohttp.ClientSession, tag: str
-) -> OperatorProc:
-    """Start `dgd operator` for ``namespace`` and wait until its health endpoint answers."""
-    metrics_port, health_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DGD_")}
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    env.update(
-        KUBECONFIG=str(kubeconfig),
-        DGD_WATCH_NAMESPACES=namespace,
-        DGD_WORKERS=str(workers),
-        DGD_METRICS_PORT=str(metrics_port),
-        DGD_HEALTH_PORT=str(health_port),
-        DGD_BIND_ADDRESS="127.0.0.1",
-        PYTHONUNBUFFERED="1",
-    )
-    script = Path(sys.executable).parent / "dgd"
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "dgd_operator"]
-    proc = processes.spawn(
-        f"dgd-operator-{tag}", [*argv, "operator"], log=work / f"operator-{tag}.log", pid_dir=work, env=env
-    )
-    op = OperatorProc(proc, work, f"http://127.0.0.1:{metrics_port}/metrics", f"http://127.0.0.1:{health_port}/healthz")
-    deadline = time.monotonic() + 60
-    while True:
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(op.health_url) as resp:
-                if resp.status == 200:
-                    return op
-        if not proc.alive() or time.monotonic() > deadline:
-            op.stop()
-            raise SystemExit(f"the operator did not start; log:\n{processes.tail(proc.log)}")
-        await asyncio.sleep(0.1)
+    work: Path, kubeconfig: Path, namespace: str, workers: int, tag: str
+) -> OperatorProcess:
+    """`dgd operator` for ``namespace`` with ``DGD_WORKERS=workers``, healthy (launched off the loop)."""
+    settings = OperatorSettings(watch_namespaces=(namespace,), workers=workers)
+    try:
+        return await asyncio.to_thread(
+            operator_process.start_operator,
+            kubeconfig,
+            settings,
+            run_dir=work,
+            log_dir=work,
+            name=f"dgd-operator-{tag}",
+        )
+    except OperatorStartError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------ phases
@@ -502,7 +483,9 @@ class Tracker:
         """A DGD changed: is it Ready for its generation?"""
         status = obj.get("status") or {}
         name = str(obj["metadata"]["name"])
-        if status.get("state") == "successful" and status.get("observedGeneration") == obj["metadata"].get("generation"):
+        if status.get("state") == "successful" and status.get("observedGeneration") == obj[
+            "metadata"
+        ].get("generation"):
             self.ready_dgds.add(name)
         else:
             self.ready_dgds.discard(name)
@@ -518,7 +501,10 @@ class Tracker:
             self.ready_deployments.add(name)
         else:
             self.ready_deployments.discard(name)
-        if self.deployments_ready_done is None and len(self.ready_deployments) >= self.expected_deployments:
+        if (
+            self.deployments_ready_done is None
+            and len(self.ready_deployments) >= self.expected_deployments
+        ):
             self.deployments_ready_done = self.now()
         self.changed.set()
 
@@ -528,12 +514,16 @@ def child_kinds(sample: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((o["apiVersion"], o["kind"]) for o in sample))
 
 
-async def run_watchers(api: Api, namespace: str, kinds: list[tuple[str, str]], tracker: Tracker, *, dgds: bool) -> list[asyncio.Task[None]]:
+async def run_watchers(
+    api: Api, namespace: str, kinds: list[tuple[str, str]], tracker: Tracker, *, dgds: bool
+) -> list[asyncio.Task[None]]:
     """Start watch tasks feeding ``tracker`` (children by metadata; DGDs or Deployments in full)."""
 
     async def children(api_version: str, kind: str) -> None:
         path = resource_kind(api_version, kind).collection_path(namespace)
-        async for etype, obj in api.watch(path, {"labelSelector": MANAGED_SELECTOR}, metadata_only=True):
+        async for etype, obj in api.watch(
+            path, {"labelSelector": MANAGED_SELECTOR}, metadata_only=True
+        ):
             if etype != "DELETED":
                 tracker.child_seen(kind, obj["metadata"]["name"])
 
@@ -565,7 +555,9 @@ async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
-async def wait_until(tracker: Tracker, done: Callable[[], bool], timeout: float, what: str, report: Callable[[], str]) -> None:
+async def wait_until(
+    tracker: Tracker, done: Callable[[], bool], timeout: float, what: str, report: Callable[[], str]
+) -> None:
     """Wait for ``done()``, printing progress every few seconds; SystemExit on timeout or when a
     watch task died."""
     deadline = time.monotonic() + timeout
@@ -586,7 +578,11 @@ async def wait_until(tracker: Tracker, done: Callable[[], bool], timeout: float,
 
 async def create_namespace(api: Api, name: str) -> None:
     """Create a namespace and wait for its default ServiceAccount (pods need it)."""
-    await api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name, "labels": {"dgd.dev/bench": "true"}}})
+    await api.request(
+        "POST",
+        "/api/v1/namespaces",
+        body={"metadata": {"name": name, "labels": {"dgd.dev/bench": "true"}}},
+    )
     for _ in range(300):
         try:
             await api.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
@@ -600,7 +596,9 @@ async def delete_namespace(api: Api, name: str, timeout: float) -> float | None:
     """Delete a namespace; seconds until it is gone (None when it outlived ``timeout``)."""
     began = time.monotonic()
     with contextlib.suppress(ApiFailureError):
-        await api.request("DELETE", f"/api/v1/namespaces/{name}", body={"propagationPolicy": "Background"})
+        await api.request(
+            "DELETE", f"/api/v1/namespaces/{name}", body={"propagationPolicy": "Background"}
+        )
     while time.monotonic() - began < timeout:
         try:
             await api.request("GET", f"/api/v1/namespaces/{name}")
@@ -611,7 +609,13 @@ async def delete_namespace(api: Api, name: str, timeout: float) -> float | None:
     return None
 
 
-async def create_dgds(api: Api, namespace: str, names: list[str], concurrency: int, on_created: Callable[[dict[str, Any]], None] | None = None) -> None:
+async def create_dgds(
+    api: Api,
+    namespace: str,
+    names: list[str],
+    concurrency: int,
+    on_created: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
     """Create the benchmark DGDs, ``concurrency`` requests in flight."""
     gate = asyncio.Semaphore(concurrency)
 
@@ -635,7 +639,15 @@ class PhaseResult:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-async def floor_phase(api: Api, namespace: str, names: list[str], args: argparse.Namespace, kinds: list[tuple[str, str]], per_dgd: int, pids: Mapping[str, int]) -> PhaseResult:
+async def floor_phase(
+    api: Api,
+    namespace: str,
+    names: list[str],
+    args: argparse.Namespace,
+    kinds: list[tuple[str, str]],
+    per_dgd: int,
+    pids: Mapping[str, int],
+) -> PhaseResult:
     """Plain client: create each DGD and, right after, its rendered children (``workers`` at a time)."""
     options = OperatorSettings().to_build_options()
     tracker = Tracker(expected_children=per_dgd * len(names), expected_dgds=len(names))
@@ -665,21 +677,37 @@ async def floor_phase(api: Api, namespace: str, names: list[str], args: argparse
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     await wait_until(
-        tracker, lambda: tracker.children_done is not None, args.timeout, "all floor children",
+        tracker,
+        lambda: tracker.children_done is not None,
+        args.timeout,
+        "all floor children",
         lambda: f"children {len(tracker.children)}/{tracker.expected_children}",
     )
     await wait_until(
-        tracker, lambda: tracker.deployments_ready_done is not None, args.timeout, "floor Deployments ready",
-        lambda: f"deployments ready {len(tracker.ready_deployments)}/{tracker.expected_deployments}",
+        tracker,
+        lambda: tracker.deployments_ready_done is not None,
+        args.timeout,
+        "floor Deployments ready",
+        lambda: (
+            f"deployments ready {len(tracker.ready_deployments)}/{tracker.expected_deployments}"
+        ),
     )
     cpu = cpu_delta(cpu_before, cpu_snapshot(pids))
     after = await apiserver_counts(api)
     await stop_tasks(tasks)
     assert tracker.children_done is not None and tracker.deployments_ready_done is not None
-    return PhaseResult(tracker.children_done, tracker.deployments_ready_done, delta(before, after), cpu=cpu)
+    return PhaseResult(
+        tracker.children_done, tracker.deployments_ready_done, delta(before, after), cpu=cpu
+    )
 
 
-async def settle(op: OperatorProc, session: aiohttp.ClientSession, minimum_reconciles: float, quiet: float = 2.0, timeout: float = 300.0) -> OperatorMetrics:
+async def settle(
+    op: OperatorProcess,
+    session: aiohttp.ClientSession,
+    minimum_reconciles: float,
+    quiet: float = 2.0,
+    timeout: float = 300.0,
+) -> OperatorMetrics:
     """Wait until the operator has done ``minimum_reconciles`` and its counters stop moving."""
     deadline = time.monotonic() + timeout
     last = await operator_metrics(session, op.metrics_url)
@@ -695,7 +723,17 @@ async def settle(op: OperatorProc, session: aiohttp.ClientSession, minimum_recon
     raise SystemExit(f"the operator did not settle in {timeout:g}s (reconciles {last.reconciles})")
 
 
-async def operator_phase(api: Api, op: OperatorProc, session: aiohttp.ClientSession, namespace: str, names: list[str], args: argparse.Namespace, kinds: list[tuple[str, str]], per_dgd: int, pids: Mapping[str, int]) -> PhaseResult:
+async def operator_phase(
+    api: Api,
+    op: OperatorProcess,
+    session: aiohttp.ClientSession,
+    namespace: str,
+    names: list[str],
+    args: argparse.Namespace,
+    kinds: list[tuple[str, str]],
+    per_dgd: int,
+    pids: Mapping[str, int],
+) -> PhaseResult:
     """Create the DGDs and let the operator do the rest."""
     tracker = Tracker(expected_children=per_dgd * len(names), expected_dgds=len(names))
     tasks = await run_watchers(api, namespace, kinds, tracker, dgds=True)
@@ -707,11 +745,19 @@ async def operator_phase(api: Api, op: OperatorProc, session: aiohttp.ClientSess
     tracker.began = time.monotonic()
     await create_dgds(api, namespace, names, args.create_concurrency)
     await wait_until(
-        tracker, lambda: tracker.children_done is not None, args.timeout, "all children",
-        lambda: f"children {len(tracker.children)}/{tracker.expected_children}, DGDs ready {len(tracker.ready_dgds)}/{len(names)}",
+        tracker,
+        lambda: tracker.children_done is not None,
+        args.timeout,
+        "all children",
+        lambda: (
+            f"children {len(tracker.children)}/{tracker.expected_children}, DGDs ready {len(tracker.ready_dgds)}/{len(names)}"
+        ),
     )
     await wait_until(
-        tracker, lambda: tracker.ready_done is not None, args.timeout, "every DGD Ready",
+        tracker,
+        lambda: tracker.ready_done is not None,
+        args.timeout,
+        "every DGD Ready",
         lambda: f"DGDs ready {len(tracker.ready_dgds)}/{len(names)}",
     )
     cpu = cpu_delta(cpu_before, cpu_snapshot(pids))
@@ -721,20 +767,38 @@ async def operator_phase(api: Api, op: OperatorProc, session: aiohttp.ClientSess
     after = await apiserver_counts(api)
     await stop_tasks(tasks)
     assert tracker.children_done is not None and tracker.ready_done is not None
-    return PhaseResult(tracker.children_done, tracker.ready_done, delta(before, after), op_after.minus(op_before), cpu)
+    return PhaseResult(
+        tracker.children_done,
+        tracker.ready_done,
+        delta(before, after),
+        op_after.minus(op_before),
+        cpu,
+    )
 
 
 # ------------------------------------------------------------------------------------ profiling
 
 
-def start_profiler(op: OperatorProc, out: Path) -> subprocess.Popen[bytes] | None:
+def start_profiler(op: OperatorProcess, out: Path) -> subprocess.Popen[bytes] | None:
     """Attach py-spy (if installed) to the operator, recording collapsed stacks."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         print("  (py-spy not installed: `pip install py-spy` to profile)")
         return None
     return subprocess.Popen(
-        [spy, "record", "--pid", str(op.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking", "-o", str(out)],
+        [
+            spy,
+            "record",
+            "--pid",
+            str(op.proc.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -792,15 +856,19 @@ def verdict(ok: bool | None) -> str:
     return "n/a " if ok is None else ("PASS" if ok else "FAIL")
 
 
-async def bench(args: argparse.Namespace, kubeconfig: Path, work: Path, pids: Mapping[str, int]) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace, kubeconfig: Path, work: Path, pids: Mapping[str, int]
+) -> dict[str, Any]:
     """All phases; returns the results dictionary."""
     api = Api(credentials_from_kubeconfig(kubeconfig))
     local = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    op: OperatorProc | None = None
+    op: OperatorProcess | None = None
     suffix = uuid.uuid4().hex[:5]
     floor_ns, op_ns = f"bench-floor-{suffix}", f"bench-op-{suffix}"
     names = dgd_names(args.dgds)
-    sample = build_graph(parse_dgd(bench_dgd("x", op_ns)), op_ns, OperatorSettings().to_build_options())
+    sample = build_graph(
+        parse_dgd(bench_dgd("x", op_ns)), op_ns, OperatorSettings().to_build_options()
+    )
     per_dgd = len(sample)
     kinds = child_kinds(sample)
     result: dict[str, Any] = {
@@ -812,21 +880,33 @@ async def bench(args: argparse.Namespace, kubeconfig: Path, work: Path, pids: Ma
         "create_concurrency": args.create_concurrency,
     }
     try:
-        print(f"floor: plain client, {args.dgds} DGDs x {per_dgd} children, {args.workers} at a time ({floor_ns})", flush=True)
+        print(
+            f"floor: plain client, {args.dgds} DGDs x {per_dgd} children, {args.workers} at a time ({floor_ns})",
+            flush=True,
+        )
         await create_namespace(api, floor_ns)
         floor = await floor_phase(api, floor_ns, names, args, kinds, per_dgd, pids)
-        print(f"  all children exist after {floor.children_s:.2f}s; all Deployments ready after {floor.ready_s:.2f}s", flush=True)
+        print(
+            f"  all children exist after {floor.children_s:.2f}s; all Deployments ready after {floor.ready_s:.2f}s",
+            flush=True,
+        )
         gone = await delete_namespace(api, floor_ns, args.timeout)
         gone_text = f"{gone:.1f}s" if gone is not None else "still terminating"
         print(f"  floor namespace deleted ({gone_text})", flush=True)
 
-        print(f"operator: {args.dgds} DGDs created at once (DGD_WORKERS={args.workers}) ({op_ns})", flush=True)
+        print(
+            f"operator: {args.dgds} DGDs created at once (DGD_WORKERS={args.workers}) ({op_ns})",
+            flush=True,
+        )
         await create_namespace(api, op_ns)
-        op = await start_operator(work, kubeconfig, op_ns, args.workers, local, "1")
+        op = await start_operator(work, kubeconfig, op_ns, args.workers, "1")
         rss_start = op.peak_rss_mb()
         run = await operator_phase(api, op, local, op_ns, names, args, kinds, per_dgd, pids)
         assert run.operator is not None
-        print(f"  all children exist after {run.children_s:.2f}s; every DGD Ready after {run.ready_s:.2f}s", flush=True)
+        print(
+            f"  all children exist after {run.children_s:.2f}s; every DGD Ready after {run.ready_s:.2f}s",
+            flush=True,
+        )
 
         print(f"steady state: {args.steady_seconds:g}s", flush=True)
         steady_api_before = await apiserver_counts(api)
@@ -836,11 +916,14 @@ async def bench(args: argparse.Namespace, kubeconfig: Path, work: Path, pids: Ma
         steady_api = delta(steady_api_before, await apiserver_counts(api))
         rss_peak = op.peak_rss_mb()
 
-        print("restart: stop the operator, start it again, wait until it has resumed every DGD", flush=True)
+        print(
+            "restart: stop the operator, start it again, wait until it has resumed every DGD",
+            flush=True,
+        )
         op.stop()
         restart_api_before = await apiserver_counts(api)
         began = time.monotonic()
-        op = await start_operator(work, kubeconfig, op_ns, args.workers, local, "2")
+        op = await start_operator(work, kubeconfig, op_ns, args.workers, "2")
         resumed = await settle(op, local, len(names), quiet=3.0)
         resume_s = time.monotonic() - began
         restart_api = delta(restart_api_before, await apiserver_counts(api))
@@ -873,13 +956,23 @@ async def bench(args: argparse.Namespace, kubeconfig: Path, work: Path, pids: Ma
         event_writes_per_dgd=event_writes / args.dgds,
         object_writes_per_dgd=(creation_writes - event_writes) / args.dgds,
         operator_writes_by_request=run.operator.writes(),
-        operator_reads_by_verb={v: int(n) for (v, _r), n in run.operator.requests.items() if v not in OPERATOR_WRITE_VERBS and n},
+        operator_reads_by_verb={
+            v: int(n)
+            for (v, _r), n in run.operator.requests.items()
+            if v not in OPERATOR_WRITE_VERBS and n
+        },
         operator_reconciles=run.operator.reconciles,
         operator_reconcile_seconds_total=run.operator.reconcile_seconds,
         apiserver_by_verb={"floor": by_verb(floor.apiserver), "operator": by_verb(run.apiserver)},
         cpu_seconds={"floor": floor.cpu, "operator": run.cpu},
-        apiserver_mean_latency_ms={"floor": mean_latency_ms(floor.apiserver), "operator": mean_latency_ms(run.apiserver)},
-        apiserver_operator_only_writes={"floor": operator_only_writes(floor.apiserver), "operator": operator_only_writes(run.apiserver)},
+        apiserver_mean_latency_ms={
+            "floor": mean_latency_ms(floor.apiserver),
+            "operator": mean_latency_ms(run.apiserver),
+        },
+        apiserver_operator_only_writes={
+            "floor": operator_only_writes(floor.apiserver),
+            "operator": operator_only_writes(run.apiserver),
+        },
         steady_seconds=args.steady_seconds,
         steady_state_writes=steady.total_writes(),
         steady_state_writes_by_request=steady.writes(),
@@ -902,53 +995,107 @@ def print_report(r: dict[str, Any]) -> None:
     """The human summary: a table and PASS/FAIL per target."""
     n, per = r["dgds"], r["children_per_dgd"]
     print()
-    print(f"operator_scale: {n} DGDs x {r['services_per_dgd']} services ({per} children each), workers={r['workers']}")
+    print(
+        f"operator_scale: {n} DGDs x {r['services_per_dgd']} services ({per} children each), workers={r['workers']}"
+    )
     print(f"  {'':32}{'floor':>10}{'operator':>10}{'ratio':>8}")
-    print(f"  {'all children exist (s)':32}{r['floor_children_s']:10.2f}{r['operator_children_s']:10.2f}{r['ratio_to_floor']:8.2f}")
-    print(f"  {'all Ready (s)':32}{r['floor_ready_s']:10.2f}{r['operator_ready_s']:10.2f}{r['ratio_to_floor_ready']:8.2f}")
+    print(
+        f"  {'all children exist (s)':32}{r['floor_children_s']:10.2f}{r['operator_children_s']:10.2f}{r['ratio_to_floor']:8.2f}"
+    )
+    print(
+        f"  {'all Ready (s)':32}{r['floor_ready_s']:10.2f}{r['operator_ready_s']:10.2f}{r['ratio_to_floor_ready']:8.2f}"
+    )
     fv, ov = r["apiserver_by_verb"]["floor"], r["apiserver_by_verb"]["operator"]
     for verb in sorted(set(fv) | set(ov), key=lambda v: -(ov.get(v, 0) + fv.get(v, 0))):
-        print(f"  {'API server ' + verb + ' (cluster-wide)':32}{fv.get(verb, 0):10d}{ov.get(verb, 0):10d}")
+        print(
+            f"  {'API server ' + verb + ' (cluster-wide)':32}{fv.get(verb, 0):10d}{ov.get(verb, 0):10d}"
+        )
     for phase in ("floor", "operator"):
-        latency = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["apiserver_mean_latency_ms"][phase].items()))
+        latency = ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(r["apiserver_mean_latency_ms"][phase].items())
+        )
         print(f"  API server mean latency ms, {phase} phase: {latency}")
     for phase in ("floor", "operator"):
         spent = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_seconds"][phase].items())
         print(f"  CPU seconds, {phase} phase: {spent}")
-    print(f"  operator writes: {r['operator_writes']} ({r['writes_per_dgd']:.2f} per DGD) over {int(r['operator_reconciles'])} reconciles "
-          f"(sum of reconcile wall time {r['operator_reconcile_seconds_total']:.1f}s)")
+    print(
+        f"  operator writes: {r['operator_writes']} ({r['writes_per_dgd']:.2f} per DGD) over {int(r['operator_reconciles'])} reconciles "
+        f"(sum of reconcile wall time {r['operator_reconcile_seconds_total']:.1f}s)"
+    )
     for what, count in r["operator_writes_by_request"].items():
         print(f"    {what:<48}{count:8d}  ({count / n:.2f} per DGD)")
     print(f"  operator reads: {r['operator_reads_by_verb']}")
-    print(f"  steady state ({r['steady_seconds']:g}s): operator writes {r['steady_state_writes']} {r['steady_state_writes_by_request'] or ''}; "
-          f"API server writes on operator-only resources {r['steady_state_apiserver_operator_only_writes'] or 0}")
-    print(f"  restart: resumed {n} DGDs in {r['restart_resume_s']:.2f}s; operator writes {r['restart_writes']} {r['restart_writes_by_request'] or ''}; "
-          f"API server writes on operator-only resources {r['restart_apiserver_operator_only_writes'] or 0}")
-    print(f"  operator peak RSS (VmHWM): {r['peak_rss_mb']:.0f} MiB (at start {r['rss_at_start_mb']:.0f} MiB; "
-          f"first run {r['rss_first_run_mb']:.0f} MiB, after restart {r['rss_after_restart_mb']:.0f} MiB)")
+    print(
+        f"  steady state ({r['steady_seconds']:g}s): operator writes {r['steady_state_writes']} {r['steady_state_writes_by_request'] or ''}; "
+        f"API server writes on operator-only resources {r['steady_state_apiserver_operator_only_writes'] or 0}"
+    )
+    print(
+        f"  restart: resumed {n} DGDs in {r['restart_resume_s']:.2f}s; operator writes {r['restart_writes']} {r['restart_writes_by_request'] or ''}; "
+        f"API server writes on operator-only resources {r['restart_apiserver_operator_only_writes'] or 0}"
+    )
+    print(
+        f"  operator peak RSS (VmHWM): {r['peak_rss_mb']:.0f} MiB (at start {r['rss_at_start_mb']:.0f} MiB; "
+        f"first run {r['rss_first_run_mb']:.0f} MiB, after restart {r['rss_after_restart_mb']:.0f} MiB)"
+    )
     print("targets:")
-    print(f"  {verdict(r['ratio_to_floor'] <= TARGET_RATIO)}  time to all children / floor = {r['ratio_to_floor']:.2f} (<= {TARGET_RATIO})")
-    print(f"  {verdict(r['ratio_to_floor_ready'] <= TARGET_RATIO)}  time to all Ready / floor = {r['ratio_to_floor_ready']:.2f} (<= {TARGET_RATIO})")
-    print(f"  {verdict(r['writes_per_dgd'] <= per + TARGET_EXTRA_WRITES)}  writes per DGD creation = {r['writes_per_dgd']:.2f} (<= children + {TARGET_EXTRA_WRITES} = {per + TARGET_EXTRA_WRITES})")
-    print(f"        of which Events {r['event_writes_per_dgd']:.2f} and object/status writes "
-          f"{r['object_writes_per_dgd']:.2f} per DGD")
-    print(f"  {verdict(r['steady_state_writes'] == 0 and not r['steady_state_apiserver_operator_only_writes'])}  zero writes in steady state ({r['steady_state_writes']})")
-    print(f"  {verdict(r['restart_writes'] == 0 and not r['restart_apiserver_operator_only_writes'])}  zero writes after restart ({r['restart_writes']})")
+    print(
+        f"  {verdict(r['ratio_to_floor'] <= TARGET_RATIO)}  time to all children / floor = {r['ratio_to_floor']:.2f} (<= {TARGET_RATIO})"
+    )
+    print(
+        f"  {verdict(r['ratio_to_floor_ready'] <= TARGET_RATIO)}  time to all Ready / floor = {r['ratio_to_floor_ready']:.2f} (<= {TARGET_RATIO})"
+    )
+    print(
+        f"  {verdict(r['writes_per_dgd'] <= per + TARGET_EXTRA_WRITES)}  writes per DGD creation = {r['writes_per_dgd']:.2f} (<= children + {TARGET_EXTRA_WRITES} = {per + TARGET_EXTRA_WRITES})"
+    )
+    print(
+        f"        of which Events {r['event_writes_per_dgd']:.2f} and object/status writes "
+        f"{r['object_writes_per_dgd']:.2f} per DGD"
+    )
+    print(
+        f"  {verdict(r['steady_state_writes'] == 0 and not r['steady_state_apiserver_operator_only_writes'])}  zero writes in steady state ({r['steady_state_writes']})"
+    )
+    print(
+        f"  {verdict(r['restart_writes'] == 0 and not r['restart_apiserver_operator_only_writes'])}  zero writes after restart ({r['restart_writes']})"
+    )
     rss_ok = r["peak_rss_mb"] <= TARGET_RSS_MB if n >= TARGET_RSS_AT else None
-    note = "" if n >= TARGET_RSS_AT else f" (target is at {TARGET_RSS_AT} DGDs; run --dgds {TARGET_RSS_AT})"
-    print(f"  {verdict(rss_ok)}  peak RSS = {r['peak_rss_mb']:.0f} MiB (<= {TARGET_RSS_MB:g} MiB at {TARGET_RSS_AT} DGDs){note}")
+    note = (
+        ""
+        if n >= TARGET_RSS_AT
+        else f" (target is at {TARGET_RSS_AT} DGDs; run --dgds {TARGET_RSS_AT})"
+    )
+    print(
+        f"  {verdict(rss_ok)}  peak RSS = {r['peak_rss_mb']:.0f} MiB (<= {TARGET_RSS_MB:g} MiB at {TARGET_RSS_AT} DGDs){note}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit code 0 unless it could not run."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--dgds", type=int, default=200, help="DGDs to create (default 200)")
-    parser.add_argument("--steady-seconds", type=float, default=60.0, help="steady-state window (default 60)")
-    parser.add_argument("--workers", type=int, default=OperatorSettings().workers, help="DGD_WORKERS, and the floor's concurrency (default: the operator's default)")
-    parser.add_argument("--create-concurrency", type=int, default=32, help="DGD creates in flight (default 32)")
-    parser.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local control plane")
-    parser.add_argument("--timeout", type=float, default=900.0, help="per-wait timeout in seconds (default 900)")
-    parser.add_argument("--profile", type=Path, metavar="OUT", help="py-spy the operator during creation (collapsed stacks to OUT)")
+    parser.add_argument(
+        "--steady-seconds", type=float, default=60.0, help="steady-state window (default 60)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=OperatorSettings().workers,
+        help="DGD_WORKERS, and the floor's concurrency (default: the operator's default)",
+    )
+    parser.add_argument(
+        "--create-concurrency", type=int, default=32, help="DGD creates in flight (default 32)"
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="use this cluster instead of starting a local control plane"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="per-wait timeout in seconds (default 900)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="OUT",
+        help="py-spy the operator during creation (collapsed stacks to OUT)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -960,17 +1107,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bins = binaries.find()
             if bins is None:
-                print("Kubernetes binaries are not built: run `make kube-bins` first", file=sys.stderr)
+                print(
+                    "Kubernetes binaries are not built: run `make kube-bins` first", file=sys.stderr
+                )
                 return 1
             pods = 4 * args.dgds
             nodes = max(2, math.ceil(1.5 * pods / 100))
             gpus = max(8, math.ceil(1.5 * 2 * args.dgds / nodes))
-            plane = ControlPlane(work / "cp", binaries=bins, nodes=nodes, gpus_per_node=gpus, kubelet="process")
+            plane = ControlPlane(
+                work / "cp", binaries=bins, nodes=nodes, gpus_per_node=gpus, kubelet="process"
+            )
             began = time.monotonic()
             plane.start(timeout=180)
             plane.install_crds()
             kubeconfig = plane.kubeconfig
-            print(f"local control plane: {nodes} simulated nodes x {gpus} GPUs, up in {time.monotonic() - began:.1f}s", flush=True)
+            print(
+                f"local control plane: {nodes} simulated nodes x {gpus} GPUs, up in {time.monotonic() - began:.1f}s",
+                flush=True,
+            )
         pids = {"benchmark": os.getpid()}
         if plane is not None:
             pids.update({proc.name: proc.pid for proc in plane.processes()})

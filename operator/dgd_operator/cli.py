@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "render",
     "dev",
+    "demo",
     "operator",
     "serve",
 )
@@ -35,6 +36,7 @@ examples:
   dgd validate graph.yaml            check a DGD offline, one line per problem
   dgd render graph.yaml -n prod      print every object the operator would create
   dgd dev up                         start a local control plane with simulated GPU nodes
+  dgd demo                           run a graph end to end on a local cluster, then clean up
   dgd serve graph.yaml               run the graph locally with the mock engine
 
 Run `dgd COMMAND --help` for the options of each command.

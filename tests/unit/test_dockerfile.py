@@ -139,6 +139,32 @@ def test_healthcheck_uses_stdlib_on_the_charts_health_port(stages: list[Stage]) 
     assert f"DGD_HEALTH_PORT={chart_values['health']['port']}" in env
 
 
+def test_image_environment_is_the_operators_defaults(stages: list[Stage]) -> None:
+    from dgd_operator.settings import load_settings, settings_fields, to_environ
+
+    env = dict(
+        item.split("=", 1)
+        for args in stages[-1].args_of("ENV")
+        for item in args.split()
+        if item.startswith("DGD_")
+    )
+    assert env, "the HEALTHCHECK needs DGD_HEALTH_PORT in the image environment"
+    assert set(env) <= {s.variable for s in settings_fields()}
+    # Set for the HEALTHCHECK's sake only: the values change nothing the operator would do.
+    assert to_environ(load_settings(env)) == {}
+
+
+def test_operator_extra_has_no_official_kubernetes_client() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert not [d for d in extras["operator"] if re.match(r"kubernetes\b(?!-)", d)]
+    product = ROOT / "operator" / "dgd_operator"
+    for path in product.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(import kubernetes\b|from kubernetes\b)", text, re.M), path
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     """Docker's rule: the last matching pattern wins; `!` re-includes."""
     ignored = False

@@ -2,7 +2,9 @@
 
 The fake kubelet, CRD installation and readiness checks work on plain JSON dicts. Keeping them off
 the generated kubernetes client avoids its import cost and its (slow, untyped) model
-deserialisation; the operator itself still uses the real client through ``dgd_operator.kube``.
+deserialisation. This synchronous client serves the development tools (control plane, simulated
+kubelet, demo); the operator has its own asynchronous ``KubeClient``. Those are the project's two
+clients.
 """
 
 from __future__ import annotations
