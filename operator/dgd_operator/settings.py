@@ -205,8 +205,8 @@ def _settings(cls: type[Any], prefix: str, path: tuple[str, ...]) -> Iterator[Se
             continue
         kind = hints[item.name]
         variable = prefix + item.name.upper()
-        if dataclasses.is_dataclass(kind):
-            yield from _settings(kind, variable + "_", (*path, item.name))  # type: ignore[arg-type]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            yield from _settings(kind, variable + "_", (*path, item.name))
             continue
         default = (
             item.default_factory()
