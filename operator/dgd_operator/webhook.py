@@ -34,11 +34,8 @@ from typing import Any, Literal
 import kopf
 from pydantic import ValidationError
 
-from dgd_operator.api.models import (
-    API_GROUP,
-    DynamoGraphDeployment,
-    DynamoGraphDeploymentScalingAdapter,
-)
+from dgd_operator.api.constants import API_GROUP
+from dgd_operator.api.models import DynamoGraphDeployment, DynamoGraphDeploymentScalingAdapter
 from dgd_operator.api.validation import Problem, update_problems, validate_dgd
 from dgd_operator.settings import SettingsError
 

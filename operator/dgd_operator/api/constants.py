@@ -14,7 +14,8 @@ from typing import Final
 # --- API group, versions, kinds, plurals -------------------------------------------------------
 API_GROUP: Final = "nvidia.com"
 API_VERSION: Final = "v1alpha1"
-GROUP_VERSION: Final = f"{API_GROUP}/{API_VERSION}"
+# `<group>/<version>`, spelled out so type checkers see the literal the models declare.
+GROUP_VERSION: Final = "nvidia.com/v1alpha1"
 
 DGD_KIND: Final = "DynamoGraphDeployment"
 DGD_PLURAL: Final = "dynamographdeployments"

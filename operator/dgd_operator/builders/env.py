@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dgd_operator.builders.components import component_defaults
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-    from dgd_operator.builders.options import BuildOptions
+from dgd_operator.builders.context import ServiceContext
+from dgd_operator.builders.options import BuildOptions
 
 EnvVar = dict[str, Any]
 
