@@ -10,6 +10,7 @@ from dgd_operator.api.engine_args import (
     container_parallelism,
     engine_argv,
     launch_parallelism,
+    option_value,
     parse_parallelism,
     vllm_multinode_mode,
 )
@@ -195,3 +196,29 @@ def test_short_dp_on_two_8_gpu_nodes_splits_ranks_without_repeating_the_total() 
         and leader[leader.index("--data-parallel-size-local") + 1] == "8"
     )
     assert "--data-parallel-size" not in leader  # the engine already reads `-dp 16`
+
+
+@pytest.mark.parametrize(
+    ("backend", "argv", "flags", "expected"),
+    [
+        (
+            "vllm",
+            ["--model", "a", "--served-model-name=b"],
+            ("--served-model-name", "--model"),
+            "b",
+        ),
+        ("vllm", ["--served_model_name", "b"], ("--served-model-name",), "b"),
+        (
+            "sglang",
+            ["--model-path", "p", "--disaggregation-mode", "prefill"],
+            ("--disaggregation-mode",),
+            "prefill",
+        ),
+        ("sglang", ["--disaggregation_mode", "prefill"], ("--disaggregation-mode",), None),
+        ("vllm", ["--model"], ("--model",), None),
+    ],
+)
+def test_option_value(
+    backend: str, argv: list[str], flags: tuple[str, ...], expected: str | None
+) -> None:
+    assert option_value(argv, backend, *flags) == expected

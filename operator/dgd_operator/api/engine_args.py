@@ -1,8 +1,8 @@
 """What an engine invocation says: which engine, how many GPUs per pod, which parallelism.
 
-One parser, read by topology admission (`api.validation.topology`), by the multinode launch
-rules (`builders.backends`) and by `dgd serve`, so that admission and injection can never
-disagree about what a command line means.
+One parser, read by topology admission (`api.validation.topology`) and by the multinode launch
+rules (`builders.backends`), so that admission and injection can never disagree about what a
+command line means; `dgd serve` reads its options with `option_value`.
 
 Spellings follow what each engine's own argument parser accepts:
 
@@ -319,6 +319,25 @@ def parse_parallelism(tokens: Sequence[str], backend: str) -> Parallelism:
             continue
         values[spellings[flag]] = FlagValue(int(raw) if raw.isdigit() else None, spelled)
     return Parallelism(values, frozenset(found_switches), config_file)
+
+
+def option_value(tokens: Sequence[str], backend: str, *flags: str) -> str | None:
+    """The value of any of `flags` (`--flag v` or `--flag=v`, last one wins), else None.
+
+    For the options `dgd serve` reads besides parallelism (`--model`, `--served-model-name`,
+    `--disaggregation-mode`, ...), with the same spelling rules as the parallelism flags.
+    """
+    wanted = {_normalise(flag, backend) for flag in flags}
+    found: str | None = None
+    for index, token in enumerate(tokens):
+        name, has_inline, inline = token.partition("=")
+        if _normalise(name, backend) not in wanted:
+            continue
+        if has_inline:
+            found = inline
+        elif index + 1 < len(tokens):
+            found = tokens[index + 1]
+    return found
 
 
 def container_parallelism(container: Mapping[str, Any], backend: str) -> Parallelism | None:
