@@ -18,7 +18,7 @@ Severity = Literal["error", "warning"]
 class Problem:
     """One error or warning, anchored at a field path such as `spec.services.decode.replicas`.
 
-    Used by validation, topology admission, the builders (`BuildError.problems`) and the
+    Used by validation, topology admission, the builders (`BuildError.problem`) and the
     admission webhook alike.
     """
 

@@ -45,7 +45,9 @@ class LaunchOptions:
     Deliberate differences in both modes, where Dynamo's output would not run: a token
     containing `'` in a line evaluated directly by `sh -c` is not given the `'"'"'` rewrite;
     a shell-form vLLM Ray leader gets the executor flag inside its script instead of after
-    `sh -c <script>`.
+    `sh -c <script>`; vLLM's parallelism is read in every spelling vLLM accepts (`-tp 16`,
+    `--tensor-parallel-size=16`, flags in `command`), where Dynamo reads only spaced long
+    flags in `args` and would start such a graph without its multinode flags.
     """
 
     dynamo_compat: bool = False
