@@ -28,14 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dgd_operator.api import constants
 from dgd_operator.api.models import Resources
 
 Backend = Literal["vllm", "sglang", "trtllm", "noop"]
 """Engine framework of a service; `noop` means no launch rewrite at all."""
 
 FRAMEWORKS: tuple[Backend, ...] = ("vllm", "sglang", "trtllm")
-WORKER_COMPONENT_TYPES = frozenset({"worker", "prefill", "decode"})
-"""The component types that run an engine (the others never get a backend)."""
 
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh"})
 
@@ -70,7 +69,7 @@ def resolve_backend(
     `BackendError` when detection and `backendFramework` disagree ("backend framework
     mismatch"), or when several frameworks are detected and no `backendFramework` decides.
     """
-    if component_type not in WORKER_COMPONENT_TYPES:
+    if component_type not in constants.WORKER_COMPONENT_TYPES:
         return "noop"
     container = main_container or {}
     command = [str(t) for t in container.get("command") or []]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgd_operator.api import constants
 from dgd_operator.api.naming import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
 
 FRONTEND_PORT = 8000
@@ -84,7 +85,7 @@ _WORKER = ComponentDefaults(
 )
 
 _DEFAULTS: dict[str, ComponentDefaults] = {
-    "frontend": ComponentDefaults(
+    constants.COMPONENT_FRONTEND: ComponentDefaults(
         command=("python3",),
         args=("-m", "dynamo.frontend"),
         ports=(_port("http", FRONTEND_PORT),),
@@ -112,10 +113,10 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
             "protocol": "TCP",
         },
     ),
-    "worker": _WORKER,
-    "prefill": _WORKER,
-    "decode": _WORKER,
-    "planner": ComponentDefaults(
+    constants.COMPONENT_WORKER: _WORKER,
+    constants.COMPONENT_PREFILL: _WORKER,
+    constants.COMPONENT_DECODE: _WORKER,
+    constants.COMPONENT_PLANNER: ComponentDefaults(
         ports=(_port("metrics", PLANNER_METRICS_PORT), _port("system", SYSTEM_PORT)),
         env=(
             ("DYN_SYSTEM_PORT", str(SYSTEM_PORT)),
@@ -126,7 +127,7 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
         startup_probe=_WORKER_STARTUP,
         service_account=PLANNER_SERVICE_ACCOUNT,
     ),
-    "epp": ComponentDefaults(
+    constants.COMPONENT_EPP: ComponentDefaults(
         ports=(
             _port("grpc", EPP_GRPC_PORT),
             _port("grpc-health", EPP_HEALTH_PORT),

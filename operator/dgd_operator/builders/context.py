@@ -13,8 +13,6 @@ from dgd_operator.builders.errors import BuildError
 from dgd_operator.builders.labels import service_annotations
 from dgd_operator.builders.options import BuildOptions, DiscoveryBackend
 
-FRONTEND = "frontend"
-
 
 @dataclass(frozen=True)
 class GraphContext:

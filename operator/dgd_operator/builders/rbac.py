@@ -18,7 +18,11 @@ ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 DISCOVERY_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "resources": ["endpoints", "pods"], "verbs": READ_VERBS},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ_VERBS},
-    {"apiGroups": [constants.API_GROUP], "resources": ["dynamoworkermetadatas"], "verbs": ALL_VERBS},
+    {
+        "apiGroups": [constants.API_GROUP],
+        "resources": ["dynamoworkermetadatas"],
+        "verbs": ALL_VERBS,
+    },
 ]
 
 

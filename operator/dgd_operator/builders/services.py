@@ -9,7 +9,7 @@ from dgd_operator.api import constants
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.api.models import IngressSpec, IngressTLS
 from dgd_operator.builders.components import FRONTEND_PORT, component_defaults
-from dgd_operator.builders.context import FRONTEND, ServiceContext
+from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.labels import component_labels, discovery_labels, object_metadata
 
 DEFAULT_HOST_SUFFIX = "local"
@@ -17,7 +17,7 @@ DEFAULT_HOST_SUFFIX = "local"
 
 def needs_component_service(ctx: ServiceContext) -> bool:
     """Frontends always get a Service; every component does under Kubernetes discovery."""
-    return ctx.component_type == FRONTEND or ctx.graph.kube_discovery
+    return ctx.component_type == constants.COMPONENT_FRONTEND or ctx.graph.kube_discovery
 
 
 def component_service_selector(ctx: ServiceContext) -> dict[str, str]:
@@ -53,7 +53,7 @@ def build_component_service(
 
 def effective_ingress(ctx: ServiceContext) -> IngressSpec | None:
     """The frontend's `ingress`, else the operator's default ingress (host = DGD name), else None."""
-    if ctx.component_type != FRONTEND:
+    if ctx.component_type != constants.COMPONENT_FRONTEND:
         return None
     if ctx.spec.ingress is not None:
         return ctx.spec.ingress

@@ -15,7 +15,6 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-KNOWN_COMPONENT_TYPES = ("frontend", "worker", "prefill", "decode", "planner", "epp")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -240,12 +239,12 @@ def deprecation_warnings(dgd: DynamoGraphDeployment) -> Iterator[Problem]:
     for service_name, service in dgd.spec.services.items():
         path = service_path(service_name)
         component_type = service.component_type
-        if component_type and component_type not in KNOWN_COMPONENT_TYPES:
-            close = difflib.get_close_matches(component_type, KNOWN_COMPONENT_TYPES, n=1)
+        if component_type and component_type not in constants.COMPONENT_TYPES:
+            close = difflib.get_close_matches(component_type, constants.COMPONENT_TYPES, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             yield warning(
                 f"{path}.componentType",
-                f"{component_type!r} is not one of {', '.join(KNOWN_COMPONENT_TYPES)}: the "
+                f"{component_type!r} is not one of {', '.join(constants.COMPONENT_TYPES)}: the "
                 f"service runs as a plain container{hint}",
             )
         if service.dynamo_namespace is not None:
