@@ -44,7 +44,7 @@ from dgd_operator.builders.backends.addressing import (
     LwsAddressing,
     MultinodeAddressing,
 )
-from dgd_operator.builders.backends.podspec import launch_scripts_configmap
+from dgd_operator.builders.backends.pod_edits import launch_scripts_configmap
 from dgd_operator.builders.backends.sglang import sglang_launch
 from dgd_operator.builders.backends.trtllm import trtllm_launch
 from dgd_operator.builders.backends.types import BackendResult, LaunchOptions, Role

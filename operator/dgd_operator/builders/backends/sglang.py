@@ -16,7 +16,7 @@ from typing import Any
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
 from dgd_operator.builders.backends.inject import inject_flags_into_container_command
-from dgd_operator.builders.backends.podspec import (
+from dgd_operator.builders.backends.pod_edits import (
     add_wait_for_leader_init,
     launch_scripts_configmap,
     remove_probes,

@@ -18,7 +18,7 @@ from typing import Any
 from dgd_operator.api.engine_args import BackendError
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
-from dgd_operator.builders.backends.podspec import (
+from dgd_operator.builders.backends.pod_edits import (
     add_launch_scripts_volume,
     append_env,
     launch_scripts_configmap,

@@ -36,7 +36,7 @@ from dgd_operator.builders.backends.inject import (
     inject_flags_into_container_command,
     insert_after_framework_token,
 )
-from dgd_operator.builders.backends.podspec import (
+from dgd_operator.builders.backends.pod_edits import (
     add_launch_scripts_volume,
     add_wait_for_leader_init,
     append_env,
