@@ -57,8 +57,8 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT
 from dgd_operator.api.validation import parse_dgd
-from dgd_operator.builders.components import PLANNER_SERVICE_ACCOUNT
 from dgd_operator.builders.graph import build_graph
 from dgd_operator.dev import binaries, operator_process
 from dgd_operator.dev.controlplane import ControlPlane

@@ -23,8 +23,8 @@ import pytest
 from dgd_operator.builders.backends import (
     DgdGroupAddressing,
     LaunchOptions,
-    apply_backend,
     launch_scripts_configmap,
+    with_backend_launch,
 )
 from dgd_runtime.launch.placement import (
     GangNotPlaceableError,
@@ -179,7 +179,7 @@ def test_leader_step_from_configmap_file(ray_cluster: Any, scripts_dir: Path) ->
 def init_command(scripts_dir: Path, port: int, timeout: int) -> str:
     """The worker's init container script, pointed at 127.0.0.1 and the materialised /scripts."""
     container = {"image": "img", "command": ["python3", "-m", "dynamo.sglang"]}
-    result = apply_backend(container, {}, backend="sglang", role="worker", node_count=2, gpus_per_pod=1,
+    result = with_backend_launch(container, {}, backend="sglang", role="worker", node_count=2, gpus_per_pod=1,
                            annotations={}, dgd_name="g", addressing=DgdGroupAddressing("g", "s", 0),
                            options=LaunchOptions(startup_timeout_seconds=timeout))
     (init,) = result.pod_spec["initContainers"]

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from dgd_operator.api.models import Resources
-from dgd_operator.builders.backends import (
-    BackendError,
-    DgdGroupAddressing,
-    apply_backend,
-    gpus_per_pod,
+from dgd_operator.api.engine_args import BackendError, gpus_per_pod, resolve_backend
+from dgd_operator.api.models import ResourceItem, Resources
+from dgd_operator.api.naming import (
     leader_address,
     leader_statefulset_name,
     nodes_service_name,
-    resolve_backend,
     worker_address,
     worker_statefulset_name,
+)
+from dgd_operator.builders.backends import (
+    DgdGroupAddressing,
+    with_backend_launch,
 )
 from dgd_operator.builders.backends.inject import inject_flags_into_container_command
 from dgd_operator.builders.backends.quoting import bash_c_quote, is_python_interpreter, sh_quote
@@ -127,13 +126,15 @@ def test_gpus_per_pod_rules() -> None:
     both = Resources.model_validate({"requests": {"gpu": "2"}, "limits": {"gpu": "4"}})
     assert gpus_per_pod(both, "trtllm") == 2 and gpus_per_pod(both, "vllm") == 4
     assert gpus_per_pod(Resources.model_validate({"requests": {"gpu": "8"}}), "sglang") == 8
-    assert gpus_per_pod(SimpleNamespace(limits=SimpleNamespace(gpu="1.5"), requests=None), "vllm") == 0
+    # The model refuses fractions; a rendered object that skipped validation counts 0 GPUs.
+    fractional = Resources.model_construct(limits=ResourceItem.model_construct(gpu="1.5"))
+    assert gpus_per_pod(fractional, "vllm") == 0
     assert gpus_per_pod(None, "vllm") == 0
 
 
 def test_noop_backend_copies() -> None:
     container = {"command": ["python3", "-m", "dynamo.frontend"]}
-    result = apply_backend(container, {}, backend="noop", role="leader", node_count=3, gpus_per_pod=0, annotations={},
+    result = with_backend_launch(container, {}, backend="noop", role="leader", node_count=3, gpus_per_pod=0, annotations={},
                            dgd_name="d", addressing=DgdGroupAddressing("d", "s", 0))
     assert result.container == container and result.container is not container
 

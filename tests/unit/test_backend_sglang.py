@@ -13,7 +13,7 @@ from dgd_operator.builders.backends import (
     LaunchOptions,
     LwsAddressing,
     MultinodeAddressing,
-    apply_backend,
+    with_backend_launch,
 )
 from dgd_operator.builders.backends.quoting import k8s_to_shell_vars
 from dgd_operator.builders.backends.types import BackendResult, Role
@@ -83,7 +83,7 @@ def run(
     container: dict[str, Any], role: Role, addressing: MultinodeAddressing, *, nodes: int = 2,
     options: LaunchOptions = COMPAT,
 ) -> BackendResult:
-    return apply_backend(
+    return with_backend_launch(
         container, {}, backend="sglang", role=role, node_count=nodes, gpus_per_pod=4, annotations={},
         dgd_name="test-dgd", addressing=addressing, options=options,
     )

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from dgd_operator.api.engine_args import BackendError
 from dgd_operator.builders.backends import (
-    BackendError,
     DgdGroupAddressing,
     GroveAddressing,
     LaunchOptions,
     LwsAddressing,
     MultinodeAddressing,
-    apply_backend,
+    with_backend_launch,
 )
 from dgd_operator.builders.backends.types import BackendResult, Role
 
@@ -30,7 +30,7 @@ def run(
     container: dict[str, Any], role: Role, *, nodes: int, gpus: int, addressing: MultinodeAddressing = GROVE,
     options: LaunchOptions = COMPAT, secret: str | None = "mpi-run-ssh-secret",
 ) -> BackendResult:
-    return apply_backend(
+    return with_backend_launch(
         container, {}, backend="trtllm", role=role, node_count=nodes, gpus_per_pod=gpus, annotations={},
         dgd_name="test-dgd", addressing=addressing, mpi_secret_name=secret, options=options,
     )

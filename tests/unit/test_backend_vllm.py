@@ -15,7 +15,7 @@ from dgd_operator.builders.backends import (
     LaunchOptions,
     LwsAddressing,
     MultinodeAddressing,
-    apply_backend,
+    with_backend_launch,
 )
 from dgd_operator.builders.backends.types import BackendResult, Role
 from dgd_operator.builders.backends.vllm import use_mp_executor
@@ -48,7 +48,7 @@ def run(
     options: LaunchOptions = COMPAT,
     pod_spec: dict[str, Any] | None = None,
 ) -> BackendResult:
-    return apply_backend(
+    return with_backend_launch(
         container, pod_spec or {}, backend="vllm", role=role, node_count=nodes, gpus_per_pod=gpus,
         annotations=annotations or {}, dgd_name="test-dgd", addressing=addressing, options=options,
     )

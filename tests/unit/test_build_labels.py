@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from dgd_operator.api import constants
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.builders import labels as keys
+from dgd_operator.api.naming import component_name, dynamo_namespace, service_object_name
 from dgd_operator.builders.context import GraphContext, ServiceContext
 from dgd_operator.builders.graph import build_graph
-from dgd_operator.builders.names import component_name, dynamo_namespace, service_object_name
+from dgd_operator.builders.labels import component_labels, pod_annotations, pod_labels
 from dgd_operator.builders.options import BuildOptions
 
 pytestmark = pytest.mark.unit
@@ -58,7 +59,7 @@ def test_dynamo_namespace_naming(namespace: str, dgd_name: str, global_ns: bool,
 
 def test_pod_labels_carry_dynamo_keys() -> None:
     ctx = service_ctx({"componentType": "worker", "subComponentType": "prefill"})
-    assert keys.pod_labels(ctx) == {
+    assert pod_labels(ctx) == {
         "nvidia.com/dynamo-sub-component-type": "prefill",
         "nvidia.com/metrics-enabled": "true",
         "nvidia.com/dynamo-discovery-backend": "kubernetes",
@@ -83,7 +84,7 @@ def test_pod_labels_carry_dynamo_keys() -> None:
 )
 def test_metrics_label(dgd_annotations: dict[str, str], service_annotations: dict[str, str], enabled: bool) -> None:
     ctx = service_ctx({"componentType": "worker", "annotations": service_annotations}, annotations=dgd_annotations)
-    assert (keys.LABEL_METRICS_ENABLED in keys.pod_labels(ctx)) is enabled
+    assert (constants.LABEL_METRICS_ENABLED in pod_labels(ctx)) is enabled
 
 
 @pytest.mark.parametrize(
@@ -91,29 +92,29 @@ def test_metrics_label(dgd_annotations: dict[str, str], service_annotations: dic
     [
         pytest.param({"team": "a"}, {}, "team", "a", id="user-label-kept"),
         pytest.param({"team": "a"}, {"team": "b"}, "team", "b", id="extraPodMetadata-wins"),
-        pytest.param({keys.LABEL_GRAPH: "evil"}, {}, keys.LABEL_GRAPH, "g", id="graph-name-protected"),
-        pytest.param({}, {keys.LABEL_COMPONENT_TYPE: "x"}, keys.LABEL_COMPONENT_TYPE, "worker", id="type-protected"),
-        pytest.param({keys.LABEL_DYNAMO_NAMESPACE: "x"}, {}, keys.LABEL_DYNAMO_NAMESPACE, "ns-g", id="dynamo-ns-protected"),
-        pytest.param({}, {keys.LABEL_SELECTOR: "x"}, keys.LABEL_SELECTOR, "g-svc", id="selector-protected"),
-        pytest.param({keys.LABEL_METRICS_ENABLED: "false"}, {}, keys.LABEL_METRICS_ENABLED, "false", id="metrics-label-overridable"),
+        pytest.param({constants.LABEL_GRAPH: "evil"}, {}, constants.LABEL_GRAPH, "g", id="graph-name-protected"),
+        pytest.param({}, {constants.LABEL_COMPONENT_TYPE: "x"}, constants.LABEL_COMPONENT_TYPE, "worker", id="type-protected"),
+        pytest.param({constants.LABEL_DYNAMO_NAMESPACE: "x"}, {}, constants.LABEL_DYNAMO_NAMESPACE, "ns-g", id="dynamo-ns-protected"),
+        pytest.param({}, {constants.LABEL_SELECTOR: "x"}, constants.LABEL_SELECTOR, "g-svc", id="selector-protected"),
+        pytest.param({constants.LABEL_METRICS_ENABLED: "false"}, {}, constants.LABEL_METRICS_ENABLED, "false", id="metrics-label-overridable"),
     ],
 )
 def test_pod_label_precedence(user_labels: dict[str, str], extra_pod_labels: dict[str, str], key: str, expected: str) -> None:
     ctx = service_ctx({"componentType": "worker", "labels": user_labels, "extraPodMetadata": {"labels": extra_pod_labels}})
-    assert keys.pod_labels(ctx)[key] == expected
+    assert pod_labels(ctx)[key] == expected
 
 
 def test_spec_labels_merge_under_service_labels() -> None:
     ctx = service_ctx({"componentType": "worker", "labels": {"a": "svc"}}, labels={"a": "dgd", "b": "dgd"})
-    labels = keys.component_labels(ctx)
+    labels = component_labels(ctx)
     assert (labels["a"], labels["b"]) == ("svc", "dgd")
-    assert keys.pod_labels(ctx)["a"] == "svc"
+    assert pod_labels(ctx)["a"] == "svc"
 
 
 def test_discovery_labels_absent_under_etcd() -> None:
     ctx = service_ctx({"componentType": "worker"}, options=BuildOptions(discovery_backend="etcd"))
-    labels = keys.pod_labels(ctx)
-    assert keys.LABEL_DISCOVERY_BACKEND not in labels and keys.LABEL_DISCOVERY_ENABLED not in labels
+    labels = pod_labels(ctx)
+    assert constants.LABEL_DISCOVERY_BACKEND not in labels and constants.LABEL_DISCOVERY_ENABLED not in labels
 
 
 @pytest.mark.parametrize(
@@ -150,8 +151,8 @@ def test_pod_annotations_include_extra_metadata_and_restart() -> None:
     ctx = service_ctx(
         {"annotations": {"a": "svc"}, "extraPodMetadata": {"annotations": {"a": "pod", "b": "pod"}}}, restart_id="r1"
     )
-    assert keys.pod_annotations(ctx) == {"a": "pod", "b": "pod", "nvidia.com/restartAt": "r1"}
-    assert keys.ANNOTATION_RESTART_AT not in keys.pod_annotations(service_ctx({}))
+    assert pod_annotations(ctx) == {"a": "pod", "b": "pod", "nvidia.com/restartAt": "r1"}
+    assert constants.ANNOTATION_RESTART_AT not in pod_annotations(service_ctx({}))
 
 
 @pytest.mark.parametrize("uid", [None, "1234-abcd"])
@@ -165,8 +166,8 @@ def test_every_child_has_graph_labels_and_owner_references(uid: str | None) -> N
     for obj in objects:
         metadata = obj["metadata"]
         assert metadata["namespace"] == "ns"
-        assert metadata["labels"][keys.LABEL_GRAPH] == "g"
-        assert metadata["labels"][keys.LABEL_MANAGED_BY] == "dgd-operator"
+        assert metadata["labels"][constants.LABEL_GRAPH] == "g"
+        assert metadata["labels"][constants.LABEL_MANAGED_BY] == "dgd-operator"
         if uid is None:
             assert "ownerReferences" not in metadata
         else:

@@ -290,24 +290,6 @@ def test_only_multinode_group_pods_are_watched_server_side() -> None:
     assert kopf_settings().watching.label_selectors.collect(deployments) == []
 
 
-def test_label_value_problems_skip_global_namespaces_and_name_long_dgd_names() -> None:
-    from dgd_operator.api.validation import parse_dgd
-    from dgd_operator.builders.names import label_value_problems
-
-    body = _dgd()
-    body["metadata"]["name"] = "g" * 40
-    dgd = parse_dgd(body)
-    assert label_value_problems("n" * 22, dgd) == []  # 22 + 1 + 40 = 63
-    [(path, _)] = label_value_problems("n" * 23, dgd)
-    assert path == "metadata.name"
-    for spec in dgd.spec.services.values():
-        spec.global_dynamo_namespace = True
-    assert label_value_problems("n" * 23, dgd) == []
-    dgd.metadata.name = "g" * 64
-    [(path, message)] = label_value_problems("n", dgd)
-    assert path == "metadata.name" and "nvidia.com/dynamo-graph-deployment-name" in message
-
-
 class GatedClient(FakeClient):
     """Holds every apply until `release` is set, counting how many are in flight at once."""
 

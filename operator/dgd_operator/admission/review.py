@@ -20,14 +20,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from dgd_operator.api.models import DynamoGraphDeployment, DynamoGraphDeploymentScalingAdapter
-from dgd_operator.api.validation import (
-    Problem,
-    _problems_from_pydantic,
-    update_problems,
-    validate_dgd,
-)
-from dgd_operator.builders.components import PLANNER_SERVICE_ACCOUNT
-from dgd_operator.builders.names import component_name
+from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT, adapter_name
+from dgd_operator.api.validation import Problem, update_problems, validate_dgd
+from dgd_operator.api.validation.errors import problems_from_pydantic
 
 CREATE = "CREATE"
 UPDATE = "UPDATE"
@@ -145,7 +140,7 @@ def _adapter_replica_problems(
         was = 1 if before.replicas is None else before.replicas
         now = 1 if after.replicas is None else after.replicas
         if managed and was != now:
-            adapter = component_name(new.metadata.name, name)
+            adapter = adapter_name(new.metadata.name, name)
             yield Problem(
                 f"spec.services.{name}.replicas",
                 f"is managed by the DynamoGraphDeploymentScalingAdapter {adapter!r}; scale "
@@ -157,5 +152,5 @@ def _adapter_problems(doc: Mapping[str, Any]) -> list[Problem]:
     try:
         DynamoGraphDeploymentScalingAdapter.model_validate(dict(doc))
     except ValidationError as exc:
-        return _problems_from_pydantic(exc)
+        return problems_from_pydantic(exc)
     return []

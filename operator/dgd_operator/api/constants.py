@@ -14,7 +14,8 @@ from typing import Final
 # --- API group, versions, kinds, plurals -------------------------------------------------------
 API_GROUP: Final = "nvidia.com"
 API_VERSION: Final = "v1alpha1"
-GROUP_VERSION: Final = f"{API_GROUP}/{API_VERSION}"
+# `<group>/<version>`, spelled out so type checkers see the literal the models declare.
+GROUP_VERSION: Final = "nvidia.com/v1alpha1"
 
 DGD_KIND: Final = "DynamoGraphDeployment"
 DGD_PLURAL: Final = "dynamographdeployments"
@@ -25,6 +26,24 @@ DGDSA_KIND: Final = "DynamoGraphDeploymentScalingAdapter"
 DGDSA_PLURAL: Final = "dynamographdeploymentscalingadapters"
 DGDSA_SINGULAR: Final = "dynamographdeploymentscalingadapter"
 DGDSA_SHORT_NAME: Final = "dgdsa"
+
+# --- Component types (`spec.services.<name>.componentType`) ----------------------------------
+COMPONENT_FRONTEND: Final = "frontend"
+COMPONENT_WORKER: Final = "worker"
+COMPONENT_PREFILL: Final = "prefill"
+COMPONENT_DECODE: Final = "decode"
+COMPONENT_PLANNER: Final = "planner"
+COMPONENT_EPP: Final = "epp"
+COMPONENT_TYPES: Final = (
+    COMPONENT_FRONTEND,
+    COMPONENT_WORKER,
+    COMPONENT_PREFILL,
+    COMPONENT_DECODE,
+    COMPONENT_PLANNER,
+    COMPONENT_EPP,
+)
+# The component types that run an engine (the others never get a backend launch).
+WORKER_COMPONENT_TYPES: Final = frozenset({COMPONENT_WORKER, COMPONENT_PREFILL, COMPONENT_DECODE})
 
 # --- Labels ------------------------------------------------------------------------------------
 # Every child carries the graph label (Dynamo's) and managed-by (ours); the operator finds its

@@ -23,6 +23,9 @@ SCHEMA_FILE = Path(__file__).with_name("k8s_schemas.json")
 
 Schema = dict[str, Any]
 
+Manifest = dict[str, Any]
+"""A Kubernetes object (or part of one) as plain data: what the builders produce and apply."""
+
 CORE = "io.k8s.api.core.v1."
 POD_SPEC = CORE + "PodSpec"
 CONTAINER = CORE + "Container"

@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-API_GROUP: Final = "nvidia.com"
-API_VERSION: Final = "v1alpha1"
-GROUP_VERSION: Final = "nvidia.com/v1alpha1"
-DGD_KIND: Final = "DynamoGraphDeployment"
-DGDSA_KIND: Final = "DynamoGraphDeploymentScalingAdapter"
+from dgd_operator.api.constants import DGD_KIND, DGDSA_KIND, GROUP_VERSION
 
 MAX_SERVICES = 25
 MAX_PVCS = 100

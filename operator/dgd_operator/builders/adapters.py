@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from dgd_operator.api.models import DGDSA_KIND, GROUP_VERSION
-from dgd_operator.builders import labels as keys
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-
-Manifest = dict[str, Any]
+from dgd_operator.api import constants
+from dgd_operator.api.constants import DGDSA_KIND, GROUP_VERSION
+from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.naming import adapter_name
+from dgd_operator.builders.context import ServiceContext
+from dgd_operator.builders.labels import object_metadata
 
 
 def build_scaling_adapter(ctx: ServiceContext) -> Manifest | None:
@@ -22,11 +19,11 @@ def build_scaling_adapter(ctx: ServiceContext) -> Manifest | None:
     adapter = ctx.spec.scaling_adapter
     if adapter is None or not adapter.enabled:
         return None
-    labels = {keys.LABEL_COMPONENT: ctx.service}
+    labels = {constants.LABEL_COMPONENT: ctx.service}
     return {
         "apiVersion": GROUP_VERSION,
         "kind": DGDSA_KIND,
-        "metadata": keys.object_metadata(ctx.graph, ctx.name, labels),
+        "metadata": object_metadata(ctx.graph, adapter_name(ctx.graph.name, ctx.service), labels),
         "spec": {
             "replicas": ctx.spec.replicas if ctx.spec.replicas is not None else 1,
             "dgdRef": {"name": ctx.graph.name, "serviceName": ctx.service},

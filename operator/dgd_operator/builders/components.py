@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgd_operator.api import constants
+from dgd_operator.api.naming import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
+
 FRONTEND_PORT = 8000
 SYSTEM_PORT = 9090
 NIXL_TELEMETRY_PORT = 19090
@@ -16,8 +19,6 @@ EPP_GRPC_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_METRICS_PORT = 9090
 
-PLANNER_SERVICE_ACCOUNT = "planner-serviceaccount"
-EPP_SERVICE_ACCOUNT = "epp-serviceaccount"
 SHELL_COMMAND = ("/bin/sh", "-c")
 
 
@@ -47,14 +48,25 @@ class ComponentDefaults:
     service_account: str | None = None
     termination_grace_period_seconds: int | None = None
     service_port: dict[str, Any] = field(
-        default_factory=lambda: {"name": "system", "port": SYSTEM_PORT, "targetPort": "system", "protocol": "TCP"}
+        default_factory=lambda: {
+            "name": "system",
+            "port": SYSTEM_PORT,
+            "targetPort": "system",
+            "protocol": "TCP",
+        }
     )
 
 
-_WORKER_LIVENESS = _http_probe("/live", "system", periodSeconds=5, timeoutSeconds=4, failureThreshold=1)
-_WORKER_READINESS = _http_probe("/health", "system", periodSeconds=10, timeoutSeconds=4, failureThreshold=3)
+_WORKER_LIVENESS = _http_probe(
+    "/live", "system", periodSeconds=5, timeoutSeconds=4, failureThreshold=1
+)
+_WORKER_READINESS = _http_probe(
+    "/health", "system", periodSeconds=10, timeoutSeconds=4, failureThreshold=3
+)
 # 720 x 10 s: engines may load weights for up to two hours before the liveness probe takes over.
-_WORKER_STARTUP = _http_probe("/live", "system", periodSeconds=10, timeoutSeconds=5, failureThreshold=720)
+_WORKER_STARTUP = _http_probe(
+    "/live", "system", periodSeconds=10, timeoutSeconds=5, failureThreshold=720
+)
 
 _WORKER = ComponentDefaults(
     ports=(_port("system", SYSTEM_PORT), _port("nixl", NIXL_TELEMETRY_PORT)),
@@ -73,31 +85,49 @@ _WORKER = ComponentDefaults(
 )
 
 _DEFAULTS: dict[str, ComponentDefaults] = {
-    "frontend": ComponentDefaults(
+    constants.COMPONENT_FRONTEND: ComponentDefaults(
         command=("python3",),
         args=("-m", "dynamo.frontend"),
         ports=(_port("http", FRONTEND_PORT),),
         env=(("DYNAMO_PORT", str(FRONTEND_PORT)), ("DYN_HTTP_PORT", str(FRONTEND_PORT))),
         liveness_probe=_http_probe(
-            "/live", "http", initialDelaySeconds=15, periodSeconds=10, timeoutSeconds=1, failureThreshold=3
+            "/live",
+            "http",
+            initialDelaySeconds=15,
+            periodSeconds=10,
+            timeoutSeconds=1,
+            failureThreshold=3,
         ),
         readiness_probe=_http_probe(
-            "/health", "http", initialDelaySeconds=10, periodSeconds=10, timeoutSeconds=3, failureThreshold=3
+            "/health",
+            "http",
+            initialDelaySeconds=10,
+            periodSeconds=10,
+            timeoutSeconds=3,
+            failureThreshold=3,
         ),
-        service_port={"name": "http", "port": FRONTEND_PORT, "targetPort": "http", "protocol": "TCP"},
+        service_port={
+            "name": "http",
+            "port": FRONTEND_PORT,
+            "targetPort": "http",
+            "protocol": "TCP",
+        },
     ),
-    "worker": _WORKER,
-    "prefill": _WORKER,
-    "decode": _WORKER,
-    "planner": ComponentDefaults(
+    constants.COMPONENT_WORKER: _WORKER,
+    constants.COMPONENT_PREFILL: _WORKER,
+    constants.COMPONENT_DECODE: _WORKER,
+    constants.COMPONENT_PLANNER: ComponentDefaults(
         ports=(_port("metrics", PLANNER_METRICS_PORT), _port("system", SYSTEM_PORT)),
-        env=(("DYN_SYSTEM_PORT", str(SYSTEM_PORT)), ("PLANNER_PROMETHEUS_PORT", str(PLANNER_METRICS_PORT))),
+        env=(
+            ("DYN_SYSTEM_PORT", str(SYSTEM_PORT)),
+            ("PLANNER_PROMETHEUS_PORT", str(PLANNER_METRICS_PORT)),
+        ),
         liveness_probe=_WORKER_LIVENESS,
         readiness_probe=_WORKER_READINESS,
         startup_probe=_WORKER_STARTUP,
         service_account=PLANNER_SERVICE_ACCOUNT,
     ),
-    "epp": ComponentDefaults(
+    constants.COMPONENT_EPP: ComponentDefaults(
         ports=(
             _port("grpc", EPP_GRPC_PORT),
             _port("grpc-health", EPP_HEALTH_PORT),
@@ -109,7 +139,13 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
         startup_probe=_grpc_probe(periodSeconds=10, failureThreshold=180),
         service_account=EPP_SERVICE_ACCOUNT,
         termination_grace_period_seconds=130,
-        service_port={"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": EPP_GRPC_PORT, "appProtocol": "http2", "protocol": "TCP"},
+        service_port={
+            "name": "grpc",
+            "port": EPP_GRPC_PORT,
+            "targetPort": EPP_GRPC_PORT,
+            "appProtocol": "http2",
+            "protocol": "TCP",
+        },
     ),
 }
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dgd_operator.api import constants
 from dgd_operator.api.models import ResourceItem, Resources
 from dgd_operator.builders.components import component_defaults
+from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import (
     add_missing_envs,
     default_env,
@@ -18,20 +20,28 @@ from dgd_operator.builders.env import (
 from dgd_operator.builders.errors import BuildError
 from dgd_operator.builders.merge import PROBE_KEYS, is_empty, merge_probe, override_merge
 
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-
 Container = dict[str, Any]
 Volume = dict[str, Any]
 
 MAIN_CONTAINER = "main"
-GPU_RESOURCE = "nvidia.com/gpu"
 VLLM_COMPILATION_CACHE = "/root/.cache/vllm"
 
 # Key order of the rendered container, for readable output; unknown keys follow.
 _CONTAINER_KEY_ORDER = (
-    "name", "image", "imagePullPolicy", "workingDir", "command", "args", "ports", "env",
-    "envFrom", "resources", "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe",
+    "name",
+    "image",
+    "imagePullPolicy",
+    "workingDir",
+    "command",
+    "args",
+    "ports",
+    "env",
+    "envFrom",
+    "resources",
+    "volumeMounts",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
 )
 
 
@@ -45,7 +55,9 @@ def default_container(ctx: ServiceContext) -> Container:
         container["ports"] = copy.deepcopy(list(defaults.ports))
     container["env"] = default_env(ctx)
     for key, probe in zip(
-        PROBE_KEYS, (defaults.liveness_probe, defaults.readiness_probe, defaults.startup_probe), strict=True
+        PROBE_KEYS,
+        (defaults.liveness_probe, defaults.readiness_probe, defaults.startup_probe),
+        strict=True,
     ):
         if probe is not None:
             container[key] = copy.deepcopy(probe)
@@ -82,7 +94,7 @@ def resource_list(item: ResourceItem | None) -> dict[str, str]:
     if item.memory:
         quantities["memory"] = item.memory
     if item.gpu:
-        quantities[item.gpu_type or GPU_RESOURCE] = item.gpu
+        quantities[item.gpu_type or constants.GPU_RESOURCE] = item.gpu
     quantities.update(item.custom)
     return quantities
 
@@ -113,7 +125,9 @@ def apply_volume_mounts(ctx: ServiceContext, container: Container) -> list[Volum
         path = mount.mount_point
         if mount.use_as_compilation_cache and ctx.backend_framework == "vllm":
             path = path or VLLM_COMPILATION_CACHE
-            container["env"] = merge_envs(container.get("env") or [], [env_var("VLLM_CACHE_ROOT", path)])
+            container["env"] = merge_envs(
+                container.get("env") or [], [env_var("VLLM_CACHE_ROOT", path)]
+            )
         if not path:
             raise BuildError(
                 f"{ctx.path}.volumeMounts[{index}].mountPoint",

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
+from dgd_operator.api import constants
+from dgd_operator.api.engine_args import Backend, BackendError, resolve_backend
 from dgd_operator.api.models import DynamoGraphDeployment, ServiceSpec
-from dgd_operator.builders import labels as keys
+from dgd_operator.api.naming import component_name, dynamo_namespace, service_object_name
 from dgd_operator.builders.errors import BuildError
-from dgd_operator.builders.names import component_name, dynamo_namespace, service_object_name
+from dgd_operator.builders.labels import service_annotations
 from dgd_operator.builders.options import BuildOptions, DiscoveryBackend
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.backends.types import Backend
-
-FRONTEND = "frontend"
-PLANNER = "planner"
-EPP = "epp"
-WORKER_TYPES = frozenset({"worker", "prefill", "decode"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +30,7 @@ class GraphContext:
     @cached_property
     def discovery_backend(self) -> DiscoveryBackend:
         """`nvidia.com/dynamo-discovery-backend` on the DGD, else the operator default."""
-        value = self.dgd.metadata.annotations.get(keys.ANNOTATION_DISCOVERY_BACKEND)
+        value = self.dgd.metadata.annotations.get(constants.ANNOTATION_DISCOVERY_BACKEND)
         if value is None:
             return self.options.discovery_backend
         lowered = value.strip().lower()
@@ -46,7 +39,7 @@ class GraphContext:
         if lowered == "etcd":
             return "etcd"
         raise BuildError(
-            f"metadata.annotations.{keys.ANNOTATION_DISCOVERY_BACKEND}",
+            f"metadata.annotations.{constants.ANNOTATION_DISCOVERY_BACKEND}",
             f"must be 'kubernetes' or 'etcd', got {value!r}",
         )
 
@@ -80,11 +73,6 @@ class ServiceContext:
         return self.spec.component_type or ""
 
     @property
-    def is_worker(self) -> bool:
-        """worker / prefill / decode: the components that run an engine backend."""
-        return self.component_type in WORKER_TYPES
-
-    @property
     def name(self) -> str:
         """`<dgd>-<lower(service)>`: workload name and `nvidia.com/selector` value."""
         return component_name(self.graph.name, self.service)
@@ -106,7 +94,7 @@ class ServiceContext:
     @cached_property
     def annotations(self) -> dict[str, str]:
         """Service annotations over the DGD's behaviour annotations over `spec.annotations`."""
-        return keys.service_annotations(self.graph.dgd, self.spec)
+        return service_annotations(self.graph.dgd, self.spec)
 
     @cached_property
     def user_labels(self) -> dict[str, str]:
@@ -116,12 +104,12 @@ class ServiceContext:
     @property
     def metrics_enabled(self) -> bool:
         """False only when `nvidia.com/enable-metrics` is "false" (DGD or service)."""
-        return self.annotations.get(keys.ANNOTATION_ENABLE_METRICS, "").lower() != "false"
+        return self.annotations.get(constants.ANNOTATION_ENABLE_METRICS, "").lower() != "false"
 
     @property
     def container_discovery_mode(self) -> bool:
         """`nvidia.com/dynamo-kube-discovery-mode: container` (default is per pod)."""
-        mode = self.annotations.get(keys.ANNOTATION_KUBE_DISCOVERY_MODE, "")
+        mode = self.annotations.get(constants.ANNOTATION_KUBE_DISCOVERY_MODE, "")
         return mode.strip().lower() == "container"
 
     @cached_property
@@ -131,12 +119,11 @@ class ServiceContext:
         None for non-worker components and undetectable workers. A mismatch between the
         detected and the declared framework is a `BuildError`, as in Dynamo.
         """
-        from dgd_operator.builders.backends.detect import resolve_backend
-        from dgd_operator.builders.backends.types import BackendError
-
         main = self.spec.extra_pod_spec.main_container if self.spec.extra_pod_spec else None
         try:
-            backend = resolve_backend(self.component_type, main, self.graph.dgd.spec.backend_framework)
+            backend = resolve_backend(
+                self.component_type, main, self.graph.dgd.spec.backend_framework
+            )
         except BackendError as exc:
             raise BuildError(self.path, str(exc)) from exc
         return None if backend == "noop" else backend

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dgd_operator.api import constants
 from dgd_operator.builders.components import component_defaults
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-    from dgd_operator.builders.options import BuildOptions
+from dgd_operator.builders.context import ServiceContext
+from dgd_operator.builders.options import BuildOptions
 
 EnvVar = dict[str, Any]
 
@@ -62,7 +61,7 @@ def common_env(ctx: ServiceContext) -> list[EnvVar]:
 def default_env(ctx: ServiceContext) -> list[EnvVar]:
     """Common env plus the component type's own env (reference §2.7), sorted."""
     extra = [env_var(name, value) for name, value in component_defaults(ctx.component_type).env]
-    if ctx.component_type == "frontend":
+    if ctx.component_type == constants.COMPONENT_FRONTEND:
         extra.append(env_var("DYN_NAMESPACE_PREFIX", ctx.dynamo_namespace))
     return merge_envs(common_env(ctx), extra)
 

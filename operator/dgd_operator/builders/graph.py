@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from dgd_operator.api.k8s import Manifest
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.adapters import build_scaling_adapter
 from dgd_operator.builders.context import GraphContext, ServiceContext
@@ -19,8 +19,6 @@ from dgd_operator.builders.workloads import (
     WorkloadBuilder,
     build_single_node_service,
 )
-
-Manifest = dict[str, Any]
 
 # Dependencies first: identities and storage, then Services, workloads, then what points at them.
 APPLY_ORDER: tuple[str, ...] = (

@@ -17,39 +17,33 @@ backend launch rules (`dgd_operator.builders.backends`) rewrite the main contain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dgd_operator.builders import labels as keys
-from dgd_operator.builders.backends import (
-    Backend,
-    BackendError,
-    DgdGroupAddressing,
-    Role,
-    apply_backend,
-    gpus_per_pod,
+from dgd_operator.api import constants
+from dgd_operator.api.engine_args import Backend, BackendError, gpus_per_pod
+from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.naming import (
+    GroupRole,
+    group_labels,
+    group_statefulset_name,
     leader_address,
-    leader_statefulset_name,
     nodes_service_name,
-    worker_statefulset_name,
 )
+from dgd_operator.builders.backends import DgdGroupAddressing, with_backend_launch
 from dgd_operator.builders.container import Container
+from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import env_var
 from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.labels import component_labels, object_metadata, pod_annotations
 from dgd_operator.builders.podspec import PodSpec, build_pod_template
 from dgd_operator.builders.services import build_component_service, needs_component_service
 from dgd_operator.builders.workloads import ServiceWorkloads
 
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-
-Manifest = dict[str, Any]
-LABEL_ROLE = "role"
-LABEL_GROUP = "instance-id"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
-ROLES: tuple[Role, ...] = ("leader", "worker")
+ROLES: tuple[GroupRole, ...] = ("leader", "worker")
 
 
-def group_env(ctx: ServiceContext, group: int, role: Role) -> list[dict[str, Any]]:
+def group_env(ctx: ServiceContext, group: int, role: GroupRole) -> list[dict[str, Any]]:
     """Where a pod sits in its group: rank (0 for the leader), size, group index, leader DNS name."""
     if role == "leader":
         rank: dict[str, Any] = env_var("DGD_NODE_RANK", "0")
@@ -68,12 +62,12 @@ def group_env(ctx: ServiceContext, group: int, role: Role) -> list[dict[str, Any
 
 def build_nodes_service(ctx: ServiceContext) -> Manifest:
     """Headless Service `<D>-<s>-nodes` governing every group's StatefulSets."""
-    selector = {keys.LABEL_GRAPH: ctx.graph.name, keys.LABEL_COMPONENT: ctx.service}
+    selector = {constants.LABEL_GRAPH: ctx.graph.name, constants.LABEL_COMPONENT: ctx.service}
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": keys.object_metadata(
-            ctx.graph, nodes_service_name(ctx.graph.name, ctx.service), keys.component_labels(ctx)
+        "metadata": object_metadata(
+            ctx.graph, nodes_service_name(ctx.graph.name, ctx.service), component_labels(ctx)
         ),
         "spec": {
             "clusterIP": "None",
@@ -84,27 +78,25 @@ def build_nodes_service(ctx: ServiceContext) -> Manifest:
 
 
 def build_group_statefulset(
-    ctx: ServiceContext, group: int, role: Role
+    ctx: ServiceContext, group: int, role: GroupRole
 ) -> tuple[Manifest, list[Manifest]]:
     """The leader or worker StatefulSet of one group, and objects its pods need (ConfigMaps)."""
     dgd_name = ctx.graph.name
-    if role == "leader":
-        name, replicas = leader_statefulset_name(dgd_name, ctx.service, group), 1
-    else:
-        name, replicas = worker_statefulset_name(dgd_name, ctx.service, group), ctx.spec.node_count - 1
+    name = group_statefulset_name(dgd_name, ctx.service, group, role)
+    replicas = 1 if role == "leader" else ctx.spec.node_count - 1
     backend: Backend = ctx.backend_framework or "noop"
     extra_objects: list[Manifest] = []
 
     def launch(container: Container, pod_spec: PodSpec) -> tuple[Container, PodSpec]:
         try:
-            result = apply_backend(
+            result = with_backend_launch(
                 container,
                 pod_spec,
                 backend=backend,
                 role=role,
                 node_count=ctx.spec.node_count,
                 gpus_per_pod=gpus_per_pod(ctx.spec.resources, backend),
-                annotations=keys.pod_annotations(ctx),
+                annotations=pod_annotations(ctx),
                 dgd_name=dgd_name,
                 addressing=DgdGroupAddressing(dgd_name, ctx.service, group),
                 mpi_secret_name=ctx.graph.options.mpi_ssh_secret_name,
@@ -114,17 +106,17 @@ def build_group_statefulset(
         extra_objects.extend(result.extra_objects)
         return result.container, result.pod_spec
 
-    role_labels = {keys.LABEL_SELECTOR: name, LABEL_ROLE: role, LABEL_GROUP: str(group)}
+    role_labels = {constants.LABEL_SELECTOR: name, **group_labels(group, role)}
     template = build_pod_template(
         ctx, extra_labels=role_labels, extra_env=group_env(ctx, group, role), pod_hook=launch
     )
-    labels = {**keys.component_labels(ctx), LABEL_ROLE: role, LABEL_GROUP: str(group)}
+    labels = {**component_labels(ctx), **group_labels(group, role)}
     spec: dict[str, Any] = {
         "replicas": replicas,
         "serviceName": nodes_service_name(dgd_name, ctx.service),
         # Every node of a group must run at once: no ordered, one-by-one start.
         "podManagementPolicy": "Parallel",
-        "selector": {"matchLabels": {keys.LABEL_SELECTOR: name}},
+        "selector": {"matchLabels": {constants.LABEL_SELECTOR: name}},
         "updateStrategy": {"type": "RollingUpdate"},
         "template": template,
     }
@@ -133,7 +125,7 @@ def build_group_statefulset(
     statefulset = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": keys.object_metadata(ctx.graph, name, labels, ctx.annotations),
+        "metadata": object_metadata(ctx.graph, name, labels, ctx.annotations),
         "spec": spec,
     }
     return statefulset, [_owned(ctx, obj) for obj in extra_objects]
@@ -141,7 +133,7 @@ def build_group_statefulset(
 
 def _owned(ctx: ServiceContext, obj: Manifest) -> Manifest:
     metadata = dict(obj.get("metadata") or {})
-    full = keys.object_metadata(ctx.graph, str(metadata.get("name")), dict(metadata.get("labels") or {}))
+    full = object_metadata(ctx.graph, str(metadata.get("name")), dict(metadata.get("labels") or {}))
     return {**obj, "metadata": {**metadata, **full}}
 
 
@@ -150,7 +142,11 @@ def build_multinode_service(ctx: ServiceContext) -> ServiceWorkloads:
     replicas = ctx.spec.replicas if ctx.spec.replicas is not None else 1
     objects: list[Manifest] = [build_nodes_service(ctx)]
     if needs_component_service(ctx):
-        objects.append(build_component_service(ctx, extra_selector={LABEL_ROLE: "leader"}))
+        objects.append(
+            build_component_service(
+                ctx, extra_selector={constants.LABEL_ROLE: constants.ROLE_LEADER}
+            )
+        )
     names: list[str] = []
     for group in range(replicas):
         for role in ROLES:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dgd_operator.builders import labels as keys
+from dgd_operator.api import constants
+from dgd_operator.api.naming import discovery_service_account_name
 from dgd_operator.builders.components import component_defaults
 from dgd_operator.builders.container import (
     Container,
@@ -14,13 +15,11 @@ from dgd_operator.builders.container import (
     build_main_container,
     ordered_container,
 )
+from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import merge_envs
+from dgd_operator.builders.labels import pod_annotations, pod_labels
 from dgd_operator.builders.merge import override_merge
-from dgd_operator.builders.names import discovery_service_account_name
 from dgd_operator.builders.options import image_registry
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
 
 PodSpec = dict[str, Any]
 PodHook = Callable[[Container, PodSpec], tuple[Container, PodSpec]]
@@ -34,8 +33,14 @@ DEFAULT_FS_GROUP = 1000
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 _POD_SPEC_KEY_ORDER = (
-    "initContainers", "containers", "volumes", "serviceAccountName", "securityContext",
-    "terminationGracePeriodSeconds", "restartPolicy", "imagePullSecrets",
+    "initContainers",
+    "containers",
+    "volumes",
+    "serviceAccountName",
+    "securityContext",
+    "terminationGracePeriodSeconds",
+    "restartPolicy",
+    "imagePullSecrets",
 )
 
 
@@ -44,14 +49,19 @@ def shared_memory(ctx: ServiceContext) -> tuple[Volume, dict[str, Any]] | None:
     settings = ctx.spec.shared_memory
     if settings is not None and settings.disabled:
         return None
-    size = (settings.size if settings is not None else None) or ctx.graph.options.default_shared_memory
+    size = (
+        settings.size if settings is not None else None
+    ) or ctx.graph.options.default_shared_memory
     volume = {"name": SHARED_MEMORY_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}}
     return volume, {"name": SHARED_MEMORY_VOLUME, "mountPath": SHARED_MEMORY_PATH}
 
 
 def image_pull_secrets(ctx: ServiceContext) -> list[str]:
     """Secrets matching the registry of `mainContainer.image`, unless discovery is disabled."""
-    if ctx.annotations.get(keys.ANNOTATION_DISABLE_PULL_SECRET_DISCOVERY, "").lower() == "true":
+    if (
+        ctx.annotations.get(constants.ANNOTATION_DISABLE_PULL_SECRET_DISCOVERY, "").lower()
+        == "true"
+    ):
         return []
     main = ctx.spec.extra_pod_spec.main_container if ctx.spec.extra_pod_spec else None
     image = (main or {}).get("image")
@@ -63,7 +73,10 @@ def image_pull_secrets(ctx: ServiceContext) -> list[str]:
 def base_pod_spec(ctx: ServiceContext) -> PodSpec:
     """Step 11: the operator's pod defaults, then `extraPodSpec` PodSpec fields merged over them."""
     defaults = component_defaults(ctx.component_type)
-    grace = defaults.termination_grace_period_seconds or ctx.graph.options.termination_grace_period_seconds
+    grace = (
+        defaults.termination_grace_period_seconds
+        or ctx.graph.options.termination_grace_period_seconds
+    )
     spec: PodSpec = {"terminationGracePeriodSeconds": grace, "restartPolicy": "Always"}
     if defaults.service_account:
         spec["serviceAccountName"] = defaults.service_account
@@ -121,7 +134,10 @@ def build_pod_spec(
         spec["imagePullSecrets"] = pull_secrets
     if pod_hook is not None:
         container, spec = pod_hook(container, spec)
-    spec["containers"] = [*copy.deepcopy(spec.get("containers") or []), ordered_container(container)]
+    spec["containers"] = [
+        *copy.deepcopy(spec.get("containers") or []),
+        ordered_container(container),
+    ]
     return ordered_pod_spec(spec)
 
 
@@ -133,8 +149,8 @@ def build_pod_template(
     pod_hook: PodHook | None = None,
 ) -> dict[str, Any]:
     """PodTemplateSpec: labels/annotations of §2.6 and the pod spec. `extra_labels` win (e.g. role)."""
-    metadata: dict[str, Any] = {"labels": keys.pod_labels(ctx, extra_labels)}
-    annotations = keys.pod_annotations(ctx)
+    metadata: dict[str, Any] = {"labels": pod_labels(ctx, extra_labels)}
+    annotations = pod_annotations(ctx)
     if annotations:
         metadata["annotations"] = annotations
     spec = build_pod_spec(ctx, extra_env=extra_env, pod_hook=pod_hook)

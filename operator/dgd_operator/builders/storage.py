@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from dgd_operator.builders import labels as keys
+from dgd_operator.api.k8s import Manifest
+from dgd_operator.builders.context import GraphContext
 from dgd_operator.builders.errors import BuildError
-
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import GraphContext
-
-Manifest = dict[str, Any]
+from dgd_operator.builders.labels import object_metadata
 
 
 def build_pvcs(graph: GraphContext) -> list[Manifest]:
@@ -34,7 +29,7 @@ def build_pvcs(graph: GraphContext) -> list[Manifest]:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
-                "metadata": keys.object_metadata(graph, pvc.name, {}),
+                "metadata": object_metadata(graph, pvc.name, {}),
                 "spec": {
                     "accessModes": [pvc.volume_access_mode],
                     "storageClassName": pvc.storage_class,

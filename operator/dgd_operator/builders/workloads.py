@@ -14,17 +14,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dgd_operator.builders import labels as keys
+from dgd_operator.api import constants
+from dgd_operator.api.k8s import Manifest
+from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.labels import component_labels, object_metadata
 from dgd_operator.builders.podspec import build_pod_template
 from dgd_operator.builders.services import build_component_service, needs_component_service
 
-if TYPE_CHECKING:
-    from dgd_operator.builders.context import ServiceContext
-
-Manifest = dict[str, Any]
 DEFAULT_ROLLING_STEP = "25%"
 _INT_OR_PERCENT = re.compile(r"^(\d+)(%?)$")
 
@@ -59,19 +58,21 @@ def _int_or_percent(ctx: ServiceContext, annotation: str) -> int | str:
 
 def deployment_strategy(ctx: ServiceContext) -> dict[str, Any]:
     """RollingUpdate 25%/25% unless `nvidia.com/deployment-strategy` / `...-max-*` say otherwise."""
-    strategy = ctx.annotations.get(keys.ANNOTATION_DEPLOYMENT_STRATEGY, "RollingUpdate").strip()
+    strategy = ctx.annotations.get(
+        constants.ANNOTATION_DEPLOYMENT_STRATEGY, "RollingUpdate"
+    ).strip()
     if strategy.lower() == "recreate":
         return {"type": "Recreate"}
     if strategy.lower() != "rollingupdate":
         raise BuildError(
-            f"{ctx.path}.annotations.{keys.ANNOTATION_DEPLOYMENT_STRATEGY}",
+            f"{ctx.path}.annotations.{constants.ANNOTATION_DEPLOYMENT_STRATEGY}",
             f"must be RollingUpdate or Recreate, got {strategy!r}",
         )
     return {
         "type": "RollingUpdate",
         "rollingUpdate": {
-            "maxSurge": _int_or_percent(ctx, keys.ANNOTATION_MAX_SURGE),
-            "maxUnavailable": _int_or_percent(ctx, keys.ANNOTATION_MAX_UNAVAILABLE),
+            "maxSurge": _int_or_percent(ctx, constants.ANNOTATION_MAX_SURGE),
+            "maxUnavailable": _int_or_percent(ctx, constants.ANNOTATION_MAX_UNAVAILABLE),
         },
     }
 
@@ -86,12 +87,10 @@ def build_deployment(ctx: ServiceContext) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": keys.object_metadata(
-            ctx.graph, ctx.name, keys.component_labels(ctx), ctx.annotations
-        ),
+        "metadata": object_metadata(ctx.graph, ctx.name, component_labels(ctx), ctx.annotations),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {keys.LABEL_SELECTOR: ctx.name}},
+            "selector": {"matchLabels": {constants.LABEL_SELECTOR: ctx.name}},
             "strategy": deployment_strategy(ctx),
             "template": build_pod_template(ctx),
         },

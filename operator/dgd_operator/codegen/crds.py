@@ -32,11 +32,8 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import core_schema
 
 from dgd_operator.api import k8s
+from dgd_operator.api.constants import API_GROUP, API_VERSION, DGD_KIND, DGDSA_KIND
 from dgd_operator.api.models import (
-    API_GROUP,
-    API_VERSION,
-    DGD_KIND,
-    DGDSA_KIND,
     MAX_SERVICES,
     QUANTITY_PATTERN,
     DynamoGraphDeployment,

@@ -34,11 +34,10 @@ from typing import Any, Protocol, TypeVar
 
 from dgd_operator import metrics
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.api.validation import Problem, validate_dgd
-from dgd_operator.builders.components import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
+from dgd_operator.api.naming import EPP_SERVICE_ACCOUNT, PLANNER_SERVICE_ACCOUNT
+from dgd_operator.api.validation import Problem, label_value_problems, validate_dgd
 from dgd_operator.builders.errors import BuildError
 from dgd_operator.builders.graph import GraphPlan, plan_graph
-from dgd_operator.builders.names import label_value_problems
 from dgd_operator.builders.options import BuildOptions
 from dgd_operator.kube import (
     ApiError,
@@ -346,7 +345,7 @@ class Controller:
         uid = str(meta.get("uid"))
         generation = meta.get("generation")
         dgd = self._validate(body)
-        label_problems = [Problem(path, message) for path, message in label_value_problems(namespace, dgd)]
+        label_problems = label_value_problems(namespace, dgd)
         if label_problems:
             raise RejectedError(label_problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
         live: dict[ChildKey, Mapping[str, Any]] = {child_key(obj): obj for obj in live_children}

@@ -1,12 +1,13 @@
 """Backend launch rules (vLLM, SGLang, TensorRT-LLM): argument injection for multinode and data parallel.
 
-Public API (pure: plain dicts in, new dicts out, inputs never mutated)::
+Public API (pure: plain dicts in, new dicts out, inputs never mutated; `resolve_backend` and
+`gpus_per_pod` are in `api.engine_args`, the group names in `api.naming`)::
 
     backend = resolve_backend(service.component_type, main_container, dgd.spec.backend_framework)
-    result = apply_backend(
+    result = with_backend_launch(
         container, pod_spec,
         backend=backend, role="leader" | "worker" | "main",
-        node_count=N, gpus_per_pod=gpus_per_pod(service, backend),
+        node_count=N, gpus_per_pod=gpus_per_pod(service.resources, backend),
         annotations=pod_template_annotations, dgd_name=D,
         addressing=DgdGroupAddressing(D, service_key, group_index),
         mpi_secret_name=options.mpi_ssh_secret_name,
@@ -36,37 +37,20 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from dgd_operator.api.engine_args import Backend
 from dgd_operator.builders.backends.addressing import (
     DgdGroupAddressing,
     GroveAddressing,
     LwsAddressing,
     MultinodeAddressing,
-    leader_address,
-    leader_statefulset_name,
-    nodes_service_name,
-    worker_address,
-    worker_statefulset_name,
 )
-from dgd_operator.builders.backends.detect import WORKER_COMPONENT_TYPES, resolve_backend
-from dgd_operator.builders.backends.podspec import (
-    launch_scripts_configmap,
-    launch_scripts_configmap_name,
-)
-from dgd_operator.builders.backends.sglang import apply_sglang
-from dgd_operator.builders.backends.trtllm import apply_trtllm
-from dgd_operator.builders.backends.types import (
-    Backend,
-    BackendError,
-    BackendResult,
-    LaunchOptions,
-    Role,
-)
-from dgd_operator.builders.backends.vllm import apply_vllm
+from dgd_operator.builders.backends.pod_edits import launch_scripts_configmap
+from dgd_operator.builders.backends.sglang import sglang_launch
+from dgd_operator.builders.backends.trtllm import trtllm_launch
+from dgd_operator.builders.backends.types import BackendResult, LaunchOptions, Role
+from dgd_operator.builders.backends.vllm import vllm_launch
 
 __all__ = [
-    "WORKER_COMPONENT_TYPES",
-    "Backend",
-    "BackendError",
     "BackendResult",
     "DgdGroupAddressing",
     "GroveAddressing",
@@ -74,22 +58,14 @@ __all__ = [
     "LwsAddressing",
     "MultinodeAddressing",
     "Role",
-    "apply_backend",
-    "gpus_per_pod",
     "launch_scripts_configmap",
-    "launch_scripts_configmap_name",
-    "leader_address",
-    "leader_statefulset_name",
-    "nodes_service_name",
-    "resolve_backend",
-    "worker_address",
-    "worker_statefulset_name",
+    "with_backend_launch",
 ]
 
 _DEFAULT_OPTIONS = LaunchOptions()
 
 
-def apply_backend(
+def with_backend_launch(
     container: Mapping[str, Any],
     pod_spec: Mapping[str, Any],
     *,
@@ -103,51 +79,48 @@ def apply_backend(
     mpi_secret_name: str | None = None,
     options: LaunchOptions = _DEFAULT_OPTIONS,
 ) -> BackendResult:
-    """Apply the backend's launch rules for one role of a service; returns new dicts.
+    """The container and pod spec with the backend's launch rules for one role; new dicts.
 
     `role="main"` (single-pod service) and `node_count <= 1` leave both dicts unchanged, as
     does `backend="noop"`. Raises `BackendError` for TensorRT-LLM multinode without an MPI
     secret name.
     """
     if backend == "vllm":
-        return apply_vllm(
-            container, pod_spec, role=role, node_count=node_count, gpus_per_pod=gpus_per_pod,
-            annotations=annotations, dgd_name=dgd_name, addressing=addressing, options=options,
+        return vllm_launch(
+            container,
+            pod_spec,
+            role=role,
+            node_count=node_count,
+            gpus_per_pod=gpus_per_pod,
+            annotations=annotations,
+            dgd_name=dgd_name,
+            addressing=addressing,
+            options=options,
         )
     if backend == "sglang":
-        return apply_sglang(
-            container, pod_spec, role=role, node_count=node_count, dgd_name=dgd_name,
-            addressing=addressing, options=options,
+        return sglang_launch(
+            container,
+            pod_spec,
+            role=role,
+            node_count=node_count,
+            dgd_name=dgd_name,
+            addressing=addressing,
+            options=options,
         )
     if backend == "trtllm":
-        return apply_trtllm(
-            container, pod_spec, role=role, node_count=node_count, gpus_per_pod=gpus_per_pod,
-            dgd_name=dgd_name, addressing=addressing, mpi_secret_name=mpi_secret_name, options=options,
+        return trtllm_launch(
+            container,
+            pod_spec,
+            role=role,
+            node_count=node_count,
+            gpus_per_pod=gpus_per_pod,
+            dgd_name=dgd_name,
+            addressing=addressing,
+            mpi_secret_name=mpi_secret_name,
+            options=options,
         )
     return BackendResult(_copy(container), _copy(pod_spec), [])
 
 
 def _copy(obj: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(obj))
-
-
-def _int_or_zero(value: str | None) -> int:
-    try:
-        return int(value) if value is not None else 0
-    except ValueError:
-        return 0
-
-
-def gpus_per_pod(resources: Any, backend: Backend) -> int:
-    """GPUs per pod as the launch rules count them, from a service's `Resources` model.
-
-    TensorRT-LLM: `requests.gpu`, else `limits.gpu` (Dynamo). Others: `limits.gpu`, else
-    `requests.gpu` (Dynamo reads only limits; requests-only services are counted too).
-    Unset or non-integer values count as 0 (no GPU arithmetic, nothing injected).
-    """
-    if resources is None:
-        return 0
-    limits = getattr(getattr(resources, "limits", None), "gpu", None)
-    requests = getattr(getattr(resources, "requests", None), "gpu", None)
-    first, second = (requests, limits) if backend == "trtllm" else (limits, requests)
-    return _int_or_zero(first) or _int_or_zero(second)

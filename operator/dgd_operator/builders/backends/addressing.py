@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dgd_operator.api.naming import leader_address, worker_address
 from dgd_operator.builders.backends.quoting import k8s_to_shell_vars
 
 
@@ -50,31 +51,6 @@ class MultinodeAddressing(Protocol):
     def needs_dns_wait(self) -> bool:
         """True when worker host names may not resolve yet when the leader starts (LWS)."""
         ...
-
-
-def nodes_service_name(dgd_name: str, service: str) -> str:
-    """Headless Service governing a multinode service's leader and worker StatefulSets."""
-    return f"{dgd_name}-{service.lower()}-nodes"
-
-
-def leader_statefulset_name(dgd_name: str, service: str, group: int) -> str:
-    """Leader StatefulSet of group `group` (1 replica)."""
-    return f"{dgd_name}-{service.lower()}-{group}-ldr"
-
-
-def worker_statefulset_name(dgd_name: str, service: str, group: int) -> str:
-    """Worker StatefulSet of group `group` (N-1 replicas, ordinals start at 1)."""
-    return f"{dgd_name}-{service.lower()}-{group}-wkr"
-
-
-def leader_address(dgd_name: str, service: str, group: int) -> str:
-    """Stable DNS name of a group's leader pod (the value of `DGD_LEADER_ADDRESS`)."""
-    return f"{leader_statefulset_name(dgd_name, service, group)}-0.{nodes_service_name(dgd_name, service)}"
-
-
-def worker_address(dgd_name: str, service: str, group: int, rank: int) -> str:
-    """Stable DNS name of worker `rank` (1..N-1) of a group."""
-    return f"{worker_statefulset_name(dgd_name, service, group)}-{rank}.{nodes_service_name(dgd_name, service)}"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dgd_operator.api.k8s import Manifest
 from dgd_operator.builders.backends.quoting import is_python_interpreter, sh_join
-from dgd_operator.builders.backends.types import K8sDict
 
 
 def _invocation_pattern(framework: str) -> re.Pattern[str]:
@@ -47,14 +47,14 @@ def inject_flags_into_container_command(
     needs_shell: bool,
     framework: str,
     args_only_exec_form: bool = True,
-) -> K8sDict:
+) -> Manifest:
     """Return a copy of `container` whose command line carries `flags` (see module docs).
 
     `args_only_exec_form`: also treat a container without `command` whose `args[0]` is a
     Python interpreter (image entrypoint runs `"$@"`) as exec form. Dynamo leaves such
     containers unchanged; pass False for Dynamo's behaviour.
     """
-    result: K8sDict = copy.deepcopy(dict(container))
+    result: Manifest = copy.deepcopy(dict(container))
     command: list[str] = list(result.get("command") or [])
     args: list[str] = list(result.get("args") or [])
     if not flags.strip():

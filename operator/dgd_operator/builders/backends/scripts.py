@@ -38,4 +38,6 @@ def render(template: str, **values: Any) -> str:
 
 def launch_helper_source(module: str) -> str:
     """Source text of a stdlib/ray-only helper in `dgd_runtime.launch` (shipped via ConfigMap)."""
-    return resources.files("dgd_runtime.launch").joinpath(f"{module}.py").read_text(encoding="utf-8")
+    return (
+        resources.files("dgd_runtime.launch").joinpath(f"{module}.py").read_text(encoding="utf-8")
+    )

@@ -15,8 +15,10 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from dgd_operator.api.engine_args import BackendError
+from dgd_operator.api.k8s import Manifest
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
-from dgd_operator.builders.backends.podspec import (
+from dgd_operator.builders.backends.pod_edits import (
     add_launch_scripts_volume,
     append_env,
     launch_scripts_configmap,
@@ -33,19 +35,34 @@ from dgd_operator.builders.backends.types import (
     LAUNCH_SCRIPTS_MOUNT_PATH,
     MPI_SSH_PORT,
     WAIT_FOR_TCP_KEY,
-    BackendError,
     BackendResult,
-    K8sDict,
     LaunchOptions,
     Role,
 )
 
-MPI_EXPORTED_ENV = frozenset({
-    "CUDA_VISIBLE_DEVICES", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_HOME", "HF_TOKEN", "HOME",
-    "HUGGING_FACE_HUB_TOKEN", "LD_LIBRARY_PATH", "MODEL_PATH", "NCCL_DEBUG", "NCCL_IB_DISABLE",
-    "NCCL_P2P_DISABLE", "PATH", "PYTHONPATH", "TENSORRT_LLM_CACHE_DIR", "TOKENIZERS_PARALLELISM",
-    "TRANSFORMERS_CACHE", "TRTLLM_USE_UCX_KVCACHE", "USER",
-})
+MPI_EXPORTED_ENV = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES",
+        "HF_DATASETS_CACHE",
+        "HF_ENDPOINT",
+        "HF_HOME",
+        "HF_TOKEN",
+        "HOME",
+        "HUGGING_FACE_HUB_TOKEN",
+        "LD_LIBRARY_PATH",
+        "MODEL_PATH",
+        "NCCL_DEBUG",
+        "NCCL_IB_DISABLE",
+        "NCCL_P2P_DISABLE",
+        "PATH",
+        "PYTHONPATH",
+        "TENSORRT_LLM_CACHE_DIR",
+        "TOKENIZERS_PARALLELISM",
+        "TRANSFORMERS_CACHE",
+        "TRTLLM_USE_UCX_KVCACHE",
+        "USER",
+    }
+)
 SSH_KEY_MOUNT_PATH = "/ssh-pk"
 
 
@@ -65,7 +82,7 @@ def host_list(node_count: int, addressing: MultinodeAddressing) -> list[str]:
     return [addressing.leader_host()] + [addressing.worker_host(i) for i in range(1, node_count)]
 
 
-def apply_trtllm(
+def trtllm_launch(
     container: Mapping[str, Any],
     pod_spec: Mapping[str, Any],
     *,
@@ -78,12 +95,14 @@ def apply_trtllm(
     options: LaunchOptions,
 ) -> BackendResult:
     """TensorRT-LLM launch rewrite for one role of a service (see module docs)."""
-    out: K8sDict = copy.deepcopy(dict(container))
-    spec: K8sDict = copy.deepcopy(dict(pod_spec))
+    out: Manifest = copy.deepcopy(dict(container))
+    spec: Manifest = copy.deepcopy(dict(pod_spec))
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, [])
     if not mpi_secret_name:
-        raise BackendError("TensorRT-LLM multinode needs the MPI SSH secret name (operator setting)")
+        raise BackendError(
+            "TensorRT-LLM multinode needs the MPI SSH secret name (operator setting)"
+        )
 
     spec["volumes"] = [
         *(spec.get("volumes") or []),
@@ -94,7 +113,7 @@ def apply_trtllm(
         {"name": mpi_secret_name, "mountPath": SSH_KEY_MOUNT_PATH, "readOnly": True},
     ]
     append_env(out, {"name": "OMPI_MCA_orte_keep_fqdn_hostnames", "value": "1"})
-    extra: list[K8sDict] = []
+    extra: list[Manifest] = []
 
     if role == "worker":
         remove_probes(out, "livenessProbe", "startupProbe")
@@ -106,11 +125,15 @@ def apply_trtllm(
             "failureThreshold": 10,
         }
         out["command"] = ["/bin/sh", "-c"]
-        out["args"] = [render("sshd_worker.sh.j2", ssh_port=MPI_SSH_PORT, exec_sshd=not options.dynamo_compat)]
+        out["args"] = [
+            render("sshd_worker.sh.j2", ssh_port=MPI_SSH_PORT, exec_sshd=not options.dynamo_compat)
+        ]
         return BackendResult(out, spec, extra)
 
     hosts = host_list(node_count, addressing)
-    env_names = sorted(MPI_EXPORTED_ENV | {str(e["name"]) for e in out.get("env") or [] if "name" in e})
+    env_names = sorted(
+        MPI_EXPORTED_ENV | {str(e["name"]) for e in out.get("env") or [] if "name" in e}
+    )
     dns_wait_hosts = hosts[1:] if options.dynamo_compat and addressing.needs_dns_wait() else []
     wait_workers = None
     if not options.dynamo_compat and node_count > 1:

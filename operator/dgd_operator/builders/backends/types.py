@@ -1,17 +1,18 @@
-"""Shared vocabulary of the backend launch rules: roles, backends, options and the result type."""
+"""Shared vocabulary of the backend launch rules: roles, ports, options and the result type.
+
+Which engine a service runs (`Backend`, `BackendError`) is decided in `api.engine_args`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from dgd_operator.api.k8s import Manifest
 
 Role = Literal["main", "leader", "worker"]
 """`main`: a single-pod engine. `leader`/`worker`: node 0 / nodes 1..N-1 of a multinode group."""
 
-Backend = Literal["vllm", "sglang", "trtllm", "noop"]
-"""Engine framework of a service; `noop` means no launch rewrite at all."""
-
-K8sDict = dict[str, Any]
 
 # Ports fixed by Dynamo's launch rules (kept identical so images and docs line up).
 RAY_PORT = 6379
@@ -20,12 +21,9 @@ VLLM_DP_RPC_PORT = 13445
 SGLANG_DIST_INIT_PORT = 29500
 MPI_SSH_PORT = 2222
 
-VLLM_EXECUTOR_ANNOTATION = "nvidia.com/vllm-distributed-executor-backend"
-ORIGIN_VERSION_ANNOTATION = "nvidia.com/dynamo-operator-origin-version"
-
-# The one ConfigMap (per DGD) that carries our launch helpers; Dynamo's name and key are kept
-# for the wait-for-leader script so pods look the same to people who know Dynamo.
-LAUNCH_SCRIPTS_CONFIGMAP_SUFFIX = "wait-leader-script"
+# The one ConfigMap (per DGD) that carries our launch helpers (`api.naming`); Dynamo's volume
+# name and key are kept for the wait-for-leader script so pods look the same to people who
+# know Dynamo.
 LAUNCH_SCRIPTS_VOLUME = "wait-leader-script"
 LAUNCH_SCRIPTS_MOUNT_PATH = "/scripts"
 WAIT_FOR_LEADER_KEY = "wait-for-leader.py"
@@ -47,7 +45,9 @@ class LaunchOptions:
     Deliberate differences in both modes, where Dynamo's output would not run: a token
     containing `'` in a line evaluated directly by `sh -c` is not given the `'"'"'` rewrite;
     a shell-form vLLM Ray leader gets the executor flag inside its script instead of after
-    `sh -c <script>`.
+    `sh -c <script>`; vLLM's parallelism is read in every spelling vLLM accepts (`-tp 16`,
+    `--tensor-parallel-size=16`, flags in `command`), where Dynamo reads only spaced long
+    flags in `args` and would start such a graph without its multinode flags.
     """
 
     dynamo_compat: bool = False
@@ -58,7 +58,7 @@ class LaunchOptions:
 
 @dataclass(frozen=True)
 class BackendResult:
-    """Output of `apply_backend`: new dicts, the inputs are never mutated.
+    """Output of `with_backend_launch`: new dicts, the inputs are never mutated.
 
     `extra_objects` are cluster objects the pods depend on (today: the launch-scripts
     ConfigMap). They carry apiVersion, kind, metadata.name and data only; the caller adds
@@ -66,10 +66,6 @@ class BackendResult:
     multinode service of a DGD returns the same ConfigMap.
     """
 
-    container: K8sDict
-    pod_spec: K8sDict
-    extra_objects: list[K8sDict] = field(default_factory=list)
-
-
-class BackendError(ValueError):
-    """The service's launch cannot be determined (e.g. backend framework mismatch)."""
+    container: Manifest
+    pod_spec: Manifest
+    extra_objects: list[Manifest] = field(default_factory=list)

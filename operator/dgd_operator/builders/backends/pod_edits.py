@@ -5,26 +5,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dgd_operator.api.engine_args import SHELLS
+from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.naming import launch_scripts_configmap_name
 from dgd_operator.builders.backends.scripts import launch_helper_source, render
 from dgd_operator.builders.backends.types import (
-    LAUNCH_SCRIPTS_CONFIGMAP_SUFFIX,
     LAUNCH_SCRIPTS_MOUNT_PATH,
     LAUNCH_SCRIPTS_VOLUME,
     RAY_WAIT_KEY,
     WAIT_FOR_LEADER_KEY,
     WAIT_FOR_TCP_KEY,
-    K8sDict,
 )
 
-SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh"})
 
-
-def launch_scripts_configmap_name(dgd_name: str) -> str:
-    """`<dgd>-wait-leader-script` (Dynamo's name for the per-DGD launch-scripts ConfigMap)."""
-    return f"{dgd_name}-{LAUNCH_SCRIPTS_CONFIGMAP_SUFFIX}"
-
-
-def launch_scripts_configmap(dgd_name: str) -> K8sDict:
+def launch_scripts_configmap(dgd_name: str) -> Manifest:
     """The per-DGD ConfigMap with the launch helpers (namespace/labels/owner added by the caller).
 
     Keys: `wait-for-leader.py` (Dynamo's key; our TCP waiter), `wait-for-tcp.py` (same program,
@@ -44,37 +38,46 @@ def launch_scripts_configmap(dgd_name: str) -> K8sDict:
     }
 
 
-def add_launch_scripts_volume(pod_spec: K8sDict, dgd_name: str) -> None:
+def add_launch_scripts_volume(pod_spec: Manifest, dgd_name: str) -> None:
     """Add the launch-scripts ConfigMap volume to the pod (once)."""
-    volumes: list[K8sDict] = list(pod_spec.get("volumes") or [])
+    volumes: list[Manifest] = list(pod_spec.get("volumes") or [])
     if not any(v.get("name") == LAUNCH_SCRIPTS_VOLUME for v in volumes):
         volumes.append(
-            {"name": LAUNCH_SCRIPTS_VOLUME, "configMap": {"name": launch_scripts_configmap_name(dgd_name)}}
+            {
+                "name": LAUNCH_SCRIPTS_VOLUME,
+                "configMap": {"name": launch_scripts_configmap_name(dgd_name)},
+            }
         )
     pod_spec["volumes"] = volumes
 
 
-def mount_launch_scripts(container: K8sDict) -> None:
+def mount_launch_scripts(container: Manifest) -> None:
     """Mount the launch-scripts volume read-only at /scripts in `container` (once)."""
-    mounts: list[K8sDict] = list(container.get("volumeMounts") or [])
+    mounts: list[Manifest] = list(container.get("volumeMounts") or [])
     if not any(m.get("name") == LAUNCH_SCRIPTS_VOLUME for m in mounts):
-        mounts.append({"name": LAUNCH_SCRIPTS_VOLUME, "mountPath": LAUNCH_SCRIPTS_MOUNT_PATH, "readOnly": True})
+        mounts.append(
+            {
+                "name": LAUNCH_SCRIPTS_VOLUME,
+                "mountPath": LAUNCH_SCRIPTS_MOUNT_PATH,
+                "readOnly": True,
+            }
+        )
     container["volumeMounts"] = mounts
 
 
-def append_env(container: K8sDict, entry: K8sDict) -> None:
+def append_env(container: Manifest, entry: Manifest) -> None:
     """Append an EnvVar to the container."""
     container["env"] = [*(container.get("env") or []), entry]
 
 
-def remove_probes(container: K8sDict, *names: str) -> None:
+def remove_probes(container: Manifest, *names: str) -> None:
     """Drop the named probes (`livenessProbe`, ...) from the container."""
     for name in names:
         container.pop(name, None)
 
 
 def add_wait_for_leader_init(
-    pod_spec: K8sDict,
+    pod_spec: Manifest,
     *,
     name: str,
     image: Any,
@@ -99,7 +102,7 @@ def add_wait_for_leader_init(
         mount_path=LAUNCH_SCRIPTS_MOUNT_PATH,
         script_key=WAIT_FOR_LEADER_KEY,
     )
-    init: K8sDict = {"name": name}
+    init: Manifest = {"name": name}
     if image is not None:
         init["image"] = image
     init["command"] = ["sh", "-c", command]
