@@ -26,7 +26,6 @@ from dgd_operator.api.constants import (
     DGDSA_KIND,
     DWM_KIND,
     DWM_VERSION,
-    GROUP_VERSION_V1BETA1,
 )
 from dgd_operator.api.models import (
     TOPOLOGY_DOMAIN_PATTERN,
@@ -704,7 +703,7 @@ class DynamoGraphDeployment(StrictModel):
     """A DynamoGraphDeployment at `nvidia.com/v1beta1`."""
 
     api_version: Literal["nvidia.com/v1beta1"] = Field(
-        default=GROUP_VERSION_V1BETA1, alias="apiVersion", description="`nvidia.com/v1beta1`."
+        default="nvidia.com/v1beta1", alias="apiVersion", description="`nvidia.com/v1beta1`."
     )
     kind: Literal["DynamoGraphDeployment"] = Field(default=DGD_KIND, description="The kind.")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
@@ -751,7 +750,7 @@ class DynamoGraphDeploymentScalingAdapter(StrictModel):
     """A DynamoGraphDeploymentScalingAdapter at `nvidia.com/v1beta1`."""
 
     api_version: Literal["nvidia.com/v1beta1"] = Field(
-        default=GROUP_VERSION_V1BETA1, alias="apiVersion", description="`nvidia.com/v1beta1`."
+        default="nvidia.com/v1beta1", alias="apiVersion", description="`nvidia.com/v1beta1`."
     )
     kind: Literal["DynamoGraphDeploymentScalingAdapter"] = Field(
         default=DGDSA_KIND, description="The kind."
@@ -779,7 +778,7 @@ class DynamoWorkerMetadata(StrictModel):
     """A DynamoWorkerMetadata (`nvidia.com/v1alpha1`), written by Dynamo runtime pods under Kubernetes discovery."""
 
     api_version: Literal["nvidia.com/v1alpha1"] = Field(
-        default=DWM_GROUP_VERSION, alias="apiVersion", description="`nvidia.com/v1alpha1`."
+        default="nvidia.com/v1alpha1", alias="apiVersion", description="`nvidia.com/v1alpha1`."
     )
     kind: Literal["DynamoWorkerMetadata"] = Field(default=DWM_KIND, description="The kind.")
     metadata: ObjectMeta = Field(description="Standard object metadata; the name is the pod's.")
