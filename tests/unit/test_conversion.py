@@ -658,6 +658,13 @@ NATIVE = [
         {"components": [{"name": "b"}, {"name": "a"}]},
     ),
     Native(
+        # A bare name would also mean "had a pod template": such components are listed whole.
+        "unsorted-order-without-podTemplates",
+        {"components": [{"name": "b", "type": "frontend"}, {"name": "a", "type": "frontend"}]},
+        {"services": {"b": {"componentType": "frontend"}, "a": {"componentType": "frontend"}}},
+        {"components": [{"name": "b", "type": "frontend"}, {"name": "a", "type": "frontend"}]},
+    ),
+    Native(
         "no-podTemplate-no-payload",
         {"components": [{"name": "W", "type": "frontend", "replicas": 1}]},
         {"services": {"W": {"componentType": "frontend", "replicas": 1}}},
