@@ -40,14 +40,18 @@ from dgd_operator.api.constants import (
     CONVERSION_PAYLOAD_VERSION,
     DGD_KIND,
     DGDSA_KIND,
+    GPU_RESOURCE,
+    GROUP_VERSION,
+    GROUP_VERSION_V1BETA1,
 )
-from dgd_operator.api.models import parse_quantity
+from dgd_operator.api.models import FRONTEND_SIDECAR_CONTAINER, parse_quantity
+from dgd_operator.api.v1beta1 import MAIN_CONTAINER
 
-V1ALPHA1: Final = f"{API_GROUP}/v1alpha1"
-V1BETA1: Final = f"{API_GROUP}/v1beta1"
-SIDECAR_FRONTEND: Final = "sidecar-frontend"
-MAIN: Final = "main"
-GPU: Final = "nvidia.com/gpu"
+V1ALPHA1: Final = GROUP_VERSION
+V1BETA1: Final = GROUP_VERSION_V1BETA1
+SIDECAR_FRONTEND: Final = FRONTEND_SIDECAR_CONTAINER
+MAIN: Final = MAIN_CONTAINER
+GPU: Final = GPU_RESOURCE
 
 Obj = dict[str, Any]
 

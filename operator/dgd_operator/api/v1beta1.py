@@ -21,11 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from dgd_operator.api.constants import (
-    API_GROUP,
     DGD_KIND,
     DGDSA_KIND,
     DWM_KIND,
-    DWM_VERSION,
 )
 from dgd_operator.api.models import (
     TOPOLOGY_DOMAIN_PATTERN,
@@ -44,7 +42,6 @@ LABEL_KEY_PATTERN: Final = (
     r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$"
 )
 MAIN_CONTAINER: Final = "main"
-DWM_GROUP_VERSION: Final = f"{API_GROUP}/{DWM_VERSION}"
 
 ComponentType = Literal["frontend", "worker", "prefill", "decode", "planner", "epp"]
 WORKER_TYPES: Final = ("worker", "prefill", "decode")
