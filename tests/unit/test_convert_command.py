@@ -19,7 +19,7 @@ CONFIG_MAP = {
     "apiVersion": "v1",
     "kind": "ConfigMap",
     "metadata": {"name": "cfg"},
-    "data": {"on": "yes"},
+    "data": {"on": "yes", "y": "n"},
 }
 DGD = {
     "apiVersion": "nvidia.com/v1alpha1",
@@ -88,7 +88,8 @@ def test_output_quotes_yaml11_booleans_and_keeps_key_order(
     )
     assert code == 0
     assert out.startswith("---\napiVersion: v1\nkind: ConfigMap\n")
-    assert '"on": "yes"' in out
+    assert '"y": "n"' in out  # kubectl's YAML 1.1 would read plain y/n as booleans
+    assert list(yaml.safe_load_all(out)) == [CONFIG_MAP]
 
 
 def test_reads_standard_input() -> None:

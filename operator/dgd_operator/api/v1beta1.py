@@ -44,7 +44,6 @@ LABEL_KEY_PATTERN: Final = (
 MAIN_CONTAINER: Final = "main"
 
 ComponentType = Literal["frontend", "worker", "prefill", "decode", "planner", "epp"]
-WORKER_TYPES: Final = ("worker", "prefill", "decode")
 GmsMode = Literal["IntraPod", "InterPod"]
 
 _LIST_MAP_BY_NAME: dict[str, Any] = {

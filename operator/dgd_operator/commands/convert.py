@@ -108,10 +108,9 @@ def _read(name: str) -> str:
         return handle.read()
 
 
-# YAML 1.1 readers (kubectl) take these plain scalars as booleans: quote them.
-_YAML11_BOOLEANS = frozenset(
-    ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "true", "True", "TRUE", "false", "False", "FALSE"]
-)
+# PyYAML quotes yes/no/on/off itself but leaves y/n plain, which YAML 1.1 readers (kubectl)
+# take as booleans.
+_YAML11_SHORT_BOOLEANS = frozenset({"y", "Y", "n", "N"})
 
 
 def dump(documents: list[Any]) -> str:
@@ -122,7 +121,7 @@ def dump(documents: list[Any]) -> str:
         pass
 
     def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else ('"' if value in _YAML11_BOOLEANS else None)
+        style = "|" if "\n" in value else ('"' if value in _YAML11_SHORT_BOOLEANS else None)
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, represent_str)
