@@ -843,6 +843,28 @@ def test_frontend_sidecar_with_existing_container_round_trips_whole() -> None:
     assert convert(stored, "v1alpha1")["spec"]["services"]["W"] == service
 
 
+def test_v1beta1_edit_of_a_v1alpha1_born_object_survives_a_v1alpha1_read_and_write() -> None:
+    stored = _stored(svc(envFromSecret="hf", dynamoNamespace="legacy"))
+    component = stored["spec"]["components"][0]
+    component["sharedMemorySize"] = 0  # a YAML number: alpha's view can only say disabled
+    component["experimental"] = {"grove": {"forceScalingGroup": True}}
+    view = convert(stored, "v1alpha1")
+    assert view["spec"]["services"]["W"]["envFromSecret"] == "hf"  # origin split still used
+    back = convert(view, "v1beta1")
+    assert back["spec"] == stored["spec"]
+    assert payload(back)["spec"]["services"]["W"]["dynamoNamespace"] == "legacy"
+
+
+def test_an_edit_through_the_v1alpha1_view_wins_and_beta_only_leaves_stay() -> None:
+    native = beta({"components": [comp(experimental={"grove": {"forceScalingGroup": True}})]})
+    view = convert(native, "v1alpha1")
+    view["spec"]["services"]["W"]["replicas"] = 4
+    back = convert(view, "v1beta1")
+    assert back["spec"] == {
+        "components": [comp(replicas=4, experimental={"grove": {"forceScalingGroup": True}})]
+    }
+
+
 def test_unknown_service_field_survives_round_trip() -> None:
     service = svc(pvc={"name": "model-cache", "mountPoint": "/m"})
     stored = _stored(service)

@@ -391,10 +391,16 @@ def _component_from_service(
     name: str, service: Obj, hub_entry: Obj | None, *, alpha_origin: bool, path: str
 ) -> tuple[Obj, Obj]:
     """(component, sparse alpha payload entry) for one service."""
-    if hub_entry is not None and _down_or_none(hub_entry) == service:
-        return copy.deepcopy(hub_entry), {}  # saved whole on the way down and unchanged since
     component, entry = _service_up(name, service, record_origin=alpha_origin, path=path)
     if hub_entry is not None:
+        saved_view = _down_or_none(hub_entry)
+        if (
+            saved_view is not None
+            and _service_up(name, saved_view, record_origin=False, path=path)[0] == component
+        ):
+            # A component saved whole on the way down, and the view still shows it unchanged
+            # (compared after projecting both up, so alpha-only detail does not count).
+            return copy.deepcopy(hub_entry), entry
         _restore_hub_leaves(component, hub_entry)
     elif alpha_origin and _component_down(component, entry, path=path) != service:
         entry = copy.deepcopy(service)  # Dynamo's rules would flatten something: keep it all
