@@ -7,7 +7,9 @@ need it skip with a reason naming the variable when it is missing, and fail unde
 
 from __future__ import annotations
 
+import copy
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,12 @@ def reference_dir() -> Path:
 
 
 def dgd_documents(path: Path) -> list[dict[str, Any]]:
-    """The DynamoGraphDeployment documents of one (possibly multi-document) YAML file."""
+    """The DynamoGraphDeployment documents of one (possibly multi-document) YAML file (a copy)."""
+    return copy.deepcopy(_parsed(path))
+
+
+@cache
+def _parsed(path: Path) -> list[dict[str, Any]]:
     with path.open() as handle:
         documents = list(yaml.safe_load_all(handle))
     return [
@@ -43,7 +50,7 @@ def example_files(subdir: str, api_version: str) -> list[Path]:
     return sorted(
         path
         for path in directory.glob("*.yaml")
-        if any(d.get("apiVersion") == api_version for d in dgd_documents(path))
+        if any(d.get("apiVersion") == api_version for d in _parsed(path))
     )
 
 

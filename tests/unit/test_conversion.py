@@ -1115,3 +1115,97 @@ def test_v1beta1_example_round_trips(path: Path | None) -> None:
     for document in peer_corpus.dgd_documents(path):
         view = convert(document, "v1alpha1")
         assert convert(view, "v1beta1") == document
+
+
+# --- unusual shapes on every example: whatever Dynamo's rules flatten must still round-trip ---
+
+
+def _main_container(service: dict[str, Any]) -> dict[str, Any]:
+    main: dict[str, Any] = service.setdefault("extraPodSpec", {}).setdefault("mainContainer", {})
+    return main
+
+
+def _add_frontend_sidecar(component: dict[str, Any], name: str) -> None:
+    component["podTemplate"]["spec"]["containers"].append({"name": name, "image": "f"})
+    component["frontendSidecar"] = name
+
+
+ALPHA_SHAPES: dict[str, Any] = {
+    "scalingAdapter-empty": lambda s: s.update(scalingAdapter={}),
+    "sharedMemory-zero-size": lambda s: s.update(sharedMemory={"disabled": False, "size": "0"}),
+    "sharedMemory-number": lambda s: s.update(sharedMemory={"size": 10}),
+    "envs-empty": lambda s: s.update(envs=[]),
+    "annotations-empty": lambda s: s.update(annotations={}),
+    "extraPodSpec-empty": lambda s: s.update(extraPodSpec={}),
+    "extraPodMetadata-empty-labels": lambda s: s.update(extraPodMetadata={"labels": {}}),
+    "componentType-prefill": lambda s: s.update(componentType="prefill"),
+    "componentType-empty": lambda s: s.update(componentType=""),
+    "serviceName-equal-key": lambda s: s.update(serviceName="Frontend"),
+    "gms-beta-mode-spelling": lambda s: s.update(
+        gpuMemoryService={"enabled": True, "mode": "IntraPod"}
+    ),
+    "frontendSidecar-image-only": lambda s: s.update(frontendSidecar={"image": "x"}),
+    "cache-mount-after-empty-mount": lambda s: s.update(
+        volumeMounts=[
+            {"name": "a", "mountPoint": ""},
+            {"name": "b", "useAsCompilationCache": True, "mountPoint": "/b"},
+        ]
+    ),
+    "gpu-number": lambda s: s.update(resources={"limits": {"gpu": 1}}),
+    "requests-empty": lambda s: s.update(resources={"limits": {"memory": "1Gi"}, "requests": {}}),
+    "mainContainer-named-main": lambda s: _main_container(s).update(name="main"),
+    "mainContainer-env": lambda s: _main_container(s).update(env=[{"name": "Q", "value": "1"}]),
+    "mainContainer-resources": lambda s: _main_container(s).update(
+        resources={"limits": {"cpu": "1"}}
+    ),
+    "exec-liveness-probe": lambda s: s.update(livenessProbe={"exec": {"command": ["true"]}}),
+    "multinode-empty": lambda s: s.update(multinode={}),
+    "failover-without-mode": lambda s: s.update(failover={"enabled": True}),
+}
+BETA_SHAPES: dict[str, Any] = {
+    "grove": lambda c: c.update(experimental={"grove": {"forceScalingGroup": True}}),
+    "sharedMemorySize-number": lambda c: c.update(sharedMemorySize=0),
+    "podTemplate-empty": lambda c: c.update(podTemplate={}),
+    "podTemplate-metadata-name": lambda c: c["podTemplate"].update(metadata={"name": "x"}),
+    "sidecar-before-main": lambda c: c["podTemplate"]["spec"]["containers"].insert(
+        0, {"name": "side", "image": "s"}
+    ),
+    "compilationCache-without-mount": lambda c: c.update(compilationCache={"pvcName": "cc"}),
+    "frontendSidecar-other-name": lambda c: _add_frontend_sidecar(c, "fe"),
+    "scalingAdapter": lambda c: c.update(scalingAdapter={}),
+    "gms-unknown-mode": lambda c: c.update(experimental={"gpuMemoryService": {"mode": "Weird"}}),
+    "type-absent": lambda c: c.pop("type", None),
+    "cpu-number": lambda c: c["podTemplate"]["spec"]["containers"][0].update(
+        resources={"limits": {"cpu": 3}}
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(ALPHA_SHAPES))
+def test_unusual_v1alpha1_shapes_round_trip_on_every_example(shape: str) -> None:
+    files = peer_corpus.example_files(peer_corpus.V1ALPHA1_DIR, A1)
+    if not files:
+        peer_corpus.missing(peer_corpus.V1ALPHA1_DIR)
+    for path in files:
+        for document in peer_corpus.dgd_documents(path):
+            ALPHA_SHAPES[shape](
+                document["spec"]["services"][sorted(document["spec"]["services"])[-1]]
+            )
+            stored = convert(document, "v1beta1")
+            view = convert(stored, "v1alpha1")
+            assert view == document, path.name
+            assert convert(view, "v1beta1") == stored, path.name
+
+
+@pytest.mark.parametrize("shape", list(BETA_SHAPES))
+def test_unusual_v1beta1_shapes_round_trip_on_every_example(shape: str) -> None:
+    files = peer_corpus.example_files(peer_corpus.V1BETA1_DIR, B1)
+    if not files:
+        peer_corpus.missing(peer_corpus.V1BETA1_DIR)
+    for path in files:
+        for document in peer_corpus.dgd_documents(path):
+            BETA_SHAPES[shape](document["spec"]["components"][-1])
+            view = convert(document, "v1alpha1")
+            back = convert(view, "v1beta1")
+            assert back == document, path.name
+            assert convert(back, "v1alpha1") == view, path.name
