@@ -781,7 +781,9 @@ class DynamoWorkerMetadata(StrictModel):
     spec: WorkerMetadataSpec = Field(description="The published discovery data.")
 
 
-# --- CEL rules of the CRD, by model name (attached by the CRD generator) -------------------------
+# --- CEL rules of the CRD (attached by the CRD generator) ---------------------------------------
+# Keyed by model name (`x-kubernetes-validations` of that object) or `Model.wireName` (of one
+# property). Rules using `oldSelf` are transition rules: only the API server can check them.
 
 CEL_RULES: dict[str, list[dict[str, Any]]] = {
     "GraphSpec": [
