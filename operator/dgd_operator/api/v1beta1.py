@@ -884,12 +884,3 @@ CEL_RULES: dict[str, list[dict[str, Any]]] = {
 def _check_dns_label(name: str) -> None:
     if not 1 <= len(name) <= 63 or not re.match(DNS_LABEL_PATTERN, name):
         raise ValueError(f"{name!r} is not a DNS label (lower case, digits, '-', 1 to 63)")
-
-
-def main_container(component: dict[str, Any]) -> dict[str, Any] | None:
-    """The `main` container of a component dict's pod template, or None."""
-    containers = ((component.get("podTemplate") or {}).get("spec") or {}).get("containers") or []
-    for container in containers:
-        if isinstance(container, dict) and container.get("name") == MAIN_CONTAINER:
-            return container
-    return None
