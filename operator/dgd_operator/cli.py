@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "render",
+    "convert",
     "dev",
     "demo",
     "operator",
@@ -35,6 +36,7 @@ EPILOG = """\
 examples:
   dgd validate graph.yaml            check a DGD offline, one line per problem
   dgd render graph.yaml -n prod      print every object the operator would create
+  dgd convert --to v1beta1 g.yaml    print a v1alpha1 DGD as v1beta1 (and back)
   dgd dev up                         start a local control plane with simulated GPU nodes
   dgd demo                           run a graph end to end on a local cluster, then clean up
   dgd serve graph.yaml               run the graph locally with the mock engine

@@ -17,6 +17,10 @@ API_VERSION: Final = "v1alpha1"
 # `<group>/<version>`, spelled out so type checkers see the literal the models declare.
 GROUP_VERSION: Final = "nvidia.com/v1alpha1"
 
+# Dynamo >= 1.4 stores nvidia.com/v1beta1 (the hub); v1alpha1 is served, deprecated (a spoke).
+API_VERSION_V1BETA1: Final = "v1beta1"
+GROUP_VERSION_V1BETA1: Final = f"{API_GROUP}/{API_VERSION_V1BETA1}"
+
 DGD_KIND: Final = "DynamoGraphDeployment"
 DGD_PLURAL: Final = "dynamographdeployments"
 DGD_SINGULAR: Final = "dynamographdeployment"
@@ -44,6 +48,13 @@ COMPONENT_TYPES: Final = (
 )
 # The component types that run an engine (the others never get a backend launch).
 WORKER_COMPONENT_TYPES: Final = frozenset({COMPONENT_WORKER, COMPONENT_PREFILL, COMPONENT_DECODE})
+
+# DynamoWorkerMetadata: written by Dynamo's runtime pods (Kubernetes discovery), v1alpha1 only.
+DWM_KIND: Final = "DynamoWorkerMetadata"
+DWM_PLURAL: Final = "dynamoworkermetadatas"
+DWM_SINGULAR: Final = "dynamoworkermetadata"
+DWM_SHORT_NAME: Final = "dwm"
+DWM_VERSION: Final = "v1alpha1"
 
 # --- Labels ------------------------------------------------------------------------------------
 # Every child carries the graph label (Dynamo's) and managed-by (ours); the operator finds its
@@ -80,6 +91,16 @@ ANNOTATION_MAX_SURGE: Final = "nvidia.com/deployment-rolling-update-max-surge"
 ANNOTATION_MAX_UNAVAILABLE: Final = "nvidia.com/deployment-rolling-update-max-unavailable"
 ANNOTATION_RESTART_AT: Final = "nvidia.com/restartAt"
 ANNOTATION_LAST_APPLIED_HASH: Final = "nvidia.com/last-applied-hash"
+# Conversion bookkeeping (Dynamo's keys and payloads): what the other API version cannot hold.
+# On a v1beta1 object the spec key holds a sparse v1alpha1 spec, on a v1alpha1 view a sparse
+# v1beta1 spec; the `nvidia.com/dgd-` prefix is reserved for them.
+ANNOTATION_DGD_SPEC: Final = "nvidia.com/dgd-spec"
+ANNOTATION_DGD_STATUS: Final = "nvidia.com/dgd-status"
+ANNOTATION_DCD_SPEC: Final = "nvidia.com/dcd-spec"
+ANNOTATION_DCD_STATUS: Final = "nvidia.com/dcd-status"
+CONVERSION_PAYLOAD_VERSION: Final = 1
+ANNOTATION_WORKLOAD_PROVIDER: Final = "nvidia.com/workload-provider"
+ANNOTATION_ENABLE_GROVE: Final = "nvidia.com/enable-grove"
 
 # DGD metadata annotations copied into every service's annotations (service value wins).
 INHERITED_DGD_ANNOTATIONS: Final = (
