@@ -110,14 +110,15 @@ def plan_from_dgd(doc: dict[str, Any]) -> ServePlan:
                 kind = "prefill"
             elif "--is-decode-worker" in args or mode == "decode":
                 kind = "decode"
-        model = _flag_value(args, "--served-model-name", "--model", "--model-path",
-                            "--model-name")
+        model = _flag_value(args, "--served-model-name", "--model", "--model-path", "--model-name")
         replicas = 1 if svc.replicas is None else svc.replicas
         for r in range(replicas):
             plan.workers.append(WorkerSpec(svc_name, r, kind, model))
     if not plan.workers:
-        raise ServeError(f"DGD {name!r} has no worker services (componentType worker, prefill "
-                         "or decode) with replicas > 0")
+        raise ServeError(
+            f"DGD {name!r} has no worker services (componentType worker, prefill "
+            "or decode) with replicas > 0"
+        )
     models = {w.model_name for w in plan.workers if w.model_name}
     plan.model_name = sorted(models)[0] if models else DEFAULT_MODEL_NAME
     return plan
@@ -193,14 +194,15 @@ def _child_env(nats_url: str, namespace: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DYN_SYSTEM_PORT",)}
     env.update(NATS_SERVER=nats_url, DYN_NAMESPACE=namespace, DYN_SYSTEM_HOST="127.0.0.1")
     # Children must import our packages even when run from a source checkout.
-    roots = [str(Path(__file__).resolve().parents[1]),
-             str(Path(__file__).resolve().parents[2] / "operator")]
+    roots = [
+        str(Path(__file__).resolve().parents[1]),
+        str(Path(__file__).resolve().parents[2] / "operator"),
+    ]
     env["PYTHONPATH"] = os.pathsep.join([*roots, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 
-def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float,
-                stop: list[int]) -> None:
+def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float, stop: list[int]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stop:
@@ -219,8 +221,15 @@ def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float,
     raise ServeError(f"model {model!r} not served after {timeout:.0f}s")
 
 
-def start_graph(plan: ServePlan, *, model_dir: Path, port: int, router_mode: str | None,
-                speedup_ratio: float, log_dir: Path | None = None) -> LocalGraph:
+def start_graph(
+    plan: ServePlan,
+    *,
+    model_dir: Path,
+    port: int,
+    router_mode: str | None,
+    speedup_ratio: float,
+    log_dir: Path | None = None,
+) -> LocalGraph:
     """Start nats-server, the workers and the frontend of `plan`."""
     graph = LocalGraph()
     try:
@@ -236,30 +245,62 @@ def start_graph(plan: ServePlan, *, model_dir: Path, port: int, router_mode: str
             log = log_dir / f"{name}.log" if log_dir is not None else None
             if log is not None:
                 out = open(log, "w")  # noqa: SIM115 - handed to the child
-            popen = subprocess.Popen(cmd, env={**env, **(extra_env or {})}, stdout=out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+            popen = subprocess.Popen(
+                cmd,
+                env={**env, **(extra_env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             if not isinstance(out, int):
                 out.close()
             graph.children.append(Child(name, popen, log))
 
         for w in plan.workers:
-            cmd = [sys.executable, "-m", "dgd_runtime.worker", "--model-path", str(model_dir),
-                   "--model-name", plan.model_name, "--engine", "mock",
-                   "--speedup-ratio", str(speedup_ratio)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "dgd_runtime.worker",
+                "--model-path",
+                str(model_dir),
+                "--model-name",
+                plan.model_name,
+                "--engine",
+                "mock",
+                "--speedup-ratio",
+                str(speedup_ratio),
+            ]
             component = {"DYN_COMPONENT": "prefill" if w.component_type == "prefill" else "backend"}
             spawn(f"{w.service.lower()}-{w.replica}", cmd, component)
-        spawn("frontend", [sys.executable, "-m", "dgd_runtime.frontend", "--http-host",
-                           "127.0.0.1", "--http-port", str(port)])
+        spawn(
+            "frontend",
+            [
+                sys.executable,
+                "-m",
+                "dgd_runtime.frontend",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+            ],
+        )
         return graph
     except BaseException:
         graph.stop()
         raise
 
 
-def run_serve(path: str, *, model_path: str | None = None, port: int = 8000,
-              router_mode: str | None = None, speedup_ratio: float = 1.0,
-              ready_timeout: float = 120.0, out: TextIO = sys.stdout) -> int:
+def run_serve(
+    path: str,
+    *,
+    model_path: str | None = None,
+    port: int = 8000,
+    router_mode: str | None = None,
+    speedup_ratio: float = 1.0,
+    ready_timeout: float = 120.0,
+    out: TextIO = sys.stdout,
+) -> int:
     """Serve the DGD in `path` until interrupted; returns the exit code."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -269,8 +310,10 @@ def run_serve(path: str, *, model_path: str | None = None, port: int = 8000,
         return 2
     dgds = [d for d in docs if d.get("kind") == "DynamoGraphDeployment"]
     if len(dgds) != 1:
-        print(f"dgd serve: {path} must contain exactly one DynamoGraphDeployment "
-              f"(found {len(dgds)})", file=sys.stderr)
+        print(
+            f"dgd serve: {path} must contain exactly one DynamoGraphDeployment (found {len(dgds)})",
+            file=sys.stderr,
+        )
         return 2
     try:
         plan = plan_from_dgd(dgds[0])
@@ -293,24 +336,39 @@ def run_serve(path: str, *, model_path: str | None = None, port: int = 8000,
     clean_exit = False
     try:
         log_dir = Path(tempfile.mkdtemp(prefix=f"dgd-serve-{plan.namespace}-"))
-        graph = start_graph(plan, model_dir=model_dir, port=port, router_mode=router_mode,
-                            speedup_ratio=speedup_ratio, log_dir=log_dir)
+        graph = start_graph(
+            plan,
+            model_dir=model_dir,
+            port=port,
+            router_mode=router_mode,
+            speedup_ratio=speedup_ratio,
+            log_dir=log_dir,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_model(url, plan.model_name, graph, ready_timeout, stop_requested)
         except ServeError as exc:
             print(f"dgd serve: {exc}", file=sys.stderr)
             return 1
-        body = json.dumps({"model": plan.model_name, "messages": [
-            {"role": "user", "content": "Hello!"}], "max_tokens": 32})
+        body = json.dumps(
+            {
+                "model": plan.model_name,
+                "messages": [{"role": "user", "content": "Hello!"}],
+                "max_tokens": 32,
+            }
+        )
         n = len(plan.workers)
-        print(f"dgd serve: {plan.name} is up: {n} mock worker{'s' if n != 1 else ''}, "
-              f"model {plan.model_name!r}, NATS {graph.nats.url if graph.nats else '?'}",
-              file=out)
+        print(
+            f"dgd serve: {plan.name} is up: {n} mock worker{'s' if n != 1 else ''}, "
+            f"model {plan.model_name!r}, NATS {graph.nats.url if graph.nats else '?'}",
+            file=out,
+        )
         print(f"pids: {' '.join(str(p) for p in graph.pids())}   logs: {log_dir}", file=out)
         print(f"OpenAI API: {url}/v1", file=out)
-        print(f"curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' "
-              f"-d '{body}'", file=out)
+        print(
+            f"curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'",
+            file=out,
+        )
         print("Press Ctrl-C to stop.", file=out, flush=True)
         while not stop_requested:
             dead = graph.dead_child()

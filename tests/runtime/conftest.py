@@ -20,7 +20,7 @@ from dgd_runtime.router.client import RoutedClient
 from dgd_runtime.testing.model_dir import build_model_dir
 from dgd_runtime.testing.nats import NatsServer, NatsServerUnavailableError
 from dgd_runtime.testing.workers import WorkerProcess
-from dgd_runtime.workers.service import Worker, WorkerSettings
+from dgd_runtime.worker.service import Worker, WorkerSettings
 
 
 @pytest.fixture

@@ -45,13 +45,33 @@ class WorkerProcs:
 
     def start(self, speedup: float = 1000.0) -> subprocess.Popen[bytes]:
         port = free_port()
-        env = {**os.environ, "NATS_SERVER": self.nats_url, "DYN_NAMESPACE": self.namespace,
-               "DYN_SYSTEM_PORT": str(port), "DYN_SYSTEM_HOST": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "NATS_SERVER": self.nats_url,
+            "DYN_NAMESPACE": self.namespace,
+            "DYN_SYSTEM_PORT": str(port),
+            "DYN_SYSTEM_HOST": "127.0.0.1",
+        }
         log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dgd_runtime.worker", "--model-path", str(self.model_dir),
-             "--model-name", MODEL, "--engine", "mock", "--speedup-ratio", str(speedup)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "dgd_runtime.worker",
+                "--model-path",
+                str(self.model_dir),
+                "--model-name",
+                MODEL,
+                "--engine",
+                "mock",
+                "--speedup-ratio",
+                str(speedup),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         self.procs.append(proc)
         self.system_ports.append(port)
@@ -158,9 +178,13 @@ async def test_streaming_and_non_streaming(workers: WorkerProcs, http: httpx.Asy
     await wait_models(http)
     assert (await http.get("/health")).json()["status"] == "healthy"
 
-    async with http.stream("POST", "/v1/chat/completions", json=chat(
-            stream=True, max_tokens=20, ignore_eos=True,
-            stream_options={"include_usage": True})) as resp:
+    async with http.stream(
+        "POST",
+        "/v1/chat/completions",
+        json=chat(
+            stream=True, max_tokens=20, ignore_eos=True, stream_options={"include_usage": True}
+        ),
+    ) as resp:
         assert resp.status_code == 200
         events = await sse_events(resp)
     assert events[-1] == "[DONE]"
@@ -178,8 +202,10 @@ async def test_streaming_and_non_streaming(workers: WorkerProcs, http: httpx.Asy
     assert isinstance(body["choices"][0]["message"]["content"], str)
     assert streamed  # the mock engine produced decodable text
 
-    resp = await http.post("/v1/completions", json={"model": MODEL, "prompt": "Once upon",
-                                                    "max_tokens": 8, "ignore_eos": True})
+    resp = await http.post(
+        "/v1/completions",
+        json={"model": MODEL, "prompt": "Once upon", "max_tokens": 8, "ignore_eos": True},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["usage"]["completion_tokens"] == 8
 
@@ -187,16 +213,20 @@ async def test_streaming_and_non_streaming(workers: WorkerProcs, http: httpx.Asy
 async def test_stop_string_and_usage(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
     workers.start()
     await wait_models(http)
-    full = (await http.post("/v1/chat/completions", json=chat(
-        max_tokens=40, ignore_eos=True, seed=1))).json()["choices"][0]["message"]["content"]
+    full = (
+        await http.post("/v1/chat/completions", json=chat(max_tokens=40, ignore_eos=True, seed=1))
+    ).json()["choices"][0]["message"]["content"]
     # The mock engine is deterministic for a seed: the same request yields the same text, so a
     # stop string taken from its middle must end the second response right before it.
     text = full.strip()
     if len(text) < 6:
         pytest.skip("engine produced too little text to cut")
-    stop = text[len(text) // 2: len(text) // 2 + 3]
-    body = (await http.post("/v1/chat/completions", json=chat(
-        max_tokens=40, ignore_eos=True, seed=1, stop=[stop]))).json()
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    body = (
+        await http.post(
+            "/v1/chat/completions", json=chat(max_tokens=40, ignore_eos=True, seed=1, stop=[stop])
+        )
+    ).json()
     content = body["choices"][0]["message"]["content"]
     assert stop not in content
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -215,8 +245,9 @@ async def test_bad_input(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
     assert resp.json()["error"]["param"] == "temperature"
     resp = await http.post("/v1/chat/completions", json={**chat(), "model": "nope"})
     assert resp.status_code == 404
-    resp = await http.post("/v1/chat/completions", json=chat(
-        messages=[{"role": "user", "content": "word " * 5000}]))
+    resp = await http.post(
+        "/v1/chat/completions", json=chat(messages=[{"role": "user", "content": "word " * 5000}])
+    )
     assert resp.status_code == 400
     assert "context length" in resp.json()["error"]["message"]
 
@@ -228,24 +259,27 @@ async def test_no_worker_is_503(http: httpx.AsyncClient) -> None:
     assert resp.json()["error"]["code"] == 503
 
 
-async def test_worker_killed_mid_stream(workers: WorkerProcs, http: httpx.AsyncClient,
-                                        routed: RecordingBackend) -> None:
+async def test_worker_killed_mid_stream(
+    workers: WorkerProcs, http: httpx.AsyncClient, routed: RecordingBackend
+) -> None:
     # Two slow workers; round-robin puts one of two concurrent long streams on each.
     first = workers.start(speedup=1.0)
     workers.start(speedup=1.0)
     await asyncio.wait_for(routed.client.wait_for_workers(HANG_GUARD, count=2), HANG_GUARD)
 
     async def long_stream() -> list[Any]:
-        async with http.stream("POST", "/v1/chat/completions", json=chat(
-                stream=True, max_tokens=3000, ignore_eos=True)) as resp:
+        async with http.stream(
+            "POST", "/v1/chat/completions", json=chat(stream=True, max_tokens=3000, ignore_eos=True)
+        ) as resp:
             assert resp.status_code == 200
             return await sse_events(resp)
 
     streams = [asyncio.create_task(long_stream()) for _ in range(2)]
     await asyncio.sleep(1.0)  # both streams are producing tokens
     first.send_signal(signal.SIGKILL)
-    done, pending = await asyncio.wait(streams, timeout=HANG_GUARD,
-                                       return_when=asyncio.FIRST_COMPLETED)
+    done, pending = await asyncio.wait(
+        streams, timeout=HANG_GUARD, return_when=asyncio.FIRST_COMPLETED
+    )
     assert done, "the stream of the killed worker hung"
     events = next(iter(done)).result()
     assert "error_event" in events[-1], events[-3:]
@@ -260,14 +294,17 @@ async def test_worker_killed_mid_stream(workers: WorkerProcs, http: httpx.AsyncC
         assert resp.status_code == 200, resp.text
 
 
-async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: RunningFrontend,
-                                         routed: RecordingBackend) -> None:
+async def test_client_disconnect_cancels(
+    workers: WorkerProcs, frontend: RunningFrontend, routed: RecordingBackend
+) -> None:
     workers.start(speedup=1.0)
     await asyncio.wait_for(routed.client.wait_for_workers(HANG_GUARD), HANG_GUARD)
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
     body = orjson.dumps(chat(stream=True, max_tokens=3000, ignore_eos=True))
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(body), body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
     await writer.drain()
     await asyncio.wait_for(reader.readuntil(b'"content"'), HANG_GUARD)
     writer.close()
@@ -277,8 +314,10 @@ async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: Running
             while True:
                 text = (await c.get(f"http://127.0.0.1:{workers.system_ports[0]}/metrics")).text
                 for line in text.splitlines():
-                    if line.startswith("dynamo_component_cancellation_total") and float(
-                            line.rsplit(" ", 1)[1]) >= 1:
+                    if (
+                        line.startswith("dynamo_component_cancellation_total")
+                        and float(line.rsplit(" ", 1)[1]) >= 1
+                    ):
                         return
                 await asyncio.sleep(0.1)
 
@@ -286,8 +325,9 @@ async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: Running
     assert len(routed.closed_early) == 1
 
 
-async def test_nats_restart_does_not_crash(workers: WorkerProcs, http: httpx.AsyncClient,
-                                           nats_server: NatsServer) -> None:
+async def test_nats_restart_does_not_crash(
+    workers: WorkerProcs, http: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
     workers.start()
     await wait_models(http)
     assert (await http.post("/v1/chat/completions", json=chat(max_tokens=3))).status_code == 200
@@ -296,8 +336,7 @@ async def test_nats_restart_does_not_crash(workers: WorkerProcs, http: httpx.Asy
 
     async def until_ok() -> None:
         while True:
-            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=3,
-                                                                      ignore_eos=True))
+            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=3, ignore_eos=True))
             if resp.status_code == 200:
                 return
             assert resp.status_code in (502, 503), resp.text
@@ -313,15 +352,25 @@ async def test_frontend_process_starts_before_nats(tiny_model_dir: Path, tmp_pat
     (tmp_path / "nats").mkdir()
     nats = NatsServer(store_dir=str(tmp_path / "nats"))  # port chosen, not started yet
     port = free_port()
-    env = {**os.environ, "NATS_SERVER": nats.url, "DYN_NAMESPACE": "fe-proc",
-           "DYN_HTTP_PORT": str(port)}
+    env = {
+        **os.environ,
+        "NATS_SERVER": nats.url,
+        "DYN_NAMESPACE": "fe-proc",
+        "DYN_HTTP_PORT": str(port),
+    }
     log = open(tmp_path / "frontend.log", "wb")  # noqa: SIM115
-    fe = subprocess.Popen([sys.executable, "-m", "dgd_runtime.frontend"], env=env, stdout=log,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    fe = subprocess.Popen(
+        [sys.executable, "-m", "dgd_runtime.frontend"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
     workers = WorkerProcs(nats.url, "fe-proc", tiny_model_dir, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
             async def up() -> None:
                 while True:
                     try:
@@ -339,8 +388,7 @@ async def test_frontend_process_starts_before_nats(tiny_model_dir: Path, tmp_pat
             nats.start()
             workers.start()
             await wait_models(http)
-            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=4,
-                                                                      ignore_eos=True))
+            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=4, ignore_eos=True))
             assert resp.status_code == 200, resp.text
             health = (await http.get("/health")).json()
             assert health["status"] == "healthy"

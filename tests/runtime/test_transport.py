@@ -17,7 +17,7 @@ from dgd_runtime.protocol import (
 from dgd_runtime.router.client import RoutedClient
 from dgd_runtime.testing.nats import NatsServer
 from dgd_runtime.testing.waiting import eventually
-from dgd_runtime.workers.service import Worker
+from dgd_runtime.worker.service import Worker
 
 pytestmark = pytest.mark.runtime
 

@@ -21,9 +21,16 @@ from dgd_runtime.protocol import (
 class FakeBackend:
     """Streams `reply_ids` (cycled up to max_tokens) for every request."""
 
-    def __init__(self, cards: Sequence[ModelCard], reply_ids: Sequence[int], *,
-                 fail_after: int | None = None, delay: float = 0.0,
-                 finish_on_eos: bool = True, tokens_per_output: int = 1) -> None:
+    def __init__(
+        self,
+        cards: Sequence[ModelCard],
+        reply_ids: Sequence[int],
+        *,
+        fail_after: int | None = None,
+        delay: float = 0.0,
+        finish_on_eos: bool = True,
+        tokens_per_output: int = 1,
+    ) -> None:
         self.cards = list(cards)
         self.reply_ids = list(reply_ids)
         self.fail_after = fail_after
@@ -54,14 +61,19 @@ class FakeBackend:
                 tid = self.reply_ids[i % len(self.reply_ids)] if self.reply_ids else 0
                 pending.append(tid)
                 last = i == limit - 1
-                eos = (not request.sampling.ignore_eos and self.finish_on_eos
-                       and tid in request.eos_token_ids)
+                eos = (
+                    not request.sampling.ignore_eos
+                    and self.finish_on_eos
+                    and tid in request.eos_token_ids
+                )
                 if len(pending) < self.tokens_per_output and not (last or eos):
                     continue
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 yield EngineOutput(
-                    pending, "stop" if eos else ("length" if last else None), None,
+                    pending,
+                    "stop" if eos else ("length" if last else None),
+                    None,
                     0 if i < self.tokens_per_output else None,
                 )
                 pending = []

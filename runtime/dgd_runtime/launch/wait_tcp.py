@@ -92,7 +92,10 @@ def wait_for_targets(
             )
         now = time.monotonic()
         if now - last_report >= 30:
-            log(f"dgd: still waiting for {what} ({elapsed:.0f}s): " + ", ".join(f"{h}:{p}" for h, p in pending))
+            log(
+                f"dgd: still waiting for {what} ({elapsed:.0f}s): "
+                + ", ".join(f"{h}:{p}" for h, p in pending)
+            )
             last_report = now
         time.sleep(interval)
 
@@ -111,9 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             targets = [(os.environ["LEADER_HOST"], int(os.environ["LEADER_PORT"]))]
     except (KeyError, ValueError) as exc:
-        print(f"dgd: wait_tcp: bad target ({exc}); pass HOST:PORT or set LEADER_HOST/LEADER_PORT", file=sys.stderr)
+        print(
+            f"dgd: wait_tcp: bad target ({exc}); pass HOST:PORT or set LEADER_HOST/LEADER_PORT",
+            file=sys.stderr,
+        )
         return 2
-    timeout = args.timeout if args.timeout is not None else float(os.environ.get("DGD_WAIT_TIMEOUT", "0") or 0)
+    timeout = (
+        args.timeout
+        if args.timeout is not None
+        else float(os.environ.get("DGD_WAIT_TIMEOUT", "0") or 0)
+    )
     what = args.what or os.environ.get("DGD_WAIT_WHAT") or "the leader"
     try:
         wait_for_targets(targets, timeout=timeout, what=what, interval=args.interval)
