@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dgd_runtime.serve import ServeError, plan_from_dgd
-from dgd_runtime.testing.nats import free_port
+from dgd_operator.commands.serve import ServePlanError, plan_from_dgd
+from dgd_runtime.local.nats_server import free_port
+from dgd_runtime.local.plan import LocalComponent, LocalPlan
 
 pytestmark = pytest.mark.runtime
 
@@ -132,10 +133,16 @@ def test_plan_counts_worker_replicas_and_model_name() -> None:
         },
     }
     plan = plan_from_dgd(doc)
-    kinds = sorted((w.service, w.component_type) for w in plan.workers)
-    assert kinds == [("decode", "decode")] * 3 + [("prefill", "prefill")] * 2
-    assert plan.model_name == "m/x"
-    assert plan.namespace == "disagg"
+    assert plan == LocalPlan(
+        name="disagg",
+        namespace="disagg",
+        components=(
+            LocalComponent("prefill", "prefill", 2),
+            LocalComponent("decode", "decode", 3),
+        ),
+        model_name="m/x",
+    )
+    assert plan.worker_count == 5
 
 
 def test_plan_rejects_graph_without_workers() -> None:
@@ -145,7 +152,7 @@ def test_plan_rejects_graph_without_workers() -> None:
         "metadata": {"name": "fe-only"},
         "spec": {"services": {"Frontend": {"componentType": "frontend"}}},
     }
-    with pytest.raises(ServeError, match="no worker services"):
+    with pytest.raises(ServePlanError, match="no worker services"):
         plan_from_dgd(doc)
 
 
@@ -182,5 +189,28 @@ def test_plan_reads_role_from_engine_arguments() -> None:
             }
         },
     }
-    roles = {w.service: w.component_type for w in plan_from_dgd(doc).workers}
+    roles = {c.name: c.role for c in plan_from_dgd(doc).components}
     assert roles == {"p": "prefill", "v": "prefill", "d": "decode", "w": "worker"}
+
+
+def test_plan_carries_literal_env_with_service_values_winning() -> None:
+    doc = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeployment",
+        "metadata": {"name": "env"},
+        "spec": {
+            "envs": [{"name": "A", "value": "graph"}, {"name": "B", "value": "graph"}],
+            "services": {
+                "w": {
+                    "componentType": "worker",
+                    "envs": [
+                        {"name": "B", "value": "service"},
+                        {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                    ],
+                },
+                "none": {"componentType": "worker", "replicas": 0},
+            },
+        },
+    }
+    plan = plan_from_dgd(doc)
+    assert plan.components == (LocalComponent("w", "worker", 1, {"A": "graph", "B": "service"}),)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.chat_template import ChatTemplate, ChatTemplateError, compile_template
 from dgd_runtime.preprocess.tokenizer import ModelDirError, load_preprocessor
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.detokenize import (
     ByteLevelDetokenizer,
     PrefixOffsetDetokenizer,
@@ -15,7 +16,6 @@ from dgd_runtime.preprocess.detokenize import (
     make_detokenizer,
 )
 from dgd_runtime.preprocess.tokenizer import load_preprocessor
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 

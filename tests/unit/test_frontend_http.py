@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from tests.fixtures.fake_backend import FakeBackend
 
 from dgd_runtime.frontend.app import RunningFrontend, start_frontend
-from dgd_runtime.frontend.fake import FakeBackend
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.tokenizer import load_preprocessor
 from dgd_runtime.protocol import ModelCard
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,8 @@
-"""`dgd serve FILE`: run a DynamoGraphDeployment locally with the mock engine.
+"""Run a :class:`~dgd_runtime.local.plan.LocalPlan` on this machine (``dgd serve``).
 
 Starts, all on 127.0.0.1: an embedded nats-server, one mock-engine worker process per replica
-of every worker service (componentType worker / prefill / decode), and the OpenAI frontend.
-Prints the URL and a ready-to-paste curl, then waits for Ctrl-C / SIGTERM (or a child dying)
-and stops every process it started, by PID.
+of every component, and the OpenAI frontend. Prints the URL and a ready-to-paste curl, then
+waits for Ctrl-C / SIGTERM (or a child dying) and stops every process it started, by PID.
 """
 
 from __future__ import annotations
@@ -11,123 +10,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import yaml
-
-from dgd_runtime.testing.nats import NatsServer, free_port
-
-WORKER_TYPES = ("worker", "prefill", "decode")
-DEFAULT_MODEL_NAME = "dgd-tiny"
+from dgd_runtime.local.model_dir import build_model_dir
+from dgd_runtime.local.nats_server import NatsServer, free_port
+from dgd_runtime.local.plan import LocalPlan
 
 
 class ServeError(RuntimeError):
-    """The DGD cannot be served locally (clear message for the user)."""
-
-
-@dataclass
-class WorkerSpec:
-    """One worker process to start."""
-
-    service: str
-    replica: int
-    component_type: str
-    model_name: str | None
-
-
-@dataclass
-class ServePlan:
-    """What `dgd serve` will start for a DGD."""
-
-    name: str
-    namespace: str
-    workers: list[WorkerSpec] = field(default_factory=list)
-    model_name: str = DEFAULT_MODEL_NAME
-
-
-def _flag_value(args: list[str], *names: str) -> str | None:
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
-
-
-def _container_args(service: Any) -> list[str]:
-    extra = getattr(service, "extra_pod_spec", None)
-    main = getattr(extra, "main_container", None) if extra is not None else None
-    if not isinstance(main, dict):
-        return []
-    out: list[str] = []
-    for key in ("command", "args"):
-        value = main.get(key)
-        if isinstance(value, list):
-            for item in value:
-                # `bash -c "python -m dynamo.vllm --model X"` style: split shell strings.
-                out.extend(shlex.split(str(item)) if " " in str(item) else [str(item)])
-    return out
-
-
-def plan_from_dgd(doc: dict[str, Any]) -> ServePlan:
-    """Validate `doc` (via the API's parse_dgd) and list the processes to start."""
-    from dgd_operator.api.validation import DGDValidationError, parse_dgd
-
-    try:
-        dgd = parse_dgd(doc)
-    except DGDValidationError as exc:
-        lines = [f"  {p.path}: {p.message}" for p in exc.problems]
-        raise ServeError("invalid DynamoGraphDeployment:\n" + "\n".join(lines)) from None
-    name = dgd.metadata.name or "dgd"
-    plan = ServePlan(name=name, namespace=re.sub(r"[^a-zA-Z0-9_-]", "-", name))
-    services = dgd.spec.services or {}
-    for svc_name, svc in services.items():
-        if svc is None:
-            continue
-        ctype = (svc.component_type or "").lower()
-        sub = (svc.sub_component_type or "").lower()
-        kind = sub if sub in ("prefill", "decode") else ctype
-        if kind not in WORKER_TYPES:
-            continue
-        args = _container_args(svc)
-        if kind == "worker":
-            # Older graphs mark the role only in the engine arguments.
-            mode = (_flag_value(args, "--disaggregation-mode") or "").lower()
-            if "--is-prefill-worker" in args or mode == "prefill":
-                kind = "prefill"
-            elif "--is-decode-worker" in args or mode == "decode":
-                kind = "decode"
-        model = _flag_value(args, "--served-model-name", "--model", "--model-path", "--model-name")
-        replicas = 1 if svc.replicas is None else svc.replicas
-        for r in range(replicas):
-            plan.workers.append(WorkerSpec(svc_name, r, kind, model))
-    if not plan.workers:
-        raise ServeError(
-            f"DGD {name!r} has no worker services (componentType worker, prefill "
-            "or decode) with replicas > 0"
-        )
-    models = {w.model_name for w in plan.workers if w.model_name}
-    plan.model_name = sorted(models)[0] if models else DEFAULT_MODEL_NAME
-    return plan
+    """The graph cannot be served locally (clear message for the user)."""
 
 
 def default_model_dir() -> Path:
     """The tiny offline model (built once into the cache dir)."""
-    from dgd_runtime.testing.model_dir import build_model_dir
-
     cache = Path(os.environ.get("DGD_CACHE", Path.home() / ".cache" / "dgd")) / "serve-model"
     target = cache / "dgd-tiny"
     if not (target / "tokenizer.json").is_file():
@@ -190,16 +94,23 @@ class LocalGraph:
             self.nats.close()
 
 
-def _child_env(nats_url: str, namespace: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DYN_SYSTEM_PORT",)}
-    env.update(NATS_SERVER=nats_url, DYN_NAMESPACE=namespace, DYN_SYSTEM_HOST="127.0.0.1")
-    # Children must import our packages even when run from a source checkout.
-    roots = [
-        str(Path(__file__).resolve().parents[1]),
-        str(Path(__file__).resolve().parents[2] / "operator"),
-    ]
-    env["PYTHONPATH"] = os.pathsep.join([*roots, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
+def _base_env() -> dict[str, str]:
+    """This process's environment without the variables a child must not inherit."""
+    # A fixed status port would collide between replicas: local workers run without one.
+    return {k: v for k, v in os.environ.items() if k != "DYN_SYSTEM_PORT"}
+
+
+def _supervisor_env(nats_url: str, namespace: str) -> dict[str, str]:
+    """The variables the supervisor owns: they win over the plan's."""
+    # Children must import our package even when run from a source checkout.
+    runtime_root = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join([runtime_root, os.environ.get("PYTHONPATH", "")])
+    return {
+        "NATS_SERVER": nats_url,
+        "DYN_NAMESPACE": namespace,
+        "DYN_SYSTEM_HOST": "127.0.0.1",
+        "PYTHONPATH": pythonpath.rstrip(os.pathsep),
+    }
 
 
 def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float, stop: list[int]) -> None:
@@ -222,7 +133,7 @@ def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float, stop: l
 
 
 def start_graph(
-    plan: ServePlan,
+    plan: LocalPlan,
     *,
     model_dir: Path,
     port: int,
@@ -236,18 +147,23 @@ def start_graph(
         nats = NatsServer()
         graph.nats = nats
         nats.start()
-        env = _child_env(nats.url, plan.namespace)
+        base = _base_env()
+        ours = _supervisor_env(nats.url, plan.namespace)
         if router_mode:
-            env["DYN_ROUTER_MODE"] = router_mode
+            ours["DYN_ROUTER_MODE"] = router_mode
 
-        def spawn(name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+        def spawn(
+            name: str, cmd: list[str], plan_env: dict[str, str], role_env: dict[str, str]
+        ) -> None:
             out: int | TextIO = subprocess.DEVNULL
             log = log_dir / f"{name}.log" if log_dir is not None else None
             if log is not None:
                 out = open(log, "w")  # noqa: SIM115 - handed to the child
+            env = {**base, **plan_env, **ours, **role_env}
+            env.pop("DYN_SYSTEM_PORT", None)
             popen = subprocess.Popen(
                 cmd,
-                env={**env, **(extra_env or {})},
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -257,22 +173,27 @@ def start_graph(
                 out.close()
             graph.children.append(Child(name, popen, log))
 
-        for w in plan.workers:
-            cmd = [
-                sys.executable,
-                "-m",
-                "dgd_runtime.worker",
-                "--model-path",
-                str(model_dir),
-                "--model-name",
-                plan.model_name,
-                "--engine",
-                "mock",
-                "--speedup-ratio",
-                str(speedup_ratio),
-            ]
-            component = {"DYN_COMPONENT": "prefill" if w.component_type == "prefill" else "backend"}
-            spawn(f"{w.service.lower()}-{w.replica}", cmd, component)
+        for component in plan.components:
+            for replica in range(component.replicas):
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "dgd_runtime.worker",
+                    "--model-path",
+                    str(model_dir),
+                    "--model-name",
+                    plan.model_name,
+                    "--engine",
+                    "mock",
+                    "--speedup-ratio",
+                    str(speedup_ratio),
+                ]
+                spawn(
+                    f"{component.name.lower()}-{replica}",
+                    cmd,
+                    component.env,
+                    {"DYN_COMPONENT": component.role},
+                )
         spawn(
             "frontend",
             [
@@ -284,6 +205,8 @@ def start_graph(
                 "--http-port",
                 str(port),
             ],
+            {},
+            {},
         )
         return graph
     except BaseException:
@@ -291,8 +214,8 @@ def start_graph(
         raise
 
 
-def run_serve(
-    path: str,
+def run_plan(
+    plan: LocalPlan,
     *,
     model_path: str | None = None,
     port: int = 8000,
@@ -301,24 +224,9 @@ def run_serve(
     ready_timeout: float = 120.0,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Serve the DGD in `path` until interrupted; returns the exit code."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"dgd serve: cannot read {path}: {exc}", file=sys.stderr)
-        return 2
-    dgds = [d for d in docs if d.get("kind") == "DynamoGraphDeployment"]
-    if len(dgds) != 1:
-        print(
-            f"dgd serve: {path} must contain exactly one DynamoGraphDeployment (found {len(dgds)})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        plan = plan_from_dgd(dgds[0])
-    except ServeError as exc:
-        print(f"dgd serve: {exc}", file=sys.stderr)
+    """Serve ``plan`` until interrupted; returns the exit code (2: bad input, 1: failure)."""
+    if plan.worker_count == 0:
+        print(f"dgd serve: {plan.name!r} has no worker processes to start", file=sys.stderr)
         return 2
     model_dir = Path(model_path) if model_path else default_model_dir()
     if not (model_dir / "tokenizer.json").is_file():
@@ -357,7 +265,7 @@ def run_serve(
                 "max_tokens": 32,
             }
         )
-        n = len(plan.workers)
+        n = plan.worker_count
         print(
             f"dgd serve: {plan.name} is up: {n} mock worker{'s' if n != 1 else ''}, "
             f"model {plan.model_name!r}, NATS {graph.nats.url if graph.nats else '?'}",
