@@ -26,13 +26,13 @@ from dgd_operator.builders.backends import (
     apply_backend,
     launch_scripts_configmap,
 )
-from dgd_runtime.launch.placement import (
+from dgd_operator.builders.backends.launch.placement import (
     GangNotPlaceableError,
     bundle_nodes,
     release,
     reserve_node_gang,
 )
-from dgd_runtime.launch.ray_wait import ClusterNotReadyError, wait_for_nodes
+from dgd_operator.builders.backends.launch.ray_wait import ClusterNotReadyError, wait_for_nodes
 
 pytestmark = pytest.mark.runtime
 
@@ -196,7 +196,7 @@ def test_leader_step_from_configmap_file(ray_cluster: Any, scripts_dir: Path) ->
     missing = run_script(
         [
             "-m",
-            "dgd_runtime.launch.ray_wait",
+            "dgd_operator.builders.backends.launch.ray_wait",
             "--address",
             ray_cluster.address,
             "--nodes",

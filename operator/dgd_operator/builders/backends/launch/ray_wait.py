@@ -1,7 +1,7 @@
 """Ray leader step between `ray start --head` and the engine: wait for the whole group.
 
-Usage (in the leader pod, from the launch-scripts ConfigMap, or with `python3 -m
-dgd_runtime.launch.ray_wait` where `dgd_runtime` is installed)::
+Usage (in the leader pod, as a script from the launch-scripts ConfigMap, next to
+`placement.py`)::
 
     ray-wait.py --nodes N --gpus-per-node G --timeout S [--address ADDR] [--no-placement-check]
 
@@ -101,12 +101,12 @@ def wait_for_nodes(
 
 
 def _placement_module() -> Any:
-    # Installed package when available; else the copy next to this file (ConfigMap layout).
-    try:
-        return importlib.import_module("dgd_runtime.launch.placement")
-    except ImportError:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        return importlib.import_module("placement")
+    # Imported as a module: its sibling in the same package. Run as a script (the ConfigMap
+    # layout): the copy next to this file.
+    if __package__:
+        return importlib.import_module(f"{__package__}.placement")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    return importlib.import_module("placement")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Wait until TCP endpoints accept connections, with a deadline and a clear failure message.
 
-Usage (as a script or `python3 -m dgd_runtime.launch.wait_tcp`)::
+Usage (as a script, the way pods run it from the launch-scripts ConfigMap)::
 
     wait_tcp.py [--timeout SECONDS] [--what TEXT] HOST:PORT [HOST:PORT ...]
 
@@ -8,7 +8,7 @@ Without targets it reads Dynamo's interface: `LEADER_HOST`, `LEADER_PORT`, plus 
 `DGD_WAIT_TIMEOUT` (seconds, 0 = wait forever) and `DGD_WAIT_WHAT` (what is awaited, for
 messages). Exit status 0 when every target answered, 1 on timeout, 2 on bad usage.
 
-Standalone on purpose: stdlib only, no imports from `dgd_runtime`.
+Standalone on purpose: stdlib only, no imports from this project.
 """
 
 from __future__ import annotations
