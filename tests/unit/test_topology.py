@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.topology import check_topology, engine_argv, parse_parallelism
@@ -46,8 +47,10 @@ def warnings(doc: DynamoGraphDeployment) -> list[str]:
     return [str(p) for p in check_topology(doc).warnings]
 
 
-@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: Path(p).name)
-def test_every_dynamo_example_is_accepted_without_findings(path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: Path(p).name
+)
+def test_every_graph_and_dynamo_example_is_accepted_without_findings(path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "DynamoGraphDeployment"]
     assert docs
     for doc in docs:
@@ -55,8 +58,9 @@ def test_every_dynamo_example_is_accepted_without_findings(path: Path) -> None:
         assert report.errors == [] and report.warnings == []
 
 
+@peer_corpus.peer_corpus
 def test_example_count_is_twenty() -> None:
-    assert len(v1alpha1_example_paths()) == 20
+    assert len(peer_corpus.v1alpha1_example_paths()) == peer_corpus.V1ALPHA1_COUNT
 
 
 # --- vLLM -----------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
 
 from dgd_operator import webhook
 from dgd_operator.api.validation import Problem
@@ -141,8 +142,10 @@ def test_restart_is_refused_at_create_but_allowed_on_update() -> None:
     admit("UPDATE", with_restart, base_dgd())
 
 
-@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: p.stem)
-def test_every_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
+)
+def test_every_graph_and_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
         if doc and doc.get("kind") == "DynamoGraphDeployment":
             doc.setdefault("metadata", {}).setdefault("namespace", "team-a")
