@@ -428,7 +428,7 @@ def test_too_long_dynamo_namespace_is_an_invalid_spec(control_plane: ControlPlan
     naming `metadata.name` before anything is applied (instead of a 422 on the first child)."""
     rest = control_plane.rest
     doc = _dgd(EXAMPLES["trtllm"][0])
-    doc["metadata"]["name"] = name = "trt-tp8-with-a-name-that-overflows-the-dynamo-namespace"
+    doc["metadata"]["name"] = name = "trt-tp8-overflow"
     assert len(f"{namespace}-{name}") > 63
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.topology import check_topology, engine_argv, parse_parallelism
@@ -20,18 +20,14 @@ def dgd(
     *, command: list[str], args: list[str] | None = None, gpus: str | None = "8", nodes: int | None = None,
     backend: str | None = None, name: str = "VllmDecodeWorker",
 ) -> DynamoGraphDeployment:
-    service: dict[str, Any] = {
-        "componentType": "worker",
-        "extraPodSpec": {"mainContainer": {"image": "img", "command": command, "args": args or []}},
-    }
+    graph = DGD("g").worker(name, replicas=None).container(image="img", command=command, args=args or [])
     if gpus is not None:
-        service["resources"] = {"limits": {"gpu": gpus}}
+        graph.gpus(gpus)
     if nodes is not None:
-        service["multinode"] = {"nodeCount": nodes}
-    spec: dict[str, Any] = {"services": {name: service}}
+        graph.multinode(nodes)
     if backend:
-        spec["backendFramework"] = backend
-    return DynamoGraphDeployment.model_validate({"metadata": {"name": "g"}, "spec": spec})
+        graph.backend(backend)
+    return graph.model()
 
 
 VLLM = ["python3", "-m", "dynamo.vllm"]

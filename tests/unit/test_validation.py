@@ -14,6 +14,7 @@ import pytest
 import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths, load_graph
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import (
@@ -33,29 +34,8 @@ Doc = dict[str, Any]
 
 def base_dgd() -> Doc:
     """A small valid disaggregated graph."""
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "backendFramework": "vllm",
-            "services": {
-                "Frontend": {"componentType": "frontend", "replicas": 1},
-                "decode": {
-                    "componentType": "worker",
-                    "subComponentType": "decode",
-                    "replicas": 1,
-                    "resources": {"limits": {"gpu": "1"}},
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
-                },
-            },
-        },
-    }
+    graph = DGD("demo").backend("vllm").frontend().worker("decode", sub="decode").gpus(1)
+    return graph.engine("vllm").build()
 
 
 def _decode(doc: Doc) -> Doc:

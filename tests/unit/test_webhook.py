@@ -20,6 +20,7 @@ import pytest
 import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths
+from tests.fixtures.dgd import DGD
 
 from dgd_operator import webhook
 from dgd_operator.api.validation import Problem
@@ -33,28 +34,8 @@ OPERATOR_USER = "system:serviceaccount:dgd-system:dgd-operator"
 
 def base_dgd() -> Doc:
     """A small valid disaggregated graph."""
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": "demo", "namespace": "team-a"},
-        "spec": {
-            "backendFramework": "vllm",
-            "services": {
-                "Frontend": {"componentType": "frontend", "replicas": 1},
-                "decode": {
-                    "componentType": "worker",
-                    "replicas": 1,
-                    "resources": {"limits": {"gpu": "1"}},
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
-                },
-            },
-        },
-    }
+    graph = DGD("demo", namespace="team-a").backend("vllm").frontend().worker("decode").gpus(1)
+    return graph.engine("vllm").build()
 
 
 def changed(doc: Doc, mutate: Callable[[Doc], object]) -> Doc:
