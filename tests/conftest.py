@@ -27,6 +27,26 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``peer_corpus`` marker (see tests/peer_corpus.py)."""
+    config.addinivalue_line(
+        "markers", "peer_corpus: reads Dynamo's example files from outside the repository"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Without the peer corpus, skip its tests with a reason naming the variable; under CI fail."""
+    if item.get_closest_marker("peer_corpus") is None:
+        return
+    from tests import peer_corpus
+
+    if peer_corpus.present():
+        return
+    if peer_corpus.must_run():
+        pytest.fail(peer_corpus.MISSING_REASON, pytrace=False)
+    pytest.skip(peer_corpus.MISSING_REASON)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository's top-level directory."""

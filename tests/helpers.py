@@ -5,7 +5,6 @@ Importing this module is cheap: the kubernetes client is imported only by :func:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -49,10 +48,8 @@ def wait_for(
 
     An exception inside ``predicate`` counts as "not yet" (e.g. a 404 before an object exists)
     and is shown if the wait times out. On timeout raises :class:`WaitTimeoutError` (an
-    AssertionError) naming ``description`` and the last value observed.
-
-    Blocking: in ``async`` tests that share the event loop with an operator, use
-    :func:`wait_for_async` instead.
+    AssertionError) naming ``description`` and the last value observed. Blocking: the
+    operator under test runs in its own thread (see tests/integration/operator_harness.py).
     """
     deadline = time.monotonic() + timeout
     attempts = 0
@@ -74,32 +71,24 @@ def wait_for(
         time.sleep(interval)
 
 
-async def wait_for_async(
-    predicate: Callable[[], T | None],
+def wait_reconciled_after(
+    controller: Any,
+    trigger: Callable[[], object],
+    keys: int = 1,
     timeout: float = 30.0,
-    interval: float = 0.1,
-    description: str = "condition",
-) -> T:
-    """Like :func:`wait_for`, but sleeps with ``asyncio.sleep`` so the event loop (and an
-    in-process operator on it) keeps running. ``predicate`` is a plain (sync) callable."""
-    deadline = time.monotonic() + timeout
-    attempts = 0
-    last: object = None
-    error: BaseException | None = None
-    while True:
-        attempts += 1
-        try:
-            value = predicate()
-        except Exception as exc:
-            error, last = exc, None
-        else:
-            error = None
-            if value:
-                return value
-            last = value
-        if time.monotonic() >= deadline:
-            raise _timeout_error(description, timeout, attempts, last, error)
-        await asyncio.sleep(interval)
+    description: str = "the controller to reconcile past the trigger",
+) -> None:
+    """Barrier for "nothing happens": run ``trigger`` (events the controller watches, for
+    ``keys`` distinct DGDs), then wait until the controller has finished that many reconciles
+    since and has nothing queued. Assertions made afterwards see the controller's answer to
+    those events, where a sleep window would only hope to."""
+    since = controller.reconciles
+    trigger()
+    wait_for(
+        lambda: controller.reconciles >= since + keys and len(controller.queue) == 0,
+        timeout=timeout,
+        description=description,
+    )
 
 
 def pruned_fields(submitted: Any, returned: Any, path: str = "") -> list[str]:

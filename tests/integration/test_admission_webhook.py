@@ -28,6 +28,7 @@ from typing import Any
 import kopf
 import pytest
 import yaml
+from tests.fixtures.dgd import DGD
 from tests.helpers import wait_for
 
 from dgd_operator import certs
@@ -130,28 +131,8 @@ class AdmissionServer:
 def dgd(name: str, token: str | None) -> dict[str, Any]:
     """A small valid graph, labelled for the test webhook when `token` is given."""
     labels = {LABEL: token} if token else {}
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "backendFramework": "vllm",
-            "services": {
-                "Frontend": {"componentType": "frontend", "replicas": 1},
-                "decode": {
-                    "componentType": "worker",
-                    "replicas": 1,
-                    "resources": {"limits": {"gpu": "1"}},
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
-                },
-            },
-        },
-    }
+    graph = DGD(name).meta(labels=labels).backend("vllm").frontend().worker("decode").gpus(1)
+    return graph.engine("vllm").build()
 
 
 def invalid_dgd(name: str, token: str | None) -> dict[str, Any]:

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests import peer_corpus
+from tests.fixtures.catalog import dgd_documents, graph_paths
+from tests.fixtures.dgd import DGD
 from tests.helpers import KubeApi, pruned_fields, wait_for, yaml_documents
 
 from dgd_operator.dev.controlplane import ControlPlane
@@ -16,21 +19,22 @@ from dgd_operator.dev.rest import ApiError, JsonDict
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path("/work/shared/reference/dgd-examples")
 DGD_PATH = "/apis/nvidia.com/v1alpha1/namespaces/{ns}/dynamographdeployments"
 
 
 def _example_dgds() -> list[Any]:
-    if not EXAMPLES.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{EXAMPLES} not present"))]
-    params = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        for doc in yaml_documents(path):
-            if (
-                doc.get("apiVersion") == "nvidia.com/v1alpha1"
-                and doc.get("kind") == "DynamoGraphDeployment"
-            ):
-                params.append(pytest.param(doc, id=f"{path.stem}:{doc['metadata']['name']}"))
+    """Our own graphs, then Dynamo's v1alpha1 examples (peer corpus)."""
+    params = [
+        pytest.param(doc, id=f"{path.stem}:{doc['metadata']['name']}")
+        for path in graph_paths()
+        for doc in dgd_documents(path)
+    ]
+    if not peer_corpus.present():
+        return [*params, *peer_corpus.cases([])]
+    for path in peer_corpus.v1alpha1_example_paths():
+        for doc in dgd_documents(path):
+            doc_id = f"{path.stem}:{doc['metadata']['name']}"
+            params.append(pytest.param(doc, id=doc_id, marks=peer_corpus.peer_corpus))
     return params
 
 
@@ -418,15 +422,7 @@ def test_deleting_a_dgd_garbage_collects_what_it_owns(
     # The operator relies on this: children carry an ownerReference to the DGD (a custom
     # resource), and the garbage collector removes them when the DGD goes.
     rest = control_plane.rest
-    dgd = rest.post(
-        DGD_PATH.format(ns=namespace),
-        {
-            "apiVersion": "nvidia.com/v1alpha1",
-            "kind": "DynamoGraphDeployment",
-            "metadata": {"name": "owner-graph"},
-            "spec": {"services": {"Frontend": {"componentType": "frontend", "replicas": 1}}},
-        },
-    )
+    dgd = rest.post(DGD_PATH.format(ns=namespace), DGD("owner-graph").frontend().build())
     ref = {
         "apiVersion": "nvidia.com/v1alpha1",
         "kind": "DynamoGraphDeployment",

@@ -10,8 +10,8 @@ import sys
 import urllib.request
 
 import pytest
-from tests.examples import EXAMPLES_DIR
-from tests.helpers import wait_for, yaml_documents
+from tests.fixtures.catalog import load_graph
+from tests.helpers import wait_for
 from tests.integration.operator_harness import dgd_path, settled
 
 from dgd_operator.dev.controlplane import ControlPlane
@@ -50,7 +50,7 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
     try:
         wait_for(lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz"), timeout=30,
                  description="liveness endpoint")
-        doc = next(yaml_documents(EXAMPLES_DIR / "examples__backends__trtllm__deploy__agg.yaml"))
+        doc = load_graph("trtllm-agg")
         control_plane.rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(control_plane.rest, namespace, doc["metadata"]["name"]), timeout=60,
                  description="DGD successful")

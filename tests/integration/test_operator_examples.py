@@ -1,12 +1,14 @@
-"""Every single-node v1alpha1 example from Dynamo's repository reaches `state: successful`
-under the operator (the fake kubelet makes pods Ready; the images never run)."""
+"""Every single-node v1alpha1 graph of ours and (peer check) of Dynamo's examples reaches
+`state: successful` under the operator (the fake kubelet makes pods Ready; the images never run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
 from tests.helpers import wait_for, yaml_documents
 from tests.integration.operator_harness import dgd_path, events_for, running_operator
 
@@ -15,11 +17,11 @@ from dgd_operator.dev.controlplane import ControlPlane
 pytestmark = pytest.mark.integration
 
 
-def _single_node_examples() -> dict[str, dict[str, Any]]:
-    """DGDs without multinode services or PVC references (those need storage the test
-    cluster does not provision), keyed by name."""
+def _single_node_examples(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """DGDs without multinode services, PVC references (those need storage the test cluster
+    does not provision) or DRA claims (no DRA driver either), keyed by name."""
     found: dict[str, dict[str, Any]] = {}
-    for path in v1alpha1_example_paths():
+    for path in paths:
         for doc in yaml_documents(path):
             if doc.get("kind") != "DynamoGraphDeployment":
                 continue
@@ -28,14 +30,17 @@ def _single_node_examples() -> dict[str, dict[str, Any]]:
                 continue
             if any(svc.get("volumeMounts") or svc.get("pvc") for svc in services):
                 continue
+            if any((svc.get("extraPodSpec") or {}).get("resourceClaims") for svc in services):
+                continue
             found[doc["metadata"]["name"]] = doc
     return found
 
 
-def test_examples(control_plane: ControlPlane, namespace: str) -> None:
+@pytest.mark.parametrize("corpus", ["own", pytest.param("dynamo", marks=peer_corpus.peer_corpus)])
+def test_examples(control_plane: ControlPlane, namespace: str, corpus: str) -> None:
     """All examples are applied at once and each reports successful with per-service counts."""
     rest = control_plane.rest
-    examples = _single_node_examples()
+    examples = _single_node_examples(graph_paths() if corpus == "own" else peer_corpus.v1alpha1_example_paths())
     assert len(examples) >= 12, sorted(examples)
     with running_operator(namespace):
         for doc in examples.values():

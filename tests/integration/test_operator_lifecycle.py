@@ -4,12 +4,12 @@ deletion, invalid specs, and an operator restart that must not write anything.""
 from __future__ import annotations
 
 import copy
-import time
+import uuid
 from typing import Any
 
 import pytest
-from tests.examples import EXAMPLES_DIR
-from tests.helpers import wait_for, yaml_documents
+from tests.fixtures.catalog import load_graph
+from tests.helpers import wait_for, wait_reconciled_after
 from tests.integration.operator_harness import (
     DGDSA_API,
     apiserver_writes,
@@ -28,10 +28,6 @@ from dgd_operator.dev.controlplane import ControlPlane
 pytestmark = pytest.mark.integration
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
-
-
-def _example(file: str) -> dict[str, Any]:
-    return copy.deepcopy(next(yaml_documents(EXAMPLES_DIR / file)))
 
 
 def _deployment(rest: Any, ns: str, name: str) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
     its children, children no longer desired are deleted; every step ends in `successful` for
     the new generation."""
     rest = control_plane.rest
-    doc = _example("examples__backends__vllm__deploy__disagg.yaml")
+    doc = load_graph("vllm-disagg")
     name = doc["metadata"]["name"]
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
@@ -145,7 +141,7 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
 def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> None:
     """`spec.restart` rolls every service once (one at a time for Sequential) and completes."""
     rest = control_plane.rest
-    doc = _example("examples__backends__vllm__deploy__disagg.yaml")
+    doc = load_graph("vllm-disagg")
     name = doc["metadata"]["name"]
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
@@ -167,10 +163,17 @@ def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> 
         wait_for(completed, timeout=90, interval=0.05, description="restart r1 completed")
         deployments = _deployments(rest, namespace)
         assert {d: _restart_at(obj) for d, obj in deployments.items()} == dict.fromkeys(deployments, "r1")
+        # Which services each reconcile stamped, from the Events: polling the status could miss
+        # a Parallel restart's short window with all three in progress.
+        stamped = sorted(
+            e["message"] for e in events_for(rest, namespace, name)
+            if e["reason"] == "RestartStarted" and ": restarting " in e["message"]
+        )
         if strategy == "Sequential":
             assert widest == 1
+            assert stamped == [f"restart r1: restarting {svc}" for svc in ("Frontend", "VllmDecodeWorker", "VllmPrefillWorker")]
         else:
-            assert widest in (0, 3)
+            assert stamped == ["restart r1: restarting Frontend, VllmDecodeWorker, VllmPrefillWorker"]
         obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after restart")
         assert obj["status"]["restart"]["inProgress"] == []
         assert {"RestartStarted", "RestartCompleted"} <= _reasons(rest, namespace, name)
@@ -180,7 +183,7 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
     """`kubectl scale dgdsa/...` (the scale subresource) drives the service's replicas; disabling
     the adapter deletes it."""
     rest = control_plane.rest
-    doc = _example("examples__backends__vllm__deploy__agg.yaml")
+    doc = load_graph("vllm-agg")
     name = doc["metadata"]["name"]
     doc["spec"]["services"]["worker"]["scalingAdapter"] = {"enabled": True}
     adapter = f"{DGDSA_API.format(ns=namespace)}/{name}-worker"
@@ -220,7 +223,7 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
 def test_delete_garbage_collects_children(control_plane: ControlPlane, namespace: str) -> None:
     """Deleting the DGD removes every child through owner references."""
     rest = control_plane.rest
-    doc = _example("examples__backends__sglang__deploy__agg.yaml")
+    doc = load_graph("sglang-agg")
     name = doc["metadata"]["name"]
     selector = f"nvidia.com/dynamo-graph-deployment-name={name}"
     with running_operator(namespace):
@@ -247,11 +250,11 @@ def test_invalid_dgd_fails_once_and_leaves_children(control_plane: ControlPlane,
     """A DGD that `validate_dgd` rejects ends `failed` with the field path in the message and
     one Warning Event; no retries (and no writes) until the spec changes."""
     rest = control_plane.rest
-    doc = _example("examples__backends__vllm__deploy__agg.yaml")
+    doc = load_graph("vllm-agg")
     name = doc["metadata"]["name"]
     # A service key that cannot become a DNS-1123 object name.
     doc["spec"]["services"]["Bad_Worker"] = copy.deepcopy(doc["spec"]["services"]["worker"])
-    with running_operator(namespace):
+    with running_operator(namespace) as operator:
         rest.post(dgd_path(namespace), doc)
         obj = wait_for(lambda: settled(rest, namespace, name, "failed"), timeout=60, description="DGD failed")
         ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
@@ -265,9 +268,21 @@ def test_invalid_dgd_fails_once_and_leaves_children(control_plane: ControlPlane,
         assert len(warnings) == 1
 
         writes = metrics.api_request_count(metrics.WRITE_VERBS)
-        time.sleep(3)  # watch events keep arriving (pods of valid services): still no writes
+        # A new watch event for the DGD (metadata only): reconciled, and still no writes.
+        wait_reconciled_after(operator.controller, lambda: _touch(rest, dgd_path(namespace, name)))
         assert metrics.api_request_count(metrics.WRITE_VERBS) == writes
         assert len([e for e in events_for(rest, namespace, name) if e["type"] == "Warning"]) == 1
+
+
+def _touch(rest: Any, path: str) -> None:
+    """A watch event without a change the operator acts on: a fresh test annotation."""
+    rest.patch(path, {"metadata": {"annotations": {"dgd.dev/touched": uuid.uuid4().hex}}})
+
+
+def _touch_each(rest: Any, ns: str, names: list[str]) -> None:
+    """One DGD watch event per name (one PATCH each, made by the test)."""
+    for name in names:
+        _touch(rest, dgd_path(ns, name))
 
 
 def _decode_group(rest: Any, ns: str, name: str) -> dict[str, Any]:
@@ -278,15 +293,12 @@ def _decode_group(rest: Any, ns: str, name: str) -> dict[str, Any]:
 def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namespace: str) -> None:
     """Restarting the operator over converged DGDs writes nothing (counted by the API server)."""
     rest = control_plane.rest
-    agg = _example("examples__backends__vllm__deploy__agg.yaml")
+    agg = load_graph("vllm-agg")
     agg["spec"]["services"]["worker"]["scalingAdapter"] = {"enabled": True}
-    disagg = _example("examples__backends__sglang__deploy__disagg.yaml")
-    multinode = next(
-        d for d in yaml_documents(EXAMPLES_DIR / "examples__backends__vllm__deploy__disagg-multinode.yaml")
-        if d.get("kind") == "DynamoGraphDeployment"
-    )
+    disagg = load_graph("sglang-disagg")
+    multinode = load_graph("vllm-multinode-ray")
     names = [agg["metadata"]["name"], disagg["metadata"]["name"], multinode["metadata"]["name"]]
-    with running_operator(namespace):
+    with running_operator(namespace) as operator:
         rest.post(dgd_path(namespace), agg)
         rest.post(dgd_path(namespace), disagg)
         rest.post(dgd_path(namespace), multinode)
@@ -311,7 +323,8 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
             timeout=90,
             description="restart completed",
         )
-        time.sleep(2)  # let trailing watch events drain
+        # Trailing watch events are answered before this operator stops.
+        wait_reconciled_after(operator.controller, lambda: _touch_each(rest, namespace, names), keys=len(names))
 
     # Namespaces of earlier tests are being emptied by the namespace controller (DELETEs);
     # the API server counts cluster-wide, so wait for that to finish first.
@@ -324,10 +337,12 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
         controller = operator.controller
         wait_for(lambda: controller.reconciles >= len(names) and len(controller.queue) == 0,
                  timeout=30, description="initial reconciles done")
-        time.sleep(3)
+        # Fresh events for every DGD are answered without a write, too.
+        wait_reconciled_after(controller, lambda: _touch_each(rest, namespace, names), keys=len(names))
         assert controller.failures == {}
     after = apiserver_writes(rest)
-    assert count_delta(before, after) == {}
+    # The only writes are the test's own touches.
+    assert count_delta(before, after) == {("PATCH", "dynamographdeployments", ""): len(names)}
     assert metrics.api_request_count(metrics.WRITE_VERBS) == client_writes
     for name in names:
         assert settled(rest, namespace, name)
@@ -340,7 +355,7 @@ def test_image_pull_secret_discovery(control_plane: ControlPlane, namespace: str
     import json
 
     rest = control_plane.rest
-    doc = _example("examples__backends__sglang__deploy__agg.yaml")
+    doc = load_graph("sglang-agg")
     name = doc["metadata"]["name"]
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)

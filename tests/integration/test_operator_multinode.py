@@ -1,5 +1,5 @@
-"""Multinode services on the real control plane: Dynamo's multinode examples and DeepSeek-R1
-recipes become leader/worker StatefulSet groups with ranks, leader DNS and injected flags;
+"""Multinode services on the real control plane: our multinode graphs (and, as a peer check,
+Dynamo's multinode examples and DeepSeek-R1 recipes) become leader/worker StatefulSet groups with ranks, leader DNS and injected flags;
 a failed rank restarts its whole group exactly once; a crash-looping group spends its restart
 budget and the DGD reports `failed` naming the group."""
 
@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.examples import EXAMPLES_DIR
-from tests.helpers import wait_for, yaml_documents
+from tests import peer_corpus
+from tests.fixtures.catalog import dgd_documents, graph_path
+from tests.helpers import wait_for, wait_reconciled_after
 from tests.integration.operator_harness import dgd_path, events_for, running_operator, settled
 
 from dgd_operator.dev.controlplane import ControlPlane
@@ -27,14 +28,10 @@ POD_INDEX = "apps.kubernetes.io/pod-index"
 Doc = dict[str, Any]
 
 
-def _dgd(file: str) -> Doc:
-    docs = [d for d in yaml_documents(EXAMPLES_DIR / file) if d.get("kind") == "DynamoGraphDeployment"]
-    assert len(docs) == 1, file
+def _dgd(path: Path) -> Doc:
+    docs = dgd_documents(path)
+    assert len(docs) == 1, path
     return copy.deepcopy(docs[0])
-
-
-def _limits(service: Doc) -> dict[str, Any]:
-    return dict((service.get("resources") or {}).get("limits") or {})
 
 
 def _without_rdma(doc: Doc) -> None:
@@ -59,13 +56,22 @@ def _fit_gb200(doc: Doc) -> None:
     doc["spec"]["services"]["decode"]["multinode"]["nodeCount"] = 7
 
 
-# name -> (example file, adjustment of the test copy, backend)
-EXAMPLES: dict[str, tuple[str, Callable[[Doc], None] | None, str]] = {
-    "vllm": ("examples__backends__vllm__deploy__disagg-multinode.yaml", None, "vllm"),
-    "sglang": ("examples__backends__sglang__deploy__disagg-multinode.yaml", None, "sglang"),
-    "trtllm": ("examples__backends__trtllm__deploy__disagg-multinode.yaml", None, "trtllm"),
-    "dsr1-vllm": ("recipes__deepseek-r1__vllm__disagg__deploy_hopper_16gpu.yaml", _without_rdma, "vllm"),
-    "dsr1-trtllm-gb200": ("recipes__deepseek-r1__trtllm__disagg__wide_ep__gb200__deploy.yaml", _fit_gb200, "trtllm"),
+# name -> (graph file, adjustment of the test copy, backend); `dynamo-*` are the peer corpus.
+EXAMPLES: dict[str, tuple[Path, Callable[[Doc], None] | None, str]] = {
+    "vllm": (graph_path("vllm-multinode-ray"), None, "vllm"),
+    "vllm-mp": (graph_path("vllm-multinode-mp"), None, "vllm"),
+    "vllm-dp": (graph_path("vllm-dp"), None, "vllm"),
+    "sglang": (graph_path("sglang-multinode"), None, "sglang"),
+    "trtllm": (graph_path("trtllm-multinode"), None, "trtllm"),
+    "dynamo-vllm": (peer_corpus.example("examples__backends__vllm__deploy__disagg-multinode.yaml"), None, "vllm"),
+    "dynamo-sglang": (peer_corpus.example("examples__backends__sglang__deploy__disagg-multinode.yaml"), None, "sglang"),
+    "dynamo-trtllm": (peer_corpus.example("examples__backends__trtllm__deploy__disagg-multinode.yaml"), None, "trtllm"),
+    "dynamo-dsr1-vllm": (
+        peer_corpus.example("recipes__deepseek-r1__vllm__disagg__deploy_hopper_16gpu.yaml"), _without_rdma, "vllm"
+    ),
+    "dynamo-dsr1-trtllm-gb200": (
+        peer_corpus.example("recipes__deepseek-r1__trtllm__disagg__wide_ep__gb200__deploy.yaml"), _fit_gb200, "trtllm"
+    ),
 }
 
 
@@ -167,13 +173,24 @@ def _successful(rest: Any, ns: str, name: str) -> Doc | None:
     return obj
 
 
+class Deployer:
+    """``deployed(doc)`` posts a DGD and waits until successful; ``controller`` is the operator's."""
+
+    def __init__(self, deploy: Callable[[Doc], Doc], controller: Any) -> None:
+        self.deploy = deploy
+        self.controller = controller
+
+    def __call__(self, doc: Doc) -> Doc:
+        return self.deploy(doc)
+
+
 @pytest.fixture()
-def deployed(control_plane: ControlPlane, short_namespace: str) -> Iterator[Callable[[Doc], Doc]]:
+def deployed(control_plane: ControlPlane, short_namespace: str) -> Iterator[Deployer]:
     """Post a DGD under a running operator and wait until it is successful; clean up after."""
     rest = control_plane.rest
     namespace = short_namespace
     posted: list[str] = []
-    with running_operator(namespace):
+    with running_operator(namespace) as operator:
 
         def deploy(doc: Doc) -> Doc:
             _create_volumes(rest, namespace, doc)
@@ -185,13 +202,15 @@ def deployed(control_plane: ControlPlane, short_namespace: str) -> Iterator[Call
             )
 
         try:
-            yield deploy
+            yield Deployer(deploy, operator.controller)
         finally:
             for name in posted:
                 _cleanup(rest, namespace, name)
 
 
-@pytest.mark.parametrize("example", sorted(EXAMPLES))
+@pytest.mark.parametrize(
+    "example", [pytest.param(k, marks=peer_corpus.peer_corpus) if k.startswith("dynamo-") else k for k in sorted(EXAMPLES)]
+)
 def test_multinode_example(
     control_plane: ControlPlane, short_namespace: str, deployed: Callable[[Doc], Doc], example: str
 ) -> None:
@@ -244,7 +263,11 @@ def test_multinode_example(
                 assert pod["status"]["phase"] == "Running"
             leader_line = _main_line(pods[leader])
             worker_line = _main_line(pods[f"{base}-{group}-wkr-1"])
-            if backend == "vllm" and "--data-parallel-size-local" not in leader_line:
+            if backend == "vllm" and "--distributed-executor-backend mp" in leader_line:
+                assert f"--nnodes {nodes} --master-addr $(DGD_LEADER_ADDRESS)" in leader_line
+                assert "--node-rank 0" in leader_line and "ray start" not in leader_line
+                assert "--node-rank $(DGD_NODE_RANK) --headless" in worker_line
+            elif backend == "vllm" and "--data-parallel-size-local" not in leader_line:
                 assert "ray start --head" in leader_line and "--distributed-executor-backend ray" in leader_line
                 assert "ray start --address=$(DGD_LEADER_ADDRESS):6379" in worker_line
             elif backend == "vllm":
@@ -274,12 +297,15 @@ def test_multinode_example(
 @pytest.mark.parametrize(
     "file",
     [
-        "recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml",
-        "recipes__deepseek-r1__sglang__disagg-16gpu__deploy.yaml",
+        pytest.param(peer_corpus.example(file), marks=peer_corpus.peer_corpus, id=file)
+        for file in (
+            "recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml",
+            "recipes__deepseek-r1__sglang__disagg-16gpu__deploy.yaml",
+        )
     ],
 )
 def test_single_node_recipe_with_existing_pvc(
-    control_plane: ControlPlane, short_namespace: str, deployed: Callable[[Doc], Doc], file: str
+    control_plane: ControlPlane, short_namespace: str, deployed: Callable[[Doc], Doc], file: Path
 ) -> None:
     """The other DeepSeek-R1 recipes (8-GPU single-node workers): `volumeMounts` of a PVC the
     DGD does not create are mounted once the claim exists; the obsolete per-service `pvc:` block
@@ -297,6 +323,11 @@ def test_single_node_recipe_with_existing_pvc(
         assert claims == {m["name"] for m in spec.get("volumeMounts") or []}, svc
 
 
+def _touch(rest: Any, ns: str, pod: str) -> None:
+    """A pod watch event the operator has nothing to do about: a fresh test annotation."""
+    rest.patch(f"/api/v1/namespaces/{ns}/pods/{pod}", {"metadata": {"annotations": {"dgd.dev/touched": uuid.uuid4().hex}}})
+
+
 def _group_status(rest: Any, ns: str, name: str, svc: str, group: int = 0) -> Doc:
     obj = rest.get(dgd_path(ns, name))
     groups = ((obj.get("status") or {}).get("services") or {}).get(svc, {}).get("groups") or []
@@ -304,7 +335,7 @@ def _group_status(rest: Any, ns: str, name: str, svc: str, group: int = 0) -> Do
 
 
 def test_deleted_rank_restarts_the_whole_group_once(
-    control_plane: ControlPlane, short_namespace: str, deployed: Callable[[Doc], Doc]
+    control_plane: ControlPlane, short_namespace: str, deployed: Deployer
 ) -> None:
     """Deleting one worker pod of a Ready group recreates every pod of that group exactly
     once (new uids, ranks intact); the other service's group is left alone."""
@@ -336,7 +367,8 @@ def test_deleted_rank_restarts_the_whole_group_once(
     assert set(after) == set(before)
     assert all(after[n]["metadata"]["uid"] != uid for n, uid in before.items())
     assert sorted(int(p["metadata"]["labels"][POD_INDEX]) for p in after.values()) == [0, 1, 2]
-    time.sleep(3)  # nothing else happens: exactly one group restart
+    # Nothing else happens: a fresh pod event is answered without a second group restart.
+    wait_reconciled_after(deployed.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1"))
     assert _group_status(rest, namespace, name, "decode")["restarts"] == 1
     assert {p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "decode", 0)} == {
         p["metadata"]["uid"] for p in after.values()
@@ -355,7 +387,7 @@ def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, sh
     doc = _dgd(EXAMPLES["vllm"][0])
     name = doc["metadata"]["name"]
     policy = GroupPolicy(budget=2, window=600, backoff=0.2, backoff_cap=1)
-    with running_operator(namespace, group_policy=policy):
+    with running_operator(namespace, group_policy=policy) as operator:
         rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(rest, namespace, name), timeout=120, interval=0.5, description="DGD successful")
         wait_for(lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running", timeout=30,
@@ -386,7 +418,7 @@ def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, sh
         reasons = [e["reason"] for e in events_for(rest, namespace, name)]
         assert reasons.count("GroupRestart") == 2 and reasons.count("GroupRestartBudgetExhausted") == 1
         # Failed is final for this revision: no more restarts while the pods keep crashing.
-        time.sleep(3)
+        wait_reconciled_after(operator.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1"))
         assert _group_status(rest, namespace, name, "decode")["restarts"] == 2
         _cleanup(rest, namespace, name)
 
@@ -395,8 +427,8 @@ def test_too_long_dynamo_namespace_is_an_invalid_spec(control_plane: ControlPlan
     """`<namespace>-<dgd>` longer than 63 characters cannot be a label value: the DGD fails
     naming `metadata.name` before anything is applied (instead of a 422 on the first child)."""
     rest = control_plane.rest
-    doc = _dgd(EXAMPLES["dsr1-trtllm-gb200"][0])
-    name = doc["metadata"]["name"]
+    doc = _dgd(EXAMPLES["trtllm"][0])
+    doc["metadata"]["name"] = name = "trt-tp8-overflow"
     assert len(f"{namespace}-{name}") > 63
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api import models
 from dgd_operator.api.models import (
@@ -25,12 +26,7 @@ pytestmark = pytest.mark.unit
 
 
 def _dgd(services: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": "g", "namespace": "ns", "uid": "u-1", "generation": 3},
-        "spec": {"services": services, **spec},
-    }
+    return DGD("g", namespace="ns").meta(uid="u-1", generation=3).services(services).spec(**spec).build()
 
 
 def test_camel_case_on_the_wire_snake_case_in_python() -> None:

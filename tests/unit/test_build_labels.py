@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api import constants
 from dgd_operator.api.models import DynamoGraphDeployment
@@ -25,10 +26,8 @@ def make_dgd(
     uid: str | None = None,
     **spec: Any,
 ) -> DynamoGraphDeployment:
-    metadata: dict[str, Any] = {"name": name, "annotations": annotations or {}}
-    if uid:
-        metadata["uid"] = uid
-    return DynamoGraphDeployment.model_validate({"metadata": metadata, "spec": {"services": services, **spec}})
+    graph = DGD(name).meta(annotations=annotations or {}, **({"uid": uid} if uid else {}))
+    return graph.services(services).spec(**spec).model()
 
 
 def service_ctx(service: dict[str, Any], *, restart_id: str | None = None, options: BuildOptions | None = None, **kwargs: Any) -> ServiceContext:

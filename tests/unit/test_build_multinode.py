@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.graph import build_graph, plan_graph
@@ -26,10 +27,7 @@ VLLM_WORKER: dict[str, Any] = {
 
 
 def make_dgd(services: dict[str, Any], uid: str | None = "u-1", **spec: Any) -> DynamoGraphDeployment:
-    metadata: dict[str, Any] = {"name": "d"}
-    if uid:
-        metadata["uid"] = uid
-    return DynamoGraphDeployment.model_validate({"metadata": metadata, "spec": {"services": services, **spec}})
+    return DGD("d").meta(**({"uid": uid} if uid else {})).services(services).spec(**spec).model()
 
 
 def multinode(replicas: int | None, node_count: int, base: dict[str, Any] | None = None) -> dict[str, Any]:

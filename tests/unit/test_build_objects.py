@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.errors import BuildError
@@ -15,9 +16,7 @@ pytestmark = pytest.mark.unit
 
 
 def make_dgd(services: dict[str, Any], *, annotations: dict[str, str] | None = None, **spec: Any) -> DynamoGraphDeployment:
-    return DynamoGraphDeployment.model_validate(
-        {"metadata": {"name": "g", "annotations": annotations or {}}, "spec": {"services": services, **spec}}
-    )
+    return DGD("g").meta(annotations=annotations or {}).services(services).spec(**spec).model()
 
 
 def objects(services: dict[str, Any], options: BuildOptions | None = None, **kwargs: Any) -> list[dict[str, Any]]:

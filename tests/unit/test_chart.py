@@ -19,7 +19,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
 
 from dgd_operator.admission.handlers import DGD_WEBHOOK_ID, DGDSA_WEBHOOK_ID
 from dgd_operator.admission.server import MANAGED_CONFIGURATION
@@ -600,9 +601,9 @@ _RICH_DGD: dict[str, Any] = {
 
 
 def _graphs_to_build() -> list[dict[str, Any]]:
-    """The rich graph, our recipes and (when present beside the checkout) Dynamo's examples."""
+    """The rich graph, our own graphs and recipes, and (when present) Dynamo's examples."""
     docs = [_RICH_DGD]
-    paths = sorted((CHART_DIR.parents[1] / "recipes").glob("*.yaml")) + v1alpha1_example_paths()
+    paths = graph_paths() + peer_corpus.v1alpha1_example_paths()
     for recipe in paths:
         docs += [
             d

@@ -1,4 +1,5 @@
-"""`dgd render -n default` of every real v1alpha1 Dynamo example, compared with committed golden files.
+"""`dgd render -n default` of our own graphs (tests/fixtures/graphs, recipes) and, as a peer
+check, of every v1alpha1 Dynamo example, compared with committed golden files.
 
 Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/unit/test_render_golden.py`
 and review the diff. Every rendered core object is also checked against the Kubernetes 1.34
@@ -13,15 +14,20 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
 
 from dgd_operator.cli import main
 
 pytestmark = pytest.mark.unit
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+# Ours in golden/graphs/, Dynamo's examples (peer corpus) directly in golden/.
+OWN_GOLDEN_DIR = GOLDEN_DIR / "graphs"
 KUBERNETES_VERSION = "1.34.0"
-EXAMPLES = v1alpha1_example_paths()
+EXAMPLES = [pytest.param(path, id=path.name) for path in graph_paths()] + peer_corpus.cases(
+    peer_corpus.v1alpha1_example_paths()
+)
 # Custom resources have no schema in kubernetes-validate: ours (nvidia.com) and NVIDIA's DRA ones.
 CUSTOM_GROUPS = ("nvidia.com/", "resource.nvidia.com/")
 
@@ -33,14 +39,20 @@ def render(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     return out
 
 
+@peer_corpus.peer_corpus
 def test_all_examples_present() -> None:
-    assert len(EXAMPLES) == 20
+    assert len(peer_corpus.v1alpha1_example_paths()) == peer_corpus.V1ALPHA1_COUNT
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_own_graph_has_a_golden() -> None:
+    """No stale golden: each file in golden/graphs/ belongs to one of our graphs."""
+    assert sorted(p.name for p in OWN_GOLDEN_DIR.glob("*.yaml")) == sorted(p.name for p in graph_paths())
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_golden(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rendered = render(example, capsys)
-    golden = GOLDEN_DIR / example.name
+    golden = (GOLDEN_DIR if example.is_relative_to(peer_corpus.CORPUS_ROOT) else OWN_GOLDEN_DIR) / example.name
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(rendered, encoding="utf-8")
@@ -52,7 +64,7 @@ def core_objects(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d and not str(d["apiVersion"]).startswith(CUSTOM_GROUPS)]
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_rendered_objects_pass_strict_kubernetes_schema(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import kubernetes_validate
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.examples import EXAMPLES_DIR, v1alpha1_example_paths, v1beta1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths, load_graph
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import (
@@ -32,29 +34,8 @@ Doc = dict[str, Any]
 
 def base_dgd() -> Doc:
     """A small valid disaggregated graph."""
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "backendFramework": "vllm",
-            "services": {
-                "Frontend": {"componentType": "frontend", "replicas": 1},
-                "decode": {
-                    "componentType": "worker",
-                    "subComponentType": "decode",
-                    "replicas": 1,
-                    "resources": {"limits": {"gpu": "1"}},
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
-                },
-            },
-        },
-    }
+    graph = DGD("demo").backend("vllm").frontend().worker("decode", sub="decode").gpus(1)
+    return graph.engine("vllm").build()
 
 
 def _decode(doc: Doc) -> Doc:
@@ -688,34 +669,46 @@ def test_update_restart_blocked_during_rolling_update() -> None:
     assert update_problems(_model(), new) == []
 
 
-# --- the example corpus -----------------------------------------------------------------------
+# --- our graphs and the peer corpus (Dynamo's examples) ---------------------------------------
 
 
 def _dgds(path: Path) -> list[Doc]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if is_dgd(doc)]
 
 
+@peer_corpus.peer_corpus
 def test_example_corpus_is_present() -> None:
-    assert EXAMPLES_DIR.is_dir(), f"missing {EXAMPLES_DIR}"
-    assert len(v1alpha1_example_paths()) == 20
+    assert len(peer_corpus.v1alpha1_example_paths()) == peer_corpus.V1ALPHA1_COUNT
 
 
-@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: p.stem)
-def test_every_v1alpha1_example_is_valid(path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
+)
+def test_every_v1alpha1_graph_and_example_is_valid(path: Path) -> None:
     [doc] = _dgds(path)
     result = validate_dgd(doc)
     assert result.errors == [], _messages(result.errors)
     assert result.dgd is not None
 
 
-def test_wideep_recipe_warns_about_obsolete_pvc_block() -> None:
-    [doc] = _dgds(EXAMPLES_DIR / "recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml")
+def test_obsolete_per_service_pvc_block_warns() -> None:
+    doc = load_graph("sglang-disagg")
+    for service in ("decode", "prefill"):
+        doc["spec"]["services"][service]["pvc"] = {"name": "weights", "mountPoint": "/weights"}
     warnings = {p.path: p.message for p in validate_dgd(doc).warnings}
     for service in ("decode", "prefill"):
         assert "API server would prune it" in warnings[f"spec.services.{service}.pvc"]
 
 
-@pytest.mark.parametrize("path", v1beta1_example_paths(), ids=lambda p: p.stem)
+@peer_corpus.peer_corpus
+def test_wideep_recipe_warns_about_obsolete_pvc_block() -> None:
+    [doc] = _dgds(peer_corpus.example("recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml"))
+    warnings = {p.path: p.message for p in validate_dgd(doc).warnings}
+    for service in ("decode", "prefill"):
+        assert "API server would prune it" in warnings[f"spec.services.{service}.pvc"]
+
+
+@pytest.mark.parametrize("path", peer_corpus.cases(peer_corpus.v1beta1_example_paths()))
 def test_v1beta1_example_is_not_supported(path: Path) -> None:
     [doc] = _dgds(path)
     assert _messages(validate_dgd(doc).errors) == [
@@ -726,18 +719,28 @@ def test_v1beta1_example_is_not_supported(path: Path) -> None:
 # --- the CLI ---------------------------------------------------------------------------------
 
 
-def test_cli_accepts_every_v1alpha1_example(capsys: pytest.CaptureFixture[str]) -> None:
-    paths = [str(p) for p in v1alpha1_example_paths()]
+def test_cli_accepts_every_graph_of_ours_without_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(p) for p in graph_paths()]
     assert main(["validate", *paths]) == 0
     out, err = capsys.readouterr()
-    assert out.count(": valid (") == 20
+    assert out.count(": valid (") == len(paths)
+    assert err == ""
+
+
+@peer_corpus.peer_corpus
+def test_cli_accepts_every_v1alpha1_example(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(p) for p in peer_corpus.v1alpha1_example_paths()]
+    assert main(["validate", *paths]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(": valid (") == peer_corpus.V1ALPHA1_COUNT
     assert "warning: " in err and "spec.services.decode.pvc" in err
     for line in err.splitlines():
         assert line.startswith("warning: ")
 
 
+@peer_corpus.peer_corpus
 def test_cli_v1beta1_example(capsys: pytest.CaptureFixture[str]) -> None:
-    [path] = v1beta1_example_paths()
+    [path] = peer_corpus.v1beta1_example_paths()
     assert main(["validate", str(path)]) == 1
     out, _ = capsys.readouterr()
     assert (

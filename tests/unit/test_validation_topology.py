@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
+from tests.fixtures.dgd import DGD
 
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation.topology import check_topology
@@ -24,18 +25,14 @@ def dgd(
     backend: str | None = None,
     name: str = "VllmDecodeWorker",
 ) -> DynamoGraphDeployment:
-    service: dict[str, Any] = {
-        "componentType": "worker",
-        "extraPodSpec": {"mainContainer": {"image": "img", "command": command, "args": args or []}},
-    }
+    graph = DGD("g").worker(name, replicas=None).container(image="img", command=command, args=args or [])
     if gpus is not None:
-        service["resources"] = {"limits": {"gpu": gpus}}
+        graph.gpus(gpus)
     if nodes is not None:
-        service["multinode"] = {"nodeCount": nodes}
-    spec: dict[str, Any] = {"services": {name: service}}
+        graph.multinode(nodes)
     if backend:
-        spec["backendFramework"] = backend
-    return DynamoGraphDeployment.model_validate({"metadata": {"name": "g"}, "spec": spec})
+        graph.backend(backend)
+    return graph.model()
 
 
 VLLM = ["python3", "-m", "dynamo.vllm"]
@@ -51,20 +48,19 @@ def warnings(doc: DynamoGraphDeployment) -> list[str]:
     return [str(p) for p in check_topology(doc) if p.severity == "warning"]
 
 
-@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: Path(p).name)
-def test_every_dynamo_example_is_accepted_without_findings(path: Path) -> None:
-    docs = [
-        d
-        for d in yaml.safe_load_all(path.read_text())
-        if d and d.get("kind") == "DynamoGraphDeployment"
-    ]
+@pytest.mark.parametrize(
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: Path(p).name
+)
+def test_every_graph_and_dynamo_example_is_accepted_without_findings(path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "DynamoGraphDeployment"]
     assert docs
     for doc in docs:
         assert check_topology(DynamoGraphDeployment.model_validate(doc)) == []
 
 
+@peer_corpus.peer_corpus
 def test_example_count_is_twenty() -> None:
-    assert len(v1alpha1_example_paths()) == 20
+    assert len(peer_corpus.v1alpha1_example_paths()) == peer_corpus.V1ALPHA1_COUNT
 
 
 # --- vLLM -----------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from tests.examples import v1alpha1_example_paths
+from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths
+from tests.fixtures.dgd import DGD
 
 from dgd_operator import certs
 from dgd_operator.admission import enable_admission, handlers, messages, server
@@ -34,28 +36,8 @@ OPERATOR_USER = "system:serviceaccount:dgd-system:dgd-operator"
 
 def base_dgd() -> Doc:
     """A small valid disaggregated graph."""
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": "demo", "namespace": "team-a"},
-        "spec": {
-            "backendFramework": "vllm",
-            "services": {
-                "Frontend": {"componentType": "frontend", "replicas": 1},
-                "decode": {
-                    "componentType": "worker",
-                    "replicas": 1,
-                    "resources": {"limits": {"gpu": "1"}},
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
-                },
-            },
-        },
-    }
+    graph = DGD("demo", namespace="team-a").backend("vllm").frontend().worker("decode").gpus(1)
+    return graph.engine("vllm").build()
 
 
 def changed(doc: Doc, mutate: Callable[[Doc], object]) -> Doc:
@@ -143,8 +125,10 @@ def test_restart_is_refused_at_create_but_allowed_on_update() -> None:
     admit("UPDATE", with_restart, base_dgd())
 
 
-@pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: p.stem)
-def test_every_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
+)
+def test_every_graph_and_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
         if doc and doc.get("kind") == "DynamoGraphDeployment":
             doc.setdefault("metadata", {}).setdefault("namespace", "team-a")
