@@ -464,7 +464,7 @@ def _gpus(pod_spec: Mapping[str, Any]) -> int:
 
 
 def _collection(api_version: str, kind: str, namespace: str) -> str:
-    from dgd_operator.kube import resource_kind
+    from dgd_operator.reconcile.resources import resource_kind
 
     return resource_kind(api_version, kind).collection_path(namespace)
 

@@ -2,7 +2,7 @@
 
 The fake kubelet, CRD installation and readiness checks work on plain JSON dicts. Keeping them off
 the generated kubernetes client avoids its import cost and its (slow, untyped) model
-deserialisation; the operator itself still uses the real client through ``dgd_operator.kube``.
+deserialisation; the operator itself still uses the real client through ``dgd_operator.controllerkit.kube``.
 """
 
 from __future__ import annotations
