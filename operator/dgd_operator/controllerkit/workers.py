@@ -2,14 +2,16 @@
 
 The pool hands each key to one worker at a time (the queue guarantees a key is never processed
 twice at once) and marks it done afterwards, whatever happened. What an outcome means (retry,
-give up, log) is the handler's business: `handle` must not raise; a `Backoff` gives it the
-delay of the next retry.
+give up, report) is the handler's business, with a `Backoff` for the delay of the next retry;
+an exception escaping it is logged and the worker carries on, so one bad key cannot stop the
+pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
@@ -17,6 +19,8 @@ from dgd_operator.controllerkit.queue import WorkQueue
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 def raise_first(results: Iterable[object]) -> None:
@@ -102,5 +106,7 @@ class WorkerPool(Generic[K]):
                 self._on_take()
             try:
                 await self._handle(key)
+            except Exception:
+                logger.exception("%s: handling %r failed", self._name, key)
             finally:
                 self.queue.done(key)

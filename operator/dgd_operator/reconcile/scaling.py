@@ -101,6 +101,12 @@ def plan_adapter_sync(
                     f"service {svc} scaled from {current} to {wanted} replicas by {DGDSA_KIND}/{adapter_name(name, svc)}"
                 )
         status = adapter_status(adapter, dgd_name=name, service=svc, replicas=wanted, now=now)
-        if status is not None and written_statuses.get(adapter_name(name, svc)) != status:
+        written = written_statuses.get(adapter_name(name, svc)) or {}
+        if status is not None and _counted(written) != _counted(status):
             sync.statuses[adapter_name(name, svc)] = status
     return sync
+
+
+def _counted(status: Mapping[str, Any]) -> tuple[object, object]:
+    """What an adapter status says, apart from when it was written."""
+    return status.get("replicas"), status.get("selector")
