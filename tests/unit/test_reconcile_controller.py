@@ -18,7 +18,9 @@ from tests.unit.reconcile_fakes import (
 from tests.unit.reconcile_fakes import dgd as _dgd
 
 from dgd_operator.controllerkit.kubeapi import Manifest, TransientError
+from dgd_operator.controllerkit.workers import run_all
 from dgd_operator.reconcile.controller import Controller
+from dgd_operator.reconcile.report import rejection_mark
 from dgd_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -89,8 +91,6 @@ async def test_invalid_spec_is_reported_once_per_generation() -> None:
 
 
 def test_rejection_mark_ignores_status() -> None:
-    from dgd_operator.reconcile.controller import rejection_mark
-
     body = _dgd()
     mark = rejection_mark(body)
     body["status"] = {"state": "failed"}
@@ -255,8 +255,6 @@ async def test_a_failed_apply_fails_the_reconcile_after_its_wave_and_keeps_the_o
 
 
 async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order() -> None:
-    from dgd_operator.controllerkit.workers import run_all
-
     finished: list[str] = []
 
     async def step(name: str, delay: int, error: Exception | None = None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 import socket
 import time
@@ -32,31 +31,22 @@ from dgd_operator.builders.options import BuildOptions
 from dgd_operator.builders.shared import event_manifest
 from dgd_operator.controllerkit.events import EventRecorder
 from dgd_operator.controllerkit.kubeapi import (
-    ApiError,
     ConflictError,
     KubeAPI,
     Manifest,
     TransientError,
 )
 from dgd_operator.controllerkit.queue import WorkQueue
-from dgd_operator.controllerkit.workers import Backoff, WorkerPool, raise_first
+from dgd_operator.controllerkit.workers import Backoff, WorkerPool
 from dgd_operator.reconcile.context import Outcome, ReconcileContext, RejectedError, Services, Step
 from dgd_operator.reconcile.groups import GroupPolicy
-from dgd_operator.reconcile.readiness import graph_readiness
+from dgd_operator.reconcile.report import rejection_mark, report, report_rejected
 from dgd_operator.reconcile.state import ControllerState, Key
-from dgd_operator.reconcile.status import (
-    ObservedGraph,
-    StatusWrite,
-    calculate_status,
-    parse_status,
-    rejected_status,
-    write_status_if_changed,
-)
 from dgd_operator.reconcile.steps.adapters import adapters
 from dgd_operator.reconcile.steps.build import build
 from dgd_operator.reconcile.steps.children import children
 from dgd_operator.reconcile.steps.groups import groups
-from dgd_operator.reconcile.steps.observe import observe, rfc3339
+from dgd_operator.reconcile.steps.observe import observe
 from dgd_operator.reconcile.steps.prerequisites import prerequisites
 from dgd_operator.reconcile.steps.restart import restart
 from dgd_operator.reconcile.sync import ChildKey
@@ -68,21 +58,6 @@ logger = logging.getLogger("dgd_operator.reconcile")
 STEPS: tuple[Step, ...] = (observe, build, prerequisites, adapters, children, groups, restart)
 MAX_TRANSIENT_BACKOFF = 60.0
 MAX_UNEXPECTED_BACKOFF = 300.0
-
-
-def rejection_mark(body: Mapping[str, Any]) -> str:
-    """What must change before a rejected DGD is looked at again: uid, generation (the spec),
-    labels and annotations (they steer rendering too), never status."""
-    meta = body.get("metadata") or {}
-    return json.dumps(
-        [
-            meta.get("uid"),
-            meta.get("generation"),
-            meta.get("labels") or {},
-            meta.get("annotations") or {},
-        ],
-        sort_keys=True,
-    )
 
 
 def group_policy(settings: OperatorSettings) -> GroupPolicy:
@@ -124,8 +99,7 @@ class Controller:
         )
         self.reconciles = 0
         """Reconciles finished so far (any outcome), for tests and the probe."""
-        self._gauges_at = 0.0
-        self._gauge_kinds: set[str] = set()
+        self.gauges = metrics.ManagedObjectsGauge()
         self._instance = socket.gethostname()
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -201,18 +175,8 @@ class Controller:
         finally:
             self.reconciles += 1
             metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
-            self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        """Refresh the managed-objects gauge from the watch cache (at most once a second)."""
-        now = time.monotonic()
-        if now - self._gauges_at < 1.0 or self.view is None:
-            return
-        self._gauges_at = now
-        counts = self.view.object_counts()
-        for kind in set(counts) | self._gauge_kinds:
-            metrics.MANAGED_OBJECTS.labels(kind=kind).set(counts.get(kind, 0))
-        self._gauge_kinds |= set(counts)
+            if self.view is not None:
+                self.gauges.refresh(self.view.object_counts)
 
     async def post_event(
         self, body: Mapping[str, Any], type_: str, reason: str, message: str
@@ -247,20 +211,14 @@ class Controller:
             return Outcome()  # reported already; wait for a spec change
         memory.rejected_mark = None
         services = Services(
-            self.client,
-            self.view,
-            self.state,
-            self.settings,
-            self.options,
-            self.group_policy,
-            self.post_event,
-            self.wall_clock,
-        )
+            self.client, self.view, self.state, self.settings, self.options, self.group_policy,
+            self.post_event, self.wall_clock,
+        )  # fmt: skip
         ctx = ReconcileContext(key, body, memory, services)
         try:
             return await self._run_steps(ctx)
         except RejectedError as rejected:
-            await self._report_rejected(ctx, rejected)
+            await report_rejected(ctx, rejected)
             return Outcome()
 
     async def _run_steps(self, ctx: ReconcileContext) -> Outcome:
@@ -271,58 +229,9 @@ class Controller:
                 requeue.append(result.requeue_after)
             if result.stop:
                 break
-        assert ctx.graph is not None
-        view = {(ck[1], ck[2]): obj for ck, obj in (*ctx.live.items(), *ctx.fresh.items())}
-        names = {svc: list(w.names) for svc, w in ctx.graph.services.items()}
-        observed = ObservedGraph(
-            generation=ctx.generation,
-            readiness=graph_readiness(ctx.desired, view, names),
-            groups=ctx.groups,
-            group_failures=ctx.group_failures,
-            restart=ctx.restart.status if ctx.restart is not None else None,
-        )
-        previous = parse_status(ctx.body.get("status"))
-        status = calculate_status(previous, observed, now=rfc3339(self.wall_clock()))
-        write, *posted = await asyncio.gather(
-            write_status_if_changed(
-                ctx.services.client, ctx.key, ctx.body.get("status"), status, ctx.memory
-            ),
-            *(ctx.event("Normal", reason, text) for reason, text in ctx.notices),
-            return_exceptions=True,
-        )
-        raise_first([write, *posted])  # Events never raise an API error; the status write may
-        assert isinstance(write, StatusWrite)
+        write = await report(ctx)
         if write.retry_after is not None:
             requeue.append(write.retry_after)
         if requeue:
             self.queue.add_after(ctx.key, min(requeue))
-        ctx.outcome.status_written = write.written
-        if write.written:
-            # No Event on becoming ready: the Ready condition's transition already says it.
-            for reason, text in ctx.status_notices:
-                await ctx.event("Normal", reason, text)
         return ctx.outcome
-
-    async def _report_rejected(self, ctx: ReconcileContext, rejected: RejectedError) -> None:
-        """`state: failed`, `Ready=False` naming the fields, one Warning Event; children untouched."""
-        ctx.memory.rejected_mark = rejection_mark(ctx.body)
-        metrics.RECONCILE_ERRORS.labels(reason="invalid").inc()
-        message = str(rejected)
-        logger.warning("dgd %s/%s rejected: %s", *ctx.key, message)
-        previous = parse_status(ctx.body.get("status"))
-        status = rejected_status(
-            previous,
-            reason=rejected.reason,
-            message=message,
-            generation=ctx.generation,
-            now=rfc3339(self.wall_clock()),
-        )
-        try:
-            write = await write_status_if_changed(
-                ctx.services.client, ctx.key, ctx.body.get("status"), status, ctx.memory
-            )
-        except ApiError as exc:
-            ctx.memory.rejected_mark = None
-            raise TransientError(exc.status, exc.reason, exc.message) from exc
-        if write.written:
-            await ctx.event("Warning", rejected.event_reason, message)
