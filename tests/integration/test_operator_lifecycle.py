@@ -325,7 +325,7 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
         wait_for(lambda: controller.reconciles >= len(names) and len(controller.queue) == 0,
                  timeout=30, description="initial reconciles done")
         time.sleep(3)
-        assert controller.failures == {}
+        assert controller.backoff.failures == {}
     after = apiserver_writes(rest)
     assert count_delta(before, after) == {}
     assert metrics.api_request_count(metrics.WRITE_VERBS) == client_writes

@@ -27,7 +27,7 @@ def _first_dgd(file: str) -> dict[str, Any]:
     return copy.deepcopy(next(d for d in docs if d.get("kind") == "DynamoGraphDeployment"))
 
 
-def test_deleted_planner_account_and_mpi_secret_are_recreated(
+def test_shared_objects_recreated(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     rest = control_plane.rest
