@@ -27,9 +27,7 @@ def _first_dgd(file: str) -> dict[str, Any]:
     return copy.deepcopy(next(d for d in docs if d.get("kind") == "DynamoGraphDeployment"))
 
 
-def test_shared_objects_recreated(
-    control_plane: ControlPlane, namespace: str
-) -> None:
+def test_shared_objects_recreated(control_plane: ControlPlane, namespace: str) -> None:
     rest = control_plane.rest
     planner = _first_dgd("examples__backends__vllm__deploy__disagg_planner.yaml")
     multinode = _first_dgd("examples__backends__vllm__deploy__disagg-multinode.yaml")
