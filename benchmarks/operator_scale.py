@@ -60,12 +60,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT
 from dgd_operator.api.validation import parse_dgd
 from dgd_operator.builders.graph import build_graph
+from dgd_operator.builders.shared import shared_account_objects
+from dgd_operator.controllerkit.kube import Credentials
 from dgd_operator.dev import binaries, operator_process
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.operator_process import OperatorProcess, OperatorStartError
-from dgd_operator.kube import Credentials, resource_kind
-from dgd_operator.reconcile.controller import shared_account_objects
 from dgd_operator.reconcile.readiness import deployment_readiness
+from dgd_operator.reconcile.resources import resource_kind
 from dgd_operator.settings import OperatorSettings
 
 DGD_API = "nvidia.com/v1alpha1"

@@ -1,10 +1,11 @@
-"""kopf registration: every handler of the operator, in one place, each a one-liner.
+"""kopf registration: every watch, index and lifecycle handler of the operator, in one place.
 
 Handlers never reconcile themselves. Indexes keep the watched objects in memory (one
-list+watch per kind); event handlers only enqueue the owning DGD's key into the controller's
-work queue (see `dgd_operator.reconcile.controller`). Nothing here stores progress on objects,
-so kopf itself writes nothing to the cluster. Pods are watched only for multinode groups (a
-server-side label selector), as small summaries, so whole-group restarts can see rank failures.
+list+watch per kind); event handlers only bind those indexes into the controller's view and
+enqueue the owning DGD's key into its work queue (see `dgd_operator.reconcile.controller`).
+Nothing here stores progress on objects, so kopf itself writes nothing to the cluster. Pods
+are watched only for multinode groups (a server-side label selector), as small summaries, so
+whole-group restarts can see rank failures. Admission handlers are registered by `main`.
 """
 
 from __future__ import annotations
@@ -13,109 +14,49 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
-from dgd_operator.kube import KubeClient, load_credentials
-from dgd_operator.reconcile import constants as c
-from dgd_operator.reconcile.controller import (
-    DGD_RESOURCE,
-    WATCHED_CHILD_KINDS,
-    Controller,
-    Key,
+from dgd_operator.api.constants import (
+    KOPF_FINALIZER,
+    KOPF_PREFIX,
+    LABEL_GRAPH,
+    LABEL_GROUP_INDEX,
+    LABEL_MANAGED_BY,
+    LABEL_ROLE,
+    MANAGED_BY,
+    ROLE_LEADER,
+    ROLE_WORKER,
 )
+from dgd_operator.controllerkit.kubeapi import KubeAPI
+from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.groups import pod_summary
+from dgd_operator.reconcile.resources import DGD, SHARED_KINDS, WATCHED_CHILD_KINDS
+from dgd_operator.reconcile.state import Key
+from dgd_operator.reconcile.sync import child_key
+from dgd_operator.reconcile.view import IndexedClusterView, SharedKey
 
-DGD_INDEX = "dgd_objects"
-PULL_SECRET_INDEX = "dgd_pull_secrets"
 DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson"
-CHILD_INDEX_PREFIX = "dgd_children_"
-CHILD_LABELS: Mapping[str, Any] = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_DGD_NAME: kopf.PRESENT}
-GROUP_POD_INDEX = "dgd_group_pods"
+CHILD_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.PRESENT}
+SHARED_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.ABSENT}
 # Only pods of multinode groups are watched, selected by the API server (single-node pods never
 # reach the operator): the graph label, a leader/worker role and a group index.
-GROUP_POD_SELECTOR = f"{c.LABEL_DGD_NAME},{c.LABEL_ROLE} in (leader,worker),{c.LABEL_GROUP_INDEX}"
+GROUP_POD_SELECTOR = (
+    f"{LABEL_GRAPH},{LABEL_ROLE} in ({ROLE_LEADER},{ROLE_WORKER}),{LABEL_GROUP_INDEX}"
+)
 GROUP_POD_LABELS: Mapping[str, Any] = {
-    c.LABEL_DGD_NAME: kopf.PRESENT,
-    c.LABEL_ROLE: kopf.PRESENT,
-    c.LABEL_GROUP_INDEX: kopf.PRESENT,
+    LABEL_GRAPH: kopf.PRESENT,
+    LABEL_ROLE: kopf.PRESENT,
+    LABEL_GROUP_INDEX: kopf.PRESENT,
 }
 
-
-def _group_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    return group, version
-
-
-class IndexView:
-    """`ClusterView` over kopf's in-memory indexes (bound from handler kwargs on first use)."""
-
-    def __init__(self) -> None:
-        self.dgds: Mapping[Key, Any] | None = None
-        self.child_indexes: dict[str, Mapping[Key, Any]] = {}
-        self.secrets: Mapping[str, Any] | None = None
-        self.pods: Mapping[Key, Any] | None = None
-
-    def bind(self, kwargs: Mapping[str, Any]) -> None:
-        """Pick the index objects out of a handler's kwargs (they are the same objects every time)."""
-        if self.dgds is not None and len(self.child_indexes) == len(WATCHED_CHILD_KINDS):
-            return
-        for name, value in kwargs.items():
-            if name == DGD_INDEX:
-                self.dgds = value
-            elif name == PULL_SECRET_INDEX:
-                self.secrets = value
-            elif name == GROUP_POD_INDEX:
-                self.pods = value
-            elif name.startswith(CHILD_INDEX_PREFIX):
-                self.child_indexes[name] = value
-
-    def dgd(self, key: Key) -> Mapping[str, Any] | None:
-        """The live DGD body for `key` (a live one wins over one being deleted)."""
-        if self.dgds is None or key not in self.dgds:
-            return None
-        bodies = list(self.dgds[key])
-        bodies.sort(key=lambda b: bool((b.get("metadata") or {}).get("deletionTimestamp")))
-        return bodies[0] if bodies else None
-
-    def dgd_keys(self, namespace: str) -> list[Key]:
-        """Keys of every DGD in `namespace`."""
-        return [key for key in (self.dgds or {}) if key[0] == namespace]
-
-    def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
-        """Registry host to docker-registry Secret names in `namespace` (discovery)."""
-        by_registry: dict[str, set[str]] = {}
-        if self.secrets is not None and namespace in self.secrets:
-            for secret_name, registries in self.secrets[namespace]:
-                for registry in registries:
-                    by_registry.setdefault(registry, set()).add(secret_name)
-        return {registry: tuple(sorted(names)) for registry, names in by_registry.items()}
-
-    def object_counts(self) -> dict[str, int]:
-        """Watched DGDs and children by kind (for the managed-objects gauge)."""
-        counts: dict[str, int] = {"DynamoGraphDeployment": sum(len(s) for s in (self.dgds or {}).values())}
-        for index in self.child_indexes.values():
-            for store in index.values():
-                for obj in store:
-                    kind = str(obj.get("kind"))
-                    counts[kind] = counts.get(kind, 0) + 1
-        return counts
-
-    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
-        """Summaries of the multinode group pods labelled with the DGD's name."""
-        if self.pods is None or key not in self.pods:
-            return []
-        return list(self.pods[key])
-
-    def children(self, key: Key) -> list[Mapping[str, Any]]:
-        """Every indexed child labelled with the DGD's name in its namespace."""
-        found: list[Mapping[str, Any]] = []
-        for index in self.child_indexes.values():
-            if key in index:
-                found.extend(index[key])
-        return found
+DgdIndex = kopf.Index[Key, dict[str, Any]]
+ChildIndex = kopf.Index[Key, dict[str, Any]]
+SharedIndex = kopf.Index[str, SharedKey]
+PullSecretIndex = kopf.Index[str, tuple[str, tuple[str, ...]]]
+GroupPodIndex = kopf.Index[Key, dict[str, Any]]
 
 
 def docker_config_registries(secret: Mapping[str, Any]) -> tuple[str, ...]:
@@ -136,10 +77,10 @@ def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.Operato
     settings = settings or kopf.OperatorSettings()
     # None of our handlers are change-detecting, so nothing is stored; the prefixes make sure
     # that anything kopf might store lands under our API group, not kopf.zalando.org.
-    settings.persistence.finalizer = c.KOPF_FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
+    settings.persistence.finalizer = KOPF_FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=c.KOPF_PREFIX, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     # The controller posts its own Events with stable reasons; kopf's log-to-Event posting off.
     settings.posting.enabled = False
@@ -148,10 +89,29 @@ def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.Operato
     return settings
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
-    """Register every handler of the operator on `registry`, bound to `controller`."""
-    view = IndexView()
+def register(
+    registry: kopf.OperatorRegistry, controller: Controller, connect: Callable[[], KubeAPI]
+) -> None:
+    """Register every handler of the operator on `registry`, bound to `controller`.
+
+    `connect` makes the API client at startup (it may raise `RuntimeError` without credentials).
+    """
+    view = IndexedClusterView()
     controller.bind_view(view)
+
+    def bind(
+        dgds: DgdIndex | None,
+        children: ChildIndex | None,
+        shared: SharedIndex | None,
+        pods: GroupPodIndex | None,
+        secrets: PullSecretIndex | None,
+    ) -> None:
+        """Attach kopf's indexes (the same objects on every event) to the controller's view."""
+        view.dgds.bind(dgds)
+        view.children_index.bind(children)
+        view.shared.bind(shared)
+        view.pods.bind(pods)
+        view.secrets.bind(secrets)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -160,10 +120,10 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     @kopf.on.startup(registry=registry)
     async def start(**_: Any) -> None:
         try:
-            credentials = load_credentials()
+            client = connect()
         except RuntimeError as exc:
             raise kopf.PermanentError(str(exc)) from exc
-        await controller.start(KubeClient(credentials, reload_credentials=load_credentials))
+        await controller.start(client)
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
@@ -173,66 +133,147 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     async def queue_depth(**_: Any) -> int:
         return len(controller.queue)
 
-    group, version = _group_version(DGD_RESOURCE.api_version)
-
     # Every handler below runs for every watch event: they are `async def` (even those that
     # never await) because kopf runs a plain `def` in its thread pool, a hop per event.
 
-    @kopf.index(group, version, DGD_RESOURCE.plural, id=DGD_INDEX, registry=registry)
-    async def dgd_objects(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    @kopf.index(DGD.group, DGD.version, DGD.plural, id="dgd_objects", registry=registry)
+    async def dgd_objects(
+        namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): dict(body)}
 
-    @kopf.on.event(group, version, DGD_RESOURCE.plural, registry=registry)
-    async def dgd_event(namespace: str | None, name: str, **kwargs: Any) -> None:
-        view.bind(kwargs)
+    @kopf.on.event(DGD.group, DGD.version, DGD.plural, registry=registry)
+    async def dgd_event(
+        namespace: str | None,
+        name: str,
+        dgd_objects: DgdIndex | None = None,
+        dgd_children: ChildIndex | None = None,
+        dgd_shared: SharedIndex | None = None,
+        dgd_group_pods: GroupPodIndex | None = None,
+        dgd_pull_secrets: PullSecretIndex | None = None,
+        **_: Any,
+    ) -> None:
+        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
         controller.enqueue((namespace or "", name))
 
-    async def child_objects(
+    # One index over every child kind: kopf keys stored values by object uid, so kinds never mix.
+    async def dgd_children(
         namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
     ) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", labels[c.LABEL_DGD_NAME]): dict(body)}
+        return {(namespace or "", labels[LABEL_GRAPH]): dict(body)}
 
     async def child_event(
-        event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **kwargs: Any
+        event: kopf.RawEvent,
+        namespace: str | None,
+        labels: kopf.Labels,
+        body: kopf.Body,
+        dgd_objects: DgdIndex | None = None,
+        dgd_children: ChildIndex | None = None,
+        dgd_shared: SharedIndex | None = None,
+        dgd_group_pods: GroupPodIndex | None = None,
+        dgd_pull_secrets: PullSecretIndex | None = None,
+        **_: Any,
     ) -> None:
-        view.bind(kwargs)
+        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
         if event.get("type") == "DELETED":
-            controller.child_deleted(namespace or "", dict(body))
-        controller.enqueue((namespace or "", labels[c.LABEL_DGD_NAME]))
+            controller.child_deleted(namespace or "", child_key(body))
+        controller.enqueue((namespace or "", labels[LABEL_GRAPH]))
+
+    for rk in WATCHED_CHILD_KINDS:
+        common: dict[str, Any] = {"labels": CHILD_LABELS, "registry": registry}
+        kopf.index(rk.group, rk.version, rk.plural, id="dgd_children", **common)(dgd_children)
+        kopf.on.event(rk.group, rk.version, rk.plural, id=f"child_event_{rk.plural}", **common)(
+            child_event
+        )
+
+    # Namespace-wide planner/EPP accounts: a deleted one is looked up and re-created at once.
+    async def dgd_shared(
+        namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[str, SharedKey]:
+        return {namespace or "": (str(body.get("kind")), name)}
+
+    async def shared_event(
+        event: kopf.RawEvent,
+        namespace: str | None,
+        name: str,
+        body: kopf.Body,
+        dgd_objects: DgdIndex | None = None,
+        dgd_children: ChildIndex | None = None,
+        dgd_shared: SharedIndex | None = None,
+        dgd_group_pods: GroupPodIndex | None = None,
+        dgd_pull_secrets: PullSecretIndex | None = None,
+        **_: Any,
+    ) -> None:
+        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
+        if event.get("type") == "DELETED":
+            controller.shared_deleted(namespace or "", str(body.get("kind")), name)
+            for key in view.dgd_keys(namespace or ""):
+                controller.enqueue(key)
+
+    for rk in SHARED_KINDS:
+        common = {"labels": SHARED_LABELS, "registry": registry}
+        kopf.index(rk.group, rk.version, rk.plural, id="dgd_shared", **common)(dgd_shared)
+        kopf.on.event(rk.group, rk.version, rk.plural, id=f"shared_event_{rk.plural}", **common)(
+            shared_event
+        )
 
     if controller.settings.image_pull_secret_discovery:
         # Only the registry hosts of docker-registry Secrets are kept, never their data.
-        @kopf.index("v1", "secrets", field="type", value=DOCKER_CONFIG_TYPE, id=PULL_SECRET_INDEX, registry=registry)
+        @kopf.index(
+            "v1",
+            "secrets",
+            field="type",
+            value=DOCKER_CONFIG_TYPE,
+            id="dgd_pull_secrets",
+            registry=registry,
+        )
         async def pull_secret_registries(
             namespace: str | None, name: str, body: kopf.Body, **_: Any
         ) -> dict[str, tuple[str, tuple[str, ...]]]:
             return {namespace or "": (name, docker_config_registries(body))}
 
-        @kopf.on.event("v1", "secrets", field="type", value=DOCKER_CONFIG_TYPE, id="pull_secret_event", registry=registry)
-        async def pull_secret_event(namespace: str | None, **kwargs: Any) -> None:
-            view.bind(kwargs)
+        @kopf.on.event(
+            "v1",
+            "secrets",
+            field="type",
+            value=DOCKER_CONFIG_TYPE,
+            id="pull_secret_event",
+            registry=registry,
+        )
+        async def pull_secret_event(
+            namespace: str | None,
+            dgd_objects: DgdIndex | None = None,
+            dgd_children: ChildIndex | None = None,
+            dgd_shared: SharedIndex | None = None,
+            dgd_group_pods: GroupPodIndex | None = None,
+            dgd_pull_secrets: PullSecretIndex | None = None,
+            **_: Any,
+        ) -> None:
+            bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
             for key in view.dgd_keys(namespace or ""):
                 controller.enqueue(key)
 
     # Multinode group pods: failures and restarts of a rank restart the whole group.
-    @kopf.index("v1", "pods", id=GROUP_POD_INDEX, labels=GROUP_POD_LABELS, registry=registry)
-    async def group_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", labels[c.LABEL_DGD_NAME]): pod_summary(body)}
+    @kopf.index("v1", "pods", id="dgd_group_pods", labels=GROUP_POD_LABELS, registry=registry)
+    async def dgd_group_pods(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
+        return {(namespace or "", labels[LABEL_GRAPH]): pod_summary(body)}
 
     @kopf.on.event("v1", "pods", id="group_pod_event", labels=GROUP_POD_LABELS, registry=registry)
-    async def group_pod_event(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
-        view.bind(kwargs)
-        controller.enqueue((namespace or "", labels[c.LABEL_DGD_NAME]))
+    async def group_pod_event(
+        namespace: str | None,
+        labels: kopf.Labels,
+        dgd_objects: DgdIndex | None = None,
+        dgd_children: ChildIndex | None = None,
+        dgd_shared: SharedIndex | None = None,
+        dgd_group_pods: GroupPodIndex | None = None,
+        dgd_pull_secrets: PullSecretIndex | None = None,
+        **_: Any,
+    ) -> None:
+        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
+        controller.enqueue((namespace or "", labels[LABEL_GRAPH]))
 
-    for rk in WATCHED_CHILD_KINDS:
-        child_group, child_version = _group_version(rk.api_version)
-        kopf.index(
-            child_group, child_version, rk.plural,
-            id=f"{CHILD_INDEX_PREFIX}{rk.plural}", labels=CHILD_LABELS, registry=registry,
-        )(child_objects)
-        kopf.on.event(
-            child_group, child_version, rk.plural,
-            id=f"child_event_{rk.plural}", labels=CHILD_LABELS, registry=registry,
-        )(child_event)
-
-    logging.getLogger("dgd_operator").debug("registered handlers for %d child kinds", len(WATCHED_CHILD_KINDS))
+    logging.getLogger("dgd_operator").debug(
+        "registered handlers for %d child kinds", len(WATCHED_CHILD_KINDS)
+    )

@@ -1,10 +1,14 @@
 """Prometheus metrics of the operator process.
 
-All series live in a dedicated registry (not prometheus-client's global one) so that in-process
-tests can run several operators and read the counters without cross-talk from other libraries.
+All series live in a dedicated registry (not prometheus-client's global one), so other
+libraries' series never mix in. The registry is module-global: operators run in one process
+(as the integration tests do) share it, so their counters add up.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -39,6 +43,27 @@ QUEUE_DEPTH = Gauge(
     "DGDs waiting to be reconciled.",
     registry=REGISTRY,
 )
+
+
+class ManagedObjectsGauge:
+    """Refreshes `MANAGED_OBJECTS` from a count of watched objects, at most once per interval;
+    kinds that disappeared drop to zero instead of keeping their last value."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._at = float("-inf")
+        self._kinds: set[str] = set()
+
+    def refresh(self, counts: Callable[[], dict[str, int]]) -> None:
+        """Set the gauge from `counts()` unless it was set less than `interval` seconds ago."""
+        now = time.monotonic()
+        if now - self._at < self.interval:
+            return
+        self._at = now
+        current = counts()
+        for kind in set(current) | self._kinds:
+            MANAGED_OBJECTS.labels(kind=kind).set(current.get(kind, 0))
+        self._kinds |= set(current)
 
 
 def serve_metrics(port: int, address: str) -> None:

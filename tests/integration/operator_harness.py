@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from dgd_operator.main import run_operator
 from dgd_operator.reconcile.controller import Controller
-from dgd_operator.reconcile.groups import GroupPolicy
-from dgd_operator.reconcile.runner import run_operator
 from dgd_operator.settings import OperatorSettings
 
 DGD_API = "/apis/nvidia.com/v1alpha1/namespaces/{ns}/dynamographdeployments"
@@ -25,9 +24,9 @@ DGDSA_API = "/apis/nvidia.com/v1alpha1/namespaces/{ns}/dynamographdeploymentscal
 class OperatorThread:
     """The operator running in a background thread; `stop()` waits for a clean shutdown."""
 
-    def __init__(self, settings: OperatorSettings) -> None:
+    def __init__(self, settings: OperatorSettings, **controller_options: Any) -> None:
         self.settings = settings
-        self.controller = Controller(settings)
+        self.controller = Controller(settings, **controller_options)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -69,18 +68,22 @@ class OperatorThread:
 
 @contextmanager
 def running_operator(
-    namespace: str, *, group_policy: GroupPolicy | None = None, **overrides: Any
+    namespace: str, *, controller_options: Mapping[str, Any] | None = None, **overrides: Any
 ) -> Iterator[OperatorThread]:
     """An operator watching only `namespace`, without metrics/health servers.
 
-    `group_policy` replaces the multinode group restart budget/backoff (tests use small ones).
+    `overrides` replace `OperatorSettings` fields (e.g. a small multinode group restart
+    budget); `controller_options` are keyword arguments of `Controller`.
     """
     settings = replace(
-        OperatorSettings(), watch_namespaces=(namespace,), metrics_port=0, health_port=0, workers=2, **overrides
+        OperatorSettings(),
+        watch_namespaces=(namespace,),
+        metrics_port=0,
+        health_port=0,
+        workers=2,
+        **overrides,
     )
-    operator = OperatorThread(settings)
-    if group_policy is not None:
-        operator.controller.group_policy = group_policy
+    operator = OperatorThread(settings, **(controller_options or {}))
     operator.start()
     try:
         yield operator
@@ -121,11 +124,16 @@ def dgd_status(rest: Any, namespace: str, name: str) -> dict[str, Any]:
     return dict(rest.get(dgd_path(namespace, name)).get("status") or {})
 
 
-def settled(rest: Any, namespace: str, name: str, state: str = "successful") -> dict[str, Any] | None:
+def settled(
+    rest: Any, namespace: str, name: str, state: str = "successful"
+) -> dict[str, Any] | None:
     """The DGD when it reports `state` for its current generation, else None."""
     obj = rest.get(dgd_path(namespace, name))
     status = obj.get("status") or {}
-    if status.get("state") == state and status.get("observedGeneration") == obj["metadata"]["generation"]:
+    if (
+        status.get("state") == state
+        and status.get("observedGeneration") == obj["metadata"]["generation"]
+    ):
         return dict(obj)
     if state == "failed" and status.get("state") == state:
         return dict(obj)
@@ -158,13 +166,23 @@ def apiserver_writes(rest: Any) -> dict[tuple[str, str, str], float]:
     return counts
 
 
-def count_delta(before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, str], float]:
+def count_delta(
+    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
+) -> dict[tuple[str, str, str], float]:
     """Non-zero differences between two `apiserver_writes` snapshots."""
     keys = set(before) | set(after)
-    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k, 0.0) != before.get(k, 0.0)}
+    return {
+        k: after.get(k, 0.0) - before.get(k, 0.0)
+        for k in keys
+        if after.get(k, 0.0) != before.get(k, 0.0)
+    }
 
 
 def terminating_namespaces(rest: Any) -> list[str]:
     """Namespaces still being deleted."""
     items = rest.get("/api/v1/namespaces").get("items", [])
-    return [n["metadata"]["name"] for n in items if (n.get("status") or {}).get("phase") == "Terminating"]
+    return [
+        n["metadata"]["name"]
+        for n in items
+        if (n.get("status") or {}).get("phase") == "Terminating"
+    ]

@@ -339,7 +339,7 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
                  timeout=30, description="initial reconciles done")
         # Fresh events for every DGD are answered without a write, too.
         wait_reconciled_after(controller, lambda: _touch_each(rest, namespace, names), keys=len(names))
-        assert controller.failures == {}
+        assert controller.backoff.failures == {}
     after = apiserver_writes(rest)
     # The only writes are the test's own touches.
     assert count_delta(before, after) == {("PATCH", "dynamographdeployments", ""): len(names)}

@@ -20,7 +20,6 @@ from tests.integration.operator_harness import dgd_path, events_for, running_ope
 
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import ApiError
-from dgd_operator.reconcile.groups import GroupPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -386,8 +385,13 @@ def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, sh
     namespace = short_namespace
     doc = _dgd(EXAMPLES["vllm"][0])
     name = doc["metadata"]["name"]
-    policy = GroupPolicy(budget=2, window=600, backoff=0.2, backoff_cap=1)
-    with running_operator(namespace, group_policy=policy) as operator:
+    small_budget = {
+        "group_restart_budget": 2,
+        "group_restart_window": 600.0,
+        "group_restart_backoff": 0.2,
+        "group_restart_backoff_cap": 1.0,
+    }
+    with running_operator(namespace, **small_budget) as operator:
         rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(rest, namespace, name), timeout=120, interval=0.5, description="DGD successful")
         wait_for(lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running", timeout=30,

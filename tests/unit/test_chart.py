@@ -646,7 +646,7 @@ def test_operator_permissions_cover_what_the_builders_emit() -> None:
 
 
 def test_operator_permissions_cover_the_watched_child_kinds() -> None:
-    from dgd_operator.reconcile.controller import WATCHED_CHILD_KINDS
+    from dgd_operator.reconcile.resources import WATCHED_CHILD_KINDS
 
     permissions = _expected(OPERATOR_PERMISSIONS)
     for kind in WATCHED_CHILD_KINDS:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dgd_operator.reconcile.readiness import is_progress_only
+from dgd_operator.reconcile.status import is_progress_only
 
 pytestmark = pytest.mark.unit
 

@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted; returns the exit code."""
     import asyncio
 
+    from dgd_operator.main import run_operator
     from dgd_operator.metrics import serve_metrics
-    from dgd_operator.reconcile.runner import run_operator
     from dgd_operator.settings import SettingsError, load_settings
 
     try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dgd_operator.reconcile.constants import (
+from dgd_operator.api.constants import (
     LABEL_COMPONENT,
     REASON_ALL_READY,
     REASON_NOT_READY,
@@ -138,7 +138,13 @@ def service_status(
     """
     names = sorted(_name(obj) for obj in desired)
     kinds = {str(obj.get("kind")) for obj in desired}
-    kind = "Deployment" if kinds == {"Deployment"} else "StatefulSet" if kinds == {"StatefulSet"} else "/".join(sorted(kinds))
+    kind = (
+        "Deployment"
+        if kinds == {"Deployment"}
+        else "StatefulSet"
+        if kinds == {"StatefulSet"}
+        else "/".join(sorted(kinds))
+    )
     result: dict[str, Any] = {"componentKind": kind, "componentNames": names}
     if kind == "Deployment":
         replicas = updated = ready = available = 0
@@ -158,12 +164,18 @@ def service_status(
             objs = [live.get(member) for member in members]
             if all(obj is not None for obj in objs):
                 replicas += 1
-            if all(obj is not None and _int((obj.get("status") or {}).get("updatedReplicas")) >= desired_replicas(obj) for obj in objs):
+            if all(
+                obj is not None
+                and _int((obj.get("status") or {}).get("updatedReplicas")) >= desired_replicas(obj)
+                for obj in objs
+            ):
                 updated += 1
             if all(object_readiness(obj).ready for obj in objs):
                 ready += 1
         available = ready
-    result.update(replicas=replicas, updatedReplicas=updated, readyReplicas=ready, availableReplicas=available)
+    result.update(
+        replicas=replicas, updatedReplicas=updated, readyReplicas=ready, availableReplicas=available
+    )
     return result
 
 
@@ -219,67 +231,11 @@ def graph_readiness(
     }
     if not_ready:
         return GraphReadiness(
-            STATE_PENDING, REASON_NOT_READY, "Resources not ready: " + "; ".join(not_ready), per_service
+            STATE_PENDING,
+            REASON_NOT_READY,
+            "Resources not ready: " + "; ".join(not_ready),
+            per_service,
         )
-    return GraphReadiness(STATE_SUCCESSFUL, REASON_ALL_READY, "All resources are ready", per_service)
-
-
-def ready_condition(
-    *, ready: bool, reason: str, message: str, previous: Sequence[Mapping[str, Any]], now: str,
-    observed_generation: int | None,
-) -> dict[str, Any]:
-    """The `Ready` condition, keeping `lastTransitionTime` when the status did not flip."""
-    status = "True" if ready else "False"
-    transition = now
-    for cond in previous:
-        if cond.get("type") == "Ready" and cond.get("status") == status and cond.get("lastTransitionTime"):
-            transition = str(cond["lastTransitionTime"])
-    condition: dict[str, Any] = {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": transition,
-    }
-    if observed_generation is not None:
-        condition["observedGeneration"] = observed_generation
-    return condition
-
-
-def status_differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """True when writing `desired` would change the live status (transition times ignored)."""
-    current = current or {}
-    for key, value in desired.items():
-        if key == "conditions":
-            if _strip_times(current.get(key) or []) != _strip_times(value or []):
-                return True
-        elif current.get(key) != value:
-            return True
-    return False
-
-
-def is_progress_only(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """True when `desired` differs from `current` only in progress details: the same state,
-    observedGeneration, restart progress and Ready status/reason, with other replica counts or
-    a different not-ready message. Such updates may be coalesced; transitions may not."""
-    current = current or {}
-    if not current:
-        return False
-    for key in ("state", "observedGeneration", "restart"):
-        if current.get(key) != desired.get(key):
-            return False
-    return _ready_verdict(current) == _ready_verdict(desired)
-
-
-def _ready_verdict(status: Mapping[str, Any]) -> tuple[object, object]:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status"), cond.get("reason")
-    return None, None
-
-
-def _strip_times(conditions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(
-        ({k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions),
-        key=lambda c: str(c.get("type")),
+    return GraphReadiness(
+        STATE_SUCCESSFUL, REASON_ALL_READY, "All resources are ready", per_service
     )

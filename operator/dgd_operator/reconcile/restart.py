@@ -12,11 +12,19 @@ templates each time (level-based): `status.restart` only reports progress.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dgd_operator.reconcile.constants import RESTART_COMPLETED, RESTART_RESTARTING
+from dgd_operator.api.constants import (
+    ANNOTATION_RESTART_AT,
+    EVENT_RESTART_COMPLETED,
+    EVENT_RESTART_STARTED,
+    RESTART_COMPLETED,
+    RESTART_RESTARTING,
+)
+from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.reconcile.readiness import WORKLOAD_KINDS, object_readiness, service_of
 
 
 @dataclass(frozen=True)
@@ -88,3 +96,63 @@ def plan_restart(
         completed=phase == RESTART_COMPLETED,
         stamped=stamped,
     )
+
+
+def restart_id(obj: Mapping[str, Any]) -> str:
+    """The restart id stamped on a workload's pod template ("" when none)."""
+    template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return str((template.get("annotations") or {}).get(ANNOTATION_RESTART_AT) or "")
+
+
+def plan_graph_restart(
+    dgd: DynamoGraphDeployment,
+    previous: Mapping[str, Any] | None,
+    live_children: Iterable[Mapping[str, Any]],
+) -> RestartPlan:
+    """`plan_restart` for a graph: its `spec.restart`, its live workloads, `status.restart`."""
+    services = sorted(dgd.spec.services)
+    workloads: dict[str, list[Mapping[str, Any]]] = {}
+    for obj in live_children:
+        if obj.get("kind") in WORKLOAD_KINDS:
+            svc = service_of(obj)
+            if svc is not None:
+                workloads.setdefault(svc, []).append(obj)
+    live_ids: dict[str, str] = {}
+    for svc, objs in workloads.items():
+        ids = sorted({restart_id(obj) for obj in objs} - {""})
+        if ids:
+            live_ids[svc] = ids[-1]
+    request: RestartRequest | None = None
+    spec_restart = dgd.spec.restart
+    if spec_restart is not None:
+        strategy = spec_restart.strategy
+        request = RestartRequest(
+            id=spec_restart.id,
+            parallel=strategy is not None and strategy.type == "Parallel",
+            order=tuple(strategy.order) if strategy is not None else (),
+        )
+    done = {
+        svc: bool(objs)
+        and request is not None
+        and all(restart_id(obj) == request.id and object_readiness(obj).ready for obj in objs)
+        for svc, objs in workloads.items()
+    }
+    return plan_restart(request, services, live_ids, done, previous)
+
+
+def restart_notices(plan: RestartPlan, previous: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(Event reason, message) telling the progress `plan` makes over `previous` status."""
+    if plan.status is None or plan.status == previous:
+        return []
+    before: Mapping[str, Any] = previous or {}
+    restart = plan.status.get("observedID")
+    notices: list[tuple[str, str]] = []
+    if plan.started and before.get("observedID") != restart:
+        notices.append((EVENT_RESTART_STARTED, f"restart {restart} started"))
+    if plan.stamped:
+        notices.append(
+            (EVENT_RESTART_STARTED, f"restart {restart}: restarting {', '.join(plan.stamped)}")
+        )
+    if plan.status.get("phase") == RESTART_COMPLETED and before.get("phase") != RESTART_COMPLETED:
+        notices.append((EVENT_RESTART_COMPLETED, f"restart {restart} completed"))
+    return notices

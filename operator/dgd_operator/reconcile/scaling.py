@@ -1,4 +1,4 @@
-"""DynamoGraphDeploymentScalingAdapter (DGDSA) objects and their status (pure, Dynamo §4.8).
+"""DynamoGraphDeploymentScalingAdapter (DGDSA) replicas and status (pure, Dynamo §4.8).
 
 A service with `scalingAdapter.enabled` gets a DGDSA `<dgd>-<lower(service)>`. The adapter owns
 the service's replica count: HPA, KEDA, the planner or `kubectl scale dgdsa/...` change
@@ -10,18 +10,12 @@ re-applied, so the operator never fights an autoscaler over `spec.replicas`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from dgd_operator.reconcile.constants import (
-    LABEL_COMPONENT,
-    LABEL_DGD_NAME,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
-)
-
-DGDSA_API_VERSION = "nvidia.com/v1alpha1"
-DGDSA_KIND = "DynamoGraphDeploymentScalingAdapter"
-DGD_KIND = "DynamoGraphDeployment"
+from dgd_operator.api.constants import DGDSA_KIND, GROUP_VERSION, LABEL_COMPONENT, LABEL_GRAPH
+from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.reconcile.sync import ChildKey, is_owned_by
 
 
 def adapter_name(dgd_name: str, service: str) -> str:
@@ -31,39 +25,7 @@ def adapter_name(dgd_name: str, service: str) -> str:
 
 def adapter_selector(dgd_name: str, service: str) -> str:
     """The pod label selector reported in the adapter's status (for HPA)."""
-    return f"{LABEL_COMPONENT}={service},{LABEL_DGD_NAME}={dgd_name}"
-
-
-def build_adapter(
-    *, dgd_name: str, namespace: str, dgd_uid: str | None, service: str, replicas: int
-) -> dict[str, Any]:
-    """The DGDSA for `service`, owned by the DGD, initialised with `replicas`."""
-    metadata: dict[str, Any] = {
-        "name": adapter_name(dgd_name, service),
-        "namespace": namespace,
-        "labels": {
-            LABEL_DGD_NAME: dgd_name,
-            LABEL_COMPONENT: service,
-            LABEL_MANAGED_BY: MANAGED_BY,
-        },
-    }
-    if dgd_uid:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": DGDSA_API_VERSION,
-                "kind": DGD_KIND,
-                "name": dgd_name,
-                "uid": dgd_uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    return {
-        "apiVersion": DGDSA_API_VERSION,
-        "kind": DGDSA_KIND,
-        "metadata": metadata,
-        "spec": {"replicas": replicas, "dgdRef": {"name": dgd_name, "serviceName": service}},
-    }
+    return f"{LABEL_COMPONENT}={service},{LABEL_GRAPH}={dgd_name}"
 
 
 def adapter_replicas(adapter: Mapping[str, Any]) -> int | None:
@@ -84,5 +46,67 @@ def adapter_status(
     if current.get("replicas") == replicas and current.get("selector") == selector:
         return None
     status: dict[str, Any] = {"replicas": replicas, "selector": selector}
-    status["lastScaleTime"] = now if current.get("replicas") != replicas else current.get("lastScaleTime", now)
+    status["lastScaleTime"] = (
+        now if current.get("replicas") != replicas else current.get("lastScaleTime", now)
+    )
     return status
+
+
+@dataclass
+class AdapterSync:
+    """What the live adapters of a graph ask for (see `plan_adapter_sync`)."""
+
+    replicas: dict[str, int] = field(default_factory=dict)
+    """Service -> replica count the adapter owns (to build with)."""
+    spec_patch: dict[str, dict[str, int]] = field(default_factory=dict)
+    """`spec.services` merge patch writing those counts back into the DGD."""
+    scaled: list[str] = field(default_factory=list)
+    """One Scaled Event message per service in `spec_patch`."""
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Adapter name -> status to write on it."""
+
+
+def plan_adapter_sync(
+    dgd: DynamoGraphDeployment,
+    *,
+    uid: str,
+    live: Mapping[ChildKey, Mapping[str, Any]],
+    patched: Mapping[str, int],
+    written_statuses: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> AdapterSync:
+    """Copy each adapter's `spec.replicas` into its service (the adapter owns the count).
+
+    Only adapters owned by this incarnation (`uid`) count. `patched` holds the counts this
+    incarnation already wrote into the DGD (not written twice while the watch catches up);
+    `written_statuses` the adapter statuses already written.
+    """
+    name = dgd.metadata.name
+    sync = AdapterSync()
+    for svc, spec in sorted(dgd.spec.services.items()):
+        if spec.scaling_adapter is None or not spec.scaling_adapter.enabled:
+            continue
+        adapter = live.get((GROUP_VERSION, DGDSA_KIND, adapter_name(name, svc)))
+        if adapter is None or not is_owned_by(adapter, uid):
+            continue
+        wanted = adapter_replicas(adapter)
+        if wanted is None:
+            continue
+        current = spec.replicas if spec.replicas is not None else 1
+        if wanted != current:
+            sync.replicas[svc] = wanted
+            if patched.get(svc) != wanted:
+                sync.spec_patch[svc] = {"replicas": wanted}
+                sync.scaled.append(
+                    f"service {svc} scaled from {current} to {wanted} replicas by {DGDSA_KIND}/{adapter_name(name, svc)}"
+                )
+        status = adapter_status(adapter, dgd_name=name, service=svc, replicas=wanted, now=now)
+        written = written_statuses.get(adapter_name(name, svc)) or {}
+        if status is not None and _counted(written) != _counted(status):
+            sync.statuses[adapter_name(name, svc)] = status
+    return sync
+
+
+def _counted(status: Mapping[str, Any]) -> tuple[object, object]:
+    """What an adapter status says, apart from when it was written."""
+    return status.get("replicas"), status.get("selector")

@@ -17,7 +17,7 @@ from dgd_operator.dev.demo.options import default_state_dir
 from dgd_operator.dev.demo.watch import ready_condition
 from dgd_operator.dev.operator_process import OperatorProcess
 from dgd_operator.dev.rest import JsonDict, KubeRest
-from dgd_operator.kube import resource_kind
+from dgd_operator.reconcile.resources import resource_kind
 from dgd_operator.tools.helm import tools_cache_dir
 
 

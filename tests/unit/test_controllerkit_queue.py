@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dgd_operator.reconcile.queue import WorkQueue
+from dgd_operator.controllerkit.queue import WorkQueue
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +36,17 @@ async def test_add_after_keeps_earliest_retry_and_add_cancels_it() -> None:
     queue.add("b")
     assert await asyncio.wait_for(queue.get(), 1) == "b"
     queue.close()
+
+
+async def test_pending_reports_the_earliest_scheduled_retry() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    assert queue.pending("a") is None
+    queue.add_after("a", 30)
+    queue.add_after("a", 60)  # a later retry does not replace the earlier one
+    first = queue.pending("a")
+    assert first is not None and 29 < first <= 30
+    queue.add_after("a", 5)  # an earlier one does
+    second = queue.pending("a")
+    assert second is not None and 4 < second <= 5
+    queue.forget("a")
+    assert queue.pending("a") is None

@@ -1,4 +1,4 @@
-"""A de-duplicating work queue of DGD keys, in the style of controller-runtime's workqueue.
+"""A de-duplicating work queue of object keys, in the style of controller-runtime's workqueue.
 
 - A key waiting in the queue is queued once, however many events arrive for it (coalescing:
   a Deployment rollout emitting twenty status events costs at most a couple of reconciles).
@@ -55,6 +55,13 @@ class WorkQueue(Generic[K]):
                 return
             existing.cancel()
         self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def pending(self, key: K) -> float | None:
+        """Seconds until the scheduled retry of `key` fires, or None when none is scheduled."""
+        timer = self._timers.get(key)
+        if timer is None:
+            return None
+        return max(0.0, timer.when() - asyncio.get_running_loop().time())
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)

@@ -1,4 +1,4 @@
-"""The operator's one Kubernetes client: a small async adapter over aiohttp.
+"""The production Kubernetes client: a small async adapter over aiohttp implementing `KubeAPI`.
 
 Why not the official `kubernetes` client or lightkube:
 - the official client is synchronous; running it in threads costs a thread hop per request and
@@ -9,9 +9,13 @@ Why not the official `kubernetes` client or lightkube:
   `application/apply-patch+yaml`, `fieldManager=dgd-operator`, `force=true`), JSON merge patch,
   DELETE with a UID precondition, and POST for Events. Manifests stay plain dicts end to end.
 
-Errors are typed (`NotFoundError`, `ConflictError`, `InvalidError`, `TransientError`) so the
-reconciler can tell "fix your spec" from "try again later". Every request is counted by verb in
-`dgd_operator.metrics.API_REQUESTS`.
+Errors are typed (`kubeapi.NotFoundError`, `ConflictError`, `InvalidError`, `TransientError`) so
+the reconciler can tell "fix your spec" from "try again later". Kinds are resolved through a
+`kubeapi.Kinds` registry the caller passes in (its CRDs on top of the built-in kinds). Every
+request is counted by verb in `dgd_operator.metrics.API_REQUESTS`.
+
+Only the kit and `dgd_operator.main` import this module (import-linter); reconcile code sees the
+`KubeAPI` Protocol.
 """
 
 from __future__ import annotations
@@ -24,115 +28,25 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 
 from dgd_operator import metrics
+from dgd_operator.controllerkit.kubeapi import (
+    ApiError,
+    ConflictError,
+    Kinds,
+    Manifest,
+    NotFoundError,
+    TransientError,
+    error_for,
+)
 
-FIELD_MANAGER = "dgd-operator"
 # Requests one client keeps in flight at once: the reconcile applies a DGD's children
 # concurrently, and several workers do so at the same time; this keeps the API server from
 # being flooded (and stays below the connection pool's limit).
 MAX_IN_FLIGHT_REQUESTS = 16
-
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """Where a kind lives in the API: group/version, plural, and whether it is namespaced."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-
-    def collection_path(self, namespace: str | None) -> str:
-        """URL path of the kind's collection (in `namespace` when namespaced)."""
-        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
-        if self.namespaced and namespace:
-            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
-        return f"{base}/{self.plural}"
-
-    def object_path(self, namespace: str | None, name: str, subresource: str | None = None) -> str:
-        """URL path of one object (optionally one of its subresources)."""
-        path = f"{self.collection_path(namespace)}/{quote(name, safe='')}"
-        return f"{path}/{subresource}" if subresource else path
-
-
-_KNOWN_KINDS: tuple[ResourceKind, ...] = (
-    ResourceKind("v1", "Service", "services"),
-    ResourceKind("v1", "ConfigMap", "configmaps"),
-    ResourceKind("v1", "Secret", "secrets"),
-    ResourceKind("v1", "ServiceAccount", "serviceaccounts"),
-    ResourceKind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-    ResourceKind("v1", "Pod", "pods"),
-    ResourceKind("v1", "Event", "events"),
-    ResourceKind("v1", "Namespace", "namespaces", namespaced=False),
-    ResourceKind("apps/v1", "Deployment", "deployments"),
-    ResourceKind("apps/v1", "StatefulSet", "statefulsets"),
-    ResourceKind("rbac.authorization.k8s.io/v1", "Role", "roles"),
-    ResourceKind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
-    ResourceKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    ResourceKind("networking.k8s.io/v1", "Ingress", "ingresses"),
-    ResourceKind("nvidia.com/v1alpha1", "DynamoGraphDeployment", "dynamographdeployments"),
-    ResourceKind(
-        "nvidia.com/v1alpha1",
-        "DynamoGraphDeploymentScalingAdapter",
-        "dynamographdeploymentscalingadapters",
-    ),
-)
-KINDS: Mapping[tuple[str, str], ResourceKind] = {(k.api_version, k.kind): k for k in _KNOWN_KINDS}
-
-
-def resource_kind(api_version: str, kind: str) -> ResourceKind:
-    """The `ResourceKind` of `apiVersion`/`kind`; unknown kinds get the regular plural."""
-    known = KINDS.get((api_version, kind))
-    if known is not None:
-        return known
-    return ResourceKind(api_version, kind, kind.lower() + "s")
-
-
-class ApiError(Exception):
-    """The API server refused a request (or could not be reached)."""
-
-    def __init__(self, status: int, reason: str, message: str, *, body: Mapping[str, Any] | None = None) -> None:
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.body: Mapping[str, Any] = body or {}
-        super().__init__(f"{status} {reason}: {message}")
-
-
-class NotFoundError(ApiError):
-    """404: the object (or its kind) does not exist."""
-
-
-class ConflictError(ApiError):
-    """409: an optimistic-concurrency or field-manager conflict; retry after re-reading."""
-
-
-class InvalidError(ApiError):
-    """422 (or 400): the API server rejects the object itself; retrying cannot help."""
-
-
-class TransientError(ApiError):
-    """429, 5xx, timeouts and connection failures: retry later with backoff."""
-
-
-def _error_for(status: int, body: Mapping[str, Any], text: str) -> ApiError:
-    reason = str(body.get("reason") or "")
-    message = str(body.get("message") or text[:500])
-    if status == 404:
-        return NotFoundError(status, reason or "NotFound", message, body=body)
-    if status == 409:
-        return ConflictError(status, reason or "Conflict", message, body=body)
-    if status in (400, 422):
-        return InvalidError(status, reason or "Invalid", message, body=body)
-    if status == 429 or status >= 500:
-        return TransientError(status, reason or "ServerError", message, body=body)
-    return ApiError(status, reason or "Error", message, body=body)
 
 
 @dataclass(frozen=True)
@@ -186,9 +100,10 @@ class Credentials:
             cadata = self.ca_data.decode() if isinstance(self.ca_data, bytes) else self.ca_data
             context = ssl.create_default_context(cafile=self.ca_path, cadata=cadata)
         if self.certificate_path or self.certificate_data:
-            with _Materialised(self.certificate_path, self.certificate_data) as cert_file, _Materialised(
-                self.private_key_path, self.private_key_data
-            ) as key_file:
+            with (
+                _Materialised(self.certificate_path, self.certificate_data) as cert_file,
+                _Materialised(self.private_key_path, self.private_key_data) as key_file,
+            ):
                 context.load_cert_chain(cert_file or "", key_file)
         return context
 
@@ -234,12 +149,14 @@ class KubeClient:
         self,
         credentials: Credentials,
         *,
-        field_manager: str = FIELD_MANAGER,
+        field_manager: str,
+        kinds: Kinds | None = None,
         timeout: float = 30.0,
         reload_credentials: Callable[[], Credentials] | None = None,
         max_in_flight: int = MAX_IN_FLIGHT_REQUESTS,
     ) -> None:
         self.credentials = credentials
+        self.kinds = kinds or Kinds()
         # In-cluster service-account tokens rotate: on a 401 the credentials are read again
         # (the kubelet refreshes the token file) and the request is retried once.
         self._reload = reload_credentials
@@ -284,13 +201,17 @@ class KubeClient:
     ) -> Any:
         """Send one request; return the decoded JSON (or text) or raise a typed `ApiError`."""
         try:
-            return await self._request_once(method, path, verb, resource, params, body, content_type)
+            return await self._request_once(
+                method, path, verb, resource, params, body, content_type
+            )
         except ApiError as exc:
             if exc.status != 401 or self._reload is None:
                 raise
             self.credentials = self._reload()
             await self.close()
-            return await self._request_once(method, path, verb, resource, params, body, content_type)
+            return await self._request_once(
+                method, path, verb, resource, params, body, content_type
+            )
 
     async def _request_once(
         self,
@@ -308,23 +229,30 @@ class KubeClient:
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if data is not None else {}
         try:
-            async with self._in_flight, session.request(method, url, data=data, headers=headers) as response:
+            async with (
+                self._in_flight,
+                session.request(method, url, data=data, headers=headers) as response,
+            ):
                 text = await response.text()
                 if response.status >= 400:
                     try:
                         decoded = json.loads(text)
                     except ValueError:
                         decoded = {}
-                    raise _error_for(response.status, decoded if isinstance(decoded, dict) else {}, text)
+                    raise error_for(
+                        response.status, decoded if isinstance(decoded, dict) else {}, text
+                    )
                 if response.content_type == "application/json" and text:
                     return json.loads(text)
                 return text
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
 
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Manifest | None:
         """Read one object; `None` when it does not exist."""
-        rk = resource_kind(api_version, kind)
+        rk = self.kinds.of(api_version, kind)
         try:
             result: Manifest = await self.request(
                 "GET", rk.object_path(namespace, name), verb="get", resource=rk.plural
@@ -334,10 +262,15 @@ class KubeClient:
         return result
 
     async def list(
-        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
     ) -> list[Manifest]:
         """List objects of a kind (in `namespace`, or everywhere when it is None)."""
-        rk = resource_kind(api_version, kind)
+        rk = self.kinds.of(api_version, kind)
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self.request(
             "GET", rk.collection_path(namespace), verb="list", resource=rk.plural, params=params
@@ -348,14 +281,16 @@ class KubeClient:
             item.setdefault("kind", kind)
         return items
 
-    async def apply(self, manifest: Manifest, *, subresource: str | None = None, force: bool = True) -> Manifest:
+    async def apply(
+        self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
+    ) -> Manifest:
         """Server-side apply `manifest` under our field manager; returns the live object.
 
         `force=True` takes ownership of fields another manager set: the operator is the single
         source of truth for every field it sends.
         """
         meta = manifest["metadata"]
-        rk = resource_kind(manifest["apiVersion"], manifest["kind"])
+        rk = self.kinds.of(manifest["apiVersion"], manifest["kind"])
         params = {"fieldManager": self.field_manager}
         if force:
             params["force"] = "true"
@@ -381,7 +316,7 @@ class KubeClient:
         subresource: str | None = None,
     ) -> Manifest:
         """JSON merge patch (RFC 7386) of one object or subresource."""
-        rk = resource_kind(api_version, kind)
+        rk = self.kinds.of(api_version, kind)
         result: Manifest = await self.request(
             "PATCH",
             rk.object_path(namespace, name, subresource),
@@ -395,7 +330,7 @@ class KubeClient:
 
     async def create(self, manifest: Manifest) -> Manifest:
         """POST a new object."""
-        rk = resource_kind(manifest["apiVersion"], manifest["kind"])
+        rk = self.kinds.of(manifest["apiVersion"], manifest["kind"])
         result: Manifest = await self.request(
             "POST",
             rk.collection_path(manifest["metadata"].get("namespace")),
@@ -417,13 +352,17 @@ class KubeClient:
         propagation: str = "Background",
     ) -> bool:
         """Delete one object (only if its UID still matches); False when it was already gone."""
-        rk = resource_kind(api_version, kind)
+        rk = self.kinds.of(api_version, kind)
         options: dict[str, Any] = {"propagationPolicy": propagation}
         if uid:
             options["preconditions"] = {"uid": uid}
         try:
             await self.request(
-                "DELETE", rk.object_path(namespace, name), verb="delete", resource=rk.plural, body=options
+                "DELETE",
+                rk.object_path(namespace, name),
+                verb="delete",
+                resource=rk.plural,
+                body=options,
             )
         except NotFoundError:
             return False
@@ -436,14 +375,3 @@ class KubeClient:
         """GET a non-resource path such as `/metrics` and return the body text."""
         result = await self.request("GET", path, verb="get", resource=path)
         return result if isinstance(result, str) else json.dumps(result)
-
-
-def load_credentials() -> Credentials:
-    """Credentials from the in-cluster service account, else from `$KUBECONFIG`/~/.kube/config."""
-    import kopf
-
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise RuntimeError("no Kubernetes credentials: not in a cluster and no kubeconfig found")
-    return Credentials.from_connection_info(info)

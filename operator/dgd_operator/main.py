@@ -1,0 +1,99 @@
+"""Run the operator: kopf's reactor with our registry, settings, controller and admission.
+
+This is where the pieces meet: the API client (`controllerkit.kube`, made only here), the
+controller (`reconcile`), the watch handlers (`handlers`) and the admission webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from dgd_operator.admission import enable_admission
+from dgd_operator.api.constants import MANAGED_BY
+from dgd_operator.controllerkit.kube import Credentials, KubeClient
+from dgd_operator.handlers import kopf_settings, register
+from dgd_operator.reconcile.controller import Controller
+from dgd_operator.reconcile.resources import KINDS
+from dgd_operator.settings import OperatorSettings
+
+
+def load_credentials() -> Credentials:
+    """Credentials from the in-cluster service account, else from `$KUBECONFIG`/~/.kube/config."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise RuntimeError("no Kubernetes credentials: not in a cluster and no kubeconfig found")
+    return Credentials.from_connection_info(info)
+
+
+def connect() -> KubeClient:
+    """The operator's API client: our field manager, our CRD kinds, rotating credentials."""
+    return KubeClient(
+        load_credentials(),
+        field_manager=MANAGED_BY,
+        kinds=KINDS,
+        reload_credentials=load_credentials,
+    )
+
+
+def liveness_endpoint(settings: OperatorSettings) -> str | None:
+    """kopf's liveness URL for the health port (None when disabled)."""
+    if not settings.health_port:
+        return None
+    return f"http://{settings.bind_address}:{settings.health_port}/healthz"
+
+
+def build_registry(
+    settings: OperatorSettings, controller: Controller
+) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
+    """kopf's registry and settings with every handler of the operator (and admission when enabled)."""
+    registry = kopf.OperatorRegistry()
+    register(registry, controller, connect)
+    operator_kopf_settings = kopf_settings()
+    if settings.watch_namespaces:
+        # Exact namespaces need no cluster-wide namespace/CRD scanning, which a namespace-mode
+        # Role does not allow (kopf would retry 403s for minutes before falling back).
+        operator_kopf_settings.scanning.disabled = True
+    # Only with the webhook enabled: the chart's fail-closed webhook needs this server, and
+    # kopf refuses to start with admission handlers but no server.
+    enable_admission(registry, operator_kopf_settings, settings)
+    return registry, operator_kopf_settings
+
+
+async def run_operator(
+    settings: OperatorSettings,
+    *,
+    controller: Controller | None = None,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    liveness: bool = True,
+) -> None:
+    """Run until `stop_flag` is set (or the process is signalled), in the current event loop.
+
+    Namespaces come from `settings.watch_namespaces` (empty: the whole cluster). Peering is off
+    (`standalone`): run one replica with `strategy: Recreate`.
+    """
+    controller = controller or Controller(settings)
+    registry, operator_kopf_settings = build_registry(settings, controller)
+    namespaces = list(settings.watch_namespaces)
+    extra: dict[str, Any] = {}
+    if liveness:
+        extra["liveness_endpoint"] = liveness_endpoint(settings)
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=operator_kopf_settings,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            **extra,
+        )
+    finally:
+        await controller.stop()  # idempotent; also covers a crash before kopf's cleanup

@@ -1,0 +1,89 @@
+"""What the controller remembers between reconciles, in one place.
+
+Per graph, one `DgdMemory` keyed by (namespace, name) and stamped with the graph's uid: a
+graph deleted and re-created under the same name gets a fresh memory (its predecessor's
+replica syncs, status writes and group bookkeeping do not leak into it), and forgetting a
+graph is one `del`.
+
+Per namespace, what is shared by the graphs of a namespace: the children we applied
+(`AppliedRecord`, found again by namespace-unique child keys), and when the namespace-wide
+objects (planner/EPP ServiceAccounts, MPI Secret) were last checked. Those checks expire, so
+a deleted one is re-created by a later reconcile without an operator restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dgd_operator.controllerkit.indexes import Expiring
+from dgd_operator.reconcile.groups import GroupMemory
+from dgd_operator.reconcile.sync import AppliedRecord, ChildKey
+
+Key = tuple[str, str]
+"""(namespace, DGD name)."""
+
+SHARED_OBJECT_RECHECK_SECONDS = 300.0
+"""How long a namespace-wide object found (or created) is trusted before it is looked up again."""
+
+
+@dataclass
+class DgdMemory:
+    """Everything remembered about one incarnation (uid) of one graph."""
+
+    uid: str
+    rejected_mark: str | None = None
+    """`rejection_mark` of the spec last reported invalid (not looked at again until it changes)."""
+    written_status: dict[str, Any] | None = None
+    """The status we last wrote (the watch cache may not have it yet)."""
+    status_written_at: float = float("-inf")
+    """Monotonic time of our last status write (coalesces progress-only updates)."""
+    patched_replicas: dict[str, int] = field(default_factory=dict)
+    """Service -> replicas we wrote into the DGD from its adapter (not written twice)."""
+    adapter_status_written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Adapter name -> status we last wrote on it."""
+    groups: dict[tuple[str, int], GroupMemory] = field(default_factory=dict)
+    """(service, group index) -> restart bookkeeping of each multinode group."""
+
+
+class ControllerState:
+    """Per-graph memories and per-namespace records of one controller."""
+
+    def __init__(
+        self,
+        *,
+        recheck_after: float = SHARED_OBJECT_RECHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.graphs: dict[Key, DgdMemory] = {}
+        self.records: dict[str, dict[ChildKey, AppliedRecord]] = {}
+        """Per namespace: what we last applied to each child (see `sync.needs_apply`)."""
+        self.shared_checked: Expiring[tuple[str, str, str]] = Expiring(recheck_after, clock)
+        """(namespace, kind, name) of namespace-wide objects known to exist, and since when."""
+        self.shared_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    def graph(self, key: Key, uid: str) -> DgdMemory:
+        """The memory of the graph `key` with `uid`; a different uid starts a fresh one."""
+        memory = self.graphs.get(key)
+        if memory is None or memory.uid != uid:
+            memory = self.graphs[key] = DgdMemory(uid)
+        return memory
+
+    def forget(self, key: Key) -> None:
+        """Drop everything remembered about the graph `key` (it is gone)."""
+        self.graphs.pop(key, None)
+
+    def namespace_records(self, namespace: str) -> dict[ChildKey, AppliedRecord]:
+        """The applied-child records of `namespace` (created on first use)."""
+        return self.records.setdefault(namespace, {})
+
+    def child_deleted(self, namespace: str, key: ChildKey) -> None:
+        """Forget what we applied to a child that is gone, so it is re-created if still desired."""
+        self.records.get(namespace, {}).pop(key, None)
+
+    def shared_lock(self, ident: tuple[str, str, str]) -> asyncio.Lock:
+        """One lock per namespace-wide object: one worker creates it, the others wait."""
+        return self.shared_locks.setdefault(ident, asyncio.Lock())

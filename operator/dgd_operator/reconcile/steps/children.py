@@ -1,0 +1,107 @@
+"""Children: apply what changed (concurrently, in two waves) and delete what is no longer wanted.
+
+Watched kinds are compared with the watch cache; the few unwatched ones (Secrets) are read
+with a GET first. Only children whose hash or generation says so are applied (`sync.plan_sync`),
+so a converged graph costs no write. What changed is told in one Event per kind of change,
+posted together with the status write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED
+from dgd_operator.controllerkit.workers import raise_first, run_all
+from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
+from dgd_operator.reconcile.notices import change_notices
+from dgd_operator.reconcile.readiness import WORKLOAD_KINDS
+from dgd_operator.reconcile.resources import WATCHED
+from dgd_operator.reconcile.sync import (
+    AppliedRecord,
+    ApplyAction,
+    ChildKey,
+    child_key,
+    is_owned_by,
+    plan_sync,
+)
+
+
+def apply_waves(actions: Sequence[ApplyAction]) -> list[list[ApplyAction]]:
+    """Split applies into waves: everything else first, then the workloads (pods) that use it."""
+    support = [a for a in actions if a.manifest.get("kind") not in WORKLOAD_KINDS]
+    workloads = [a for a in actions if a.manifest.get("kind") in WORKLOAD_KINDS]
+    return [wave for wave in (support, workloads) if wave]
+
+
+async def _delete(ctx: ReconcileContext, obj: Mapping[str, Any]) -> bool:
+    meta = obj["metadata"]
+    ctx.services.state.child_deleted(ctx.namespace, child_key(obj))
+    return await ctx.services.client.delete(
+        obj["apiVersion"], obj["kind"], ctx.namespace, meta["name"], uid=meta.get("uid")
+    )
+
+
+async def children(ctx: ReconcileContext) -> StepResult:
+    """Apply changed children wave by wave, then prune children and adapters not wanted."""
+    client = ctx.services.client
+    namespace = ctx.namespace
+    unwatched = [obj for obj in ctx.desired if (obj["apiVersion"], obj["kind"]) not in WATCHED]
+    found = await run_all(
+        [
+            client.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
+            for obj in unwatched
+        ]
+    )
+    live: dict[ChildKey, Mapping[str, Any]] = dict(ctx.live)
+    for obj, current in zip(unwatched, found, strict=True):
+        if current is not None:
+            live[child_key(obj)] = current
+
+    records = ctx.services.state.namespace_records(namespace)
+    regular_live = {ck: obj for ck, obj in live.items() if ck[1] != DGDSA_KIND}
+    plan = plan_sync(ctx.desired, regular_live, records, ctx.uid)
+    for wave in apply_waves(plan.apply):
+        # Children of one wave go out concurrently; workloads wait for the wave before them,
+        # so no pod starts before its ServiceAccount, ConfigMap or PVC exists. Every apply of
+        # the wave is awaited; those that succeeded are recorded, then the first failure (in
+        # plan order) fails the reconcile.
+        results = await asyncio.gather(
+            *(ctx.apply(action.manifest) for action in wave), return_exceptions=True
+        )
+        for action, result in zip(wave, results, strict=True):
+            if isinstance(result, BaseException):
+                continue
+            ck = child_key(action.manifest)
+            meta = result.get("metadata") or {}
+            records[ck] = AppliedRecord(action.digest, meta.get("uid"), meta.get("generation"))
+            ctx.fresh[ck] = result
+            ctx.outcome.applied += 1
+        raise_first(results)
+
+    gone = await run_all([_delete(ctx, doomed) for doomed in plan.delete])
+    deleted = [
+        f"{d['kind']}/{d['metadata']['name']}"
+        for d, was in zip(plan.delete, gone, strict=True)
+        if was
+    ]
+    ctx.outcome.deleted = len(deleted)
+    ctx.notices.extend(change_notices(plan.apply, deleted))
+
+    wanted_adapters = {child_key(adapter) for adapter in ctx.desired_adapters}
+    doomed_adapters = [
+        existing
+        for ck, existing in sorted(live.items())
+        if ck[1] == DGDSA_KIND and ck not in wanted_adapters and is_owned_by(existing, ctx.uid)
+    ]
+    removed = await run_all([_delete(ctx, adapter) for adapter in doomed_adapters])
+    for adapter, was_deleted in zip(doomed_adapters, removed, strict=True):
+        if was_deleted:
+            await ctx.event(
+                "Normal",
+                EVENT_ADAPTER_DELETED,
+                f"deleted {DGDSA_KIND}/{adapter['metadata']['name']}",
+            )
+    ctx.live = live
+    return CONTINUE

@@ -1,0 +1,94 @@
+"""The watched state a reconcile reads: `ClusterView`, and its implementation over kopf indexes.
+
+Every read of a reconcile comes from here (no GETs for watched kinds). `handlers.py` fills the
+indexes from the watch streams and binds them once; tests implement `ClusterView` with dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from dgd_operator.api.constants import DGD_KIND
+from dgd_operator.controllerkit.indexes import IndexView
+from dgd_operator.reconcile.state import Key
+
+SharedKey = tuple[str, str]
+"""(kind, name) of a namespace-wide object within its namespace."""
+
+
+class ClusterView(Protocol):
+    """Read access to the watched state (kopf indexes in production, dicts in tests)."""
+
+    def dgd(self, key: Key) -> Mapping[str, Any] | None:
+        """The live DGD, or None when it does not exist."""
+        ...
+
+    def children(self, key: Key) -> list[Mapping[str, Any]]:
+        """Every live object labelled as a child of the DGD."""
+        ...
+
+    def shared_objects(self, namespace: str) -> set[SharedKey]:
+        """(kind, name) of the namespace-wide objects we manage that exist in `namespace`."""
+        ...
+
+    def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
+        """Registry host to image pull Secret names discovered in `namespace`."""
+        ...
+
+    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Pods of the DGD's multinode groups (summaries, see `groups.pod_summary`)."""
+        ...
+
+    def object_counts(self) -> dict[str, int]:
+        """Number of watched DGDs and children, by kind."""
+        ...
+
+
+class IndexedClusterView:
+    """`ClusterView` over kopf's in-memory indexes (bound by the handlers on first use)."""
+
+    def __init__(self) -> None:
+        self.dgds: IndexView[Key, Mapping[str, Any]] = IndexView()
+        self.children_index: IndexView[Key, Mapping[str, Any]] = IndexView()
+        self.shared: IndexView[str, SharedKey] = IndexView()
+        self.secrets: IndexView[str, tuple[str, tuple[str, ...]]] = IndexView()
+        self.pods: IndexView[Key, Mapping[str, Any]] = IndexView()
+
+    def dgd(self, key: Key) -> Mapping[str, Any] | None:
+        """The live DGD body for `key` (a live one wins over one being deleted)."""
+        bodies = self.dgds.values(key)
+        bodies.sort(key=lambda b: bool((b.get("metadata") or {}).get("deletionTimestamp")))
+        return bodies[0] if bodies else None
+
+    def dgd_keys(self, namespace: str) -> list[Key]:
+        """Keys of every DGD in `namespace`."""
+        return [key for key in self.dgds if key[0] == namespace]
+
+    def children(self, key: Key) -> list[Mapping[str, Any]]:
+        """Every indexed child labelled with the DGD's name in its namespace."""
+        return self.children_index.values(key)
+
+    def shared_objects(self, namespace: str) -> set[SharedKey]:
+        """Namespace-wide objects carrying our managed-by label and no graph label."""
+        return set(self.shared.values(namespace))
+
+    def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
+        """Registry host to docker-registry Secret names in `namespace` (discovery)."""
+        by_registry: dict[str, set[str]] = {}
+        for secret_name, registries in self.secrets.values(namespace):
+            for registry in registries:
+                by_registry.setdefault(registry, set()).add(secret_name)
+        return {registry: tuple(sorted(names)) for registry, names in by_registry.items()}
+
+    def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Summaries of the multinode group pods labelled with the DGD's name."""
+        return self.pods.values(key)
+
+    def object_counts(self) -> dict[str, int]:
+        """Watched DGDs and children by kind (for the managed-objects gauge)."""
+        counts: dict[str, int] = {DGD_KIND: sum(1 for _ in self.dgds.all_values())}
+        for obj in self.children_index.all_values():
+            kind = str(obj.get("kind"))
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
