@@ -208,12 +208,13 @@ class OperatorSettings:
         self,
         image_pull_secrets: Mapping[str, tuple[str, ...]] | None = None,
         *,
-        inference_pool_api: bool = True,
+        inference_pool_api: bool = False,
     ) -> BuildOptions:
         """The builder-facing subset of these settings.
 
         Pull secrets and whether the InferencePool API is served come from the cluster
-        (discovery), not from the configuration.
+        (discovery), not from the configuration; until discovery says the API is served no
+        InferencePool is built (applying one would fail).
         """
         return BuildOptions(
             discovery_backend=self.discovery_backend,

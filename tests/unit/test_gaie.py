@@ -564,6 +564,7 @@ def test_settings_reach_the_builders() -> None:
             "DGD_ISTIO_TLS_MODE": "istio_mutual",
         }
     )
+    assert not settings.to_build_options().inference_pool_api  # until discovery says so
     options = settings.to_build_options(inference_pool_api=False)
     assert options == BuildOptions(
         model_express_url="http://mx:8080",

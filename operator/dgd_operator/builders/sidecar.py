@@ -95,8 +95,9 @@ def with_frontend_sidecar(
 ) -> list[Container]:
     """The pod's containers with the component's frontend sidecar built (if it has one).
 
-    A v1alpha1 sidecar is appended after the others; a v1beta1 one is rebuilt in place. A
-    v1beta1 name that matches no container is a `BuildError`.
+    A v1alpha1 sidecar is appended after the others (it takes the name `sidecar-frontend`, so a
+    user container of that name gives way); a v1beta1 one is rebuilt in place. A v1beta1 name
+    that matches no container is a `BuildError`.
     """
     if ctx.spec.frontend_sidecar is not None:
         user = sidecar_container_spec(ctx.spec.frontend_sidecar)
