@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dgd_operator.builders.options import BuildOptions
+from dgd_operator.builders.options import BuildOptions, IstioTLSMode
 
 ENV_PREFIX = "DGD_"
 
@@ -149,6 +149,52 @@ class OperatorSettings:
     group_restart_backoff_cap: float = _bounded(300.0, minimum=0)
     """`DGD_GROUP_RESTART_BACKOFF_CAP`: upper bound of the group restart delay, in seconds."""
 
+    model_express_url: str | None = None
+    """`DGD_MODEL_EXPRESS_URL`: Model Express server injected into every pod as
+    `MODEL_EXPRESS_URL` (Helm `modelExpressURL` in Dynamo)."""
+
+    prometheus_endpoint: str | None = None
+    """`DGD_PROMETHEUS_ENDPOINT`: Prometheus URL injected into every pod as
+    `PROMETHEUS_ENDPOINT` (the planner reads metrics there)."""
+
+    ingress_enabled: bool = False
+    """`DGD_INGRESS_ENABLED`: frontends without their own `ingress` get a default Ingress for
+    host `<dgd>.<suffix>` (needs `DGD_INGRESS_CLASS_NAME`)."""
+
+    ingress_class_name: str | None = None
+    """`DGD_INGRESS_CLASS_NAME`: IngressClass of the default frontend Ingress."""
+
+    ingress_tls_secret_name: str | None = None
+    """`DGD_INGRESS_TLS_SECRET_NAME`: TLS Secret of the default frontend Ingress."""
+
+    ingress_host_suffix: str | None = None
+    """`DGD_INGRESS_HOST_SUFFIX`: domain of frontend hosts (`<prefix><host>.<suffix>`);
+    `local` when unset."""
+
+    istio_enabled: bool = False
+    """`DGD_ISTIO_ENABLED`: the cluster runs the Istio mesh; the EPP Service gets a
+    DestinationRule."""
+
+    istio_gateway: str | None = None
+    """`DGD_ISTIO_GATEWAY`: Istio Gateway (`<ns>/<name>`) of the default frontend
+    VirtualService; unset: no default VirtualService."""
+
+    istio_tls_mode: IstioTLSMode = "SIMPLE"
+    """`DGD_ISTIO_TLS_MODE`: TLS mode of the EPP DestinationRule (SIMPLE, DISABLE,
+    ISTIO_MUTUAL or MUTUAL)."""
+
+    istio_insecure_skip_verify: bool = True
+    """`DGD_ISTIO_INSECURE_SKIP_VERIFY`: skip verifying the EPP's certificate."""
+
+    istio_client_certificate: str | None = None
+    """`DGD_ISTIO_CLIENT_CERTIFICATE`: MUTUAL mode, client certificate path in the proxy."""
+
+    istio_private_key: str | None = None
+    """`DGD_ISTIO_PRIVATE_KEY`: MUTUAL mode, client private key path in the proxy."""
+
+    istio_ca_certificates: str | None = None
+    """`DGD_ISTIO_CA_CERTIFICATES`: MUTUAL mode, CA bundle path in the proxy."""
+
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     """The admission webhook (`DGD_WEBHOOK_*`); it listens on `bind_address`."""
 
@@ -159,15 +205,37 @@ class OperatorSettings:
         _validate(self, ENV_PREFIX)
 
     def to_build_options(
-        self, image_pull_secrets: Mapping[str, tuple[str, ...]] | None = None
+        self,
+        image_pull_secrets: Mapping[str, tuple[str, ...]] | None = None,
+        *,
+        inference_pool_api: bool = False,
     ) -> BuildOptions:
-        """The builder-facing subset of these settings (pull secrets come from discovery)."""
+        """The builder-facing subset of these settings.
+
+        Pull secrets and whether the InferencePool API is served come from the cluster
+        (discovery), not from the configuration; until discovery says the API is served no
+        InferencePool is built (applying one would fail).
+        """
         return BuildOptions(
             discovery_backend=self.discovery_backend,
             nats_address=self.nats_address,
             etcd_address=self.etcd_address,
+            model_express_url=self.model_express_url,
+            prometheus_endpoint=self.prometheus_endpoint,
             mpi_ssh_secret_name=self.mpi_ssh_secret_name,
             image_pull_secrets=dict(image_pull_secrets or {}),
+            ingress_enabled=self.ingress_enabled,
+            ingress_controller_class_name=self.ingress_class_name,
+            ingress_tls_secret_name=self.ingress_tls_secret_name,
+            ingress_host_suffix=self.ingress_host_suffix,
+            istio_enabled=self.istio_enabled,
+            istio_gateway=self.istio_gateway,
+            istio_tls_mode=self.istio_tls_mode,
+            istio_insecure_skip_verify=self.istio_insecure_skip_verify,
+            istio_client_certificate=self.istio_client_certificate,
+            istio_private_key=self.istio_private_key,
+            istio_ca_certificates=self.istio_ca_certificates,
+            inference_pool_api=inference_pool_api,
         )
 
 

@@ -28,8 +28,14 @@ KUBERNETES_VERSION = "1.34.0"
 EXAMPLES = [pytest.param(path, id=path.name) for path in graph_paths()] + peer_corpus.cases(
     peer_corpus.v1alpha1_example_paths()
 )
-# Custom resources have no schema in kubernetes-validate: ours (nvidia.com) and NVIDIA's DRA ones.
-CUSTOM_GROUPS = ("nvidia.com/", "resource.nvidia.com/")
+# Custom resources have no schema in kubernetes-validate: ours (nvidia.com), NVIDIA's DRA ones,
+# the InferencePool (checked against its CRD in test_gaie.py) and Istio's.
+CUSTOM_GROUPS = (
+    "nvidia.com/",
+    "resource.nvidia.com/",
+    "inference.networking.k8s.io/",
+    "networking.istio.io/",
+)
 
 
 def render(path: Path, capsys: pytest.CaptureFixture[str]) -> str:

@@ -149,3 +149,28 @@ EVENT_GROUP_FAILED: Final = "GroupRestartBudgetExhausted"
 # --- `status.restart.phase` values -------------------------------------------------------------
 RESTART_RESTARTING: Final = "Restarting"
 RESTART_COMPLETED: Final = "Completed"
+
+# --- Gateway API Inference Extension, model Services, Istio (issue 14) --------------------------
+# Worker-class pods carry the component class when their graph has an endpoint picker (EPP);
+# with the Dynamo namespace it is the InferencePool's selector (dynamo-v1beta1.md §8.2).
+LABEL_COMPONENT_CLASS: Final = "nvidia.com/dynamo-component-class"
+COMPONENT_CLASS_WORKER: Final = "worker"
+# `modelRef`: pods carry the hash of the model name as a label (names such as `Qwen/Qwen3-0.6B`
+# are not label values) and the name itself as an annotation; the model's headless Service
+# selects the hash.
+LABEL_BASE_MODEL_HASH: Final = "nvidia.com/dynamo-base-model-hash"
+ANNOTATION_BASE_MODEL: Final = "nvidia.com/dynamo-base-model"
+ANNOTATION_ISTIO_INJECT: Final = "sidecar.istio.io/inject"
+
+INFERENCE_POOL_GROUP: Final = "inference.networking.k8s.io"
+INFERENCE_POOL_VERSION: Final = "v1"
+INFERENCE_POOL_GROUP_VERSION: Final = f"{INFERENCE_POOL_GROUP}/{INFERENCE_POOL_VERSION}"
+INFERENCE_POOL_KIND: Final = "InferencePool"
+INFERENCE_POOL_PLURAL: Final = "inferencepools"
+# The document the EPP reads from its config file (the x-k8s.io config API of the extension).
+EPP_CONFIG_API_VERSION: Final = "inference.networking.x-k8s.io/v1alpha1"
+EPP_CONFIG_KIND: Final = "EndpointPickerConfig"
+
+ISTIO_NETWORKING_GROUP_VERSION: Final = "networking.istio.io/v1beta1"
+VIRTUAL_SERVICE_KIND: Final = "VirtualService"
+DESTINATION_RULE_KIND: Final = "DestinationRule"

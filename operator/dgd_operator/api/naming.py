@@ -9,6 +9,7 @@ The rules that turn the length limits into admission errors live in `api.validat
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -162,3 +163,30 @@ def launch_scripts_configmap_name(dgd_name: str) -> str:
 def longest_group_statefulset_name(dgd_name: str, service: str, replicas: int) -> str:
     """The longest StatefulSet name a multinode service gets: the last group's leader."""
     return leader_statefulset_name(dgd_name, service, max(replicas - 1, 0))
+
+
+# --- endpoint picker and model Services (dynamo-v1beta1.md §8.2, dynamo-operator.md §2.5) -------
+
+EPP_CONFIG_SUFFIX: Final = "epp-config"
+INFERENCE_POOL_SUFFIX: Final = "pool"
+MODEL_SERVICE_PREFIX: Final = "dynamo-model"
+
+
+def epp_config_map_name(dgd_name: str) -> str:
+    """`<dgd>-epp-config`: the ConfigMap rendered from an inline `eppConfig.config`."""
+    return f"{dgd_name}-{EPP_CONFIG_SUFFIX}"
+
+
+def inference_pool_name(dgd_name: str) -> str:
+    """`<dgd>-pool`: the graph's InferencePool (also the EPP's `--pool-name`)."""
+    return f"{dgd_name}-{INFERENCE_POOL_SUFFIX}"
+
+
+def model_hash(model: str) -> str:
+    """First 8 hex digits of sha256(model name): a label value for any model name."""
+    return hashlib.sha256(model.encode()).hexdigest()[:8]
+
+
+def model_service_name(model: str) -> str:
+    """`dynamo-model-<hash>`: the headless Service of a base model (one per namespace)."""
+    return f"{MODEL_SERVICE_PREFIX}-{model_hash(model)}"

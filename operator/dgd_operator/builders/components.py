@@ -128,6 +128,8 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
         service_account=PLANNER_SERVICE_ACCOUNT,
     ),
     constants.COMPONENT_EPP: ComponentDefaults(
+        # The image's entrypoint runs the picker; its arguments depend on the graph (epp.py).
+        command=(),
         ports=(
             _port("grpc", EPP_GRPC_PORT),
             _port("grpc-health", EPP_HEALTH_PORT),

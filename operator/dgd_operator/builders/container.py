@@ -17,6 +17,7 @@ from dgd_operator.builders.env import (
     merge_envs,
     service_envs,
 )
+from dgd_operator.builders.epp import epp_args, epp_env, epp_volume_mounts
 from dgd_operator.builders.errors import BuildError
 from dgd_operator.builders.merge import PROBE_KEYS, is_empty, merge_probe, override_merge
 
@@ -48,12 +49,18 @@ _CONTAINER_KEY_ORDER = (
 def default_container(ctx: ServiceContext) -> Container:
     """Step 1: the component type's base container named `main`."""
     defaults = component_defaults(ctx.component_type)
-    container: Container = {"name": MAIN_CONTAINER, "command": list(defaults.command)}
+    container: Container = {"name": MAIN_CONTAINER}
+    if defaults.command:
+        container["command"] = list(defaults.command)
     if defaults.args:
         container["args"] = list(defaults.args)
     if defaults.ports:
         container["ports"] = copy.deepcopy(list(defaults.ports))
     container["env"] = default_env(ctx)
+    if ctx.component_type == constants.COMPONENT_EPP:
+        container["args"] = epp_args(ctx)
+        container["env"] = merge_envs(container["env"], epp_env(ctx))
+        container["volumeMounts"] = epp_volume_mounts()
     for key, probe in zip(
         PROBE_KEYS,
         (defaults.liveness_probe, defaults.readiness_probe, defaults.startup_probe),

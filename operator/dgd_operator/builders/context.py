@@ -48,6 +48,19 @@ class GraphContext:
         """True when pods discover each other through the Kubernetes API (the default)."""
         return self.discovery_backend == "kubernetes"
 
+    @cached_property
+    def epp_service(self) -> str | None:
+        """The service of type `epp` (at most one per graph; the first by name if several)."""
+        for name in sorted(self.dgd.spec.services):
+            if self.dgd.spec.services[name].component_type == constants.COMPONENT_EPP:
+                return name
+        return None
+
+    @property
+    def has_epp(self) -> bool:
+        """Whether the graph has an endpoint picker (then workers are labelled for its pool)."""
+        return self.epp_service is not None
+
     def service(self, service: str, *, restart_id: str | None = None) -> ServiceContext:
         """The context of one service of this graph."""
         return ServiceContext(self, service, self.dgd.spec.services[service], restart_id)
@@ -71,6 +84,11 @@ class ServiceContext:
     def component_type(self) -> str:
         """`componentType` ("" when unset: a plain container)."""
         return self.spec.component_type or ""
+
+    @property
+    def is_worker_class(self) -> bool:
+        """`worker`, `prefill` or `decode`: the components an InferencePool selects."""
+        return self.component_type in constants.WORKER_COMPONENT_TYPES
 
     @property
     def name(self) -> str:

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dgd_operator.api import constants
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.api.validation.errors import Problem
 from dgd_operator.builders.adapters import build_scaling_adapter
 from dgd_operator.builders.context import GraphContext, ServiceContext
+from dgd_operator.builders.epp import build_epp_objects, epp_problems
+from dgd_operator.builders.model_service import build_model_services
 from dgd_operator.builders.multinode import build_multinode_service
 from dgd_operator.builders.options import BuildOptions
 from dgd_operator.builders.rbac import build_discovery_rbac
-from dgd_operator.builders.services import build_ingress
+from dgd_operator.builders.services import build_ingress, build_virtual_service
 from dgd_operator.builders.storage import build_pvcs
 from dgd_operator.builders.workloads import (
     ServiceWorkloads,
@@ -32,6 +36,9 @@ APPLY_ORDER: tuple[str, ...] = (
     "Deployment",
     "StatefulSet",
     "Ingress",
+    "VirtualService",
+    "DestinationRule",
+    "InferencePool",
     "DynamoGraphDeploymentScalingAdapter",
 )
 
@@ -53,6 +60,9 @@ class GraphPlan:
 
     objects: list[Manifest]
     services: dict[str, ServiceWorkloads] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    """What the graph asks for and the cluster cannot give (e.g. no InferencePool API): for
+    `dgd validate` and the graph's status, never a reason to stop applying."""
 
 
 def plan_graph(
@@ -70,7 +80,11 @@ def plan_graph(
     """
     graph = GraphContext(dgd, namespace, options)
     restarts = restart_annotations or {}
-    objects: list[Manifest] = [*build_discovery_rbac(graph), *build_pvcs(graph)]
+    objects: list[Manifest] = [
+        *build_discovery_rbac(graph),
+        *build_pvcs(graph),
+        *build_model_services(graph),
+    ]
     services: dict[str, ServiceWorkloads] = {}
     seen: set[tuple[str, str]] = set()
     for name in sorted(dgd.spec.services):
@@ -84,14 +98,16 @@ def plan_graph(
             if identity not in seen:
                 seen.add(identity)
                 objects.append(obj)
-        ingress = build_ingress(ctx)
-        if ingress is not None:
-            objects.append(ingress)
+        for routed in (build_ingress(ctx), build_virtual_service(ctx)):
+            if routed is not None:
+                objects.append(routed)
+        if ctx.component_type == constants.COMPONENT_EPP:
+            objects.extend(build_epp_objects(ctx))
         adapter = build_scaling_adapter(ctx)
         if adapter is not None:
             objects.append(adapter)
     ordered = sorted(objects, key=apply_rank)  # stable: services stay alphabetical within a kind
-    return GraphPlan(ordered, services)
+    return GraphPlan(ordered, services, epp_problems(graph))
 
 
 def build_graph(

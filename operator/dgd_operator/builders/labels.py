@@ -37,6 +37,9 @@ def identity_labels(ctx: ServiceContext) -> dict[str, str]:
     }
     if ctx.component_type:
         labels[constants.LABEL_COMPONENT_TYPE] = ctx.component_type
+    if ctx.is_worker_class and ctx.graph.has_epp:
+        # The graph's InferencePool selects its workers by this label (dynamo-v1beta1.md §8.2).
+        labels[constants.LABEL_COMPONENT_CLASS] = constants.COMPONENT_CLASS_WORKER
     return labels
 
 
@@ -84,6 +87,14 @@ def pod_annotations(ctx: ServiceContext) -> dict[str, str]:
         annotations.update(ctx.spec.extra_pod_metadata.annotations)
     if ctx.restart_id is not None:
         annotations[constants.ANNOTATION_RESTART_AT] = ctx.restart_id
+    if ctx.component_type == constants.COMPONENT_EPP:
+        # The EPP terminates its own gRPC TLS; only the component itself may ask for a proxy
+        # (a graph-wide `spec.annotations` value does not count).
+        own = {**ctx.spec.annotations}
+        if ctx.spec.extra_pod_metadata is not None:
+            own.update(ctx.spec.extra_pod_metadata.annotations)
+        if constants.ANNOTATION_ISTIO_INJECT not in own:
+            annotations[constants.ANNOTATION_ISTIO_INJECT] = "false"
     return annotations
 
 

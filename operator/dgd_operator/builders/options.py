@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Literal
 
 DiscoveryBackend = Literal["kubernetes", "etcd"]
+IstioTLSMode = Literal["SIMPLE", "DISABLE", "ISTIO_MUTUAL", "MUTUAL"]
 
 
 def _no_secrets() -> Mapping[str, tuple[str, ...]]:
@@ -59,6 +60,34 @@ class BuildOptions:
 
     ingress_host_suffix: str | None = None
     """Domain appended to Ingress hosts (`<prefix><host>.<suffix>`); `local` when unset."""
+
+    istio_gateway: str | None = None
+    """Istio Gateway (`<ns>/<name>`) of the default frontend VirtualService; with it, frontends
+    without their own `ingress` get a VirtualService for host `<dgd>.<suffix>`."""
+
+    istio_enabled: bool = False
+    """Istio service mesh: the EPP Service gets a DestinationRule (TLS to the EPP's gRPC port)."""
+
+    istio_tls_mode: IstioTLSMode = "SIMPLE"
+    """`trafficPolicy.tls.mode` of the EPP DestinationRule."""
+
+    istio_insecure_skip_verify: bool = True
+    """`trafficPolicy.tls.insecureSkipVerify` of the EPP DestinationRule (the EPP's certificate
+    is self-signed)."""
+
+    istio_client_certificate: str | None = None
+    """MUTUAL mode: path of the client certificate in the Envoy proxy."""
+
+    istio_private_key: str | None = None
+    """MUTUAL mode: path of the client private key in the Envoy proxy."""
+
+    istio_ca_certificates: str | None = None
+    """MUTUAL mode: path of the CA bundle in the Envoy proxy."""
+
+    inference_pool_api: bool = True
+    """Whether the API server serves `inference.networking.k8s.io/v1` InferencePools (the
+    operator detects it through discovery). Without it no InferencePool is built and the graph
+    gets a warning; `dgd render` assumes it is served."""
 
     termination_grace_period_seconds: int = 60
     """Pod `terminationGracePeriodSeconds` unless `extraPodSpec` sets one."""

@@ -17,9 +17,12 @@ from dgd_operator.builders.container import (
 )
 from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import merge_envs
+from dgd_operator.builders.epp import add_missing_volumes, epp_volumes
 from dgd_operator.builders.labels import pod_annotations, pod_labels
 from dgd_operator.builders.merge import override_merge
+from dgd_operator.builders.model_service import model_pod_annotations, model_pod_labels
 from dgd_operator.builders.options import image_registry
+from dgd_operator.builders.sidecar import with_frontend_sidecar
 
 PodSpec = dict[str, Any]
 PodHook = Callable[[Container, PodSpec], tuple[Container, PodSpec]]
@@ -81,7 +84,10 @@ def base_pod_spec(ctx: ServiceContext) -> PodSpec:
     if defaults.service_account:
         spec["serviceAccountName"] = defaults.service_account
     user = ctx.spec.extra_pod_spec.pod_spec() if ctx.spec.extra_pod_spec else {}
-    return override_merge(spec, user)
+    merged = override_merge(spec, user)
+    if ctx.component_type == constants.COMPONENT_EPP:
+        merged["volumes"] = add_missing_volumes(list(merged.get("volumes") or []), epp_volumes(ctx))
+    return merged
 
 
 def build_pod_spec(
@@ -134,10 +140,10 @@ def build_pod_spec(
         spec["imagePullSecrets"] = pull_secrets
     if pod_hook is not None:
         container, spec = pod_hook(container, spec)
-    spec["containers"] = [
-        *copy.deepcopy(spec.get("containers") or []),
-        ordered_container(container),
-    ]
+    main = ordered_container(container)
+    spec["containers"] = with_frontend_sidecar(
+        ctx, [*copy.deepcopy(spec.get("containers") or []), main], main
+    )
     return ordered_pod_spec(spec)
 
 
@@ -149,8 +155,10 @@ def build_pod_template(
     pod_hook: PodHook | None = None,
 ) -> dict[str, Any]:
     """PodTemplateSpec: labels/annotations of §2.6 and the pod spec. `extra_labels` win (e.g. role)."""
-    metadata: dict[str, Any] = {"labels": pod_labels(ctx, extra_labels)}
-    annotations = pod_annotations(ctx)
+    metadata: dict[str, Any] = {
+        "labels": pod_labels(ctx, {**model_pod_labels(ctx), **(extra_labels or {})})
+    }
+    annotations = {**pod_annotations(ctx), **model_pod_annotations(ctx)}
     if annotations:
         metadata["annotations"] = annotations
     spec = build_pod_spec(ctx, extra_env=extra_env, pod_hook=pod_hook)

@@ -16,8 +16,10 @@ DEFAULT_HOST_SUFFIX = "local"
 
 
 def needs_component_service(ctx: ServiceContext) -> bool:
-    """Frontends always get a Service; every component does under Kubernetes discovery."""
-    return ctx.component_type == constants.COMPONENT_FRONTEND or ctx.graph.kube_discovery
+    """Frontends and the EPP (its InferencePool points at it) always get a Service; every
+    component does under Kubernetes discovery."""
+    always = (constants.COMPONENT_FRONTEND, constants.COMPONENT_EPP)
+    return ctx.component_type in always or ctx.graph.kube_discovery
 
 
 def component_service_selector(ctx: ServiceContext) -> dict[str, str]:
@@ -52,25 +54,33 @@ def build_component_service(
 
 
 def effective_ingress(ctx: ServiceContext) -> IngressSpec | None:
-    """The frontend's `ingress`, else the operator's default ingress (host = DGD name), else None."""
+    """The frontend's `ingress`, else the operator's default (host = DGD name), else None.
+
+    The default exists when the operator has ingress enabled (an Ingress of its class and TLS
+    Secret) or an Istio gateway (a VirtualService on it), both under its host suffix.
+    """
     if ctx.component_type != constants.COMPONENT_FRONTEND:
         return None
     if ctx.spec.ingress is not None:
         return ctx.spec.ingress
     options = ctx.graph.options
-    if not options.ingress_enabled:
+    if not options.ingress_enabled and not options.istio_gateway:
         return None
     tls = (
         IngressTLS(secret_name=options.ingress_tls_secret_name)
-        if options.ingress_tls_secret_name
+        if options.ingress_enabled and options.ingress_tls_secret_name
         else None
     )
     return IngressSpec(
         enabled=True,
         host=ctx.graph.name,
         host_suffix=options.ingress_host_suffix,
-        ingress_controller_class_name=options.ingress_controller_class_name,
+        ingress_controller_class_name=(
+            options.ingress_controller_class_name if options.ingress_enabled else None
+        ),
         tls=tls,
+        use_virtual_service=bool(options.istio_gateway),
+        virtual_service_gateway=options.istio_gateway,
     )
 
 
@@ -80,7 +90,7 @@ def ingress_host(ingress: IngressSpec) -> str:
 
 
 def build_ingress(ctx: ServiceContext) -> Manifest | None:
-    """The frontend Ingress when enabled with a controller class; Istio VirtualServices are not built."""
+    """The frontend Ingress when enabled with a controller class (see `build_virtual_service`)."""
     ingress = effective_ingress(ctx)
     if ingress is None or not ingress.enabled or not ingress.ingress_controller_class_name:
         return None
@@ -105,4 +115,33 @@ def build_ingress(ctx: ServiceContext) -> Manifest | None:
             ctx.graph, ctx.service_object_name, labels, ingress.annotations
         ),
         "spec": spec,
+    }
+
+
+def build_virtual_service(ctx: ServiceContext) -> Manifest | None:
+    """The frontend's Istio VirtualService when its ingress is enabled with `useVirtualService`
+    and a gateway: host `<prefix><host>.<suffix>`, every path to the frontend Service."""
+    ingress = effective_ingress(ctx)
+    if (
+        ingress is None
+        or not ingress.enabled
+        or not ingress.use_virtual_service
+        or not ingress.virtual_service_gateway
+    ):
+        return None
+    destination = {"host": ctx.service_object_name, "port": {"number": FRONTEND_PORT}}
+    labels = {**component_labels(ctx), **ingress.labels}
+    return {
+        "apiVersion": constants.ISTIO_NETWORKING_GROUP_VERSION,
+        "kind": constants.VIRTUAL_SERVICE_KIND,
+        "metadata": object_metadata(
+            ctx.graph, ctx.service_object_name, labels, ingress.annotations
+        ),
+        "spec": {
+            "hosts": [ingress_host(ingress)],
+            "gateways": [ingress.virtual_service_gateway],
+            "http": [
+                {"match": [{"uri": {"prefix": "/"}}], "route": [{"destination": destination}]}
+            ],
+        },
     }
