@@ -343,6 +343,59 @@ class GroupRestartValues(ValuesModel):
     )
 
 
+class IngressDefaultsValues(ValuesModel):
+    """Operator-wide Ingress defaults for frontends without their own `ingress` block."""
+
+    enabled: bool = Field(
+        SETTINGS.ingress_enabled,
+        description="Give every frontend an Ingress by default (DGD_INGRESS_ENABLED).",
+    )
+    class_name: str = Field(
+        SETTINGS.ingress_class_name or "",
+        description="ingressClassName of default Ingresses (DGD_INGRESS_CLASS_NAME); empty: none.",
+    )
+    tls_secret_name: str = Field(
+        SETTINGS.ingress_tls_secret_name or "",
+        description="TLS Secret of default Ingresses (DGD_INGRESS_TLS_SECRET_NAME); empty: no TLS.",
+    )
+    host_suffix: str = Field(
+        SETTINGS.ingress_host_suffix or "",
+        description="Host suffix of default Ingress hosts (DGD_INGRESS_HOST_SUFFIX); empty: `local`.",
+    )
+
+
+class IstioValues(ValuesModel):
+    """Istio VirtualService/DestinationRule rendering for frontends and the EPP."""
+
+    enabled: bool = Field(
+        SETTINGS.istio_enabled, description="Render Istio objects (DGD_ISTIO_ENABLED)."
+    )
+    gateway: str = Field(
+        SETTINGS.istio_gateway or "",
+        description="Gateway of default VirtualServices (DGD_ISTIO_GATEWAY).",
+    )
+    tls_mode: Literal["SIMPLE", "DISABLE", "ISTIO_MUTUAL", "MUTUAL"] = Field(
+        SETTINGS.istio_tls_mode,
+        description="TLS mode of the EPP DestinationRule (DGD_ISTIO_TLS_MODE).",
+    )
+    insecure_skip_verify: bool = Field(
+        SETTINGS.istio_insecure_skip_verify,
+        description="Skip verifying the EPP certificate (DGD_ISTIO_INSECURE_SKIP_VERIFY).",
+    )
+    client_certificate: str = Field(
+        SETTINGS.istio_client_certificate or "",
+        description="Client certificate path for MUTUAL TLS (DGD_ISTIO_CLIENT_CERTIFICATE).",
+    )
+    private_key: str = Field(
+        SETTINGS.istio_private_key or "",
+        description="Private key path for MUTUAL TLS (DGD_ISTIO_PRIVATE_KEY).",
+    )
+    ca_certificates: str = Field(
+        SETTINGS.istio_ca_certificates or "",
+        description="CA certificates path (DGD_ISTIO_CA_CERTIFICATES).",
+    )
+
+
 class ChartValues(ValuesModel):
     """Every value the dgd-operator chart accepts, with its default."""
 
@@ -414,6 +467,18 @@ class ChartValues(ValuesModel):
             "(DGD_EPP_CLUSTER_ROLE_NAME); empty: no binding. The operator is granted `bind` on it."
         ),
     )
+    model_express_url: str = Field(
+        SETTINGS.model_express_url or "",
+        description="Model Express server URL injected into graph pods (DGD_MODEL_EXPRESS_URL).",
+    )
+    prometheus_endpoint: str = Field(
+        SETTINGS.prometheus_endpoint or "",
+        description="Prometheus URL injected into planner pods (DGD_PROMETHEUS_ENDPOINT).",
+    )
+    ingress: IngressDefaultsValues = Field(
+        default_factory=IngressDefaultsValues, description="Default frontend Ingress."
+    )
+    istio: IstioValues = Field(default_factory=IstioValues, description="Istio objects.")
     group_restart: GroupRestartValues = Field(
         default_factory=lambda: GroupRestartValues(),
         description="Whole-group restarts of multinode services (leader + workers restart together).",
