@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-KUBE_VERSION = "v1.34.4"
+KUBE_VERSION = "v1.37.2"
 KUBE_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STAMP_NAME = "BUILD-INFO.json"
 
