@@ -20,18 +20,35 @@ built into ~/.cache/dgd; the served model name comes from the workers' --model a
 def register(subparsers: Any) -> None:
     """Add the `serve` subcommand."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "serve", help=HELP, description=DESCRIPTION,
+        "serve",
+        help=HELP,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="DGD YAML file, or - for stdin")
-    parser.add_argument("--port", type=int, default=8000,
-                        help="frontend HTTP port on 127.0.0.1 (default 8000; 0 = any free port)")
-    parser.add_argument("--model-path", default=None,
-                        help="local HF-style model directory (tokenizer.json, config.json)")
-    parser.add_argument("--router-mode", default=None, choices=("round-robin", "random", "kv"),
-                        help="frontend routing policy (default round-robin)")
-    parser.add_argument("--speedup-ratio", type=float, default=1.0,
-                        help="mock engine speed multiplier (default 1.0 = simulated GPU timing)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="frontend HTTP port on 127.0.0.1 (default 8000; 0 = any free port)",
+    )
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="local HF-style model directory (tokenizer.json, config.json)",
+    )
+    parser.add_argument(
+        "--router-mode",
+        default=None,
+        choices=("round-robin", "random", "kv"),
+        help="frontend routing policy (default round-robin)",
+    )
+    parser.add_argument(
+        "--speedup-ratio",
+        type=float,
+        default=1.0,
+        help="mock engine speed multiplier (default 1.0 = simulated GPU timing)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,5 +56,10 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     from dgd_runtime.serve import run_serve
 
-    return run_serve(args.file, model_path=args.model_path, port=args.port,
-                     router_mode=args.router_mode, speedup_ratio=args.speedup_ratio)
+    return run_serve(
+        args.file,
+        model_path=args.model_path,
+        port=args.port,
+        router_mode=args.router_mode,
+        speedup_ratio=args.speedup_ratio,
+    )

@@ -110,6 +110,20 @@ def parse_key_value(text: str, what: str = "label") -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def parse_node_label(text: str) -> tuple[tuple[int, ...] | None, str, str]:
+    """``[I,J,...:]KEY=VALUE`` -> (node positions or None for every node, KEY, VALUE).
+
+    Positions count from 0 in the order the nodes are created, e.g. ``0,1:rack=a``.
+    """
+    head, sep, rest = text.partition(":")
+    if sep and "=" not in head and head.replace(",", "").strip().isdigit():
+        positions = tuple(int(p) for p in head.split(",") if p.strip())
+        key, value = parse_key_value(rest)
+        return positions, key, value
+    key, value = parse_key_value(text)
+    return None, key, value
+
+
 def parse_taint(text: str) -> dict[str, str]:
     """``KEY[=VALUE]:EFFECT`` (kubectl's spelling) -> a Node taint."""
     body, sep, effect = text.rpartition(":")
@@ -139,6 +153,7 @@ def node_plans(
     prefix: str = "gpu-node",
     *,
     labels: Mapping[str, str] | None = None,
+    per_node: Mapping[int, Mapping[str, str]] | None = None,
     spreads: Mapping[str, Sequence[str]] | None = None,
     taints: Sequence[Mapping[str, str]] = (),
     extended_resources: Mapping[str, str] | None = None,
@@ -146,7 +161,8 @@ def node_plans(
 ) -> list[NodePlan]:
     """Plans for ``count`` nodes named ``<prefix>-<i>``, i from ``first_index``.
 
-    Every node gets ``labels``, ``taints`` and ``extended_resources``. Each ``spreads`` entry
+    Every node gets ``labels``, ``taints`` and ``extended_resources``; ``per_node`` adds labels
+    to the node at a position (0 = the first node created). Each ``spreads`` entry
     (label key -> values) splits the nodes into consecutive blocks, one per value, as evenly as
     possible: 4 nodes with ``{"rack": ["a", "b"]}`` are a, a, b, b. ``first_index`` keeps host
     IPs and pod ranges unique when nodes are added to a running cluster.
@@ -160,11 +176,15 @@ def node_plans(
             raise ValueError(f"spread of {key!r} names no value")
         if len(values) > count:
             raise ValueError(f"cannot spread {len(values)} values of {key!r} over {count} nodes")
+    beyond = sorted(p for p in (per_node or {}) if not 0 <= p < count)
+    if beyond:
+        raise ValueError(f"node labels for positions {beyond}, but there are {count} nodes")
     plans = []
     for offset in range(count):
         node_labels = dict(labels or {})
         for key, values in (spreads or {}).items():
             node_labels[key] = values[offset * len(values) // count]
+        node_labels.update((per_node or {}).get(offset, {}))
         index = first_index + offset
         plans.append(
             NodePlan(
