@@ -182,7 +182,7 @@ def test_gang_binds_nothing_without_room_for_all_then_everything_at_once(
         description="the scheduler's PodGroupInitiallyScheduled=False on the PodGroup",
     )
     assert verdict["reason"] == "Unschedulable"
-    assert verdict["message"]
+    assert "minCount (4)" in verdict["message"]
     # Still nothing bound after the scheduler's verdict on the whole group.
     assert all(not p["spec"].get("nodeName") for p in _pods(control_plane, namespace, names))
 
