@@ -12,6 +12,13 @@ Fixtures:
   afterwards without waiting.
 * ``kube_binaries`` (session): the binaries (skip/fail as below when missing).
 * ``kube_api`` (session): :class:`tests.helpers.KubeApi` (kubernetes client APIs + ``rest``).
+* ``pool_nodes``: ``add(count, gpus_per_node=..., labels=..., spreads=..., extended_resources=...)``
+  adds simulated nodes that only this test's pods can use (tainted and labelled
+  ``dgd.dev/test-pool=<namespace>``; pods need that nodeSelector and toleration). Removed, with
+  the namespace's pods, after the test.
+
+The cluster serves the PodGroup API (gang scheduling) when the binaries are Kubernetes >= 1.37:
+``control_plane.pod_group_api``.
 
 In CI (``CI=true``) a control plane that cannot start fails the tests; locally, missing binaries
 skip them with instructions.
@@ -24,12 +31,15 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.helpers import KubeApi, make_kube_api, wait_for
+from tests.integration.node_pools import POOL_KEY, AddNodes
 
 from dgd_operator.dev import binaries
 from dgd_operator.dev.controlplane import ControlPlane, ControlPlaneError
+from dgd_operator.dev.kubelet import NodePlan
 from dgd_operator.dev.rest import ApiError
 
 
@@ -118,3 +128,28 @@ def kube_api(control_plane: ControlPlane) -> Iterator[KubeApi]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture()
+def pool_nodes(control_plane: ControlPlane, namespace: str) -> Iterator[AddNodes]:
+    """``add(count, **node_plans kwargs)``: nodes only this test's pods can use. Teardown
+    deletes the namespace's pods at once (nothing finalises pods on removed nodes) and then the
+    nodes."""
+    added: list[str] = []
+
+    def add(count: int, **kwargs: Any) -> list[NodePlan]:
+        plans = control_plane.add_nodes(
+            count,
+            prefix=f"pool-{namespace[-6:]}",
+            labels={POOL_KEY: namespace, **kwargs.pop("labels", {})},
+            taints=[{"key": POOL_KEY, "value": namespace, "effect": "NoSchedule"}],
+            **kwargs,
+        )
+        added.extend(plan.name for plan in plans)
+        return plans
+
+    yield add
+    rest = control_plane.rest
+    rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0})
+    if added:
+        control_plane.remove_nodes(added)

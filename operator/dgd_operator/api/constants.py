@@ -174,3 +174,17 @@ EPP_CONFIG_KIND: Final = "EndpointPickerConfig"
 ISTIO_NETWORKING_GROUP_VERSION: Final = "networking.istio.io/v1beta1"
 VIRTUAL_SERVICE_KIND: Final = "VirtualService"
 DESTINATION_RULE_KIND: Final = "DestinationRule"
+
+# --- Gang scheduling: Kubernetes' own PodGroup API (scheduling.k8s.io, KEP-4671) --------------
+# Beta in Kubernetes 1.37, served only when kube-apiserver runs with the GenericWorkload feature
+# gate and `--runtime-config=scheduling.k8s.io/v1beta1=true`; detected through discovery, never
+# assumed. Only versions whose PodGroup shape our builder writes are listed, best first.
+SCHEDULING_API_GROUP: Final = "scheduling.k8s.io"
+POD_GROUP_KIND: Final = "PodGroup"
+POD_GROUP_PLURAL: Final = "podgroups"
+POD_GROUP_VERSIONS: Final = ("v1beta1",)
+# The PodGroupProtection admission plugin adds this finalizer to every PodGroup; the
+# kube-controller-manager's podgroup-protection-controller removes it once no pod uses the group.
+POD_GROUP_FINALIZER: Final = "scheduling.k8s.io/podgroup-protection"
+# PodGroup status condition written by kube-scheduler (True once the gang was placed whole).
+POD_GROUP_CONDITION_SCHEDULED: Final = "PodGroupInitiallyScheduled"

@@ -15,9 +15,12 @@ Run a local Kubernetes control plane for trying dgd without a real cluster: etcd
 kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1, plus simulated GPU
 nodes (a small fake kubelet of ours makes pods Running and Ready). dgd's CRDs are installed.
 
-The Kubernetes binaries are built once from the Go module proxy into ~/.cache/dgd (about
-5-8 minutes on 2 cores; needs Go >= 1.24). KUBEBUILDER_ASSETS pointing at envtest binaries
-skips the build.
+The Kubernetes binaries (v1.37, with the scheduler's gang scheduling on) are built once from
+the Go module proxy into ~/.cache/dgd (about 10-15 minutes on 2 busy cores; needs Go >= 1.26).
+KUBEBUILDER_ASSETS pointing at envtest binaries skips the build.
+
+Nodes can be shaped to try placement locally: labels on every node, a label spread over the
+nodes in blocks (topology domains such as racks), taints and extended resources.
 
 State (PID files, logs, certificates, kubeconfig) lives in $DGD_DEV_STATE, default
 ~/.local/state/dgd/dev.
@@ -26,6 +29,10 @@ EPILOG = """\
 examples:
   dgd dev up                           start (or report) the local cluster
   dgd dev up --nodes 2 --gpus-per-node 4
+  dgd dev up --nodes 8 --spread topology.kubernetes.io/rack=a,b   two racks of 4 nodes
+  dgd dev up --nodes 3 --node-label 0,1:rack=a --node-label 2:rack=b
+  dgd dev up --node-label nvidia.com/gpu.clique=c0 --extended-resources rdma/ib=8
+  dgd dev up --taint dedicated=inference:NoSchedule
   kubectl --kubeconfig "$(dgd dev kubeconfig)" get nodes
   dgd dev status
   dgd dev down                         stop everything and remove the state directory
@@ -58,6 +65,45 @@ def register(subparsers: Any) -> None:
         default=8,
         metavar="G",
         help="nvidia.com/gpu capacity of each node (default 8)",
+    )
+    up.add_argument(
+        "--node-label",
+        "--node-labels",
+        dest="node_labels",
+        action="append",
+        default=[],
+        metavar="[I,J:]KEY=VALUE",
+        help="label every node, or only the nodes at positions I,J (from 0), e.g. 0,1:rack=a "
+        "(repeatable)",
+    )
+    up.add_argument(
+        "--spread",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="spread a label over the nodes in consecutive blocks, one per value, e.g. "
+        "racks (repeatable)",
+    )
+    up.add_argument(
+        "--taint",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]:EFFECT",
+        help="taint every node (repeatable; pods need a matching toleration)",
+    )
+    up.add_argument(
+        "--extended-resource",
+        "--extended-resources",
+        dest="extended_resources",
+        action="append",
+        default=[],
+        metavar="NAME=QUANTITY",
+        help="advertise an extended resource on every node, e.g. rdma/ib=8 (repeatable)",
+    )
+    up.add_argument(
+        "--no-gang-scheduling",
+        action="store_true",
+        help="do not serve the PodGroup API (gang scheduling off, as on older clusters)",
     )
     up.add_argument("--no-crds", action="store_true", help="do not install dgd's CRDs")
     up.add_argument(

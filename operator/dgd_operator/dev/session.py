@@ -18,6 +18,14 @@ from pathlib import Path
 
 from dgd_operator.dev import binaries
 from dgd_operator.dev.controlplane import ControlPlane, ControlPlaneError
+from dgd_operator.dev.kubelet import (
+    NodePlan,
+    node_plans,
+    parse_key_value,
+    parse_node_label,
+    parse_spread,
+    parse_taint,
+)
 from dgd_operator.dev.rest import ApiError
 
 
@@ -64,6 +72,21 @@ def _running(plane: ControlPlane) -> bool:
     return bool(alive) and all(alive.values()) and plane.api_ready()
 
 
+def _shape_text(plane: ControlPlane) -> str:
+    """Lines for node labels, taints and extended resources that differ from the defaults."""
+    lines = []
+    for plan in plane.node_plans:
+        extras = [f"{k}={v}" for k, v in plan.labels.items()]
+        extras += [
+            f"taint {t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
+            for t in plan.taints
+        ]
+        extras += [f"{k}: {v}" for k, v in plan.extended_resources.items()]
+        if extras:
+            lines.append(f"    {plan.name}: {', '.join(extras)}\n")
+    return "".join(lines)
+
+
 def _usage_text(plane: ControlPlane) -> str:
     kubeconfig = plane.kubeconfig
     return (
@@ -71,6 +94,7 @@ def _usage_text(plane: ControlPlane) -> str:
         f"  kubeconfig:  {kubeconfig}\n"
         f"  nodes:       {', '.join(plane.node_names) or '(none)'}"
         f" ({plane.gpus_per_node} nvidia.com/gpu each)\n"
+        f"{_shape_text(plane)}"
         f"  logs:        {plane.logs_dir()}\n"
         "\n"
         "Use it with kubectl:\n"
@@ -79,6 +103,34 @@ def _usage_text(plane: ControlPlane) -> str:
         f"or per command: kubectl --kubeconfig {kubeconfig} get nodes\n"
         "\n"
         "Stop it with: dgd dev down"
+    )
+
+
+def node_shape(args: argparse.Namespace) -> list[NodePlan]:
+    """The nodes `dgd dev up` asked for: count and GPUs, labels, spreads, taints and extended
+    resources (a ValueError names a malformed flag)."""
+    labels: dict[str, str] = {}
+    per_node: dict[int, dict[str, str]] = {}
+    for text in getattr(args, "node_labels", []):
+        positions, key, value = parse_node_label(text)
+        if positions is None:
+            labels[key] = value
+        for position in positions or ():
+            per_node.setdefault(position, {})[key] = value
+    spreads = dict(parse_spread(text) for text in getattr(args, "spread", []))
+    taints = [parse_taint(text) for text in getattr(args, "taint", [])]
+    extended = dict(
+        parse_key_value(text, "extended resource")
+        for text in getattr(args, "extended_resources", [])
+    )
+    return node_plans(
+        args.nodes,
+        args.gpus_per_node,
+        labels=labels,
+        per_node=per_node,
+        spreads=spreads,
+        taints=taints,
+        extended_resources=extended,
     )
 
 
@@ -105,12 +157,13 @@ def _up(args: argparse.Namespace, directory: Path) -> int:
                 f"Kubernetes {binaries.KUBE_VERSION} binaries are not built yet. Building them now "
                 "(once per machine, about 5-8 minutes on 2 cores)."
             )
+        shape = node_shape(args)
         bins = binaries.ensure(progress=_say)
         plane = ControlPlane(
             directory,
             binaries=bins,
-            nodes=args.nodes,
-            gpus_per_node=args.gpus_per_node,
+            node_shape=shape,
+            gang_scheduling=not getattr(args, "no_gang_scheduling", False),
             kubelet="process",
             crds=not args.no_crds,
             progress=lambda msg: _say(f"  {msg}"),
@@ -129,6 +182,10 @@ def _up(args: argparse.Namespace, directory: Path) -> int:
         return 1
     elapsed = time.monotonic() - started
     _say(f"The dgd dev cluster is up ({elapsed:.1f}s).")
+    if plane.pod_group_api is not None:
+        _say(f"  gang scheduling: on (PodGroup {plane.pod_group_api.api_version})")
+    else:
+        _say("  gang scheduling: off (the PodGroup API is not served)")
     if crds:
         _say(f"  CRDs:        {', '.join(crds)}")
     elif not args.no_crds:
