@@ -146,7 +146,7 @@ def wait_ready(system: System, check: Any, timeout: float = 180.0) -> None:
 # -- our runtime -------------------------------------------------------------------------------
 def start_ours(speedup: float, workdir: Path) -> System:
     """nats-server + one mock worker + our frontend."""
-    from dgd_runtime.testing.nats import NatsServer
+    from dgd_runtime.local.nats_server import NatsServer
 
     (workdir / "nats").mkdir(exist_ok=True)
     nats = NatsServer(store_dir=str(workdir / "nats"))
@@ -203,7 +203,7 @@ def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
     procs: list[Proc] = []
     try:
         if plane == "nats":
-            from dgd_runtime.testing.nats import NatsServer
+            from dgd_runtime.local.nats_server import NatsServer
 
             (workdir / "nats").mkdir(exist_ok=True)
             nats = NatsServer(store_dir=str(workdir / "nats"))

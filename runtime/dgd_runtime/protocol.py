@@ -58,15 +58,50 @@ class SamplingOptions:
     presence_penalty: float = 0.0
 
 
+DisaggParams = dict[str, Any]
+"""Engine-tagged transfer parameters of disaggregated serving, opaque to everything but engines.
+
+``"tag"`` names the engine's transfer kind (``"mock"``, ``"vllm-nixl"``, ...); the other keys
+are the engine's own (vLLM ``kv_transfer_params``, SGLang bootstrap host/port/room, TRT-LLM
+``disaggregated_params``). On a request to a prefill worker it asks for a prefill-only run
+(``{"tag": ...}``); the prefill's final output returns the full parameters, which the decode
+request then carries.
+"""
+
+MediaKind = Literal["image", "video", "audio"]
+
+
+@dataclass(slots=True, frozen=True)
+class MediaRef:
+    """One media input of a multimodal request, as a reference (never the bytes inline).
+
+    ``url`` is where the engine or encode worker fetches it: a ``data:`` or ``http(s):`` URL
+    from the client, or a handle to embeddings an encode worker produced. ``media_hash``
+    (63-bit, from the media's content) is mixed into the KV block hashes of the request, so
+    two prompts with the same text but different images never share a prefix.
+    """
+
+    kind: MediaKind
+    url: str
+    media_hash: int | None = None
+
+
 @dataclass(slots=True)
 class PreprocessedRequest:
-    """A tokenized request as the router and the workers see it."""
+    """A tokenized request as the router and the workers see it.
+
+    ``disagg`` (transfer parameters, see :data:`DisaggParams`) and ``mm`` (media inputs) are
+    set only for disaggregated and multimodal requests; a plain request leaves both ``None``
+    and costs nothing extra on the wire.
+    """
 
     request_id: str
     model: str
     token_ids: list[int]
     sampling: SamplingOptions
     eos_token_ids: list[int] = field(default_factory=list)
+    disagg: DisaggParams | None = None
+    mm: list[MediaRef] | None = None
 
 
 @dataclass(slots=True)
@@ -75,13 +110,15 @@ class EngineOutput:
 
     ``finish_reason`` is set on the last chunk only ("stop", "length", "cancelled", "error");
     ``error`` carries a message when it is "error"; ``cached_tokens`` (prefix-cache hits of the
-    prompt) is set on the first chunk only.
+    prompt) is set on the first chunk only; ``disagg`` (the transfer parameters a decode worker
+    needs, :data:`DisaggParams`) is set on the final chunk of a prefill-only request.
     """
 
     token_ids: list[int]
     finish_reason: str | None = None
     error: str | None = None
     cached_tokens: int | None = None
+    disagg: DisaggParams | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -172,21 +209,60 @@ def decode_sampling(data: bytes | str) -> SamplingOptions:
 
 
 def request_to_list(r: PreprocessedRequest) -> list[Any]:
-    """The positional array form of a request (embedded in transport envelopes)."""
-    return [r.request_id, r.model, r.token_ids, _sampling_to_list(r.sampling), r.eos_token_ids]
+    """The positional array form of a request (embedded in transport envelopes).
+
+    Five elements for a plain request; ``disagg`` and then ``mm`` are appended only when set,
+    so the common request costs no extra bytes or work.
+    """
+    v: list[Any] = [
+        r.request_id,
+        r.model,
+        r.token_ids,
+        _sampling_to_list(r.sampling),
+        r.eos_token_ids,
+    ]
+    if r.mm is not None:
+        v += [r.disagg, [[m.kind, m.url, m.media_hash] for m in r.mm]]
+    elif r.disagg is not None:
+        v.append(r.disagg)
+    return v
 
 
 def request_from_list(v: Any) -> PreprocessedRequest:
     """Inverse of :func:`request_to_list`."""
-    if not isinstance(v, list) or len(v) != 5:
-        raise RuntimeProtocolError("request: expected a 5-element array")
-    return PreprocessedRequest(
+    if not isinstance(v, list) or not 5 <= len(v) <= 7:
+        raise RuntimeProtocolError("request: expected a 5- to 7-element array")
+    request = PreprocessedRequest(
         request_id=v[0],
         model=v[1],
         token_ids=v[2],
         sampling=_sampling_from_list(v[3]),
         eos_token_ids=v[4],
     )
+    if len(v) > 5:
+        disagg = v[5]
+        if disagg is not None and not isinstance(disagg, dict):
+            raise RuntimeProtocolError("request: disagg must be an object")
+        request.disagg = disagg
+        if len(v) == 7:
+            request.mm = _media_from_list(v[6])
+    return request
+
+
+def _media_from_list(v: Any) -> list[MediaRef]:
+    if not isinstance(v, list):
+        raise RuntimeProtocolError("request: mm must be an array")
+    out: list[MediaRef] = []
+    for item in v:
+        if (
+            not isinstance(item, list)
+            or len(item) != 3
+            or item[0] not in ("image", "video", "audio")
+            or not isinstance(item[1], str)
+        ):
+            raise RuntimeProtocolError(f"request: bad media reference {item!r}")
+        out.append(MediaRef(item[0], item[1], item[2]))
+    return out
 
 
 def encode_request(r: PreprocessedRequest) -> bytes:
@@ -203,23 +279,30 @@ def decode_request(data: bytes | str) -> PreprocessedRequest:
 
 
 def encode_output(o: EngineOutput) -> bytes:
-    """Serialize one output chunk (hot path: a 1-4 element array)."""
-    if o.error is None and o.cached_tokens is None:
+    """Serialize one output chunk (hot path: a 1-2 element array; 4-5 elements when rarer)."""
+    if o.error is None and o.cached_tokens is None and o.disagg is None:
         if o.finish_reason is None:
             return orjson.dumps([o.token_ids])
         return orjson.dumps([o.token_ids, o.finish_reason])
-    return orjson.dumps([o.token_ids, o.finish_reason, o.error, o.cached_tokens])
+    if o.disagg is None:
+        return orjson.dumps([o.token_ids, o.finish_reason, o.error, o.cached_tokens])
+    return orjson.dumps([o.token_ids, o.finish_reason, o.error, o.cached_tokens, o.disagg])
 
 
 def output_from_list(v: Any) -> EngineOutput:
     """Build an output chunk from its array form."""
-    if not isinstance(v, list) or not 1 <= len(v) <= 4:
-        raise RuntimeProtocolError("engine output: expected a 1-4 element array")
+    if not isinstance(v, list) or not 1 <= len(v) <= 5:
+        raise RuntimeProtocolError("engine output: expected a 1-5 element array")
     n = len(v)
     if n == 1:
         return EngineOutput(v[0])
     if n == 2:
         return EngineOutput(v[0], v[1])
+    if n == 5:
+        disagg = v[4]
+        if disagg is not None and not isinstance(disagg, dict):
+            raise RuntimeProtocolError("engine output: disagg must be an object")
+        return EngineOutput(v[0], v[1], v[2], v[3], disagg)
     return EngineOutput(v[0], v[1], v[2], v[3] if n == 4 else None)
 
 

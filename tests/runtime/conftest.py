@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.runtime.support import WorkerProcess
 
 from dgd_runtime.engines.mock import MockEngine, MockEngineConfig
+from dgd_runtime.local.model_dir import build_model_dir
+from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
 from dgd_runtime.protocol import ModelCard
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.testing.model_dir import build_model_dir
-from dgd_runtime.testing.nats import NatsServer, NatsServerUnavailableError
-from dgd_runtime.testing.workers import WorkerProcess
-from dgd_runtime.workers.service import Worker, WorkerSettings
+from dgd_runtime.worker.service import Worker, WorkerSettings
 
 
 @pytest.fixture

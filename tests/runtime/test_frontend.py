@@ -12,68 +12,36 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from tests.runtime.support import WorkerProcess, eventually
 
 from dgd_runtime.frontend.app import RunningFrontend, start_frontend
+from dgd_runtime.local.nats_server import NatsServer, free_port
 from dgd_runtime.protocol import EngineOutput, PreprocessedRequest
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.testing.nats import NatsServer, free_port
 
 pytestmark = pytest.mark.runtime
 
 MODEL = "dgd-tiny"
+NAMESPACE = "fe-test"
 # Generous upper bounds that only turn a hang into a failure; nothing asserts speed.
 HANG_GUARD = 30.0
 
 
-class WorkerProcs:
-    """Mock-engine worker processes started by a test (stopped by PID)."""
-
-    def __init__(self, nats_url: str, namespace: str, model_dir: Path, tmp: Path) -> None:
-        self.nats_url = nats_url
-        self.namespace = namespace
-        self.model_dir = model_dir
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.system_ports: list[int] = []
-
-    def start(self, speedup: float = 1000.0) -> subprocess.Popen[bytes]:
-        port = free_port()
-        env = {**os.environ, "NATS_SERVER": self.nats_url, "DYN_NAMESPACE": self.namespace,
-               "DYN_SYSTEM_PORT": str(port), "DYN_SYSTEM_HOST": "127.0.0.1"}
-        log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dgd_runtime.worker", "--model-path", str(self.model_dir),
-             "--model-name", MODEL, "--engine", "mock", "--speedup-ratio", str(speedup)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self.procs.append(proc)
-        self.system_ports.append(port)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
 @pytest.fixture
-def workers(nats_server: NatsServer, tiny_model_dir: Path, tmp_path: Path) -> Iterator[WorkerProcs]:
-    procs = WorkerProcs(nats_server.url, "fe-test", tiny_model_dir, tmp_path)
-    yield procs
-    procs.stop()
+def workers(worker_processes: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
+    """Start a mock-engine worker process in the frontend tests' namespace (killed after)."""
+
+    def start(speedup: float = 1000.0) -> WorkerProcess:
+        return worker_processes(namespace=NAMESPACE, model_name=MODEL, speedup_ratio=speedup)
+
+    return start
 
 
 class RecordingBackend:
@@ -103,7 +71,7 @@ class RecordingBackend:
 
 @pytest.fixture
 async def routed(nats_server: NatsServer) -> AsyncIterator[RecordingBackend]:
-    client = await RoutedClient.connect(nats_server.url, namespace="fe-test")
+    client = await RoutedClient.connect(nats_server.url, namespace=NAMESPACE)
     yield RecordingBackend(client)
     await client.close()
 
@@ -121,22 +89,22 @@ async def http(frontend: RunningFrontend) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def wait_models(http: httpx.AsyncClient, count: int = 1) -> None:
-    async def poll() -> None:
-        while True:
-            data = (await http.get("/v1/models")).json()["data"]
-            if len(data) >= 1:
-                return
-            await asyncio.sleep(0.1)
+async def wait_models(http: httpx.AsyncClient) -> None:
+    """Wait until the frontend lists the model (it has discovered a worker serving it)."""
 
-    await asyncio.wait_for(poll(), HANG_GUARD)
+    async def listed() -> bool:
+        data = (await http.get("/v1/models")).json()["data"]
+        return [m["id"] for m in data] == [MODEL]
+
+    await eventually(listed, HANG_GUARD, f"the frontend to list {MODEL}", interval=0.1)
 
 
 def chat(**extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a story"}], **extra}
 
 
-async def sse_events(resp: httpx.Response) -> list[Any]:
+async def sse_events(resp: httpx.Response, first_event: asyncio.Event | None = None) -> list[Any]:
+    """Every SSE data event of ``resp`` (errors wrapped); sets ``first_event`` on the first."""
     events: list[Any] = []
     pending_error = False
     async for line in resp.aiter_lines():
@@ -150,17 +118,25 @@ async def sse_events(resp: httpx.Response) -> list[Any]:
                 obj = orjson.loads(data)
                 events.append({"error_event": obj} if pending_error else obj)
                 pending_error = False
+            if first_event is not None:
+                first_event.set()
     return events
 
 
-async def test_streaming_and_non_streaming(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
-    workers.start()
+async def test_streaming_and_non_streaming(
+    workers: Callable[..., WorkerProcess], http: httpx.AsyncClient
+) -> None:
+    workers()
     await wait_models(http)
     assert (await http.get("/health")).json()["status"] == "healthy"
 
-    async with http.stream("POST", "/v1/chat/completions", json=chat(
-            stream=True, max_tokens=20, ignore_eos=True,
-            stream_options={"include_usage": True})) as resp:
+    async with http.stream(
+        "POST",
+        "/v1/chat/completions",
+        json=chat(
+            stream=True, max_tokens=20, ignore_eos=True, stream_options={"include_usage": True}
+        ),
+    ) as resp:
         assert resp.status_code == 200
         events = await sse_events(resp)
     assert events[-1] == "[DONE]"
@@ -178,25 +154,32 @@ async def test_streaming_and_non_streaming(workers: WorkerProcs, http: httpx.Asy
     assert isinstance(body["choices"][0]["message"]["content"], str)
     assert streamed  # the mock engine produced decodable text
 
-    resp = await http.post("/v1/completions", json={"model": MODEL, "prompt": "Once upon",
-                                                    "max_tokens": 8, "ignore_eos": True})
+    resp = await http.post(
+        "/v1/completions",
+        json={"model": MODEL, "prompt": "Once upon", "max_tokens": 8, "ignore_eos": True},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["usage"]["completion_tokens"] == 8
 
 
-async def test_stop_string_and_usage(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
-    workers.start()
+async def test_stop_string_and_usage(
+    workers: Callable[..., WorkerProcess], http: httpx.AsyncClient
+) -> None:
+    workers()
     await wait_models(http)
-    full = (await http.post("/v1/chat/completions", json=chat(
-        max_tokens=40, ignore_eos=True, seed=1))).json()["choices"][0]["message"]["content"]
+    full = (
+        await http.post("/v1/chat/completions", json=chat(max_tokens=40, ignore_eos=True, seed=1))
+    ).json()["choices"][0]["message"]["content"]
     # The mock engine is deterministic for a seed: the same request yields the same text, so a
     # stop string taken from its middle must end the second response right before it.
     text = full.strip()
-    if len(text) < 6:
-        pytest.skip("engine produced too little text to cut")
-    stop = text[len(text) // 2: len(text) // 2 + 3]
-    body = (await http.post("/v1/chat/completions", json=chat(
-        max_tokens=40, ignore_eos=True, seed=1, stop=[stop]))).json()
+    assert len(text) >= 6, f"seed 1 no longer yields enough text to cut: {full!r}"
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    body = (
+        await http.post(
+            "/v1/chat/completions", json=chat(max_tokens=40, ignore_eos=True, seed=1, stop=[stop])
+        )
+    ).json()
     content = body["choices"][0]["message"]["content"]
     assert stop not in content
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -204,8 +187,8 @@ async def test_stop_string_and_usage(workers: WorkerProcs, http: httpx.AsyncClie
     assert body["usage"]["completion_tokens"] < 40
 
 
-async def test_bad_input(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
-    workers.start()
+async def test_bad_input(workers: Callable[..., WorkerProcess], http: httpx.AsyncClient) -> None:
+    workers()
     await wait_models(http)
     resp = await http.post("/v1/chat/completions", content=b"{oops")
     assert resp.status_code == 400
@@ -215,8 +198,9 @@ async def test_bad_input(workers: WorkerProcs, http: httpx.AsyncClient) -> None:
     assert resp.json()["error"]["param"] == "temperature"
     resp = await http.post("/v1/chat/completions", json={**chat(), "model": "nope"})
     assert resp.status_code == 404
-    resp = await http.post("/v1/chat/completions", json=chat(
-        messages=[{"role": "user", "content": "word " * 5000}]))
+    resp = await http.post(
+        "/v1/chat/completions", json=chat(messages=[{"role": "user", "content": "word " * 5000}])
+    )
     assert resp.status_code == 400
     assert "context length" in resp.json()["error"]["message"]
 
@@ -228,24 +212,29 @@ async def test_no_worker_is_503(http: httpx.AsyncClient) -> None:
     assert resp.json()["error"]["code"] == 503
 
 
-async def test_worker_killed_mid_stream(workers: WorkerProcs, http: httpx.AsyncClient,
-                                        routed: RecordingBackend) -> None:
+async def test_worker_killed_mid_stream(
+    workers: Callable[..., WorkerProcess], http: httpx.AsyncClient, routed: RecordingBackend
+) -> None:
     # Two slow workers; round-robin puts one of two concurrent long streams on each.
-    first = workers.start(speedup=1.0)
-    workers.start(speedup=1.0)
+    first = workers(speedup=1.0)
+    workers(speedup=1.0)
     await asyncio.wait_for(routed.client.wait_for_workers(HANG_GUARD, count=2), HANG_GUARD)
 
-    async def long_stream() -> list[Any]:
-        async with http.stream("POST", "/v1/chat/completions", json=chat(
-                stream=True, max_tokens=3000, ignore_eos=True)) as resp:
+    async def long_stream(first_event: asyncio.Event) -> list[Any]:
+        async with http.stream(
+            "POST", "/v1/chat/completions", json=chat(stream=True, max_tokens=3000, ignore_eos=True)
+        ) as resp:
             assert resp.status_code == 200
-            return await sse_events(resp)
+            return await sse_events(resp, first_event)
 
-    streams = [asyncio.create_task(long_stream()) for _ in range(2)]
-    await asyncio.sleep(1.0)  # both streams are producing tokens
-    first.send_signal(signal.SIGKILL)
-    done, pending = await asyncio.wait(streams, timeout=HANG_GUARD,
-                                       return_when=asyncio.FIRST_COMPLETED)
+    started = [asyncio.Event(), asyncio.Event()]
+    streams = [asyncio.create_task(long_stream(event)) for event in started]
+    # Kill only once both streams are producing tokens (one on each worker).
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), HANG_GUARD)
+    await asyncio.to_thread(first.kill)
+    done, pending = await asyncio.wait(
+        streams, timeout=HANG_GUARD, return_when=asyncio.FIRST_COMPLETED
+    )
     assert done, "the stream of the killed worker hung"
     events = next(iter(done)).result()
     assert "error_event" in events[-1], events[-3:]
@@ -260,14 +249,17 @@ async def test_worker_killed_mid_stream(workers: WorkerProcs, http: httpx.AsyncC
         assert resp.status_code == 200, resp.text
 
 
-async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: RunningFrontend,
-                                         routed: RecordingBackend) -> None:
-    workers.start(speedup=1.0)
+async def test_client_disconnect_cancels(
+    workers: Callable[..., WorkerProcess], frontend: RunningFrontend, routed: RecordingBackend
+) -> None:
+    worker = workers(speedup=1.0)
     await asyncio.wait_for(routed.client.wait_for_workers(HANG_GUARD), HANG_GUARD)
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
     body = orjson.dumps(chat(stream=True, max_tokens=3000, ignore_eos=True))
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(body), body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
     await writer.drain()
     await asyncio.wait_for(reader.readuntil(b'"content"'), HANG_GUARD)
     writer.close()
@@ -275,10 +267,12 @@ async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: Running
     async def cancelled_at_worker() -> None:
         async with httpx.AsyncClient(timeout=5) as c:
             while True:
-                text = (await c.get(f"http://127.0.0.1:{workers.system_ports[0]}/metrics")).text
+                text = (await c.get(worker.system_url + "/metrics")).text
                 for line in text.splitlines():
-                    if line.startswith("dynamo_component_cancellation_total") and float(
-                            line.rsplit(" ", 1)[1]) >= 1:
+                    if (
+                        line.startswith("dynamo_component_cancellation_total")
+                        and float(line.rsplit(" ", 1)[1]) >= 1
+                    ):
                         return
                 await asyncio.sleep(0.1)
 
@@ -286,9 +280,10 @@ async def test_client_disconnect_cancels(workers: WorkerProcs, frontend: Running
     assert len(routed.closed_early) == 1
 
 
-async def test_nats_restart_does_not_crash(workers: WorkerProcs, http: httpx.AsyncClient,
-                                           nats_server: NatsServer) -> None:
-    workers.start()
+async def test_nats_restart_does_not_crash(
+    workers: Callable[..., WorkerProcess], http: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
+    workers()
     await wait_models(http)
     assert (await http.post("/v1/chat/completions", json=chat(max_tokens=3))).status_code == 200
     await asyncio.to_thread(nats_server.restart, 0.5)
@@ -296,8 +291,7 @@ async def test_nats_restart_does_not_crash(workers: WorkerProcs, http: httpx.Asy
 
     async def until_ok() -> None:
         while True:
-            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=3,
-                                                                      ignore_eos=True))
+            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=3, ignore_eos=True))
             if resp.status_code == 200:
                 return
             assert resp.status_code in (502, 503), resp.text
@@ -313,15 +307,27 @@ async def test_frontend_process_starts_before_nats(tiny_model_dir: Path, tmp_pat
     (tmp_path / "nats").mkdir()
     nats = NatsServer(store_dir=str(tmp_path / "nats"))  # port chosen, not started yet
     port = free_port()
-    env = {**os.environ, "NATS_SERVER": nats.url, "DYN_NAMESPACE": "fe-proc",
-           "DYN_HTTP_PORT": str(port)}
+    env = {
+        **os.environ,
+        "NATS_SERVER": nats.url,
+        "DYN_NAMESPACE": "fe-proc",
+        "DYN_HTTP_PORT": str(port),
+    }
     log = open(tmp_path / "frontend.log", "wb")  # noqa: SIM115
-    fe = subprocess.Popen([sys.executable, "-m", "dgd_runtime.frontend"], env=env, stdout=log,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    fe = subprocess.Popen(
+        [sys.executable, "-m", "dgd_runtime.frontend"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
-    workers = WorkerProcs(nats.url, "fe-proc", tiny_model_dir, tmp_path)
+    worker = WorkerProcess(
+        nats.url, str(tiny_model_dir), namespace="fe-proc", model_name=MODEL, speedup_ratio=1000.0
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
             async def up() -> None:
                 while True:
                     try:
@@ -337,10 +343,9 @@ async def test_frontend_process_starts_before_nats(tiny_model_dir: Path, tmp_pat
             assert (await http.get("/health")).status_code == 503
 
             nats.start()
-            workers.start()
+            await asyncio.to_thread(worker.start)
             await wait_models(http)
-            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=4,
-                                                                      ignore_eos=True))
+            resp = await http.post("/v1/chat/completions", json=chat(max_tokens=4, ignore_eos=True))
             assert resp.status_code == 200, resp.text
             health = (await http.get("/health")).json()
             assert health["status"] == "healthy"
@@ -353,5 +358,5 @@ async def test_frontend_process_starts_before_nats(tiny_model_dir: Path, tmp_pat
             if fe.poll() is None:
                 fe.kill()
                 fe.wait()
-            workers.stop()
+            worker.kill()
             nats.close()

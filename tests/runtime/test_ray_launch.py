@@ -26,13 +26,13 @@ from dgd_operator.builders.backends import (
     apply_backend,
     launch_scripts_configmap,
 )
-from dgd_runtime.launch.placement import (
+from dgd_operator.builders.backends.launch.placement import (
     GangNotPlaceableError,
     bundle_nodes,
     release,
     reserve_node_gang,
 )
-from dgd_runtime.launch.ray_wait import ClusterNotReadyError, wait_for_nodes
+from dgd_operator.builders.backends.launch.ray_wait import ClusterNotReadyError, wait_for_nodes
 
 pytestmark = pytest.mark.runtime
 
@@ -100,9 +100,14 @@ def test_wait_times_out_naming_what_joined(ray_cluster: Any) -> None:
     with pytest.raises(ClusterNotReadyError) as missing_node:
         wait_for_nodes(4, GPUS, timeout=2, log=lambda _: None)
     message = str(missing_node.value)
-    assert "timed out after 2s waiting for the Ray cluster: 3/4 nodes with >= 2 GPU(s) joined" in message
+    assert (
+        "timed out after 2s waiting for the Ray cluster: 3/4 nodes with >= 2 GPU(s) joined"
+        in message
+    )
     assert "6/8 GPUs" in message and "1 node(s) missing" in message
-    with pytest.raises(ClusterNotReadyError, match=r"0/3 nodes with >= 4 GPU\(s\) joined \(3 alive, 6/12 GPUs\)"):
+    with pytest.raises(
+        ClusterNotReadyError, match=r"0/3 nodes with >= 4 GPU\(s\) joined \(3 alive, 6/12 GPUs\)"
+    ):
         wait_for_nodes(3, 4, timeout=1, log=lambda _: None)
 
 
@@ -111,7 +116,9 @@ def test_wait_returns_once_a_late_node_joins(ray_cluster: Any) -> None:
 
     def waiter() -> None:
         try:
-            outcome["count"] = wait_for_nodes(4, GPUS, timeout=120, interval=0.5, log=lambda _: None)
+            outcome["count"] = wait_for_nodes(
+                4, GPUS, timeout=120, interval=0.5, log=lambda _: None
+            )
         except BaseException as exc:  # reported below
             outcome["error"] = exc
 
@@ -154,21 +161,52 @@ def test_strict_spread_gang_is_placed_one_bundle_per_node(ray_cluster: Any) -> N
 
 
 def test_gang_larger_than_cluster_is_not_placed(ray_cluster: Any) -> None:
-    with pytest.raises(GangNotPlaceableError, match=r"4 bundle\(s\) \{'GPU': 2.0\} with STRICT_SPREAD .* within 2s: the cluster has 3 alive node"):
+    with pytest.raises(
+        GangNotPlaceableError,
+        match=r"4 bundle\(s\) \{'GPU': 2.0\} with STRICT_SPREAD .* within 2s: the cluster has 3 alive node",
+    ):
         reserve_node_gang(4, GPUS, timeout=2)
 
 
 def run_script(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_leader_step_from_configmap_file(ray_cluster: Any, scripts_dir: Path) -> None:
-    ok = run_script([str(scripts_dir / "ray-wait.py"), "--address", ray_cluster.address, "--nodes", "3",
-                     "--gpus-per-node", str(GPUS), "--timeout", "60"])
+    ok = run_script(
+        [
+            str(scripts_dir / "ray-wait.py"),
+            "--address",
+            ray_cluster.address,
+            "--nodes",
+            "3",
+            "--gpus-per-node",
+            str(GPUS),
+            "--timeout",
+            "60",
+        ]
+    )
     assert ok.returncode == 0, ok.stderr
-    assert "Ray cluster ready" in ok.stdout and "gang of 3 node(s) x 2 GPU placed (STRICT_SPREAD)" in ok.stdout
-    missing = run_script(["-m", "dgd_runtime.launch.ray_wait", "--address", ray_cluster.address, "--nodes", "4",
-                          "--gpus-per-node", str(GPUS), "--timeout", "2"])
+    assert (
+        "Ray cluster ready" in ok.stdout
+        and "gang of 3 node(s) x 2 GPU placed (STRICT_SPREAD)" in ok.stdout
+    )
+    missing = run_script(
+        [
+            "-m",
+            "dgd_operator.builders.backends.launch.ray_wait",
+            "--address",
+            ray_cluster.address,
+            "--nodes",
+            "4",
+            "--gpus-per-node",
+            str(GPUS),
+            "--timeout",
+            "2",
+        ]
+    )
     assert missing.returncode == 1
     assert "timed out after 2s waiting for the Ray cluster: 3/4 nodes" in missing.stderr
 
@@ -179,13 +217,25 @@ def test_leader_step_from_configmap_file(ray_cluster: Any, scripts_dir: Path) ->
 def init_command(scripts_dir: Path, port: int, timeout: int) -> str:
     """The worker's init container script, pointed at 127.0.0.1 and the materialised /scripts."""
     container = {"image": "img", "command": ["python3", "-m", "dynamo.sglang"]}
-    result = apply_backend(container, {}, backend="sglang", role="worker", node_count=2, gpus_per_pod=1,
-                           annotations={}, dgd_name="g", addressing=DgdGroupAddressing("g", "s", 0),
-                           options=LaunchOptions(startup_timeout_seconds=timeout))
+    result = apply_backend(
+        container,
+        {},
+        backend="sglang",
+        role="worker",
+        node_count=2,
+        gpus_per_pod=1,
+        annotations={},
+        dgd_name="g",
+        addressing=DgdGroupAddressing("g", "s", 0),
+        options=LaunchOptions(startup_timeout_seconds=timeout),
+    )
     (init,) = result.pod_spec["initContainers"]
     script: str = init["command"][2]
-    return (script.replace("g-s-0-ldr-0.g-s-nodes", "127.0.0.1").replace('"29500"', f'"{port}"')
-            .replace("/scripts/", f"{scripts_dir}/"))
+    return (
+        script.replace("g-s-0-ldr-0.g-s-nodes", "127.0.0.1")
+        .replace('"29500"', f'"{port}"')
+        .replace("/scripts/", f"{scripts_dir}/")
+    )
 
 
 def test_worker_init_container_returns_when_leader_port_opens(scripts_dir: Path) -> None:
@@ -193,7 +243,9 @@ def test_worker_init_container_returns_when_leader_port_opens(scripts_dir: Path)
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
         script = init_command(scripts_dir, port, timeout=30)
-        proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         time.sleep(1.5)
         assert proc.poll() is None  # nothing listens yet: still waiting
         listener.listen()
@@ -206,8 +258,15 @@ def test_worker_init_container_times_out_with_message(scripts_dir: Path) -> None
     with socket.socket() as reserved:
         reserved.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         port = reserved.getsockname()[1]
-        result = subprocess.run(["sh", "-c", init_command(scripts_dir, port, timeout=2)],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            ["sh", "-c", init_command(scripts_dir, port, timeout=2)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert result.returncode == 1
-    assert (f"dgd: timed out after 2s waiting for the SGLang dist-init port of the leader: 1 of 1 endpoint(s) "
-            f"not reachable (127.0.0.1:{port}: connect to 127.0.0.1:{port} failed") in result.stderr
+    assert (
+        f"dgd: timed out after 2s waiting for the SGLang dist-init port of the leader: 1 of 1 endpoint(s) "
+        f"not reachable (127.0.0.1:{port}: connect to 127.0.0.1:{port} failed"
+    ) in result.stderr

@@ -6,13 +6,13 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from tests.runtime.support import eventually
 
+from dgd_runtime.kv.hashing import block_hashes
 from dgd_runtime.protocol import PreprocessedRequest, SamplingOptions
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.router.hashing import block_hashes
 from dgd_runtime.router.policies import KvPolicy
-from dgd_runtime.testing.waiting import eventually
-from dgd_runtime.workers.service import Worker
+from dgd_runtime.worker.service import Worker
 
 pytestmark = pytest.mark.runtime
 

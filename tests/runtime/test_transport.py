@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from tests.runtime.support import eventually
 
+from dgd_runtime.local.nats_server import NatsServer
 from dgd_runtime.protocol import (
     EngineOutput,
     NoWorkersError,
@@ -15,9 +17,7 @@ from dgd_runtime.protocol import (
     SamplingOptions,
 )
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.testing.nats import NatsServer
-from dgd_runtime.testing.waiting import eventually
-from dgd_runtime.workers.service import Worker
+from dgd_runtime.worker.service import Worker
 
 pytestmark = pytest.mark.runtime
 

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from tests.runtime.support import WorkerProcess, eventually
 
+from dgd_runtime.local.nats_server import NatsServer
 from dgd_runtime.protocol import (
     NoWorkersError,
     PreprocessedRequest,
@@ -20,10 +22,8 @@ from dgd_runtime.protocol import (
     WorkerLostError,
 )
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.testing.nats import NatsServer
-from dgd_runtime.testing.waiting import eventually
-from dgd_runtime.testing.workers import WorkerProcess
-from dgd_runtime.worker import parse_endpoint, read_model_dir
+from dgd_runtime.worker.cli import parse_endpoint
+from dgd_runtime.worker.model_dir import read_model_dir
 
 pytestmark = pytest.mark.runtime
 

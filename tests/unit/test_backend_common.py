@@ -173,7 +173,7 @@ def test_wait_for_leader_template_quotes_what() -> None:
 
 
 def test_wait_tcp_usage_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from dgd_runtime.launch import wait_tcp
+    from dgd_operator.builders.backends.launch import wait_tcp
 
     monkeypatch.delenv("LEADER_HOST", raising=False)
     assert wait_tcp.main([]) == 2
@@ -183,7 +183,11 @@ def test_wait_tcp_usage_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
 
 
 def test_ray_wait_counts_only_alive_nodes_with_enough_gpus() -> None:
-    from dgd_runtime.launch.ray_wait import ClusterNotReadyError, count_nodes, wait_for_nodes
+    from dgd_operator.builders.backends.launch.ray_wait import (
+        ClusterNotReadyError,
+        count_nodes,
+        wait_for_nodes,
+    )
 
     nodes = [
         {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"GPU": 8.0}},
@@ -201,7 +205,7 @@ def test_ray_wait_counts_only_alive_nodes_with_enough_gpus() -> None:
 
 
 def test_gang_bundles() -> None:
-    from dgd_runtime.launch.placement import gang_bundles
+    from dgd_operator.builders.backends.launch.placement import gang_bundles
 
     assert gang_bundles(3, 2) == [{"GPU": 2.0}] * 3
     assert gang_bundles(2, 0) == [{"CPU": 0.01}] * 2

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.chat_template import ChatTemplate, ChatTemplateError, compile_template
 from dgd_runtime.preprocess.tokenizer import ModelDirError, load_preprocessor
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 
@@ -19,8 +19,10 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 def test_chatml_from_model_dir(tmp_path: Path) -> None:
     prep = load_preprocessor(str(build_model_dir(tmp_path / "m")))
     text = prep.chat_template.render(MESSAGES)
-    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     assert prep.chat_template.render(MESSAGES, add_generation_prompt=False).endswith("<|im_end|>\n")
     eos = prep.tokenizer.token_to_id("<|im_end|>")
     assert eos in prep.eos_token_ids
@@ -36,8 +38,12 @@ def test_template_is_compiled_once() -> None:
 def test_raise_exception_and_tojson() -> None:
     tmpl = ChatTemplate(
         "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}"
-        "{% endif %}{{ messages | tojson }}{{ bos_token }}", bos_token="<s>")
-    assert tmpl.render([{"role": "user", "content": "é"}]) == '[{"role": "user", "content": "é"}]<s>'
+        "{% endif %}{{ messages | tojson }}{{ bos_token }}",
+        bos_token="<s>",
+    )
+    assert (
+        tmpl.render([{"role": "user", "content": "é"}]) == '[{"role": "user", "content": "é"}]<s>'
+    )
     with pytest.raises(ChatTemplateError, match="first must be user"):
         tmpl.render([{"role": "system", "content": "x"}])
 
@@ -62,8 +68,10 @@ def test_named_template_list_and_missing_tokenizer(tmp_path: Path) -> None:
     model = build_model_dir(tmp_path / "m")
     cfg_path = model / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["chat_template"] = [{"name": "default", "template": "D{{ messages|length }}"},
-                            {"name": "tool_use", "template": "T"}]
+    cfg["chat_template"] = [
+        {"name": "default", "template": "D{{ messages|length }}"},
+        {"name": "tool_use", "template": "T"},
+    ]
     cfg_path.write_text(json.dumps(cfg))
     assert load_preprocessor(str(model)).chat_template.render(MESSAGES) == "D2"
     with pytest.raises(ModelDirError, match=r"tokenizer\.json"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.detokenize import (
     ByteLevelDetokenizer,
     PrefixOffsetDetokenizer,
@@ -15,7 +16,6 @@ from dgd_runtime.preprocess.detokenize import (
     make_detokenizer,
 )
 from dgd_runtime.preprocess.tokenizer import load_preprocessor
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 
@@ -43,8 +43,12 @@ def metaspace() -> Tokenizer:
     tok.decoder = decoders.Metaspace()
     corpus = [s * 3 for s in SAMPLES] + ["hello there world"] * 10
     alphabet = sorted({c for s in SAMPLES for c in s} | {"▁"})
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>"], initial_alphabet=alphabet, show_progress=False))
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<unk>"], initial_alphabet=alphabet, show_progress=False
+        ),
+    )
     return tok
 
 
@@ -66,8 +70,9 @@ def test_byte_level_fast_path_matches_full_decode(byte_level: Tokenizer, text: s
 
 
 @pytest.mark.parametrize("text", SAMPLES)
-def test_generic_path_matches_full_decode(byte_level: Tokenizer, metaspace: Tokenizer,
-                                         text: str) -> None:
+def test_generic_path_matches_full_decode(
+    byte_level: Tokenizer, metaspace: Tokenizer, text: str
+) -> None:
     for tok in (byte_level, metaspace):
         ids = tok.encode(text).ids
         deltas = _stream(PrefixOffsetDetokenizer(tok), ids)
@@ -104,7 +109,7 @@ def test_special_tokens_are_skipped(byte_level: Tokenizer) -> None:
 def test_chunks_of_several_tokens(byte_level: Tokenizer) -> None:
     ids = byte_level.encode(SAMPLES[3]).ids
     detok = make_detokenizer(byte_level)
-    text = "".join(detok.add(ids[i:i + 3]) for i in range(0, len(ids), 3)) + detok.flush()
+    text = "".join(detok.add(ids[i : i + 3]) for i in range(0, len(ids), 3)) + detok.flush()
     assert text == SAMPLES[3]
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from tests.fixtures.fake_backend import FakeBackend
 
 from dgd_runtime.frontend.app import RunningFrontend, start_frontend
-from dgd_runtime.frontend.fake import FakeBackend
+from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.tokenizer import load_preprocessor
 from dgd_runtime.protocol import ModelCard
-from dgd_runtime.testing.model_dir import build_model_dir
 
 pytestmark = pytest.mark.unit
 
@@ -62,14 +62,17 @@ async def sse(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> lis
         assert resp.headers["content-type"] == "text/event-stream"
         async for line in resp.aiter_lines():
             if line.startswith("data: "):
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
                 events.append(data if data == "[DONE]" else orjson.loads(data))
     return events
 
 
 async def test_stream_with_usage(client: httpx.AsyncClient, backend: FakeBackend) -> None:
-    events = await sse(client, "/v1/chat/completions",
-                       chat(stream=True, max_tokens=6, stream_options={"include_usage": True}))
+    events = await sse(
+        client,
+        "/v1/chat/completions",
+        chat(stream=True, max_tokens=6, stream_options={"include_usage": True}),
+    )
     assert events[-1] == "[DONE]"
     usage = events[-2]["usage"]
     assert events[-2]["choices"] == []
@@ -86,17 +89,37 @@ async def test_stream_with_usage(client: httpx.AsyncClient, backend: FakeBackend
 
 
 async def test_non_stream_and_sampling(client: httpx.AsyncClient, backend: FakeBackend) -> None:
-    resp = await client.post("/v1/chat/completions", json=chat(
-        max_completion_tokens=200, temperature=0.3, top_p=0.8, top_k=5, seed=9,
-        presence_penalty=0.5, frequency_penalty=0.25, ignore_eos=True))
+    resp = await client.post(
+        "/v1/chat/completions",
+        json=chat(
+            max_completion_tokens=200,
+            temperature=0.3,
+            top_p=0.8,
+            top_k=5,
+            seed=9,
+            presence_penalty=0.5,
+            frequency_penalty=0.25,
+            ignore_eos=True,
+        ),
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["object"] == "chat.completion"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": REPLY * 0 + body[
-        "choices"][0]["message"]["content"]}
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": REPLY * 0 + body["choices"][0]["message"]["content"],
+    }
     s = backend.requests[-1].sampling
-    assert (s.max_tokens, s.temperature, s.top_p, s.top_k, s.seed, s.presence_penalty,
-            s.frequency_penalty, s.ignore_eos) == (200, 0.3, 0.8, 5, 9, 0.5, 0.25, True)
+    assert (
+        s.max_tokens,
+        s.temperature,
+        s.top_p,
+        s.top_k,
+        s.seed,
+        s.presence_penalty,
+        s.frequency_penalty,
+        s.ignore_eos,
+    ) == (200, 0.3, 0.8, 5, 9, 0.5, 0.25, True)
     assert body["usage"]["completion_tokens"] == 200
 
 
@@ -105,15 +128,19 @@ async def test_stop_string_across_tokens(client: httpx.AsyncClient) -> None:
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])
     assert text == REPLY[: REPLY.index("STOP")]
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
-    resp = await client.post("/v1/completions", json={"model": "tiny", "prompt": "x",
-                                                      "max_tokens": 50, "stop": [" fox"]})
+    resp = await client.post(
+        "/v1/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 50, "stop": [" fox"]}
+    )
     assert resp.json()["choices"][0]["text"] == "Hello world, the quick brown"
     assert resp.json()["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_completions_stream(client: httpx.AsyncClient) -> None:
-    events = await sse(client, "/v1/completions",
-                       {"model": "tiny", "prompt": [1, 2, 3], "max_tokens": 4, "stream": True})
+    events = await sse(
+        client,
+        "/v1/completions",
+        {"model": "tiny", "prompt": [1, 2, 3], "max_tokens": 4, "stream": True},
+    )
     assert events[-1] == "[DONE]"
     assert all(e["object"] == "text_completion" for e in events[:-1])
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == "Hello world"
@@ -126,23 +153,29 @@ async def test_completions_stream(client: httpx.AsyncClient) -> None:
         (orjson.dumps(chat(n=3)), 400, "n"),
         (orjson.dumps(chat(max_tokens="many")), 400, "max_tokens"),
         (orjson.dumps({**chat(), "model": "other"}), 404, "model"),
-        (orjson.dumps(chat(messages=[{"role": "user", "content": "word " * 300}])), 400,
-         "messages"),
+        (
+            orjson.dumps(chat(messages=[{"role": "user", "content": "word " * 300}])),
+            400,
+            "messages",
+        ),
         (orjson.dumps(chat(max_tokens=250)), 400, "max_tokens"),
     ],
 )
-async def test_bad_requests(client: httpx.AsyncClient, content: bytes, status: int,
-                            param: str) -> None:
-    resp = await client.post("/v1/chat/completions", content=content,
-                             headers={"content-type": "application/json"})
+async def test_bad_requests(
+    client: httpx.AsyncClient, content: bytes, status: int, param: str
+) -> None:
+    resp = await client.post(
+        "/v1/chat/completions", content=content, headers={"content-type": "application/json"}
+    )
     assert resp.status_code == status, resp.text
     err = resp.json()["error"]
     assert err["param"] == param
     assert set(err) == {"message", "type", "param", "code"}
 
 
-async def test_no_workers_is_503_with_retry_after(client: httpx.AsyncClient,
-                                                  backend: FakeBackend) -> None:
+async def test_no_workers_is_503_with_retry_after(
+    client: httpx.AsyncClient, backend: FakeBackend
+) -> None:
     backend.cards = []
     resp = await client.post("/v1/chat/completions", json=chat())
     assert resp.status_code == 503
@@ -150,26 +183,30 @@ async def test_no_workers_is_503_with_retry_after(client: httpx.AsyncClient,
     assert (await client.get("/health")).status_code == 503
 
 
-async def test_worker_lost_mid_stream_ends_with_error_event(client: httpx.AsyncClient,
-                                                            backend: FakeBackend) -> None:
+async def test_worker_lost_mid_stream_ends_with_error_event(
+    client: httpx.AsyncClient, backend: FakeBackend
+) -> None:
     backend.fail_after = 3
     async with client.stream("POST", "/v1/chat/completions", json=chat(stream=True)) as resp:
         lines = [line async for line in resp.aiter_lines() if line]
     assert lines[-2] == "event: error"
-    assert "worker failed" in orjson.loads(lines[-1][len("data: "):])["error"]["message"]
+    assert "worker failed" in orjson.loads(lines[-1][len("data: ") :])["error"]["message"]
     # Before anything was sent the failure is an HTTP error status.
     backend.fail_after = 0
     resp = await client.post("/v1/chat/completions", json=chat())
     assert resp.status_code == 502
 
 
-async def test_client_disconnect_cancels_the_stream(frontend: RunningFrontend,
-                                                    backend: FakeBackend) -> None:
+async def test_client_disconnect_cancels_the_stream(
+    frontend: RunningFrontend, backend: FakeBackend
+) -> None:
     backend.delay = 0.01
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
     body = orjson.dumps(chat(stream=True, max_tokens=200))
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(body), body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
     await writer.drain()
     await reader.readuntil(b"data: ")
     writer.close()
@@ -184,7 +221,7 @@ async def test_keep_alive_nodelay_and_pipelining(frontend: RunningFrontend) -> N
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
     writer.write(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
-    first = await reader.readuntil(b"Service is live\"}")
+    first = await reader.readuntil(b'Service is live"}')
     assert first.startswith(b"HTTP/1.1 200 OK")
     head = await reader.readuntil(b"\r\n\r\n")
     length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
@@ -199,15 +236,20 @@ async def test_metrics_and_routes(client: httpx.AsyncClient) -> None:
     await client.post("/v1/chat/completions", json=chat(max_tokens=3))
     await client.post("/v1/chat/completions", content=b"[")
     text = (await client.get("/metrics")).text
-    for name in ("dynamo_frontend_requests_total", "dynamo_frontend_inflight_requests",
-                 "dynamo_frontend_time_to_first_token_seconds_bucket",
-                 "dynamo_frontend_inter_token_latency_seconds_count",
-                 "dynamo_frontend_request_duration_seconds_sum",
-                 "dynamo_frontend_input_sequence_tokens_bucket",
-                 "dynamo_frontend_output_sequence_tokens_count"):
+    for name in (
+        "dynamo_frontend_requests_total",
+        "dynamo_frontend_inflight_requests",
+        "dynamo_frontend_time_to_first_token_seconds_bucket",
+        "dynamo_frontend_inter_token_latency_seconds_count",
+        "dynamo_frontend_request_duration_seconds_sum",
+        "dynamo_frontend_input_sequence_tokens_bucket",
+        "dynamo_frontend_output_sequence_tokens_count",
+    ):
         assert name in text
-    assert ('dynamo_frontend_requests_total{model="tiny",endpoint="chat_completions",'
-            'request_type="unary",status="success",error_type=""} 1') in text
+    assert (
+        'dynamo_frontend_requests_total{model="tiny",endpoint="chat_completions",'
+        'request_type="unary",status="success",error_type=""} 1'
+    ) in text
     assert (await client.get("/nope")).status_code == 404
     assert (await client.get("/v1/chat/completions")).status_code == 405
     assert (await client.get("/health")).json()["status"] == "healthy"
@@ -215,11 +257,15 @@ async def test_metrics_and_routes(client: httpx.AsyncClient) -> None:
 
 
 async def test_multi_token_outputs_become_one_event_per_token(
-        client: httpx.AsyncClient, backend: FakeBackend) -> None:
+    client: httpx.AsyncClient, backend: FakeBackend
+) -> None:
     backend.tokens_per_output = 4
     n = len(backend.reply_ids)
-    events = await sse(client, "/v1/chat/completions",
-                       chat(stream=True, max_tokens=n, stream_options={"include_usage": True}))
+    events = await sse(
+        client,
+        "/v1/chat/completions",
+        chat(stream=True, max_tokens=n, stream_options={"include_usage": True}),
+    )
     chunks = [e for e in events[:-2] if e["choices"][0]["delta"].get("content")]
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == REPLY
     assert len(chunks) == n  # every token of this reply decodes to visible text
@@ -232,16 +278,19 @@ async def test_multi_token_outputs_become_one_event_per_token(
 async def test_http10_expect_continue_and_chunked_body(frontend: RunningFrontend) -> None:
     body = orjson.dumps(chat(max_tokens=2))
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
     assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
     writer.write(body)
     assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
     writer.close()
 
     reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
-    writer.write(b"POST /v1/chat/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(body), body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     data = await reader.read()  # HTTP/1.0 without keep-alive: the server closes
     assert data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data
     writer.close()

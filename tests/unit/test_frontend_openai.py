@@ -16,19 +16,52 @@ def chat(**extra: Any) -> dict[str, Any]:
 
 
 def test_full_chat_request() -> None:
-    p = parse_chat_request(chat(
-        stream=True, stream_options={"include_usage": True}, max_completion_tokens=7,
-        temperature=0.5, top_p=0.9, top_k=20, seed=3, presence_penalty=0.1,
-        frequency_penalty=-0.2, ignore_eos=True, stop="\n", user="u"))
+    p = parse_chat_request(
+        chat(
+            stream=True,
+            stream_options={"include_usage": True},
+            max_completion_tokens=7,
+            temperature=0.5,
+            top_p=0.9,
+            top_k=20,
+            seed=3,
+            presence_penalty=0.1,
+            frequency_penalty=-0.2,
+            ignore_eos=True,
+            stop="\n",
+            user="u",
+        )
+    )
     assert (p.stream, p.include_usage, p.max_tokens, p.temperature, p.top_p, p.top_k, p.seed) == (
-        True, True, 7, 0.5, 0.9, 20, 3)
+        True,
+        True,
+        7,
+        0.5,
+        0.9,
+        20,
+        3,
+    )
     assert (p.presence_penalty, p.frequency_penalty, p.ignore_eos, p.stop) == (
-        0.1, -0.2, True, ["\n"])
+        0.1,
+        -0.2,
+        True,
+        ["\n"],
+    )
 
 
 def test_nvext_ignore_eos_and_content_parts() -> None:
-    p = parse_chat_request({"model": "m", "nvext": {"ignore_eos": True}, "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]})
+    p = parse_chat_request(
+        {
+            "model": "m",
+            "nvext": {"ignore_eos": True},
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                }
+            ],
+        }
+    )
     assert p.ignore_eos is True
     assert p.messages[0]["content"] == "ab"
 
@@ -49,8 +82,10 @@ def test_nvext_ignore_eos_and_content_parts() -> None:
         (chat(logprobs=True), "logprobs"),
         ({"model": "m", "messages": []}, "messages"),
         ({"model": "m", "messages": [{"content": "x"}]}, "messages[0].role"),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-         "messages[0].content[0]"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0]",
+        ),
         ([1, 2], "body"),
     ],
 )

@@ -7,16 +7,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dgd_runtime.engines.kv_cache import KvCacheManager
+from dgd_runtime.engines.base import Engine
 from dgd_runtime.engines.mock import MockEngine, MockEngineConfig, MockTiming
+from dgd_runtime.engines.mock.kv_cache import KvCacheManager
+from dgd_runtime.kv.hashing import block_hashes
 from dgd_runtime.protocol import (
     EngineOutput,
     KvEvent,
     PreprocessedRequest,
     SamplingOptions,
 )
-from dgd_runtime.router.hashing import block_hashes
-from dgd_runtime.workers.engine import Engine
 
 pytestmark = pytest.mark.unit
 

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from dgd_runtime.kv.hashing import block_hashes
 from dgd_runtime.protocol import (
     KvEvent,
     ModelCard,
@@ -13,7 +14,6 @@ from dgd_runtime.protocol import (
     SamplingOptions,
     WorkerInstance,
 )
-from dgd_runtime.router.hashing import block_hashes
 from dgd_runtime.router.policies import (
     KvPolicy,
     KvRouterConfig,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, hash_block
 from dgd_runtime.protocol import KvEvent
-from dgd_runtime.router.hashing import ROOT_HASH, block_hashes, hash_block
 from dgd_runtime.router.prefix_index import PrefixIndex
 
 pytestmark = pytest.mark.unit

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from dgd_runtime.protocol import (
     EngineOutput,
     KvEvent,
+    MediaRef,
     ModelCard,
     PreprocessedRequest,
     RuntimeProtocolError,
@@ -72,6 +74,7 @@ def test_request_round_trip() -> None:
         EngineOutput([4], "length"),
         EngineOutput([], "error", "boom"),
         EngineOutput([9], None, None, 64),
+        EngineOutput([5], "length", None, 0, {"tag": "mock", "blocks": [1, 2]}),
     ],
 )
 def test_output_round_trip(out: EngineOutput) -> None:
@@ -80,6 +83,26 @@ def test_output_round_trip(out: EngineOutput) -> None:
 
 def test_hot_path_output_is_compact() -> None:
     assert encode_output(EngineOutput([17])) == b"[[17]]"
+
+
+@pytest.mark.parametrize(
+    ("disagg", "mm"),
+    [
+        ({"tag": "vllm", "remote_block_ids": [3, 4]}, None),
+        (None, [MediaRef("image", "data:image/png;base64,AAAA", 2**62)]),
+        ({"tag": "mock"}, [MediaRef("audio", "https://x/a.wav"), MediaRef("video", "h:1", 5)]),
+    ],
+)
+def test_disagg_and_multimodal_request_round_trip(
+    disagg: dict[str, object] | None, mm: list[MediaRef] | None
+) -> None:
+    req = PreprocessedRequest("r", "m", [1, 2], SamplingOptions(max_tokens=1), [0], disagg, mm)
+    assert decode_request(encode_request(req)) == req
+
+
+def test_plain_request_carries_no_disagg_or_media_slots() -> None:
+    req = PreprocessedRequest("r", "m", [1], SamplingOptions())
+    assert len(orjson.loads(encode_request(req))) == 5
 
 
 def test_card_and_instance_round_trip() -> None:
@@ -94,10 +117,19 @@ def test_kv_events_round_trip() -> None:
     assert decode_kv_events(encode_kv_events(events)) == events
 
 
+def _request_with(tail: bytes) -> bytes:
+    """A valid plain request array with ``tail`` appended as its optional elements."""
+    plain = encode_request(PreprocessedRequest("r", "m", [1], SamplingOptions()))
+    return plain[:-1] + b"," + tail + b"]"
+
+
 @pytest.mark.parametrize(
     ("decoder", "data", "message"),
     [
         (decode_request, b"[1,2]", "request"),
+        (decode_request, _request_with(b'"nope"'), "disagg must be an object"),
+        (decode_request, _request_with(b'null, [["smell", "u", null]]'), "bad media reference"),
+        (decode_output, b'[[1], "stop", null, null, 7]', "disagg must be an object"),
         (decode_output, b"{}", "engine output"),
         (decode_model_card, b'{"name": "x"}', "missing field 'model_path'"),
         (decode_instance, b"[]", "worker instance"),

@@ -1,8 +1,4 @@
-"""Inference engines behind the worker's :class:`~dgd_runtime.workers.engine.Engine` protocol.
-
-Only the mock engine (:mod:`.mock`, with :mod:`.kv_cache`) exists today. Adapters for vLLM,
-SGLang and TensorRT-LLM are deliberately absent (not stubbed): each will be a module here that
-wraps the engine's async API into ``generate``/``abort``, converts its KV cache events into
-:class:`~dgd_runtime.protocol.KvEvent` (chained hashes from :mod:`dgd_runtime.router.hashing`),
-and is selected by ``--engine`` in :mod:`dgd_runtime.worker`.
+"""Inference engines behind the worker: the contract (:mod:`.base`), the registry that maps
+``--engine`` names to lazily imported engines (:mod:`.registry`), and the engines themselves
+(:mod:`.mock`; real engines are optional extras imported only when chosen).
 """

@@ -33,17 +33,28 @@ LOG = logging.getLogger("dgd_runtime.frontend")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags (defaults from the environment)."""
     env = os.environ
-    ap = argparse.ArgumentParser(prog="python -m dgd_runtime.frontend", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m dgd_runtime.frontend",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--http-host", default=env.get("DYN_HTTP_HOST", "127.0.0.1"))
     ap.add_argument("--http-port", type=int, default=int(env.get("DYN_HTTP_PORT", "8000")))
-    ap.add_argument("--router-mode", default=env.get("DYN_ROUTER_MODE") or None,
-                    help="round-robin | random | kv (default: $DYN_ROUTER_MODE or round-robin)")
-    ap.add_argument("--namespace", default=env.get("DYN_NAMESPACE") or
-                    env.get("DYN_NAMESPACE_PREFIX") or "dynamo")
-    ap.add_argument("--namespace-prefix", default=env.get("DYN_NAMESPACE_PREFIX") or None,
-                    help="also route to workers in <prefix>-<suffix> namespaces (the operator's "
-                         "per-rollout worker suffix); default: $DYN_NAMESPACE_PREFIX")
+    ap.add_argument(
+        "--router-mode",
+        default=env.get("DYN_ROUTER_MODE") or None,
+        help="round-robin | random | kv (default: $DYN_ROUTER_MODE or round-robin)",
+    )
+    ap.add_argument(
+        "--namespace",
+        default=env.get("DYN_NAMESPACE") or env.get("DYN_NAMESPACE_PREFIX") or "dynamo",
+    )
+    ap.add_argument(
+        "--namespace-prefix",
+        default=env.get("DYN_NAMESPACE_PREFIX") or None,
+        help="also route to workers in <prefix>-<suffix> namespaces (the operator's "
+        "per-rollout worker suffix); default: $DYN_NAMESPACE_PREFIX",
+    )
     ap.add_argument("--component", default="backend")
     ap.add_argument("--endpoint", default="generate")
     ap.add_argument("--nats-server", default=env.get("NATS_SERVER") or "nats://127.0.0.1:4222")
@@ -95,9 +106,13 @@ async def run(args: argparse.Namespace) -> int:
         while not stop.is_set():
             try:
                 client = await RoutedClient.connect(
-                    args.nats_server, namespace=args.namespace, component=args.component,
-                    endpoint=args.endpoint, router_mode=args.router_mode,
-                    namespace_prefix=bool(args.namespace_prefix))
+                    args.nats_server,
+                    namespace=args.namespace,
+                    component=args.component,
+                    endpoint=args.endpoint,
+                    router_mode=args.router_mode,
+                    namespace_prefix=bool(args.namespace_prefix),
+                )
             except Exception as exc:  # OSError, TimeoutError and nats' own error types
                 LOG.warning("cannot reach NATS at %s (%s); retrying", args.nats_server, exc)
                 await asyncio.sleep(delay)
@@ -122,8 +137,11 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         import uvloop
 

@@ -27,7 +27,9 @@ class RunningFrontend:
         await self.server.close()
 
 
-async def start_frontend(backend: Backend, host: str = "127.0.0.1", port: int = 0) -> RunningFrontend:
+async def start_frontend(
+    backend: Backend, host: str = "127.0.0.1", port: int = 0
+) -> RunningFrontend:
     """Listen on host:port (0 = any free port) and serve the OpenAI API over `backend`."""
     frontend = Frontend(backend)
     server = HttpServer(frontend)

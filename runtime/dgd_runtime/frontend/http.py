@@ -29,11 +29,20 @@ MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 IDLE_TIMEOUT_S: Final = 75.0
 
 REASONS: Final[dict[int, bytes]] = {
-    200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-    411: b"Length Required", 413: b"Payload Too Large", 422: b"Unprocessable Entity",
-    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
-    503: b"Service Unavailable", 504: b"Gateway Timeout",
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Payload Too Large",
+    422: b"Unprocessable Entity",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
 }
 
 
@@ -42,8 +51,16 @@ class Request:
 
     __slots__ = ("body", "headers", "keep_alive", "method", "path", "query", "version")
 
-    def __init__(self, method: str, path: str, query: str, version: str,
-                 headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        version: str,
+        headers: dict[str, str],
+        body: bytes,
+        keep_alive: bool,
+    ) -> None:
         self.method = method
         self.path = path
         self.query = query
@@ -63,8 +80,12 @@ class ClientGoneError(ConnectionError):
 class Connection(asyncio.Protocol):
     """Server side of one TCP connection: parses requests and runs the handler for each."""
 
-    def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop,
-                 registry: set[Connection] | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        loop: asyncio.AbstractEventLoop,
+        registry: set[Connection] | None = None,
+    ) -> None:
         self._handler = handler
         self._registry = registry
         self._loop = loop
@@ -161,8 +182,8 @@ class Connection(asyncio.Protocol):
                 self._continue_sent = True
                 self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
-        body = bytes(buf[start:start + length])
-        del buf[:start + length]
+        body = bytes(buf[start : start + length])
+        del buf[: start + length]
         self._continue_sent = False
         conn_hdr = headers.get("connection", "").lower()
         keep_alive = conn_hdr != "close" if version == "HTTP/1.1" else conn_hdr == "keep-alive"
@@ -187,12 +208,18 @@ class Connection(asyncio.Protocol):
             if self._sent_headers:
                 self._close()
                 return
-            self.send(500, b'{"error":{"message":"internal server error","type":"internal_error",'
-                           b'"param":null,"code":500}}')
+            self.send(
+                500,
+                b'{"error":{"message":"internal server error","type":"internal_error",'
+                b'"param":null,"code":500}}',
+            )
         self._task = None
         if not self._sent_headers:
-            self.send(500, b'{"error":{"message":"no response","type":"internal_error",'
-                           b'"param":null,"code":500}}')
+            self.send(
+                500,
+                b'{"error":{"message":"no response","type":"internal_error",'
+                b'"param":null,"code":500}}',
+            )
         if self._closed or (self._transport is not None and self._transport.is_closing()):
             return
         if not self._keep_alive:
@@ -209,8 +236,16 @@ class Connection(asyncio.Protocol):
         self._idle = self._loop.call_later(IDLE_TIMEOUT_S, self._close)
 
     def _fail(self, status: int, message: str) -> None:
-        body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                       "param": None, "code": status}})
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": status,
+                }
+            }
+        )
         self._keep_alive = False
         self._write(_head(status, b"application/json", len(body), False, ()) + body)
         self._close()
@@ -221,18 +256,29 @@ class Connection(asyncio.Protocol):
         """True once the client has gone away."""
         return self._closed
 
-    def send(self, status: int, body: bytes, content_type: bytes = b"application/json",
-             headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"application/json",
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         """Send a complete response with Content-Length."""
         self._sent_headers = True
         self._write(_head(status, content_type, len(body), self._keep_alive, headers) + body)
 
-    def start_stream(self, status: int = 200, content_type: bytes = b"text/event-stream",
-                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def start_stream(
+        self,
+        status: int = 200,
+        content_type: bytes = b"text/event-stream",
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         """Send response headers for a streamed body (chunked on HTTP/1.1)."""
         self._sent_headers = True
-        lines = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
-                 % (status, REASONS.get(status, b"Unknown"), content_type)]
+        lines = [
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+            % (status, REASONS.get(status, b"Unknown"), content_type)
+        ]
         if self._keep_alive:
             self._chunked = True
             lines.append(b"Transfer-Encoding: chunked\r\n")
@@ -312,12 +358,21 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
 
-def _head(status: int, content_type: bytes, length: int, keep_alive: bool,
-          headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+def _head(
+    status: int,
+    content_type: bytes,
+    length: int,
+    keep_alive: bool,
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> bytes:
     extra = b"".join(b"%s: %s\r\n" % kv for kv in headers)
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
-        status, REASONS.get(status, b"Unknown"), content_type, length,
-        b"" if keep_alive else b"Connection: close\r\n", extra,
+        status,
+        REASONS.get(status, b"Unknown"),
+        content_type,
+        length,
+        b"" if keep_alive else b"Connection: close\r\n",
+        extra,
     )
 
 
@@ -337,8 +392,9 @@ class HttpServer:
             conn = Connection(self.handler, loop, self.connections)
             return conn
 
-        self.server = await loop.create_server(factory, host, port, reuse_address=True,
-                                               backlog=2048)
+        self.server = await loop.create_server(
+            factory, host, port, reuse_address=True, backlog=2048
+        )
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -12,15 +12,59 @@ from collections.abc import Sequence
 PREFIX = "dynamo_frontend"
 
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0, 120.0, 300.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 ITL_BUCKETS: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 TOKEN_BUCKETS: tuple[float, ...] = (
-    1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072,
+    1,
+    8,
+    16,
+    32,
+    64,
+    128,
+    256,
+    512,
+    1024,
+    2048,
+    4096,
+    8192,
+    16384,
+    32768,
+    65536,
+    131072,
 )
 
 
@@ -72,8 +116,9 @@ class Gauge(Counter):
 class Histogram:
     """A cumulative histogram with labels."""
 
-    def __init__(self, name: str, doc: str, buckets: Sequence[float],
-                 labels: Sequence[str] = ()) -> None:
+    def __init__(
+        self, name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> None:
         self.name, self.doc, self.labels = name, doc, tuple(labels)
         self.buckets = tuple(buckets)
         self.series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
@@ -118,32 +163,62 @@ class FrontendMetrics:
     def __init__(self, prefix: str = PREFIX) -> None:
         p = prefix
         self.requests_total = Counter(
-            f"{p}_requests_total", "Requests processed, by outcome",
-            ("model", "endpoint", "request_type", "status", "error_type"))
+            f"{p}_requests_total",
+            "Requests processed, by outcome",
+            ("model", "endpoint", "request_type", "status", "error_type"),
+        )
         self.inflight = Gauge(f"{p}_inflight_requests", "Requests in flight", ("model",))
-        self.disconnected = Counter(f"{p}_disconnected_clients", "Clients that went away mid-request")
-        self.ttft = Histogram(f"{p}_time_to_first_token_seconds", "Time to first token",
-                              LATENCY_BUCKETS, ("model",))
-        self.itl = Histogram(f"{p}_inter_token_latency_seconds", "Inter-token latency",
-                             ITL_BUCKETS, ("model",))
-        self.duration = Histogram(f"{p}_request_duration_seconds", "Request duration",
-                                  LATENCY_BUCKETS, ("model",))
-        self.isl = Histogram(f"{p}_input_sequence_tokens", "Input sequence length in tokens",
-                             TOKEN_BUCKETS, ("model",))
-        self.osl = Histogram(f"{p}_output_sequence_tokens", "Output sequence length in tokens",
-                             TOKEN_BUCKETS, ("model",))
-        self.output_tokens = Counter(f"{p}_output_tokens_total", "Output tokens generated",
-                                     ("model",))
-        self.cached_tokens = Histogram(f"{p}_cached_tokens", "Prompt tokens served from cache",
-                                       TOKEN_BUCKETS, ("model",))
-        self.model_ready = Gauge(f"{p}_model_ready", "1 when the model has live workers", ("model",))
+        self.disconnected = Counter(
+            f"{p}_disconnected_clients", "Clients that went away mid-request"
+        )
+        self.ttft = Histogram(
+            f"{p}_time_to_first_token_seconds", "Time to first token", LATENCY_BUCKETS, ("model",)
+        )
+        self.itl = Histogram(
+            f"{p}_inter_token_latency_seconds", "Inter-token latency", ITL_BUCKETS, ("model",)
+        )
+        self.duration = Histogram(
+            f"{p}_request_duration_seconds", "Request duration", LATENCY_BUCKETS, ("model",)
+        )
+        self.isl = Histogram(
+            f"{p}_input_sequence_tokens",
+            "Input sequence length in tokens",
+            TOKEN_BUCKETS,
+            ("model",),
+        )
+        self.osl = Histogram(
+            f"{p}_output_sequence_tokens",
+            "Output sequence length in tokens",
+            TOKEN_BUCKETS,
+            ("model",),
+        )
+        self.output_tokens = Counter(
+            f"{p}_output_tokens_total", "Output tokens generated", ("model",)
+        )
+        self.cached_tokens = Histogram(
+            f"{p}_cached_tokens", "Prompt tokens served from cache", TOKEN_BUCKETS, ("model",)
+        )
+        self.model_ready = Gauge(
+            f"{p}_model_ready", "1 when the model has live workers", ("model",)
+        )
         self.context_length = Gauge(f"{p}_model_context_length", "Model context length", ("model",))
-        self.kv_block_size = Gauge(f"{p}_model_kv_cache_block_size", "KV cache block size",
-                                   ("model",))
+        self.kv_block_size = Gauge(
+            f"{p}_model_kv_cache_block_size", "KV cache block size", ("model",)
+        )
         self._all: tuple[Counter | Histogram, ...] = (
-            self.requests_total, self.inflight, self.disconnected, self.ttft, self.itl,
-            self.duration, self.isl, self.osl, self.output_tokens, self.cached_tokens,
-            self.model_ready, self.context_length, self.kv_block_size,
+            self.requests_total,
+            self.inflight,
+            self.disconnected,
+            self.ttft,
+            self.itl,
+            self.duration,
+            self.isl,
+            self.osl,
+            self.output_tokens,
+            self.cached_tokens,
+            self.model_ready,
+            self.context_length,
+            self.kv_block_size,
         )
 
     def render(self) -> bytes:

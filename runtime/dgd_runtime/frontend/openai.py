@@ -13,9 +13,16 @@ from typing import Any, Final
 class ApiError(Exception):
     """An error answered with an OpenAI-style error body."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | int | None = None, err_type: str = "invalid_request_error",
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | int | None = None,
+        err_type: str = "invalid_request_error",
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -26,8 +33,14 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON error object: {"error": {"message", "type", "param", "code"}}."""
-        return {"error": {"message": self.message, "type": self.err_type,
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.err_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 def bad(param: str, message: str) -> ApiError:
@@ -64,20 +77,66 @@ class GenerationParams:
 
 
 # Accepted but without effect here (OpenAI clients send them routinely).
-_COMMON_IGNORED: Final = frozenset({
-    "user", "metadata", "store", "service_tier", "logit_bias", "suffix", "best_of",
-    "parallel_tool_calls", "tool_choice", "response_format", "modalities", "prediction",
-    "reasoning_effort", "audio", "web_search_options", "functions", "function_call",
-    "echo", "logprobs", "top_logprobs", "nvext", "repetition_penalty", "min_p",
-    "skip_special_tokens", "spaces_between_special_tokens", "documents", "continue_final_message",
-})
-_COMMON: Final = frozenset({
-    "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k",
-    "seed", "n", "presence_penalty", "frequency_penalty", "stop", "ignore_eos", "min_tokens",
-    "stop_token_ids",
-}) | _COMMON_IGNORED
-CHAT_FIELDS: Final = _COMMON | {"messages", "max_completion_tokens", "tools",
-                                "add_generation_prompt", "chat_template_kwargs"}
+_COMMON_IGNORED: Final = frozenset(
+    {
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "logit_bias",
+        "suffix",
+        "best_of",
+        "parallel_tool_calls",
+        "tool_choice",
+        "response_format",
+        "modalities",
+        "prediction",
+        "reasoning_effort",
+        "audio",
+        "web_search_options",
+        "functions",
+        "function_call",
+        "echo",
+        "logprobs",
+        "top_logprobs",
+        "nvext",
+        "repetition_penalty",
+        "min_p",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "documents",
+        "continue_final_message",
+    }
+)
+_COMMON: Final = (
+    frozenset(
+        {
+            "model",
+            "stream",
+            "stream_options",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "seed",
+            "n",
+            "presence_penalty",
+            "frequency_penalty",
+            "stop",
+            "ignore_eos",
+            "min_tokens",
+            "stop_token_ids",
+        }
+    )
+    | _COMMON_IGNORED
+)
+CHAT_FIELDS: Final = _COMMON | {
+    "messages",
+    "max_completion_tokens",
+    "tools",
+    "add_generation_prompt",
+    "chat_template_kwargs",
+}
 COMPLETION_FIELDS: Final = _COMMON | {"prompt"}
 
 
@@ -165,7 +224,8 @@ def _common(body: Any, allowed: frozenset[str]) -> GenerationParams:
     stop_ids = body.get("stop_token_ids")
     if stop_ids is not None:
         if not isinstance(stop_ids, list) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in stop_ids):
+            isinstance(t, int) and not isinstance(t, bool) for t in stop_ids
+        ):
             raise bad("stop_token_ids", "'stop_token_ids' must be a list of integers")
         params.stop_token_ids = list(stop_ids)
     return params
@@ -179,10 +239,15 @@ def _message_content(index: int, content: Any) -> str:
     if isinstance(content, list):
         parts: list[str] = []
         for j, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(
-                    part.get("text"), str):
-                raise bad(f"messages[{index}].content[{j}]",
-                          "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported")
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise bad(
+                    f"messages[{index}].content[{j}]",
+                    'only text content parts ({"type": "text", "text": ...}) are supported',
+                )
             parts.append(part["text"])
         return "".join(parts)
     raise bad(f"messages[{index}].content", "message content must be a string or a list of parts")
@@ -232,8 +297,11 @@ def parse_completion_request(body: Any) -> GenerationParams:
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
         params.prompt_text = prompt
-    elif isinstance(prompt, list) and prompt and all(
-            isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt):
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
+    ):
         params.prompt_ids = list(prompt)
     elif isinstance(prompt, list) and len(prompt) > 1:
         raise bad("prompt", "batched prompts are not supported; send one prompt per request")

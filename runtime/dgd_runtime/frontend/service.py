@@ -83,8 +83,9 @@ class _StreamFailedError(Exception):
 
 
 def _error_event(message: str, code: int) -> bytes:
-    body = orjson.dumps({"error": {"message": message, "type": "internal_error",
-                                   "param": None, "code": code}})
+    body = orjson.dumps(
+        {"error": {"message": message, "type": "internal_error", "param": None, "code": code}}
+    )
     return b"event: error\ndata: " + body + b"\n\n"
 
 
@@ -95,8 +96,9 @@ def _json(obj: Any) -> bytes:
 class Frontend:
     """HTTP request handler of the frontend (one instance per process)."""
 
-    def __init__(self, backend: Backend, *, metrics: FrontendMetrics | None = None,
-                 worker_retries: int = 1) -> None:
+    def __init__(
+        self, backend: Backend, *, metrics: FrontendMetrics | None = None, worker_retries: int = 1
+    ) -> None:
         self.backend = backend
         self.metrics = metrics or FrontendMetrics()
         self.worker_retries = worker_retries
@@ -122,8 +124,11 @@ class Frontend:
                 return
             known = any(path == request.path for _, path in self._routes)
             status = 405 if known else 404
-            msg = (f"method {request.method} not allowed on {request.path}" if known
-                   else f"no route {request.path}")
+            msg = (
+                f"method {request.method} not allowed on {request.path}"
+                if known
+                else f"no route {request.path}"
+            )
             self._send_error(conn, ApiError(status, msg, code=status))
             return
         await route(request, conn)
@@ -145,10 +150,20 @@ class Frontend:
         card = cards.get(name)
         if card is None:
             if name in self._ever_seen or not cards:
-                raise ApiError(503, f"no workers available for model '{name}'",
-                               err_type="service_unavailable", code=503, retry_after=1)
-            raise ApiError(404, f"model '{name}' not found; available: {sorted(cards)}",
-                           param="model", code="model_not_found", err_type="not_found_error")
+                raise ApiError(
+                    503,
+                    f"no workers available for model '{name}'",
+                    err_type="service_unavailable",
+                    code=503,
+                    retry_after=1,
+                )
+            raise ApiError(
+                404,
+                f"model '{name}' not found; available: {sorted(cards)}",
+                param="model",
+                code="model_not_found",
+                err_type="not_found_error",
+            )
         served = self._served.get(name)
         if served is not None and served.card == card:
             return served
@@ -169,8 +184,9 @@ class Frontend:
             # Build the detokenizer table off the event loop too (151k-token vocabularies).
             await loop.run_in_executor(None, make_detokenizer, prep.tokenizer)
         except ModelDirError as exc:
-            raise ApiError(500, f"model '{card.name}': {exc}", err_type="internal_error",
-                           code=500) from exc
+            raise ApiError(
+                500, f"model '{card.name}': {exc}", err_type="internal_error", code=500
+            ) from exc
         ctx = card.context_length or prep.context_length or 0
         served = ServedModel(card, prep, ctx, orjson.dumps(card.name))
         self._served[card.name] = served
@@ -191,25 +207,45 @@ class Frontend:
         cards = self._live_cards()
         for name in cards:
             self._ever_seen.add(name)
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "dgd"}
-                for name in sorted(cards)]
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "dgd"}
+            for name in sorted(cards)
+        ]
         conn.send(200, _json({"object": "list", "data": data}))
 
     async def _model_detail(self, request: Request, conn: Connection) -> None:
-        name = request.path[len("/v1/models/"):]
+        name = request.path[len("/v1/models/") :]
         ready = name.endswith("/ready")
         if ready:
             name = name[: -len("/ready")]
         card = self._live_cards().get(name)
         if card is None:
-            self._send_error(conn, ApiError(404, f"model '{name}' not found", param="model",
-                                            code="model_not_found", err_type="not_found_error"))
+            self._send_error(
+                conn,
+                ApiError(
+                    404,
+                    f"model '{name}' not found",
+                    param="model",
+                    code="model_not_found",
+                    err_type="not_found_error",
+                ),
+            )
             return
         if ready:
             conn.send(200, _json({"model": name, "ready": True}))
         else:
-            conn.send(200, _json({"id": name, "object": "model", "created": 0, "owned_by": "dgd",
-                                  "context_length": card.context_length}))
+            conn.send(
+                200,
+                _json(
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "dgd",
+                        "context_length": card.context_length,
+                    }
+                ),
+            )
 
     # -- health and metrics -------------------------------------------------------------------
     async def _health(self, request: Request, conn: Connection) -> None:
@@ -218,16 +254,24 @@ class Frontend:
             self.metrics.model_ready.set(name, value=1.0 if name in cards else 0.0)
         instances_of = getattr(self.backend, "instances", None)
         instances = [
-            {"namespace": i.namespace, "component": i.component, "endpoint": i.endpoint,
-             "instance_id": i.instance_id, "model": i.model.name}
+            {
+                "namespace": i.namespace,
+                "component": i.component,
+                "endpoint": i.endpoint,
+                "instance_id": i.instance_id,
+                "model": i.model.name,
+            }
             for i in (instances_of() if callable(instances_of) else [])
         ]
         if cards:
-            conn.send(200, _json({"status": "healthy", "models": sorted(cards),
-                                  "instances": instances}))
+            conn.send(
+                200, _json({"status": "healthy", "models": sorted(cards), "instances": instances})
+            )
         else:
-            conn.send(503, _json({"status": "unhealthy", "message": "No endpoints available",
-                                  "models": []}))
+            conn.send(
+                503,
+                _json({"status": "unhealthy", "message": "No endpoints available", "models": []}),
+            )
 
     async def _live(self, request: Request, conn: Connection) -> None:
         conn.send(200, b'{"status":"live","message":"Service is live"}')
@@ -250,16 +294,18 @@ class Frontend:
                 body = orjson.loads(request.body)
             except orjson.JSONDecodeError as exc:
                 raise bad("body", f"request body is not valid JSON: {exc}") from None
-            params = (parse_chat_request(body) if endpoint == CHAT
-                      else parse_completion_request(body))
+            params = (
+                parse_chat_request(body) if endpoint == CHAT else parse_completion_request(body)
+            )
             request_type = "stream" if params.stream else "unary"
             served = await self.resolve_model(params.model)
             model_label = served.card.name
             prompt_ids = self._tokenize(served, params)
             preq = self._engine_request(served, params, prompt_ids)
         except ApiError as err:
-            self.metrics.requests_total.inc(model_label, endpoint, request_type, "error",
-                                            err.err_type)
+            self.metrics.requests_total.inc(
+                model_label, endpoint, request_type, "error", err.err_type
+            )
             self._send_error(conn, err)
             return
         metrics = self.metrics
@@ -291,8 +337,11 @@ class Frontend:
             else:
                 try:
                     text = prep.chat_template.render(
-                        params.messages, add_generation_prompt=params.add_generation_prompt,
-                        tools=params.tools, extra=params.chat_template_kwargs)
+                        params.messages,
+                        add_generation_prompt=params.add_generation_prompt,
+                        tools=params.tools,
+                        extra=params.chat_template_kwargs,
+                    )
                 except ChatTemplateError as exc:
                     raise bad("messages", str(exc)) from None
             # Raw completion prompts get the tokenizer's BOS etc.; chat templates add their own.
@@ -300,47 +349,74 @@ class Frontend:
         ctx = served.context_length
         if ctx:
             if len(ids) >= ctx:
-                raise ApiError(400, f"the prompt has {len(ids)} tokens, but the model's context "
-                                    f"length is {ctx} tokens", param="messages"
-                               if params.prompt_ids is None and params.prompt_text is None
-                               else "prompt", code="context_length_exceeded")
+                raise ApiError(
+                    400,
+                    f"the prompt has {len(ids)} tokens, but the model's context "
+                    f"length is {ctx} tokens",
+                    param="messages"
+                    if params.prompt_ids is None and params.prompt_text is None
+                    else "prompt",
+                    code="context_length_exceeded",
+                )
             room = ctx - len(ids)
             if params.max_tokens is None:
                 params.max_tokens = room
             elif params.max_tokens > room:
-                raise ApiError(400, f"max_tokens ({params.max_tokens}) + prompt tokens "
-                                    f"({len(ids)}) exceeds the context length ({ctx})",
-                               param="max_tokens", code="context_length_exceeded")
+                raise ApiError(
+                    400,
+                    f"max_tokens ({params.max_tokens}) + prompt tokens "
+                    f"({len(ids)}) exceeds the context length ({ctx})",
+                    param="max_tokens",
+                    code="context_length_exceeded",
+                )
         elif params.max_tokens is None:
             params.max_tokens = 4096
         return ids
 
     @staticmethod
-    def _engine_request(served: ServedModel, params: GenerationParams,
-                        prompt_ids: list[int]) -> PreprocessedRequest:
+    def _engine_request(
+        served: ServedModel, params: GenerationParams, prompt_ids: list[int]
+    ) -> PreprocessedRequest:
         sampling = SamplingOptions(
-            max_tokens=params.max_tokens, min_tokens=params.min_tokens,
-            temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-            seed=params.seed, ignore_eos=params.ignore_eos,
+            max_tokens=params.max_tokens,
+            min_tokens=params.min_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            seed=params.seed,
+            ignore_eos=params.ignore_eos,
             stop_token_ids=list(params.stop_token_ids),
-            frequency_penalty=params.frequency_penalty, presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
         )
         return PreprocessedRequest(
-            request_id=uuid.uuid4().hex, model=served.card.name, token_ids=prompt_ids,
-            sampling=sampling, eos_token_ids=list(served.prep.eos_token_ids),
+            request_id=uuid.uuid4().hex,
+            model=served.card.name,
+            token_ids=prompt_ids,
+            sampling=sampling,
+            eos_token_ids=list(served.prep.eos_token_ids),
         )
 
     # -- the token loop -------------------------------------------------------------------------
-    async def _run(self, conn: Connection, served: ServedModel, params: GenerationParams,
-                   preq: PreprocessedRequest, endpoint: str) -> None:
+    async def _run(
+        self,
+        conn: Connection,
+        served: ServedModel,
+        params: GenerationParams,
+        preq: PreprocessedRequest,
+        endpoint: str,
+    ) -> None:
         t_start = time.perf_counter()
         created = int(time.time())
         chat = endpoint == CHAT
         rid = ("chatcmpl-" if chat else "cmpl-") + preq.request_id
         stream = params.stream
         head = b'{"id":"%s","object":"%s","created":%d,"model":%s,"choices":[' % (
-            rid.encode(), b"chat.completion.chunk" if chat else b"text_completion", created,
-            served.json_name)
+            rid.encode(),
+            b"chat.completion.chunk" if chat else b"text_completion",
+            created,
+            served.json_name,
+        )
         if chat:
             first_pre = b"data: " + head + b'{"index":0,"delta":{"role":"assistant","content":'
             tok_pre = b"data: " + head + b'{"index":0,"delta":{"content":'
@@ -373,8 +449,14 @@ class Frontend:
                 async for out in agen:
                     ids = out.token_ids
                     reason = out.finish_reason
-                    if (reason is None and started and fast and len(ids) == 1
-                            and n_out + 1 < max_tokens and out.error is None):
+                    if (
+                        reason is None
+                        and started
+                        and fast
+                        and len(ids) == 1
+                        and n_out + 1 < max_tokens
+                        and out.error is None
+                    ):
                         # The common case, kept short: one token, nothing special.
                         n_out += 1
                         text = detok_add(ids)
@@ -445,29 +527,40 @@ class Frontend:
                             pieces.append(text)
             except RequestTooLargeError as exc:
                 # Raised before anything is sent, so the client still gets a plain 400.
-                raise ApiError(400, f"request too large: {exc}", param="messages",
-                               code="request_too_large") from None
+                raise ApiError(
+                    400, f"request too large: {exc}", param="messages", code="request_too_large"
+                ) from None
             except (NoWorkersError, WorkerLostError, RequestCancelled) as exc:
-                if not started and attempts < self.worker_retries and not isinstance(
-                        exc, NoWorkersError):
+                if (
+                    not started
+                    and attempts < self.worker_retries
+                    and not isinstance(exc, NoWorkersError)
+                ):
                     attempts += 1
                     continue  # nothing sent yet: try another worker
                 if not started:
                     if isinstance(exc, NoWorkersError):
-                        raise ApiError(503, f"no workers available for model '{model}'",
-                                       err_type="service_unavailable", code=503,
-                                       retry_after=1) from None
-                    raise ApiError(502, f"worker failed: {exc}", err_type="internal_error",
-                                   code=502) from None
+                        raise ApiError(
+                            503,
+                            f"no workers available for model '{model}'",
+                            err_type="service_unavailable",
+                            code=503,
+                            retry_after=1,
+                        ) from None
+                    raise ApiError(
+                        502, f"worker failed: {exc}", err_type="internal_error", code=502
+                    ) from None
                 if not stream:
-                    raise ApiError(502, f"worker failed: {exc}", err_type="internal_error",
-                                   code=502) from None
+                    raise ApiError(
+                        502, f"worker failed: {exc}", err_type="internal_error", code=502
+                    ) from None
                 self._fail_stream(conn, stream, f"worker failed mid-stream: {exc}", 502)
                 raise _StreamFailedError(str(exc), 502) from None
             except _StreamFailedError as exc:
                 if not started or not stream:
-                    raise ApiError(exc.code, exc.message, err_type="internal_error",
-                                   code=exc.code) from None
+                    raise ApiError(
+                        exc.code, exc.message, err_type="internal_error", code=exc.code
+                    ) from None
                 self._fail_stream(conn, stream, exc.message, exc.code)
                 raise
             finally:
@@ -488,9 +581,11 @@ class Frontend:
         if not started:
             t_first = time.perf_counter()
         t_end = time.perf_counter()
-        usage: dict[str, Any] = {"prompt_tokens": len(preq.token_ids),
-                                 "completion_tokens": n_out,
-                                 "total_tokens": len(preq.token_ids) + n_out}
+        usage: dict[str, Any] = {
+            "prompt_tokens": len(preq.token_ids),
+            "completion_tokens": n_out,
+            "total_tokens": len(preq.token_ids) + n_out,
+        }
         if cached is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}
 
@@ -511,15 +606,30 @@ class Frontend:
             if chat:
                 delta = (b'{"content":' + orjson.dumps(tail) + b"}") if tail else b"{}"
                 if first_pre is not tok_pre:
-                    delta = (b'{"role":"assistant","content":' + orjson.dumps(tail) + b"}")
-                last = (b"data: " + head + b'{"index":0,"delta":' + delta
-                        + b',"logprobs":null,"finish_reason":' + fin + b"}]}\n\n")
+                    delta = b'{"role":"assistant","content":' + orjson.dumps(tail) + b"}"
+                last = (
+                    b"data: "
+                    + head
+                    + b'{"index":0,"delta":'
+                    + delta
+                    + b',"logprobs":null,"finish_reason":'
+                    + fin
+                    + b"}]}\n\n"
+                )
             else:
-                last = (b"data: " + head + b'{"index":0,"text":' + orjson.dumps(tail)
-                        + b',"logprobs":null,"finish_reason":' + fin + b"}]}\n\n")
+                last = (
+                    b"data: "
+                    + head
+                    + b'{"index":0,"text":'
+                    + orjson.dumps(tail)
+                    + b',"logprobs":null,"finish_reason":'
+                    + fin
+                    + b"}]}\n\n"
+                )
             if params.include_usage:
-                conn.stream(last, b"data: " + head + b'],"usage":' + orjson.dumps(usage)
-                            + b"}\n\n", DONE)
+                conn.stream(
+                    last, b"data: " + head + b'],"usage":' + orjson.dumps(usage) + b"}\n\n", DONE
+                )
             else:
                 conn.stream(last, DONE)
             conn.end_stream()
@@ -527,15 +637,27 @@ class Frontend:
         pieces.append(tail)
         text = "".join(pieces)
         if chat:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant",
-                                                             "content": text},
-                                      "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-        conn.send(200, orjson.dumps({
-            "id": rid, "object": "chat.completion" if chat else "text_completion",
-            "created": created, "model": model, "choices": [choice], "usage": usage,
-        }))
+        conn.send(
+            200,
+            orjson.dumps(
+                {
+                    "id": rid,
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            ),
+        )
 
     @staticmethod
     def _fail_stream(conn: Connection, stream: bool, message: str, code: int) -> None:

@@ -36,7 +36,9 @@ def _strftime_now(fmt: str) -> str:
 @functools.cache
 def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
         extensions=["jinja2.ext.loopcontrols"],
     )
     env.filters["tojson"] = _tojson

@@ -89,9 +89,7 @@ class ByteTable:
         spec = json.loads(tokenizer.to_str())
         if not _is_byte_level(spec.get("decoder")):
             return None
-        specials = {
-            int(t["id"]) for t in spec.get("added_tokens", []) if t.get("special")
-        }
+        specials = {int(t["id"]) for t in spec.get("added_tokens", []) if t.get("special")}
         vocab = tokenizer.get_vocab(with_added_tokens=True)
         size = max(vocab.values(), default=-1) + 1
         pieces = [b""] * size
@@ -140,8 +138,12 @@ class PrefixOffsetDetokenizer:
 
     __slots__ = ("_ids", "_prefix", "_read", "_skip", "_tokenizer")
 
-    def __init__(self, tokenizer: Tokenizer, context_ids: Sequence[int] = (),
-                 skip_special_tokens: bool = True) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        context_ids: Sequence[int] = (),
+        skip_special_tokens: bool = True,
+    ) -> None:
         self._tokenizer = tokenizer
         self._skip = skip_special_tokens
         # A few prompt tokens of context so the first output token decodes as it would mid-text
@@ -156,11 +158,11 @@ class PrefixOffsetDetokenizer:
     def add(self, token_ids: Sequence[int]) -> str:
         """Append `token_ids`; return the newly stable text."""
         self._ids.extend(token_ids)
-        prefix_text = self._decode(self._ids[self._prefix:self._read])
-        full_text = self._decode(self._ids[self._prefix:])
+        prefix_text = self._decode(self._ids[self._prefix : self._read])
+        full_text = self._decode(self._ids[self._prefix :])
         if len(full_text) > len(prefix_text) and not full_text.endswith(REPLACEMENT_CHAR):
             # Compare on the common prefix: a later token may legitimately rewrite nothing before.
-            delta = full_text[len(prefix_text):]
+            delta = full_text[len(prefix_text) :]
             self._prefix = self._read
             self._read = len(self._ids)
             return delta
@@ -168,13 +170,15 @@ class PrefixOffsetDetokenizer:
 
     def flush(self) -> str:
         """Emit whatever is still pending (possibly ending in U+FFFD)."""
-        prefix_text = self._decode(self._ids[self._prefix:self._read])
-        full_text = self._decode(self._ids[self._prefix:])
+        prefix_text = self._decode(self._ids[self._prefix : self._read])
+        full_text = self._decode(self._ids[self._prefix :])
         self._prefix = self._read = len(self._ids)
-        return full_text[len(prefix_text):] if len(full_text) > len(prefix_text) else ""
+        return full_text[len(prefix_text) :] if len(full_text) > len(prefix_text) else ""
 
 
-def make_detokenizer(tokenizer: Tokenizer, prompt_ids: Sequence[int] = ()) -> IncrementalDetokenizer:
+def make_detokenizer(
+    tokenizer: Tokenizer, prompt_ids: Sequence[int] = ()
+) -> IncrementalDetokenizer:
     """The fastest correct incremental detokenizer for `tokenizer`."""
     table = byte_table_for(tokenizer)
     if table is not None:

@@ -63,8 +63,9 @@ class ModelPreprocessor:
         return str(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
 
-def _eos_ids(tokenizer: Tokenizer, tok_cfg: dict[str, Any], gen_cfg: dict[str, Any],
-             cfg: dict[str, Any]) -> tuple[int, ...]:
+def _eos_ids(
+    tokenizer: Tokenizer, tok_cfg: dict[str, Any], gen_cfg: dict[str, Any], cfg: dict[str, Any]
+) -> tuple[int, ...]:
     ids: list[int] = []
     eos_text = _token_text(tok_cfg.get("eos_token"))
     if eos_text is not None:
@@ -87,8 +88,9 @@ def _ascii_variant(tokenizer: Tokenizer) -> Tokenizer | None:
     if not isinstance(norm, dict):
         return None
     parts = norm.get("normalizers") if norm.get("type") == "Sequence" else [norm]
-    if not parts or not all(isinstance(p, dict) and p.get("type") in _ASCII_IDENTITY_NORMALIZERS
-                            for p in parts):
+    if not parts or not all(
+        isinstance(p, dict) and p.get("type") in _ASCII_IDENTITY_NORMALIZERS for p in parts
+    ):
         return None
     spec["normalizer"] = None
     return Tokenizer.from_str(json.dumps(spec))

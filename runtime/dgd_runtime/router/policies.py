@@ -20,8 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dgd_runtime.kv.hashing import block_hashes
 from dgd_runtime.protocol import KvEvent, PreprocessedRequest, WorkerInstance
-from dgd_runtime.router.hashing import block_hashes
 from dgd_runtime.router.prefix_index import PrefixIndex
 
 ROUTER_MODES = ("round-robin", "random", "kv")

@@ -21,6 +21,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from dgd_runtime.engines.base import Engine
 from dgd_runtime.protocol import (
     FINISH_ERROR,
     EngineOutput,
@@ -31,7 +32,6 @@ from dgd_runtime.protocol import (
 from dgd_runtime.transport import wire
 from dgd_runtime.transport.fastsub import subscribe_direct
 from dgd_runtime.transport.subjects import control_subject
-from dgd_runtime.workers.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -37,5 +37,6 @@ def render(template: str, **values: Any) -> str:
 
 
 def launch_helper_source(module: str) -> str:
-    """Source text of a stdlib/ray-only helper in `dgd_runtime.launch` (shipped via ConfigMap)."""
-    return resources.files("dgd_runtime.launch").joinpath(f"{module}.py").read_text(encoding="utf-8")
+    """Source text of a stdlib/ray-only helper in `launch/` (shipped in a ConfigMap, not imported)."""
+    source = resources.files(f"{__package__}.launch").joinpath(f"{module}.py")
+    return source.read_text(encoding="utf-8")

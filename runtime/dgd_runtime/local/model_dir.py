@@ -2,7 +2,7 @@
 
 The tokenizer is a byte-level BPE trained with the ``tokenizers`` library on a few hundred
 generated pseudo-words, so it encodes any text, round-trips exactly, and is small enough to
-load in milliseconds. Usage: ``python -m dgd_runtime.testing.model_dir OUT_DIR``.
+load in milliseconds. Usage: ``python -m dgd_runtime.local.model_dir OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -167,10 +167,10 @@ def build_model_dir(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m dgd_runtime.testing.model_dir OUT_DIR [NAME]``."""
+    """CLI: ``python -m dgd_runtime.local.model_dir OUT_DIR [NAME]``."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m dgd_runtime.testing.model_dir OUT_DIR [NAME]", file=sys.stderr)
+        print("usage: python -m dgd_runtime.local.model_dir OUT_DIR [NAME]", file=sys.stderr)
         return 2
     path = build_model_dir(args[0], name=args[1] if len(args) > 1 else "dgd-tiny")
     print(path)

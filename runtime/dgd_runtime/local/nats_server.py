@@ -1,4 +1,4 @@
-"""Run a real nats-server (JetStream on, loopback only) for tests and benchmarks."""
+"""Run a real nats-server (JetStream on, loopback only) for `dgd serve`, tests and benchmarks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m dgd_runtime.worker``: serve an engine (the mock engine today) over NATS.
+"""``python -m dgd_runtime.worker``: serve an engine over NATS (``--engine``, default ``mock``).
 
 Environment (what the operator sets): ``NATS_SERVER``, ``DYN_NAMESPACE`` (+
 ``DYN_NAMESPACE_WORKER_SUFFIX``), ``DYN_COMPONENT`` (component *type*: ``prefill`` workers serve
@@ -12,67 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dgd_runtime.engines.base import EngineSpec, ModelInfo
+from dgd_runtime.engines.registry import EngineError, engine_names, load_engine
 from dgd_runtime.protocol import ModelCard
+from dgd_runtime.worker.model_dir import read_model_dir
 
 log = logging.getLogger("dgd_runtime.worker")
-
-
-@dataclass(slots=True, frozen=True)
-class ModelInfo:
-    """What the worker reads from a local HF-style model directory."""
-
-    path: str
-    context_length: int
-    vocab_size: int
-    """Ids the mock engine may emit: the tokenizer's base vocabulary (no special tokens)."""
-    eos_token_ids: tuple[int, ...]
-
-
-def read_model_dir(model_path: str) -> ModelInfo:
-    """Read config.json (context length, vocab size, eos) and tokenizer.json (vocab) of a dir."""
-    root = Path(model_path)
-    config_file = root / "config.json"
-    if not config_file.is_file():
-        raise ValueError(
-            f"--model-path {model_path}: no config.json (need a local HF-style model dir)"
-        )
-    config: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
-    context = int(
-        config.get("max_position_embeddings")
-        or config.get("max_sequence_length")
-        or config.get("seq_length")
-        or 4096
-    )
-    vocab = int(config.get("vocab_size") or 32000)
-    eos_raw = config.get("eos_token_id")
-    gen_file = root / "generation_config.json"
-    if gen_file.is_file():
-        gen = json.loads(gen_file.read_text(encoding="utf-8"))
-        eos_raw = gen.get("eos_token_id", eos_raw)
-    eos: tuple[int, ...]
-    if isinstance(eos_raw, list):
-        eos = tuple(int(x) for x in eos_raw)
-    elif eos_raw is None:
-        eos = ()
-    else:
-        eos = (int(eos_raw),)
-    tok_file = root / "tokenizer.json"
-    if tok_file.is_file():
-        from tokenizers import Tokenizer
-
-        base = int(Tokenizer.from_file(str(tok_file)).get_vocab_size(with_added_tokens=False))
-        if base > 0:
-            vocab = min(vocab, base)
-    return ModelInfo(str(root), context, vocab, eos)
 
 
 def parse_endpoint(value: str, namespace: str, component: str) -> tuple[str, str, str]:
@@ -98,7 +50,7 @@ def default_component() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The worker's command line."""
+    """The worker's generic command line (the chosen engine adds its own group)."""
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m dgd_runtime.worker", description=__doc__)
     p.add_argument(
@@ -111,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="name clients use (default: --model-path as given)",
     )
-    p.add_argument("--engine", choices=["mock"], default="mock")
+    p.add_argument(
+        "--engine",
+        default="mock",
+        help=f"the engine to serve: {' | '.join(engine_names())} (default mock)",
+    )
     p.add_argument(
         "--namespace",
         default=None,
@@ -134,65 +90,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registration-ttl", type=float, default=3.0)
     p.add_argument("--instance-id", default="")
     p.add_argument(
-        "--context-length", "--max-model-len", dest="context_length", type=int, default=None
-    )
-    mock = p.add_argument_group("mock engine")
-    mock.add_argument("--speedup-ratio", type=float, default=1.0)
-    mock.add_argument("--block-size", type=int, default=64)
-    mock.add_argument(
-        "--num-gpu-blocks",
-        "--num-gpu-blocks-override",
-        dest="num_gpu_blocks",
+        "--context-length",
+        "--max-model-len",
+        dest="context_length",
         type=int,
-        default=16384,
-    )
-    mock.add_argument("--max-num-seqs", type=int, default=256)
-    mock.add_argument("--max-num-batched-tokens", type=int, default=8192)
-    mock.add_argument(
-        "--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True
+        default=None,
+        help="longest prompt plus output (default: the model's)",
     )
     p.add_argument("--log-level", default=env("DYN_LOG") or "info")
     return p
 
 
-async def run_worker(args: argparse.Namespace) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code."""
-    from dgd_runtime.engines.mock import MockEngine, MockEngineConfig
-    from dgd_runtime.system_server import SystemServer
-    from dgd_runtime.workers.service import Worker, WorkerSettings
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, EngineSpec]:
+    """Parse the command line in two passes: ``--engine`` first, then with its options.
 
-    info = read_model_dir(args.model_path)
-    namespace, component, endpoint = parse_endpoint(
-        args.endpoint, args.namespace or default_namespace(), args.component or default_component()
-    )
-    context = args.context_length or info.context_length
-    engine = MockEngine(
-        MockEngineConfig(
-            block_size=args.block_size,
-            num_gpu_blocks=args.num_gpu_blocks,
-            max_num_seqs=args.max_num_seqs,
-            max_num_batched_tokens=args.max_num_batched_tokens,
-            speedup_ratio=args.speedup_ratio,
-            enable_prefix_caching=args.enable_prefix_caching,
-            vocab_size=info.vocab_size,
-            context_length=context,
-        )
-    )
-    card = ModelCard(
+    Raises :class:`~dgd_runtime.engines.registry.EngineError` for an unknown or unavailable
+    engine (before any other option is checked, so the message names the real problem).
+    """
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--engine", default="mock")
+    chosen, _ = chooser.parse_known_args(argv)
+    spec = load_engine(chosen.engine)
+    parser = build_parser()
+    spec.add_cli_arguments(parser)
+    return parser.parse_args(argv), spec
+
+
+def initial_card(args: argparse.Namespace, model: ModelInfo) -> ModelCard:
+    """The card before the engine starts; the worker fills in the engine's limits at start."""
+    context = args.context_length or model.context_length
+    return ModelCard(
         name=args.model_name or args.model_path,
         model_path=str(Path(args.model_path).resolve()),
         context_length=context,
-        kv_block_size=args.block_size,
-        extra={
-            "engine": args.engine,
-            "total_kv_blocks": args.num_gpu_blocks,
-            "max_num_seqs": args.max_num_seqs,
-            "eos_token_ids": list(info.eos_token_ids),
-        },
+        kv_block_size=0,
+        extra={"engine": args.engine, "eos_token_ids": list(model.eos_token_ids)},
     )
+
+
+async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    from dgd_runtime.worker.service import Worker, WorkerSettings
+    from dgd_runtime.worker.system_server import SystemServer
+
+    model = read_model_dir(args.model_path)
+    namespace, component, endpoint = parse_endpoint(
+        args.endpoint, args.namespace or default_namespace(), args.component or default_component()
+    )
+    engine = spec.from_cli(args, model)
     worker = Worker(
         engine,
-        card,
+        initial_card(args, model),
         WorkerSettings(
             nats_url=args.nats_server,
             namespace=namespace,
@@ -243,7 +191,11 @@ async def run_worker(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    args = build_parser().parse_args(argv)
+    try:
+        args, spec = parse_args(argv)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -255,11 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a runtime dependency on Linux
         runner = asyncio.run
     try:
-        return int(runner(run_worker(args)))
+        return int(runner(run_worker(args, spec)))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

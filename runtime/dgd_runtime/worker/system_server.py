@@ -3,7 +3,9 @@
 ``/live`` answers 200 while the process runs; ``/health`` answers 200 ``{"status": "ready"}``
 once the worker is registered and its engine ready, else 503 ``notready`` (so a pod is
 taken out of rotation while it starts or drains). Metrics are collected at scrape time from
-the worker's counters, so serving requests costs nothing extra.
+the worker's counters, so serving requests costs nothing extra. The engine decides which
+engine metrics appear (:class:`~dgd_runtime.engines.base.PublishesLoadMetrics` names, or its
+own :class:`~dgd_runtime.engines.base.MetricsSource`); nothing here is specific to one engine.
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dgd_runtime.engines.base import (
+    EngineMetricNames,
+    EngineStats,
+    MetricsSource,
+    PublishesLoadMetrics,
+)
 from dgd_runtime.transport.server import StreamRecord
 
 if TYPE_CHECKING:
-    from dgd_runtime.workers.service import Worker
+    from dgd_runtime.worker.service import Worker
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -63,7 +71,7 @@ _ITL_BUCKETS = (
 
 
 class WorkerCollector(Collector):
-    """Prometheus view of one worker (Dynamo component names plus vLLM-compatible ones)."""
+    """Prometheus view of one worker: Dynamo's component metrics plus the engine's own."""
 
     def __init__(self, worker: Worker, engine_name: str) -> None:
         """Collect from ``worker``."""
@@ -125,27 +133,39 @@ class WorkerCollector(Collector):
             names,
             vals,
         )
-        st = w.engine.stats()
-        vl = ["engine", "model_name"]
-        vv = [self._engine_name, w.card.name]
-        yield gauge("vllm:num_requests_running", "Sequences in the batch", st.num_running, vl, vv)
-        yield gauge("vllm:num_requests_waiting", "Sequences waiting", st.num_waiting, vl, vv)
-        yield gauge("vllm:kv_cache_usage_perc", "KV cache usage (0-1)", st.kv_usage, vl, vv)
-        yield gauge("vllm:gpu_cache_usage_perc", "KV cache usage (0-1)", st.kv_usage, vl, vv)
-        m = CounterMetricFamily("vllm:num_preemptions", "Preemptions", labels=vl)
-        m.add_metric(vv, st.num_preemptions)
-        yield m
-        m = CounterMetricFamily("vllm:prompt_tokens", "Prompt tokens", labels=vl)
-        m.add_metric(vv, st.prompt_tokens_total)
-        yield m
-        m = CounterMetricFamily("vllm:generation_tokens", "Generated tokens", labels=vl)
-        m.add_metric(vv, st.generated_tokens_total)
-        yield m
-        m = CounterMetricFamily(
-            "vllm:prefix_cache_hits", "Prompt tokens served from cache", labels=vl
-        )
-        m.add_metric(vv, st.cached_prompt_tokens_total)
-        yield m
+        engine = w.engine
+        if isinstance(engine, PublishesLoadMetrics):
+            yield from _load_metrics(engine.metric_names, engine.stats(), self._engine_name, w)
+        if isinstance(engine, MetricsSource):
+            yield from engine.collect_metrics()
+
+
+def _load_metrics(
+    names: EngineMetricNames, st: EngineStats, engine_name: str, w: Worker
+) -> Iterator[Metric]:
+    """The engine's load counters under the names the engine chose."""
+    labels = ["engine", "model_name"]
+    values = [engine_name, w.card.name]
+    gauges = [
+        (names.running, "Sequences in the batch", st.num_running),
+        (names.waiting, "Sequences waiting", st.num_waiting),
+    ] + [(name, "KV cache usage (0-1)", st.kv_usage) for name in names.kv_usage]
+    for name, doc, value in gauges:
+        if name is not None:
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            g.add_metric(values, value)
+            yield g
+    counters = [
+        (names.preemptions, "Preemptions", st.num_preemptions),
+        (names.prompt_tokens, "Prompt tokens", st.prompt_tokens_total),
+        (names.generation_tokens, "Generated tokens", st.generated_tokens_total),
+        (names.prefix_cache_hits, "Prompt tokens served from cache", st.cached_prompt_tokens_total),
+    ]
+    for name, doc, value in counters:
+        if name is not None:
+            c = CounterMetricFamily(name, doc, labels=labels)
+            c.add_metric(values, value)
+            yield c
 
 
 class SystemServer:
@@ -158,29 +178,33 @@ class SystemServer:
         self.port = port
         self.registry = CollectorRegistry()
         self.registry.register(WorkerCollector(worker, engine_name))
+        engine = worker.engine
+        names = (
+            engine.metric_names if isinstance(engine, PublishesLoadMetrics) else EngineMetricNames()
+        )
         labels = {"engine": engine_name, "model_name": worker.card.name}
-        names = list(labels)
-        self._ttft = Histogram(
-            "vllm:time_to_first_token_seconds",
+
+        def histogram(name: str | None, doc: str, buckets: tuple[float, ...]) -> Any:
+            if name is None:
+                return None
+            hist = Histogram(name, doc, list(labels), buckets=buckets, registry=self.registry)
+            return hist.labels(**labels)
+
+        self._ttft = histogram(
+            names.time_to_first_token,
             "Time from request arrival at the worker to its first token",
-            names,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        ).labels(**labels)
-        self._itl = Histogram(
-            "vllm:inter_token_latency_seconds",
+            _LATENCY_BUCKETS,
+        )
+        self._itl = histogram(
+            names.inter_token_latency,
             "Mean time between tokens of a request",
-            names,
-            buckets=_ITL_BUCKETS,
-            registry=self.registry,
-        ).labels(**labels)
-        self._e2e = Histogram(
-            "vllm:e2e_request_latency_seconds",
+            _ITL_BUCKETS,
+        )
+        self._e2e = histogram(
+            names.e2e_latency,
             "Time from request arrival at the worker to its end",
-            names,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        ).labels(**labels)
+            _LATENCY_BUCKETS,
+        )
         worker.stream_observers.append(self._observe)
         self._runner: web.AppRunner | None = None
         self._started = time.time()
@@ -188,11 +212,13 @@ class SystemServer:
         self.health_path = os.environ.get("DYN_SYSTEM_HEALTH_PATH", "/health")
 
     def _observe(self, record: StreamRecord) -> None:
-        self._e2e.observe(record.duration_s)
+        if self._e2e is not None:
+            self._e2e.observe(record.duration_s)
         ttft = record.time_to_first_token_s
         if ttft is not None:
-            self._ttft.observe(ttft)
-            if record.tokens > 1:
+            if self._ttft is not None:
+                self._ttft.observe(ttft)
+            if self._itl is not None and record.tokens > 1:
                 self._itl.observe((record.duration_s - ttft) / (record.tokens - 1))
 
     async def start(self) -> None:

@@ -2,7 +2,8 @@
 
 They are deliberately standalone (stdlib, plus `ray` for the Ray helpers): the operator ships
 their source in the per-DGD launch-scripts ConfigMap so they also run in engine images that
-do not contain `dgd_runtime` (e.g. NVIDIA's vllm-runtime), as `python3 /scripts/<key>`.
+do not contain this project (e.g. NVIDIA's vllm-runtime), as `python3 /scripts/<key>`. The
+operator never imports them: `builders/backends/scripts.py` reads them as source text.
 
 * `wait_tcp`: block until host:port targets accept TCP (worker -> leader, leader -> workers).
 * `ray_wait`: on the Ray leader, block until all N nodes joined with their GPUs.

@@ -14,6 +14,7 @@ otherwise an EOS or stop token ends the request (after ``min_tokens``).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -21,8 +22,17 @@ import zlib
 from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Final
 
-from dgd_runtime.engines.kv_cache import KvCacheManager, SequenceBlocks
+from dgd_runtime.engines.base import (
+    EngineLimits,
+    EngineMetricNames,
+    EngineStats,
+    KvEventSink,
+    ModelInfo,
+)
+from dgd_runtime.engines.mock.kv_cache import KvCacheManager, SequenceBlocks
+from dgd_runtime.engines.mock.timing import MockTiming
 from dgd_runtime.protocol import (
     FINISH_CANCELLED,
     FINISH_ERROR,
@@ -31,47 +41,12 @@ from dgd_runtime.protocol import (
     EngineOutput,
     PreprocessedRequest,
 )
-from dgd_runtime.workers.engine import EngineStats, KvEventSink
 
 log = logging.getLogger(__name__)
 
 _LCG_MUL = 6364136223846793005
 _LCG_INC = 1442695040888963407
 _MASK64 = (1 << 64) - 1
-
-
-@dataclass(slots=True)
-class MockTiming:
-    """Simulated step times in milliseconds (before ``speedup_ratio``).
-
-    Calibrated on Dynamo's mocker (reference machine, speedup 1): decode 5.75 ms at batch 1 and
-    6.8 ms at batch 64; a 113-token prefill ~20 ms alone and ~150 ms for 64 of them in one
-    batch (so prefill is mostly linear in batched tokens, with a small per-sequence quadratic
-    attention term that matters for long prompts). A step that both prefills and decodes
-    costs the sum of both parts.
-    """
-
-    decode_base_ms: float = 5.73
-    decode_per_seq_ms: float = 0.0167
-    prefill_base_ms: float = 18.0
-    prefill_per_token_ms: float = 0.0188
-    prefill_per_token_sq_ms: float = 1.0e-6
-
-    def step_ms(self, num_decode: int, prefill_tokens: int, prefill_sq_sum: int = 0) -> float:
-        """Time of one step decoding ``num_decode`` sequences and prefilling some tokens.
-
-        ``prefill_sq_sum`` is the sum over prefilling sequences of (new tokens)^2.
-        """
-        ms = 0.0
-        if num_decode:
-            ms += self.decode_base_ms + self.decode_per_seq_ms * num_decode
-        if prefill_tokens:
-            ms += (
-                self.prefill_base_ms
-                + self.prefill_per_token_ms * prefill_tokens
-                + self.prefill_per_token_sq_ms * prefill_sq_sum
-            )
-        return ms
 
 
 @dataclass(slots=True)
@@ -144,8 +119,28 @@ class _Seq:
         self.first_sent = False
 
 
+VLLM_METRIC_NAMES: Final = EngineMetricNames(
+    running="vllm:num_requests_running",
+    waiting="vllm:num_requests_waiting",
+    kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    preemptions="vllm:num_preemptions",
+    prompt_tokens="vllm:prompt_tokens",
+    generation_tokens="vllm:generation_tokens",
+    prefix_cache_hits="vllm:prefix_cache_hits",
+    time_to_first_token="vllm:time_to_first_token_seconds",
+    inter_token_latency="vllm:inter_token_latency_seconds",
+    e2e_latency="vllm:e2e_request_latency_seconds",
+)
+"""The vLLM metric names Dynamo's mocker publishes too, so vLLM dashboards read the mock."""
+
+
 class MockEngine:
-    """The mock engine (implements :class:`dgd_runtime.workers.engine.Engine`)."""
+    """The mock engine: implements :class:`~dgd_runtime.engines.base.Engine` and
+    :class:`~dgd_runtime.engines.base.KvEventSource`; the class is its
+    :class:`~dgd_runtime.engines.base.EngineSpec`.
+    """
+
+    metric_names: Final = VLLM_METRIC_NAMES
 
     def __init__(self, config: MockEngineConfig | None = None) -> None:
         """Create a stopped engine; :meth:`start` runs the scheduler loop."""
@@ -164,6 +159,43 @@ class MockEngine:
         self._sink: KvEventSink | None = None
         self._stats = EngineStats(kv_total_blocks=cfg.num_gpu_blocks)
         self.steps = 0
+
+    # ------------------------------------------------------------------ EngineSpec
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The mock engine's options (names follow Dynamo's mocker and vLLM)."""
+        mock = parser.add_argument_group("mock engine")
+        mock.add_argument("--speedup-ratio", type=float, default=1.0)
+        mock.add_argument("--block-size", type=int, default=64)
+        mock.add_argument(
+            "--num-gpu-blocks",
+            "--num-gpu-blocks-override",
+            dest="num_gpu_blocks",
+            type=int,
+            default=16384,
+        )
+        mock.add_argument("--max-num-seqs", type=int, default=256)
+        mock.add_argument("--max-num-batched-tokens", type=int, default=8192)
+        mock.add_argument(
+            "--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True
+        )
+
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace, model: ModelInfo) -> MockEngine:
+        """A mock engine emitting ids of the model's base vocabulary."""
+        return cls(
+            MockEngineConfig(
+                block_size=args.block_size,
+                num_gpu_blocks=args.num_gpu_blocks,
+                max_num_seqs=args.max_num_seqs,
+                max_num_batched_tokens=args.max_num_batched_tokens,
+                speedup_ratio=args.speedup_ratio,
+                enable_prefix_caching=args.enable_prefix_caching,
+                vocab_size=model.vocab_size,
+                context_length=args.context_length or model.context_length,
+            )
+        )
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -195,6 +227,16 @@ class MockEngine:
     def kv_snapshot(self) -> list[int]:
         """Hashes of every cached block."""
         return self.kv.cached_hashes()
+
+    def limits(self) -> EngineLimits:
+        """The configured context length, block size, block count and batch size."""
+        cfg = self.config
+        return EngineLimits(
+            context_length=cfg.context_length,
+            kv_block_size=cfg.block_size,
+            total_kv_blocks=cfg.num_gpu_blocks,
+            max_num_seqs=cfg.max_num_seqs,
+        )
 
     def stats(self) -> EngineStats:
         """Current counters."""

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -15,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from dgd_runtime.engines.base import Engine, EngineLimits, KvEventSource
 from dgd_runtime.protocol import KvEvent, ModelCard, WorkerInstance, kv_events_to_list
 from dgd_runtime.transport.discovery import (
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -24,7 +25,6 @@ from dgd_runtime.transport.discovery import (
 from dgd_runtime.transport.nats_conn import connect_nats
 from dgd_runtime.transport.server import EndpointServer, StreamObserver, StreamRecord
 from dgd_runtime.transport.subjects import kv_dump_subject, kv_events_subject, request_subject
-from dgd_runtime.workers.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,20 @@ class WorkerSettings:
     keepalive_interval: float = 0.5
     drain_timeout: float = 30.0
     publish_kv_events: bool = True
+
+
+def card_with_limits(card: ModelCard, limits: EngineLimits) -> ModelCard:
+    """``card`` with the engine's context length, KV block size, block count and batch size."""
+    return replace(
+        card,
+        context_length=limits.context_length,
+        kv_block_size=limits.kv_block_size,
+        extra={
+            **card.extra,
+            "total_kv_blocks": limits.total_kv_blocks,
+            "max_num_seqs": limits.max_num_seqs,
+        },
+    )
 
 
 class Worker:
@@ -90,8 +104,13 @@ class Worker:
         )
 
     async def start(self) -> None:
-        """Start the engine, connect to NATS, serve, then register."""
+        """Start the engine, connect to NATS, serve, then register.
+
+        The card registered is the given one with the engine's limits filled in.
+        """
         await self.engine.start()
+        self.card = card_with_limits(self.card, self.engine.limits())
+        self.instance = replace(self.instance, model=self.card)
         self.nc = await connect_nats(
             self.settings.nats_url,
             name=f"dgd-worker-{self.instance.instance_id}",
@@ -106,7 +125,7 @@ class Worker:
         )
         self.server.observer = self._on_stream_record
         await self.server.start()
-        if self.settings.publish_kv_events:
+        if self.settings.publish_kv_events and isinstance(self.engine, KvEventSource):
             self._kv_dump_sub = await self.nc.subscribe(
                 kv_dump_subject(self.instance.subject), cb=self._on_kv_dump
             )
@@ -137,7 +156,8 @@ class Worker:
         if self.server is not None:
             await self.server.drain(timeout)
             await self.server.close()
-        self.engine.set_kv_event_sink(None)
+        if isinstance(self.engine, KvEventSource):
+            self.engine.set_kv_event_sink(None)
         await self.engine.stop()
         for task in list(self._bg):
             task.cancel()
@@ -185,7 +205,9 @@ class Worker:
     async def _on_kv_dump(self, msg: Msg) -> None:
         if not msg.reply or self.nc is None:
             return
-        doc = {"s": self._kv_seq, "h": self.engine.kv_snapshot()}
+        engine = self.engine
+        hashes = engine.kv_snapshot() if isinstance(engine, KvEventSource) else []
+        doc = {"s": self._kv_seq, "h": hashes}
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, orjson.dumps(doc))
 

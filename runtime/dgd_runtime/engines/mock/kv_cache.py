@@ -1,7 +1,7 @@
 """Paged KV cache accounting with prefix caching (vLLM-style), for the mock engine.
 
 Memory is ``num_blocks`` blocks of ``block_size`` tokens. A full block of a sequence is
-identified by its chained hash (:mod:`dgd_runtime.router.hashing`) and shared by every
+identified by its chained hash (:mod:`dgd_runtime.kv.hashing`) and shared by every
 sequence with the same prefix (reference counted). When the last user of a hashed block goes
 away the block stays cached in an LRU pool and is reused by a later request with the same
 prefix, until memory pressure evicts it ("removed" event). Partial tail blocks are private.
@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, hash_block
 from dgd_runtime.protocol import KvEvent
-from dgd_runtime.router.hashing import ROOT_HASH, block_hashes, hash_block
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Ray leader step between `ray start --head` and the engine: wait for the whole group.
 
-Usage (in the leader pod, from the launch-scripts ConfigMap, or with `python3 -m
-dgd_runtime.launch.ray_wait` where `dgd_runtime` is installed)::
+Usage (in the leader pod, as a script from the launch-scripts ConfigMap, next to
+`placement.py`)::
 
     ray-wait.py --nodes N --gpus-per-node G --timeout S [--address ADDR] [--no-placement-check]
 
@@ -42,7 +42,10 @@ def count_nodes(nodes: Sequence[dict[str, Any]], gpus_per_node: float) -> Cluste
     """Summarise `ray.nodes()` output against the per-node GPU requirement."""
     alive = [n for n in nodes if n.get("Alive")]
     node_gpus = tuple(
-        (str(n.get("NodeManagerAddress", n.get("NodeID", "?"))), float(n.get("Resources", {}).get("GPU", 0.0)))
+        (
+            str(n.get("NodeManagerAddress", n.get("NodeID", "?"))),
+            float(n.get("Resources", {}).get("GPU", 0.0)),
+        )
         for n in alive
     )
     ready = sum(1 for _, gpus in node_gpus if gpus >= gpus_per_node)
@@ -79,7 +82,9 @@ def wait_for_nodes(
         count = count_nodes(list_nodes(), gpus_per_node)
         elapsed = time.monotonic() - start
         if count.ready_nodes >= nodes:
-            log(f"dgd: Ray cluster ready after {elapsed:.1f}s: {describe(count, nodes, gpus_per_node)}")
+            log(
+                f"dgd: Ray cluster ready after {elapsed:.1f}s: {describe(count, nodes, gpus_per_node)}"
+            )
             return count
         if elapsed >= timeout:
             raise ClusterNotReadyError(
@@ -88,18 +93,20 @@ def wait_for_nodes(
                 f"{nodes - count.ready_nodes} node(s) missing; check the group's worker pods"
             )
         if time.monotonic() - last_report >= 15:
-            log(f"dgd: waiting for Ray nodes ({elapsed:.0f}s): {describe(count, nodes, gpus_per_node)}")
+            log(
+                f"dgd: waiting for Ray nodes ({elapsed:.0f}s): {describe(count, nodes, gpus_per_node)}"
+            )
             last_report = time.monotonic()
         time.sleep(interval)
 
 
 def _placement_module() -> Any:
-    # Installed package when available; else the copy next to this file (ConfigMap layout).
-    try:
-        return importlib.import_module("dgd_runtime.launch.placement")
-    except ImportError:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        return importlib.import_module("placement")
+    # Imported as a module: its sibling in the same package. Run as a script (the ConfigMap
+    # layout): the copy next to this file.
+    if __package__:
+        return importlib.import_module(f"{__package__}.placement")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    return importlib.import_module("placement")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             placement = _placement_module()
             remaining = max(args.timeout - (time.monotonic() - start), 1.0)
             group = placement.reserve_node_gang(args.nodes, args.gpus_per_node, timeout=remaining)
-            print(f"dgd: gang of {args.nodes} node(s) x {args.gpus_per_node:g} GPU placed (STRICT_SPREAD)", flush=True)
+            print(
+                f"dgd: gang of {args.nodes} node(s) x {args.gpus_per_node:g} GPU placed (STRICT_SPREAD)",
+                flush=True,
+            )
             placement.release(group)
     except TimeoutError as exc:
         print(str(exc), file=sys.stderr, flush=True)

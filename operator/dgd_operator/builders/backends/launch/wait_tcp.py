@@ -1,6 +1,6 @@
 """Wait until TCP endpoints accept connections, with a deadline and a clear failure message.
 
-Usage (as a script or `python3 -m dgd_runtime.launch.wait_tcp`)::
+Usage (as a script, the way pods run it from the launch-scripts ConfigMap)::
 
     wait_tcp.py [--timeout SECONDS] [--what TEXT] HOST:PORT [HOST:PORT ...]
 
@@ -8,7 +8,7 @@ Without targets it reads Dynamo's interface: `LEADER_HOST`, `LEADER_PORT`, plus 
 `DGD_WAIT_TIMEOUT` (seconds, 0 = wait forever) and `DGD_WAIT_WHAT` (what is awaited, for
 messages). Exit status 0 when every target answered, 1 on timeout, 2 on bad usage.
 
-Standalone on purpose: stdlib only, no imports from `dgd_runtime`.
+Standalone on purpose: stdlib only, no imports from this project.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ def wait_for_targets(
             )
         now = time.monotonic()
         if now - last_report >= 30:
-            log(f"dgd: still waiting for {what} ({elapsed:.0f}s): " + ", ".join(f"{h}:{p}" for h, p in pending))
+            log(
+                f"dgd: still waiting for {what} ({elapsed:.0f}s): "
+                + ", ".join(f"{h}:{p}" for h, p in pending)
+            )
             last_report = now
         time.sleep(interval)
 
@@ -111,9 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             targets = [(os.environ["LEADER_HOST"], int(os.environ["LEADER_PORT"]))]
     except (KeyError, ValueError) as exc:
-        print(f"dgd: wait_tcp: bad target ({exc}); pass HOST:PORT or set LEADER_HOST/LEADER_PORT", file=sys.stderr)
+        print(
+            f"dgd: wait_tcp: bad target ({exc}); pass HOST:PORT or set LEADER_HOST/LEADER_PORT",
+            file=sys.stderr,
+        )
         return 2
-    timeout = args.timeout if args.timeout is not None else float(os.environ.get("DGD_WAIT_TIMEOUT", "0") or 0)
+    timeout = (
+        args.timeout
+        if args.timeout is not None
+        else float(os.environ.get("DGD_WAIT_TIMEOUT", "0") or 0)
+    )
     what = args.what or os.environ.get("DGD_WAIT_WHAT") or "the leader"
     try:
         wait_for_targets(targets, timeout=timeout, what=what, interval=args.interval)

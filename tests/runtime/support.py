@@ -1,7 +1,9 @@
-"""Start ``python -m dgd_runtime.worker`` processes for tests and benchmarks (stopped by PID)."""
+"""Shared helpers of the runtime tests: worker subprocesses (stopped by PID) and polling."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
 import signal
@@ -9,9 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from dgd_runtime.testing.nats import free_port
+from dgd_runtime.local.nats_server import free_port
 
 _READY = re.compile(r"dgd worker ready instance=(\S+) subject=(\S+)")
 
@@ -143,3 +145,23 @@ class WorkerProcess:
         rc = self.proc.wait(max(0.0, deadline - time.monotonic()))
         self._release()
         return rc
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    description: str,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``predicate`` (sync or async) until true; ``AssertionError`` naming it on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {description}")
+        await asyncio.sleep(interval)

@@ -1,1 +1,0 @@
-"""Helpers for tests and benchmarks: a real nats-server process, tiny offline model directories."""

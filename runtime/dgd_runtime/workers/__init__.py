@@ -1,1 +1,0 @@
-"""Engine-agnostic worker: serves an :class:`~dgd_runtime.workers.engine.Engine` over NATS."""
