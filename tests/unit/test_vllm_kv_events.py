@@ -12,7 +12,7 @@ import pytest
 
 from dgd_runtime.engines.vllm import KvEventTranslator, subscriber_address
 from dgd_runtime.protocol import KvEvent
-from dgd_runtime.router.hashing import ROOT_HASH, block_hashes
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
 
 pytestmark = pytest.mark.unit
 

@@ -32,6 +32,7 @@ The model directory (tokenizer + chat template, no weights) defaults to a tiny o
 built into ~/.cache/dgd; the served model name comes from the workers' --model argument.
 """
 
+
 class ServePlanError(ValueError):
     """The DGD cannot be served locally (the message is for the user)."""
 

