@@ -239,6 +239,9 @@ def _stat_logger_factory(engine: VllmEngine) -> Any:
 class VllmEngine:
     """vLLM ``AsyncLLM`` behind the worker's Engine protocol."""
 
+    _vllm_dests: frozenset[str] = frozenset()
+    """Destinations of the vLLM options :meth:`add_cli_arguments` added."""
+
     def __init__(self, config: VllmEngineConfig) -> None:
         """Nothing starts (and vLLM is not imported) until :meth:`start`."""
         self.config = config
@@ -274,19 +277,25 @@ class VllmEngine:
         group = parser.add_argument_group(
             "vLLM engine", "vLLM's engine flags, as `vllm serve` and NVIDIA's images take them"
         )
+        dests: set[str] = set()
         for action in source._actions:
             if action.option_strings and not taken.intersection(action.option_strings):
                 group._add_action(action)
+                dests.add(action.dest)
+        cls._vllm_dests = frozenset(dests)
 
     @classmethod
     def from_cli(cls, args: argparse.Namespace, model: ModelInfo) -> VllmEngine:
         """An engine for the parsed flags; the worker's own flags fill vLLM's twins."""
         from vllm.engine.arg_utils import AsyncEngineArgs
 
-        ns = copy.copy(args)
-        ns.model = args.model_path
-        ns.max_model_len = args.context_length
-        ns.served_model_name = [args.model_name] if args.model_name else None
+        # Only vLLM's own options: the worker's (e.g. --log-level) share some of vLLM's names.
+        ns = argparse.Namespace(
+            **{k: v for k, v in vars(args).items() if k in cls._vllm_dests},
+            model=args.model_path,
+            max_model_len=args.context_length,
+            served_model_name=[args.model_name] if args.model_name else None,
+        )
         return cls(VllmEngineConfig(AsyncEngineArgs.from_cli_args(ns)))
 
     # ------------------------------------------------------------------ Engine protocol
