@@ -89,32 +89,6 @@ def nats(run_dir: Path) -> Iterator[NatsServer]:
         server.close()
 
 
-def engine_env(env: vllm_env.VllmEnv, run_dir: Path) -> dict[str, str]:
-    """Environment of a vLLM worker: runtime on PYTHONPATH, caches in ``run_dir``, offline."""
-    caches = run_dir / "cache"
-    tmp = run_dir / "tmp"
-    home = run_dir / "home"
-    for d in (caches, tmp, home):
-        d.mkdir(parents=True, exist_ok=True)
-    out = vllm_env.runtime_env(env)
-    out.update(
-        HOME=str(home),
-        TMPDIR=str(tmp),
-        XDG_CACHE_HOME=str(caches),
-        HF_HOME=str(caches / "hf"),
-        VLLM_CACHE_ROOT=str(caches / "vllm"),
-        TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"),
-        NUMBA_CACHE_DIR=str(caches / "numba"),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VLLM_HOST_IP="127.0.0.1",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return out
-
-
 @dataclass
 class Proc:
     """A server process of the tier, in its own process group (vLLM spawns two children)."""
@@ -222,7 +196,7 @@ def vllm_worker(
         *ENGINE_FLAGS,
         *extra,
     ]  # fmt: skip
-    return Proc(name, argv, engine_env(env, run_dir), system_port=port)
+    return Proc(name, argv, vllm_env.engine_process_env(env, run_dir), system_port=port)
 
 
 @dataclass

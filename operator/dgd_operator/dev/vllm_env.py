@@ -159,6 +159,35 @@ def runtime_env(env: VllmEnv, base: dict[str, str] | None = None) -> dict[str, s
     return out
 
 
+def engine_process_env(env: VllmEnv, run_dir: Path) -> dict[str, str]:
+    """Environment of a vLLM process (our worker or vLLM's own server) confined to ``run_dir``.
+
+    Every cache and temporary file of vLLM, torch, numba and Hugging Face goes under
+    ``run_dir``, nothing reaches for a model hub, and vLLM advertises 127.0.0.1 (it would
+    otherwise advertise the host's address for its internal message queues).
+    """
+    caches, tmp, home = run_dir / "cache", run_dir / "tmp", run_dir / "home"
+    for d in (caches, tmp, home):
+        d.mkdir(parents=True, exist_ok=True)
+    out = runtime_env(env)
+    out.update(
+        HOME=str(home),
+        TMPDIR=str(tmp),
+        XDG_CACHE_HOME=str(caches),
+        HF_HOME=str(caches / "hf"),
+        VLLM_CACHE_ROOT=str(caches / "vllm"),
+        TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"),
+        NUMBA_CACHE_DIR=str(caches / "numba"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_HOST_IP="127.0.0.1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return out
+
+
 # ------------------------------------------------------------------------------ building
 
 
