@@ -307,7 +307,7 @@ class VllmEngine:
         return llm is not None and not llm.errored
 
     async def start(self) -> None:
-        """Parse the flags with vLLM's parser, subscribe to KV events, start ``AsyncLLM``."""
+        """Subscribe to KV events, then start ``AsyncLLM`` (raises :class:`EngineStartError`)."""
         if self._llm is not None:
             return
         args = copy.deepcopy(self.config.engine_args)
