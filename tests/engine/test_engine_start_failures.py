@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.engine.conftest import START_TIMEOUT, Proc, vllm_worker
+from tests.engine.support import START_TIMEOUT, Proc, vllm_worker
 
 from dgd_operator.dev.vllm_env import VllmEnv
 from dgd_runtime.local.nats_server import NatsServer

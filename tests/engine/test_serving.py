@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.engine.conftest import BLOCK_SIZE, MAX_MODEL_LEN, MODEL_NAME, START_TIMEOUT, Deployment
+from tests.engine.support import BLOCK_SIZE, MAX_MODEL_LEN, MODEL_NAME, START_TIMEOUT, Deployment
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
