@@ -200,11 +200,11 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
     def totals() -> tuple[float, float]:
         texts = [w.metrics() for w in deployment.workers]
         return (
-            sum(metric(t, "dynamo_component_cancellation_total") for t in texts),
+            sum(metric(t, "dgd_engine_aborted_requests_total") for t in texts),
             sum(metric(t, "vllm:generation_tokens_total") for t in texts),
         )
 
-    cancelled_before, generated_before = totals()
+    aborted_before, generated_before = totals()
     max_tokens = MAX_MODEL_LEN - 16
     body = {
         "model": MODEL_NAME,
@@ -223,8 +223,8 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
         assert unfinished(deployment) == 1
     # Leaving the block closed the connection mid-stream.
     eventually(lambda: unfinished(deployment) == 0, 60, "the engine to drop the request")
-    cancelled_after, generated_after = totals()
-    assert cancelled_after == cancelled_before + 1
+    aborted_after, generated_after = totals()
+    assert aborted_after == aborted_before + 1
     assert generated_after - generated_before < max_tokens
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from dgd_runtime.engines.base import EngineLimits, EngineStats, KvEventSink, ModelInfo
 from dgd_runtime.engines.registry import EngineUnavailableError
@@ -255,6 +255,9 @@ class VllmEngine:
         self.max_model_len = 0
         self.block_size = 0
         self.max_num_seqs = 0
+        self._live: set[str] = set()
+        self.aborted_requests = 0
+        """Requests this engine aborted in vLLM (stream closed early, or :meth:`abort`)."""
 
     # ------------------------------------------------------------------ EngineSpec
 
@@ -362,6 +365,7 @@ class VllmEngine:
             yield EngineOutput([], FINISH_ERROR, f"invalid sampling parameters: {exc}")
             return
         rid = request.request_id
+        self._live.add(rid)
         stream = llm.generate({"prompt_token_ids": request.token_ids}, params, request_id=rid)
         first = True
         finished = False
@@ -394,13 +398,22 @@ class VllmEngine:
         finally:
             if not finished:
                 # Closing vLLM's generator aborts the request there (frees its KV blocks).
+                self._count_abort(rid)
                 await stream.aclose()
                 await llm.abort(rid)
+            self._live.discard(rid)
 
     async def abort(self, request_id: str) -> None:
         """Abort ``request_id`` in vLLM (no-op if it is unknown or finished)."""
         if self._llm is not None:
+            self._count_abort(request_id)
             await self._llm.abort(request_id)
+
+    def _count_abort(self, request_id: str) -> None:
+        # A closed stream and an explicit abort of the same request count once.
+        if request_id in self._live:
+            self._live.discard(request_id)
+            self.aborted_requests += 1
 
     def set_kv_event_sink(self, sink: KvEventSink | None) -> None:
         """Receiver of translated KV events (one call per vLLM event batch)."""
@@ -428,7 +441,7 @@ class VllmEngine:
         return int(self._llm.get_num_unfinished_requests()) if self._llm is not None else 0
 
     def collect_metrics(self) -> Iterable[Metric]:
-        """vLLM's own Prometheus metrics (``vllm:*``) and its count of unfinished requests.
+        """vLLM's own Prometheus metrics (``vllm:*``), its unfinished and aborted requests.
 
         ``dgd_engine_unfinished_requests`` is read from the engine at scrape time (vLLM's
         scheduler gauges only move when the engine steps, so they lag an abort).
@@ -442,6 +455,13 @@ class VllmEngine:
         )
         gauge.add_metric(["vllm"], self.unfinished_requests())
         yield gauge
+        aborted = CounterMetricFamily(
+            "dgd_engine_aborted_requests",
+            "Requests aborted in the engine before they finished (client gone, cancelled)",
+            labels=["engine"],
+        )
+        aborted.add_metric(["vllm"], self.aborted_requests)
+        yield aborted
         yield from REGISTRY.collect()
 
     # ------------------------------------------------------------------ internals
