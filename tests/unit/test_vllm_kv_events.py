@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from dgd_runtime.engines.vllm import KvEventTranslator, subscriber_address
-from dgd_runtime.protocol import KvEvent
 from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
+from dgd_runtime.protocol import KvEvent
 
 pytestmark = pytest.mark.unit
 
