@@ -2,7 +2,8 @@
 
 This side reads and validates the DGD (the API's own validation) and turns it into the
 runtime's plain :class:`~dgd_runtime.local.plan.LocalPlan`; the runtime's local supervisor
-runs it. The runtime is imported only when the command runs, so `dgd --help` stays fast and
+runs it. Like every command module this one imports only the standard library at module
+level (`dgd --help` stays fast); the runtime is imported only when the command runs, so
 `dgd validate`/`render` work without the runtime extra.
 """
 
@@ -14,8 +15,6 @@ import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 if TYPE_CHECKING:
     from dgd_operator.api.models import ServiceSpec
@@ -92,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
 def read_dgd(path: str) -> dict[str, Any]:
     """The one DynamoGraphDeployment document in ``path`` (``-`` = stdin)."""
+    import yaml
+
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
