@@ -225,9 +225,7 @@ def ensure_namespace(rest: KubeRest, namespace: str, timeout: float = 120.0) -> 
         if time.monotonic() > deadline:
             raise DemoError(f"namespace {namespace} is still being deleted; try again in a minute")
         if not waited:
-            say(
-                f"Waiting for namespace {namespace} (left by an earlier demo) to finish deleting ..."
-            )
+            say(f"Waiting for namespace {namespace} (left by an earlier demo) to finish deleting ...")
             waited = True
         time.sleep(0.5)
     while not rest.exists(f"/api/v1/namespaces/{namespace}/serviceaccounts/default"):
@@ -263,9 +261,7 @@ class OperatorProcess:
         return "\n".join(f"    {line}" for line in text.splitlines()) or "    (empty)"
 
 
-def operator_env(
-    kubeconfig: Path, namespace: str, health_port: int, metrics_port: int
-) -> dict[str, str]:
+def operator_env(kubeconfig: Path, namespace: str, health_port: int, metrics_port: int) -> dict[str, str]:
     """Environment for a local `dgd operator`: our kubeconfig, one namespace, loopback ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DGD_")}
     env.pop("KUBERNETES_SERVICE_HOST", None)  # never the in-cluster login
@@ -281,9 +277,7 @@ def operator_env(
     return env
 
 
-def start_operator(
-    state_dir: Path, kubeconfig: Path, namespace: str, timeout: float = 60.0
-) -> OperatorProcess:
+def start_operator(state_dir: Path, kubeconfig: Path, namespace: str, timeout: float = 60.0) -> OperatorProcess:
     """Start `dgd operator` for ``namespace`` and wait until its health endpoint answers."""
     run_dir = state_dir / "run"
     old = processes.load(OPERATOR, run_dir, state_dir / "logs")
@@ -317,8 +311,7 @@ def start_operator(
         if time.monotonic() > deadline:
             operator.stop()
             raise DemoError(
-                f"the operator did not report healthy in {timeout:g}s; its log:\n"
-                + operator.log_tail()
+                f"the operator did not report healthy in {timeout:g}s; its log:\n" + operator.log_tail()
             )
         time.sleep(0.1)
     return operator
@@ -380,9 +373,7 @@ class Progress:
     lines: list[str] = field(default_factory=list)
 
 
-def progress_line(
-    obj: Mapping[str, Any], graph: Graph, elapsed: float
-) -> tuple[tuple[Any, ...], str]:
+def progress_line(obj: Mapping[str, Any], graph: Graph, elapsed: float) -> tuple[tuple[Any, ...], str]:
     """(change key, text) for the DGD's current state."""
     status = obj.get("status") or {}
     state = status.get("state") or "no status"
@@ -419,10 +410,7 @@ def wait_ready(
                 on_line(text)
             status = last_obj.get("status") or {}
             generation = (last_obj.get("metadata") or {}).get("generation")
-            if (
-                status.get("state") == "successful"
-                and status.get("observedGeneration") == generation
-            ):
+            if status.get("state") == "successful" and status.get("observedGeneration") == generation:
                 return last_obj
             if status.get("state") == "failed":
                 cond = ready_condition(status)
@@ -431,8 +419,7 @@ def wait_ready(
                 )
         if not operator.proc.alive():
             raise DemoError(
-                f"the operator exited (code {operator.proc.exit_code()}); its log:\n"
-                + operator.log_tail()
+                f"the operator exited (code {operator.proc.exit_code()}); its log:\n" + operator.log_tail()
             )
         if time.monotonic() - began > timeout:
             cond = ready_condition(last_obj.get("status") or {})
@@ -452,8 +439,7 @@ def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     """Left-aligned columns; the first row is the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
-        indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in rows
+        indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
     ]
 
 
@@ -531,9 +517,7 @@ def report(rest: KubeRest, graph: Graph, obj: Mapping[str, Any]) -> list[str]:
         if spec.get("subComponentType"):
             kind += f"/{spec['subComponentType']}"
         gpus = str(((spec.get("resources") or {}).get("limits") or {}).get("gpu", 0))
-        workload = (
-            f"{entry.get('componentKind', '-')} {','.join(entry.get('componentNames') or [])}"
-        )
+        workload = f"{entry.get('componentKind', '-')} {','.join(entry.get('componentNames') or [])}"
         ready = f"{entry.get('readyReplicas', 0)}/{spec.get('replicas', 1)}"
         rows.append((svc, kind, workload, ready, gpus))
     lines.append("")
@@ -542,34 +526,20 @@ def report(rest: KubeRest, graph: Graph, obj: Mapping[str, Any]) -> list[str]:
     children = live_children(rest, graph)
     live_set = {(c["kind"], c["metadata"]["name"]) for c in children}
     rendered_set = {(o["kind"], o["metadata"]["name"]) for o in graph.rendered}
-    order = {
-        key: index
-        for index, key in enumerate((o["kind"], o["metadata"]["name"]) for o in graph.rendered)
-    }
+    order = {key: index for index, key in enumerate((o["kind"], o["metadata"]["name"]) for o in graph.rendered)}
     lines.append("")
     lines.append(f"Objects the operator created ({len(children)}):")
     lines += table(
         [("KIND", "NAME")]
-        + [
-            (kind, name)
-            for kind, name in sorted(live_set, key=lambda k: (order.get(k, 1 << 20), k))
-        ]
+        + [(kind, name) for kind, name in sorted(live_set, key=lambda k: (order.get(k, 1 << 20), k))]
     )
-    pods = (
-        rest.get(
-            f"/api/v1/namespaces/{graph.namespace}/pods",
-            labelSelector=f"{LABEL_DGD_NAME}={graph.name}",
-        ).get("items")
-        or []
-    )
+    pods = rest.get(
+        f"/api/v1/namespaces/{graph.namespace}/pods", labelSelector=f"{LABEL_DGD_NAME}={graph.name}"
+    ).get("items") or []
     pod_rows: list[tuple[str, ...]] = [("POD", "NODE", "GPUS", "PHASE", "READY")]
     for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
         pod_ready = next(
-            (
-                c.get("status")
-                for c in (pod.get("status") or {}).get("conditions") or []
-                if c.get("type") == "Ready"
-            ),
+            (c.get("status") for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
             "False",
         )
         pod_rows.append(
@@ -589,9 +559,7 @@ def report(rest: KubeRest, graph: Graph, obj: Mapping[str, Any]) -> list[str]:
     source = display_path(graph.source)
     render_cmd = f"dgd render {source} -n {graph.namespace}"
     if live_set == rendered_set:
-        lines.append(
-            f"Same {len(rendered_set)} objects as `{render_cmd}` prints (no cluster needed)."
-        )
+        lines.append(f"Same {len(rendered_set)} objects as `{render_cmd}` prints (no cluster needed).")
     else:
         missing = sorted(rendered_set - live_set)
         extra = sorted(live_set - rendered_set)
@@ -623,29 +591,23 @@ def explore_lines(cluster: Cluster, graph: Graph, operator: OperatorProcess) -> 
         f"  {kubectl} describe dgd {graph.name} -n {ns}",
         f"  {kubectl} get events -n {ns} --sort-by=.lastTimestamp",
         f"  {kubectl} patch dgd {graph.name} -n {ns} --type merge "
-        f'-p \'{{"spec":{{"services":{{"{scaled}":{{"replicas":2}}}}}}}}\'   # the operator scales it',
+        f"-p '{{\"spec\":{{\"services\":{{\"{scaled}\":{{\"replicas\":2}}}}}}}}'   # the operator scales it",
         f"  tail -f {operator.log}   # operator log",
         f"  curl -s {operator.metrics_url}   # operator metrics",
         "Clean up:",
         f"  {sys.executable} -m dgd_operator.demo --down"
-        + (
-            f" --state-dir {cluster.state_dir}"
-            if cluster.state_dir != default_state_dir() and cluster.ours
-            else ""
-        ),
+        + (f" --state-dir {cluster.state_dir}" if cluster.state_dir != default_state_dir() and cluster.ours else ""),
     ]
     if cluster.ours:
-        lines.append(f"  (stops the operator, then `dgd dev down --state-dir {cluster.state_dir}`)")
-    else:
         lines.append(
-            f"  (stops the operator and deletes namespace {ns}; `dgd dev down` stops the cluster)"
+            f"  (stops the operator, then `dgd dev down --state-dir {cluster.state_dir}`)"
         )
+    else:
+        lines.append(f"  (stops the operator and deletes namespace {ns}; `dgd dev down` stops the cluster)")
     return lines
 
 
-def cleanup(
-    cluster: Cluster | None, operator: OperatorProcess | None, graph: Graph | None
-) -> list[str]:
+def cleanup(cluster: Cluster | None, operator: OperatorProcess | None, graph: Graph | None) -> list[str]:
     """Stop what the demo started; returns what could not be stopped."""
     leftovers: list[str] = []
     if operator is not None and not operator.stop():
@@ -658,9 +620,7 @@ def cleanup(
             shutil.rmtree(cluster.state_dir, ignore_errors=True)
     elif graph is not None:
         with contextlib.suppress(ApiError, OSError):
-            cluster.rest.delete(
-                f"/api/v1/namespaces/{graph.namespace}", propagationPolicy="Background"
-            )
+            cluster.rest.delete(f"/api/v1/namespaces/{graph.namespace}", propagationPolicy="Background")
     return leftovers
 
 
@@ -759,9 +719,7 @@ def run(args: argparse.Namespace) -> int:
                 elif cluster is not None:
                     what = "the operator and the control plane" if cluster.ours else "the operator"
                     hint = " Keep it running next time with `make demo KEEP=1`." if ok else ""
-                    say(
-                        f"Cleaned up: stopped {what}; nothing left running ({elapsed():.0f}s in total).{hint}"
-                    )
+                    say(f"Cleaned up: stopped {what}; nothing left running ({elapsed():.0f}s in total).{hint}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -785,11 +743,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--keep", action="store_true", help="leave the operator and cluster running to explore"
     )
     parser.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        metavar="SECONDS",
-        help="Ready timeout (default 120)",
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="Ready timeout (default 120)"
     )
     parser.add_argument(
         "--state-dir",

@@ -95,9 +95,7 @@ class IndexView:
 
     def object_counts(self) -> dict[str, int]:
         """Watched DGDs and children by kind (for the managed-objects gauge)."""
-        counts: dict[str, int] = {
-            "DynamoGraphDeployment": sum(len(s) for s in (self.dgds or {}).values())
-        }
+        counts: dict[str, int] = {"DynamoGraphDeployment": sum(len(s) for s in (self.dgds or {}).values())}
         for index in self.child_indexes.values():
             for store in index.values():
                 for obj in store:
@@ -181,9 +179,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     # never await) because kopf runs a plain `def` in its thread pool, a hop per event.
 
     @kopf.index(group, version, DGD_RESOURCE.plural, id=DGD_INDEX, registry=registry)
-    async def dgd_objects(
-        namespace: str | None, name: str, body: kopf.Body, **_: Any
-    ) -> dict[Key, dict[str, Any]]:
+    async def dgd_objects(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): dict(body)}
 
     @kopf.on.event(group, version, DGD_RESOURCE.plural, registry=registry)
@@ -197,11 +193,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         return {(namespace or "", labels[c.LABEL_DGD_NAME]): dict(body)}
 
     async def child_event(
-        event: kopf.RawEvent,
-        namespace: str | None,
-        labels: kopf.Labels,
-        body: kopf.Body,
-        **kwargs: Any,
+        event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **kwargs: Any
     ) -> None:
         view.bind(kwargs)
         if event.get("type") == "DELETED":
@@ -210,27 +202,13 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     if controller.settings.image_pull_secret_discovery:
         # Only the registry hosts of docker-registry Secrets are kept, never their data.
-        @kopf.index(
-            "v1",
-            "secrets",
-            field="type",
-            value=DOCKER_CONFIG_TYPE,
-            id=PULL_SECRET_INDEX,
-            registry=registry,
-        )
+        @kopf.index("v1", "secrets", field="type", value=DOCKER_CONFIG_TYPE, id=PULL_SECRET_INDEX, registry=registry)
         async def pull_secret_registries(
             namespace: str | None, name: str, body: kopf.Body, **_: Any
         ) -> dict[str, tuple[str, tuple[str, ...]]]:
             return {namespace or "": (name, docker_config_registries(body))}
 
-        @kopf.on.event(
-            "v1",
-            "secrets",
-            field="type",
-            value=DOCKER_CONFIG_TYPE,
-            id="pull_secret_event",
-            registry=registry,
-        )
+        @kopf.on.event("v1", "secrets", field="type", value=DOCKER_CONFIG_TYPE, id="pull_secret_event", registry=registry)
         async def pull_secret_event(namespace: str | None, **kwargs: Any) -> None:
             view.bind(kwargs)
             for key in view.dgd_keys(namespace or ""):
@@ -238,9 +216,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     # Multinode group pods: failures and restarts of a rank restart the whole group.
     @kopf.index("v1", "pods", id=GROUP_POD_INDEX, labels=GROUP_POD_LABELS, registry=registry)
-    async def group_pods(
-        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-    ) -> dict[Key, dict[str, Any]]:
+    async def group_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", labels[c.LABEL_DGD_NAME]): pod_summary(body)}
 
     @kopf.on.event("v1", "pods", id="group_pod_event", labels=GROUP_POD_LABELS, registry=registry)
@@ -251,22 +227,12 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     for rk in WATCHED_CHILD_KINDS:
         child_group, child_version = _group_version(rk.api_version)
         kopf.index(
-            child_group,
-            child_version,
-            rk.plural,
-            id=f"{CHILD_INDEX_PREFIX}{rk.plural}",
-            labels=CHILD_LABELS,
-            registry=registry,
+            child_group, child_version, rk.plural,
+            id=f"{CHILD_INDEX_PREFIX}{rk.plural}", labels=CHILD_LABELS, registry=registry,
         )(child_objects)
         kopf.on.event(
-            child_group,
-            child_version,
-            rk.plural,
-            id=f"child_event_{rk.plural}",
-            labels=CHILD_LABELS,
-            registry=registry,
+            child_group, child_version, rk.plural,
+            id=f"child_event_{rk.plural}", labels=CHILD_LABELS, registry=registry,
         )(child_event)
 
-    logging.getLogger("dgd_operator").debug(
-        "registered handlers for %d child kinds", len(WATCHED_CHILD_KINDS)
-    )
+    logging.getLogger("dgd_operator").debug("registered handlers for %d child kinds", len(WATCHED_CHILD_KINDS))

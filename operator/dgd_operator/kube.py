@@ -50,11 +50,7 @@ class ResourceKind:
 
     def collection_path(self, namespace: str | None) -> str:
         """URL path of the kind's collection (in `namespace` when namespaced)."""
-        base = (
-            f"/api/{self.api_version}"
-            if "/" not in self.api_version
-            else f"/apis/{self.api_version}"
-        )
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
         if self.namespaced and namespace:
             return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
         return f"{base}/{self.plural}"
@@ -101,9 +97,7 @@ def resource_kind(api_version: str, kind: str) -> ResourceKind:
 class ApiError(Exception):
     """The API server refused a request (or could not be reached)."""
 
-    def __init__(
-        self, status: int, reason: str, message: str, *, body: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, body: Mapping[str, Any] | None = None) -> None:
         self.status = status
         self.reason = reason
         self.message = message
@@ -192,10 +186,9 @@ class Credentials:
             cadata = self.ca_data.decode() if isinstance(self.ca_data, bytes) else self.ca_data
             context = ssl.create_default_context(cafile=self.ca_path, cadata=cadata)
         if self.certificate_path or self.certificate_data:
-            with (
-                _Materialised(self.certificate_path, self.certificate_data) as cert_file,
-                _Materialised(self.private_key_path, self.private_key_data) as key_file,
-            ):
+            with _Materialised(self.certificate_path, self.certificate_data) as cert_file, _Materialised(
+                self.private_key_path, self.private_key_data
+            ) as key_file:
                 context.load_cert_chain(cert_file or "", key_file)
         return context
 
@@ -291,17 +284,13 @@ class KubeClient:
     ) -> Any:
         """Send one request; return the decoded JSON (or text) or raise a typed `ApiError`."""
         try:
-            return await self._request_once(
-                method, path, verb, resource, params, body, content_type
-            )
+            return await self._request_once(method, path, verb, resource, params, body, content_type)
         except ApiError as exc:
             if exc.status != 401 or self._reload is None:
                 raise
             self.credentials = self._reload()
             await self.close()
-            return await self._request_once(
-                method, path, verb, resource, params, body, content_type
-            )
+            return await self._request_once(method, path, verb, resource, params, body, content_type)
 
     async def _request_once(
         self,
@@ -319,28 +308,21 @@ class KubeClient:
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if data is not None else {}
         try:
-            async with (
-                self._in_flight,
-                session.request(method, url, data=data, headers=headers) as response,
-            ):
+            async with self._in_flight, session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
                 if response.status >= 400:
                     try:
                         decoded = json.loads(text)
                     except ValueError:
                         decoded = {}
-                    raise _error_for(
-                        response.status, decoded if isinstance(decoded, dict) else {}, text
-                    )
+                    raise _error_for(response.status, decoded if isinstance(decoded, dict) else {}, text)
                 if response.content_type == "application/json" and text:
                     return json.loads(text)
                 return text
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
 
-    async def get(
-        self, api_version: str, kind: str, namespace: str | None, name: str
-    ) -> Manifest | None:
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
         """Read one object; `None` when it does not exist."""
         rk = resource_kind(api_version, kind)
         try:
@@ -352,12 +334,7 @@ class KubeClient:
         return result
 
     async def list(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        *,
-        label_selector: str | None = None,
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None
     ) -> list[Manifest]:
         """List objects of a kind (in `namespace`, or everywhere when it is None)."""
         rk = resource_kind(api_version, kind)
@@ -371,9 +348,7 @@ class KubeClient:
             item.setdefault("kind", kind)
         return items
 
-    async def apply(
-        self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
-    ) -> Manifest:
+    async def apply(self, manifest: Manifest, *, subresource: str | None = None, force: bool = True) -> Manifest:
         """Server-side apply `manifest` under our field manager; returns the live object.
 
         `force=True` takes ownership of fields another manager set: the operator is the single
@@ -448,11 +423,7 @@ class KubeClient:
             options["preconditions"] = {"uid": uid}
         try:
             await self.request(
-                "DELETE",
-                rk.object_path(namespace, name),
-                verb="delete",
-                resource=rk.plural,
-                body=options,
+                "DELETE", rk.object_path(namespace, name), verb="delete", resource=rk.plural, body=options
             )
         except NotFoundError:
             return False
@@ -472,9 +443,7 @@ def load_credentials() -> Credentials:
     import kopf
 
     settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise RuntimeError("no Kubernetes credentials: not in a cluster and no kubeconfig found")
     return Credentials.from_connection_info(info)

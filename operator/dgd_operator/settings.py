@@ -177,26 +177,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         raise SettingsError(f"DGD_LOG_FORMAT: must be text or json, not {log_format!r}")
     log_level = (text("LOG_LEVEL") or "INFO").upper()
     if log_level not in _LOG_LEVELS:
-        raise SettingsError(
-            f"DGD_LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}"
-        )
+        raise SettingsError(f"DGD_LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
     namespaces = tuple(
-        sorted(
-            {
-                part.strip()
-                for part in (values.get("WATCH_NAMESPACES") or "").split(",")
-                if part.strip()
-            }
-        )
+        sorted({part.strip() for part in (values.get("WATCH_NAMESPACES") or "").split(",") if part.strip()})
     )
     return OperatorSettings(
         watch_namespaces=namespaces,
         nats_address=text("NATS_ADDRESS"),
         etcd_address=text("ETCD_ADDRESS"),
         discovery_backend="etcd" if discovery == "etcd" else "kubernetes",
-        image_pull_secret_discovery=_parse_bool(
-            "IMAGE_PULL_SECRET_DISCOVERY", values, default=True
-        ),
+        image_pull_secret_discovery=_parse_bool("IMAGE_PULL_SECRET_DISCOVERY", values, default=True),
         metrics_port=_parse_port("METRICS_PORT", values, default=8080),
         health_port=_parse_port("HEALTH_PORT", values, default=8081),
         bind_address=text("BIND_ADDRESS") or "0.0.0.0",

@@ -76,12 +76,7 @@ def running_operator(
     `group_policy` replaces the multinode group restart budget/backoff (tests use small ones).
     """
     settings = replace(
-        OperatorSettings(),
-        watch_namespaces=(namespace,),
-        metrics_port=0,
-        health_port=0,
-        workers=2,
-        **overrides,
+        OperatorSettings(), watch_namespaces=(namespace,), metrics_port=0, health_port=0, workers=2, **overrides
     )
     operator = OperatorThread(settings)
     if group_policy is not None:
@@ -126,16 +121,11 @@ def dgd_status(rest: Any, namespace: str, name: str) -> dict[str, Any]:
     return dict(rest.get(dgd_path(namespace, name)).get("status") or {})
 
 
-def settled(
-    rest: Any, namespace: str, name: str, state: str = "successful"
-) -> dict[str, Any] | None:
+def settled(rest: Any, namespace: str, name: str, state: str = "successful") -> dict[str, Any] | None:
     """The DGD when it reports `state` for its current generation, else None."""
     obj = rest.get(dgd_path(namespace, name))
     status = obj.get("status") or {}
-    if (
-        status.get("state") == state
-        and status.get("observedGeneration") == obj["metadata"]["generation"]
-    ):
+    if status.get("state") == state and status.get("observedGeneration") == obj["metadata"]["generation"]:
         return dict(obj)
     if state == "failed" and status.get("state") == state:
         return dict(obj)
@@ -168,23 +158,13 @@ def apiserver_writes(rest: Any) -> dict[tuple[str, str, str], float]:
     return counts
 
 
-def count_delta(
-    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
-) -> dict[tuple[str, str, str], float]:
+def count_delta(before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, str], float]:
     """Non-zero differences between two `apiserver_writes` snapshots."""
     keys = set(before) | set(after)
-    return {
-        k: after.get(k, 0.0) - before.get(k, 0.0)
-        for k in keys
-        if after.get(k, 0.0) != before.get(k, 0.0)
-    }
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k, 0.0) != before.get(k, 0.0)}
 
 
 def terminating_namespaces(rest: Any) -> list[str]:
     """Namespaces still being deleted."""
     items = rest.get("/api/v1/namespaces").get("items", [])
-    return [
-        n["metadata"]["name"]
-        for n in items
-        if (n.get("status") or {}).get("phase") == "Terminating"
-    ]
+    return [n["metadata"]["name"] for n in items if (n.get("status") or {}).get("phase") == "Terminating"]

@@ -59,15 +59,8 @@ def test_demo_runs_default_graph_and_cleans_up(
     assert "vllm-disagg is Ready" in output
     assert "services ready 3/3" in output
     # `kubectl get dgd`-like line and the per-service table.
-    assert any(
-        line.split()[:4] == ["vllm-disagg", "True", "vllm", "successful"]
-        for line in output.splitlines()
-    )
-    for name in (
-        "vllm-disagg-frontend",
-        "vllm-disagg-vllmdecodeworker",
-        "vllm-disagg-vllmprefillworker",
-    ):
+    assert any(line.split()[:4] == ["vllm-disagg", "True", "vllm", "successful"] for line in output.splitlines())
+    for name in ("vllm-disagg-frontend", "vllm-disagg-vllmdecodeworker", "vllm-disagg-vllmprefillworker"):
         assert f"Deployment      {name}" in output, output
     # Pods landed on simulated GPU nodes, one GPU per worker.
     assert "(3 pods, 2 GPUs)" in output, output
@@ -85,15 +78,7 @@ def test_demo_rejects_an_invalid_graph_naming_the_field(tmp_path: Path, repo_roo
         "spec:\n  services:\n    Frontend:\n      componentType: frontend\n      replicas: -1\n"
     )
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dgd_operator.demo",
-            "--dgd",
-            str(bad),
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
+        [sys.executable, "-m", "dgd_operator.demo", "--dgd", str(bad), "--state-dir", str(tmp_path / "s")],
         cwd=repo_root,
         capture_output=True,
         text=True,
@@ -113,23 +98,13 @@ def test_demo_times_out_with_the_reason_and_cleans_up(
     greedy.write_text(
         "apiVersion: nvidia.com/v1alpha1\nkind: DynamoGraphDeployment\nmetadata:\n  name: greedy\n"
         "spec:\n  backendFramework: vllm\n  services:\n    Worker:\n      componentType: worker\n"
-        '      replicas: 1\n      resources:\n        limits:\n          gpu: "16"\n'
+        "      replicas: 1\n      resources:\n        limits:\n          gpu: \"16\"\n"
         "      extraPodSpec:\n        mainContainer:\n          image: example/worker:1\n"
     )
     state = tmp_path / "demo-state"
     env = dict(os.environ, DGD_DEV_STATE=str(tmp_path / "no-dev-cluster"), PYTHONUNBUFFERED="1")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dgd_operator.demo",
-            "--dgd",
-            str(greedy),
-            "--state-dir",
-            str(state),
-            "--timeout",
-            "8",
-        ],
+        [sys.executable, "-m", "dgd_operator.demo", "--dgd", str(greedy), "--state-dir", str(state), "--timeout", "8"],
         cwd=repo_root,
         env=env,
         capture_output=True,

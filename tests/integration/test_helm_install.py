@@ -67,9 +67,7 @@ def _helm(helm: Path, kubeconfig: Path, home: Path, *args: str) -> subprocess.Co
     result = subprocess.run(
         [str(helm), *args], env=env, capture_output=True, text=True, timeout=180, check=False
     )
-    assert result.returncode == 0, (
-        f"helm {' '.join(args[:3])} failed:\n{result.stdout}\n{result.stderr}"
-    )
+    assert result.returncode == 0, f"helm {' '.join(args[:3])} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
@@ -105,28 +103,14 @@ def chart_release(
         assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
         yield deployments[0]
     finally:
-        _helm(
-            helm_binary,
-            control_plane.kubeconfig,
-            home,
-            "uninstall",
-            release,
-            "--namespace",
-            namespace,
-        )
+        _helm(helm_binary, control_plane.kubeconfig, home, "uninstall", release, "--namespace", namespace)
 
 
-def service_account_kubeconfig(
-    plane: ControlPlane, namespace: str, account: str, path: Path
-) -> Path:
+def service_account_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig that authenticates as ``namespace/account`` with a TokenRequest token."""
     token = plane.rest.post(
         f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
     )["status"]["token"]
     admin = yaml.safe_load(plane.kubeconfig.read_text())
     cluster = admin["clusters"][0]["cluster"]
@@ -135,12 +119,7 @@ def service_account_kubeconfig(
         "kind": "Config",
         "clusters": [{"name": "dgd-dev", "cluster": cluster}],
         "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "sa",
-                "context": {"cluster": "dgd-dev", "user": account, "namespace": namespace},
-            }
-        ],
+        "contexts": [{"name": "sa", "context": {"cluster": "dgd-dev", "user": account, "namespace": namespace}}],
         "current-context": "sa",
     }
     path.write_text(json.dumps(config))
@@ -159,29 +138,16 @@ def test_chart_rbac_reconciles(
     account = pod_spec["serviceAccountName"]
     container = next(c for c in pod_spec["containers"] if c["name"] == "operator")
     assert container["command"] == ["dgd", "operator"]
-    kubeconfig = service_account_kubeconfig(
-        control_plane, namespace, account, tmp_path / "sa-kubeconfig"
-    )
+    kubeconfig = service_account_kubeconfig(control_plane, namespace, account, tmp_path / "sa-kubeconfig")
 
     # The identity really is the ServiceAccount, and it is namespace-scoped (namespace mode).
     sa_rest = KubeRest.from_kubeconfig(kubeconfig)
     try:
         review = sa_rest.post(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-            {
-                "spec": {
-                    "resourceAttributes": {
-                        "verb": "create",
-                        "resource": "deployments",
-                        "group": "apps",
-                        "namespace": "default",
-                    }
-                }
-            },
+            {"spec": {"resourceAttributes": {"verb": "create", "resource": "deployments", "group": "apps", "namespace": "default"}}},
         )
-        assert review["status"]["allowed"] is False, (
-            "namespace mode must not grant other namespaces"
-        )
+        assert review["status"]["allowed"] is False, "namespace mode must not grant other namespaces"
     finally:
         sa_rest.close()
 
@@ -209,9 +175,7 @@ def test_chart_rbac_reconciles(
         name = recipe["metadata"]["name"]
         recipe["metadata"]["namespace"] = namespace
         path = DGD_PATH.format(ns=namespace, name=name)
-        control_plane.rest.patch(
-            path, recipe, content_type=APPLY_PATCH, fieldManager="test", force=True
-        )
+        control_plane.rest.patch(path, recipe, content_type=APPLY_PATCH, fieldManager="test", force=True)
 
         def outcome() -> dict[str, Any] | None:
             """The DGD once successful; or why it never will be (refusal, crash) - at once."""
@@ -220,26 +184,17 @@ def test_chart_rbac_reconciles(
                 return {"problem": "the operator exited:\n" + log}
             forbidden = [line for line in log.splitlines() if "forbidden" in line.lower()]
             if forbidden:
-                return {
-                    "problem": "the chart's RBAC refused the operator:\n" + "\n".join(forbidden[:5])
-                }
+                return {"problem": "the chart's RBAC refused the operator:\n" + "\n".join(forbidden[:5])}
             obj = control_plane.rest.get(path)
             status = obj.get("status") or {}
-            if (
-                status.get("state") == "successful"
-                and status.get("observedGeneration") == obj["metadata"]["generation"]
-            ):
+            if status.get("state") == "successful" and status.get("observedGeneration") == obj["metadata"]["generation"]:
                 return {"dgd": obj}
             return None
 
         try:
-            result = wait_for(
-                outcome, timeout=120, description=f"DGD {name} successful under the chart's RBAC"
-            )
+            result = wait_for(outcome, timeout=120, description=f"DGD {name} successful under the chart's RBAC")
         except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\noperator log:\n{processes.tail(operator.log, 40)}"
-            ) from None
+            raise AssertionError(f"{exc}\noperator log:\n{processes.tail(operator.log, 40)}") from None
         assert "problem" not in result, result["problem"]
         obj = result["dgd"]
         assert obj["status"]["services"]["VllmDecodeWorker"]["readyReplicas"] == 1
@@ -247,8 +202,6 @@ def test_chart_rbac_reconciles(
         assert (ready["status"], ready["reason"]) == ("True", "all_resources_are_ready")
         # Readiness is told by the Ready condition; Events still post under the chart's RBAC.
         events = control_plane.rest.get(f"/api/v1/namespaces/{namespace}/events")["items"]
-        assert any(
-            e.get("reason") == "Created" and e["involvedObject"].get("name") == name for e in events
-        )
+        assert any(e.get("reason") == "Created" and e["involvedObject"].get("name") == name for e in events)
     finally:
         assert processes.stop(operator, tmp_path), "the operator did not stop"

@@ -44,11 +44,7 @@ def test_examples(control_plane: ControlPlane, namespace: str) -> None:
         def pending() -> list[str]:
             items = rest.get(dgd_path(namespace))["items"]
             states = {o["metadata"]["name"]: (o.get("status") or {}).get("state") for o in items}
-            failed = {
-                o["metadata"]["name"]: o["status"]["conditions"]
-                for o in items
-                if states[o["metadata"]["name"]] == "failed"
-            }
+            failed = {o["metadata"]["name"]: o["status"]["conditions"] for o in items if states[o["metadata"]["name"]] == "failed"}
             if failed:
                 pytest.fail(f"examples failed: {failed}")
             return sorted(f"{n}={states.get(n)}" for n in examples if states.get(n) != "successful")
@@ -60,9 +56,7 @@ def test_examples(control_plane: ControlPlane, namespace: str) -> None:
 
         last_pending: list[str] = []
         try:
-            wait_for(
-                all_successful, timeout=150, interval=1, description="every example successful"
-            )
+            wait_for(all_successful, timeout=150, interval=1, description="every example successful")
         except AssertionError as exc:
             details = {
                 name: (rest.get(dgd_path(namespace, name)).get("status") or {}).get("conditions")
@@ -77,10 +71,7 @@ def test_examples(control_plane: ControlPlane, namespace: str) -> None:
             for service, counts in status["services"].items():
                 wanted = doc["spec"]["services"][service].get("replicas", 1)
                 assert counts["componentKind"] == "Deployment"
-                assert counts["readyReplicas"] == counts["availableReplicas"] == wanted, (
-                    name,
-                    service,
-                )
+                assert counts["readyReplicas"] == counts["availableReplicas"] == wanted, (name, service)
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             assert (ready["status"], ready["reason"]) == ("True", "all_resources_are_ready")
             # Readiness is the Ready condition's transition, not an Event.

@@ -23,28 +23,14 @@ def _dgd(**worker: Any) -> dict[str, Any]:
     return {
         "apiVersion": "nvidia.com/v1alpha1",
         "kind": "DynamoGraphDeployment",
-        "metadata": {
-            "name": "g",
-            "namespace": "ns",
-            "uid": "u1",
-            "generation": 1,
-            "resourceVersion": "1",
-        },
+        "metadata": {"name": "g", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "1"},
         "spec": {
             "backendFramework": "vllm",
             "services": {
-                "Frontend": {
-                    "componentType": "frontend",
-                    "extraPodSpec": {"mainContainer": {"image": "fe:1"}},
-                },
+                "Frontend": {"componentType": "frontend", "extraPodSpec": {"mainContainer": {"image": "fe:1"}}},
                 "worker": {
                     "componentType": "worker",
-                    "extraPodSpec": {
-                        "mainContainer": {
-                            "image": "w:1",
-                            "command": ["python3", "-m", "dynamo.vllm"],
-                        }
-                    },
+                    "extraPodSpec": {"mainContainer": {"image": "w:1", "command": ["python3", "-m", "dynamo.vllm"]}},
                     **worker,
                 },
             },
@@ -83,38 +69,22 @@ class FakeClient:
         self.applied: list[dict[str, Any]] = []
         self.fail_with: Exception | None = None
 
-    async def apply(
-        self, manifest: dict[str, Any], *, subresource: str | None = None, force: bool = True
-    ) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None, force: bool = True) -> dict[str, Any]:
         if self.fail_with is not None:
             raise self.fail_with
-        self.calls.append(
-            ("apply" + (f"/{subresource}" if subresource else ""), manifest["metadata"]["name"])
-        )
+        self.calls.append(("apply" + (f"/{subresource}" if subresource else ""), manifest["metadata"]["name"]))
         live = copy.deepcopy(manifest)
         live["metadata"].update(uid=f"uid-{manifest['metadata']['name']}", generation=1)
         replicas = live.get("spec", {}).get("replicas", 1)
         live["status"] = {
-            "observedGeneration": 1,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
+            "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
             "conditions": [{"type": "Available", "status": "True"}],
         }
         self.applied.append(live)
         return live
 
-    async def merge_patch(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        patch: Any,
-        *,
-        subresource: str | None = None,
-    ) -> dict[str, Any]:
+    async def merge_patch(self, api_version: str, kind: str, namespace: str | None, name: str, patch: Any, *, subresource: str | None = None) -> dict[str, Any]:
         self.calls.append(("patch", name))
         return {}
 
@@ -122,9 +92,7 @@ class FakeClient:
         self.calls.append(("create", manifest["kind"]))
         return manifest
 
-    async def get(
-        self, api_version: str, kind: str, namespace: str | None, name: str
-    ) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         self.calls.append(("get", name))
         return None
 
@@ -251,10 +219,7 @@ async def test_removed_service_children_are_deleted_and_the_graph_stays_successf
     del view.dgd_body["spec"]["services"]["worker"]
     view.dgd_body["metadata"]["generation"] = 2
     await controller.reconcile(KEY)
-    assert sorted(c[1] for c in client.calls if c[0] == "delete") == [
-        "g-worker",
-        "g-worker",
-    ]  # Deployment, Service
+    assert sorted(c[1] for c in client.calls if c[0] == "delete") == ["g-worker", "g-worker"]  # Deployment, Service
     status = controller.written_status[KEY]
     assert status["state"] == "successful" and set(status["services"]) == {"Frontend"}
 
@@ -274,9 +239,7 @@ async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_s
     assert ("get", "mpi-run-ssh-secret") in client.calls and ("create", "Secret") in client.calls
     status = controller.written_status[KEY]
     assert status["services"]["worker"]["componentKind"] == "StatefulSet"
-    assert status["services"]["worker"]["groups"] == [
-        {"index": 0, "name": "g-worker-0", "phase": "Starting", "restarts": 0}
-    ]
+    assert status["services"]["worker"]["groups"] == [{"index": 0, "name": "g-worker-0", "phase": "Starting", "restarts": 0}]
     # Once per namespace and process.
     client.calls.clear()
     await controller.reconcile(KEY)
@@ -292,10 +255,7 @@ async def test_too_long_dynamo_namespace_is_rejected_before_any_write() -> None:
     await controller.reconcile(key)
     assert [c[0] for c in client.writes()] == ["apply/status", "create"]
     message = controller.written_status[key]["conditions"][0]["message"]
-    assert (
-        message.startswith("metadata.name: the Dynamo namespace")
-        and "at most 32 characters" in message
-    )
+    assert message.startswith("metadata.name: the Dynamo namespace") and "at most 32 characters" in message
 
 
 def test_mpi_ssh_secret_holds_an_openssh_key_pair() -> None:
@@ -307,9 +267,7 @@ def test_mpi_ssh_secret_holds_an_openssh_key_pair() -> None:
 
     secret = mpi_ssh_secret("ns", "mpi-run-ssh-secret", bits=1024)
     assert secret["metadata"] == {
-        "name": "mpi-run-ssh-secret",
-        "namespace": "ns",
-        "labels": {"app.kubernetes.io/managed-by": "dgd-operator"},
+        "name": "mpi-run-ssh-secret", "namespace": "ns", "labels": {"app.kubernetes.io/managed-by": "dgd-operator"},
     }
     private = base64.b64decode(secret["data"]["private.key"])
     public = base64.b64decode(secret["data"]["private.key.pub"])
@@ -327,10 +285,7 @@ def test_only_multinode_group_pods_are_watched_server_side() -> None:
 
     pods = Resource("", "v1", "pods", namespaced=True)
     assert kopf_settings().watching.label_selectors.collect(pods) == [GROUP_POD_SELECTOR]
-    assert (
-        GROUP_POD_SELECTOR
-        == "nvidia.com/dynamo-graph-deployment-name,role in (leader,worker),instance-id"
-    )
+    assert GROUP_POD_SELECTOR == "nvidia.com/dynamo-graph-deployment-name,role in (leader,worker),instance-id"
     deployments = Resource("apps", "v1", "deployments", namespaced=True)
     assert kopf_settings().watching.label_selectors.collect(deployments) == []
 
@@ -365,9 +320,7 @@ class GatedClient(FakeClient):
         self.waiting: list[str] = []
         self.fail_name: str | None = None
 
-    async def apply(
-        self, manifest: dict[str, Any], *, subresource: str | None = None, force: bool = True
-    ) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], *, subresource: str | None = None, force: bool = True) -> dict[str, Any]:
         if subresource:
             return await super().apply(manifest, subresource=subresource, force=force)
         self.in_flight += 1
@@ -445,9 +398,7 @@ async def test_kube_client_bounds_requests_in_flight() -> None:
         state["most"] = max(state["most"], state["now"])
         await asyncio.sleep(0.02)
         state["now"] -= 1
-        return web.json_response(
-            {"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}}
-        )
+        return web.json_response({"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}})
 
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", handler)
@@ -459,9 +410,7 @@ async def test_kube_client_bounds_requests_in_flight() -> None:
         port = runner.addresses[0][1]
         client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"), max_in_flight=3)
         try:
-            found = await asyncio.gather(
-                *(client.get("v1", "ConfigMap", "ns", f"c{i}") for i in range(12))
-            )
+            found = await asyncio.gather(*(client.get("v1", "ConfigMap", "ns", f"c{i}") for i in range(12)))
         finally:
             await client.close()
         assert [obj and obj["metadata"]["name"] for obj in found] == [f"c{i}" for i in range(12)]
@@ -480,9 +429,7 @@ def test_per_event_handlers_are_coroutines_so_kopf_never_hops_to_its_thread_pool
     registry = kopf.OperatorRegistry()
     register(registry, Controller(OperatorSettings(workers=1, image_pull_secret_discovery=True)))
     handlers = [*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers()]
-    assert (
-        len(handlers) >= 20
-    )  # DGDs, every child kind, group pods, pull secrets: index + event each
+    assert len(handlers) >= 20  # DGDs, every child kind, group pods, pull secrets: index + event each
     assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []
 
 
@@ -502,12 +449,8 @@ async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order()
     assert await run_all([step("a", 2), step("b", 0)]) == ["a", "b"]
     finished.clear()
     with pytest.raises(KeyError):
-        await run_all(
-            [
-                step("slow", 5),
-                step("first", 3, KeyError("first")),
-                step("fast", 0, ValueError("fast")),
-            ]
-        )
+        await run_all([step("slow", 5), step("first", 3, KeyError("first")), step("fast", 0, ValueError("fast"))])
     assert sorted(finished) == ["fast", "first", "slow"]  # nothing was left running
     assert await run_all([]) == []
+
+

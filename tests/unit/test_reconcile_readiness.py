@@ -18,12 +18,7 @@ pytestmark = pytest.mark.unit
 
 
 def _deploy(
-    name: str = "g-worker",
-    *,
-    replicas: int = 2,
-    generation: int = 3,
-    status: dict[str, Any] | None = None,
-    **fields: Any,
+    name: str = "g-worker", *, replicas: int = 2, generation: int = 3, status: dict[str, Any] | None = None, **fields: Any
 ) -> dict[str, Any]:
     ready = {
         "observedGeneration": generation,
@@ -38,11 +33,7 @@ def _deploy(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "generation": generation,
-            "labels": {"nvidia.com/dynamo-component": "worker"},
-        },
+        "metadata": {"name": name, "generation": generation, "labels": {"nvidia.com/dynamo-component": "worker"}},
         "spec": {"replicas": replicas},
         "status": ready,
     }
@@ -52,26 +43,13 @@ def _deploy(
     ("overrides", "ready", "reason"),
     [
         pytest.param({}, True, "", id="ready"),
-        pytest.param(
-            {"observedGeneration": 2},
-            False,
-            "rollout not yet observed",
-            id="generation not observed",
-        ),
+        pytest.param({"observedGeneration": 2}, False, "rollout not yet observed", id="generation not observed"),
         pytest.param({"updatedReplicas": 1}, False, "1/2 replicas updated", id="rolling"),
         pytest.param({"availableReplicas": 1}, False, "1/2 replicas available", id="not available"),
+        pytest.param({"replicas": 3}, False, "1 old replicas still terminating", id="surplus old pod"),
         pytest.param(
-            {"replicas": 3}, False, "1 old replicas still terminating", id="surplus old pod"
-        ),
-        pytest.param(
-            {
-                "conditions": [
-                    {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
-                ]
-            },
-            False,
-            "Available condition is not True: MinimumReplicasUnavailable",
-            id="condition false",
+            {"conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]},
+            False, "Available condition is not True: MinimumReplicasUnavailable", id="condition false",
         ),
     ],
 )
@@ -104,10 +82,7 @@ def test_graph_readiness_lists_not_ready_resources_sorted() -> None:
         _deploy("g-worker"),
         _deploy("g-frontend", replicas=1),
     ]
-    live = {
-        ("Service", "g-frontend"): desired[0],
-        ("Deployment", "g-worker"): _deploy("g-worker", availableReplicas=1),
-    }
+    live = {("Service", "g-frontend"): desired[0], ("Deployment", "g-worker"): _deploy("g-worker", availableReplicas=1)}
     result = graph_readiness(desired, live, {"Frontend": ["g-frontend"], "worker": ["g-worker"]})
     assert result.state == "pending"
     assert result.message == (
@@ -124,11 +99,7 @@ def test_graph_readiness_lists_not_ready_resources_sorted() -> None:
     live[("Deployment", "g-worker")] = _deploy("g-worker")
     live[("Deployment", "g-frontend")] = _deploy("g-frontend", replicas=1)
     done = graph_readiness(desired, live)
-    assert (done.state, done.reason, done.message) == (
-        "successful",
-        "all_resources_are_ready",
-        "All resources are ready",
-    )
+    assert (done.state, done.reason, done.message) == ("successful", "all_resources_are_ready", "All resources are ready")
 
 
 def test_multinode_groups_count_as_replicas() -> None:
@@ -137,12 +108,7 @@ def test_multinode_groups_count_as_replicas() -> None:
         obj["kind"] = "StatefulSet"
         return obj
 
-    desired = [
-        sts("g-dec-0-ldr", 1, 1),
-        sts("g-dec-0-wkr", 1, 1),
-        sts("g-dec-1-ldr", 1, 1),
-        sts("g-dec-1-wkr", 1, 0),
-    ]
+    desired = [sts("g-dec-0-ldr", 1, 1), sts("g-dec-0-wkr", 1, 1), sts("g-dec-1-ldr", 1, 1), sts("g-dec-1-wkr", 1, 0)]
     live = {("StatefulSet", o["metadata"]["name"]): o for o in desired}
     result = graph_readiness(desired, live, {"dec": [o["metadata"]["name"] for o in desired]})
     assert result.services["dec"]["componentKind"] == "StatefulSet"
@@ -151,25 +117,11 @@ def test_multinode_groups_count_as_replicas() -> None:
 
 
 def test_ready_condition_keeps_transition_time_and_status_compare_ignores_it() -> None:
-    old = [
-        {
-            "type": "Ready",
-            "status": "True",
-            "reason": "r",
-            "message": "m",
-            "lastTransitionTime": "T0",
-        }
-    ]
-    same = ready_condition(
-        ready=True, reason="r", message="m", previous=old, now="T1", observed_generation=None
-    )
+    old = [{"type": "Ready", "status": "True", "reason": "r", "message": "m", "lastTransitionTime": "T0"}]
+    same = ready_condition(ready=True, reason="r", message="m", previous=old, now="T1", observed_generation=None)
     assert same["lastTransitionTime"] == "T0"
-    flipped = ready_condition(
-        ready=False, reason="r", message="m", previous=old, now="T1", observed_generation=None
-    )
+    flipped = ready_condition(ready=False, reason="r", message="m", previous=old, now="T1", observed_generation=None)
     assert flipped["lastTransitionTime"] == "T1"
     current = {"state": "successful", "conditions": old}
-    assert not status_differs(
-        current, {"state": "successful", "conditions": [dict(old[0], lastTransitionTime="T9")]}
-    )
+    assert not status_differs(current, {"state": "successful", "conditions": [dict(old[0], lastTransitionTime="T9")]})
     assert status_differs(current, {"state": "pending", "conditions": old})

@@ -44,9 +44,7 @@ def test_default_order_is_alphabetical() -> None:
 
 
 def test_parallel_stamps_everything_at_once() -> None:
-    plan = plan_restart(
-        RestartRequest("r2", parallel=True), SERVICES, dict.fromkeys(SERVICES, "r1"), {}, None
-    )
+    plan = plan_restart(RestartRequest("r2", parallel=True), SERVICES, dict.fromkeys(SERVICES, "r1"), {}, None)
     assert plan.annotations == dict.fromkeys(SERVICES, "r2")
     assert plan.status is not None and plan.status["inProgress"] == sorted(SERVICES)
     assert plan.stamped == sorted(SERVICES)

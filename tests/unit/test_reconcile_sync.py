@@ -30,9 +30,7 @@ def _deployment(name: str = "g-worker", replicas: int = 1, **meta: Any) -> dict[
     }
 
 
-def _live(
-    desired: dict[str, Any], *, uid: str = "c1", generation: int = 1, owner: str = OWNER
-) -> dict[str, Any]:
+def _live(desired: dict[str, Any], *, uid: str = "c1", generation: int = 1, owner: str = OWNER) -> dict[str, Any]:
     stamped, _ = with_hash(desired)
     stamped["metadata"].update(uid=uid, generation=generation, ownerReferences=[{"uid": owner}])
     stamped["status"] = {"replicas": 1}
@@ -81,16 +79,8 @@ def test_plan_sync_applies_changes_and_prunes_only_owned_children() -> None:
     live = {
         child_key(keep): _live(keep),
         child_key(change): _live(_deployment("g-worker", replicas=1)),
-        ("v1", "Service", "g-old"): {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "g-old", "ownerReferences": [{"uid": OWNER}]},
-        },
-        ("v1", "Service", "foreign"): {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "foreign", "ownerReferences": [{"uid": "other"}]},
-        },
+        ("v1", "Service", "g-old"): {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "g-old", "ownerReferences": [{"uid": OWNER}]}},
+        ("v1", "Service", "foreign"): {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "foreign", "ownerReferences": [{"uid": "other"}]}},
     }
     plan = plan_sync([keep, change], live, {}, OWNER)
     assert plan.unchanged == 1

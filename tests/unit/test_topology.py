@@ -16,13 +16,8 @@ pytestmark = pytest.mark.unit
 
 
 def dgd(
-    *,
-    command: list[str],
-    args: list[str] | None = None,
-    gpus: str | None = "8",
-    nodes: int | None = None,
-    backend: str | None = None,
-    name: str = "VllmDecodeWorker",
+    *, command: list[str], args: list[str] | None = None, gpus: str | None = "8", nodes: int | None = None,
+    backend: str | None = None, name: str = "VllmDecodeWorker",
 ) -> DynamoGraphDeployment:
     service: dict[str, Any] = {
         "componentType": "worker",
@@ -53,11 +48,7 @@ def warnings(doc: DynamoGraphDeployment) -> list[str]:
 
 @pytest.mark.parametrize("path", v1alpha1_example_paths(), ids=lambda p: Path(p).name)
 def test_every_dynamo_example_is_accepted_without_findings(path: Path) -> None:
-    docs = [
-        d
-        for d in yaml.safe_load_all(path.read_text())
-        if d and d.get("kind") == "DynamoGraphDeployment"
-    ]
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "DynamoGraphDeployment"]
     assert docs
     for doc in docs:
         report = check_topology(DynamoGraphDeployment.model_validate(doc))
@@ -90,22 +81,12 @@ def test_vllm_every_tp_spelling_is_read(args: list[str]) -> None:
 
 def test_vllm_tp_times_pp_times_dp_single_pod() -> None:
     (message,) = errors(dgd(command=VLLM, args=["-tp", "2", "-pp", "2", "-dp", "4"]))
-    assert (
-        "-tp 2 \u00d7 -pp 2 \u00d7 -dp 4 = 16 GPUs, but the service has 8 GPUs per pod \u00d7 1 node = 8"
-        in message
-    )
+    assert "-tp 2 \u00d7 -pp 2 \u00d7 -dp 4 = 16 GPUs, but the service has 8 GPUs per pod \u00d7 1 node = 8" in message
     assert errors(dgd(command=VLLM, args=["-tp", "2", "-pp", "2", "-dp", "2"])) == []
 
 
 def test_vllm_dp_local_decides_a_single_pod() -> None:
-    assert (
-        errors(
-            dgd(
-                command=VLLM, args=["--data-parallel-size", "16", "--data-parallel-size-local", "8"]
-            )
-        )
-        == []
-    )
+    assert errors(dgd(command=VLLM, args=["--data-parallel-size", "16", "--data-parallel-size-local", "8"])) == []
     (message,) = errors(dgd(command=VLLM, args=["--data-parallel-size", "16", "-dpl", "16"]))
     assert "-dpl 16 = 16 GPUs" in message
 
@@ -113,10 +94,7 @@ def test_vllm_dp_local_decides_a_single_pod() -> None:
 def test_vllm_multinode_tp_fits_nodes() -> None:
     assert errors(dgd(command=VLLM, args=["--tensor-parallel-size", "16"], nodes=2)) == []
     (message,) = errors(dgd(command=VLLM, args=["--tensor-parallel-size", "32"], nodes=2))
-    assert (
-        "--tensor-parallel-size 32 \u00d7 --pipeline-parallel-size 1 = 32 GPUs per engine, but the service has 8 GPUs per pod \u00d7 2 nodes = 16"
-        in message
-    )
+    assert "--tensor-parallel-size 32 \u00d7 --pipeline-parallel-size 1 = 32 GPUs per engine, but the service has 8 GPUs per pod \u00d7 2 nodes = 16" in message
 
 
 def test_vllm_multinode_partial_use_warns() -> None:
@@ -128,18 +106,12 @@ def test_vllm_multinode_partial_use_warns() -> None:
 def test_vllm_multinode_data_parallel_must_match_ranks() -> None:
     assert errors(dgd(command=VLLM, args=["--data-parallel-size", "16"], nodes=2)) == []
     (message,) = errors(dgd(command=VLLM, args=["--data-parallel-size", "12"], nodes=2))
-    assert (
-        "--data-parallel-size 12 must equal" in message
-        and "= 8 ranks per pod \u00d7 2 nodes = 16" in message
-    )
+    assert "--data-parallel-size 12 must equal" in message and "= 8 ranks per pod \u00d7 2 nodes = 16" in message
 
 
 def test_vllm_multinode_spelling_the_launcher_cannot_see_is_rejected() -> None:
     (message,) = errors(dgd(command=VLLM, args=["-tp", "16"], nodes=2))
-    assert (
-        "does not see the engine's -tp 16" in message
-        and "'none' launch instead of 'distributed'" in message
-    )
+    assert "does not see the engine's -tp 16" in message and "'none' launch instead of 'distributed'" in message
     (message,) = errors(dgd(command=[*VLLM, "--data-parallel-size", "16"], nodes=2))
     assert "'data-parallel'" in message
 
@@ -156,28 +128,17 @@ def test_vllm_shell_script_multiline_with_continuations() -> None:
         "  --tensor-parallel-size 16 \\\n  --pipeline-parallel-size=2 && echo done\n"
     )
     (message,) = errors(dgd(command=["/bin/bash", "-c"], args=[script]))
-    assert (
-        "--tensor-parallel-size 16 \u00d7 --pipeline-parallel-size=2 = 32 GPUs per engine"
-        in message
-    )
+    assert "--tensor-parallel-size 16 \u00d7 --pipeline-parallel-size=2 = 32 GPUs per engine" in message
 
 
 def test_vllm_non_numeric_value_is_not_checked() -> None:
-    assert (
-        errors(
-            dgd(command=["sh", "-c"], args=["python3 -m dynamo.vllm --tensor-parallel-size $TP"])
-        )
-        == []
-    )
+    assert errors(dgd(command=["sh", "-c"], args=["python3 -m dynamo.vllm --tensor-parallel-size $TP"])) == []
 
 
 def test_vllm_expert_parallel_uses_no_extra_gpus() -> None:
     parsed = parse_parallelism(["--enable-expert-parallel", "-dp", "8"], "vllm")
     assert "expert_parallel" in parsed.switches and parsed.get("dp") == 8
-    assert (
-        errors(dgd(command=VLLM, args=["--enable-expert-parallel", "--data-parallel-size", "8"]))
-        == []
-    )
+    assert errors(dgd(command=VLLM, args=["--enable-expert-parallel", "--data-parallel-size", "8"])) == []
 
 
 # --- SGLang ---------------------------------------------------------------------------------
@@ -186,14 +147,10 @@ def test_vllm_expert_parallel_uses_no_extra_gpus() -> None:
 def test_sglang_tp_is_total_over_nodes() -> None:
     assert errors(dgd(command=SGLANG, args=["--tp-size", "8"], gpus="4", nodes=2)) == []
     (message,) = errors(dgd(command=SGLANG, args=["--tp", "16"], gpus="4", nodes=2))
-    assert message.endswith(
-        "--tp 16 \u00d7 --pp-size 1 = 16 GPUs per engine, but the service has 4 GPUs per pod \u00d7 2 nodes = 8"
-    )
+    assert message.endswith("--tp 16 \u00d7 --pp-size 1 = 16 GPUs per engine, but the service has 4 GPUs per pod \u00d7 2 nodes = 8")
 
 
-@pytest.mark.parametrize(
-    "args", [["--tensor-parallel-size", "16"], ["--tp-size=16"], ["--tp", "16"]]
-)
+@pytest.mark.parametrize("args", [["--tensor-parallel-size", "16"], ["--tp-size=16"], ["--tp", "16"]])
 def test_sglang_tp_spellings(args: list[str]) -> None:
     assert len(errors(dgd(command=SGLANG, args=args, gpus="8"))) == 1
 
@@ -201,19 +158,8 @@ def test_sglang_tp_spellings(args: list[str]) -> None:
 def test_sglang_dp_multiplies_unless_dp_attention() -> None:
     (message,) = errors(dgd(command=SGLANG, args=["--tp", "8", "--dp", "8"], gpus="8"))
     assert "--tp 8 \u00d7 --pp-size 1 \u00d7 --dp 8 = 64 GPUs" in message
-    assert (
-        errors(
-            dgd(
-                command=SGLANG,
-                args=["--tp", "8", "--dp-size", "8", "--enable-dp-attention", "--ep", "8"],
-                gpus="8",
-            )
-        )
-        == []
-    )
-    (message,) = errors(
-        dgd(command=SGLANG, args=["--tp", "8", "--dp", "3", "--enable-dp-attention"], gpus="8")
-    )
+    assert errors(dgd(command=SGLANG, args=["--tp", "8", "--dp-size", "8", "--enable-dp-attention", "--ep", "8"], gpus="8")) == []
+    (message,) = errors(dgd(command=SGLANG, args=["--tp", "8", "--dp", "3", "--enable-dp-attention"], gpus="8"))
     assert "must be a multiple of --dp 3" in message
 
 
@@ -223,9 +169,7 @@ def test_sglang_uneven_split_over_nodes() -> None:
 
 
 def test_sglang_pipeline_parallel_and_ep_warning() -> None:
-    assert (
-        errors(dgd(command=SGLANG, args=["--tp", "4", "--pp-size", "2"], gpus="4", nodes=2)) == []
-    )
+    assert errors(dgd(command=SGLANG, args=["--tp", "4", "--pp-size", "2"], gpus="4", nodes=2)) == []
     doc = dgd(command=SGLANG, args=["--tp", "4", "--expert-parallel-size", "8"], gpus="4")
     assert errors(doc) == [] and "larger than --tp 4" in warnings(doc)[0]
 
@@ -234,22 +178,13 @@ def test_sglang_pipeline_parallel_and_ep_warning() -> None:
 
 
 def test_trtllm_engine_yaml_is_invisible() -> None:
-    doc = dgd(
-        command=TRTLLM,
-        args=["--extra-engine-args", "/cfg.yaml", "--tensor-parallel-size", "64"],
-        gpus="4",
-        nodes=2,
-    )
+    doc = dgd(command=TRTLLM, args=["--extra-engine-args", "/cfg.yaml", "--tensor-parallel-size", "64"], gpus="4", nodes=2)
     assert errors(doc) == [] and warnings(doc) == []
 
 
 def test_trtllm_cli_flags_checked_without_yaml() -> None:
-    assert (
-        errors(dgd(command=TRTLLM, args=["--tensor-parallel-size", "8"], gpus="4", nodes=2)) == []
-    )
-    (message,) = errors(
-        dgd(command=TRTLLM, args=["--tensor-parallel-size", "4"], gpus="4", nodes=2)
-    )
+    assert errors(dgd(command=TRTLLM, args=["--tensor-parallel-size", "8"], gpus="4", nodes=2)) == []
+    (message,) = errors(dgd(command=TRTLLM, args=["--tensor-parallel-size", "4"], gpus="4", nodes=2))
     assert "mpirun starts one rank per GPU" in message
     (message,) = errors(dgd(command=TRTLLM, args=["--tp_size", "16"], gpus="4", nodes=2))
     assert "--tp_size 16 \u00d7 --pipeline-parallel-size 1 = 16 GPUs per engine" in message
@@ -260,16 +195,7 @@ def test_trtllm_cli_flags_checked_without_yaml() -> None:
 
 def test_no_gpus_or_no_engine_invocation_is_not_checked() -> None:
     assert errors(dgd(command=VLLM, args=["-tp", "16"], gpus=None)) == []
-    assert (
-        errors(
-            dgd(
-                command=["sh", "-c"],
-                args=["python3 components/worker.py --tensor-parallel-size 16"],
-                backend="vllm",
-            )
-        )
-        == []
-    )
+    assert errors(dgd(command=["sh", "-c"], args=["python3 components/worker.py --tensor-parallel-size 16"], backend="vllm")) == []
 
 
 def test_backend_mismatch_is_an_error_at_the_main_container() -> None:
@@ -280,9 +206,6 @@ def test_backend_mismatch_is_an_error_at_the_main_container() -> None:
 
 
 def test_engine_argv_finds_invocation_in_chains() -> None:
-    container = {
-        "command": ["sh", "-c"],
-        "args": ["pip list | grep vllm; python3 -m dynamo.vllm --tp 2 > /tmp/log 2>&1"],
-    }
+    container = {"command": ["sh", "-c"], "args": ["pip list | grep vllm; python3 -m dynamo.vllm --tp 2 > /tmp/log 2>&1"]}
     assert (engine_argv(container, "vllm") or [])[:3] == ["--tp", "2", ">"]
     assert engine_argv({"command": ["vllm", "serve", "m", "-tp", "2"]}, "vllm") == ["m", "-tp", "2"]

@@ -511,11 +511,7 @@ def _worker(
         doc["spec"]["backendFramework"] = framework
         decode = doc["spec"]["services"]["decode"]
         decode["resources"] = {"limits": {"gpu": gpus}}
-        decode["extraPodSpec"]["mainContainer"]["command"] = [
-            "python3",
-            "-m",
-            f"dynamo.{framework}",
-        ]
+        decode["extraPodSpec"]["mainContainer"]["command"] = ["python3", "-m", f"dynamo.{framework}"]
         decode["extraPodSpec"]["mainContainer"]["args"] = args
         if nodes:
             decode["multinode"] = {"nodeCount": nodes}

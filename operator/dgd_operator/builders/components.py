@@ -47,25 +47,14 @@ class ComponentDefaults:
     service_account: str | None = None
     termination_grace_period_seconds: int | None = None
     service_port: dict[str, Any] = field(
-        default_factory=lambda: {
-            "name": "system",
-            "port": SYSTEM_PORT,
-            "targetPort": "system",
-            "protocol": "TCP",
-        }
+        default_factory=lambda: {"name": "system", "port": SYSTEM_PORT, "targetPort": "system", "protocol": "TCP"}
     )
 
 
-_WORKER_LIVENESS = _http_probe(
-    "/live", "system", periodSeconds=5, timeoutSeconds=4, failureThreshold=1
-)
-_WORKER_READINESS = _http_probe(
-    "/health", "system", periodSeconds=10, timeoutSeconds=4, failureThreshold=3
-)
+_WORKER_LIVENESS = _http_probe("/live", "system", periodSeconds=5, timeoutSeconds=4, failureThreshold=1)
+_WORKER_READINESS = _http_probe("/health", "system", periodSeconds=10, timeoutSeconds=4, failureThreshold=3)
 # 720 x 10 s: engines may load weights for up to two hours before the liveness probe takes over.
-_WORKER_STARTUP = _http_probe(
-    "/live", "system", periodSeconds=10, timeoutSeconds=5, failureThreshold=720
-)
+_WORKER_STARTUP = _http_probe("/live", "system", periodSeconds=10, timeoutSeconds=5, failureThreshold=720)
 
 _WORKER = ComponentDefaults(
     ports=(_port("system", SYSTEM_PORT), _port("nixl", NIXL_TELEMETRY_PORT)),
@@ -90,37 +79,19 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
         ports=(_port("http", FRONTEND_PORT),),
         env=(("DYNAMO_PORT", str(FRONTEND_PORT)), ("DYN_HTTP_PORT", str(FRONTEND_PORT))),
         liveness_probe=_http_probe(
-            "/live",
-            "http",
-            initialDelaySeconds=15,
-            periodSeconds=10,
-            timeoutSeconds=1,
-            failureThreshold=3,
+            "/live", "http", initialDelaySeconds=15, periodSeconds=10, timeoutSeconds=1, failureThreshold=3
         ),
         readiness_probe=_http_probe(
-            "/health",
-            "http",
-            initialDelaySeconds=10,
-            periodSeconds=10,
-            timeoutSeconds=3,
-            failureThreshold=3,
+            "/health", "http", initialDelaySeconds=10, periodSeconds=10, timeoutSeconds=3, failureThreshold=3
         ),
-        service_port={
-            "name": "http",
-            "port": FRONTEND_PORT,
-            "targetPort": "http",
-            "protocol": "TCP",
-        },
+        service_port={"name": "http", "port": FRONTEND_PORT, "targetPort": "http", "protocol": "TCP"},
     ),
     "worker": _WORKER,
     "prefill": _WORKER,
     "decode": _WORKER,
     "planner": ComponentDefaults(
         ports=(_port("metrics", PLANNER_METRICS_PORT), _port("system", SYSTEM_PORT)),
-        env=(
-            ("DYN_SYSTEM_PORT", str(SYSTEM_PORT)),
-            ("PLANNER_PROMETHEUS_PORT", str(PLANNER_METRICS_PORT)),
-        ),
+        env=(("DYN_SYSTEM_PORT", str(SYSTEM_PORT)), ("PLANNER_PROMETHEUS_PORT", str(PLANNER_METRICS_PORT))),
         liveness_probe=_WORKER_LIVENESS,
         readiness_probe=_WORKER_READINESS,
         startup_probe=_WORKER_STARTUP,
@@ -138,13 +109,7 @@ _DEFAULTS: dict[str, ComponentDefaults] = {
         startup_probe=_grpc_probe(periodSeconds=10, failureThreshold=180),
         service_account=EPP_SERVICE_ACCOUNT,
         termination_grace_period_seconds=130,
-        service_port={
-            "name": "grpc",
-            "port": EPP_GRPC_PORT,
-            "targetPort": EPP_GRPC_PORT,
-            "appProtocol": "http2",
-            "protocol": "TCP",
-        },
+        service_port={"name": "grpc", "port": EPP_GRPC_PORT, "targetPort": EPP_GRPC_PORT, "appProtocol": "http2", "protocol": "TCP"},
     ),
 }
 

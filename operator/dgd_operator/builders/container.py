@@ -30,20 +30,8 @@ VLLM_COMPILATION_CACHE = "/root/.cache/vllm"
 
 # Key order of the rendered container, for readable output; unknown keys follow.
 _CONTAINER_KEY_ORDER = (
-    "name",
-    "image",
-    "imagePullPolicy",
-    "workingDir",
-    "command",
-    "args",
-    "ports",
-    "env",
-    "envFrom",
-    "resources",
-    "volumeMounts",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
+    "name", "image", "imagePullPolicy", "workingDir", "command", "args", "ports", "env",
+    "envFrom", "resources", "volumeMounts", "livenessProbe", "readinessProbe", "startupProbe",
 )
 
 
@@ -57,9 +45,7 @@ def default_container(ctx: ServiceContext) -> Container:
         container["ports"] = copy.deepcopy(list(defaults.ports))
     container["env"] = default_env(ctx)
     for key, probe in zip(
-        PROBE_KEYS,
-        (defaults.liveness_probe, defaults.readiness_probe, defaults.startup_probe),
-        strict=True,
+        PROBE_KEYS, (defaults.liveness_probe, defaults.readiness_probe, defaults.startup_probe), strict=True
     ):
         if probe is not None:
             container[key] = copy.deepcopy(probe)
@@ -127,9 +113,7 @@ def apply_volume_mounts(ctx: ServiceContext, container: Container) -> list[Volum
         path = mount.mount_point
         if mount.use_as_compilation_cache and ctx.backend_framework == "vllm":
             path = path or VLLM_COMPILATION_CACHE
-            container["env"] = merge_envs(
-                container.get("env") or [], [env_var("VLLM_CACHE_ROOT", path)]
-            )
+            container["env"] = merge_envs(container.get("env") or [], [env_var("VLLM_CACHE_ROOT", path)])
         if not path:
             raise BuildError(
                 f"{ctx.path}.volumeMounts[{index}].mountPoint",

@@ -136,9 +136,7 @@ class ServiceContext:
 
         main = self.spec.extra_pod_spec.main_container if self.spec.extra_pod_spec else None
         try:
-            backend = resolve_backend(
-                self.component_type, main, self.graph.dgd.spec.backend_framework
-            )
+            backend = resolve_backend(self.component_type, main, self.graph.dgd.spec.backend_framework)
         except BackendError as exc:
             raise BuildError(self.path, str(exc)) from exc
         return None if backend == "noop" else backend

@@ -10,3 +10,4 @@ class BuildError(ValueError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+

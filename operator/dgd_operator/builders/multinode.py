@@ -91,10 +91,7 @@ def build_group_statefulset(
     if role == "leader":
         name, replicas = leader_statefulset_name(dgd_name, ctx.service, group), 1
     else:
-        name, replicas = (
-            worker_statefulset_name(dgd_name, ctx.service, group),
-            ctx.spec.node_count - 1,
-        )
+        name, replicas = worker_statefulset_name(dgd_name, ctx.service, group), ctx.spec.node_count - 1
     backend: Backend = ctx.backend_framework or "noop"
     extra_objects: list[Manifest] = []
 
@@ -144,9 +141,7 @@ def build_group_statefulset(
 
 def _owned(ctx: ServiceContext, obj: Manifest) -> Manifest:
     metadata = dict(obj.get("metadata") or {})
-    full = keys.object_metadata(
-        ctx.graph, str(metadata.get("name")), dict(metadata.get("labels") or {})
-    )
+    full = keys.object_metadata(ctx.graph, str(metadata.get("name")), dict(metadata.get("labels") or {}))
     return {**obj, "metadata": {**metadata, **full}}
 
 

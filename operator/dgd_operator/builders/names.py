@@ -55,24 +55,17 @@ def label_value_problems(k8s_namespace: str, dgd: DynamoGraphDeployment) -> list
     """
     name = dgd.metadata.name
     if len(name) > MAX_LABEL_VALUE:
-        return [
-            (
-                "metadata.name",
-                f"{len(name)} characters: it becomes the label value "
-                f"nvidia.com/dynamo-graph-deployment-name, which is limited to {MAX_LABEL_VALUE}",
-            )
-        ]
+        return [("metadata.name", f"{len(name)} characters: it becomes the label value "
+                 f"nvidia.com/dynamo-graph-deployment-name, which is limited to {MAX_LABEL_VALUE}")]
     if all(spec.global_dynamo_namespace for spec in dgd.spec.services.values()):
         return []
     value = dynamo_namespace(k8s_namespace, name)
     if len(value) <= MAX_LABEL_VALUE:
         return []
     allowed = MAX_LABEL_VALUE - len(k8s_namespace) - 1
-    return [
-        (
-            "metadata.name",
-            f"the Dynamo namespace {value!r} (<namespace>-<name>) is {len(value)} characters, but it is "
-            f"the label value nvidia.com/dynamo-namespace, limited to {MAX_LABEL_VALUE}: in namespace "
-            f"{k8s_namespace!r} the name may have at most {max(allowed, 0)} characters",
-        )
-    ]
+    return [(
+        "metadata.name",
+        f"the Dynamo namespace {value!r} (<namespace>-<name>) is {len(value)} characters, but it is "
+        f"the label value nvidia.com/dynamo-namespace, limited to {MAX_LABEL_VALUE}: in namespace "
+        f"{k8s_namespace!r} the name may have at most {max(allowed, 0)} characters",
+    )]

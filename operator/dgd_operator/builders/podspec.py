@@ -34,14 +34,8 @@ DEFAULT_FS_GROUP = 1000
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 _POD_SPEC_KEY_ORDER = (
-    "initContainers",
-    "containers",
-    "volumes",
-    "serviceAccountName",
-    "securityContext",
-    "terminationGracePeriodSeconds",
-    "restartPolicy",
-    "imagePullSecrets",
+    "initContainers", "containers", "volumes", "serviceAccountName", "securityContext",
+    "terminationGracePeriodSeconds", "restartPolicy", "imagePullSecrets",
 )
 
 
@@ -50,9 +44,7 @@ def shared_memory(ctx: ServiceContext) -> tuple[Volume, dict[str, Any]] | None:
     settings = ctx.spec.shared_memory
     if settings is not None and settings.disabled:
         return None
-    size = (
-        settings.size if settings is not None else None
-    ) or ctx.graph.options.default_shared_memory
+    size = (settings.size if settings is not None else None) or ctx.graph.options.default_shared_memory
     volume = {"name": SHARED_MEMORY_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}}
     return volume, {"name": SHARED_MEMORY_VOLUME, "mountPath": SHARED_MEMORY_PATH}
 
@@ -71,10 +63,7 @@ def image_pull_secrets(ctx: ServiceContext) -> list[str]:
 def base_pod_spec(ctx: ServiceContext) -> PodSpec:
     """Step 11: the operator's pod defaults, then `extraPodSpec` PodSpec fields merged over them."""
     defaults = component_defaults(ctx.component_type)
-    grace = (
-        defaults.termination_grace_period_seconds
-        or ctx.graph.options.termination_grace_period_seconds
-    )
+    grace = defaults.termination_grace_period_seconds or ctx.graph.options.termination_grace_period_seconds
     spec: PodSpec = {"terminationGracePeriodSeconds": grace, "restartPolicy": "Always"}
     if defaults.service_account:
         spec["serviceAccountName"] = defaults.service_account
@@ -132,10 +121,7 @@ def build_pod_spec(
         spec["imagePullSecrets"] = pull_secrets
     if pod_hook is not None:
         container, spec = pod_hook(container, spec)
-    spec["containers"] = [
-        *copy.deepcopy(spec.get("containers") or []),
-        ordered_container(container),
-    ]
+    spec["containers"] = [*copy.deepcopy(spec.get("containers") or []), ordered_container(container)]
     return ordered_pod_spec(spec)
 
 

@@ -54,9 +54,7 @@ def build_discovery_rbac(graph: GraphContext) -> list[Manifest]:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": keys.object_metadata(
-                graph, discovery_role_binding_name(graph.name), labels
-            ),
+            "metadata": keys.object_metadata(graph, discovery_role_binding_name(graph.name), labels),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
             "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": graph.namespace}],
         },

@@ -44,9 +44,7 @@ def build_component_service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": keys.object_metadata(
-            ctx.graph, ctx.service_object_name, labels, ctx.annotations
-        ),
+        "metadata": keys.object_metadata(ctx.graph, ctx.service_object_name, labels, ctx.annotations),
         "spec": {
             "type": "ClusterIP",
             "selector": {**component_service_selector(ctx), **(extra_selector or {})},
@@ -64,11 +62,7 @@ def effective_ingress(ctx: ServiceContext) -> IngressSpec | None:
     options = ctx.graph.options
     if not options.ingress_enabled:
         return None
-    tls = (
-        IngressTLS(secret_name=options.ingress_tls_secret_name)
-        if options.ingress_tls_secret_name
-        else None
-    )
+    tls = IngressTLS(secret_name=options.ingress_tls_secret_name) if options.ingress_tls_secret_name else None
     return IngressSpec(
         enabled=True,
         host=ctx.graph.name,
@@ -92,12 +86,7 @@ def build_ingress(ctx: ServiceContext) -> Manifest | None:
     backend = {"service": {"name": ctx.service_object_name, "port": {"number": FRONTEND_PORT}}}
     spec: dict[str, Any] = {
         "ingressClassName": ingress.ingress_controller_class_name,
-        "rules": [
-            {
-                "host": host,
-                "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
-            }
-        ],
+        "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}],
     }
     if ingress.tls is not None and ingress.tls.secret_name:
         spec["tls"] = [{"hosts": [host], "secretName": ingress.tls.secret_name}]
@@ -105,8 +94,6 @@ def build_ingress(ctx: ServiceContext) -> Manifest | None:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": keys.object_metadata(
-            ctx.graph, ctx.service_object_name, labels, ingress.annotations
-        ),
+        "metadata": keys.object_metadata(ctx.graph, ctx.service_object_name, labels, ingress.annotations),
         "spec": spec,
     }

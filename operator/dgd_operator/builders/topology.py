@@ -179,11 +179,7 @@ def engine_argv(container: Mapping[str, Any], backend: str) -> list[str] | None:
         for index, token in enumerate(tokens):
             if any(marker in token for marker in markers):
                 return tokens[index + 1 :]
-            if (
-                backend == "vllm"
-                and token.rsplit("/", 1)[-1] == "vllm"
-                and tokens[index + 1 : index + 2] == ["serve"]
-            ):
+            if backend == "vllm" and token.rsplit("/", 1)[-1] == "vllm" and tokens[index + 1 : index + 2] == ["serve"]:
                 return tokens[index + 2 :]
     return None
 
@@ -266,12 +262,7 @@ def check_service_topology(name: str, service: ServiceSpec, backend: Backend) ->
 
 
 def _check_vllm(
-    report: TopologyReport,
-    path: str,
-    found: Parallelism,
-    container: Mapping[str, Any],
-    gpus: int,
-    nodes: int,
+    report: TopologyReport, path: str, found: Parallelism, container: Mapping[str, Any], gpus: int, nodes: int
 ) -> None:
     tp, pp, dp = found.get("tp") or 1, found.get("pp") or 1, found.get("dp") or 1
     world = tp * pp
@@ -279,156 +270,87 @@ def _check_vllm(
     total = gpus * nodes
     if nodes == 1:
         dp_local = found.values.get("dp_local")
-        ranks, ranks_text = (
-            (dp_local.value or 1, dp_local.spelling)
-            if dp_local
-            else (dp, found.spelling("dp", "--data-parallel-size"))
-        )
+        ranks, ranks_text = (dp_local.value or 1, dp_local.spelling) if dp_local else (dp, found.spelling("dp", "--data-parallel-size"))
         if world > gpus:
-            report.errors.append(
-                TopologyProblem(
-                    path, f"{tp_pp} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"
-                )
-            )
+            report.errors.append(TopologyProblem(path, f"{tp_pp} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"))
         elif world * ranks > gpus:
-            report.errors.append(
-                TopologyProblem(
-                    path,
-                    f"{tp_pp}{_X}{ranks_text} = {world * ranks} GPUs, but {_gpu_phrase(gpus, nodes)}",
-                )
-            )
+            report.errors.append(TopologyProblem(
+                path, f"{tp_pp}{_X}{ranks_text} = {world * ranks} GPUs, but {_gpu_phrase(gpus, nodes)}"))
         return
 
     # What the operator's multinode launch will do (Dynamo's parser) vs what the engine reads.
     launcher_tokens = expanded_args(container)
-    l_world = flag_value(launcher_tokens, "--tensor-parallel-size") * flag_value(
-        launcher_tokens, "--pipeline-parallel-size"
-    )
+    l_world = flag_value(launcher_tokens, "--tensor-parallel-size") * flag_value(launcher_tokens, "--pipeline-parallel-size")
     l_dp = flag_value(launcher_tokens, "--data-parallel-size")
     engine_path, launcher_path = _vllm_path(world, dp, gpus), _vllm_path(l_world, l_dp, gpus)
     if engine_path != launcher_path:
         spelled = ", ".join(v.spelling for v in found.values.values())
-        report.errors.append(
-            TopologyProblem(
-                path,
-                f"the multinode launch reads only `--tensor-parallel-size N`, `--pipeline-parallel-size N` and "
-                f"`--data-parallel-size N` written as two separate words in `args`; it does not see the engine's "
-                f"{spelled} and would start the {nodes} pods as a '{launcher_path}' launch instead of "
-                f"'{engine_path}'. Spell the flags that way in `args`",
-            )
-        )
+        report.errors.append(TopologyProblem(
+            path,
+            f"the multinode launch reads only `--tensor-parallel-size N`, `--pipeline-parallel-size N` and "
+            f"`--data-parallel-size N` written as two separate words in `args`; it does not see the engine's "
+            f"{spelled} and would start the {nodes} pods as a '{launcher_path}' launch instead of "
+            f"'{engine_path}'. Spell the flags that way in `args`",
+        ))
         return
 
     if engine_path == "distributed":
         if world * dp > total:
-            report.errors.append(
-                TopologyProblem(
-                    path,
-                    f"{tp_pp} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"
-                    + (
-                        f" (and {found.spelling('dp', '--data-parallel-size')} multiplies it)"
-                        if dp > 1
-                        else ""
-                    ),
-                )
-            )
+            report.errors.append(TopologyProblem(
+                path, f"{tp_pp} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"
+                + (f" (and {found.spelling('dp', '--data-parallel-size')} multiplies it)" if dp > 1 else "")))
         elif world * dp < total:
-            report.warnings.append(
-                TopologyProblem(
-                    path,
-                    f"{tp_pp} = {world} GPUs per engine uses {world} of the {total} GPUs "
-                    f"({gpus} GPUs per pod{_X}{nodes} nodes); the rest stay idle",
-                )
-            )
+            report.warnings.append(TopologyProblem(
+                path, f"{tp_pp} = {world} GPUs per engine uses {world} of the {total} GPUs "
+                f"({gpus} GPUs per pod{_X}{nodes} nodes); the rest stay idle"))
     elif engine_path == "data-parallel":
         local = gpus // world
         dp_text = found.spelling("dp", "--data-parallel-size")
         if dp != local * nodes:
-            report.errors.append(
-                TopologyProblem(
-                    path,
-                    f"{dp_text} must equal the data-parallel ranks of all pods: {gpus} GPUs per pod // "
-                    f"({tp_pp} = {world}) = {local} ranks per pod{_X}{nodes} nodes = {local * nodes}",
-                )
-            )
+            report.errors.append(TopologyProblem(
+                path, f"{dp_text} must equal the data-parallel ranks of all pods: {gpus} GPUs per pod // "
+                f"({tp_pp} = {world}) = {local} ranks per pod{_X}{nodes} nodes = {local * nodes}"))
         elif gpus % world:
-            report.warnings.append(
-                TopologyProblem(
-                    path,
-                    f"{gpus} GPUs per pod is not a multiple of {tp_pp} = {world}; {gpus - local * world} GPU(s) per pod stay idle",
-                )
-            )
+            report.warnings.append(TopologyProblem(
+                path, f"{gpus} GPUs per pod is not a multiple of {tp_pp} = {world}; {gpus - local * world} GPU(s) per pod stay idle"))
     else:
-        report.warnings.append(
-            TopologyProblem(
-                path,
-                f"{tp_pp}{_X}{found.spelling('dp', '--data-parallel-size')} = {world * dp} GPUs fits in one pod "
-                f"({gpus} GPUs); no multinode flags are injected, so each of the {nodes} pods runs its own engine",
-            )
-        )
+        report.warnings.append(TopologyProblem(
+            path, f"{tp_pp}{_X}{found.spelling('dp', '--data-parallel-size')} = {world * dp} GPUs fits in one pod "
+            f"({gpus} GPUs); no multinode flags are injected, so each of the {nodes} pods runs its own engine"))
 
 
-def _check_sglang(
-    report: TopologyReport, path: str, found: Parallelism, gpus: int, nodes: int
-) -> None:
-    tp, pp, dp, ep = (
-        found.get("tp") or 1,
-        found.get("pp") or 1,
-        found.get("dp") or 1,
-        found.get("ep") or 1,
-    )
+def _check_sglang(report: TopologyReport, path: str, found: Parallelism, gpus: int, nodes: int) -> None:
+    tp, pp, dp, ep = found.get("tp") or 1, found.get("pp") or 1, found.get("dp") or 1, found.get("ep") or 1
     dp_attention = "dp_attention" in found.switches
     tp_text = found.spelling("tp", "--tp-size")
     pp_text = found.spelling("pp", "--pp-size")
     dp_text = found.spelling("dp", "--dp-size")
     if dp_attention and dp > 1 and tp % dp:
-        report.errors.append(
-            TopologyProblem(
-                path,
-                f"with --enable-dp-attention the data-parallel ranks live inside tensor parallelism: "
-                f"{tp_text} must be a multiple of {dp_text}",
-            )
-        )
+        report.errors.append(TopologyProblem(
+            path, f"with --enable-dp-attention the data-parallel ranks live inside tensor parallelism: "
+            f"{tp_text} must be a multiple of {dp_text}"))
         return
     multiplies_dp = dp > 1 and not dp_attention
     need = tp * pp * (dp if multiplies_dp else 1)
     formula = f"{tp_text}{_X}{pp_text}" + (f"{_X}{dp_text}" if multiplies_dp else "")
     total = gpus * nodes
     if need > total:
-        report.errors.append(
-            TopologyProblem(
-                path, f"{formula} = {need} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"
-            )
-        )
+        report.errors.append(TopologyProblem(path, f"{formula} = {need} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"))
         return
     if nodes > 1 and need % nodes:
-        report.errors.append(
-            TopologyProblem(
-                path,
-                f"{formula} = {need} GPUs cannot be split evenly over {nodes} nodes ({tp_text} is the total over all nodes)",
-            )
-        )
+        report.errors.append(TopologyProblem(
+            path, f"{formula} = {need} GPUs cannot be split evenly over {nodes} nodes ({tp_text} is the total over all nodes)"))
         return
     if need < total and nodes > 1:
-        report.warnings.append(
-            TopologyProblem(
-                path,
-                f"{formula} = {need} GPUs per engine uses {need} of the {total} GPUs ({gpus} GPUs per pod{_X}"
-                f"{nodes} nodes); {tp_text} is the total over all nodes",
-            )
-        )
+        report.warnings.append(TopologyProblem(
+            path, f"{formula} = {need} GPUs per engine uses {need} of the {total} GPUs ({gpus} GPUs per pod{_X}"
+            f"{nodes} nodes); {tp_text} is the total over all nodes"))
     if ep > tp:
-        report.warnings.append(
-            TopologyProblem(
-                path,
-                f"{found.spelling('ep', '--ep-size')} is larger than {tp_text}; SGLang places expert parallelism inside the tensor-parallel group",
-            )
-        )
+        report.warnings.append(TopologyProblem(
+            path, f"{found.spelling('ep', '--ep-size')} is larger than {tp_text}; SGLang places expert parallelism inside the tensor-parallel group"))
 
 
-def _check_trtllm(
-    report: TopologyReport, path: str, found: Parallelism, gpus: int, nodes: int
-) -> None:
+def _check_trtllm(report: TopologyReport, path: str, found: Parallelism, gpus: int, nodes: int) -> None:
     if found.config_file is not None or not ({"tp", "pp"} & set(found.values)):
         # TP/PP come from (or may be overridden by) the engine YAML, which admission cannot read.
         return
@@ -437,18 +359,10 @@ def _check_trtllm(
     formula = f"{found.spelling('tp', '--tensor-parallel-size')}{_X}{found.spelling('pp', '--pipeline-parallel-size')}"
     total = gpus * nodes
     if world > total:
-        report.errors.append(
-            TopologyProblem(
-                path, f"{formula} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"
-            )
-        )
+        report.errors.append(TopologyProblem(path, f"{formula} = {world} GPUs per engine, but {_gpu_phrase(gpus, nodes)}"))
     elif nodes > 1 and world != total:
-        report.errors.append(
-            TopologyProblem(
-                path,
-                f"{formula} = {world} GPUs per engine, but mpirun starts one rank per GPU: {_gpu_phrase(gpus, nodes)}",
-            )
-        )
+        report.errors.append(TopologyProblem(
+            path, f"{formula} = {world} GPUs per engine, but mpirun starts one rank per GPU: {_gpu_phrase(gpus, nodes)}"))
 
 
 def check_topology(dgd: DynamoGraphDeployment) -> TopologyReport:
@@ -459,9 +373,7 @@ def check_topology(dgd: DynamoGraphDeployment) -> TopologyReport:
         try:
             backend = resolve_backend(service.component_type, container, dgd.spec.backend_framework)
         except BackendError as exc:
-            report.errors.append(
-                TopologyProblem(f"spec.services.{name}.extraPodSpec.mainContainer", str(exc))
-            )
+            report.errors.append(TopologyProblem(f"spec.services.{name}.extraPodSpec.mainContainer", str(exc)))
             continue
         report.extend(check_service_topology(name, service, backend))
     return report

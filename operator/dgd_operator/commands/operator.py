@@ -45,16 +45,10 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        metavar="NS",
+        "-n", "--namespace", action="append", default=[], metavar="NS",
         help="reconcile only this namespace (repeatable; overrides DGD_WATCH_NAMESPACES)",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="debug logging (DGD_LOG_LEVEL=DEBUG)"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (DGD_LOG_LEVEL=DEBUG)")
     parser.set_defaults(func=run)
 
 
@@ -99,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dgd operator: {exc}", file=sys.stderr)
         return 2
     if args.namespace:
-        settings = dataclasses.replace(
-            settings, watch_namespaces=tuple(sorted(set(args.namespace)))
-        )
+        settings = dataclasses.replace(settings, watch_namespaces=tuple(sorted(set(args.namespace))))
     if args.verbose:
         settings = dataclasses.replace(settings, log_level="DEBUG")
     _configure_logging(settings.log_level, settings.log_format)
@@ -109,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
     for name in sorted(settings.extra):
         log.warning("unknown setting DGD_%s ignored", name)
     scope = ", ".join(settings.watch_namespaces) or "all namespaces"
-    log.info(
-        "dgd operator starting: %s; metrics :%s, health :%s",
-        scope,
-        settings.metrics_port,
-        settings.health_port,
-    )
+    log.info("dgd operator starting: %s; metrics :%s, health :%s", scope, settings.metrics_port, settings.health_port)
     serve_metrics(settings.metrics_port, settings.bind_address)
     try:
         asyncio.run(run_operator(settings))

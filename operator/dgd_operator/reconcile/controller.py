@@ -280,12 +280,7 @@ class Controller:
             body = self.view.dgd(key) if self.view is not None else None
             if first and body is not None and self.client is not None:
                 # Once per failure streak, so a persistent bug does not flood the namespace.
-                await self._event(
-                    body,
-                    "Warning",
-                    c.EVENT_RECONCILE_FAILED,
-                    f"reconcile failed, retrying: {exc!r}",
-                )
+                await self._event(body, "Warning", c.EVENT_RECONCILE_FAILED, f"reconcile failed, retrying: {exc!r}")
         else:
             self.failures.pop(key, None)
         finally:
@@ -334,9 +329,7 @@ class Controller:
             return Outcome()  # reported already; wait for a spec change
         self.rejected.pop(key, None)
         live_children = [
-            obj
-            for obj in self.view.children(key)
-            if is_owned_by(obj, str(uid)) or not _owner_refs(obj)
+            obj for obj in self.view.children(key) if is_owned_by(obj, str(uid)) or not _owner_refs(obj)
         ]
         try:
             return await self._reconcile_valid(key, body, live_children)
@@ -353,13 +346,9 @@ class Controller:
         uid = str(meta.get("uid"))
         generation = meta.get("generation")
         dgd = self._validate(body)
-        label_problems = [
-            Problem(path, message) for path, message in label_value_problems(namespace, dgd)
-        ]
+        label_problems = [Problem(path, message) for path, message in label_value_problems(namespace, dgd)]
         if label_problems:
-            raise RejectedError(
-                label_problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC
-            )
+            raise RejectedError(label_problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
         live: dict[ChildKey, Mapping[str, Any]] = {child_key(obj): obj for obj in live_children}
 
         await self._ensure_shared_accounts(namespace, dgd)
@@ -372,10 +361,7 @@ class Controller:
 
         unwatched = [obj for obj in desired if (obj["apiVersion"], obj["kind"]) not in _WATCHED]
         found = await run_all(
-            [
-                self.client.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
-                for obj in unwatched
-            ]
+            [self.client.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"]) for obj in unwatched]
         )
         for obj, current in zip(unwatched, found, strict=True):
             if current is not None:
@@ -403,9 +389,7 @@ class Controller:
                     continue
                 ck = child_key(action.manifest)
                 rmeta = result.get("metadata") or {}
-                records[ck] = AppliedRecord(
-                    action.digest, rmeta.get("uid"), rmeta.get("generation")
-                )
+                records[ck] = AppliedRecord(action.digest, rmeta.get("uid"), rmeta.get("generation"))
                 fresh[ck] = result
                 outcome.applied += 1
             raise_first(results)
@@ -418,40 +402,25 @@ class Controller:
             if change is not None:
                 scaled.append(f"{label} {change}")
             if change is None or not _only_replicas_changed(action.manifest, action.live):
-                updated.append(
-                    f"{label} ({'edited outside the operator' if action.why == 'drift' else 'spec changed'})"
-                )
+                updated.append(f"{label} ({'edited outside the operator' if action.why == 'drift' else 'spec changed'})")
 
         # Adapters are created once and then owned by their scaler (see scaling.py).
         wanted_adapters = {child_key(adapter) for adapter in desired_adapters}
-        new_adapters = [
-            a for a in desired_adapters if child_key(a) not in live and child_key(a) not in records
-        ]
-        adapter_results = await asyncio.gather(
-            *(self._apply(key, a) for a in new_adapters), return_exceptions=True
-        )
+        new_adapters = [a for a in desired_adapters if child_key(a) not in live and child_key(a) not in records]
+        adapter_results = await asyncio.gather(*(self._apply(key, a) for a in new_adapters), return_exceptions=True)
         for adapter, result in zip(new_adapters, adapter_results, strict=True):
             if isinstance(result, BaseException):
                 continue
             ck = child_key(adapter)
             rmeta = result.get("metadata") or {}
-            records[ck] = AppliedRecord(
-                manifest_hash(adapter), rmeta.get("uid"), rmeta.get("generation")
-            )
+            records[ck] = AppliedRecord(manifest_hash(adapter), rmeta.get("uid"), rmeta.get("generation"))
             outcome.applied += 1
-            await self._event(
-                body,
-                "Normal",
-                c.EVENT_ADAPTER_CREATED,
-                f"created {DGDSA_KIND}/{ck[2]} with {adapter['spec']['replicas']} replicas",
-            )
+            await self._event(body, "Normal", c.EVENT_ADAPTER_CREATED, f"created {DGDSA_KIND}/{ck[2]} with {adapter['spec']['replicas']} replicas")
         raise_first(adapter_results)
 
         gone = await run_all([self._delete(namespace, doomed) for doomed in plan.delete])
         deleted = [
-            f"{doomed['kind']}/{doomed['metadata']['name']}"
-            for doomed, was_deleted in zip(plan.delete, gone, strict=True)
-            if was_deleted
+            f"{doomed['kind']}/{doomed['metadata']['name']}" for doomed, was_deleted in zip(plan.delete, gone, strict=True) if was_deleted
         ]
         doomed_adapters = [
             existing
@@ -459,17 +428,10 @@ class Controller:
             if ck[1] == DGDSA_KIND and ck not in wanted_adapters and is_owned_by(existing, uid)
         ]
         for existing, was_deleted in zip(
-            doomed_adapters,
-            await run_all([self._delete(namespace, a) for a in doomed_adapters]),
-            strict=True,
+            doomed_adapters, await run_all([self._delete(namespace, a) for a in doomed_adapters]), strict=True
         ):
             if was_deleted:
-                await self._event(
-                    body,
-                    "Normal",
-                    c.EVENT_ADAPTER_DELETED,
-                    f"deleted {DGDSA_KIND}/{existing['metadata']['name']}",
-                )
+                await self._event(body, "Normal", c.EVENT_ADAPTER_DELETED, f"deleted {DGDSA_KIND}/{existing['metadata']['name']}")
         outcome.deleted = len(deleted)
 
         # What changed is told in one Event per kind of change, posted together with the
@@ -496,11 +458,7 @@ class Controller:
                 readiness.services[svc]["groups"] = entries
         state, reason, message = readiness.state, readiness.reason, readiness.message
         if group_failures:
-            state, reason, message = (
-                c.STATE_FAILED,
-                c.REASON_GROUP_FAILED,
-                "; ".join(group_failures),
-            )
+            state, reason, message = c.STATE_FAILED, c.REASON_GROUP_FAILED, "; ".join(group_failures)
         status: dict[str, Any] = {
             "state": state,
             "conditions": [
@@ -545,27 +503,17 @@ class Controller:
         result = validate_dgd(doc, creating=meta.get("generation") in (None, 1))
         if result.errors or result.dgd is None:
             problems = result.errors or [Problem("spec", "not a valid DynamoGraphDeployment")]
-            raise RejectedError(
-                problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC
-            )
+            raise RejectedError(problems, reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC)
         return result.dgd
 
-    def _build(
-        self, dgd: DynamoGraphDeployment, namespace: str, restarts: Mapping[str, str]
-    ) -> GraphPlan:
+    def _build(self, dgd: DynamoGraphDeployment, namespace: str, restarts: Mapping[str, str]) -> GraphPlan:
         options = self.options
         if self.settings.image_pull_secret_discovery and self.view is not None:
-            options = dataclasses.replace(
-                options, image_pull_secrets=self.view.pull_secrets(namespace)
-            )
+            options = dataclasses.replace(options, image_pull_secrets=self.view.pull_secrets(namespace))
         try:
             return plan_graph(dgd, namespace, options, restart_annotations=restarts)
         except BuildError as exc:
-            raise RejectedError(
-                [Problem(exc.path, exc.message)],
-                reason=c.REASON_INVALID_SPEC,
-                event_reason=c.EVENT_INVALID_SPEC,
-            ) from exc
+            raise RejectedError([Problem(exc.path, exc.message)], reason=c.REASON_INVALID_SPEC, event_reason=c.EVENT_INVALID_SPEC) from exc
 
     async def _apply(self, key: Key, manifest: Manifest) -> Manifest:
         assert self.client is not None
@@ -583,9 +531,7 @@ class Controller:
         assert self.client is not None
         meta = obj["metadata"]
         self.records.get(namespace, {}).pop(child_key(obj), None)
-        return await self.client.delete(
-            obj["apiVersion"], obj["kind"], namespace, meta["name"], uid=meta.get("uid")
-        )
+        return await self.client.delete(obj["apiVersion"], obj["kind"], namespace, meta["name"], uid=meta.get("uid"))
 
     async def _ensure_shared_accounts(self, namespace: str, dgd: DynamoGraphDeployment) -> None:
         """Create the namespace-wide planner/EPP ServiceAccounts (and RoleBindings) pods run as.
@@ -608,15 +554,7 @@ class Controller:
                 if (namespace, account) in self.shared_accounts:
                     continue
                 for manifest in shared_account_objects(namespace, account, role):
-                    if (
-                        await self.client.get(
-                            manifest["apiVersion"],
-                            manifest["kind"],
-                            namespace,
-                            manifest["metadata"]["name"],
-                        )
-                        is None
-                    ):
+                    if await self.client.get(manifest["apiVersion"], manifest["kind"], namespace, manifest["metadata"]["name"]) is None:
                         await self._apply((namespace, ""), manifest)
                 self.shared_accounts.add((namespace, account))
 
@@ -648,29 +586,18 @@ class Controller:
                     patch[svc] = {"replicas": wanted}
                     self.patched_replicas[(key, svc)] = wanted
                     await self._event(
-                        body,
-                        "Normal",
-                        c.EVENT_SCALED,
+                        body, "Normal", c.EVENT_SCALED,
                         f"service {svc} scaled from {current} to {wanted} replicas by {DGDSA_KIND}/{adapter_name(name, svc)}",
                     )
-            status = adapter_status(
-                adapter, dgd_name=name, service=svc, replicas=wanted, now=now_iso()
-            )
+            status = adapter_status(adapter, dgd_name=name, service=svc, replicas=wanted, now=now_iso())
             ident = (namespace, adapter_name(name, svc))
             if status is not None and self.adapter_status_written.get(ident) != status:
                 await self.client.merge_patch(
-                    DGDSA_API_VERSION,
-                    DGDSA_KIND,
-                    namespace,
-                    adapter_name(name, svc),
-                    {"status": status},
-                    subresource="status",
+                    DGDSA_API_VERSION, DGDSA_KIND, namespace, adapter_name(name, svc), {"status": status}, subresource="status"
                 )
                 self.adapter_status_written[ident] = status
         if patch:
-            await self.client.merge_patch(
-                DGD_API_VERSION, DGD_KIND, namespace, name, {"spec": {"services": patch}}
-            )
+            await self.client.merge_patch(DGD_API_VERSION, DGD_KIND, namespace, name, {"spec": {"services": patch}})
         return dgd
 
     async def _ensure_mpi_secret(self, namespace: str, dgd: DynamoGraphDeployment) -> None:
@@ -729,9 +656,7 @@ class Controller:
             if memory is None:
                 memory = memories[ident] = GroupMemory.from_status(_previous_group(previous, spec))
             workloads = tuple(_identity(live.get(("StatefulSet", name))) for name in spec.workloads)
-            decision = plan_group(
-                memory, spec, pods_by_group.get(ident, []), workloads, self.group_policy, now
-            )
+            decision = plan_group(memory, spec, pods_by_group.get(ident, []), workloads, self.group_policy, now)
             if decision.delete:
                 await self._restart_group(body, spec, memory, decision.delete, decision.reason)
             if decision.exhausted:
@@ -749,12 +674,7 @@ class Controller:
         return entries, failures
 
     async def _restart_group(
-        self,
-        body: Mapping[str, Any],
-        spec: GroupSpec,
-        memory: GroupMemory,
-        pods: Sequence[Any],
-        reason: str,
+        self, body: Mapping[str, Any], spec: GroupSpec, memory: GroupMemory, pods: Sequence[Any], reason: str
     ) -> None:
         """Delete every pod of a group (uid preconditions); the StatefulSets recreate them."""
         assert self.client is not None
@@ -762,25 +682,14 @@ class Controller:
         for pod in pods:
             await self.client.delete("v1", "Pod", namespace, pod.name, uid=pod.uid)
         budget = self.group_policy.budget
-        logger.warning(
-            "restarting multinode group %s (restart %d, budget %d): %s",
-            spec.name,
-            memory.restarts,
-            budget,
-            reason,
-        )
+        logger.warning("restarting multinode group %s (restart %d, budget %d): %s", spec.name, memory.restarts, budget, reason)
         await self._event(
-            body,
-            "Warning",
-            c.EVENT_GROUP_RESTART,
+            body, "Warning", c.EVENT_GROUP_RESTART,
             f"restarting multinode group {spec.name} ({len(memory.restart_times)} of {budget} restarts in the budget window): {reason}",
         )
 
     def _plan_restart(
-        self,
-        dgd: DynamoGraphDeployment,
-        body: Mapping[str, Any],
-        live_children: Iterable[Mapping[str, Any]],
+        self, dgd: DynamoGraphDeployment, body: Mapping[str, Any], live_children: Iterable[Mapping[str, Any]]
     ) -> RestartPlan:
         services = sorted(dgd.spec.services)
         workloads: dict[str, list[Mapping[str, Any]]] = {}
@@ -820,27 +729,13 @@ class Controller:
         before: Mapping[str, Any] = previous or {}
         restart_id = plan.status.get("observedID")
         if plan.started and before.get("observedID") != restart_id:
-            await self._event(
-                body, "Normal", c.EVENT_RESTART_STARTED, f"restart {restart_id} started"
-            )
+            await self._event(body, "Normal", c.EVENT_RESTART_STARTED, f"restart {restart_id} started")
         if plan.stamped:
-            await self._event(
-                body,
-                "Normal",
-                c.EVENT_RESTART_STARTED,
-                f"restart {restart_id}: restarting {', '.join(plan.stamped)}",
-            )
-        if (
-            plan.status.get("phase") == c.RESTART_COMPLETED
-            and before.get("phase") != c.RESTART_COMPLETED
-        ):
-            await self._event(
-                body, "Normal", c.EVENT_RESTART_COMPLETED, f"restart {restart_id} completed"
-            )
+            await self._event(body, "Normal", c.EVENT_RESTART_STARTED, f"restart {restart_id}: restarting {', '.join(plan.stamped)}")
+        if plan.status.get("phase") == c.RESTART_COMPLETED and before.get("phase") != c.RESTART_COMPLETED:
+            await self._event(body, "Normal", c.EVENT_RESTART_COMPLETED, f"restart {restart_id} completed")
 
-    async def _write_status(
-        self, key: Key, body: Mapping[str, Any], status: dict[str, Any]
-    ) -> bool:
+    async def _write_status(self, key: Key, body: Mapping[str, Any], status: dict[str, Any]) -> bool:
         """Server-side apply the status subresource, only when it differs from the live one."""
         assert self.client is not None
         current = body.get("status") or {}
@@ -870,9 +765,7 @@ class Controller:
         self.status_written_at[key] = time.monotonic()
         return True
 
-    async def _report_rejected(
-        self, key: Key, body: Mapping[str, Any], rejected: RejectedError
-    ) -> None:
+    async def _report_rejected(self, key: Key, body: Mapping[str, Any], rejected: RejectedError) -> None:
         """`state: failed`, `Ready=False` naming the fields, one Warning Event; children untouched."""
         meta = body.get("metadata") or {}
         self.rejected[key] = rejection_mark(body)
@@ -912,10 +805,7 @@ class Controller:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {
-                "generateName": f"{meta.get('name')}.",
-                "namespace": meta.get("namespace"),
-            },
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
             "involvedObject": {
                 "apiVersion": DGD_API_VERSION,
                 "kind": DGD_KIND,
@@ -969,19 +859,12 @@ def rejection_mark(body: Mapping[str, Any]) -> str:
     labels and annotations (they steer rendering too), never status."""
     meta = body.get("metadata") or {}
     return json.dumps(
-        [
-            meta.get("uid"),
-            meta.get("generation"),
-            meta.get("labels") or {},
-            meta.get("annotations") or {},
-        ],
+        [meta.get("uid"), meta.get("generation"), meta.get("labels") or {}, meta.get("annotations") or {}],
         sort_keys=True,
     )
 
 
-def shared_account_objects(
-    namespace: str, account: str, cluster_role: str | None
-) -> list[Manifest]:
+def shared_account_objects(namespace: str, account: str, cluster_role: str | None) -> list[Manifest]:
     """A namespace-wide ServiceAccount and, when a ClusterRole is configured, its RoleBinding."""
     labels = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
     objects: list[Manifest] = [
@@ -996,16 +879,8 @@ def shared_account_objects(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "RoleBinding",
-                "metadata": {
-                    "name": f"{account}-binding",
-                    "namespace": namespace,
-                    "labels": dict(labels),
-                },
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": cluster_role,
-                },
+                "metadata": {"name": f"{account}-binding", "namespace": namespace, "labels": dict(labels)},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
                 "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
             }
         )
@@ -1033,9 +908,7 @@ def _only_replicas_changed(desired: Mapping[str, Any], live: Mapping[str, Any] |
     """True when the desired object differs from what we last applied only in `spec.replicas`."""
     if live is None:
         return False
-    recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(
-        c.ANNOTATION_LAST_APPLIED_HASH
-    )
+    recorded = ((live.get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_LAST_APPLIED_HASH)
     probe = copy.deepcopy(dict(desired))
     probe.setdefault("spec", {})["replicas"] = (live.get("spec") or {}).get("replicas", 1)
     return recorded == manifest_hash(probe)

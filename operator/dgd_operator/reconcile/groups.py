@@ -93,9 +93,7 @@ def group_specs(desired: Iterable[Mapping[str, Any]]) -> list[GroupSpec]:
         members.setdefault((str(labels[LABEL_COMPONENT]), int(labels[LABEL_GROUP])), []).append(obj)
     specs: list[GroupSpec] = []
     for (service, index), objs in sorted(members.items()):
-        objs = sorted(
-            objs, key=lambda o: 0 if o["metadata"]["labels"][LABEL_ROLE] == "leader" else 1
-        )
+        objs = sorted(objs, key=lambda o: 0 if o["metadata"]["labels"][LABEL_ROLE] == "leader" else 1)
         pods: list[str] = []
         for obj in objs:
             spec = obj.get("spec") or {}
@@ -104,11 +102,7 @@ def group_specs(desired: Iterable[Mapping[str, Any]]) -> list[GroupSpec]:
             pods.extend(f"{obj['metadata']['name']}-{i}" for i in range(start, start + replicas))
         leader = str(objs[0]["metadata"]["name"])
         name = leader[: -len("-ldr")] if leader.endswith("-ldr") else leader
-        specs.append(
-            GroupSpec(
-                service, index, name, tuple(str(o["metadata"]["name"]) for o in objs), tuple(pods)
-            )
-        )
+        specs.append(GroupSpec(service, index, name, tuple(str(o["metadata"]["name"]) for o in objs), tuple(pods)))
     return specs
 
 
@@ -133,8 +127,7 @@ class PodState:
         main = [s for s in statuses if s.get("name") == MAIN_CONTAINER] or statuses
         restarts = sum(int(s.get("restartCount") or 0) for s in main)
         ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions") or []
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
         )
         return cls(
             name=str(meta.get("name", "")),
@@ -221,12 +214,7 @@ class GroupMemory:
         Depends on nothing but the memory (never on the clock), so a quiet group never
         causes a status write.
         """
-        entry: dict[str, Any] = {
-            "index": spec.index,
-            "name": spec.name,
-            "phase": self.phase,
-            "restarts": self.restarts,
-        }
+        entry: dict[str, Any] = {"index": spec.index, "name": spec.name, "phase": self.phase, "restarts": self.restarts}
         if self.last_reason:
             entry["lastRestartReason"] = self.last_reason
         if self.last_time:
@@ -254,11 +242,7 @@ def _parse_time(text: object) -> float | None:
     if not isinstance(text, str):
         return None
     try:
-        return (
-            datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
-            .replace(tzinfo=datetime.UTC)
-            .timestamp()
-        )
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
     except ValueError:
         return None
 
@@ -333,9 +317,7 @@ def plan_group(
                 memory.seen[name] = (state.uid, state.restarts)
         if not memory.armed:
             memory.seen = {name: memory.seen[name] for name in current}
-        complete = set(current) == wanted and all(
-            s.ready and not s.terminating for s in current.values()
-        )
+        complete = set(current) == wanted and all(s.ready and not s.terminating for s in current.values())
         if complete:
             memory.armed, memory.phase = True, GROUP_RUNNING
         elif not memory.armed:

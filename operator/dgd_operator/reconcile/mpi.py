@@ -22,13 +22,9 @@ def ssh_key_pair(bits: int = RSA_KEY_BITS) -> tuple[bytes, bytes]:
     """A fresh RSA key pair: (OpenSSH private key PEM, `ssh-rsa AAAA... dgd-operator` line)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, public + b" dgd-operator\n"
 
 
@@ -38,11 +34,7 @@ def mpi_ssh_secret(namespace: str, name: str, *, bits: int = RSA_KEY_BITS) -> di
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {LABEL_MANAGED_BY: MANAGED_BY},
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY}},
         "type": "Opaque",
         "data": {
             "private.key": base64.b64encode(private).decode(),

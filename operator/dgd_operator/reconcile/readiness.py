@@ -138,13 +138,7 @@ def service_status(
     """
     names = sorted(_name(obj) for obj in desired)
     kinds = {str(obj.get("kind")) for obj in desired}
-    kind = (
-        "Deployment"
-        if kinds == {"Deployment"}
-        else "StatefulSet"
-        if kinds == {"StatefulSet"}
-        else "/".join(sorted(kinds))
-    )
+    kind = "Deployment" if kinds == {"Deployment"} else "StatefulSet" if kinds == {"StatefulSet"} else "/".join(sorted(kinds))
     result: dict[str, Any] = {"componentKind": kind, "componentNames": names}
     if kind == "Deployment":
         replicas = updated = ready = available = 0
@@ -164,18 +158,12 @@ def service_status(
             objs = [live.get(member) for member in members]
             if all(obj is not None for obj in objs):
                 replicas += 1
-            if all(
-                obj is not None
-                and _int((obj.get("status") or {}).get("updatedReplicas")) >= desired_replicas(obj)
-                for obj in objs
-            ):
+            if all(obj is not None and _int((obj.get("status") or {}).get("updatedReplicas")) >= desired_replicas(obj) for obj in objs):
                 updated += 1
             if all(object_readiness(obj).ready for obj in objs):
                 ready += 1
         available = ready
-    result.update(
-        replicas=replicas, updatedReplicas=updated, readyReplicas=ready, availableReplicas=available
-    )
+    result.update(replicas=replicas, updatedReplicas=updated, readyReplicas=ready, availableReplicas=available)
     return result
 
 
@@ -231,34 +219,20 @@ def graph_readiness(
     }
     if not_ready:
         return GraphReadiness(
-            STATE_PENDING,
-            REASON_NOT_READY,
-            "Resources not ready: " + "; ".join(not_ready),
-            per_service,
+            STATE_PENDING, REASON_NOT_READY, "Resources not ready: " + "; ".join(not_ready), per_service
         )
-    return GraphReadiness(
-        STATE_SUCCESSFUL, REASON_ALL_READY, "All resources are ready", per_service
-    )
+    return GraphReadiness(STATE_SUCCESSFUL, REASON_ALL_READY, "All resources are ready", per_service)
 
 
 def ready_condition(
-    *,
-    ready: bool,
-    reason: str,
-    message: str,
-    previous: Sequence[Mapping[str, Any]],
-    now: str,
+    *, ready: bool, reason: str, message: str, previous: Sequence[Mapping[str, Any]], now: str,
     observed_generation: int | None,
 ) -> dict[str, Any]:
     """The `Ready` condition, keeping `lastTransitionTime` when the status did not flip."""
     status = "True" if ready else "False"
     transition = now
     for cond in previous:
-        if (
-            cond.get("type") == "Ready"
-            and cond.get("status") == status
-            and cond.get("lastTransitionTime")
-        ):
+        if cond.get("type") == "Ready" and cond.get("status") == status and cond.get("lastTransitionTime"):
             transition = str(cond["lastTransitionTime"])
     condition: dict[str, Any] = {
         "type": "Ready",

@@ -84,7 +84,5 @@ def adapter_status(
     if current.get("replicas") == replicas and current.get("selector") == selector:
         return None
     status: dict[str, Any] = {"replicas": replicas, "selector": selector}
-    status["lastScaleTime"] = (
-        now if current.get("replicas") != replicas else current.get("lastScaleTime", now)
-    )
+    status["lastScaleTime"] = now if current.get("replicas") != replicas else current.get("lastScaleTime", now)
     return status

@@ -33,11 +33,7 @@ def manifest_hash(obj: Mapping[str, Any]) -> str:
     """sha256 of the key-sorted JSON of a desired manifest, ignoring its own hash annotation."""
     body = {k: v for k, v in obj.items() if k != "status"}
     meta = dict(body.get("metadata") or {})
-    annotations = {
-        k: v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k != ANNOTATION_LAST_APPLIED_HASH
-    }
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION_LAST_APPLIED_HASH}
     meta["annotations"] = annotations
     body["metadata"] = meta
     encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)

@@ -111,37 +111,18 @@ def apply_backend(
     """
     if backend == "vllm":
         return apply_vllm(
-            container,
-            pod_spec,
-            role=role,
-            node_count=node_count,
-            gpus_per_pod=gpus_per_pod,
-            annotations=annotations,
-            dgd_name=dgd_name,
-            addressing=addressing,
-            options=options,
+            container, pod_spec, role=role, node_count=node_count, gpus_per_pod=gpus_per_pod,
+            annotations=annotations, dgd_name=dgd_name, addressing=addressing, options=options,
         )
     if backend == "sglang":
         return apply_sglang(
-            container,
-            pod_spec,
-            role=role,
-            node_count=node_count,
-            dgd_name=dgd_name,
-            addressing=addressing,
-            options=options,
+            container, pod_spec, role=role, node_count=node_count, dgd_name=dgd_name,
+            addressing=addressing, options=options,
         )
     if backend == "trtllm":
         return apply_trtllm(
-            container,
-            pod_spec,
-            role=role,
-            node_count=node_count,
-            gpus_per_pod=gpus_per_pod,
-            dgd_name=dgd_name,
-            addressing=addressing,
-            mpi_secret_name=mpi_secret_name,
-            options=options,
+            container, pod_spec, role=role, node_count=node_count, gpus_per_pod=gpus_per_pod,
+            dgd_name=dgd_name, addressing=addressing, mpi_secret_name=mpi_secret_name, options=options,
         )
     return BackendResult(_copy(container), _copy(pod_spec), [])
 

@@ -49,10 +49,7 @@ def add_launch_scripts_volume(pod_spec: K8sDict, dgd_name: str) -> None:
     volumes: list[K8sDict] = list(pod_spec.get("volumes") or [])
     if not any(v.get("name") == LAUNCH_SCRIPTS_VOLUME for v in volumes):
         volumes.append(
-            {
-                "name": LAUNCH_SCRIPTS_VOLUME,
-                "configMap": {"name": launch_scripts_configmap_name(dgd_name)},
-            }
+            {"name": LAUNCH_SCRIPTS_VOLUME, "configMap": {"name": launch_scripts_configmap_name(dgd_name)}}
         )
     pod_spec["volumes"] = volumes
 
@@ -61,13 +58,7 @@ def mount_launch_scripts(container: K8sDict) -> None:
     """Mount the launch-scripts volume read-only at /scripts in `container` (once)."""
     mounts: list[K8sDict] = list(container.get("volumeMounts") or [])
     if not any(m.get("name") == LAUNCH_SCRIPTS_VOLUME for m in mounts):
-        mounts.append(
-            {
-                "name": LAUNCH_SCRIPTS_VOLUME,
-                "mountPath": LAUNCH_SCRIPTS_MOUNT_PATH,
-                "readOnly": True,
-            }
-        )
+        mounts.append({"name": LAUNCH_SCRIPTS_VOLUME, "mountPath": LAUNCH_SCRIPTS_MOUNT_PATH, "readOnly": True})
     container["volumeMounts"] = mounts
 
 

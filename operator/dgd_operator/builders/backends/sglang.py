@@ -45,37 +45,26 @@ def apply_sglang(
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, [])
 
-    flags = (
-        f"--dist-init-addr {addressing.leader_host()}:{SGLANG_DIST_INIT_PORT} --nnodes {node_count}"
-    )
+    flags = f"--dist-init-addr {addressing.leader_host()}:{SGLANG_DIST_INIT_PORT} --nnodes {node_count}"
     if role == "leader":
         out = inject_flags_into_container_command(
-            out,
-            f"{flags} --node-rank 0",
-            needs_shell=False,
-            framework="sglang",
+            out, f"{flags} --node-rank 0", needs_shell=False, framework="sglang",
             args_only_exec_form=not options.dynamo_compat,
         )
         return BackendResult(out, spec, [])
 
     out = inject_flags_into_container_command(
-        out,
-        f"{flags} --node-rank {addressing.worker_rank()}",
-        needs_shell=addressing.worker_rank_needs_shell(),
-        framework="sglang",
+        out, f"{flags} --node-rank {addressing.worker_rank()}",
+        needs_shell=addressing.worker_rank_needs_shell(), framework="sglang",
         args_only_exec_form=not options.dynamo_compat,
     )
     remove_probes(out, "livenessProbe", "readinessProbe", "startupProbe")
     extra: list[K8sDict] = []
     if not options.dynamo_compat:
         add_wait_for_leader_init(
-            spec,
-            name="wait-for-leader",
-            image=out.get("image"),
-            leader_host=addressing.leader_host_for_script(),
-            port=SGLANG_DIST_INIT_PORT,
-            dgd_name=dgd_name,
-            timeout=options.startup_timeout_seconds,
+            spec, name="wait-for-leader", image=out.get("image"),
+            leader_host=addressing.leader_host_for_script(), port=SGLANG_DIST_INIT_PORT,
+            dgd_name=dgd_name, timeout=options.startup_timeout_seconds,
             what="the SGLang dist-init port of the leader",
         )
         extra.append(launch_scripts_configmap(dgd_name))

@@ -40,29 +40,12 @@ from dgd_operator.builders.backends.types import (
     Role,
 )
 
-MPI_EXPORTED_ENV = frozenset(
-    {
-        "CUDA_VISIBLE_DEVICES",
-        "HF_DATASETS_CACHE",
-        "HF_ENDPOINT",
-        "HF_HOME",
-        "HF_TOKEN",
-        "HOME",
-        "HUGGING_FACE_HUB_TOKEN",
-        "LD_LIBRARY_PATH",
-        "MODEL_PATH",
-        "NCCL_DEBUG",
-        "NCCL_IB_DISABLE",
-        "NCCL_P2P_DISABLE",
-        "PATH",
-        "PYTHONPATH",
-        "TENSORRT_LLM_CACHE_DIR",
-        "TOKENIZERS_PARALLELISM",
-        "TRANSFORMERS_CACHE",
-        "TRTLLM_USE_UCX_KVCACHE",
-        "USER",
-    }
-)
+MPI_EXPORTED_ENV = frozenset({
+    "CUDA_VISIBLE_DEVICES", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_HOME", "HF_TOKEN", "HOME",
+    "HUGGING_FACE_HUB_TOKEN", "LD_LIBRARY_PATH", "MODEL_PATH", "NCCL_DEBUG", "NCCL_IB_DISABLE",
+    "NCCL_P2P_DISABLE", "PATH", "PYTHONPATH", "TENSORRT_LLM_CACHE_DIR", "TOKENIZERS_PARALLELISM",
+    "TRANSFORMERS_CACHE", "TRTLLM_USE_UCX_KVCACHE", "USER",
+})
 SSH_KEY_MOUNT_PATH = "/ssh-pk"
 
 
@@ -100,9 +83,7 @@ def apply_trtllm(
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, [])
     if not mpi_secret_name:
-        raise BackendError(
-            "TensorRT-LLM multinode needs the MPI SSH secret name (operator setting)"
-        )
+        raise BackendError("TensorRT-LLM multinode needs the MPI SSH secret name (operator setting)")
 
     spec["volumes"] = [
         *(spec.get("volumes") or []),
@@ -125,15 +106,11 @@ def apply_trtllm(
             "failureThreshold": 10,
         }
         out["command"] = ["/bin/sh", "-c"]
-        out["args"] = [
-            render("sshd_worker.sh.j2", ssh_port=MPI_SSH_PORT, exec_sshd=not options.dynamo_compat)
-        ]
+        out["args"] = [render("sshd_worker.sh.j2", ssh_port=MPI_SSH_PORT, exec_sshd=not options.dynamo_compat)]
         return BackendResult(out, spec, extra)
 
     hosts = host_list(node_count, addressing)
-    env_names = sorted(
-        MPI_EXPORTED_ENV | {str(e["name"]) for e in out.get("env") or [] if "name" in e}
-    )
+    env_names = sorted(MPI_EXPORTED_ENV | {str(e["name"]) for e in out.get("env") or [] if "name" in e})
     dns_wait_hosts = hosts[1:] if options.dynamo_compat and addressing.needs_dns_wait() else []
     wait_workers = None
     if not options.dynamo_compat and node_count > 1:

@@ -80,9 +80,7 @@ def flag_value(tokens: list[str], flag: str) -> int:
 
 
 def _semver(version: str) -> tuple[int, int, int, bool] | None:
-    match = re.fullmatch(
-        r"v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?", version.strip()
-    )
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?", version.strip())
     if match is None:
         return None
     # A pre-release sorts before its release: the 4th element is True for a full release.
@@ -108,15 +106,9 @@ def use_mp_executor(annotations: Mapping[str, str]) -> bool:
 
 def command_line_has(container: Mapping[str, Any], flag: str, value: str) -> bool:
     """True when command+args (split on whitespace) carry `flag value` or `flag=value`."""
-    tokens = [
-        t
-        for part in [*(container.get("command") or []), *(container.get("args") or [])]
-        for t in str(part).split()
-    ]
+    tokens = [t for part in [*(container.get("command") or []), *(container.get("args") or [])] for t in str(part).split()]
     for index, token in enumerate(tokens):
-        if token == f"{flag}={value}" or (
-            token == flag and index + 1 < len(tokens) and tokens[index + 1] == value
-        ):
+        if token == f"{flag}={value}" or (token == flag and index + 1 < len(tokens) and tokens[index + 1] == value):
             return True
     return False
 
@@ -149,60 +141,35 @@ def apply_vllm(
         if mp:
             out = _inject_mp(out, role, node_count, addressing, options)
         else:
-            out = _inject_ray(
-                out, spec, role, node_count, gpus_per_pod, dgd_name, addressing, options
-            )
+            out = _inject_ray(out, spec, role, node_count, gpus_per_pod, dgd_name, addressing, options)
             if not options.dynamo_compat:
                 extra.append(launch_scripts_configmap(dgd_name))
                 if role == "worker":
                     add_wait_for_leader_init(
-                        spec,
-                        name="wait-for-leader",
-                        image=out.get("image"),
-                        leader_host=addressing.leader_host_for_script(),
-                        port=RAY_PORT,
-                        dgd_name=dgd_name,
-                        timeout=timeout,
-                        what="the Ray head of the leader",
+                        spec, name="wait-for-leader", image=out.get("image"),
+                        leader_host=addressing.leader_host_for_script(), port=RAY_PORT,
+                        dgd_name=dgd_name, timeout=timeout, what="the Ray head of the leader",
                     )
     elif gpus_per_pod > 0 and world * flag_value(tokens, DP_FLAG) > gpus_per_pod:
-        out = _inject_data_parallel(
-            out, role, node_count, gpus_per_pod, world, tokens, addressing, options
-        )
+        out = _inject_data_parallel(out, role, node_count, gpus_per_pod, world, tokens, addressing, options)
         if not options.dynamo_compat and role == "worker":
             extra.append(launch_scripts_configmap(dgd_name))
             add_wait_for_leader_init(
-                spec,
-                name="wait-for-leader",
-                image=out.get("image"),
-                leader_host=addressing.leader_host_for_script(),
-                port=VLLM_DP_RPC_PORT,
-                dgd_name=dgd_name,
-                timeout=timeout,
-                what="the data-parallel RPC port of the leader",
+                spec, name="wait-for-leader", image=out.get("image"),
+                leader_host=addressing.leader_host_for_script(), port=VLLM_DP_RPC_PORT,
+                dgd_name=dgd_name, timeout=timeout, what="the data-parallel RPC port of the leader",
             )
 
     if mp:
-        append_env(
-            out,
-            {
-                "name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
-                "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
-            },
-        )
+        append_env(out, {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     if role == "worker":
         remove_probes(out, *ALL_PROBES)
         if command_line_has(out, EXECUTOR_FLAG, "mp"):
             extra.append(launch_scripts_configmap(dgd_name))
             add_wait_for_leader_init(
-                spec,
-                name="wait-for-leader-mp",
-                image=out.get("image"),
-                leader_host=addressing.leader_host_for_script(),
-                port=VLLM_MP_MASTER_PORT,
-                dgd_name=dgd_name,
-                timeout=timeout,
-                what="the vLLM master port of the leader",
+                spec, name="wait-for-leader-mp", image=out.get("image"),
+                leader_host=addressing.leader_host_for_script(), port=VLLM_MP_MASTER_PORT,
+                dgd_name=dgd_name, timeout=timeout, what="the vLLM master port of the leader",
             )
     return BackendResult(out, spec, _unique(extra))
 
@@ -219,11 +186,7 @@ def _unique(objects: list[K8sDict]) -> list[K8sDict]:
 
 
 def _inject_mp(
-    container: K8sDict,
-    role: Role,
-    node_count: int,
-    addressing: MultinodeAddressing,
-    options: LaunchOptions,
+    container: K8sDict, role: Role, node_count: int, addressing: MultinodeAddressing, options: LaunchOptions
 ) -> K8sDict:
     flags = (
         f"{EXECUTOR_FLAG} mp --nnodes {node_count} --master-addr {addressing.leader_host()} "
@@ -236,10 +199,7 @@ def _inject_mp(
         flags += f" --node-rank {addressing.worker_rank()} --headless"
         needs_shell = addressing.worker_rank_needs_shell()
     return inject_flags_into_container_command(
-        container,
-        flags,
-        needs_shell=needs_shell,
-        framework="vllm",
+        container, flags, needs_shell=needs_shell, framework="vllm",
         args_only_exec_form=not options.dynamo_compat,
     )
 
@@ -264,17 +224,12 @@ def _inject_data_parallel(
         parts.append("--data-parallel-start-rank 0")
         needs_shell = False
     else:
-        parts.append(
-            f"--data-parallel-start-rank $(( {local} * {addressing.rank_arithmetic_operand()} ))"
-        )
+        parts.append(f"--data-parallel-start-rank $(( {local} * {addressing.rank_arithmetic_operand()} ))")
         needs_shell = True
     parts.append(f"--data-parallel-address {addressing.leader_host()}")
     parts.append(f"--data-parallel-rpc-port {VLLM_DP_RPC_PORT}")
     return inject_flags_into_container_command(
-        container,
-        " ".join(parts),
-        needs_shell=needs_shell,
-        framework="vllm",
+        container, " ".join(parts), needs_shell=needs_shell, framework="vllm",
         args_only_exec_form=not options.dynamo_compat,
     )
 
@@ -301,9 +256,7 @@ def _inject_ray(
     if role == "worker":
         # The worker only lends its GPUs: vLLM on the leader places actors here.
         container["command"] = ["/bin/sh", "-c"]
-        container["args"] = [
-            render("ray_worker.sh.j2", leader_host=addressing.leader_host(), port=RAY_PORT)
-        ]
+        container["args"] = [render("ray_worker.sh.j2", leader_host=addressing.leader_host(), port=RAY_PORT)]
         return container
 
     wait_command = None
@@ -320,15 +273,7 @@ def _inject_ray(
         shell_prefix, index = shell_form
         script = insert_after_framework_token(args[index], flag, "vllm") or args[index]
         container["command"] = shell_prefix
-        container["args"] = [
-            render(
-                "ray_leader.sh.j2",
-                port=RAY_PORT,
-                wait_command=wait_command,
-                engine=script,
-                shell_script=True,
-            )
-        ]
+        container["args"] = [render("ray_leader.sh.j2", port=RAY_PORT, wait_command=wait_command, engine=script, shell_script=True)]
         return container
 
     if options.dynamo_compat:
@@ -338,13 +283,5 @@ def _inject_ray(
     else:
         engine = f"{sh_join(command + args)} {flag}"
     container["command"] = ["/bin/sh", "-c"]
-    container["args"] = [
-        render(
-            "ray_leader.sh.j2",
-            port=RAY_PORT,
-            wait_command=wait_command,
-            engine=engine,
-            shell_script=False,
-        )
-    ]
+    container["args"] = [render("ray_leader.sh.j2", port=RAY_PORT, wait_command=wait_command, engine=engine, shell_script=False)]
     return container
