@@ -19,7 +19,8 @@ from dgd_operator.dev import vllm_env
 from dgd_runtime.local.nats_server import free_port
 
 MODEL_NAME = "tiny"
-MAX_MODEL_LEN = 512
+MAX_MODEL_LEN = 2048
+"""Long enough that a request of MAX_MODEL_LEN - 16 tokens runs for seconds (the abort test)."""
 BLOCK_SIZE = 32
 START_TIMEOUT = 900.0
 """Seconds an engine may take to start: ~20 s on an idle machine, minutes on a loaded one."""
