@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv lint kube-bins
+test: venv lint kube-bins vllm-env
 	$(BIN)/python -m pytest
 
 # Kubernetes control-plane binaries for the integration tier (cached in ~/.cache/dgd; warm: < 1 s).
