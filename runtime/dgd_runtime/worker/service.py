@@ -43,7 +43,6 @@ from dgd_runtime.transport.subjects import (
 log = logging.getLogger(__name__)
 
 WorkerRole = Literal["aggregated", "prefill", "decode"]
-WORKER_ROLES: tuple[WorkerRole, ...] = ("aggregated", "prefill", "decode")
 
 
 @runtime_checkable
