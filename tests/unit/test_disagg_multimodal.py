@@ -274,3 +274,67 @@ def test_bad_parts_are_400s_naming_them(part: dict[str, object], param: str) -> 
     with pytest.raises(ApiError) as err:
         parse_chat_request({"model": "m", "messages": [{"role": "user", "content": [part]}]})
     assert err.value.status == 400 and err.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "role", "component"),
+    [
+        ([], "", "aggregated", "backend"),
+        ([], "prefill", "prefill", "prefill"),
+        ([], "decode", "decode", "backend"),
+        (["--disaggregation-mode", "prefill"], "", "prefill", "prefill"),
+        (["--disaggregation-mode", "agg"], "decode", "aggregated", "backend"),
+        (["--is-decode-worker"], "", "decode", "backend"),
+    ],
+)
+def test_worker_role_from_flags_and_environment(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str, role: str, component: str
+) -> None:
+    from dgd_runtime.worker.cli import default_component, parse_args, worker_role
+
+    monkeypatch.setenv("DYN_COMPONENT", env)
+    args, _ = parse_args(["--model-path", "/m", *argv])
+    assert worker_role(args) == role
+    assert default_component(worker_role(args)) == component
+
+
+def test_a_worker_card_advertises_role_and_capabilities() -> None:
+    from dgd_runtime.protocol import ModelCard
+    from dgd_runtime.worker.service import card_with_role
+
+    card = card_with_role(ModelCard("m", "/m", 10, 4), MockEngine(), "prefill")
+    assert card.extra["worker_type"] == "prefill"
+    assert card.extra["transfer_tag"] == "mock"
+    assert card.extra["media_kinds"] == ["audio", "image", "video"]
+
+
+def test_serve_plans_encode_workers_and_leaves_processors_to_the_frontend() -> None:
+    from tests.fixtures.catalog import graph_path
+
+    from dgd_operator.commands.serve import plan_from_dgd, read_dgd
+
+    plan = plan_from_dgd(read_dgd(str(graph_path("multimodal"))))
+    assert [(c.name, c.role) for c in plan.components] == [
+        ("EncodeWorker", "encode"),
+        ("LMWorker", "worker"),
+    ]
+    assert plan.describe() == "encode 1 → 1 aggregated worker"
+
+
+@pytest.mark.parametrize(
+    ("roles", "text"),
+    [
+        ({"worker": 2}, "2 aggregated workers"),
+        ({"prefill": 2, "decode": 3}, "prefill 2 → decode 3 (disaggregated)"),
+        ({"decode": 1}, "decode 1 (local prefill: no prefill workers)"),
+        (
+            {"encode": 1, "prefill": 1, "decode": 1},
+            "encode 1 → prefill 1 → decode 1 (disaggregated)",
+        ),
+    ],
+)
+def test_plan_describes_its_serving_shape(roles: dict[str, int], text: str) -> None:
+    from dgd_runtime.local.plan import LocalComponent, LocalPlan
+
+    components = tuple(LocalComponent(r, r, n) for r, n in roles.items())  # type: ignore[arg-type]
+    assert LocalPlan("g", "g", components).describe() == text

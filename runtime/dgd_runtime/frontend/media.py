@@ -29,7 +29,11 @@ DEFAULT_FETCH_TIMEOUT_S: Final = 10.0
 
 @dataclass(slots=True)
 class LoadedMedia:
-    """Media of one request, ready for the prompt and the backend."""
+    """Media of one request, ready for the prompt and the backend.
+
+    Each ref's ``url`` is the request path of its content part (what errors name) and its
+    ``payload`` the bytes; the staged backend stores them and swaps in a store reference.
+    """
 
     refs: list[MediaRef]
     placeholder_counts: list[int]

@@ -44,7 +44,12 @@ from dgd_runtime.protocol import (
     WorkerLostError,
 )
 from dgd_runtime.router.client import RoutedClient
-from dgd_runtime.transport.media_store import MediaStore, MediaStoreError, store_url
+from dgd_runtime.transport.media_store import (
+    MediaStore,
+    MediaStoreError,
+    MediaTooLargeError,
+    store_url,
+)
 from dgd_runtime.transport.subjects import transfer_release_subject
 
 log = logging.getLogger(__name__)
@@ -240,17 +245,21 @@ class StagedClient:
         assert request.mm is not None
         store = self.store
         refs: list[MediaRef] = []
-        try:
-            for i, ref in enumerate(request.mm):
-                if ref.payload is None:
-                    refs.append(ref)
-                    continue
-                key = media_key(ref)
+        for i, ref in enumerate(request.mm):
+            if ref.payload is None:
+                refs.append(ref)
+                continue
+            # Until stored, a loaded item's url is the request path of its content part.
+            what = ref.url or f"media item {i} ({ref.kind})"
+            key = media_key(ref)
+            try:
                 if not await store.contains(key):
-                    await store.put(key, ref.payload, what=f"media item {i} ({ref.kind})")
-                refs.append(MediaRef(ref.kind, store_url(key), ref.media_hash))
-        except MediaStoreError as exc:
-            raise MediaInputError(str(exc)) from exc
+                    await store.put(key, ref.payload, what=what)
+            except MediaTooLargeError as exc:
+                raise MediaInputError(str(exc), ref.url or None) from exc
+            except MediaStoreError as exc:
+                raise MediaInputError(f"media store: {exc}") from exc
+            refs.append(MediaRef(ref.kind, store_url(key), ref.media_hash))
         encode = self.encode
         if encode is None or not encode.serves(request.model):
             return replace(request, mm=refs)

@@ -8,7 +8,7 @@ talk to NATS. A text request passes straight through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
 from dgd_runtime.engines.base import Engine, EngineLimits, EngineStats
@@ -50,22 +50,33 @@ class MediaResolvingEngine:
         """The wrapped engine's limits."""
         return self.engine.limits()
 
-    async def generate(self, request: PreprocessedRequest) -> AsyncGenerator[EngineOutput, None]:
-        """Fetch referenced media into ``payload`` s, then stream the engine's outputs."""
-        if request.mm and any(is_store_url(m.url) for m in request.mm):
-            resolved: list[MediaRef] = []
-            for i, ref in enumerate(request.mm):
-                if not is_store_url(ref.url):
-                    resolved.append(ref)
-                    continue
-                try:
-                    data = await self.store.get(ref.url)
-                except MediaStoreError as exc:
-                    yield EngineOutput([], FINISH_ERROR, f"media item {i} ({ref.kind}): {exc}")
-                    return
-                self.media_fetched += 1
-                resolved.append(replace(ref, payload=data))
-            request = replace(request, mm=resolved)
+    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
+        """Fetch referenced media into ``payload`` s, then stream the engine's outputs.
+
+        A request without media references gets the engine's own stream, unwrapped: text
+        requests pay nothing per token for this layer.
+        """
+        mm = request.mm
+        if not mm or not any(is_store_url(m.url) for m in mm):
+            return self.engine.generate(request)
+        return self._resolved(request, mm)
+
+    async def _resolved(
+        self, request: PreprocessedRequest, mm: list[MediaRef]
+    ) -> AsyncGenerator[EngineOutput, None]:
+        resolved: list[MediaRef] = []
+        for i, ref in enumerate(mm):
+            if not is_store_url(ref.url):
+                resolved.append(ref)
+                continue
+            try:
+                data = await self.store.get(ref.url)
+            except MediaStoreError as exc:
+                yield EngineOutput([], FINISH_ERROR, f"media item {i} ({ref.kind}): {exc}")
+                return
+            self.media_fetched += 1
+            resolved.append(replace(ref, payload=data))
+        request = replace(request, mm=resolved)
         agen = self.engine.generate(request)
         try:
             async for out in agen:
