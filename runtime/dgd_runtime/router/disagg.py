@@ -185,7 +185,12 @@ class StagedClient:
         self._record(request.model, DISAGGREGATED)
         source = holder[-1]
         released = False
-        agen = self.backend.generate(replace(request, disagg=params))
+        mm = request.mm
+        if mm:
+            # The media went into the KV cache on the prefill worker: the decode worker needs
+            # their hashes (block hashes) but not the embeddings.
+            mm = [MediaRef(m.kind, "", m.media_hash) for m in mm]
+        agen = self.backend.generate(replace(request, disagg=params, mm=mm))
         try:
             async for out in agen:
                 if not released:
