@@ -84,6 +84,9 @@ class MediaRef:
     kind: MediaKind
     url: str
     media_hash: int | None = None
+    payload: bytes | None = field(default=None, compare=False, repr=False)
+    """Worker-local only (never on the wire): the bytes ``url`` resolved to in the worker
+    (raw media, or embeddings when ``url`` names an encode worker's output)."""
 
 
 @dataclass(slots=True)
@@ -247,6 +250,12 @@ def request_from_list(v: Any) -> PreprocessedRequest:
         if len(v) == 7:
             request.mm = _media_from_list(v[6])
     return request
+
+
+def media_hashes(request: PreprocessedRequest) -> list[int | None] | None:
+    """The media hashes of a multimodal request in prompt order (``None`` for a text one)."""
+    mm = request.mm
+    return None if not mm else [m.media_hash for m in mm]
 
 
 def _media_from_list(v: Any) -> list[MediaRef]:

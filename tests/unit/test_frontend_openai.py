@@ -84,7 +84,7 @@ def test_nvext_ignore_eos_and_content_parts() -> None:
         ({"model": "m", "messages": [{"content": "x"}]}, "messages[0].role"),
         (
             {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-            "messages[0].content[0]",
+            "messages[0].content[0].image_url",
         ),
         ([1, 2], "body"),
     ],

@@ -24,8 +24,9 @@ HELP = "run a DGD locally: nats-server, mock-engine workers and the OpenAI front
 DESCRIPTION = """\
 Run a DynamoGraphDeployment on this machine without Kubernetes or GPUs: an embedded
 nats-server, one mock-engine worker process per replica of each worker service
-(componentType worker, prefill, decode) and the OpenAI-compatible frontend, all bound to
-127.0.0.1. Prints the URL and a ready-to-paste curl; Ctrl-C stops every process.
+(componentType worker, prefill, decode; an encode worker for multimodal graphs) and the
+OpenAI-compatible frontend, all bound to 127.0.0.1. A disaggregated graph really
+disaggregates: prefill workers prefill, decode workers decode. Prints the URL and a ready-to-paste curl; Ctrl-C stops every process.
 
 The model directory (tokenizer + chat template, no weights) defaults to a tiny offline one
 built into ~/.cache/dgd; the served model name comes from the workers' --model argument.
@@ -150,10 +151,20 @@ def plan_from_dgd(doc: dict[str, Any]) -> LocalPlan:
     )
 
 
+_ENCODE_MARKERS = ("encode_worker", "multimodal.encoder", "--multimodal-encode-worker")
+_PROCESSOR_MARKERS = ("processor.py", "multimodal.processor", "--multimodal-processor")
+
+
 def _worker_role(svc: ServiceSpec) -> WorkerRole | None:
-    """``worker``/``prefill``/``decode`` for a worker service, else ``None``."""
+    """``worker``/``prefill``/``decode``/``encode`` for a worker service, else ``None``.
+
+    A multimodal *processor* service is ``None``: locally the frontend does its job (media
+    fetching, placeholders, routing to the encode worker).
+    """
     ctype = (svc.component_type or "").lower()
     sub = (svc.sub_component_type or "").lower()
+    if sub == "encode" or ctype == "encode":
+        return "encode"
     if sub == "prefill" or ctype == "prefill":
         return "prefill"
     if sub == "decode" or ctype == "decode":
@@ -162,6 +173,11 @@ def _worker_role(svc: ServiceSpec) -> WorkerRole | None:
         return None
     # Older graphs mark the role only in the engine arguments.
     args = _container_args(svc)
+    joined = " ".join(args)
+    if any(marker in joined for marker in _ENCODE_MARKERS):
+        return "encode"
+    if any(marker in joined for marker in _PROCESSOR_MARKERS):
+        return None
     from dgd_operator.api.engine_args import option_value
 
     mode = (option_value(args, "vllm", "--disaggregation-mode") or "").lower()

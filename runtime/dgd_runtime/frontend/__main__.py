@@ -25,7 +25,7 @@ from dgd_runtime.protocol import (
     PreprocessedRequest,
     WorkerInstance,
 )
-from dgd_runtime.router.client import RoutedClient
+from dgd_runtime.router.disagg import StagedClient
 
 LOG = logging.getLogger("dgd_runtime.frontend")
 
@@ -69,7 +69,7 @@ class LazyBackend:
     """Serves "no workers" until the router client is connected, then delegates to it."""
 
     def __init__(self) -> None:
-        self.client: RoutedClient | None = None
+        self.client: StagedClient | None = None
 
     def models(self) -> Sequence[ModelCard]:
         """Models of live workers (none while NATS is not connected yet)."""
@@ -80,7 +80,7 @@ class LazyBackend:
         return [] if self.client is None else self.client.instances()
 
     def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
-        """Delegate to the router client."""
+        """Delegate to the staged client (encode → prefill → decode as the model has them)."""
         if self.client is None:
             return _no_workers()
         return self.client.generate(request)
@@ -105,13 +105,14 @@ async def run(args: argparse.Namespace) -> int:
         delay = 0.25
         while not stop.is_set():
             try:
-                client = await RoutedClient.connect(
+                client = await StagedClient.connect(
                     args.nats_server,
                     namespace=args.namespace,
                     component=args.component,
                     endpoint=args.endpoint,
                     router_mode=args.router_mode,
                     namespace_prefix=bool(args.namespace_prefix),
+                    record_mode=running.frontend.metrics.disagg_requests.inc,
                 )
             except Exception as exc:  # OSError, TimeoutError and nats' own error types
                 LOG.warning("cannot reach NATS at %s (%s); retrying", args.nats_server, exc)

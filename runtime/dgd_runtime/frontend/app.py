@@ -25,6 +25,8 @@ class RunningFrontend:
     async def close(self) -> None:
         """Stop listening and close open connections."""
         await self.server.close()
+        if self.frontend.media_loader is not None:
+            await self.frontend.media_loader.close()
 
 
 async def start_frontend(

@@ -205,6 +205,15 @@ class FrontendMetrics:
         self.kv_block_size = Gauge(
             f"{p}_model_kv_cache_block_size", "KV cache block size", ("model",)
         )
+        self.disagg_requests = Counter(
+            f"{p}_disagg_requests_total",
+            "Requests to decode workers, by how their prompt was prefilled "
+            "(mode=disaggregated: on a prefill worker; local_prefill: on the decode worker)",
+            ("model", "mode"),
+        )
+        self.media_items = Counter(
+            f"{p}_media_items_total", "Media items (images, videos, audio) in requests", ("model",)
+        )
         self._all: tuple[Counter | Histogram, ...] = (
             self.requests_total,
             self.inflight,
@@ -219,6 +228,8 @@ class FrontendMetrics:
             self.model_ready,
             self.context_length,
             self.kv_block_size,
+            self.disagg_requests,
+            self.media_items,
         )
 
     def render(self) -> bytes:

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from dgd_runtime.preprocess.multimodal import (
+    MEDIA_PLACEHOLDER,
+    MediaInputError,
+    MediaPart,
+    is_media_part_type,
+    media_part,
+)
+
 
 class ApiError(Exception):
     """An error answered with an OpenAI-style error body."""
@@ -71,6 +79,8 @@ class GenerationParams:
     tools: list[dict[str, Any]] | None = None
     add_generation_prompt: bool = True
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    media: list[MediaPart] = field(default_factory=list)
+    """Media content parts in prompt order (each stands as MEDIA_PLACEHOLDER in ``messages``)."""
     # completions
     prompt_text: str | None = None
     prompt_ids: list[int] | None = None
@@ -231,7 +241,7 @@ def _common(body: Any, allowed: frozenset[str]) -> GenerationParams:
     return params
 
 
-def _message_content(index: int, content: Any) -> str:
+def _message_content(index: int, content: Any, media: list[MediaPart]) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -239,16 +249,28 @@ def _message_content(index: int, content: Any) -> str:
     if isinstance(content, list):
         parts: list[str] = []
         for j, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
+            where = f"messages[{index}].content[{j}]"
+            if not isinstance(part, dict):
+                raise bad(where, "each content part must be an object")
+            kind = part.get("type")
+            if kind == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise bad(f"{where}.text", "a text part needs a 'text' string")
+                # The placeholder character is ours: a client's copy would shift the media.
+                parts.append(text.replace(MEDIA_PLACEHOLDER, ""))
+            elif is_media_part_type(kind):
+                try:
+                    media.append(media_part(str(kind), part, where))
+                except MediaInputError as exc:
+                    raise bad(exc.param or where, str(exc)) from None
+                parts.append(MEDIA_PLACEHOLDER)
+            else:
                 raise bad(
-                    f"messages[{index}].content[{j}]",
-                    'only text content parts ({"type": "text", "text": ...}) are supported',
+                    where,
+                    f"unsupported content part type {kind!r} "
+                    "(supported: text, image_url, video_url, input_audio)",
                 )
-            parts.append(part["text"])
         return "".join(parts)
     raise bad(f"messages[{index}].content", "message content must be a string or a list of parts")
 
@@ -270,7 +292,7 @@ def parse_chat_request(body: Any) -> GenerationParams:
         if not isinstance(role, str) or not role:
             raise bad(f"messages[{i}].role", "each message needs a string 'role'")
         if "content" in msg and not isinstance(msg["content"], str):
-            msg = {**msg, "content": _message_content(i, msg["content"])}
+            msg = {**msg, "content": _message_content(i, msg["content"], params.media)}
         elif "content" not in msg:
             msg = {**msg, "content": ""}
         normalized.append(msg)

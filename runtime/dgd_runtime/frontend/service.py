@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from dgd_runtime.frontend.http import ClientGoneError, Connection, Request
+from dgd_runtime.frontend.media import MediaLoader
 from dgd_runtime.frontend.metrics import FrontendMetrics
 from dgd_runtime.frontend.openai import (
     ApiError,
@@ -30,6 +31,11 @@ from dgd_runtime.frontend.openai import (
 )
 from dgd_runtime.preprocess.chat_template import ChatTemplateError
 from dgd_runtime.preprocess.detokenize import make_detokenizer
+from dgd_runtime.preprocess.multimodal import (
+    MEDIA_PLACEHOLDER,
+    MediaInputError,
+    expand_placeholders,
+)
 from dgd_runtime.preprocess.stop import StopStringMatcher
 from dgd_runtime.preprocess.tokenizer import ModelDirError, ModelPreprocessor, load_preprocessor
 from dgd_runtime.protocol import (
@@ -47,6 +53,8 @@ LOG = logging.getLogger(__name__)
 
 JSON: Final = b"application/json"
 DONE: Final = b"data: [DONE]\n\n"
+MEDIA_PLACEHOLDER_ID: Final = 0
+"""Token id the placeholders of media items take in the prompt (their content is the media)."""
 CHAT: Final = "chat_completions"
 COMPLETIONS: Final = "completions"
 
@@ -102,6 +110,7 @@ class Frontend:
         self.backend = backend
         self.metrics = metrics or FrontendMetrics()
         self.worker_retries = worker_retries
+        self.media_loader: MediaLoader | None = None
         self._served: dict[str, ServedModel] = {}
         self._loading: dict[str, asyncio.Task[ServedModel]] = {}
         self._ever_seen: set[str] = set()
@@ -300,8 +309,11 @@ class Frontend:
             request_type = "stream" if params.stream else "unary"
             served = await self.resolve_model(params.model)
             model_label = served.card.name
-            prompt_ids = self._tokenize(served, params)
-            preq = self._engine_request(served, params, prompt_ids)
+            if params.media:
+                prompt_ids, preq = await self._multimodal_request(served, params)
+            else:
+                prompt_ids = self._tokenize(served, params)
+                preq = self._engine_request(served, params, prompt_ids)
         except ApiError as err:
             self.metrics.requests_total.inc(
                 model_label, endpoint, request_type, "error", err.err_type
@@ -327,9 +339,36 @@ class Frontend:
             metrics.inflight.dec(model_label)
             metrics.requests_total.inc(model_label, endpoint, request_type, status, error_type)
 
-    def _tokenize(self, served: ServedModel, params: GenerationParams) -> list[int]:
+    async def _multimodal_request(
+        self, served: ServedModel, params: GenerationParams
+    ) -> tuple[list[int], PreprocessedRequest]:
+        """Load the media, expand the placeholders, and build a request carrying ``mm``."""
+        kinds = served.card.extra.get("media_kinds") or ()
+        for part in params.media:
+            if part.kind not in kinds:
+                raise bad(
+                    part.param,
+                    f"model '{served.card.name}' does not accept {part.kind} input",
+                )
+        if self.media_loader is None:
+            self.media_loader = MediaLoader()
+        try:
+            loaded = await self.media_loader.load(params.media)
+        except MediaInputError as exc:
+            raise bad(exc.param or "messages", str(exc)) from None
+        self.metrics.media_items.inc(served.card.name, amount=len(loaded.refs))
+        prompt_ids = self._tokenize(served, params, loaded.placeholder_counts)
+        preq = self._engine_request(served, params, prompt_ids)
+        preq.mm = loaded.refs
+        return prompt_ids, preq
+
+    def _tokenize(
+        self, served: ServedModel, params: GenerationParams, media_counts: list[int] | None = None
+    ) -> list[int]:
         prep = served.prep
-        if params.prompt_ids is not None:
+        if media_counts is not None:
+            ids = self._render_with_media(served, params, media_counts)
+        elif params.prompt_ids is not None:
             ids = params.prompt_ids
         else:
             if params.prompt_text is not None:
@@ -372,6 +411,29 @@ class Frontend:
         elif params.max_tokens is None:
             params.max_tokens = 4096
         return ids
+
+    @staticmethod
+    def _render_with_media(
+        served: ServedModel, params: GenerationParams, media_counts: list[int]
+    ) -> list[int]:
+        prep = served.prep
+        try:
+            text = prep.chat_template.render(
+                params.messages,
+                add_generation_prompt=params.add_generation_prompt,
+                tools=params.tools,
+                extra=params.chat_template_kwargs,
+            )
+        except ChatTemplateError as exc:
+            raise bad("messages", str(exc)) from None
+        pieces = text.split(MEDIA_PLACEHOLDER)
+        if len(pieces) != len(media_counts) + 1:
+            raise bad("messages", "the chat template dropped or repeated media content parts")
+        return expand_placeholders(
+            [prep.encode(p, add_special_tokens=False) for p in pieces],
+            media_counts,
+            MEDIA_PLACEHOLDER_ID,
+        )
 
     @staticmethod
     def _engine_request(
@@ -525,6 +587,15 @@ class Frontend:
                                 await conn.drain()
                         else:
                             pieces.append(text)
+            except MediaInputError as exc:
+                # The media stage failed before anything was sent.
+                raise ApiError(
+                    400 if exc.param else 502,
+                    str(exc),
+                    param=exc.param or "messages",
+                    code="invalid_media" if exc.param else 502,
+                    err_type="invalid_request_error" if exc.param else "internal_error",
+                ) from None
             except RequestTooLargeError as exc:
                 # Raised before anything is sent, so the client still gets a plain 400.
                 raise ApiError(

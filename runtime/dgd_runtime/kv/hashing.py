@@ -39,3 +39,18 @@ def block_hashes(tokens: Sequence[int], block_size: int, parent: int = ROOT_HASH
         parent = int.from_bytes(h.digest(), "little") & _MASK
         out.append(parent)
     return out
+
+
+def media_root(media_hashes: Sequence[int | None]) -> int:
+    """The parent hash of the first block of a prompt that carries media.
+
+    A multimodal prompt's placeholder tokens are the same for every image of a given size, so
+    the token ids alone cannot tell two images apart: the media hashes (in prompt order) are
+    folded into the chain's root, and every block of the prompt then differs from the blocks
+    of the same text with other media (or none). Same text and same media give the same
+    chain, so repeated requests still hit the prefix cache.
+    """
+    h = blake2b(b"dgd-media", digest_size=8)
+    for m in media_hashes:
+        h.update((m or 0).to_bytes(8, "little"))
+    return int.from_bytes(h.digest(), "little") & _MASK

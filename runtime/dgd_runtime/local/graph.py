@@ -175,6 +175,18 @@ def start_graph(
 
         for component in plan.components:
             for replica in range(component.replicas):
+                if component.role == "encode":
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "dgd_runtime.encode",
+                        "--model-path",
+                        str(model_dir),
+                        "--model-name",
+                        plan.model_name,
+                    ]
+                    spawn(f"{component.name.lower()}-{replica}", cmd, component.env, {})
+                    continue
                 cmd = [
                     sys.executable,
                     "-m",
@@ -265,9 +277,8 @@ def run_plan(
                 "max_tokens": 32,
             }
         )
-        n = plan.worker_count
         print(
-            f"dgd serve: {plan.name} is up: {n} mock worker{'s' if n != 1 else ''}, "
+            f"dgd serve: {plan.name} is up: {plan.describe()} (mock engine), "
             f"model {plan.model_name!r}, NATS {graph.nats.url if graph.nats else '?'}",
             file=out,
         )

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
@@ -171,6 +171,20 @@ class RoutedClient:
         """Live worker instances."""
         return [e.instance for e in self._watcher.instances.values()]
 
+    @property
+    def nc(self) -> NatsClient:
+        """The NATS connection (for side channels: media store, transfer release)."""
+        return self._nc
+
+    def serves(self, model: str) -> bool:
+        """Whether a live worker serves ``model``."""
+        return any(e.instance.model.name == model for e in self._watcher.instances.values())
+
+    def on_instances_changed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a worker is discovered or goes away."""
+        self._watcher.on_added.append(lambda _inst: callback())
+        self._watcher.on_removed.append(lambda _inst, _expired: callback())
+
     def models(self) -> list[ModelCard]:
         """Model cards served by live workers (one per model name)."""
         cards: dict[str, ModelCard] = {}
@@ -188,8 +202,16 @@ class RoutedClient:
                 f"{self.endpoint} after {timeout}s"
             ) from None
 
-    async def generate(self, request: PreprocessedRequest) -> AsyncGenerator[EngineOutput, None]:
-        """Route ``request`` and stream its outputs (see the module docstring for errors)."""
+    async def generate(
+        self,
+        request: PreprocessedRequest,
+        on_route: Callable[[WorkerInstance], None] | None = None,
+    ) -> AsyncGenerator[EngineOutput, None]:
+        """Route ``request`` and stream its outputs (see the module docstring for errors).
+
+        ``on_route`` is told the instance that started serving the request (disaggregation
+        needs to know which prefill worker holds a hand-off).
+        """
         tried: set[str] = set()
         policy = self.policy
         while True:
@@ -226,6 +248,8 @@ class RoutedClient:
                     await _cancel_quietly(stream)
                 raise
             break
+        if on_route is not None:
+            on_route(decision.instance)
         return_early = True
         try:
             policy.prefill_done(decision)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dgd_runtime.kv.hashing import block_hashes
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, media_root
 from dgd_runtime.protocol import KvEvent, PreprocessedRequest, WorkerInstance
 from dgd_runtime.router.prefix_index import PrefixIndex
 
@@ -195,7 +195,9 @@ class KvPolicy(RoutingPolicy):
         """Lowest cost candidate (or softmax sample with temperature)."""
         block_size = candidates[0].model.kv_block_size or self.config.default_block_size
         tokens = request.token_ids
-        hashes = block_hashes(tokens, block_size)
+        mm = request.mm
+        root = ROOT_HASH if not mm else media_root([m.media_hash for m in mm])
+        hashes = block_hashes(tokens, block_size, root)
         overlaps = self.index.find_matches(hashes) if hashes else {}
         n_tokens = len(tokens)
         prompt_blocks = -(-n_tokens // block_size)

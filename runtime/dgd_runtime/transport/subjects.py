@@ -54,3 +54,8 @@ def namespace_matches(namespace: str, wanted: str, prefix: bool) -> bool:
     if namespace == wanted:
         return True
     return prefix and namespace.startswith(wanted + "-")
+
+
+def transfer_release_subject(request_subject: str) -> str:
+    """A prefill worker frees the KV blocks it holds for a decode worker on messages here."""
+    return f"{request_subject}.release"

@@ -2,7 +2,8 @@
 
 Environment (what the operator sets): ``NATS_SERVER``, ``DYN_NAMESPACE`` (+
 ``DYN_NAMESPACE_WORKER_SUFFIX``), ``DYN_COMPONENT`` (component *type*: ``prefill`` workers serve
-the ``prefill`` component, every other type ``backend``), ``DYN_SYSTEM_PORT`` (status server;
+the ``prefill`` component, every other type ``backend``; ``prefill``/``decode`` also set the
+role the worker registers with, overridden by ``--disaggregation-mode``), ``DYN_SYSTEM_PORT`` (status server;
 off when unset), ``DYN_SYSTEM_HOST`` (default 0.0.0.0, the probes come from the kubelet).
 SIGTERM/SIGINT: deregister, let in-flight requests finish for ``--drain-timeout`` s, exit 0.
 """
@@ -17,12 +18,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dgd_runtime.engines.base import EngineSpec, ModelInfo
 from dgd_runtime.engines.registry import EngineError, engine_names, load_engine
 from dgd_runtime.protocol import ModelCard
 from dgd_runtime.worker.model_dir import read_model_dir
+
+if TYPE_CHECKING:
+    from dgd_runtime.worker.service import WorkerRole
 
 log = logging.getLogger("dgd_runtime.worker")
 
@@ -44,9 +48,27 @@ def default_namespace() -> str:
     return f"{ns}-{suffix}" if suffix else ns
 
 
-def default_component() -> str:
+def default_component(role: str | None = None) -> str:
     """``prefill`` for prefill workers, else ``backend`` (Dynamo's endpoint names)."""
-    return "prefill" if os.environ.get("DYN_COMPONENT", "").lower() == "prefill" else "backend"
+    return "prefill" if (role or default_role()) == "prefill" else "backend"
+
+
+def default_role() -> WorkerRole:
+    """The role ``$DYN_COMPONENT`` implies: ``prefill``, ``decode``, else ``aggregated``."""
+    kind = os.environ.get("DYN_COMPONENT", "").lower()
+    return "prefill" if kind == "prefill" else "decode" if kind == "decode" else "aggregated"
+
+
+def worker_role(args: argparse.Namespace) -> WorkerRole:
+    """The role from ``--disaggregation-mode`` / ``--is-*-worker``, else the environment's."""
+    if args.is_prefill_worker:
+        return "prefill"
+    if args.is_decode_worker:
+        return "decode"
+    mode = args.disaggregation_mode
+    if mode is None:
+        return default_role()
+    return "aggregated" if mode == "agg" else cast("WorkerRole", mode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default $DYN_NAMESPACE[-$DYN_NAMESPACE_WORKER_SUFFIX] or dynamo",
     )
-    p.add_argument("--component", default=None, help="default from $DYN_COMPONENT: prefill|backend")
+    p.add_argument("--component", default=None, help="default from the role: prefill|backend")
+    p.add_argument(
+        "--disaggregation-mode",
+        choices=("agg", "prefill", "decode"),
+        default=None,
+        help="the worker's role in disaggregated serving (default from $DYN_COMPONENT, else agg)",
+    )
+    p.add_argument(
+        "--is-prefill-worker", action="store_true", help="= --disaggregation-mode prefill"
+    )
+    p.add_argument("--is-decode-worker", action="store_true", help="= --disaggregation-mode decode")
     p.add_argument(
         "--endpoint", default="generate", help="endpoint name or dyn://ns.component.endpoint"
     )
@@ -139,8 +171,11 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
     from dgd_runtime.worker.system_server import SystemServer
 
     model = read_model_dir(args.model_path)
+    role = worker_role(args)
     namespace, component, endpoint = parse_endpoint(
-        args.endpoint, args.namespace or default_namespace(), args.component or default_component()
+        args.endpoint,
+        args.namespace or default_namespace(),
+        args.component or default_component(role),
     )
     engine = spec.from_cli(args, model)
     worker = Worker(
@@ -155,6 +190,7 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
             heartbeat_interval=args.heartbeat_interval,
             ttl=args.registration_ttl,
             drain_timeout=args.drain_timeout,
+            role=role,
         ),
     )
     system: SystemServer | None = None

@@ -8,25 +8,55 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from dgd_runtime.engines.base import Engine, EngineLimits, KvEventSource
+from dgd_runtime.engines.base import (
+    DisaggDecode,
+    DisaggPrefill,
+    Engine,
+    EngineLimits,
+    KvEventSource,
+    MultimodalInput,
+)
 from dgd_runtime.protocol import KvEvent, ModelCard, WorkerInstance, kv_events_to_list
 from dgd_runtime.transport.discovery import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_TTL,
     DiscoveryPublisher,
 )
+from dgd_runtime.transport.media_engine import MediaResolvingEngine
+from dgd_runtime.transport.media_store import MediaStore
 from dgd_runtime.transport.nats_conn import connect_nats
 from dgd_runtime.transport.server import EndpointServer, StreamObserver, StreamRecord
-from dgd_runtime.transport.subjects import kv_dump_subject, kv_events_subject, request_subject
+from dgd_runtime.transport.subjects import (
+    kv_dump_subject,
+    kv_events_subject,
+    request_subject,
+    transfer_release_subject,
+)
 
 log = logging.getLogger(__name__)
+
+WorkerRole = Literal["aggregated", "prefill", "decode"]
+
+
+@runtime_checkable
+class ReleasesTransfers(Protocol):
+    """A prefill engine whose held KV blocks a decode side frees explicitly (by handle)."""
+
+    def release_transfer(self, handle: str) -> bool:
+        """Free the blocks held for ``handle``; False when unknown (already freed)."""
+        ...
+
+    @property
+    def held_transfers(self) -> int:
+        """Hand-offs whose blocks are still held (published on the status server)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -43,6 +73,22 @@ class WorkerSettings:
     keepalive_interval: float = 0.5
     drain_timeout: float = 30.0
     publish_kv_events: bool = True
+    role: WorkerRole = "aggregated"
+    """Published on the card as ``worker_type``: frontends find prefill and decode workers by it."""
+
+
+def card_with_role(card: ModelCard, engine: Engine, role: WorkerRole) -> ModelCard:
+    """``card`` advertising the worker's role and what its engine can do beyond text."""
+    extra: dict[str, Any] = {**card.extra, "worker_type": role}
+    if role == "prefill":
+        if not isinstance(engine, DisaggPrefill):
+            raise ValueError("this engine cannot serve as a prefill worker (no KV hand-off)")
+        extra["transfer_tag"] = engine.transfer_tag
+    if role == "decode" and not isinstance(engine, DisaggDecode):
+        raise ValueError("this engine cannot serve as a decode worker (no KV hand-off)")
+    if isinstance(engine, MultimodalInput):
+        extra["media_kinds"] = sorted(engine.media_kinds)
+    return replace(card, extra=extra)
 
 
 def card_with_limits(card: ModelCard, limits: EngineLimits) -> ModelCard:
@@ -65,7 +111,7 @@ class Worker:
     def __init__(self, engine: Engine, card: ModelCard, settings: WorkerSettings) -> None:
         """Wire the pieces; nothing runs until :meth:`start`."""
         self.engine = engine
-        self.card = card
+        self.card = card_with_role(card, engine, settings.role)
         self.settings = settings
         iid = settings.instance_id or secrets.token_hex(8)
         subject = request_subject(settings.namespace, settings.component, settings.endpoint, iid)
@@ -75,9 +121,10 @@ class Worker:
             component=settings.component,
             endpoint=settings.endpoint,
             subject=subject,
-            model=card,
+            model=self.card,
         )
         self.nc: NatsClient | None = None
+        self.media: MediaResolvingEngine | None = None
         self.server: EndpointServer | None = None
         self.discovery: DiscoveryPublisher | None = None
         self._kv_subject = kv_events_subject(
@@ -85,6 +132,7 @@ class Worker:
         )
         self._kv_seq = -1
         self._kv_dump_sub: Subscription | None = None
+        self._release_sub: Subscription | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
         self.shutting_down = False
@@ -117,10 +165,13 @@ class Worker:
             on_reconnected=self._on_reconnected,
             retry_for=None,
         )
+        served: Engine = self.engine
+        if isinstance(self.engine, MultimodalInput):
+            served = self.media = MediaResolvingEngine(self.engine, MediaStore(self.nc))
         self.server = EndpointServer(
             self.nc,
             self.instance.subject,
-            self.engine,
+            served,
             keepalive_interval=self.settings.keepalive_interval,
         )
         self.server.observer = self._on_stream_record
@@ -130,6 +181,10 @@ class Worker:
                 kv_dump_subject(self.instance.subject), cb=self._on_kv_dump
             )
             self.engine.set_kv_event_sink(self._on_kv_events)
+        if isinstance(self.engine, ReleasesTransfers):
+            self._release_sub = await self.nc.subscribe(
+                transfer_release_subject(self.instance.subject), cb=self._on_release
+            )
         self.discovery = DiscoveryPublisher(
             self.nc,
             self.instance,
@@ -210,6 +265,11 @@ class Worker:
         doc = {"s": self._kv_seq, "h": hashes}
         with contextlib.suppress(Exception):
             await self.nc.publish(msg.reply, orjson.dumps(doc))
+
+    async def _on_release(self, msg: Msg) -> None:
+        engine = self.engine
+        if isinstance(engine, ReleasesTransfers):
+            engine.release_transfer(msg.data.decode(errors="replace"))
 
     async def _on_reconnected(self) -> None:
         if self.discovery is not None and self.discovery.registered:

@@ -27,6 +27,7 @@ from dgd_runtime.engines.base import (
     PublishesLoadMetrics,
 )
 from dgd_runtime.transport.server import StreamRecord
+from dgd_runtime.worker.service import ReleasesTransfers
 
 if TYPE_CHECKING:
     from dgd_runtime.worker.service import Worker
@@ -134,6 +135,14 @@ class WorkerCollector(Collector):
             vals,
         )
         engine = w.engine
+        if isinstance(engine, ReleasesTransfers):
+            yield gauge(
+                "dynamo_component_disagg_held_transfers",
+                "Prefills whose KV blocks are held for a decode worker to pick up",
+                engine.held_transfers,
+                names,
+                vals,
+            )
         if isinstance(engine, PublishesLoadMetrics):
             yield from _load_metrics(engine.metric_names, engine.stats(), self._engine_name, w)
         if isinstance(engine, MetricsSource):

@@ -10,6 +10,17 @@ reference machine: decode step ~5.75 ms at batch 1 and ~6.8 ms at batch 64, ~20 
 Tokens for one request are a deterministic sequence (seeded by ``sampling.seed`` or the request
 id) of ids in ``[0, vocab_size)``. With ``ignore_eos`` exactly ``max_tokens`` tokens come out;
 otherwise an EOS or stop token ends the request (after ``min_tokens``).
+
+Disaggregated serving is simulated (tag ``"mock"``): a prefill-only request (``disagg`` =
+``{"tag": "mock"}``) runs its prefill, emits one token and keeps its KV blocks held under a
+handle returned in the final output's ``disagg``, until :meth:`MockEngine.release_transfer`
+(the decode side picked them up) or ``transfer_timeout_s``. A decode request carrying those
+parameters skips the prefill of the handed-over tokens and reports them as cached tokens.
+
+Media (``PreprocessedRequest.mm``) is consumed as a digest of each item's payload (the
+embeddings an encode worker produced, or the raw media) mixed into the token seed, so
+different images give different outputs; the prompt's KV block chain starts at
+:func:`~dgd_runtime.kv.hashing.media_root` of the media hashes.
 """
 
 from __future__ import annotations
@@ -33,12 +44,15 @@ from dgd_runtime.engines.base import (
 )
 from dgd_runtime.engines.mock.kv_cache import KvCacheManager, SequenceBlocks
 from dgd_runtime.engines.mock.timing import MockTiming
+from dgd_runtime.kv.hashing import ROOT_HASH, media_root
 from dgd_runtime.protocol import (
     FINISH_CANCELLED,
     FINISH_ERROR,
     FINISH_LENGTH,
     FINISH_STOP,
+    DisaggParams,
     EngineOutput,
+    MediaRef,
     PreprocessedRequest,
 )
 
@@ -47,6 +61,18 @@ log = logging.getLogger(__name__)
 _LCG_MUL = 6364136223846793005
 _LCG_INC = 1442695040888963407
 _MASK64 = (1 << 64) - 1
+TRANSFER_TAG: Final = "mock"
+"""Tag of the mock engine's simulated KV transfer parameters."""
+MEDIA_KINDS: Final = frozenset({"image", "video", "audio"})
+
+
+def media_digest(mm: list[MediaRef]) -> int:
+    """A 32-bit digest of the media a request consumes (payloads, else their hashes)."""
+    digest = 0
+    for ref in mm:
+        data = ref.payload if ref.payload is not None else str(ref.media_hash).encode()
+        digest = zlib.crc32(data, digest)
+    return digest
 
 
 @dataclass(slots=True)
@@ -66,6 +92,8 @@ class MockEngineConfig:
     """A sequence whose unread output reaches this many tokens is paused (back-pressure)."""
     max_lag_ms: float = 20.0
     """How far behind schedule the loop may run before it stops catching up."""
+    transfer_timeout_s: float = 30.0
+    """How long a prefill's KV blocks stay held for a decode worker that never picks them up."""
     timing: MockTiming | None = None
 
 
@@ -74,19 +102,24 @@ class _Seq:
         "blocks",
         "cached_tokens",
         "computed",
+        "disagg_out",
         "eos",
         "error",
         "finish",
         "first_sent",
         "generated",
+        "handed",
         "ignore_eos",
         "max_new",
         "min_new",
+        "mm_digest",
         "out",
+        "prefill_only",
         "prefill_target",
         "prompt_len",
         "request_id",
         "rng",
+        "root",
         "stop_ids",
         "tokens",
         "waiter",
@@ -106,6 +139,24 @@ class _Seq:
             stop |= self.eos
         self.stop_ids = frozenset(stop)
         seed = s.seed if s.seed is not None else zlib.crc32(request.request_id.encode())
+        self.root = ROOT_HASH
+        self.prefill_only = False
+        self.handed = 0
+        self.disagg_out: DisaggParams | None = None
+        disagg = request.disagg
+        mm_digest = 0
+        if request.mm:
+            self.root = media_root([m.media_hash for m in request.mm])
+            mm_digest = media_digest(request.mm)
+        if disagg is not None:
+            if "handle" in disagg:
+                # Decode of a handed-over prefill: the media went into the KV cache over there.
+                self.handed = int(disagg.get("tokens", 0))
+                mm_digest = int(disagg.get("mm_digest", mm_digest))
+            else:
+                self.prefill_only = True
+        self.mm_digest = mm_digest
+        seed ^= mm_digest
         self.rng = (seed * 0x9E3779B97F4A7C15 + 1) & _MASK64
         self.blocks: SequenceBlocks | None = None
         self.computed = 0
@@ -141,6 +192,8 @@ class MockEngine:
     """
 
     metric_names: Final = VLLM_METRIC_NAMES
+    transfer_tag: Final = TRANSFER_TAG
+    media_kinds: Final = MEDIA_KINDS
 
     def __init__(self, config: MockEngineConfig | None = None) -> None:
         """Create a stopped engine; :meth:`start` runs the scheduler loop."""
@@ -158,6 +211,9 @@ class MockEngine:
         self._task: asyncio.Task[None] | None = None
         self._sink: KvEventSink | None = None
         self._stats = EngineStats(kv_total_blocks=cfg.num_gpu_blocks)
+        self._held: dict[str, tuple[SequenceBlocks, asyncio.TimerHandle]] = {}
+        self.transfers_released = 0
+        self.transfers_expired = 0
         self.steps = 0
 
     # ------------------------------------------------------------------ EngineSpec
@@ -218,6 +274,8 @@ class MockEngine:
                 await task
         for seq in list(self._seqs.values()):
             self._finish(seq, FINISH_CANCELLED)
+        for handle in list(self._held):
+            self.release_transfer(handle)
         self._publish_events()
 
     def set_kv_event_sink(self, sink: KvEventSink | None) -> None:
@@ -272,12 +330,56 @@ class MockEngine:
                     seq.first_sent = True
                     cached = seq.cached_tokens
                 finish = seq.finish
-                yield EngineOutput(tokens, finish, seq.error, cached)
+                yield EngineOutput(tokens, finish, seq.error, cached, seq.disagg_out)
                 if finish is not None:
                     return
         finally:
             if seq.finish is None:
                 self._finish(seq, FINISH_CANCELLED)
+
+    # ------------------------------------------------------------------ disaggregation
+
+    def accepts_transfer(self, tag: str) -> bool:
+        """Only the mock engine's own simulated transfers."""
+        return tag == TRANSFER_TAG
+
+    @property
+    def held_transfers(self) -> int:
+        """Prefills whose KV blocks wait for a decode worker."""
+        return len(self._held)
+
+    def release_transfer(self, handle: str) -> bool:
+        """The decode side picked up (or gave up on) ``handle``: free its blocks."""
+        held = self._held.pop(handle, None)
+        if held is None:
+            return False
+        blocks, timer = held
+        timer.cancel()
+        self.kv.free(blocks)
+        self.transfers_released += 1
+        self._wakeup.set()  # freed blocks may admit waiting requests
+        return True
+
+    def _hold(self, seq: _Seq) -> None:
+        blocks = seq.blocks
+        assert blocks is not None
+        handle = seq.request_id
+        timer = asyncio.get_running_loop().call_later(
+            self.config.transfer_timeout_s, self._expire_transfer, handle
+        )
+        self._held[handle] = (blocks, timer)
+        params: DisaggParams = {"tag": TRANSFER_TAG, "handle": handle, "tokens": seq.prompt_len}
+        if seq.mm_digest:
+            params["mm_digest"] = seq.mm_digest
+        seq.disagg_out = params
+
+    def _expire_transfer(self, handle: str) -> None:
+        held = self._held.pop(handle, None)
+        if held is not None:
+            log.warning("KV blocks of %s not picked up in time; freed", handle)
+            self.kv.free(held[0])
+            self.transfers_expired += 1
+            self._wakeup.set()
 
     # ------------------------------------------------------------------ admission
 
@@ -323,7 +425,10 @@ class MockEngine:
         seq.error = error
         self._seqs.pop(seq.request_id, None)
         if seq.blocks is not None:
-            self.kv.free(seq.blocks)
+            if seq.prefill_only and reason in (FINISH_LENGTH, FINISH_STOP):
+                self._hold(seq)
+            else:
+                self.kv.free(seq.blocks)
             seq.blocks = None
         with contextlib.suppress(ValueError):
             self._running.remove(seq)
@@ -340,6 +445,7 @@ class MockEngine:
             seq.blocks = None
         self._running.remove(seq)
         seq.computed = 0
+        seq.handed = 0  # the handed-over blocks are gone with the preemption: recompute
         seq.prefill_target = len(seq.tokens)
         self._waiting.appendleft(seq)
         self._stats.num_preemptions += 1
@@ -410,19 +516,24 @@ class MockEngine:
         waiting = self._waiting
         while waiting and budget > 0 and len(self._running) < cfg.max_num_seqs:
             seq = waiting[0]
-            hashes = kv.prompt_hashes(seq.tokens)
+            hashes = kv.prompt_hashes(seq.tokens, seq.root)
             if not kv.can_allocate(len(seq.tokens), hashes, reserve=cfg.watermark_blocks + 1):
                 break
             waiting.popleft()
-            seq.blocks, matched = kv.allocate_prompt(seq.tokens, hashes)
+            seq.blocks, matched = kv.allocate_prompt(seq.tokens, hashes, seq.root)
             n = len(seq.tokens)
             seq.computed = min(matched * kv.block_size, n - 1)
             seq.prefill_target = n
+            if seq.handed:
+                # Handed over by a prefill worker: those tokens are in the cache already.
+                seq.computed = max(seq.computed, min(seq.handed, n))
             if seq.generated == 0:
                 seq.cached_tokens = seq.computed
                 self._stats.cached_prompt_tokens_total += seq.computed
             self._running.append(seq)
             chunk = min(n - seq.computed, budget)
+            # A fully handed-over prompt has nothing left to prefill (chunk 0): its first
+            # token comes out of this step at decode cost.
             prefill.append((seq, chunk))
             budget -= chunk
             prefill_tokens += chunk

@@ -26,6 +26,8 @@ class SequenceBlocks:
     has_tail: bool = False
     """Whether it holds a private block for a partial tail."""
     num_tokens: int = 0
+    root: int = ROOT_HASH
+    """Parent of its first block (:func:`~dgd_runtime.kv.hashing.media_root` with media)."""
 
 
 class KvCacheManager:
@@ -82,9 +84,9 @@ class KvCacheManager:
 
     # ------------------------------------------------------------------ prompt admission
 
-    def prompt_hashes(self, tokens: Sequence[int]) -> list[int]:
-        """Chained hashes of the prompt's full blocks."""
-        return block_hashes(tokens, self.block_size)
+    def prompt_hashes(self, tokens: Sequence[int], root: int = ROOT_HASH) -> list[int]:
+        """Chained hashes of the prompt's full blocks (the chain starting at ``root``)."""
+        return block_hashes(tokens, self.block_size, root)
 
     def match_prefix(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of ``hashes`` are in memory."""
@@ -111,19 +113,20 @@ class KvCacheManager:
         return new + reserve <= self.available_blocks() - reactivated
 
     def allocate_prompt(
-        self, tokens: Sequence[int], hashes: Sequence[int]
+        self, tokens: Sequence[int], hashes: Sequence[int], root: int = ROOT_HASH
     ) -> tuple[SequenceBlocks, int]:
         """Take blocks for a prompt; returns the holding and the matched block count.
 
         The caller checked :meth:`can_allocate`. New full blocks are registered (stored events).
+        ``root`` is the parent the chain ``hashes`` starts from.
         """
         matched = self.match_prefix(hashes)
-        seq = SequenceBlocks(num_tokens=len(tokens))
+        seq = SequenceBlocks(num_tokens=len(tokens), root=root)
         for h in hashes[:matched]:
             self._ref(h)
             seq.hashes.append(h)
         stored: list[int] = []
-        parent = hashes[matched - 1] if matched else ROOT_HASH
+        parent = hashes[matched - 1] if matched else root
         for h in hashes[matched:]:
             if self.enable_prefix_caching and h in self._refs:
                 # Cached although an earlier block was not (its parent got evicted): share it.
@@ -163,7 +166,7 @@ class KvCacheManager:
         seq.num_tokens += 1
         if seq.num_tokens % bs == 0:
             # The tail block just filled up: it becomes a shareable hashed block.
-            parent = seq.hashes[-1] if seq.hashes else ROOT_HASH
+            parent = seq.hashes[-1] if seq.hashes else seq.root
             h = hash_block(parent, all_tokens[seq.num_tokens - bs : seq.num_tokens])
             seq.has_tail = False
             if not self.enable_prefix_caching:
