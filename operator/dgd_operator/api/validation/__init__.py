@@ -184,7 +184,11 @@ def _validate_v1beta1(doc: Mapping[str, Any], *, creating: bool) -> ValidationRe
     try:
         v1beta1.DynamoGraphDeployment.model_validate(doc)
     except ValidationError as exc:
-        errors = problems_from_pydantic(exc)
+        # The list rules of GraphSpec (unique names, one epp) are about spec.components.
+        errors = [
+            Problem("spec.components", p.message) if p.path == "spec" else p
+            for p in problems_from_pydantic(exc)
+        ]
     rules = list(v1beta1_problems(doc, creating=creating))
     errors = merge(errors, [p for p in rules if p.severity == "error"])
     warnings = [p for p in rules if p.severity == "warning"]

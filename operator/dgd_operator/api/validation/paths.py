@@ -69,14 +69,13 @@ def to_v1beta1_path(path: str, hub: Mapping[str, Any]) -> tuple[str, bool]:
 
     Returns the path unchanged and False when v1beta1 has no field for it.
     """
-    for alpha, beta in _GRAPH_RENAMES.items():
-        if path == alpha or path.startswith((alpha + ".", alpha + "[")):
-            return beta + path[len(alpha) :], True
-    if path.startswith("spec.pvcs"):
-        return path, False
     match = _SERVICE.match(path)
     if match is None:
-        return path, True  # metadata, apiVersion and the graph fields both versions share
+        for alpha, beta in _GRAPH_RENAMES.items():
+            if path == alpha or path.startswith((alpha + ".", alpha + "[")):
+                return beta + path[len(alpha) :], True
+        # metadata, apiVersion and the graph fields both versions share; pvcs are alpha-only
+        return path, not path.startswith("spec.pvcs")
     name, rest = match.groups()
     components = _components(hub)
     index = next((i for i, c in enumerate(components) if c.get("name") == name), None)
@@ -91,11 +90,11 @@ def to_v1beta1_path(path: str, hub: Mapping[str, Any]) -> tuple[str, bool]:
 def to_v1alpha1_path(path: str, hub: Mapping[str, Any]) -> str:
     """A v1beta1 path of `hub` in the v1alpha1 spelling (components by name, experimental
     fields at the service level); paths that need no change are returned as they are."""
-    for alpha, beta in _GRAPH_RENAMES.items():
-        if path == beta or path.startswith((beta + ".", beta + "[")):
-            return alpha + path[len(beta) :]
     match = _COMPONENT.match(path)
     if match is None:
+        for alpha, beta in _GRAPH_RENAMES.items():
+            if path == beta or path.startswith((beta + ".", beta + "[")):
+                return alpha + path[len(beta) :]
         return path
     index, rest = int(match.group(1)), match.group(2)
     components = _components(hub)

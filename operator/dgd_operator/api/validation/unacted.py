@@ -123,7 +123,22 @@ def not_acted_on(doc: Mapping[str, Any]) -> list[Problem]:
         hub = convert(dict(doc), constants.GROUP_VERSION_V1BETA1)
     except (ConversionError, AttributeError, TypeError, KeyError, ValueError):
         return []
-    return [warning(to_v1alpha1_path(p.path, hub), p.message) for p in not_acted_on_v1beta1(hub)]
+    problems: list[Problem] = []
+    for problem in not_acted_on_v1beta1(hub):
+        path = to_v1alpha1_path(problem.path, hub)
+        message = problem.message
+        if path.endswith(".frontendSidecar") and isinstance(_at(doc, path), Mapping):
+            message = _ALPHA_SIDECAR
+        problems.append(warning(path, message))
+    return problems
+
+
+def _at(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted `spec.services.<name>.<field>` path (no list indices)."""
+    node: Any = doc
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
 
 
 def not_acted_on_v1beta1(hub: Mapping[str, Any]) -> list[Problem]:
