@@ -520,6 +520,16 @@ def test_model_errors_and_webhook_rules_are_reported_together() -> None:
     ]
 
 
+def test_webhook_rules_and_the_view_rules_are_reported_together() -> None:
+    doc = _set(lambda d: _main(d).update(image=""))
+    doc["metadata"]["labels"] = {"team": "-bad"}  # checked on the v1alpha1 view
+    assert [str(p) for p in validate_dgd(doc).errors] == [
+        f"{MAIN}.image: required",
+        "metadata.labels.team: invalid label value '-bad': at most 63 letters, digits, '-', '_' or "
+        "'.', starting and ending with a letter or digit",
+    ]
+
+
 # --- paths ---------------------------------------------------------------------------------------
 
 HUB = _set(

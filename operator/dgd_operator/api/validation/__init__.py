@@ -180,25 +180,25 @@ def _without_superseded(warnings: list[Problem], unacted: list[Problem]) -> list
 def _validate_v1beta1(doc: Mapping[str, Any], *, creating: bool) -> ValidationResult:
     """The v1beta1 model and rules, then the v1alpha1 rules on the down-converted view."""
     beta = constants.GROUP_VERSION_V1BETA1
-    errors: list[Problem] = []
+    rules = list(v1beta1_problems(doc, creating=creating))
+    warnings = [p for p in rules if p.severity == "warning"]
     try:
         v1beta1.DynamoGraphDeployment.model_validate(doc)
     except ValidationError as exc:
         # The list rules of GraphSpec (unique names, one epp) are about spec.components.
-        errors = [
+        schema = [
             Problem("spec.components", p.message) if p.path == "spec" else p
             for p in problems_from_pydantic(exc)
         ]
-    rules = list(v1beta1_problems(doc, creating=creating))
-    errors = merge(errors, [p for p in rules if p.severity == "error"])
-    warnings = [p for p in rules if p.severity == "warning"]
-    if errors:
         # The view of a document the model refuses would only restate these problems.
+        errors = merge(schema, [p for p in rules if p.severity == "error"])
         return ValidationResult(None, errors, warnings, api_version=beta)
+    errors = [p for p in rules if p.severity == "error"]
     try:
         view = convert(dict(doc), constants.GROUP_VERSION)
     except ConversionError as exc:
-        return ValidationResult(None, [_conversion_problem(exc)], warnings, api_version=beta)
+        errors.append(_conversion_problem(exc))
+        return ValidationResult(None, errors, warnings, api_version=beta)
     alpha, _ = _validate_v1alpha1(view, creating=creating)
     errors = merge(errors, [_in_v1beta1(p, doc) for p in alpha.errors])
     for problem in alpha.warnings:
