@@ -658,10 +658,16 @@ def test_update_multinode_flip_is_forbidden() -> None:
 
 
 def test_update_topology_constraints_are_immutable() -> None:
-    new = _model(lambda d: d["spec"].update(topologyConstraint={"topologyProfile": "p"}))
+    graph = {"topologyProfile": "p", "packDomain": "zone"}
+    new = _model(lambda d: d["spec"].update(topologyConstraint=graph))
     assert [p.path for p in update_problems(_model(), new)] == ["spec.topologyConstraint"]
-    svc = _model(lambda d: _decode(d).update(topologyConstraint={"packDomain": "rack"}))
-    assert [p.path for p in update_problems(_model(), svc)] == [
+    svc = _model(
+        lambda d: (
+            d["spec"].update(topologyConstraint=graph),
+            _decode(d).update(topologyConstraint={"packDomain": "rack"}),
+        )
+    )
+    assert [p.path for p in update_problems(new, svc)] == [
         "spec.services.decode.topologyConstraint"
     ]
 

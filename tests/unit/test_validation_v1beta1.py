@@ -791,3 +791,96 @@ def test_cli_validates_a_file_mixing_both_versions(
         f"warning: {path}: demo-alpha: spec.services.worker.minAvailable: not acted on yet (a Grove gang "
         "minimum): dgd starts the pods independently, without a gang minimum"
     ]
+
+
+# --- Dynamo's v1beta1 webhook rules on v1alpha1 documents (its webhook sees them converted) -------
+
+ALPHA_ERRORS: list[tuple[str, Doc, str, str]] = [
+    (
+        "gms-on-frontend",
+        _set(lambda d: d["spec"]["components"][0].update(experimental={"gpuMemoryService": {}})),
+        "spec.services.Frontend.gpuMemoryService",
+        "only for worker, prefill or decode components, not type 'frontend'",
+    ),
+    (
+        "power-limit",
+        _set(
+            lambda d: _worker(d)["podTemplate"].update(
+                metadata={"annotations": {"dynamo.nvidia.com/gpu-power-limit": "0"}}
+            )
+        ),
+        "spec.services.worker.extraPodMetadata.annotations[dynamo.nvidia.com/gpu-power-limit]",
+        "must be a positive whole number of watts, got '0'",
+    ),
+    (
+        "elastic-ep-command",
+        _set(
+            lambda d: (
+                _main(d).pop("command"),
+                _main(d).update(args=["--enable-elastic-ep", "-dpb", "ray"]),
+            )
+        ),
+        "spec.services.worker.extraPodSpec.mainContainer.command",
+        "required: vLLM elastic expert parallelism over Ray (--enable-elastic-ep with "
+        "--data-parallel-backend ray) needs an explicit command",
+    ),
+    (
+        "component-topology",
+        _set(lambda d: _worker(d).update(topologyConstraint={"packDomain": "rack"})),
+        "spec.topologyConstraint",
+        "required when a component sets topologyConstraint (spec.components[1])",
+    ),
+    (
+        "workload-provider",
+        _set(lambda d: d["metadata"].update(annotations={"nvidia.com/workload-provider": "lws"})),
+        "metadata.annotations[nvidia.com/workload-provider]",
+        "must be 'component' or 'grove', got 'lws'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "message"), [c[1:] for c in ALPHA_ERRORS], ids=[c[0] for c in ALPHA_ERRORS]
+)
+def test_v1beta1_webhook_rules_apply_to_v1alpha1_in_its_spelling(
+    doc: Doc, path: str, message: str
+) -> None:
+    alpha = convert(doc, "v1alpha1")
+    result = validate_dgd(alpha)
+    assert result.dgd is None and result.hub is None
+    assert message in [p.message for p in result.errors if p.path == path], [
+        str(p) for p in result.errors
+    ]
+
+
+def test_the_image_rules_are_v1beta1_only() -> None:
+    alpha = convert(_set(lambda d: _main(d).update(image="vllm-runtime:latest")), "v1alpha1")
+    assert validate_dgd(alpha).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("beta", "alpha"),
+    [
+        (
+            "spec.components[1].podTemplate.spec.containers[0]",
+            "spec.services.worker.extraPodSpec.containers[0]",
+        ),
+        (
+            "spec.components[1].podTemplate.spec.containers[1].command",
+            "spec.services.worker.extraPodSpec.mainContainer.command",
+        ),
+        (
+            "spec.components[1].podTemplate.spec.volumes",
+            "spec.services.worker.extraPodSpec.volumes",
+        ),
+        (
+            "spec.components[1].podTemplate.metadata.labels",
+            "spec.services.worker.extraPodMetadata.labels",
+        ),
+        ("spec.components[1].type", "spec.services.worker.componentType"),
+        ("spec.components[1].sharedMemorySize", "spec.services.worker.sharedMemory.size"),
+        ("spec.components", "spec.services"),
+    ],
+)
+def test_pod_template_paths_map_to_the_v1alpha1_spelling(beta: str, alpha: str) -> None:
+    assert to_v1alpha1_path(beta, HUB) == alpha

@@ -12,7 +12,9 @@ dgd accepts but does not act on (`unacted`: warnings).
 
 A v1beta1 document is checked against the v1beta1 model and rules, then converted down
 (`api.conversion`) and checked by the v1alpha1 rules too; their paths are mapped back
-(`paths`). The result carries the v1alpha1 model the builders consume and the v1beta1 hub.
+(`paths`). A valid v1alpha1 document is converted up and checked by the v1beta1 rules as
+Dynamo's webhook does (except the `main` image rules, v1beta1-only), in the v1alpha1 spelling.
+The result carries the v1alpha1 model the builders consume and the v1beta1 hub.
 
 `update_problems` holds Dynamo's update-time rules (immutable fields, `update`). `parse_dgd` is
 the strict entry point for code that needs a model or a permanent error naming the field.
@@ -35,13 +37,16 @@ from dgd_operator.api.validation.errors import (
     Problem,
     Severity,
     describe,
-    get_path,
     merge,
     problems_from_pydantic,
     show,
     warning,
 )
-from dgd_operator.api.validation.paths import OTHER_SPELLING_NOTE, to_v1beta1_path
+from dgd_operator.api.validation.paths import (
+    OTHER_SPELLING_NOTE,
+    to_v1alpha1_path,
+    to_v1beta1_path,
+)
 from dgd_operator.api.validation.pruning import prune, without_errors
 from dgd_operator.api.validation.rules import (
     create_problems,
@@ -51,10 +56,7 @@ from dgd_operator.api.validation.rules import (
 from dgd_operator.api.validation.topology import check_topology
 from dgd_operator.api.validation.unacted import not_acted_on, not_acted_on_v1beta1
 from dgd_operator.api.validation.update import update_problems
-from dgd_operator.api.validation.v1beta1_rules import (
-    metadata_annotation_problems,
-    v1beta1_problems,
-)
+from dgd_operator.api.validation.v1beta1_rules import v1beta1_problems
 
 __all__ = [
     "DGDValidationError",
@@ -129,24 +131,26 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
         return _validate_v1beta1(doc, creating=creating)
 
     result, pruned = _validate_v1alpha1(doc, creating=creating)
-    annotations = get_path(doc, "metadata", "annotations")
-    known = {p.path for p in result.errors}
-    result.errors.extend(
-        p
-        for p in metadata_annotation_problems(
-            annotations if isinstance(annotations, Mapping) else {}
-        )
-        if p.path not in known
-    )
-    unacted = not_acted_on(doc)
-    result.warnings = _without_superseded(result.warnings, unacted) + unacted
-    if not result.errors:
+    hub: dict[str, Any] | None = None
+    if not result.errors:  # conversion assumes the shapes the schema guarantees
         try:
-            result.hub = _up(doc, pruned)
+            hub = _up(doc, pruned)
         except ConversionError as exc:
             result.errors.append(_conversion_problem(exc))
+    if hub is not None:
+        # Dynamo's webhook sees every request as v1beta1: its rules apply to v1alpha1 too,
+        # reported in the v1alpha1 spelling (the v1alpha1 rules already cover restarts).
+        rules = [
+            Problem(to_v1alpha1_path(p.path, hub), p.message, p.severity)
+            for p in v1beta1_problems(hub, creating=True, images=False)
+        ]
+        result.errors = merge(result.errors, [p for p in rules if p.severity == "error"])
+    unacted = not_acted_on(doc)
+    result.warnings = _without_superseded(result.warnings, unacted) + unacted
     if result.errors:
         result.dgd = None
+    else:
+        result.hub = hub
     return result
 
 

@@ -101,11 +101,39 @@ def to_v1alpha1_path(path: str, hub: Mapping[str, Any]) -> str:
     name = components[index].get("name") if index < len(components) else None
     if not isinstance(name, str):
         return path
-    for key in _EXPERIMENTAL:
-        prefix = f".experimental.{key}"
-        if rest == prefix or rest.startswith((prefix + ".", prefix + "[")):
-            rest = f".{key}" + rest[len(prefix) :]
-    return f"spec.services.{name}{rest}"
+    return f"spec.services.{name}{_service_rest(rest, components[index])}"
+
+
+def _service_rest(rest: str, component: Mapping[str, Any]) -> str:
+    """A path inside one component in the v1alpha1 spelling of its service."""
+    key, tail = _split_key(rest) if rest else ("", "")
+    if key == "experimental":
+        inner, inner_tail = _split_key(tail) if tail else ("", "")
+        if inner in _EXPERIMENTAL:
+            return f".{inner}{inner_tail}"
+    if key == "type":
+        return ".componentType"
+    if key == "sharedMemorySize":
+        return ".sharedMemory.size"
+    if key != "podTemplate":
+        return rest
+    part, inner = _split_key(tail) if tail else ("", "")
+    if part == "metadata":
+        return ".extraPodMetadata" + inner
+    if part != "spec":
+        return rest
+    field, after = _split_key(inner) if inner else ("", "")
+    if field != "containers":
+        return ".extraPodSpec" + inner
+    match = _INDEX.match(after)
+    containers = _containers(component)
+    if match is None or int(match.group(1)) >= len(containers):
+        return ".extraPodSpec"
+    index, container_tail = int(match.group(1)), match.group(2)
+    if containers[index].get("name") == MAIN_CONTAINER:
+        return ".extraPodSpec.mainContainer" + container_tail
+    others = [i for i, c in enumerate(containers) if c.get("name") != MAIN_CONTAINER]
+    return f".extraPodSpec.containers[{others.index(index)}]{container_tail}"
 
 
 def main_container_path(component: Mapping[str, Any]) -> str:

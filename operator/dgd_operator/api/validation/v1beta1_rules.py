@@ -5,8 +5,9 @@ and anchor every problem at its v1beta1 path, e.g.
 `spec.components[2].podTemplate.spec.containers[0].image`. Rules that need the cluster (the
 Grove pathway, ClusterTopologyBindings, the InferencePool API, the operator's feature gates) are
 left out: on dgd the fields they guard are not acted on, which `unacted.not_acted_on` says.
-Everything both versions share (names, labels, annotations, topology, embedded Kubernetes
-objects) is checked on the v1alpha1 view by the existing rules.
+Everything both versions share (names, labels, annotations, embedded Kubernetes objects) is
+checked on the v1alpha1 view by the existing rules; a v1alpha1 document gets these rules on its
+v1beta1 conversion, as Dynamo's webhook sees every request as v1beta1.
 """
 
 from __future__ import annotations
@@ -38,8 +39,14 @@ _WORKER_TYPES: Final = ("worker", "prefill", "decode")
 _NO_FAILOVER_TYPES: Final = ("epp", "frontend", "planner")
 
 
-def v1beta1_problems(doc: Mapping[str, Any], *, creating: bool = True) -> Iterator[Problem]:
-    """Dynamo's offline create-time webhook rules for the v1beta1 document `doc`."""
+def v1beta1_problems(
+    doc: Mapping[str, Any], *, creating: bool = True, images: bool = True
+) -> Iterator[Problem]:
+    """Dynamo's offline create-time webhook rules for the v1beta1 document `doc`.
+
+    `images=False` leaves out the `main` image and runtime-version rules, which Dynamo applies
+    at v1beta1 paths only to documents written in v1beta1.
+    """
     metadata = _map(doc.get("metadata"))
     spec = _map(doc.get("spec"))
     components = [_map(c) for c in _list(spec.get("components"))]
@@ -52,7 +59,7 @@ def v1beta1_problems(doc: Mapping[str, Any], *, creating: bool = True) -> Iterat
         yield from _restart_problems(spec, components)
     yield from _topology_problems(spec, components)
     for index, component in enumerate(components):
-        yield from component_problems(f"spec.components[{index}]", component, spec)
+        yield from component_problems(f"spec.components[{index}]", component, spec, images=images)
 
 
 def metadata_annotation_problems(annotations: Mapping[str, Any]) -> Iterator[Problem]:
@@ -239,7 +246,7 @@ def _topology_problems(
 
 
 def component_problems(
-    path: str, component: Mapping[str, Any], spec: Mapping[str, Any]
+    path: str, component: Mapping[str, Any], spec: Mapping[str, Any], *, images: bool = True
 ) -> Iterator[Problem]:
     """The per-component rules of §5.1 for `spec.components[i]` at `path`."""
     containers = [
@@ -251,7 +258,8 @@ def component_problems(
     )
     main = containers[main_index] if main_index is not None else {}
     main_path = f"{path}.podTemplate.spec.containers[{main_index}]"
-    yield from _image_problems(path, component, main_index, main)
+    if images:
+        yield from _image_problems(path, component, main_index, main)
     size = component.get("sharedMemorySize")
     if isinstance(size, str | int) and not isinstance(size, bool) and _quantity(size) < 0:
         yield Problem(f"{path}.sharedMemorySize", f"must not be negative, got {size}")
