@@ -25,8 +25,6 @@ from dgd_operator.api.validation.errors import Problem, join, show, warning
 GROVE_API_VERSION: Final = "grove.io/v1alpha1"
 GROVE_UPDATE_STRATEGIES: Final = ("RollingRecreate", "OnDelete")
 WORKLOAD_PROVIDERS: Final = ("component", "grove")
-GPU_POWER_LIMIT: Final = "dynamo.nvidia.com/gpu-power-limit"
-ANNOTATION_GROVE_UPDATE_STRATEGY: Final = "nvidia.com/grove-update-strategy"
 # Image tags Dynamo reads a runtime version from: semver with an optional leading v.
 _SEMVER_TAG = re.compile(
     r"^[vV]?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
@@ -66,7 +64,7 @@ def metadata_annotation_problems(annotations: Mapping[str, Any]) -> Iterator[Pro
     """The two enum-valued DGD annotations the v1alpha1 rules do not cover (same path in both
     versions, so v1alpha1 documents get them too)."""
     for key, allowed in (
-        (ANNOTATION_GROVE_UPDATE_STRATEGY, GROVE_UPDATE_STRATEGIES),
+        (constants.ANNOTATION_GROVE_UPDATE_STRATEGY, GROVE_UPDATE_STRATEGIES),
         (constants.ANNOTATION_WORKLOAD_PROVIDER, WORKLOAD_PROVIDERS),
     ):
         value = annotations.get(key)
@@ -437,10 +435,14 @@ def _power_limit_problems(
     path: str, component: Mapping[str, Any], containers: list[Mapping[str, Any]]
 ) -> Iterator[Problem]:
     template = _map(component.get("podTemplate"))
-    value = _map(_map(template.get("metadata")).get("annotations")).get(GPU_POWER_LIMIT)
+    value = _map(_map(template.get("metadata")).get("annotations")).get(
+        constants.ANNOTATION_GPU_POWER_LIMIT
+    )
     if value is None:
         return
-    annotation_path = join(f"{path}.podTemplate.metadata.annotations", GPU_POWER_LIMIT)
+    annotation_path = join(
+        f"{path}.podTemplate.metadata.annotations", constants.ANNOTATION_GPU_POWER_LIMIT
+    )
     if not isinstance(value, str) or not value.isdigit() or int(value) <= 0:
         yield Problem(
             annotation_path, f"must be a positive whole number of watts, got {show(value)}"
