@@ -395,10 +395,16 @@ INVALID: list[tuple[str, Doc, str, str]] = [
         "collides with service 'Decode'",
     ),
     (
-        "v1beta1",
+        "v1alpha1-body-as-v1beta1",
         _set(lambda d: d.update(apiVersion="nvidia.com/v1beta1")),
+        "spec.services",
+        "unknown field: v1beta1 lists components in spec.components",
+    ),
+    (
+        "unknown-version",
+        _set(lambda d: d.update(apiVersion="nvidia.com/v2")),
         "apiVersion",
-        "nvidia.com/v1beta1 is not supported yet (use nvidia.com/v1alpha1)",
+        "must be nvidia.com/v1alpha1 or nvidia.com/v1beta1, got 'nvidia.com/v2'",
     ),
 ]
 
@@ -652,10 +658,16 @@ def test_update_multinode_flip_is_forbidden() -> None:
 
 
 def test_update_topology_constraints_are_immutable() -> None:
-    new = _model(lambda d: d["spec"].update(topologyConstraint={"topologyProfile": "p"}))
+    graph = {"topologyProfile": "p", "packDomain": "zone"}
+    new = _model(lambda d: d["spec"].update(topologyConstraint=graph))
     assert [p.path for p in update_problems(_model(), new)] == ["spec.topologyConstraint"]
-    svc = _model(lambda d: _decode(d).update(topologyConstraint={"packDomain": "rack"}))
-    assert [p.path for p in update_problems(_model(), svc)] == [
+    svc = _model(
+        lambda d: (
+            d["spec"].update(topologyConstraint=graph),
+            _decode(d).update(topologyConstraint={"packDomain": "rack"}),
+        )
+    )
+    assert [p.path for p in update_problems(new, svc)] == [
         "spec.services.decode.topologyConstraint"
     ]
 
@@ -709,10 +721,14 @@ def test_wideep_recipe_warns_about_obsolete_pvc_block() -> None:
 
 
 @pytest.mark.parametrize("path", peer_corpus.cases(peer_corpus.v1beta1_example_paths()))
-def test_v1beta1_example_is_not_supported(path: Path) -> None:
+def test_v1beta1_example_is_valid_and_names_what_dgd_does_not_act_on(path: Path) -> None:
     [doc] = _dgds(path)
-    assert _messages(validate_dgd(doc).errors) == [
-        "apiVersion: nvidia.com/v1beta1 is not supported yet (use nvidia.com/v1alpha1)"
+    result = validate_dgd(doc)
+    assert result.ok and result.dgd is not None and result.hub == doc
+    assert result.api_version == "nvidia.com/v1beta1"
+    assert sorted(p.path for p in result.warnings) == [
+        "spec.components[0].runtimeVersionOverride",
+        "spec.components[1].runtimeVersionOverride",
     ]
 
 
@@ -741,12 +757,10 @@ def test_cli_accepts_every_v1alpha1_example(capsys: pytest.CaptureFixture[str]) 
 @peer_corpus.peer_corpus
 def test_cli_v1beta1_example(capsys: pytest.CaptureFixture[str]) -> None:
     [path] = peer_corpus.v1beta1_example_paths()
-    assert main(["validate", str(path)]) == 1
-    out, _ = capsys.readouterr()
-    assert (
-        out.strip()
-        == f"{path}: qwen: apiVersion: nvidia.com/v1beta1 is not supported yet (use nvidia.com/v1alpha1)"
-    )
+    assert main(["validate", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"{path}: qwen: valid (2 components)"
+    assert f"warning: {path}: qwen: spec.components[0].runtimeVersionOverride: " in err
 
 
 def test_cli_non_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,6 +101,9 @@ ANNOTATION_DCD_STATUS: Final = "nvidia.com/dcd-status"
 CONVERSION_PAYLOAD_VERSION: Final = 1
 ANNOTATION_WORKLOAD_PROVIDER: Final = "nvidia.com/workload-provider"
 ANNOTATION_ENABLE_GROVE: Final = "nvidia.com/enable-grove"
+# Validated by Dynamo's webhook (enum / positive watts) although dgd does not act on them.
+ANNOTATION_GROVE_UPDATE_STRATEGY: Final = "nvidia.com/grove-update-strategy"
+ANNOTATION_GPU_POWER_LIMIT: Final = "dynamo.nvidia.com/gpu-power-limit"
 
 # DGD metadata annotations copied into every service's annotations (service value wins).
 INHERITED_DGD_ANNOTATIONS: Final = (

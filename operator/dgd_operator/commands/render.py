@@ -1,7 +1,8 @@
 """`dgd render`: print every object the operator would create for the DGDs in some YAML files.
 
-Each DynamoGraphDeployment document is validated and replaced by its children, in apply
-order; every other document (ConfigMap, PVC, ComputeDomain, ...) is printed unchanged at its
+Each DynamoGraphDeployment document (nvidia.com/v1alpha1 or nvidia.com/v1beta1; a v1beta1
+graph renders exactly as its v1alpha1 conversion) is validated and replaced by its children,
+in apply order; every other document (ConfigMap, PVC, ComputeDomain, ...) is printed unchanged at its
 place, so `dgd render f.yaml | kubectl apply -f -` applies the same set as the operator would.
 Objects carry no ownerReferences (the DGD has no uid yet).
 
@@ -25,8 +26,8 @@ TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
 
 DESCRIPTION = """\
 Print the Kubernetes objects the dgd operator creates for each DynamoGraphDeployment in
-FILE (multi-document YAML, `-` for stdin), in apply order. Other documents pass through
-unchanged. Nothing is sent to a cluster.
+FILE (nvidia.com/v1alpha1 or nvidia.com/v1beta1, multi-document YAML, `-` for stdin), in
+apply order. Other documents pass through unchanged. Nothing is sent to a cluster.
 """
 
 

@@ -14,12 +14,14 @@ from typing import Any, TextIO
 
 HELP = "check DynamoGraphDeployment YAML offline, one line per problem"
 DESCRIPTION = """\
-Check DynamoGraphDeployment (nvidia.com/v1alpha1) files as the API server and the operator
-would at create time: types, enums, quantities, names, and Dynamo's admission rules. Files
-may hold several YAML documents; other kinds are skipped. `-` reads standard input.
+Check DynamoGraphDeployment files (nvidia.com/v1alpha1 or nvidia.com/v1beta1, mixed freely)
+as the API server and the operator would at create time: types, enums, quantities, names,
+and Dynamo's admission rules. Files may hold several YAML documents; other kinds are
+skipped. `-` reads standard input.
 
-Each problem is printed as `FILE: DGD: FIELD-PATH: message`. Warnings (unknown fields the API
-server would prune, deprecated fields) go to stderr and do not fail the check.
+Each problem is printed as `FILE: DGD: FIELD-PATH: message`, the path in the version the
+document is written in. Warnings (unknown fields the API server would prune, deprecated
+fields, fields dgd accepts but does not act on) go to stderr and do not fail the check.
 """
 
 
@@ -56,6 +58,7 @@ class ObjectReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     services: int = 0
+    unit: str = "service"
 
 
 @dataclass
@@ -83,6 +86,7 @@ def check_file(name: str, stdin: TextIO) -> FileReport:
     """Read, parse and validate one file (`-` is `stdin`); never raises for bad input."""
     import yaml
 
+    from dgd_operator.api.constants import GROUP_VERSION_V1BETA1
     from dgd_operator.api.validation import is_dgd, validate_dgd
 
     report = FileReport(file=name)
@@ -120,9 +124,9 @@ def check_file(name: str, stdin: TextIO) -> FileReport:
         dgd_name = metadata.get("name") if isinstance(metadata, dict) else None
         label = dgd_name if isinstance(dgd_name, str) and dgd_name else f"document {index}"
         result = validate_dgd(doc)
-        services = (
-            doc.get("spec", {}).get("services") if isinstance(doc.get("spec"), dict) else None
-        )
+        spec = doc.get("spec")
+        beta = result.api_version == GROUP_VERSION_V1BETA1
+        members = spec.get("components" if beta else "services") if isinstance(spec, dict) else None
         report.objects.append(
             ObjectReport(
                 file=report.file,
@@ -130,7 +134,8 @@ def check_file(name: str, stdin: TextIO) -> FileReport:
                 name=label,
                 errors=[(p.path, p.message) for p in result.errors],
                 warnings=[(p.path, p.message) for p in result.warnings],
-                services=len(services) if isinstance(services, dict) else 0,
+                services=len(members) if isinstance(members, dict | list) else 0,
+                unit="component" if beta else "service",
             )
         )
     if not report.objects:
@@ -180,7 +185,7 @@ def _print_text(reports: list[FileReport], *, verbose: bool, quiet: bool) -> Non
                 print(f"{prefix}: {_one_line(path, message)}")
             if not obj.errors and not quiet:
                 plural = "" if obj.services == 1 else "s"
-                print(f"{prefix}: valid ({obj.services} service{plural})")
+                print(f"{prefix}: valid ({obj.services} {obj.unit}{plural})")
 
 
 def _as_json(reports: list[FileReport]) -> dict[str, Any]:

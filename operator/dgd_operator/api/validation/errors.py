@@ -126,6 +126,13 @@ def _error_message(error: Any, loc: list[int | str]) -> str:
         if loc == ["spec", "services"]:
             return f"at most {MAX_SERVICES} services are allowed, got {ctx.get('actual_length')}"
         return f"at most {ctx.get('max_length')} items are allowed, got {ctx.get('actual_length')}"
+    if kind == "extra_forbidden":
+        if loc == ["spec", "services"]:
+            return (
+                "unknown field: v1beta1 lists components in spec.components (for a v1alpha1 "
+                "document say apiVersion: nvidia.com/v1alpha1, or run `dgd convert --to v1beta1`)"
+            )
+        return "unknown field (v1beta1 is strict: the API server refuses fields it does not know)"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":
