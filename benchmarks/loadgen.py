@@ -63,6 +63,9 @@ class RequestResult:
     tokens: int = 0
     chunks: int = 0
     error: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """``usage.prompt_tokens_details.cached_tokens`` (prefix-cache hits the server reported)."""
 
 
 class _Stream:
@@ -98,6 +101,7 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
     buf = b""
     t_first = t_last = 0.0
     tokens = 0
+    prompt_tokens = cached_tokens = 0
     chunks = 0
     done = False
     error = ""
@@ -130,6 +134,9 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
             if b'"usage"' in event and b'"choices":[]' in event:
                 usage = orjson.loads(event[6:])["usage"]
                 tokens = int(usage.get("completion_tokens") or 0)
+                prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                details = usage.get("prompt_tokens_details") or {}
+                cached_tokens = int(details.get("cached_tokens") or 0)
                 continue
             # Non-empty content: `"content":"` followed by something other than the closing quote.
             pos = event.find(b'"content":"')
@@ -151,7 +158,8 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
         return RequestResult(False, error=error or "stream ended without [DONE]")
     itl = (t_last - t_first) / (tokens - 1) if tokens > 1 else 0.0
     return RequestResult(True, ttft=t_first - t0 if t_first else e2e, e2e=e2e, itl=itl,
-                         tokens=tokens, chunks=chunks)
+                         tokens=tokens, chunks=chunks, prompt_tokens=prompt_tokens,
+                         cached_tokens=cached_tokens)
 
 
 @dataclass
