@@ -64,7 +64,9 @@ def test_histogram_sum_and_count_agree_with_the_inf_bucket_above_ten_million() -
     labels = (("model", "m"),)
     assert samples[("dynamo_frontend_input_sequence_tokens_sum", labels)] == 11_000_003
     count = samples[("dynamo_frontend_input_sequence_tokens_count", labels)]
-    inf = samples[("dynamo_frontend_input_sequence_tokens_bucket", (("le", "+Inf"), ("model", "m")))]
+    inf = samples[
+        ("dynamo_frontend_input_sequence_tokens_bucket", (("le", "+Inf"), ("model", "m")))
+    ]
     assert count == inf == 100_001
 
 
