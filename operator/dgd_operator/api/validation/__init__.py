@@ -31,6 +31,7 @@ from dgd_operator.api.validation.errors import (
     show,
     warning,
 )
+from dgd_operator.api.validation.images import image_problems
 from dgd_operator.api.validation.pruning import prune, without_errors
 from dgd_operator.api.validation.rules import (
     create_problems,
@@ -132,6 +133,8 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
             p for p in label_value_problems(dgd.metadata.namespace, dgd) if p.path not in known
         )
     warnings.extend(p for p in topology if p.severity == "warning")
+    for p in image_problems(pruned):
+        (errors if p.severity == "error" else warnings).append(p)
     return ValidationResult(None if errors else dgd, errors, warnings)
 
 
