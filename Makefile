@@ -69,6 +69,7 @@ format: venv
 crds: venv
 	$(BIN)/python -m dgd_operator.codegen.crds --write --crd-dir crds --crd-dir charts/dgd-operator/crds
 	$(BIN)/python -m dgd_operator.codegen.chartvalues --write --chart-dir charts/dgd-operator
+	$(BIN)/python -m dgd_operator.codegen.dashboards --write --chart-dir charts/dgd-operator
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "operator",
     "serve",
+    "completion",
 )
 
 DESCRIPTION = """\
@@ -40,15 +41,16 @@ examples:
   dgd dev up                         start a local control plane with simulated GPU nodes
   dgd demo                           run a graph end to end on a local cluster, then clean up
   dgd serve graph.yaml               run the graph locally with the mock engine
+  source <(dgd completion bash)      complete dgd (and `kubectl dgd`) commands in bash
 
 Run `dgd COMMAND --help` for the options of each command.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "dgd") -> argparse.ArgumentParser:
     """Build the top-level parser with every available subcommand registered."""
     parser = argparse.ArgumentParser(
-        prog="dgd",
+        prog=prog,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,9 +75,15 @@ def _version() -> str:
     return __version__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kubectl-dgd` console script: kubectl runs it for `kubectl dgd ...`
+    (a plugin is any `kubectl-<name>` executable on PATH)."""
+    return main(argv, prog="kubectl dgd")
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "dgd") -> int:
     """Entry point of the `dgd` console script; returns the process exit code."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

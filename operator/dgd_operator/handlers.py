@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from dgd_operator import metrics
 from dgd_operator.api.constants import (
     KOPF_FINALIZER,
     KOPF_PREFIX,
@@ -98,6 +99,7 @@ def register(
     """
     view = IndexedClusterView()
     controller.bind_view(view)
+    metrics.GRAPHS.bind(view.dgds.all_values)
 
     def bind(
         dgds: DgdIndex | None,

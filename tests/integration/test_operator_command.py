@@ -57,6 +57,18 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
         exposition = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert 'dgd_operator_api_requests_total{resource="deployments",verb="apply"}' in exposition
         assert "dgd_operator_reconcile_duration_seconds_count" in exposition
+        # The observability pack, from the live process: per-graph readiness (the graph's own
+        # namespace label), reconcile results, build info, process metrics, no _created twins.
+        name = doc["metadata"]["name"]
+        assert (
+            f'dgd_operator_graph_ready{{name="{name}",namespace="{namespace}",'
+            'state="successful"} 1.0'
+        ) in exposition
+        assert f'dgd_operator_graphs{{namespace="{namespace}",state="successful"}} 1.0' in exposition
+        assert 'dgd_operator_reconciles_total{result="success"}' in exposition
+        assert "dgd_operator_build_info{" in exposition
+        assert "process_resident_memory_bytes " in exposition
+        assert "_created" not in exposition
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -67,3 +79,5 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
             pytest.fail(f"dgd operator ignored SIGTERM:\n{output}")
     assert process.returncode == 0, output
     assert '"level": "info", "logger": "dgd_operator"' in output
+    # The /healthz calls above are access-log lines: DEBUG only, so absent at INFO.
+    assert '"logger": "aiohttp.access"' not in output

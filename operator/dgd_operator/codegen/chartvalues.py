@@ -144,6 +144,66 @@ class ServiceMonitorValues(ValuesModel):
     )
 
 
+Duration = Annotated[str, Field(pattern=r"^([0-9]+(ms|s|m|h))+$")]
+
+
+class PodMonitorValues(ValuesModel):
+    """Prometheus Operator PodMonitors for the pods of every graph the operator runs."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Create PodMonitors for frontend, worker, planner and router (EPP) pods (needs the "
+            "monitoring.coreos.com CRDs); they select pods in the watched namespaces, or in all "
+            "namespaces in cluster-wide mode."
+        ),
+    )
+    interval: Duration = Field("15s", description="Scrape interval of graph pods.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the PodMonitors, e.g. the release label your Prometheus selects.",
+    )
+
+
+class PrometheusRuleValues(ValuesModel):
+    """Alerting rules on the operator's metrics."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Create a PrometheusRule: graph not Ready, reconcile errors, webhook failures, "
+            "multinode group restart budget exhausted (needs the monitoring.coreos.com CRDs)."
+        ),
+    )
+    graph_not_ready_for: Duration = Field(
+        "15m", description="How long a graph may stay not Ready before it alerts."
+    )
+    reconcile_errors_for: Duration = Field(
+        "15m", description="How long reconciles may keep failing before it alerts."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the PrometheusRule, e.g. the label your Prometheus selects.",
+    )
+
+
+class DashboardValues(ValuesModel):
+    """Grafana dashboards (operator; graph serving) in a ConfigMap for Grafana's sidecar."""
+
+    enabled: bool = Field(False, description="Create the ConfigMap holding the dashboards' JSON.")
+    namespace: str = Field(
+        "", description="Namespace of the ConfigMap; empty means the release namespace."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="Labels on the ConfigMap; the Grafana sidecar's default selects grafana_dashboard.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations on the ConfigMap (e.g. grafana_folder for the sidecar's folder).",
+    )
+
+
 class MetricsValues(ValuesModel):
     """The operator's Prometheus metrics endpoint."""
 
@@ -155,6 +215,15 @@ class MetricsValues(ValuesModel):
     )
     service_monitor: ServiceMonitorValues = Field(
         default_factory=ServiceMonitorValues, description="Prometheus Operator integration."
+    )
+    pod_monitors: PodMonitorValues = Field(
+        default_factory=PodMonitorValues, description="Scraping of the graphs' pods."
+    )
+    prometheus_rule: PrometheusRuleValues = Field(
+        default_factory=PrometheusRuleValues, description="Alerting rules."
+    )
+    dashboards: DashboardValues = Field(
+        default_factory=DashboardValues, description="Grafana dashboards."
     )
 
 

@@ -76,8 +76,34 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class LogLevelPolicy(logging.Filter):
+    """Re-levels records whose library level misleads: every HTTP access line (health probes
+    every few seconds, each admission review) goes to DEBUG, and kopf's ERROR for a webhook
+    that refused a user's invalid graph goes to WARNING, so alerts on error logs fire on
+    operator faults, not on typos."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Adjust the record's level in place; False drops an access line below `level`."""
+        if record.name == "aiohttp.access" and record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.level <= logging.DEBUG
+        if (
+            record.name.startswith("kopf")
+            and record.levelno == logging.ERROR
+            and record.getMessage().startswith("Webhook ")
+            and "failed permanently" in record.getMessage()
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def _configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(LogLevelPolicy(logging.getLevelName(level)))
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:

@@ -54,6 +54,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--nats-address", help="NATS URL injected as NATS_SERVER")
     parser.add_argument("--etcd-address", help="etcd endpoints injected as ETCD_ENDPOINTS")
+    parser.add_argument(
+        "--values",
+        metavar="FILE",
+        help="take the operator's settings from a values file of the dgd-operator Helm chart "
+        "(as given to `helm install -f`); --nats-address and friends still override it",
+    )
+    parser.add_argument(
+        "--release",
+        default="dgd-operator",
+        help="Helm release name, for addresses derived from it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--release-namespace",
+        default="dgd-system",
+        help="namespace of the Helm release (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="yaml: a multi-document stream; json: one List object (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -163,21 +186,50 @@ def run(args: argparse.Namespace) -> int:
 
     Problems use `dgd validate`'s one-line form `FILE: DGD: FIELD-PATH: message`.
     """
+    import dataclasses
+
     from dgd_operator.builders.options import BuildOptions
 
-    options = BuildOptions(
-        discovery_backend=args.discovery_backend,
-        nats_address=args.nats_address,
-        etcd_address=args.etcd_address,
-    )
+    options = BuildOptions(discovery_backend=args.discovery_backend)
+    if args.values:
+        from dgd_operator.commands.values_options import ValuesError, build_options_from_values
+        from dgd_operator.settings import SettingsError
+
+        try:
+            options = build_options_from_values(
+                args.values, release=args.release, namespace=args.release_namespace
+            )
+        except (ValuesError, SettingsError) as exc:
+            print(f"dgd render: {exc}", file=sys.stderr)
+            return 2
+    explicit = {
+        "nats_address": args.nats_address,
+        "etcd_address": args.etcd_address,
+        # An explicit --discovery-backend wins over the values file; its default does not.
+        "discovery_backend": None if args.values and args.discovery_backend == "kubernetes"
+        else args.discovery_backend,
+    }  # fmt: skip
+    options = dataclasses.replace(options, **{k: v for k, v in explicit.items() if v})
     outcome = render_files(list(args.files), args.namespace, options)
     if outcome.errors:
         # Print nothing on stdout: a partial stream piped into kubectl would half-apply a graph.
         for error in outcome.errors:
             print(error, file=sys.stderr)
         return 1
-    sys.stdout.write(dump_documents(outcome.documents))
+    if args.output == "json":
+        sys.stdout.write(dump_json(outcome.documents))
+    else:
+        sys.stdout.write(dump_documents(outcome.documents))
     return 0
+
+
+def dump_json(documents: list[dict[str, Any]]) -> str:
+    """One `v1/List` holding every document (what `kubectl get -o json` prints for several
+    objects; `kubectl apply -f` accepts it)."""
+    import json
+
+    items = [_ordered(doc) for doc in documents]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2) + "\n"
 
 
 def _ordered(doc: dict[str, Any]) -> dict[str, Any]:

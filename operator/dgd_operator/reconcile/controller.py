@@ -145,12 +145,14 @@ class Controller:
             await self.reconcile(key)
         except ConflictError as exc:
             metrics.RECONCILE_ERRORS.labels(reason="conflict").inc()
+            metrics.RECONCILES.labels(result="conflict").inc()
             logger.info("dgd %s/%s: conflict, retrying: %s", *key, exc)
             self.queue.add_after(
                 key, self.backoff.next_delay(key, base=0.5, cap=MAX_TRANSIENT_BACKOFF)
             )
         except TransientError as exc:
             metrics.RECONCILE_ERRORS.labels(reason="transient").inc()
+            metrics.RECONCILES.labels(result="transient").inc()
             logger.warning("dgd %s/%s: API unavailable, retrying: %s", *key, exc)
             self.queue.add_after(
                 key, self.backoff.next_delay(key, base=1.0, cap=MAX_TRANSIENT_BACKOFF)
@@ -159,6 +161,7 @@ class Controller:
             raise
         except Exception as exc:
             metrics.RECONCILE_ERRORS.labels(reason="unexpected").inc()
+            metrics.RECONCILES.labels(result="unexpected").inc()
             logger.exception("dgd %s/%s: reconcile failed unexpectedly, retrying", *key)
             first = not self.backoff.is_failing(key)
             self.queue.add_after(
@@ -171,6 +174,7 @@ class Controller:
                     body, "Warning", EVENT_RECONCILE_FAILED, f"reconcile failed, retrying: {exc!r}"
                 )
         else:
+            metrics.RECONCILES.labels(result="success").inc()
             self.backoff.reset(key)
         finally:
             self.reconciles += 1

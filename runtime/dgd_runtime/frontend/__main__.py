@@ -14,10 +14,10 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Sequence
 
 from dgd_runtime.frontend.app import start_frontend
+from dgd_runtime.logs import configure_logging
 from dgd_runtime.protocol import (
     EngineOutput,
     ModelCard,
@@ -138,11 +138,7 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     try:
         import uvloop
 

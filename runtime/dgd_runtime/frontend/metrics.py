@@ -68,6 +68,18 @@ TOKEN_BUCKETS: tuple[float, ...] = (
 )
 
 
+def format_value(value: float) -> str:
+    """A sample value with every significant digit: integral values print as integers, others
+    as the shortest exact float (never `%g`, whose 6 digits freeze counters past 10^6)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
 def _labels(names: Sequence[str], values: Sequence[str]) -> str:
     if not names:
         return ""
@@ -93,7 +105,7 @@ class Counter:
         """Append the exposition lines."""
         out.append(f"# HELP {self.name} {self.doc}\n# TYPE {self.name} counter\n")
         for key, value in self.values.items():
-            out.append(f"{self.name}{_labels(self.labels, key)} {value:g}\n")
+            out.append(f"{self.name}{_labels(self.labels, key)} {format_value(value)}\n")
 
 
 class Gauge(Counter):
@@ -110,7 +122,7 @@ class Gauge(Counter):
     def render(self, out: list[str]) -> None:
         out.append(f"# HELP {self.name} {self.doc}\n# TYPE {self.name} gauge\n")
         for key, value in self.values.items():
-            out.append(f"{self.name}{_labels(self.labels, key)} {value:g}\n")
+            out.append(f"{self.name}{_labels(self.labels, key)} {format_value(value)}\n")
 
 
 class Histogram:
@@ -154,7 +166,10 @@ class Histogram:
                 labels = _labels((*self.labels, "le"), (*key, le))
                 out.append(f"{self.name}_bucket{labels} {cumulative}\n")
             base = _labels(self.labels, key)
-            out.append(f"{self.name}_sum{base} {total:g}\n{self.name}_count{base} {count:g}\n")
+            out.append(
+                f"{self.name}_sum{base} {format_value(total)}\n"
+                f"{self.name}_count{base} {format_value(count)}\n"
+            )
 
 
 class FrontendMetrics:

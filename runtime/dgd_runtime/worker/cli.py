@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from dgd_runtime.engines.base import EngineSpec, ModelInfo
 from dgd_runtime.engines.registry import EngineError, engine_names, load_engine
+from dgd_runtime.logs import configure_logging
 from dgd_runtime.protocol import ModelCard
 from dgd_runtime.worker.model_dir import read_model_dir
 
@@ -237,10 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     try:
         import uvloop
 

@@ -42,6 +42,7 @@ from dgd_operator.api.validation.errors import (
     show,
     warning,
 )
+from dgd_operator.api.validation.images import image_problems
 from dgd_operator.api.validation.paths import (
     OTHER_SPELLING_NOTE,
     to_v1alpha1_path,
@@ -266,6 +267,8 @@ def _validate_v1alpha1(
             p for p in label_value_problems(dgd.metadata.namespace, dgd) if p.path not in known
         )
     warnings.extend(p for p in topology if p.severity == "warning")
+    for p in image_problems(pruned):
+        (errors if p.severity == "error" else warnings).append(p)
     return ValidationResult(None if errors else dgd, errors, warnings), pruned
 
 
