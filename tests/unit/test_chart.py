@@ -22,8 +22,8 @@ import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths
 
-from dgd_operator.admission.handlers import DGD_WEBHOOK_ID, DGDSA_WEBHOOK_ID
-from dgd_operator.admission.server import MANAGED_CONFIGURATION
+from dgd_operator.admission.service import MANAGED_CONFIGURATION
+from dgd_operator.admission.webhooks import DGD_WEBHOOK_ID, DGDSA_WEBHOOK_ID
 from dgd_operator.api.constants import DGD_PLURAL, DGDSA_PLURAL
 from dgd_operator.codegen import chartvalues
 from dgd_operator.settings import load_settings, settings_fields
@@ -103,9 +103,19 @@ OPERATOR_ENV = {
     "DGD_WEBHOOK_MANAGED",
     "DGD_WEBHOOK_OPERATOR_USERNAME",
 }
-# Webhook settings the chart leaves at their defaults: they only shape a kopf-managed webhook
-# configuration (local runs); the chart registers its own.
-KOPF_MANAGED_ONLY_ENV = {"DGD_WEBHOOK_HOST", "DGD_WEBHOOK_FAILURE_POLICY"}
+# Webhook settings the chart leaves at their defaults: they only shape operator-registered
+# webhook configurations or an operator-issued certificate (local runs); the chart registers
+# its own and mounts its certificate.
+KOPF_MANAGED_ONLY_ENV = {
+    "DGD_WEBHOOK_HOST",
+    "DGD_WEBHOOK_FAILURE_POLICY",
+    "DGD_WEBHOOK_TIMEOUT_SECONDS",
+    "DGD_WEBHOOK_SECRET_NAME",
+    "DGD_WEBHOOK_NAMESPACE",
+    "DGD_WEBHOOK_SERVICE_NAME",
+    "DGD_WEBHOOK_CONFIGURATION_NAME",
+    "DGD_WEBHOOK_ORIGIN_VERSION",
+}
 WEBHOOK_CERT_DIR = "/etc/dgd/webhook-certs"
 # Settings whose chart default deliberately differs from the operator's own default, and why.
 CHART_CHOICES = {
