@@ -395,7 +395,8 @@ async def test_operator_keeps_its_certificate_in_a_secret_and_its_ca_in_the_conf
     )
     client = connect()
     try:
-        first = Admission(settings, client)
+        # crds=(): the session's CRDs must keep converting through the control plane's server.
+        first = Admission(settings, client, crds=())
         await first.start()
         await first.stop()
         secret = rest.get(f"/api/v1/namespaces/{namespace}/secrets/dgd-webhook-tls")
@@ -404,7 +405,7 @@ async def test_operator_keeps_its_certificate_in_a_secret_and_its_ca_in_the_conf
         config = rest.get(f"{VWC_API}/{name}")
         assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == ca
         # A second replica (or a restart) reuses the Secret and writes nothing at all.
-        second = Admission(settings, client)
+        second = Admission(settings, client, crds=())
         await second.start()
         try:
             assert second.server is not None

@@ -217,7 +217,12 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
             {"spec": {"services": {"worker": {"scalingAdapter": {"enabled": False}}}}},
         )
         wait_for(lambda: not rest.exists(adapter), timeout=30, description="adapter deleted")
-        assert "AdapterDeleted" in _reasons(rest, namespace, name)
+        # The Event is posted right after the delete returns: wait for it, not race it.
+        wait_for(
+            lambda: "AdapterDeleted" in _reasons(rest, namespace, name),
+            timeout=30,
+            description="AdapterDeleted event",
+        )
 
 
 def test_delete_garbage_collects_children(control_plane: ControlPlane, namespace: str) -> None:

@@ -194,30 +194,42 @@ class SecretCertificates:
         raise RuntimeError(f"Secret {self.namespace}/{self.name} keeps changing under us")
 
 
-def _bundle_patch(live: Mapping[str, Any], bundle: str) -> tuple[str, Any]:
-    """(content type, body) of a patch writing `bundle`, guarded by `test`s where it indexes."""
+def _conversion_config(live: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The CRD's conversion webhook clientConfig, None when it does not convert by webhook."""
+    conversion = (live.get("spec") or {}).get("conversion") or {}
+    if conversion.get("strategy") != "Webhook":
+        return None
+    config: dict[str, Any] = (conversion.get("webhook") or {}).get("clientConfig") or {}
+    return config
+
+
+def _bundle_patch(
+    live: Mapping[str, Any], bundle: str, service: Mapping[str, Any] | None
+) -> tuple[str, Any] | None:
+    """(content type, body) of the patch bringing `live` to `bundle` (and, for a CRD, to
+    `service`), None when it already is; JSON patches are guarded by `test`s where they index."""
     if "webhooks" in live:
         ops: list[dict[str, Any]] = []
         for index, hook in enumerate(live["webhooks"]):
+            if (hook.get("clientConfig") or {}).get("caBundle") == bundle:
+                continue
             ops.append({"op": "test", "path": f"/webhooks/{index}/name", "value": hook["name"]})
             ops.append(
                 {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": bundle}
             )
-        return "application/json-patch+json", ops
-    merge = {"spec": {"conversion": {"webhook": {"clientConfig": {"caBundle": bundle}}}}}
+        return ("application/json-patch+json", ops) if ops else None
+    config = _conversion_config(live)
+    if config is None:
+        return None
+    desired: dict[str, Any] = {"caBundle": bundle}
+    if service is not None:
+        desired["service"] = dict(service)
+        if "url" in config:
+            desired["url"] = None  # a service and a URL are exclusive
+    if all(config.get(key) == value for key, value in desired.items()):
+        return None
+    merge = {"spec": {"conversion": {"webhook": {"clientConfig": desired}}}}
     return "application/merge-patch+json", merge
-
-
-def _needs_bundle(live: Mapping[str, Any], bundle: str) -> bool:
-    if "webhooks" in live:
-        return any(
-            (h.get("clientConfig") or {}).get("caBundle") != bundle
-            for h in live.get("webhooks") or []
-        )
-    webhook = ((live.get("spec") or {}).get("conversion") or {}).get("webhook") or {}
-    if ((live.get("spec") or {}).get("conversion") or {}).get("strategy") != "Webhook":
-        return False
-    return (webhook.get("clientConfig") or {}).get("caBundle") != bundle
 
 
 async def inject_ca_bundle(
@@ -227,11 +239,14 @@ async def inject_ca_bundle(
     validating: Iterable[str] = (),
     mutating: Iterable[str] = (),
     crds: Iterable[str] = (),
+    conversion_service: Mapping[str, Any] | None = None,
 ) -> int:
     """Write `ca` as the caBundle of the named configurations and CRDs; returns the writes made.
 
-    Missing objects are skipped (a chart may disable a webhook); CRDs without a conversion
-    webhook are left alone.
+    A CRD's conversion webhook is also pointed at `conversion_service` (`name`, `namespace`,
+    `path`, `port`) when given: the CRD files name the chart's default release, the operator
+    knows the Service it actually runs behind. Missing objects are skipped (a chart may disable
+    a webhook); CRDs without a conversion webhook are left alone.
     """
     bundle = _b64(ca)
     targets = [
@@ -249,13 +264,14 @@ async def inject_ca_bundle(
         except NotFoundError:
             log.warning("caBundle: %s %s does not exist", kind, name)
             continue
-        if not _needs_bundle(live, bundle):
+        wanted = _bundle_patch(live, bundle, conversion_service)
+        if wanted is None:
             continue
-        content_type, patch = _bundle_patch(live, bundle)
+        content_type, patch = wanted
         await client.request(
             "PATCH", f"{collection}/{name}", verb="patch", resource=resource,
             params={"fieldManager": CA_INJECTOR}, body=patch, content_type=content_type,
         )  # fmt: skip
         writes += 1
-        log.info("caBundle written into %s %s", kind, name)
+        log.info("webhook caBundle written into %s %s", kind, name)
     return writes

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -172,12 +172,14 @@ class Admission:
         configuration_name: str = MANAGED_CONFIGURATION,
         object_selector: Mapping[str, Any] | None = None,
         rotation_check: float = ROTATION_CHECK,
+        crds: Sequence[str] = CRD_NAMES,
     ) -> None:
         self.settings = settings
         self.client = client
         self.configuration_name = configuration_name
         self.object_selector = object_selector
         self.rotation_check = rotation_check
+        self.crds = tuple(crds)
         webhook = settings.webhook
         if webhook.secret_name and not (webhook.namespace and webhook.service_name):
             raise SettingsError(
@@ -232,25 +234,37 @@ class Admission:
             handlers, files, host=self.settings.bind_address, port=webhook.port
         )
         await self.server.start()
-        if webhook.secret_name:
+        if webhook.is_managed:
+            await self._register(files)
+        elif webhook.secret_name or (webhook.namespace and webhook.service_name):
+            # The chart's shapes: our Secret, or a mounted one (cert-manager) whose CA the
+            # CRDs' conversion webhook needs too (cert-manager cannot inject into them here).
             await self._inject(files)
             self._rotation = asyncio.create_task(self._rotate(files), name="webhook-rotation")
-        elif webhook.is_managed:
-            await self._register(files)
 
     async def _inject(self, files: CertificateFiles) -> int:
-        name = self.settings.webhook.configuration_name
-        names = [name] if name else []
+        webhook = self.settings.webhook
+        names = [webhook.configuration_name] if webhook.configuration_name else []
+        service = None
+        if webhook.namespace and webhook.service_name:
+            service = {
+                "name": webhook.service_name,
+                "namespace": webhook.namespace,
+                "path": CONVERT_PATH,
+                "port": 443,
+            }
+        trusted = files.ca if files.ca.is_file() else files.cert
         return await inject_ca_bundle(
-            self._client(), files.ca.read_bytes(),
-            validating=names, mutating=names, crds=CRD_NAMES,
+            self._client(), trusted.read_bytes(),
+            validating=names, mutating=names, crds=self.crds, conversion_service=service,
         )  # fmt: skip
 
     async def _rotate(self, files: CertificateFiles) -> None:
         while True:
             await asyncio.sleep(self.rotation_check)
             try:
-                (await self._secret().ensure()).write(files)
+                if self.settings.webhook.secret_name:
+                    (await self._secret().ensure()).write(files)
                 await self._inject(files)
             except Exception:  # keep serving the current certificate; retry next round
                 log.exception("webhook certificate check failed")
