@@ -17,13 +17,16 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.fixtures.catalog import load_graph
 from tests.fixtures.dgd import DGD
 from tests.helpers import wait_for
 from tests.integration.operator_harness import running_operator
 
+from dgd_operator.admission.migration import migrate_stored_versions
 from dgd_operator.api.conversion import convert
 from dgd_operator.dev.controlplane import ControlPlane, free_port
 from dgd_operator.dev.rest import ApiError, KubeRest
+from dgd_operator.main import connect
 from dgd_operator.tools.helm import ensure_kubectl
 
 pytestmark = pytest.mark.integration
@@ -150,6 +153,15 @@ def test_worker_metadata_objects_are_stored_whole(
 # --- with the operator running -----------------------------------------------------------------
 
 
+def runnable(name: str) -> dict[str, Any]:
+    """Our aggregated vLLM graph (frontend + one worker) under `name`, runnable by the fake
+    kubelet."""
+    doc = load_graph("vllm-agg")
+    doc["metadata"] = {"name": name}
+    doc["spec"]["services"]["worker"]["replicas"] = 2
+    return doc
+
+
 def _ready_hub(rest: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The v1beta1 DGD once Ready for its generation (how the planner polls it), else None."""
     hub: dict[str, Any] = rest.get(f"{B1.format(ns=namespace, plural=DGDS)}/{name}")
@@ -167,30 +179,30 @@ def _ready_hub(rest: Any, namespace: str, name: str) -> dict[str, Any] | None:
 def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> None:
     """Exactly what Dynamo's planner sends (reference §7.2), against the v1beta1 API."""
     rest = control_plane.rest
-    doc = graph("planned")
-    doc["spec"]["services"]["decode"]["scalingAdapter"] = {"enabled": True}
+    doc = runnable("planned")
+    doc["spec"]["services"]["worker"]["scalingAdapter"] = {"enabled": True}
     dgd = f"{B1.format(ns=namespace, plural=DGDS)}/planned"
     with running_operator(namespace):
         rest.post(A1.format(ns=namespace, plural=DGDS), doc)
         hub = wait_for(lambda: _ready_hub(rest, namespace, "planned"), timeout=120,
                        description="v1beta1 DGD Ready")  # fmt: skip
-        deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/planned-decode")
+        deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/planned-worker")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        decode = hub["status"]["components"]["decode"]
+        decode = hub["status"]["components"]["worker"]
         assert decode["componentKind"] == "Deployment"
-        assert decode["componentNames"] == ["planned-decode"]
+        assert decode["componentNames"] == ["planned-worker"]
         assert decode["runtimeNamespace"] == labels["nvidia.com/dynamo-namespace"]
         assert decode["runtimeNamespace"] == f"{namespace}-planned"
         assert (decode["replicas"], decode["updatedReplicas"]) == (2, 2)
         assert (decode["readyReplicas"], decode["availableReplicas"]) == (2, 2)
 
         # Scale a component with an adapter: merge patch of the v1beta1 adapter's /scale.
-        scale = f"{B1.format(ns=namespace, plural=DGDSAS)}/planned-decode/scale"
+        scale = f"{B1.format(ns=namespace, plural=DGDSAS)}/planned-worker/scale"
         rest.patch(scale, {"spec": {"replicas": 3}})
 
         def decode_replicas() -> int | None:
             components = rest.get(dgd)["spec"]["components"]
-            return next(c.get("replicas") for c in components if c["name"] == "decode")
+            return next(c.get("replicas") for c in components if c["name"] == "worker")
 
         wait_for(lambda: decode_replicas() == 3, timeout=60, description="adapter -> DGD")
 
@@ -202,7 +214,7 @@ def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> N
             {"op": "add", "path": f"/spec/components/{index}/replicas", "value": 2},
         ]
         rest.patch(dgd, patch, content_type="application/json-patch+json")
-        stale = [{**patch[0], "value": "decode"}, patch[1]]
+        stale = [{**patch[0], "value": "worker"}, patch[1]]
         with pytest.raises(ApiError) as info:  # a moved component is never scaled by mistake
             rest.patch(dgd, stale, content_type="application/json-patch+json")
         assert info.value.status == 422
@@ -210,16 +222,16 @@ def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> N
         def settled_components() -> dict[str, Any] | None:
             ready = _ready_hub(rest, namespace, "planned")
             components = (ready or {}).get("status", {}).get("components", {})
-            frontend, worker = components.get("Frontend", {}), components.get("decode", {})
+            frontend, worker = components.get("Frontend", {}), components.get("worker", {})
             if frontend.get("availableReplicas") == 2 and worker.get("availableReplicas") == 3:
                 return dict(components)
             return None
 
         components = wait_for(settled_components, timeout=120, description="scaled and Ready")
-        assert components["decode"]["updatedReplicas"] == 3
+        assert components["worker"]["updatedReplicas"] == 3
         # v1alpha1 readers see the same status under `services`.
         spoke = rest.get(f"{A1.format(ns=namespace, plural=DGDS)}/planned")
-        assert spoke["status"]["services"]["decode"]["componentName"] == "planned-decode"
+        assert spoke["status"]["services"]["worker"]["componentNames"] == ["planned-worker"]
         assert spoke["spec"]["services"]["Frontend"]["replicas"] == 2
 
 
@@ -245,10 +257,10 @@ def test_worker_pods_may_publish_worker_metadata_and_nothing_more(
     """Dynamo's runtime (Kubernetes discovery) writes its DWM with the pod's ServiceAccount."""
     rest = control_plane.rest
     with running_operator(namespace):
-        rest.post(A1.format(ns=namespace, plural=DGDS), graph("found"))
+        rest.post(A1.format(ns=namespace, plural=DGDS), runnable("found"))
         wait_for(lambda: _ready_hub(rest, namespace, "found"), timeout=120,
                  description="v1beta1 DGD Ready")  # fmt: skip
-    deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/found-decode")
+    deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/found-worker")
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     assert account == "found-k8s-service-discovery"
     user = f"system:serviceaccount:{namespace}:{account}"
@@ -346,3 +358,32 @@ def test_with_the_webhook_down_the_error_names_it_at_once(
             timeout=30,
             description="conversion restored",
         )
+
+
+async def test_objects_stored_in_an_old_version_are_migrated_and_stored_versions_set(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """Taking over a cluster whose CRD still lists v1alpha1 in storedVersions (an older Dynamo):
+    every object is rewritten in v1beta1, nothing is lost, then storedVersions is just v1beta1.
+    A second pass finds nothing to do."""
+    rest = control_plane.rest
+    crd_path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{DGDSAS}.nvidia.com"
+    adapter = {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "DynamoGraphDeploymentScalingAdapter",
+        "metadata": {"name": "old-decode"},
+        "spec": {"replicas": 4, "dgdRef": {"name": "old", "serviceName": "decode"}},
+    }
+    rest.post(A1.format(ns=namespace, plural=DGDSAS), adapter)
+    legacy = {"status": {"storedVersions": ["v1alpha1", "v1beta1"]}}
+    rest.patch(f"{crd_path}/status", legacy)
+    client = connect()
+    try:
+        rewritten = await migrate_stored_versions(client, [f"{DGDSAS}.nvidia.com"])
+        assert rewritten >= 1
+        assert rest.get(crd_path)["status"]["storedVersions"] == ["v1beta1"]
+        assert await migrate_stored_versions(client, [f"{DGDSAS}.nvidia.com"]) == 0
+    finally:
+        await client.close()
+    kept = rest.get(f"{B1.format(ns=namespace, plural=DGDSAS)}/old-decode")
+    assert kept["spec"] == {"replicas": 4, "dgdRef": {"name": "old", "componentName": "decode"}}

@@ -793,6 +793,15 @@ def test_operator_may_touch_only_its_own_webhook_objects(
             ],
             "verbs": ["get", "patch"],
         },
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions/status"],
+            "resourceNames": [
+                "dynamographdeployments.nvidia.com",
+                "dynamographdeploymentscalingadapters.nvidia.com",
+            ],
+            "verbs": ["patch"],
+        },
     ]
     secret_role = _one(rendered["default"], "Role", f"{FULLNAME}-webhook")
     assert secret_role["metadata"]["namespace"] == RELEASE_NAMESPACE

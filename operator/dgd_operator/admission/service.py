@@ -6,7 +6,8 @@
   configurations and cert-manager's injector writes their caBundle.
 * `secret_name` (the chart's default): the operator issues the certificate into that Secret,
   re-checks it every `rotation_check` seconds (rotating it before expiry) and writes its CA
-  into the chart's configurations and the CRDs' conversion webhook.
+  into the chart's configurations and the CRDs' conversion webhook (pointed at its Service);
+  then objects still stored in an old version are migrated (`migration`).
 * neither (local runs): an in-memory certificate for the listening host; with `managed` the
   operator registers URL-based configurations itself and deletes them when it stops.
 
@@ -36,6 +37,7 @@ from dgd_operator.admission.certificates import (
     inject_ca_bundle,
     write_self_signed,
 )
+from dgd_operator.admission.migration import migrate_stored_versions
 from dgd_operator.admission.review import AdmissionPolicy
 from dgd_operator.admission.server import CertificateFiles, WebhookServer
 from dgd_operator.admission.webhooks import (
@@ -240,6 +242,9 @@ class Admission:
             # The chart's shapes: our Secret, or a mounted one (cert-manager) whose CA the
             # CRDs' conversion webhook needs too (cert-manager cannot inject into them here).
             await self._inject(files)
+            # Conversion works from here on: objects an older release stored as v1alpha1 can
+            # now be rewritten as v1beta1 (a no-op where storedVersions is already clean).
+            await migrate_stored_versions(self._client(), self.crds)
             self._rotation = asyncio.create_task(self._rotate(files), name="webhook-rotation")
 
     async def _inject(self, files: CertificateFiles) -> int:
