@@ -92,7 +92,15 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
             timeout=30,
             description="operator re-applies the edited Deployment",
         )
-        assert any("edited outside the operator" in e["message"] for e in events_for(rest, namespace, name))
+        # The Event follows the re-apply: wait for it, not race it.
+        wait_for(
+            lambda: any(
+                "edited outside the operator" in e["message"]
+                for e in events_for(rest, namespace, name)
+            ),
+            timeout=30,
+            description="the edited-outside Event",
+        )
 
         # 3. Removing a service deletes its children (update rules are admission's business,
         #    the reconcile acts on the stored spec); putting it back re-creates them.
