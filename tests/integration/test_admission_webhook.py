@@ -33,6 +33,7 @@ from tests.helpers import wait_for
 
 from dgd_operator import certs
 from dgd_operator.admission import Admission
+from dgd_operator.admission.certificates import inject_ca_bundle
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import ApiError
 from dgd_operator.main import connect
@@ -421,3 +422,53 @@ async def test_operator_keeps_its_certificate_in_a_secret_and_its_ca_in_the_conf
     finally:
         await client.close()
         rest.delete(f"{VWC_API}/{name}")
+
+
+async def test_the_crds_conversion_webhook_is_pointed_at_the_operators_service(
+    control_plane: ControlPlane,
+) -> None:
+    """The CRD files name the chart's default release; the operator rewrites the Service and
+    caBundle of a CRD's conversion webhook to its own, once (a second pass writes nothing)."""
+    rest = control_plane.rest
+    group = f"t{uuid.uuid4().hex[:8]}.webhook-test.dgd.dev"
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "conversionReviewVersions": ["v1"],
+                    "clientConfig": {"url": "https://127.0.0.1:1/convert"},
+                },
+            },
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": schema},
+                {"name": "v2", "served": True, "storage": False, "schema": schema},
+            ],
+        },
+    }
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
+    rest.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    service = {"name": "dgd-webhook", "namespace": "dgd-system", "path": "/convert", "port": 443}
+    ca = certs.certificate_authority("test-ca", days=1).cert_pem()
+    client = connect()
+    try:
+        writes = await inject_ca_bundle(
+            client, ca, crds=[f"widgets.{group}"], conversion_service=service
+        )
+        assert writes == 1
+        config = rest.get(path)["spec"]["conversion"]["webhook"]["clientConfig"]
+        assert config == {"service": service, "caBundle": base64.b64encode(ca).decode()}
+        again = await inject_ca_bundle(
+            client, ca, crds=[f"widgets.{group}"], conversion_service=service
+        )
+        assert again == 0
+    finally:
+        await client.close()
+        rest.delete(path)
