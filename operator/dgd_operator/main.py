@@ -1,7 +1,8 @@
-"""Run the operator: kopf's reactor with our registry, settings, controller and admission.
+"""Run the operator: kopf's reactor with our registry, settings and controller, and the webhooks.
 
 This is where the pieces meet: the API client (`controllerkit.kube`, made only here), the
-controller (`reconcile`), the watch handlers (`handlers`) and the admission webhook.
+controller (`reconcile`), the watch handlers (`handlers`) and the webhook server
+(`admission`), which runs beside kopf so that conversion never waits for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from dgd_operator.admission import enable_admission
+from dgd_operator.admission import Admission
 from dgd_operator.api.constants import MANAGED_BY
 from dgd_operator.controllerkit.kube import Credentials, KubeClient
 from dgd_operator.handlers import kopf_settings, register
@@ -51,7 +52,7 @@ def liveness_endpoint(settings: OperatorSettings) -> str | None:
 def build_registry(
     settings: OperatorSettings, controller: Controller
 ) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
-    """kopf's registry and settings with every handler of the operator (and admission when enabled)."""
+    """kopf's registry and settings with every handler of the operator."""
     registry = kopf.OperatorRegistry()
     register(registry, controller, connect)
     operator_kopf_settings = kopf_settings()
@@ -59,9 +60,6 @@ def build_registry(
         # Exact namespaces need no cluster-wide namespace/CRD scanning, which a namespace-mode
         # Role does not allow (kopf would retry 403s for minutes before falling back).
         operator_kopf_settings.scanning.disabled = True
-    # Only with the webhook enabled: the chart's fail-closed webhook needs this server, and
-    # kopf refuses to start with admission handlers but no server.
-    enable_admission(registry, operator_kopf_settings, settings)
     return registry, operator_kopf_settings
 
 
@@ -76,15 +74,23 @@ async def run_operator(
     """Run until `stop_flag` is set (or the process is signalled), in the current event loop.
 
     Namespaces come from `settings.watch_namespaces` (empty: the whole cluster). Peering is off
-    (`standalone`): run one replica with `strategy: Recreate`.
+    (`standalone`): run one replica with `strategy: Recreate`. With the webhook enabled its
+    server starts first (the API server may need conversion before kopf can list anything).
     """
     controller = controller or Controller(settings)
+    admission: Admission | None = None
+    admission_client: KubeClient | None = None
+    if settings.webhook.enabled:
+        admission_client = connect()
+        admission = Admission(settings, admission_client)
     registry, operator_kopf_settings = build_registry(settings, controller)
     namespaces = list(settings.watch_namespaces)
     extra: dict[str, Any] = {}
     if liveness:
         extra["liveness_endpoint"] = liveness_endpoint(settings)
     try:
+        if admission is not None:
+            await admission.start()
         await kopf.operator(
             registry=registry,
             settings=operator_kopf_settings,
@@ -96,4 +102,10 @@ async def run_operator(
             **extra,
         )
     finally:
-        await controller.stop()  # idempotent; also covers a crash before kopf's cleanup
+        try:
+            await controller.stop()  # idempotent; also covers a crash before kopf's cleanup
+        finally:
+            if admission is not None:
+                await admission.stop()
+            if admission_client is not None:
+                await admission_client.close()

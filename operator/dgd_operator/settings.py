@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dgd_operator.api.constants import DYNAMO_COMPATIBLE_VERSION
 from dgd_operator.builders.options import BuildOptions, IstioTLSMode
 
 ENV_PREFIX = "DGD_"
@@ -51,28 +52,54 @@ class WebhookSettings:
     """How the operator serves admission (env var = `DGD_WEBHOOK_` + upper name)."""
 
     enabled: bool = False
-    """`DGD_WEBHOOK_ENABLED`: serve the validating admission webhook (the chart sets true)."""
+    """`DGD_WEBHOOK_ENABLED`: serve the webhooks (conversion, validation, defaulting) on one
+    HTTPS port (the chart sets true)."""
 
     port: int = _bounded(9443, minimum=1, maximum=_MAX_PORT)
     """`DGD_WEBHOOK_PORT`: HTTPS port of the webhook server (Dynamo's default too)."""
 
     host: str | None = None
-    """`DGD_WEBHOOK_HOST`: host name the API server uses to reach a kopf-managed webhook (and a
-    SAN of the self-signed certificate); default: the listening address."""
+    """`DGD_WEBHOOK_HOST`: host name the API server uses to reach an operator-registered
+    webhook (and a SAN of the self-signed certificate); default: the listening address."""
 
     cert_dir: str | None = None
-    """`DGD_WEBHOOK_CERT_DIR`: directory with `tls.crt`, `tls.key` (and optionally `ca.crt`);
-    unset: a self-signed certificate is generated at startup."""
+    """`DGD_WEBHOOK_CERT_DIR`: directory with a mounted `tls.crt`, `tls.key` (and optionally
+    `ca.crt`), e.g. from cert-manager; unset: the operator issues its own certificate."""
+
+    secret_name: str | None = None
+    """`DGD_WEBHOOK_SECRET_NAME`: without `cert_dir`, keep the issued certificate in this
+    `kubernetes.io/tls` Secret of `namespace` (created, shared by all replicas, rotated before
+    expiry) and write its CA into the webhook configurations and CRDs; unset: a certificate in
+    memory, for local runs."""
+
+    namespace: str | None = None
+    """`DGD_WEBHOOK_NAMESPACE`: the operator's namespace (of the Secret and the Service)."""
+
+    service_name: str | None = None
+    """`DGD_WEBHOOK_SERVICE_NAME`: the webhook Service; the certificate is issued for its DNS
+    names."""
+
+    configuration_name: str | None = None
+    """`DGD_WEBHOOK_CONFIGURATION_NAME`: name of the chart's Validating- and
+    MutatingWebhookConfiguration whose caBundle the operator keeps (with `secret_name`)."""
 
     managed: bool | None = None
-    """`DGD_WEBHOOK_MANAGED`: kopf creates and patches the ValidatingWebhookConfiguration
-    `dgd-operator.nvidia.com` itself (needs RBAC on validatingwebhookconfigurations). Default:
-    true with a self-signed certificate (nobody else knows its CA), false with `cert_dir` (the
-    chart registers it)."""
+    """`DGD_WEBHOOK_MANAGED`: the operator registers the Validating- and
+    MutatingWebhookConfiguration `dgd-operator.nvidia.com` itself with a URL (needs RBAC on
+    them) and deletes them when it stops. Default: true with neither `cert_dir` nor
+    `secret_name` (nobody else knows the in-memory CA)."""
 
     failure_policy: FailurePolicy = "Fail"
-    """`DGD_WEBHOOK_FAILURE_POLICY`: `Fail` (default, like Dynamo) or `Ignore`, for a
-    kopf-managed configuration (the chart sets its own from `webhook.failurePolicy`)."""
+    """`DGD_WEBHOOK_FAILURE_POLICY`: `Fail` (default, like Dynamo) or `Ignore`, for
+    operator-registered configurations (the chart sets its own from `webhook.failurePolicy`)."""
+
+    timeout_seconds: int = _bounded(10, minimum=1, maximum=30)
+    """`DGD_WEBHOOK_TIMEOUT_SECONDS`: how long the API server waits for an operator-registered
+    webhook before applying the failure policy."""
+
+    origin_version: str = DYNAMO_COMPATIBLE_VERSION
+    """`DGD_WEBHOOK_ORIGIN_VERSION`: stamped by the defaulting webhook on new graphs as
+    `nvidia.com/dynamo-operator-origin-version` (the Dynamo release whose defaults apply)."""
 
     operator_username: str | None = None
     """`DGD_WEBHOOK_OPERATOR_USERNAME`: the operator's own user name, e.g.
@@ -84,8 +111,10 @@ class WebhookSettings:
 
     @property
     def is_managed(self) -> bool:
-        """Whether kopf manages the ValidatingWebhookConfiguration (see `managed`)."""
-        return self.managed if self.managed is not None else self.cert_dir is None
+        """Whether the operator registers the webhook configurations itself (see `managed`)."""
+        if self.managed is not None:
+            return self.managed
+        return self.cert_dir is None and self.secret_name is None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
-"""The admission webhook behind a real kube-apiserver.
+"""The operator's webhook server behind a real kube-apiserver.
 
-kopf serves the operator's admission handlers on 127.0.0.1 with a self-signed certificate and
-manages a ValidatingWebhookConfiguration itself (URL client config + caBundle), exactly as
-`dgd operator` does locally with `DGD_WEBHOOK_ENABLED=true`. The API server then calls it on
-every DGD create and update: a graph the CRD schema accepts but Dynamo's rules refuse never
-reaches etcd, and kubectl shows every problem with its field path.
+`dgd_operator.admission.Admission` serves on 127.0.0.1 with an in-memory certificate and
+registers its own Validating- and MutatingWebhookConfiguration (URL client config + caBundle),
+exactly as `dgd operator` does locally with `DGD_WEBHOOK_ENABLED=true`. The API server then calls
+it on every DGD create and update: a graph the CRD schema accepts but Dynamo's rules refuse
+never reaches etcd, kubectl shows every problem with its field path, and new graphs get
+Dynamo's defaults.
 
-The webhook is fail-closed, so it must never leak into other tests: its handlers (and thus the
-configuration's objectSelector) match only objects labelled with this module's token, the
-configuration has a name of its own, and it is deleted at the end even if kopf could not.
+The webhooks are fail-closed, so they must never leak into other tests: they match only objects
+labelled with this module's token, the configurations have names of their own, and they are
+deleted at the end even if the server could not.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import yaml
 from tests.fixtures.dgd import DGD
 from tests.helpers import wait_for
 
 from dgd_operator import certs
-from dgd_operator.admission import configure_admission, register_admission
+from dgd_operator.admission import Admission
+from dgd_operator.admission.certificates import inject_ca_bundle
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import ApiError
-from dgd_operator.handlers import kopf_settings
+from dgd_operator.main import connect
 from dgd_operator.settings import OperatorSettings, WebhookSettings
 from dgd_operator.tools.helm import ensure_kubectl
 
@@ -43,8 +44,10 @@ pytestmark = pytest.mark.integration
 
 LABEL = "dgd.dev/webhook-test"
 VWC_API = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+MWC_API = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 DGD_API = "/apis/nvidia.com/v1alpha1/namespaces/{ns}/dynamographdeployments"
 DGDSA_API = "/apis/nvidia.com/v1alpha1/namespaces/{ns}/dynamographdeploymentscalingadapters"
+HOOK = "validate-dgd.dgd-operator.nvidia.com"
 
 
 def _free_port() -> int:
@@ -54,19 +57,11 @@ def _free_port() -> int:
 
 
 class AdmissionServer:
-    """kopf with only the admission handlers, in its own thread and event loop."""
+    """`Admission` in its own thread and event loop, registered under its own names."""
 
-    def __init__(
-        self,
-        token: str,
-        configuration: str,
-        *,
-        cert_dir: Path | None = None,
-        namespaces: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, token: str, configuration: str, *, cert_dir: Path | None = None) -> None:
         self.token = token
         self.configuration = configuration
-        self.namespaces = namespaces
         self.operator_settings = OperatorSettings(
             bind_address="127.0.0.1",
             webhook=WebhookSettings(
@@ -75,6 +70,7 @@ class AdmissionServer:
                 cert_dir=str(cert_dir) if cert_dir else None,
                 managed=True,
                 failure_policy="Fail",
+                timeout_seconds=5,
             ),
         )
         self._stop = threading.Event()
@@ -82,50 +78,50 @@ class AdmissionServer:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="dgd-admission", daemon=True)
 
-    def _main(self) -> None:
-        registry = kopf.OperatorRegistry()
-
-        @kopf.on.login(registry=registry)
-        def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-            return kopf.login_with_kubeconfig(**kwargs)
-
-        settings = kopf_settings()
-        assert configure_admission(settings, self.operator_settings)
-        settings.admission.managed = self.configuration  # our own, deletable name
-        register_admission(registry, self.operator_settings, labels={LABEL: self.token})
+    async def _serve(self) -> None:
+        client = connect()
+        selector = {"matchExpressions": [{"key": LABEL, "operator": "In", "values": [self.token]}]}
+        admission = Admission(
+            self.operator_settings,
+            client,
+            configuration_name=self.configuration,
+            object_selector=selector,
+        )
         try:
-            asyncio.run(
-                kopf.operator(
-                    registry=registry,
-                    settings=settings,
-                    standalone=True,
-                    clusterwide=not self.namespaces,
-                    namespaces=list(self.namespaces),
-                    stop_flag=self._stop,
-                    ready_flag=self._ready,
-                )
-            )
+            await admission.start()
+            self._ready.set()
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+        finally:
+            try:
+                await admission.stop()
+            finally:
+                await client.close()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
         except BaseException as exc:
             self._error = exc
         finally:
             self._ready.set()
 
     def start(self) -> None:
-        """Start kopf and wait for its startup to finish."""
+        """Start serving and registering; wait until both are done."""
         self._thread.start()
         if not self._ready.wait(30):
-            raise TimeoutError("kopf did not become ready")
+            raise TimeoutError("the webhook server did not start")
         if self._error is not None:
-            raise RuntimeError("kopf failed to start") from self._error
+            raise RuntimeError("the webhook server failed to start") from self._error
 
     def stop(self) -> None:
-        """Stop kopf (which empties its managed configuration) and join the thread."""
+        """Stop (which deletes the configurations) and join the thread."""
         self._stop.set()
         self._thread.join(30)
         if self._thread.is_alive():
-            raise TimeoutError("kopf did not stop")
+            raise TimeoutError("the webhook server did not stop")
         if self._error is not None:
-            raise RuntimeError("kopf crashed") from self._error
+            raise RuntimeError("the webhook server crashed") from self._error
 
 
 def dgd(name: str, token: str | None) -> dict[str, Any]:
@@ -169,17 +165,18 @@ def serving(
             lambda: _denial(lambda: rest.post(path, probe, dryRun="All")),
             timeout=60,
             interval=0.3,
-            description="the API server to call the kopf-managed webhook",
+            description="the API server to call our webhook",
         )
         yield server
     finally:
         try:
             server.stop()
         finally:
-            # kopf empties its configuration on exit; delete it in any case (fail-closed!).
-            with contextlib.suppress(ApiError):
-                rest.delete(f"{VWC_API}/{server.configuration}")
-            assert not rest.exists(f"{VWC_API}/{server.configuration}")
+            # The server deletes its configurations on exit; in any case (fail-closed!) too.
+            for api in (VWC_API, MWC_API):
+                with contextlib.suppress(ApiError):
+                    rest.delete(f"{api}/{server.configuration}")
+                assert not rest.exists(f"{api}/{server.configuration}")
 
 
 @pytest.fixture(scope="module")
@@ -196,32 +193,53 @@ def admission(control_plane: ControlPlane) -> Iterator[AdmissionServer]:
             rest.delete(f"/api/v1/namespaces/{probe_ns}")
 
 
-def test_kopf_registers_a_fail_closed_url_webhook(
+def test_the_server_registers_fail_closed_url_webhooks(
     control_plane: ControlPlane, admission: AdmissionServer
 ) -> None:
-    config = control_plane.rest.get(f"{VWC_API}/{admission.configuration}")
-    hooks = {hook["name"]: hook for hook in config["webhooks"]}
+    rest = control_plane.rest
+    validating = rest.get(f"{VWC_API}/{admission.configuration}")["webhooks"]
+    mutating = rest.get(f"{MWC_API}/{admission.configuration}")["webhooks"]
+    hooks = {hook["name"]: hook for hook in validating + mutating}
     assert set(hooks) == {
-        f"validate-dgd.{admission.configuration}",
-        f"validate-dgdsa.{admission.configuration}",
+        "validate-dgd.dgd-operator.nvidia.com",
+        "validate-dgdsa.dgd-operator.nvidia.com",
+        "mutate.dgd-operator.nvidia.com",
     }
     port = admission.operator_settings.webhook.port
     for name, hook in hooks.items():
-        handler = name.split(".")[0]
-        assert hook["clientConfig"]["url"] == f"https://127.0.0.1:{port}/{handler}"
+        path = name.split(".")[0]
+        assert hook["clientConfig"]["url"] == f"https://127.0.0.1:{port}/{path}"
         assert hook["clientConfig"]["caBundle"]
         assert hook["failurePolicy"] == "Fail"
         assert hook["sideEffects"] == "None"
         assert hook["matchPolicy"] == "Equivalent"
+        assert hook["timeoutSeconds"] == 5
         assert hook["objectSelector"] == {
             "matchExpressions": [{"key": LABEL, "operator": "In", "values": [admission.token]}]
         }
         [rule] = hook["rules"]
-        assert rule["apiGroups"] == ["nvidia.com"] and rule["apiVersions"] == ["v1alpha1"]
+        assert rule["apiGroups"] == ["nvidia.com"]
+        assert rule["apiVersions"] == ["v1alpha1", "v1beta1"]
         assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
-    assert hooks[f"validate-dgd.{admission.configuration}"]["rules"][0]["resources"] == [
-        "dynamographdeployments"
-    ]
+    assert hooks[HOOK]["rules"][0]["resources"] == ["dynamographdeployments"]
+
+
+def test_new_graphs_get_dynamos_defaults(
+    control_plane: ControlPlane, admission: AdmissionServer, namespace: str
+) -> None:
+    rest = control_plane.rest
+    doc = dgd("defaults", admission.token)
+    doc["spec"]["services"]["decode"].pop("replicas", None)
+    doc["spec"]["services"]["Frontend"]["replicas"] = 2
+    created = rest.post(DGD_API.format(ns=namespace), doc)
+    annotations = created["metadata"]["annotations"]
+    assert annotations["nvidia.com/dynamo-operator-origin-version"] == "1.5.0"
+    assert created["spec"]["services"]["decode"]["replicas"] == 1
+    assert created["spec"]["services"]["Frontend"]["replicas"] == 2
+    # Never changed afterwards, even when a user sets another origin.
+    path = f"{DGD_API.format(ns=namespace)}/defaults"
+    edited = rest.patch(path, {"metadata": {"labels": {"edited": "yes"}}})
+    assert edited["metadata"]["annotations"] == annotations
 
 
 def test_invalid_graph_is_rejected_by_the_api_server(
@@ -233,9 +251,7 @@ def test_invalid_graph_is_rejected_by_the_api_server(
     error = info.value
     assert error.status == 403
     message = error.body["message"] if isinstance(error.body, dict) else str(error.body)
-    assert f'admission webhook "validate-dgd.{admission.configuration}" denied the request' in (
-        message
-    )
+    assert f'admission webhook "{HOOK}" denied the request' in message
     assert "DynamoGraphDeployment 'bad' is invalid (2 problems):" in message
     assert "spec.services.decode.resources.limits.gpu: GPUs must be a whole number" in message
     assert "metadata.annotations[nvidia.com/vllm-distributed-executor-backend]: " in message
@@ -336,13 +352,11 @@ def _ca_signed_cert_dir(directory: Path) -> Path:
     return directory
 
 
-def test_mounted_certificate_in_namespace_mode(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
-) -> None:
-    """The chart's shape: certificate files with their own CA, an operator watching one namespace."""
+def test_mounted_certificate(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    """cert-manager's shape: certificate files with their own CA in a mounted directory."""
     rest = control_plane.rest
     cert_dir = _ca_signed_cert_dir(tmp_path)
-    with serving(control_plane, namespace, cert_dir=cert_dir, namespaces=(namespace,)) as server:
+    with serving(control_plane, namespace, cert_dir=cert_dir) as server:
         config = rest.get(f"{VWC_API}/{server.configuration}")
         ca_bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"])
         assert ca_bundle == (cert_dir / "ca.crt").read_bytes()  # the CA, not the leaf
@@ -350,3 +364,111 @@ def test_mounted_certificate_in_namespace_mode(
             rest.post(DGD_API.format(ns=namespace), invalid_dgd("bad", server.token))
         assert "spec.services.decode.resources.limits.gpu" in str(info.value)
         assert rest.post(DGD_API.format(ns=namespace), dgd("good", server.token))
+
+
+async def test_operator_keeps_its_certificate_in_a_secret_and_its_ca_in_the_configurations(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """The chart's shape: replicas share one operator-issued Secret; the CA is injected once."""
+    rest = control_plane.rest
+    name = f"ca-inject-{uuid.uuid4().hex[:8]}.webhook-test.dgd.dev"
+    never = {"matchExpressions": [{"key": LABEL, "operator": "In", "values": ["never"]}]}
+    hook = {
+        "name": "validate-dgd.dgd-operator.nvidia.com",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"name": "dgd-webhook", "namespace": namespace, "port": 443,
+                                     "path": "/validate-dgd"}},
+        "rules": [{"apiGroups": ["nvidia.com"], "apiVersions": ["v1alpha1"],
+                   "operations": ["CREATE"], "resources": ["dynamographdeployments"]}],
+        "failurePolicy": "Ignore", "sideEffects": "None", "objectSelector": never,
+    }  # fmt: skip
+    rest.post(VWC_API, {"metadata": {"name": name}, "webhooks": [hook]})
+    settings = OperatorSettings(
+        bind_address="127.0.0.1",
+        webhook=WebhookSettings(
+            enabled=True,
+            port=_free_port(),
+            secret_name="dgd-webhook-tls",
+            namespace=namespace,
+            service_name="dgd-webhook",
+            configuration_name=name,
+        ),
+    )
+    client = connect()
+    try:
+        # crds=(): the session's CRDs must keep converting through the control plane's server.
+        first = Admission(settings, client, crds=())
+        await first.start()
+        await first.stop()
+        secret = rest.get(f"/api/v1/namespaces/{namespace}/secrets/dgd-webhook-tls")
+        assert secret["type"] == "kubernetes.io/tls"
+        ca = base64.b64decode(secret["data"]["ca.crt"])
+        config = rest.get(f"{VWC_API}/{name}")
+        assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == ca
+        # A second replica (or a restart) reuses the Secret and writes nothing at all.
+        second = Admission(settings, client, crds=())
+        await second.start()
+        try:
+            assert second.server is not None
+            files = second.server.certificate
+            assert files.ca.read_bytes() == ca
+            after = rest.get(f"/api/v1/namespaces/{namespace}/secrets/dgd-webhook-tls")
+            assert after["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+            stored = rest.get(f"{VWC_API}/{name}")
+            assert stored["metadata"]["resourceVersion"] == config["metadata"]["resourceVersion"]
+            assert await second._inject(files) == 0
+        finally:
+            await second.stop()
+    finally:
+        await client.close()
+        rest.delete(f"{VWC_API}/{name}")
+
+
+async def test_the_crds_conversion_webhook_is_pointed_at_the_operators_service(
+    control_plane: ControlPlane,
+) -> None:
+    """The CRD files name the chart's default release; the operator rewrites the Service and
+    caBundle of a CRD's conversion webhook to its own, once (a second pass writes nothing)."""
+    rest = control_plane.rest
+    group = f"t{uuid.uuid4().hex[:8]}.webhook-test.dgd.dev"
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "conversionReviewVersions": ["v1"],
+                    "clientConfig": {"url": "https://127.0.0.1:1/convert"},
+                },
+            },
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": schema},
+                {"name": "v2", "served": True, "storage": False, "schema": schema},
+            ],
+        },
+    }
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
+    rest.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    service = {"name": "dgd-webhook", "namespace": "dgd-system", "path": "/convert", "port": 443}
+    ca = certs.certificate_authority("test-ca", days=1).cert_pem()
+    client = connect()
+    try:
+        writes = await inject_ca_bundle(
+            client, ca, crds=[f"widgets.{group}"], conversion_service=service
+        )
+        assert writes == 1
+        config = rest.get(path)["spec"]["conversion"]["webhook"]["clientConfig"]
+        assert config == {"service": service, "caBundle": base64.b64encode(ca).decode()}
+        again = await inject_ca_bundle(
+            client, ca, crds=[f"widgets.{group}"], conversion_service=service
+        )
+        assert again == 0
+    finally:
+        await client.close()
+        rest.delete(path)

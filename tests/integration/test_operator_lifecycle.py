@@ -92,7 +92,15 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
             timeout=30,
             description="operator re-applies the edited Deployment",
         )
-        assert any("edited outside the operator" in e["message"] for e in events_for(rest, namespace, name))
+        # The Event follows the re-apply: wait for it, not race it.
+        wait_for(
+            lambda: any(
+                "edited outside the operator" in e["message"]
+                for e in events_for(rest, namespace, name)
+            ),
+            timeout=30,
+            description="the edited-outside Event",
+        )
 
         # 3. Removing a service deletes its children (update rules are admission's business,
         #    the reconcile acts on the stored spec); putting it back re-creates them.
@@ -217,7 +225,12 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
             {"spec": {"services": {"worker": {"scalingAdapter": {"enabled": False}}}}},
         )
         wait_for(lambda: not rest.exists(adapter), timeout=30, description="adapter deleted")
-        assert "AdapterDeleted" in _reasons(rest, namespace, name)
+        # The Event is posted right after the delete returns: wait for it, not race it.
+        wait_for(
+            lambda: "AdapterDeleted" in _reasons(rest, namespace, name),
+            timeout=30,
+            description="AdapterDeleted event",
+        )
 
 
 def test_delete_garbage_collects_children(control_plane: ControlPlane, namespace: str) -> None:

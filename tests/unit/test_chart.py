@@ -22,8 +22,12 @@ import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths
 
-from dgd_operator.admission.handlers import DGD_WEBHOOK_ID, DGDSA_WEBHOOK_ID
-from dgd_operator.admission.server import MANAGED_CONFIGURATION
+from dgd_operator.admission.service import MANAGED_CONFIGURATION
+from dgd_operator.admission.webhooks import (
+    DGD_WEBHOOK_ID,
+    DGDSA_WEBHOOK_ID,
+    MUTATE_DGD_WEBHOOK_ID,
+)
 from dgd_operator.api.constants import DGD_PLURAL, DGDSA_PLURAL
 from dgd_operator.codegen import chartvalues
 from dgd_operator.settings import load_settings, settings_fields
@@ -115,21 +119,34 @@ OPERATOR_ENV = {
     "DGD_LOG_FORMAT",
     "DGD_WEBHOOK_ENABLED",
     "DGD_WEBHOOK_PORT",
-    "DGD_WEBHOOK_CERT_DIR",
+    "DGD_WEBHOOK_SECRET_NAME",
+    "DGD_WEBHOOK_NAMESPACE",
+    "DGD_WEBHOOK_SERVICE_NAME",
+    "DGD_WEBHOOK_CONFIGURATION_NAME",
     "DGD_WEBHOOK_MANAGED",
     "DGD_WEBHOOK_OPERATOR_USERNAME",
 }
-# Webhook settings the chart leaves at their defaults: they only shape a kopf-managed webhook
-# configuration (local runs); the chart registers its own.
-KOPF_MANAGED_ONLY_ENV = {"DGD_WEBHOOK_HOST", "DGD_WEBHOOK_FAILURE_POLICY"}
+# Webhook settings the chart leaves at their defaults: they only shape operator-registered
+# webhook configurations (local runs; the chart registers its own), or a mounted certificate
+# (set only with cert-manager), or the origin version the defaults stamp.
+KOPF_MANAGED_ONLY_ENV = {
+    "DGD_WEBHOOK_HOST",
+    "DGD_WEBHOOK_FAILURE_POLICY",
+    "DGD_WEBHOOK_TIMEOUT_SECONDS",
+    "DGD_WEBHOOK_CERT_DIR",
+    "DGD_WEBHOOK_ORIGIN_VERSION",
+}
 WEBHOOK_CERT_DIR = "/etc/dgd/webhook-certs"
 # Settings whose chart default deliberately differs from the operator's own default, and why.
 CHART_CHOICES = {
     "DGD_NATS_ADDRESS": "the chart runs NATS beside the operator (nats.enabled)",
     "DGD_LOG_FORMAT": "json lines for log collectors",
     "DGD_WEBHOOK_ENABLED": "the chart serves and registers the webhook",
-    "DGD_WEBHOOK_CERT_DIR": "the chart mounts the serving certificate",
-    "DGD_WEBHOOK_MANAGED": "the chart's own ValidatingWebhookConfiguration, not kopf's",
+    "DGD_WEBHOOK_SECRET_NAME": "the operator keeps its certificate in the release's Secret",
+    "DGD_WEBHOOK_NAMESPACE": "the release namespace, known only at install",
+    "DGD_WEBHOOK_SERVICE_NAME": "the release's webhook Service",
+    "DGD_WEBHOOK_CONFIGURATION_NAME": "the release's webhook configurations",
+    "DGD_WEBHOOK_MANAGED": "the chart's own webhook configurations, not operator-registered",
     "DGD_WEBHOOK_OPERATOR_USERNAME": "the operator's ServiceAccount, known only at install",
 }
 
@@ -352,7 +369,12 @@ def test_rendered_objects_pass_strict_kubernetes_schema(
 def test_every_object_is_labelled_and_namespaced(
     rendered: dict[str, list[dict[str, Any]]], scenario: str
 ) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    }
     for obj in rendered[scenario]:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE
@@ -374,7 +396,9 @@ def test_cluster_role_grants_exactly_what_the_operator_uses(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}
     ]
-    assert not [o for o in rendered["default"] if o["kind"] in {"Role", "RoleBinding"}]
+    # The only namespaced grant: the webhook's own certificate Secret.
+    roles = [o["metadata"]["name"] for o in rendered["default"] if o["kind"] == "Role"]
+    assert roles == [f"{FULLNAME}-webhook"]
 
 
 def test_namespace_mode_grants_only_namespaced_roles(
@@ -382,11 +406,15 @@ def test_namespace_mode_grants_only_namespaced_roles(
 ) -> None:
     objects = rendered["namespace-mode"]
     cluster_roles = [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"]
-    # Only the aggregation roles for users remain cluster-scoped; they grant the operator nothing.
-    assert sorted(cluster_roles) == [f"{FULLNAME}-edit", f"{FULLNAME}-view"]
-    assert not [o for o in objects if o["kind"] == "ClusterRoleBinding"]
-    roles = [o for o in objects if o["kind"] == "Role"]
-    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    # Cluster-scoped: the aggregation roles for users (they grant the operator nothing) and the
+    # webhook's get/patch of its own configurations and CRDs, by name.
+    assert sorted(cluster_roles) == [f"{FULLNAME}-edit", f"{FULLNAME}-view", f"{FULLNAME}-webhook"]
+    bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["metadata"]["name"] for b in bindings] == [f"{FULLNAME}-webhook"]
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == FULLNAME]
+    bindings = [
+        o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == FULLNAME
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
@@ -473,7 +501,10 @@ def test_operator_env_is_exactly_the_settings(rendered: dict[str, list[dict[str,
         "DGD_LOG_FORMAT": "json",
         "DGD_WEBHOOK_ENABLED": "true",
         "DGD_WEBHOOK_PORT": "9443",
-        "DGD_WEBHOOK_CERT_DIR": WEBHOOK_CERT_DIR,
+        "DGD_WEBHOOK_SECRET_NAME": f"{FULLNAME}-webhook-tls",
+        "DGD_WEBHOOK_NAMESPACE": RELEASE_NAMESPACE,
+        "DGD_WEBHOOK_SERVICE_NAME": f"{FULLNAME}-webhook",
+        "DGD_WEBHOOK_CONFIGURATION_NAME": FULLNAME,
         "DGD_WEBHOOK_MANAGED": "false",
         "DGD_WEBHOOK_OPERATOR_USERNAME": f"system:serviceaccount:{RELEASE_NAMESPACE}:{FULLNAME}",
     }
@@ -582,7 +613,11 @@ def test_operator_accepts_the_rendered_env(
     assert ws.enabled == values.webhook.enabled
     if ws.enabled:
         assert ws.port == values.webhook.port
-        assert ws.cert_dir == WEBHOOK_CERT_DIR and not ws.is_managed
+        assert not ws.is_managed and ws.namespace and ws.service_name
+        if values.webhook.cert_manager.enabled:
+            assert ws.cert_dir == WEBHOOK_CERT_DIR and ws.secret_name is None
+        else:
+            assert ws.cert_dir is None and ws.secret_name
         assert ws.operator_username and ws.operator_username.startswith("system:serviceaccount:")
 
 
@@ -698,19 +733,26 @@ WEBHOOK_DNS_NAMES = [
 
 
 def _webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    config = _one(objects, "ValidatingWebhookConfiguration", FULLNAME)
-    return {hook["name"]: hook for hook in config["webhooks"]}
+    hooks = {}
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        config = _one(objects, kind, FULLNAME)
+        hooks.update({hook["name"]: hook for hook in config["webhooks"]})
+    return hooks
 
 
 def test_webhook_routes_each_kind_to_its_operator_handler(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     hooks = _webhooks(rendered["default"])
-    expected = {DGD_WEBHOOK_ID: DGD_PLURAL, DGDSA_WEBHOOK_ID: DGDSA_PLURAL}
+    expected = {
+        DGD_WEBHOOK_ID: DGD_PLURAL,
+        DGDSA_WEBHOOK_ID: DGDSA_PLURAL,
+        MUTATE_DGD_WEBHOOK_ID: DGD_PLURAL,
+    }
     assert set(hooks) == {f"{hid}.{MANAGED_CONFIGURATION}" for hid in expected}
     for handler_id, plural in expected.items():
         hook = hooks[f"{handler_id}.{MANAGED_CONFIGURATION}"]
-        # The operator's kopf server routes a request to the handler named by the URL path.
+        # The operator's webhook server routes a request to the review named by the URL path.
         assert hook["clientConfig"]["service"] == {
             "name": WEBHOOK_SERVICE, "namespace": RELEASE_NAMESPACE,
             "path": f"/{handler_id}", "port": 443,
@@ -718,7 +760,7 @@ def test_webhook_routes_each_kind_to_its_operator_handler(
         assert hook["rules"] == [
             {
                 "apiGroups": ["nvidia.com"],
-                "apiVersions": ["v1alpha1"],
+                "apiVersions": ["v1beta1"],  # the hub; v1alpha1 requests are converted first
                 "operations": ["CREATE", "UPDATE"],
                 "resources": [plural],  # never status or scale: the operator's own writes
                 "scope": "Namespaced",
@@ -730,6 +772,7 @@ def test_webhook_routes_each_kind_to_its_operator_handler(
         assert hook["matchPolicy"] == "Equivalent"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert "namespaceSelector" not in hook  # cluster-wide mode: every namespace
+        assert "caBundle" not in hook["clientConfig"]  # the operator writes it
     service = _one(rendered["default"], "Service", WEBHOOK_SERVICE)
     assert service["spec"]["ports"] == [
         {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
@@ -737,62 +780,72 @@ def test_webhook_routes_each_kind_to_its_operator_handler(
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
 
 
-def test_chart_generated_certificate_matches_the_ca_bundle(
-    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+def test_chart_generates_no_certificate_so_rendering_is_deterministic(
+    helm: Path, rendered: dict[str, list[dict[str, Any]]]
 ) -> None:
-    import base64
-    import ssl
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    secret = _one(rendered["default"], "Secret", WEBHOOK_SECRET)
-    assert secret["type"] == "kubernetes.io/tls"
-    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
-    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
-    for hook in _webhooks(rendered["default"]).values():
-        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca_pem
-    ca = x509.load_pem_x509_certificate(ca_pem)
-    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == WEBHOOK_DNS_NAMES
-    assert cert.issuer == ca.subject
-    public_key = ca.public_key()
-    assert isinstance(public_key, rsa.RSAPublicKey)
-    assert cert.signature_hash_algorithm is not None
-    public_key.verify(  # raises if the CA did not sign the serving certificate
-        cert.signature,
-        cert.tbs_certificate_bytes,
-        padding.PKCS1v15(),
-        cert.signature_hash_algorithm,
-    )
-    # The operator's server (Python ssl, as kopf loads it) accepts the mounted pair.
-    for name in ("tls.crt", "tls.key"):
-        (tmp_path / name).write_bytes(base64.b64decode(secret["data"][name]))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-
-
-def test_operator_pod_serves_the_webhook_with_the_mounted_certificate(
-    rendered: dict[str, list[dict[str, Any]]],
-) -> None:
+    assert not [o for o in rendered["default"] if o["kind"] == "Secret"]
+    first = _helm(helm, "template", RELEASE, str(CHART_DIR), "-n", RELEASE_NAMESPACE)
+    second = _helm(helm, "template", RELEASE, str(CHART_DIR), "-n", RELEASE_NAMESPACE)
+    assert first.returncode == 0 and first.stdout == second.stdout
+    env = _env(_one(rendered["default"], "Deployment"))
+    assert env["DGD_WEBHOOK_SECRET_NAME"] == WEBHOOK_SECRET
+    assert env["DGD_WEBHOOK_NAMESPACE"] == RELEASE_NAMESPACE
+    assert env["DGD_WEBHOOK_SERVICE_NAME"] == WEBHOOK_SERVICE
+    assert env["DGD_WEBHOOK_CONFIGURATION_NAME"] == FULLNAME
+    assert "DGD_WEBHOOK_CERT_DIR" not in env
     pod = _one(rendered["default"], "Deployment", FULLNAME)["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert {"name": "webhook-certs", "mountPath": WEBHOOK_CERT_DIR, "readOnly": True} in (
-        container["volumeMounts"]
-    )
-    assert {
-        "name": "webhook-certs",
-        "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 0o440},
-    } in pod["volumes"]
     assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert "webhook-certs" not in {v["name"] for v in pod["volumes"]}
 
 
-def test_operator_needs_no_webhook_permissions(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    # The chart registers the configuration; the operator only serves it (DGD_WEBHOOK_MANAGED).
+def test_operator_may_touch_only_its_own_webhook_objects(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     role = _one(rendered["default"], "ClusterRole", FULLNAME)
     groups = {group for rule in role["rules"] for group in rule["apiGroups"]}
     assert "admissionregistration.k8s.io" not in groups
+    webhook = _one(rendered["default"], "ClusterRole", f"{FULLNAME}-webhook")
+    assert webhook["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+            "resourceNames": [FULLNAME],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [
+                "dynamographdeployments.nvidia.com",
+                "dynamographdeploymentscalingadapters.nvidia.com",
+            ],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions/status"],
+            "resourceNames": [
+                "dynamographdeployments.nvidia.com",
+                "dynamographdeploymentscalingadapters.nvidia.com",
+            ],
+            "verbs": ["patch"],
+        },
+    ]
+    secret_role = _one(rendered["default"], "Role", f"{FULLNAME}-webhook")
+    assert secret_role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert secret_role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [WEBHOOK_SECRET],
+            "verbs": ["get", "update"],
+        },
+    ]
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        binding = _one(rendered["default"], kind, f"{FULLNAME}-webhook")
+        assert binding["subjects"][0]["name"] == FULLNAME
 
 
 def test_webhook_is_scoped_to_the_watched_namespaces(
@@ -823,20 +876,29 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca(
     assert certificate["spec"]["issuerRef"] == {
         "name": "cluster-ca", "kind": "ClusterIssuer", "group": "cert-manager.io",
     }  # fmt: skip
-    config = _one(objects, "ValidatingWebhookConfiguration", FULLNAME)
-    assert config["metadata"]["annotations"] == {
-        "cert-manager.io/inject-ca-from": f"{RELEASE_NAMESPACE}/{WEBHOOK_SERVICE}"
-    }
-    for hook in config["webhooks"]:
-        assert "caBundle" not in hook["clientConfig"]
-        assert hook["failurePolicy"] == "Ignore"
-        assert hook["timeoutSeconds"] == 5
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        config = _one(objects, kind, FULLNAME)
+        assert config["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": f"{RELEASE_NAMESPACE}/{WEBHOOK_SERVICE}"
+        }
+        for hook in config["webhooks"]:
+            assert "caBundle" not in hook["clientConfig"]
+            assert hook["failurePolicy"] == "Ignore"
+            assert hook["timeoutSeconds"] == 5
     env = _env(_one(objects, "Deployment"))
     assert env["DGD_WEBHOOK_PORT"] == "10443"
+    assert env["DGD_WEBHOOK_CERT_DIR"] == WEBHOOK_CERT_DIR and "DGD_WEBHOOK_SECRET_NAME" not in env
+    assert not [o for o in objects if o["kind"] == "Role" and "webhook" in o["metadata"]["name"]]
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
-    assert {"name": "webhook", "containerPort": 10443, "protocol": "TCP"} in (
-        pod["containers"][0]["ports"]
+    [container] = pod["containers"]
+    assert {"name": "webhook", "containerPort": 10443, "protocol": "TCP"} in container["ports"]
+    assert {"name": "webhook-certs", "mountPath": WEBHOOK_CERT_DIR, "readOnly": True} in (
+        container["volumeMounts"]
     )
+    assert {
+        "name": "webhook-certs",
+        "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 0o440},
+    } in pod["volumes"]
 
 
 def test_cert_manager_without_an_issuer_gets_a_self_signed_one(helm: Path, tmp_path: Path) -> None:
@@ -855,6 +917,8 @@ def test_webhook_can_be_turned_off(helm: Path, tmp_path: Path) -> None:
     objects = render(helm, _write_values(tmp_path, {"webhook": {"enabled": False}}))
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("ValidatingWebhookConfiguration", FULLNAME) not in kinds
+    assert ("MutatingWebhookConfiguration", FULLNAME) not in kinds
+    assert ("ClusterRole", f"{FULLNAME}-webhook") not in kinds
     assert ("Service", WEBHOOK_SERVICE) not in kinds
     assert ("Secret", WEBHOOK_SECRET) not in kinds
     deployment = _one(objects, "Deployment")

@@ -40,10 +40,15 @@ def _load(text: str) -> dict[str, Any]:
     return crd
 
 
-def _schema(text: str) -> dict[str, Any]:
+def _version(text: str, name: str = "v1alpha1") -> dict[str, Any]:
     crd = _load(text)
-    [version] = crd["spec"]["versions"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == name]
+    found: dict[str, Any] = version
+    return found
+
+
+def _schema(text: str, version: str = "v1alpha1") -> dict[str, Any]:
+    schema: dict[str, Any] = _version(text, version)["schema"]["openAPIV3Schema"]
     return schema
 
 
@@ -85,9 +90,18 @@ def test_check_mode_passes_on_a_clean_tree(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name", [crds.DGD_FILE, crds.DGDSA_FILE])
-def test_schema_is_structural(name: str, rendered: dict[str, str]) -> None:
-    schema = _schema(rendered[name])
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        (crds.DGD_FILE, "v1alpha1"),
+        (crds.DGD_FILE, "v1beta1"),
+        (crds.DGDSA_FILE, "v1alpha1"),
+        (crds.DGDSA_FILE, "v1beta1"),
+        (crds.DWM_FILE, "v1alpha1"),
+    ],
+)
+def test_schema_is_structural(name: str, version: str, rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[name], version)
     for path, node in _walk(schema):
         assert set(node) <= ALLOWED_KEYS, f"{path}: {sorted(set(node) - ALLOWED_KEYS)}"
         assert "$ref" not in node and "title" not in node and "const" not in node
@@ -139,14 +153,86 @@ def test_dgd_crd_shape(rendered: dict[str, str]) -> None:
     assert spec["names"]["kind"] == "DynamoGraphDeployment"
     assert spec["names"]["shortNames"] == ["dgd"]
     assert "dynamo" in spec["names"]["categories"]
+    alpha, beta = spec["versions"]
+    assert (alpha["name"], alpha["served"], alpha["storage"]) == ("v1alpha1", True, False)
+    assert (beta["name"], beta["served"], beta["storage"]) == ("v1beta1", True, True)
+    assert alpha["deprecated"] is True and "deprecated" not in beta
+    assert alpha["deprecationWarning"] == (
+        "nvidia.com/v1alpha1 DynamoGraphDeployment is deprecated; "
+        "use nvidia.com/v1beta1 DynamoGraphDeployment"
+    )
+    for version in (alpha, beta):
+        assert version["subresources"] == {"status": {}}
+        columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+        assert columns == {
+            "Ready": '.status.conditions[?(@.type=="Ready")].status',
+            "Backend": ".spec.backendFramework",
+            "Age": ".metadata.creationTimestamp",
+        }
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+
+
+@pytest.mark.parametrize("name", [crds.DGD_FILE, crds.DGDSA_FILE])
+def test_conversion_goes_to_the_webhook(name: str, rendered: dict[str, str]) -> None:
+    conversion = _load(rendered[name])["spec"]["conversion"]
+    assert conversion == {
+        "strategy": "Webhook",
+        "webhook": {
+            "conversionReviewVersions": ["v1"],
+            "clientConfig": {
+                "service": {
+                    "name": "dgd-operator-webhook",
+                    "namespace": "dgd-system",
+                    "path": "/convert",
+                    "port": 443,
+                }
+            },
+        },
+    }
+    url = {"url": "https://127.0.0.1:9443/convert", "caBundle": "Q0E="}
+    built = crds.build_crds(crds.webhook_conversion(url))[name]["spec"]["conversion"]
+    assert built["webhook"]["clientConfig"] == url
+
+
+def test_v1beta1_dgd_schema(rendered: dict[str, str]) -> None:
+    schema = _schema(rendered[crds.DGD_FILE], "v1beta1")
+    assert "required" not in schema
+    spec = schema["properties"]["spec"]
+    components = spec["properties"]["components"]
+    assert components["maxItems"] == 25
+    assert components["x-kubernetes-list-type"] == "map"
+    assert components["x-kubernetes-list-map-keys"] == ["name"]
+    component = components["items"]["properties"]
+    for name in ("minAvailable", "runtimeVersionOverride", "providerOverride", "experimental"):
+        assert name in component, name
+    pod_spec = component["podTemplate"]["properties"]["spec"]
+    assert "containers" in pod_spec["required"]
+    assert [r["message"] for r in spec["x-kubernetes-validations"]] == [
+        "spec.restart must be unset when the DynamoGraphDeployment is created",
+        "at most one component may have type epp",
+        "component names must be unique case-insensitively",
+    ]
+    status = schema["properties"]["status"]
+    assert status["required"] == ["state"]
+    replica = status["properties"]["components"]["additionalProperties"]["properties"]
+    for name in ("componentKind", "componentNames", "runtimeNamespace", "readyReplicas"):
+        assert name in replica, name
+
+
+def test_worker_metadata_crd(rendered: dict[str, str]) -> None:
+    crd = _load(rendered[crds.DWM_FILE])
+    assert crd["metadata"]["name"] == "dynamoworkermetadatas.nvidia.com"
+    spec = crd["spec"]
+    assert spec["names"]["shortNames"] == ["dwm"] and "conversion" not in spec
     [version] = spec["versions"]
-    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
-    assert version["subresources"] == {"status": {}}
-    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert columns == {
-        "Ready": '.status.conditions[?(@.type=="Ready")].status',
-        "Backend": ".spec.backendFramework",
-        "Age": ".metadata.creationTimestamp",
+    assert (version["name"], version["storage"]) == ("v1alpha1", True)
+    assert "subresources" not in version
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Age"]
+    data_spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert data_spec["required"] == ["data"]
+    assert data_spec["properties"]["data"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
     }
 
 
@@ -224,7 +310,13 @@ def test_dgdsa_crd(rendered: dict[str, str]) -> None:
     crd = _load(rendered[crds.DGDSA_FILE])
     spec = crd["spec"]
     assert spec["names"]["shortNames"] == ["dgdsa"]
-    [version] = spec["versions"]
+    version = _version(rendered[crds.DGDSA_FILE])
+    beta = _version(rendered[crds.DGDSA_FILE], "v1beta1")
+    assert beta["storage"] is True and version["deprecated"] is True
+    assert [c["jsonPath"] for c in beta["additionalPrinterColumns"]][1] == (
+        ".spec.dgdRef.componentName"
+    )
+    assert beta["subresources"] == version["subresources"]
     assert version["subresources"]["scale"] == {
         "specReplicasPath": ".spec.replicas",
         "statusReplicasPath": ".status.replicas",

@@ -1,32 +1,30 @@
-"""The admission webhook (`dgd_operator.admission`): decisions, kopf handlers and server.
+"""The validating webhook (`dgd_operator.admission`): decisions, as the API server sees them.
 
-The handlers are called directly with the keyword arguments kopf passes (`operation`, `body`,
-`old`, `userinfo`, `warnings`); denials are `kopf.AdmissionError`s whose message the API server
-shows to the kubectl user. The same handlers behind a real API server are exercised in
-tests/integration/test_admission_webhook.py. The webhook's settings are tested with the others
-in test_settings.py.
+Each case sends an AdmissionReview document to `webhooks.validate_review` and reads the
+response: denials carry HTTP 403 and the message the API server shows to the kubectl user.
+The same reviews behind a real API server are exercised in
+tests/integration/test_admission_webhook.py; conversion and defaulting reviews in
+test_webhook_reviews.py; the webhook's settings with the others in test_settings.py.
 """
 
 from __future__ import annotations
 
 import copy
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import yaml
 from tests import peer_corpus
 from tests.fixtures.catalog import graph_paths
 from tests.fixtures.dgd import DGD
 
-from dgd_operator import certs
-from dgd_operator.admission import enable_admission, handlers, messages, server
+from dgd_operator.admission import messages
 from dgd_operator.admission.review import AdmissionPolicy
+from dgd_operator.admission.webhooks import validate_review
+from dgd_operator.api.constants import DGD_KIND, DGDSA_KIND
 from dgd_operator.api.validation import Problem
-from dgd_operator.settings import OperatorSettings, SettingsError, WebhookSettings
 
 pytestmark = pytest.mark.unit
 
@@ -55,26 +53,47 @@ def admit(
     username: str = "alice",
     policy: AdmissionPolicy | None = None,
 ) -> list[str]:
-    """Call the DGD handler as kopf does; return the warnings it added."""
-    warnings: list[str] = []
-    handlers.admit_dgd(
-        operation=operation,
-        body=body,
-        old=old,
-        userinfo={"username": username, "groups": ["system:authenticated"]},
-        warnings=warnings,
-        policy=policy,
-        dryrun=False,
-        subresource=None,
+    """Send a DGD AdmissionReview; return the warnings of an admission, raise `DeniedError` else."""
+    return _answer(
+        validate_review(
+            review(operation, body, old, username=username), kind=DGD_KIND, policy=policy
+        )
     )
+
+
+class DeniedError(Exception):
+    """The webhook refused the request; the message is what kubectl shows."""
+
+
+def review(operation: str, body: Doc, old: Doc | None = None, *, username: str = "alice") -> Doc:
+    """An AdmissionReview as the API server sends it."""
+    request: Doc = {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "operation": operation,
+        "userInfo": {"username": username, "groups": ["system:authenticated"]},
+        "object": body,
+        "dryRun": False,
+    }
+    if old is not None:
+        request["oldObject"] = old
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def _answer(answer: Doc) -> list[str]:
+    response = answer["response"]
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    if not response["allowed"]:
+        assert response["status"]["code"] == 403
+        raise DeniedError(response["status"]["message"])
+    assert "status" not in response
+    warnings: list[str] = response.get("warnings", [])
     return warnings
 
 
 def denied(operation: str, body: Doc, old: Doc | None = None, **kwargs: Any) -> str:
-    """Call the DGD handler expecting a denial; return its message."""
-    with pytest.raises(kopf.AdmissionError) as info:
+    """Send a DGD review expecting a denial; return its message."""
+    with pytest.raises(DeniedError) as info:
         admit(operation, body, old, **kwargs)
-    assert info.value.code == 403
     return str(info.value)
 
 
@@ -126,7 +145,9 @@ def test_restart_is_refused_at_create_but_allowed_on_update() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
+    "path",
+    [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())],
+    ids=lambda p: p.stem,
 )
 def test_every_graph_and_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
@@ -302,8 +323,8 @@ def base_dgdsa() -> Doc:
 
 
 def admit_adapter(operation: str, body: Doc, old: Doc | None = None) -> None:
-    """Call the DGDSA handler as kopf does."""
-    handlers.admit_dgdsa(operation=operation, body=body, old=old, warnings=[], userinfo={})
+    """Send a DGDSA AdmissionReview; raise `DeniedError` when refused."""
+    _answer(validate_review(review(operation, body, old), kind=DGDSA_KIND))
 
 
 def test_valid_adapter_is_admitted() -> None:
@@ -334,101 +355,19 @@ def test_valid_adapter_is_admitted() -> None:
 def test_invalid_adapter_is_refused_naming_the_field(
     mutate: Callable[[Doc], object], expected: str
 ) -> None:
-    with pytest.raises(kopf.AdmissionError) as info:
+    with pytest.raises(DeniedError) as info:
         admit_adapter("CREATE", changed(base_dgdsa(), mutate))
     message = str(info.value)
     assert message.startswith("DynamoGraphDeploymentScalingAdapter 'demo-decode' is invalid")
     assert f"  {expected}" in message.splitlines()
 
 
-# ---------------------------------------------------------------------------------------------
-# Settings, registration, server
-
-
-def _enabled(**webhook: Any) -> OperatorSettings:
-    return OperatorSettings(
-        bind_address="127.0.0.1", webhook=WebhookSettings(enabled=True, **webhook)
-    )
-
-
-def test_disabled_webhook_configures_nothing() -> None:
-    settings = kopf.OperatorSettings()
-    registry = kopf.OperatorRegistry()
-    assert enable_admission(registry, settings, OperatorSettings()) is False
-    assert settings.admission.server is None and settings.admission.managed is None
-    assert registry._webhooks.get_all_handlers() == []
-
-
-def test_self_signed_local_webhook_is_kopf_managed() -> None:
-    settings = kopf.OperatorSettings()
-    registry = kopf.OperatorRegistry()
-    assert enable_admission(registry, settings, _enabled(failure_policy="Ignore"))
-    webhook_server = settings.admission.server
-    assert isinstance(webhook_server, server.SelfSignedWebhookServer)
-    assert (webhook_server.addr, webhook_server.port, webhook_server.certfile) == (
-        "127.0.0.1",
-        9443,
-        None,
-    )
-    assert settings.admission.managed == "dgd-operator.nvidia.com"
-    registered = {h.id: h for h in registry._webhooks.get_all_handlers()}
-    assert set(registered) == {"validate-dgd", "validate-dgdsa"}
-    for handler in registered.values():
-        assert set(handler.operations or ()) == {"CREATE", "UPDATE"}
-        assert handler.ignore_failures is True
-        assert not handler.side_effects
-
-
-def test_mounted_certificate_is_served_and_not_managed(tmp_path: Path) -> None:
-    issued = certs.serving_certificate(["dgd-operator-webhook.dgd-system.svc"], days=1)
-    issued.write(tmp_path / "tls.crt", tmp_path / "tls.key")
-    (tmp_path / "ca.crt").write_bytes(issued.cert_pem())
-    settings = kopf.OperatorSettings()
-    assert server.configure_admission(settings, _enabled(cert_dir=str(tmp_path)))
-    webhook_server = settings.admission.server
-    assert type(webhook_server) is kopf.WebhookServer
-    assert webhook_server.certfile == str(tmp_path / "tls.crt")
-    assert webhook_server.pkeyfile == str(tmp_path / "tls.key")
-    assert webhook_server.cafile == str(tmp_path / "ca.crt")
-    assert settings.admission.managed is None
-    managed = _enabled(cert_dir=str(tmp_path), managed=True)
-    assert server.configure_admission(settings, managed)
-    assert settings.admission.managed == "dgd-operator.nvidia.com"
-
-
-def test_missing_certificate_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"DGD_WEBHOOK_CERT_DIR: .*tls\.crt does not exist"):
-        server.webhook_server(_enabled(cert_dir=str(tmp_path)))
-
-
-def test_registration_labels_narrow_the_handlers() -> None:
-    registry = kopf.OperatorRegistry()
-    handlers.register_admission(
-        registry, OperatorSettings(), labels={"dgd.dev/webhook-test": "ns1"}
-    )
-    for handler in registry._webhooks.get_all_handlers():
-        assert handler.labels == {"dgd.dev/webhook-test": "ns1"}
-
-
-def test_self_signed_certificate_is_its_own_ca_for_every_name(tmp_path: Path) -> None:
-    from cryptography import x509
-
-    cert_pem, key_pem = server.SelfSignedWebhookServer.build_certificate(
-        ["localhost", "127.0.0.1", "0.0.0.0"]
-    )
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert cert.issuer == cert.subject
-    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    # The pair loads into a server context, and the certificate verifies itself as a CA.
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    (tmp_path / "c").write_bytes(cert_pem)
-    (tmp_path / "k").write_bytes(key_pem)
-    context.load_cert_chain(tmp_path / "c", tmp_path / "k")
-    client = ssl.create_default_context(cadata=cert_pem.decode())
-    assert client.get_ca_certs()[0]["subject"] == ((("commonName", "localhost"),),)
+def test_a_v1beta1_adapter_is_read_through_its_v1alpha1_view() -> None:
+    hub = changed(base_dgdsa(), lambda d: d.update(apiVersion="nvidia.com/v1beta1"))
+    hub["spec"]["dgdRef"] = {"name": "demo", "componentName": "decode"}
+    admit_adapter("CREATE", hub)
+    with pytest.raises(DeniedError, match=r"spec\.replicas: must be >= 0"):
+        admit_adapter("CREATE", changed(hub, lambda d: d["spec"].update(replicas=-1)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,33 +1,20 @@
-"""The validating admission webhook for DynamoGraphDeployments and their scaling adapters.
+"""The operator's webhooks for DynamoGraphDeployments and their scaling adapters.
 
-The API server calls it on every CREATE and UPDATE of a DGD or DGDSA, so a bad graph is refused
-at `kubectl apply` time with every problem listed as `path: message`, instead of failing later
-inside the operator. Served by the operator process through kopf's admission support:
+One HTTPS server (`server`) answers three kinds of call from the API server:
 
-* `review` decides (pure), `messages` words the answer, `handlers` are the kopf handlers;
-* `register_admission(registry, settings)` adds the two `@kopf.on.validate` handlers;
-* `configure_admission(kopf_settings, settings)` sets the HTTPS server (`server`).
+* conversion (`/convert`): DGDs and DGDSAs between `nvidia.com/v1alpha1` and `v1beta1`;
+* validation (`/validate-dgd`, `/validate-dgdsa`): a bad graph is refused at `kubectl apply`
+  time with every problem listed as `path: message`, instead of failing inside the operator;
+* defaulting (`/mutate`): Dynamo's defaults (origin version, `replicas: 1`).
+
+`review` decides (pure), `messages` words the answer, `webhooks` turns review documents into
+responses (pure), `certificates` issues, keeps and advertises the serving certificate, and
+`service.Admission` puts them together inside the operator. `python -m dgd_operator.admission`
+runs the server alone.
 """
 
 from __future__ import annotations
 
-import kopf
+from dgd_operator.admission.service import Admission
 
-from dgd_operator.admission.handlers import register_admission
-from dgd_operator.admission.server import configure_admission
-from dgd_operator.settings import OperatorSettings
-
-__all__ = ["configure_admission", "enable_admission", "register_admission"]
-
-
-def enable_admission(
-    registry: kopf.OperatorRegistry,
-    kopf_settings: kopf.OperatorSettings,
-    settings: OperatorSettings,
-) -> bool:
-    """`configure_admission` plus `register_admission` when the webhook is enabled (one call
-    for the operator's main); returns whether it is."""
-    if not configure_admission(kopf_settings, settings):
-        return False
-    register_admission(registry, settings)
-    return True
+__all__ = ["Admission"]

@@ -1,79 +1,144 @@
-"""The webhook's HTTPS server: a mounted certificate, or a self-signed one for local runs.
+"""The operator's HTTPS webhook server: conversion, validation and defaulting on one port.
 
-`configure_admission(kopf_settings, settings)` sets the server on kopf's settings: the
-certificate from `DGD_WEBHOOK_CERT_DIR` (mounted by the Helm chart, which also registers the
-webhook), or, when unset, a self-signed one that kopf registers itself in a
-ValidatingWebhookConfiguration named `dgd-operator.nvidia.com`.
+An aiohttp server (kopf's admission server cannot answer ConversionReviews) routing each path of
+`webhooks.review_handlers` to its pure review function. It is independent of kopf and of any
+leader role: every operator replica serves it, and `python -m dgd_operator.admission` runs it
+alone (the local control plane, tests).
+
+The serving certificate is a pair of files. The server re-reads them when they change (checked
+every `reload_interval` seconds) and new TLS handshakes use the new pair, so a certificate
+rotated by the operator (`admission.certificates`) or by cert-manager in a mounted Secret is
+picked up without a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kopf
+from aiohttp import web
 
-from dgd_operator import certs
-from dgd_operator.settings import OperatorSettings, SettingsError
+from dgd_operator.admission.webhooks import BAD_REQUEST, Review, ReviewError, bad_request
 
-# Name of the ValidatingWebhookConfiguration kopf manages in local runs; its webhooks are
-# named `<handler id>.dgd-operator.nvidia.com`, like the chart's.
-MANAGED_CONFIGURATION = "dgd-operator.nvidia.com"
+log = logging.getLogger(__name__)
 
-# Files of a kubernetes.io/tls Secret (cert-manager adds ca.crt; the chart's own Secret too).
+# Files of a kubernetes.io/tls Secret (cert-manager adds ca.crt; the operator's own Secret too).
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CA_FILE = "ca.crt"
 
-SELF_SIGNED_DAYS = 365
+# The API server's requests are small; a large body is not a review.
+MAX_BODY = 32 * 1024 * 1024
+RELOAD_INTERVAL = 60.0
+
+Handler = Callable[[Mapping[str, Any]], Review]
 
 
-class SelfSignedWebhookServer(kopf.WebhookServer):
-    """kopf's HTTPS webhook server, generating its self-signed certificate with `cryptography`
-    (kopf's own generator needs `certbuilder`, which we do not ship)."""
+@dataclass(frozen=True)
+class CertificateFiles:
+    """Where the serving certificate lives: `tls.crt` and `tls.key` (and `ca.crt`) in `directory`."""
 
-    @staticmethod
-    def build_certificate(
-        hostnames: Collection[str], password: str | None = None
-    ) -> tuple[bytes, bytes]:
-        """A self-signed certificate (its own CA) for `hostnames`; returns (cert, key) PEM."""
-        issued = certs.serving_certificate(hostnames, days=SELF_SIGNED_DAYS)
-        return issued.cert_pem(), issued.key_pem(password)
+    directory: Path
 
+    @property
+    def cert(self) -> Path:
+        """The certificate chain (PEM)."""
+        return self.directory / CERT_FILE
 
-def webhook_server(settings: OperatorSettings) -> kopf.WebhookServer:
-    """The HTTPS server: mounted certificate files, or a self-signed certificate."""
-    webhook = settings.webhook
-    common: dict[str, Any] = {
-        "addr": settings.bind_address,
-        "port": webhook.port,
-        "host": webhook.host,
-    }
-    if webhook.cert_dir is None:
-        return SelfSignedWebhookServer(**common)
-    directory = Path(webhook.cert_dir)
-    for required in (CERT_FILE, KEY_FILE):
-        if not (directory / required).is_file():
-            raise SettingsError(f"DGD_WEBHOOK_CERT_DIR: {directory / required} does not exist")
-    ca = directory / CA_FILE
-    # kopf re-reads the files every minute and restarts the server when they change, so a
-    # certificate rotated by cert-manager (or a re-rendered Secret) is picked up.
-    return kopf.WebhookServer(
-        certfile=str(directory / CERT_FILE),
-        pkeyfile=str(directory / KEY_FILE),
-        cafile=str(ca) if ca.is_file() else None,
-        **common,
-    )
+    @property
+    def key(self) -> Path:
+        """The private key (PEM)."""
+        return self.directory / KEY_FILE
+
+    @property
+    def ca(self) -> Path:
+        """The CA that signed it, the caBundle the API server trusts (may be absent)."""
+        return self.directory / CA_FILE
+
+    def stamp(self) -> tuple[float, float]:
+        """Modification times of the pair: a change means a new certificate."""
+        return (self.cert.stat().st_mtime, self.key.stat().st_mtime)
 
 
-def configure_admission(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> bool:
-    """Set kopf's admission server (and managed configuration) when the webhook is enabled.
+class WebhookServer:
+    """HTTPS server answering ConversionReviews and AdmissionReviews (see the module docstring)."""
 
-    Returns whether it is enabled; call `register_admission` exactly when it is.
-    """
-    if not settings.webhook.enabled:
-        return False
-    kopf_settings.admission.server = webhook_server(settings)
-    kopf_settings.admission.managed = MANAGED_CONFIGURATION if settings.webhook.is_managed else None
-    return True
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        certificate: CertificateFiles,
+        *,
+        host: str,
+        port: int,
+        reload_interval: float = RELOAD_INTERVAL,
+    ) -> None:
+        self.handlers = dict(handlers)
+        self.certificate = certificate
+        self.host = host
+        self.port = port
+        self.reload_interval = reload_interval
+        self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._stamp: tuple[float, float] | None = None
+        self._runner: web.AppRunner | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def load_certificate(self) -> bool:
+        """(Re)load the certificate files when they changed; True when it loaded them."""
+        stamp = self.certificate.stamp()
+        if stamp == self._stamp:
+            return False
+        self._ssl.load_cert_chain(self.certificate.cert, self.certificate.key)
+        self._stamp = stamp
+        return True
+
+    async def _review(self, request: web.Request) -> web.Response:
+        handler = self.handlers[request.path]
+        try:
+            review = json.loads(await request.read())
+            if not isinstance(review, dict):
+                raise ReviewError("the body is not a JSON object")
+            answer = handler(review)
+        except (ValueError, ReviewError) as exc:
+            log.warning("webhook %s: unreadable review: %s", request.path, exc)
+            return web.json_response(bad_request(str(exc)), status=BAD_REQUEST)
+        return web.json_response(answer)
+
+    async def start(self) -> None:
+        """Load the certificate and start listening (returns once the port is bound)."""
+        self.load_certificate()
+        app = web.Application(client_max_size=MAX_BODY)
+        for path in self.handlers:
+            app.router.add_post(path, self._review)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
+        await site.start()
+        self._watcher = asyncio.create_task(self._watch(), name="webhook-certificate-watch")
+        log.info("webhook server listening on https://%s:%d", self.host, self.port)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                if self.load_certificate():
+                    log.info("webhook server: loaded a new serving certificate")
+            except (OSError, ssl.SSLError) as exc:  # half-written files: next round
+                log.warning("webhook server: cannot load the certificate yet: %s", exc)
+
+    async def stop(self) -> None:
+        """Stop listening (idempotent)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

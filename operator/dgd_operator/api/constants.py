@@ -85,6 +85,9 @@ ANNOTATION_DISCOVERY_BACKEND: Final = "nvidia.com/dynamo-discovery-backend"
 ANNOTATION_KUBE_DISCOVERY_MODE: Final = "nvidia.com/dynamo-kube-discovery-mode"
 ANNOTATION_ORIGIN_VERSION: Final = "nvidia.com/dynamo-operator-origin-version"
 ANNOTATION_VLLM_EXECUTOR: Final = "nvidia.com/vllm-distributed-executor-backend"
+# What the defaulting webhook stamps as the origin version: the Dynamo release whose API and
+# defaults we implement (>= 1.0.0, so new vLLM multinode TP/PP graphs launch with `mp`).
+DYNAMO_COMPATIBLE_VERSION: Final = "1.5.0"
 ANNOTATION_DISABLE_PULL_SECRET_DISCOVERY: Final = "nvidia.com/disable-image-pull-secret-discovery"
 ANNOTATION_DEPLOYMENT_STRATEGY: Final = "nvidia.com/deployment-strategy"
 ANNOTATION_MAX_SURGE: Final = "nvidia.com/deployment-rolling-update-max-surge"

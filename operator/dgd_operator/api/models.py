@@ -609,6 +609,10 @@ class ServiceReplicaStatus(ApiModel):
     component_names: list[str] = Field(
         default_factory=list, description="Names of the workload objects."
     )
+    runtime_namespace: str | None = Field(
+        default=None,
+        description="Dynamo runtime namespace the service's pods use (what the planner reads).",
+    )
     replicas: int | None = Field(default=None, description="Total pods.")
     updated_replicas: int | None = Field(default=None, description="Pods of the current revision.")
     ready_replicas: int | None = Field(default=None, description="Ready pods.")

@@ -593,8 +593,11 @@ class ComponentReplicaStatus(StrictModel):
     """Observed replicas of one component (`status.components[<name>]`)."""
 
     component_kind: Literal[
-        "PodClique", "PodCliqueScalingGroup", "Deployment", "LeaderWorkerSet"
-    ] = Field(description="Kind of the backing workload.")
+        "PodClique", "PodCliqueScalingGroup", "Deployment", "LeaderWorkerSet", "StatefulSet"
+    ] = Field(
+        description="Kind of the backing workload (dgd extension: `StatefulSet` for multinode "
+        "groups, which dgd runs as leader and worker StatefulSets)."
+    )
     component_names: list[str] | None = Field(
         default=None,
         description="Names of the backing workloads; old and new (sorted) during a managed rolling update.",

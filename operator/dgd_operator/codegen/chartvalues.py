@@ -317,7 +317,7 @@ class CertManagerValues(ValuesModel):
         False,
         description=(
             "Issue the webhook certificate with cert-manager (needs cert-manager in the "
-            "cluster; its CA injector fills the caBundle) instead of a chart-generated CA."
+            "cluster; its CA injector fills the caBundle) instead of the operator's own."
         ),
     )
     issuer_ref: IssuerRefValues = Field(
@@ -333,10 +333,11 @@ class WebhookValues(ValuesModel):
     enabled: bool = Field(
         True,
         description=(
-            "Validate DynamoGraphDeployments and their scaling adapters on create and update "
-            "(DGD_WEBHOOK_ENABLED): bad graphs are refused by kubectl apply with every field "
-            "path listed, and Dynamo's update rules (immutable service set, backendFramework, "
-            "multinode) are enforced."
+            "Serve the webhooks (DGD_WEBHOOK_ENABLED): conversion between nvidia.com/v1alpha1 "
+            "and v1beta1 (the CRDs need it to serve v1alpha1), validation of "
+            "DynamoGraphDeployments and their scaling adapters on create and update (bad "
+            "graphs are refused by kubectl apply with every field path listed, Dynamo's update "
+            "rules are enforced) and Dynamo's defaults on new graphs."
         ),
     )
     port: Port = Field(
@@ -356,8 +357,9 @@ class WebhookValues(ValuesModel):
     cert_manager: CertManagerValues = Field(
         default_factory=CertManagerValues,
         description=(
-            "cert-manager for the serving certificate. When disabled the chart generates a CA "
-            "and certificate once, keeps them in a Secret and reuses them on upgrades."
+            "cert-manager for the serving certificate. When disabled the operator issues its "
+            "own into a Secret, rotates it before expiry and writes its CA into the webhook "
+            "configurations and the CRDs."
         ),
     )
 

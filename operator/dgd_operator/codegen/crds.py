@@ -31,8 +31,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
-from dgd_operator.api import k8s
-from dgd_operator.api.constants import API_GROUP, API_VERSION, DGD_KIND, DGDSA_KIND
+from dgd_operator.api import k8s, v1beta1
+from dgd_operator.api.constants import (
+    API_GROUP,
+    API_VERSION,
+    API_VERSION_V1BETA1,
+    DGD_KIND,
+    DGD_PLURAL,
+    DGDSA_KIND,
+    DGDSA_PLURAL,
+    DWM_KIND,
+    DWM_PLURAL,
+)
 from dgd_operator.api.models import (
     MAX_SERVICES,
     QUANTITY_PATTERN,
@@ -42,6 +52,13 @@ from dgd_operator.api.models import (
 
 DGD_FILE = "nvidia.com_dynamographdeployments.yaml"
 DGDSA_FILE = "nvidia.com_dynamographdeploymentscalingadapters.yaml"
+DWM_FILE = "nvidia.com_dynamoworkermetadatas.yaml"
+
+# Where the committed CRDs send ConversionReviews: the chart's webhook Service in its default
+# release. The operator rewrites it (and the caBundle) for the Service it actually runs behind;
+# the local control plane installs the CRDs with the URL of its own webhook server instead.
+CONVERSION_SERVICE = {"name": "dgd-operator-webhook", "namespace": "dgd-system"}
+CONVERT_PATH = "/convert"
 
 Schema = dict[str, Any]
 
@@ -227,23 +244,77 @@ class KubernetesSchemas:
 # --- pydantic schema -> structural schema -----------------------------------------------------
 
 
-def model_schema(model: type[BaseModel]) -> Schema:
-    """The structural openAPIV3Schema of one API model."""
+def pod_template_schema() -> Schema:
+    """A PodTemplateSpec: open metadata (labels, annotations) and a full PodSpec."""
+    return {
+        "type": "object",
+        "properties": {
+            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "spec": k8s.definition(k8s.POD_SPEC),
+        },
+    }
+
+
+def _config_map_key_selector() -> Schema:
+    return {
+        "type": "object",
+        "required": ["key"],
+        "properties": {
+            "key": {"type": "string"},
+            "name": {"type": "string", "default": ""},
+            "optional": {"type": "boolean"},
+        },
+        "x-kubernetes-map-type": "atomic",
+    }
+
+
+# Kubernetes definitions the v1beta1 models embed that the vendored file does not hold whole.
+_COMPOSED_DEFINITIONS: dict[str, Callable[[], Schema]] = {
+    k8s.CORE + "PodTemplateSpec": pod_template_schema,
+    k8s.CORE + "ConfigMapKeySelector": _config_map_key_selector,
+}
+
+
+def _embedded(name: str, is_list: bool) -> Schema:
+    if name in _COMPOSED_DEFINITIONS:
+        schema = _COMPOSED_DEFINITIONS[name]()
+        return {"type": "array", "items": schema} if is_list else schema
+    return k8s.embedded_field_schema(name, is_list)
+
+
+def model_schema(
+    model: type[BaseModel],
+    *,
+    embedded: dict[tuple[str, str], tuple[str, bool]] | None = None,
+    cel_rules: dict[str, list[Schema]] | None = None,
+) -> Schema:
+    """The structural openAPIV3Schema of one API model.
+
+    `embedded` (model, wire name) -> Kubernetes definition and `cel_rules` (keyed by model name,
+    or `Model.wireName` for one property) default to those of the v1alpha1 models.
+    """
+    embedded = k8s.EMBEDDED_FIELDS if embedded is None else embedded
+    cel_rules = CEL_RULES if cel_rules is None else cel_rules
     raw = model.model_json_schema(
         by_alias=True, mode="validation", schema_generator=CRDSchemaGenerator
     )
     definitions: dict[str, Schema] = raw.pop("$defs", {})
     for name, definition in definitions.items():
-        for (model_name, field_name), (k8s_name, is_list) in k8s.EMBEDDED_FIELDS.items():
+        for (model_name, field_name), (k8s_name, is_list) in embedded.items():
             if model_name == name and field_name in definition.get("properties", {}):
                 prop = definition["properties"][field_name]
                 description = prop.get("description")
                 prop.clear()
-                prop.update(k8s.embedded_field_schema(k8s_name, is_list))
+                prop.update(_embedded(k8s_name, is_list))
                 if description:
                     prop["description"] = description
-        if name in CEL_RULES:
-            definition["x-kubernetes-validations"] = copy.deepcopy(CEL_RULES[name])
+        if name in cel_rules:
+            definition["x-kubernetes-validations"] = copy.deepcopy(cel_rules[name])
+        for key, rules in cel_rules.items():
+            owner, _, prop_name = key.partition(".")
+            if owner == name and prop_name in definition.get("properties", {}):
+                target = definition["properties"][prop_name]
+                target["x-kubernetes-validations"] = copy.deepcopy(rules)
     if "ExtraPodSpec" in definitions:
         original = definitions["ExtraPodSpec"]
         definitions["ExtraPodSpec"] = k8s.extra_pod_spec_schema(
@@ -334,12 +405,26 @@ def _json_type(value: object) -> str:
 # --- the CRDs ----------------------------------------------------------------------------
 
 
-def _object_schema(model: type[BaseModel], tweak: Callable[[Schema], None]) -> Schema:
-    schema = model_schema(model)
+# `gpuMemoryService.extraClientPods` is reserved (a CEL rule keeps it empty): an open object there
+# instead of a second full PodTemplateSpec keeps the CRD a third smaller.
+_V1BETA1_EMBEDDED = {
+    key: value
+    for key, value in v1beta1.EMBEDDED_FIELDS.items()
+    if key != ("ExtraClientPod", "podTemplate")
+}
+
+
+def _object_schema(
+    model: type[BaseModel], tweak: Callable[[Schema], None], version: str = API_VERSION
+) -> Schema:
+    if version == API_VERSION_V1BETA1:
+        schema = model_schema(model, embedded=_V1BETA1_EMBEDDED, cel_rules=v1beta1.CEL_RULES)
+    else:
+        schema = model_schema(model)
     properties = schema["properties"]
     properties["apiVersion"] = {
         "type": "string",
-        "description": "APIVersion of this object: `nvidia.com/v1alpha1`.",
+        "description": f"APIVersion of this object: `{API_GROUP}/{version}`.",
     }
     properties["kind"] = {
         "type": "string",
@@ -360,8 +445,89 @@ def _dgd_tweaks(schema: Schema) -> None:
     state.pop("nullable", None)
 
 
+def _dgd_v1beta1_tweaks(schema: Schema) -> None:
+    # Dynamo's v1beta1 CRD has no top-level `required` (an empty spec is refused by the
+    # webhook, which asks for at least one component).
+    schema.pop("required", None)
+    components = schema["properties"]["spec"]["properties"]["components"]
+    components["maxItems"] = v1beta1.MAX_COMPONENTS
+    components.setdefault("x-kubernetes-list-type", "map")
+    components.setdefault("x-kubernetes-list-map-keys", ["name"])
+    state = schema["properties"]["status"]["properties"]["state"]
+    state["default"] = "initializing"
+    state.pop("nullable", None)
+    schema["properties"]["status"]["required"] = ["state"]
+
+
 def _no_tweaks(schema: Schema) -> None:
     """The scaling adapter's schema needs nothing beyond what the model says."""
+
+
+def _dwm_schema() -> Schema:
+    """DynamoWorkerMetadata: `spec.data` is the runtime's document, kept whole (§6.1)."""
+    return {
+        "type": "object",
+        "description": (
+            "A DynamoWorkerMetadata is the discovery document one Dynamo runtime process "
+            "publishes (endpoints, model cards, event channels); named after its pod and "
+            "owned by it. The operator never reads it."
+        ),
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "data": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            },
+        },
+    }
+
+
+def _version(
+    name: str,
+    schema: Schema,
+    *,
+    storage: bool,
+    columns: list[Schema],
+    subresources: Schema | None,
+    deprecation: str | None = None,
+) -> Schema:
+    version: Schema = {
+        "name": name,
+        "served": True,
+        "storage": storage,
+        "schema": {"openAPIV3Schema": schema},
+        "additionalPrinterColumns": columns,
+    }
+    if subresources is not None:
+        version["subresources"] = subresources
+    if deprecation:
+        version["deprecated"] = True
+        version["deprecationWarning"] = deprecation
+    return version
+
+
+def deprecation_warning(kind: str) -> str:
+    """The API server's `Warning:` on every v1alpha1 request of `kind`."""
+    return f"{API_GROUP}/{API_VERSION} {kind} is deprecated; use {API_GROUP}/{API_VERSION_V1BETA1} {kind}"
+
+
+def webhook_conversion(client_config: Schema) -> Schema:
+    """`spec.conversion` sending ConversionReviews v1 to `client_config`."""
+    return {
+        "strategy": "Webhook",
+        "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": client_config},
+    }
+
+
+def default_conversion() -> Schema:
+    """The committed CRDs' conversion: the chart's webhook Service (see CONVERSION_SERVICE)."""
+    service = {**CONVERSION_SERVICE, "path": CONVERT_PATH, "port": 443}
+    return webhook_conversion({"service": service})
 
 
 def _crd(
@@ -369,100 +535,152 @@ def _crd(
     kind: str,
     plural: str,
     short_names: list[str],
-    schema: Schema,
-    columns: list[Schema],
-    subresources: Schema,
+    versions: list[Schema],
     description: str,
+    conversion: Schema | None = None,
+    categories: list[str] | None = None,
 ) -> Schema:
-    schema = {**schema, "description": description}
+    for version in versions:
+        openapi = version["schema"]["openAPIV3Schema"]
+        version["schema"]["openAPIV3Schema"] = {**openapi, "description": description}
+    names: Schema = {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": kind.lower(),
+        "shortNames": short_names,
+    }
+    if categories:
+        names["categories"] = categories
+    spec: Schema = {"group": API_GROUP, "names": names, "scope": "Namespaced"}
+    if conversion is not None:
+        spec["conversion"] = conversion
+    spec["versions"] = versions
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{API_GROUP}",
             "labels": {"app.kubernetes.io/part-of": "dgd"},
+            # Helm never deletes them on uninstall (Dynamo's CRDs say the same).
+            "annotations": {"helm.sh/resource-policy": "keep"},
         },
-        "spec": {
-            "group": API_GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-                "shortNames": short_names,
-                "categories": ["dynamo"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema},
-                    "subresources": subresources,
-                    "additionalPrinterColumns": columns,
-                }
-            ],
-        },
+        "spec": spec,
     }
 
 
-def build_crds() -> dict[str, Schema]:
-    """Both CRDs as plain dicts, keyed by file name (embedded schemas from k8s_schemas.json)."""
+def build_crds(conversion: Schema | None = None) -> dict[str, Schema]:
+    """Every CRD as plain dicts, keyed by file name.
+
+    DGD and DGDSA serve v1beta1 (storage) and v1alpha1 (deprecated), converted by the webhook
+    at `conversion` (default: the chart's Service, `default_conversion()`).
+    """
+    conversion = conversion or default_conversion()
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    dgd_columns = [
+        {
+            "name": "Ready",
+            "type": "string",
+            "description": "Ready condition of the graph",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
+        {
+            "name": "Backend",
+            "type": "string",
+            "description": "Backend framework",
+            "jsonPath": ".spec.backendFramework",
+        },
+        age,
+    ]
     dgd = _crd(
         kind=DGD_KIND,
-        plural="dynamographdeployments",
+        plural=DGD_PLURAL,
         short_names=["dgd"],
-        schema=_object_schema(DynamoGraphDeployment, _dgd_tweaks),
-        columns=[
-            {
-                "name": "Ready",
-                "type": "string",
-                "description": "Ready condition of the graph",
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-            },
-            {
-                "name": "Backend",
-                "type": "string",
-                "description": "Backend framework",
-                "jsonPath": ".spec.backendFramework",
-            },
-            age,
+        categories=["dynamo"],
+        conversion=copy.deepcopy(conversion),
+        versions=[
+            _version(
+                API_VERSION,
+                _object_schema(DynamoGraphDeployment, _dgd_tweaks),
+                storage=False,
+                columns=copy.deepcopy(dgd_columns),
+                subresources={"status": {}},
+                deprecation=deprecation_warning(DGD_KIND),
+            ),
+            _version(
+                API_VERSION_V1BETA1,
+                _object_schema(
+                    v1beta1.DynamoGraphDeployment, _dgd_v1beta1_tweaks, API_VERSION_V1BETA1
+                ),
+                storage=True,
+                columns=dgd_columns,
+                subresources={"status": {}},
+            ),
         ],
-        subresources={"status": {}},
         description=(
-            "A DynamoGraphDeployment is a graph of LLM inference services (frontend, "
+            "A DynamoGraphDeployment is a graph of LLM inference components (frontend, "
             "prefill and decode workers, planner) that the dgd operator runs as "
             "Deployments, StatefulSets and Services."
         ),
     )
-    dgdsa = _crd(
-        kind=DGDSA_KIND,
-        plural="dynamographdeploymentscalingadapters",
-        short_names=["dgdsa"],
-        schema=_object_schema(DynamoGraphDeploymentScalingAdapter, _no_tweaks),
-        columns=[
+    scale = {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+
+    def adapter_columns(ref: str, title: str) -> list[Schema]:
+        return [
             {"name": "DGD", "type": "string", "jsonPath": ".spec.dgdRef.name"},
-            {"name": "SERVICE", "type": "string", "jsonPath": ".spec.dgdRef.serviceName"},
+            {"name": title, "type": "string", "jsonPath": f".spec.dgdRef.{ref}"},
             {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
             {**age, "name": "AGE"},
+        ]
+
+    dgdsa = _crd(
+        kind=DGDSA_KIND,
+        plural=DGDSA_PLURAL,
+        short_names=["dgdsa"],
+        categories=["dynamo"],
+        conversion=copy.deepcopy(conversion),
+        versions=[
+            _version(
+                API_VERSION,
+                _object_schema(DynamoGraphDeploymentScalingAdapter, _no_tweaks),
+                storage=False,
+                columns=adapter_columns("serviceName", "SERVICE"),
+                subresources=copy.deepcopy(scale),
+                deprecation=deprecation_warning(DGDSA_KIND),
+            ),
+            _version(
+                API_VERSION_V1BETA1,
+                _object_schema(
+                    v1beta1.DynamoGraphDeploymentScalingAdapter, _no_tweaks, API_VERSION_V1BETA1
+                ),
+                storage=True,
+                columns=adapter_columns("componentName", "COMPONENT"),
+                subresources=scale,
+            ),
         ],
-        subresources={
-            "status": {},
-            "scale": {
-                "specReplicasPath": ".spec.replicas",
-                "statusReplicasPath": ".status.replicas",
-                "labelSelectorPath": ".status.selector",
-            },
-        },
         description=(
             "A DynamoGraphDeploymentScalingAdapter exposes the replicas of one "
-            "DynamoGraphDeployment service through the /scale subresource, for HPA, KEDA "
+            "DynamoGraphDeployment component through the /scale subresource, for HPA, KEDA "
             "or a planner."
         ),
     )
-    return {DGD_FILE: dgd, DGDSA_FILE: dgdsa}
+    dwm = _crd(
+        kind=DWM_KIND,
+        plural=DWM_PLURAL,
+        short_names=["dwm"],
+        versions=[
+            _version(API_VERSION, _dwm_schema(), storage=True, columns=[age], subresources=None)
+        ],
+        description=_dwm_schema()["description"],
+    )
+    return {DGD_FILE: dgd, DGDSA_FILE: dgdsa, DWM_FILE: dwm}
 
 
 HEADER = "# Generated by `make crds` (dgd_operator.codegen.crds) from dgd_operator.api.models. Do not edit.\n"
@@ -473,9 +691,9 @@ def render(crd: Schema) -> str:
     return HEADER + yaml.safe_dump(crd, sort_keys=True, default_flow_style=False, width=100)
 
 
-def rendered_crds() -> dict[str, str]:
-    """File name -> YAML text for every CRD."""
-    return {name: render(crd) for name, crd in build_crds().items()}
+def rendered_crds(conversion: Schema | None = None) -> dict[str, str]:
+    """File name -> YAML text for every CRD (conversion: see `build_crds`)."""
+    return {name: render(crd) for name, crd in build_crds(conversion).items()}
 
 
 def vendored_k8s_schemas(kubernetes: KubernetesSchemas | None = None) -> str:

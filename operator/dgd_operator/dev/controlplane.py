@@ -20,10 +20,16 @@ Gang scheduling (Kubernetes' PodGroup API and the scheduler's GangScheduling plu
 serves ``scheduling.k8s.io/v1beta1``, and kube-controller-manager and kube-scheduler get the gate
 only once discovery shows the API is served (a scheduler with the gate waits forever for a
 PodGroup informer the apiserver cannot feed).
+
+With dgd's CRDs comes dgd's webhook server (``python -m dgd_operator.admission``, a process
+like the others): the CRDs serve v1alpha1 and v1beta1 with conversion by webhook, so the API
+server needs it for every read or write at the version it does not store. The CRDs are
+installed with its URL and CA (``clientConfig.url``), not the chart's Service.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import json
@@ -83,8 +89,10 @@ STOP_ORDER: tuple[str, ...] = (
     "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
+    "dgd-webhook",
     "etcd",
 )
+WEBHOOK = "dgd-webhook"
 
 
 class ControlPlaneError(RuntimeError):
@@ -122,6 +130,10 @@ class _Layout:
     @property
     def info(self) -> Path:
         return self.root / "cluster.json"
+
+    @property
+    def webhook(self) -> Path:
+        return self.root / "pki" / "webhook"
 
 
 class ControlPlane:
@@ -177,6 +189,7 @@ class ControlPlane:
         self._say: Progress = progress or (lambda _msg: None)
         self.api_url = ""
         self.etcd_url = ""
+        self.webhook_url = ""
         self.kubelet: FakeKubelet | None = None
         self._rest: KubeRest | None = None
         self._procs: dict[str, processes.ManagedProcess] = {}
@@ -253,6 +266,7 @@ class ControlPlane:
             proc = self._procs.pop(name, None)
             if proc is not None and not processes.stop(proc, self._layout.run):
                 leftovers.append(f"{name} (pid {proc.pid})")
+        self.webhook_url = ""
         if self._rest is not None:
             self._rest.close()
             self._rest = None
@@ -320,15 +334,60 @@ class ControlPlane:
 
     def install_crds(self, directory: Path | None = None, timeout: float = 60.0) -> list[str]:
         """Install every CRD found in ``directory`` (default: dgd's CRDs) and wait until they are
-        Established. Returns the CRD names (empty if no CRD files were found)."""
+        Established. Returns the CRD names (empty if no CRD files were found).
+
+        CRDs converted by webhook get the URL and CA of our webhook server, started here the
+        first time one needs it.
+        """
+        deadline = time.monotonic() + timeout
         directory = directory or crds_mod.find_crd_dir()
         if directory is None:
             # An installed dgd has no crds/ folder: generate them from the installed API
             # models, which is exactly what the committed files are generated from.
             from dgd_operator.codegen.crds import build_crds
 
-            return crds_mod.install_crds(self.rest, list(build_crds().values()), timeout)
-        return crds_mod.install_crds(self.rest, crds_mod.load_crds(directory), timeout)
+            found = list(build_crds().values())
+        else:
+            found = crds_mod.load_crds(directory)
+        for crd in found:
+            conversion = crd["spec"].get("conversion") or {}
+            if conversion.get("strategy") == "Webhook":
+                webhook = conversion.setdefault("webhook", {})
+                webhook["clientConfig"] = self.conversion_client_config(deadline)
+        return crds_mod.install_crds(self.rest, found, max(1.0, deadline - time.monotonic()))
+
+    def conversion_client_config(self, deadline: float | None = None) -> JsonDict:
+        """``clientConfig`` reaching our webhook server's ``/convert`` (started on first use)."""
+        if not self.webhook_url:
+            self._start_webhook(deadline or time.monotonic() + 30.0)
+        ca = (self._layout.webhook / "ca.crt").read_bytes()
+        return {"url": f"{self.webhook_url}/convert", "caBundle": base64.b64encode(ca).decode()}
+
+    def _start_webhook(self, deadline: float) -> None:
+        port = free_port()
+        package_root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(package_root), env.get("PYTHONPATH", "")) if p
+        )
+        self._spawn(
+            WEBHOOK,
+            [
+                sys.executable, "-m", "dgd_operator.admission", "--host", "127.0.0.1",
+                "--port", str(port), "--cert-dir", str(self._layout.webhook),
+            ],
+            env=env,
+        )  # fmt: skip
+        url = f"https://127.0.0.1:{port}"
+        log = self._layout.logs / f"{WEBHOOK}.log"
+        while f"serving {url}" not in (log.read_text(errors="replace") if log.exists() else ""):
+            died = self._died(WEBHOOK)
+            if died is not None:
+                raise died
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"{WEBHOOK} did not start; see {log}")
+            time.sleep(0.05)
+        self.webhook_url = url
 
     def remove_data(self) -> None:
         """Delete etcd's data and the certificates (after :meth:`stop`); logs stay."""
@@ -394,6 +453,7 @@ class ControlPlane:
             plane.gpus_per_node = int(info.get("gpus_per_node", plane.gpus_per_node) or 0)
         plane.api_url = str(info.get("api_url", ""))
         plane.etcd_url = str(info.get("etcd_url", ""))
+        plane.webhook_url = str(info.get("webhook_url", ""))
         for name in STOP_ORDER:
             proc = processes.load(name, layout.run, layout.logs)
             if proc is not None:
@@ -407,6 +467,7 @@ class ControlPlane:
         return {
             "api_url": self.api_url,
             "etcd_url": self.etcd_url,
+            "webhook_url": self.webhook_url,
             "kubeconfig": str(self.kubeconfig),
             "nodes": len(self.node_plans),
             "node_names": self.node_names,

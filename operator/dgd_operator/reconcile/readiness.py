@@ -15,6 +15,7 @@ from typing import Any
 
 from dgd_operator.api.constants import (
     LABEL_COMPONENT,
+    LABEL_DYNAMO_NAMESPACE,
     REASON_ALL_READY,
     REASON_NOT_READY,
     STATE_PENDING,
@@ -127,6 +128,16 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name", ""))
 
 
+def _runtime_namespace(desired: Sequence[Mapping[str, Any]]) -> str | None:
+    """The Dynamo namespace the pods run in: their `nvidia.com/dynamo-namespace` label."""
+    for obj in desired:
+        template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        value = (template.get("labels") or {}).get(LABEL_DYNAMO_NAMESPACE)
+        if value:
+            return str(value)
+    return None
+
+
 def service_status(
     desired: Sequence[Mapping[str, Any]], live: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -146,6 +157,9 @@ def service_status(
         else "/".join(sorted(kinds))
     )
     result: dict[str, Any] = {"componentKind": kind, "componentNames": names}
+    runtime = _runtime_namespace(desired)
+    if runtime:
+        result["runtimeNamespace"] = runtime
     if kind == "Deployment":
         replicas = updated = ready = available = 0
         for name in names:
