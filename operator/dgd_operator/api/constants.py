@@ -188,3 +188,7 @@ POD_GROUP_VERSIONS: Final = ("v1beta1",)
 POD_GROUP_FINALIZER: Final = "scheduling.k8s.io/podgroup-protection"
 # PodGroup status condition written by kube-scheduler (True once the gang was placed whole).
 POD_GROUP_CONDITION_SCHEDULED: Final = "PodGroupInitiallyScheduled"
+# DGD status condition saying whether multinode groups are placed all-or-nothing (PodGroups).
+CONDITION_GANG_PLACEMENT: Final = "GangPlacement"
+REASON_GANG_PLACEMENT_ACTIVE: Final = "PodGroupsCreated"
+REASON_GANG_UNAVAILABLE: Final = "GangSchedulingUnavailable"

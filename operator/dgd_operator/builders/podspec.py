@@ -118,6 +118,12 @@ def build_pod_spec(
             else DEFAULT_SERVICE_ACCOUNT
         )
 
+    priority_class = ctx.graph.dgd.spec.priority_class_name
+    if priority_class and not user_pod.get("priorityClassName"):
+        # The graph's priority for every pod (a service's own extraPodSpec value wins); a
+        # multinode group's PodGroup copies its pods' value, as the gang scheduler requires.
+        spec["priorityClassName"] = priority_class
+
     volumes: list[Volume] = [*(spec.get("volumes") or []), *pvc_volumes]
     shm = shared_memory(ctx)
     if shm is not None:

@@ -175,7 +175,12 @@ def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
         "status": {
             "phase": status.get("phase"),
             "reason": status.get("reason"),
-            "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
+            # Ready for restarts; PodScheduled tells why a group waits for the scheduler.
+            "conditions": [
+                c
+                for c in status.get("conditions") or []
+                if c.get("type") in ("Ready", "PodScheduled")
+            ],
             "containerStatuses": [
                 {k: s.get(k) for k in ("name", "restartCount", "state", "lastState")}
                 for s in status.get("containerStatuses") or []
