@@ -243,3 +243,34 @@ def test_scale_up_restart_and_scale_down_keep_pod_groups_in_step(
         interval=0.5,
         description="only group 0's PodGroup left",
     )
+
+
+def test_a_template_change_rolls_a_running_gang_group_to_the_new_revision(
+    control_plane: ControlPlane,
+    namespace: str,
+    pod_group_api: PodGroupApi,
+    pool_nodes: AddNodes,
+    operator: None,
+) -> None:
+    """A StatefulSet rolling update replaces a group's pods one by one; each new pod joins a
+    PodGroup that was placed already, so it must not wait for a whole new gang."""
+    rest = control_plane.rest
+    pool_nodes(2)
+    doc = _graph("roll", namespace, nodes=2)
+    rest.post(dgd_path(namespace), doc)
+    wait_for(
+        lambda: settled(rest, namespace, "roll"), timeout=120, interval=0.5, description="running"
+    )
+    image = "example.com/vllm-runtime:2"
+    patch = {
+        "spec": {"services": {"worker": {"extraPodSpec": {"mainContainer": {"image": image}}}}}
+    }
+    rest.patch(dgd_path(namespace, "roll"), patch)
+
+    def rolled() -> bool:
+        pods = _pods(rest, namespace, "roll")
+        images = {c["image"] for p in pods for c in p["spec"]["containers"] if c["name"] == "main"}
+        return len(pods) == 2 and images == {image} and settled(rest, namespace, "roll") is not None
+
+    wait_for(rolled, timeout=180, interval=0.5, description="both pods on the new image, DGD ready")
+    assert set(_pod_groups(rest, namespace, pod_group_api, "roll")) == {"roll-worker-0"}

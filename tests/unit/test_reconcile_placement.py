@@ -152,3 +152,14 @@ async def test_a_waiting_group_tells_why_in_the_ready_message() -> None:
     ready = _condition(controller, "Ready")
     assert ready is not None and ready["status"] == "False"
     assert f"group g-worker-0: 2/2 pods cannot be scheduled: {unschedulable}" in ready["message"]
+
+
+async def test_groups_left_to_another_scheduler_get_no_pod_group_and_the_status_says_so() -> None:
+    body = _graph()
+    body["metadata"]["annotations"] = {"nvidia.com/volcano-queue": "gpu"}
+    controller, _, client = controller_for(body, client=_served_client())
+    await controller.reconcile(KEY)
+    assert _applied(client, "PodGroup") == {}
+    condition = _condition(controller, "GangPlacement")
+    assert condition is not None and condition["status"] == "False"
+    assert condition["reason"] == "PlacedByOtherScheduler" and "volcano" in condition["message"]

@@ -43,6 +43,7 @@ from dgd_operator.builders.gang import (
     pod_group_name,
 )
 from dgd_operator.builders.labels import component_labels, object_metadata, pod_annotations
+from dgd_operator.builders.placement import uses_default_scheduler
 from dgd_operator.builders.podspec import PodSpec, build_pod_template
 from dgd_operator.builders.services import build_component_service, needs_component_service
 from dgd_operator.builders.workloads import ServiceWorkloads
@@ -156,9 +157,10 @@ def with_gang_placement(
     the reference, and both templates come from the same service spec.
     """
     api = ctx.graph.options.pod_group_api
-    if api is None:
-        return statefulsets
     leader_spec = statefulsets[0]["spec"]["template"]["spec"]
+    if api is None or not uses_default_scheduler(leader_spec):
+        # Another scheduler (KAI, Volcano) does its own gang placement; ours means nothing to it.
+        return statefulsets
     gang = GangGroup(
         name=pod_group_name(ctx.graph.name, ctx.service, group),
         node_count=ctx.spec.node_count,

@@ -31,11 +31,13 @@ from dgd_operator.api.constants import (
     MANAGED_BY,
     POD_GROUP_KIND,
     POD_GROUP_VERSIONS,
+    REASON_GANG_OTHER_SCHEDULER,
     REASON_GANG_PLACEMENT_ACTIVE,
     REASON_GANG_UNAVAILABLE,
     SCHEDULING_API_GROUP,
 )
 from dgd_operator.builders.gang import find_pod_group_api
+from dgd_operator.builders.placement import uses_default_scheduler
 from dgd_operator.controllerkit.kubeapi import Manifest
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.groups import GroupSpec, group_specs
@@ -66,11 +68,26 @@ async def discover_placement(ctx: ReconcileContext) -> StepResult:
     return CONTINUE
 
 
-def gang_placement_condition(served: bool, groups: int, generation: int | None) -> dict[str, Any]:
-    """The `GangPlacement` condition of a graph with `groups` multinode groups."""
-    if served:
+def gang_placement_condition(
+    served: bool, groups: int, other_schedulers: Sequence[str], generation: int | None
+) -> dict[str, Any]:
+    """The `GangPlacement` condition of a graph with `groups` multinode groups.
+
+    `other_schedulers` names the schedulers other than kube-scheduler that place some groups
+    (KAI, Volcano): those groups get no PodGroup, their scheduler gangs them its own way.
+    """
+    elsewhere = (
+        f"; groups of scheduler(s) {', '.join(sorted(set(other_schedulers)))} are left to it"
+    )
+    if other_schedulers and len(other_schedulers) == groups:
+        status, reason = "False", REASON_GANG_OTHER_SCHEDULER
+        message = f"no Kubernetes PodGroups{elsewhere}"
+    elif served:
         status, reason = "True", REASON_GANG_PLACEMENT_ACTIVE
-        message = f"{groups} multinode group(s) placed all-or-nothing through PodGroups"
+        placed = groups - len(other_schedulers)
+        message = f"{placed} multinode group(s) placed all-or-nothing through PodGroups"
+        if other_schedulers:
+            message += elsewhere
     else:
         status, reason, message = "False", REASON_GANG_UNAVAILABLE, GANG_UNAVAILABLE_MESSAGE
     condition: dict[str, Any] = {
@@ -82,6 +99,20 @@ def gang_placement_condition(served: bool, groups: int, generation: int | None) 
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
+
+
+def other_schedulers(desired: Sequence[Mapping[str, Any]], specs: Sequence[GroupSpec]) -> list[str]:
+    """The non-default scheduler of each group placed by one (from its leader's pod template)."""
+    leaders = {
+        str(obj["metadata"]["name"]): obj for obj in desired if obj.get("kind") == "StatefulSet"
+    }
+    found: list[str] = []
+    for spec in specs:
+        leader = leaders.get(spec.workloads[0]) or {}
+        pod = ((leader.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if not uses_default_scheduler(pod):
+            found.append(str(pod["schedulerName"]))
+    return found
 
 
 def _unschedulable_message(pod: Mapping[str, Any]) -> str | None:
@@ -151,7 +182,12 @@ async def placement(ctx: ReconcileContext) -> StepResult:
     await prune_pod_groups(ctx, wanted)
     if specs:
         ctx.placement.append(
-            gang_placement_condition(ctx.pod_group_api is not None, len(specs), ctx.generation)
+            gang_placement_condition(
+                ctx.pod_group_api is not None,
+                len(specs),
+                other_schedulers(ctx.desired, specs),
+                ctx.generation,
+            )
         )
         ctx.placement_waits = waiting_groups(
             specs, pods_by_group(ctx.services.view.group_pods(ctx.key))
