@@ -11,7 +11,9 @@ verdict (its pods' PodScheduled=False message) and then check that no pod has a 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from tests.integration.node_pools import POOL_KEY, AddNodes
 from tests.integration.operator_harness import dgd_path, running_operator, settled
 
 from dgd_operator.builders.gang import PodGroupApi
+from dgd_operator.dev.binaries import KubeBinaries
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import KubeRest
 
@@ -274,3 +277,95 @@ def test_a_template_change_rolls_a_running_gang_group_to_the_new_revision(
 
     wait_for(rolled, timeout=180, interval=0.5, description="both pods on the new image, DGD ready")
     assert set(_pod_groups(rest, namespace, pod_group_api, "roll")) == {"roll-worker-0"}
+
+
+@pytest.fixture()
+def priority_classes(control_plane: ControlPlane, namespace: str) -> Iterator[dict[str, str]]:
+    """Two PriorityClasses for this test: ``low`` (1000) and ``high`` (100000); names only."""
+    names = {"low": f"{namespace}-low", "high": f"{namespace}-high"}
+    for level, value in (("low", 1000), ("high", 100000)):
+        control_plane.rest.post(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            {"metadata": {"name": names[level]}, "value": value},
+        )
+    yield names
+    for name in names.values():
+        control_plane.rest.delete(f"/apis/scheduling.k8s.io/v1/priorityclasses/{name}")
+
+
+def test_a_high_priority_graph_preempts_a_low_priority_group_whole(
+    control_plane: ControlPlane,
+    namespace: str,
+    pod_group_api: PodGroupApi,
+    pool_nodes: AddNodes,
+    priority_classes: dict[str, str],
+    operator: None,
+) -> None:
+    rest = control_plane.rest
+    pool_nodes(2)  # room for one 2-node group
+    low = _graph("low", namespace, nodes=2)
+    low["spec"]["priorityClassName"] = priority_classes["low"]
+    rest.post(dgd_path(namespace), low)
+    wait_for(
+        lambda: settled(rest, namespace, "low"),
+        timeout=120,
+        interval=0.5,
+        description="low running",
+    )
+
+    high = _graph("high", namespace, nodes=2)
+    high["spec"]["priorityClassName"] = priority_classes["high"]
+    rest.post(dgd_path(namespace), high)
+    wait_for(
+        lambda: settled(rest, namespace, "high") and _waiting_message(rest, namespace, "low", 2),
+        timeout=180,
+        interval=0.5,
+        description="the high graph running, the low one waiting whole",
+    )
+    assert len(set(_bound(_pods(rest, namespace, "high")))) == 2
+    assert _bound(_pods(rest, namespace, "low")) == [], "no pod of the preempted group may run"
+    groups = _pod_groups(rest, namespace, pod_group_api, "high")
+    assert groups["high-worker-0"]["spec"]["priorityClassName"] == priority_classes["high"]
+
+
+def test_without_the_pod_group_api_graphs_reconcile_and_the_status_explains(
+    kube_binaries: KubeBinaries, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second, apiserver-only cluster without gang scheduling (as before Kubernetes 1.37):
+    the operator builds the groups without PodGroups and says why in `GangPlacement`."""
+    bins = dataclasses.replace(kube_binaries, controller_manager=None, scheduler=None)
+    plane = ControlPlane(
+        tmp_path / "no-gang",
+        binaries=bins,
+        kubelet="none",
+        gang_scheduling=False,
+        nodes=0,
+        kubeconfig=tmp_path / "no-gang.kubeconfig",
+    )
+    try:
+        plane.start()
+        assert plane.pod_group_api is None
+        rest = plane.rest
+        namespace = "plain"
+        rest.post("/api/v1/namespaces", {"metadata": {"name": namespace}})
+        monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig))
+        with running_operator(namespace):
+            rest.post(dgd_path(namespace), _graph("plain", namespace, nodes=2, replicas=2))
+
+            def explained() -> Doc | None:
+                condition = _condition(rest, namespace, "plain", "GangPlacement")
+                return condition if condition.get("status") == "False" else None
+
+            condition = wait_for(explained, timeout=60, interval=0.5, description="GangPlacement")
+            assert condition["reason"] == "GangSchedulingUnavailable"
+            assert "1.37" in condition["message"] and "pod by pod" in condition["message"]
+            statefulsets = rest.get(
+                f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+                labelSelector="nvidia.com/dynamo-graph-deployment-name=plain",
+            )["items"]
+            assert len(statefulsets) == 4
+            assert all("schedulingGroup" not in s["spec"]["template"]["spec"] for s in statefulsets)
+    finally:
+        leftovers = plane.stop()
+        plane.remove_data()
+    assert not leftovers
