@@ -369,3 +369,45 @@ def test_without_the_pod_group_api_graphs_reconcile_and_the_status_explains(
         leftovers = plane.stop()
         plane.remove_data()
     assert not leftovers
+
+
+def test_a_priority_change_moves_a_running_group_to_a_new_pod_group_whole(
+    control_plane: ControlPlane,
+    namespace: str,
+    pod_group_api: PodGroupApi,
+    pool_nodes: AddNodes,
+    priority_classes: dict[str, str],
+    operator: None,
+) -> None:
+    """A PodGroup's priority is immutable: the group gets a new PodGroup, its pods restart into
+    it together, and the old PodGroup goes (no orphan)."""
+    rest = control_plane.rest
+    pool_nodes(2)
+    doc = _graph("prio", namespace, nodes=2)
+    doc["spec"]["priorityClassName"] = priority_classes["low"]
+    rest.post(dgd_path(namespace), doc)
+    wait_for(
+        lambda: settled(rest, namespace, "prio"), timeout=120, interval=0.5, description="running"
+    )
+    (old,) = _pod_groups(rest, namespace, pod_group_api, "prio")
+
+    rest.patch(
+        dgd_path(namespace, "prio"), {"spec": {"priorityClassName": priority_classes["high"]}}
+    )
+
+    def moved() -> str | None:
+        groups = _all_pod_groups(rest, namespace, pod_group_api, "prio")
+        pods = _pods(rest, namespace, "prio")
+        joined = {p["spec"].get("schedulingGroup", {}).get("podGroupName") for p in pods}
+        if len(groups) != 1 or old in groups or len(pods) != 2 or len(joined) != 1:
+            return None
+        return next(iter(groups)) if settled(rest, namespace, "prio") else None
+
+    new = wait_for(
+        moved, timeout=180, interval=0.5, description="the group running in a new PodGroup"
+    )
+    group = _pod_groups(rest, namespace, pod_group_api, "prio")[new]
+    assert group["spec"]["priorityClassName"] == priority_classes["high"]
+    assert {p["spec"]["priorityClassName"] for p in _pods(rest, namespace, "prio")} == {
+        priority_classes["high"]
+    }

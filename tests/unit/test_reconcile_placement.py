@@ -163,3 +163,47 @@ async def test_groups_left_to_another_scheduler_get_no_pod_group_and_the_status_
     condition = _condition(controller, "GangPlacement")
     assert condition is not None and condition["status"] == "False"
     assert condition["reason"] == "PlacedByOtherScheduler" and "volcano" in condition["message"]
+
+
+def _pod(
+    name: str, role: str, pod_group: str | None, *, terminating: bool = False
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"uid-{name}",
+            "labels": {LABEL_COMPONENT: "worker", LABEL_GROUP_INDEX: "0", LABEL_ROLE: role},
+            "deletionTimestamp": "2026-01-01T00:00:00Z" if terminating else None,
+        },
+        "spec": {"schedulingGroup": {"podGroupName": pod_group} if pod_group else None},
+        "status": {"phase": "Running"},
+    }
+
+
+async def test_pods_of_a_previous_pod_group_are_restarted_so_the_group_joins_the_new_one() -> None:
+    body = _graph(replicas=1)
+    body["spec"]["priorityClassName"] = "high"
+    controller, view, client = controller_for(body, client=_served_client())
+    view.pods = [
+        _pod("g-worker-0-ldr-0", "leader", "g-worker-0"),  # before the priority was set
+        _pod("g-worker-0-wkr-1", "worker", None),  # before gang placement was on
+        _pod("g-worker-0-wkr-2", "worker", "g-worker-0", terminating=True),
+    ]
+    await controller.reconcile(KEY)
+    (group,) = _applied(client, "PodGroup")
+    assert (
+        group.startswith("g-worker-0-")
+        and _applied(client, "PodGroup")[group]["spec"]["priorityClassName"] == "high"
+    )
+    deleted = [name for verb, name in client.calls if verb == "delete"]
+    assert deleted == ["g-worker-0-ldr-0", "g-worker-0-wkr-1"]
+    assert "GroupRestart" in client.event_reasons()
+
+    # Pods that joined the desired PodGroup are left alone.
+    view.pods = [
+        _pod("g-worker-0-ldr-0", "leader", group),
+        _pod("g-worker-0-wkr-1", "worker", group),
+    ]
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert [name for verb, name in client.calls if verb == "delete"] == []

@@ -17,6 +17,7 @@ backend launch rules (`dgd_operator.builders.backends`) rewrite the main contain
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from dgd_operator.api import constants
@@ -161,11 +162,17 @@ def with_gang_placement(
     if api is None or not uses_default_scheduler(leader_spec):
         # Another scheduler (KAI, Volcano) does its own gang placement; ours means nothing to it.
         return statefulsets
+    priority = leader_spec.get("priorityClassName")
+    name = pod_group_name(ctx.graph.name, ctx.service, group)
+    if priority:
+        # A PodGroup's priority is immutable: a new priority is a new PodGroup (the old one is
+        # pruned), and the reconcile restarts the group so all its pods join the new one at once.
+        name = f"{name}-{hashlib.sha256(str(priority).encode()).hexdigest()[:6]}"
     gang = GangGroup(
-        name=pod_group_name(ctx.graph.name, ctx.service, group),
+        name=name,
         node_count=ctx.spec.node_count,
         member_labels=group_member_labels(ctx.graph.name, ctx.service, group),
-        priority_class_name=leader_spec.get("priorityClassName"),
+        priority_class_name=priority,
     )
     fields = gang_pod_fields(gang, api)
     joined: list[Manifest] = []

@@ -172,6 +172,9 @@ def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
             "labels": dict(meta.get("labels") or {}),
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
+        # The PodGroup the pod joined (gang placement); a group whose pods joined another
+        # PodGroup than the desired one is restarted whole (`steps/placement.py`).
+        "spec": {"schedulingGroup": (pod.get("spec") or {}).get("schedulingGroup")},
         "status": {
             "phase": status.get("phase"),
             "reason": status.get("reason"),

@@ -9,7 +9,10 @@ Two steps around the build and apply of the children:
 * `placement` (after `children`) deletes the PodGroups of groups that are gone (scale down,
   service removed; kube-controller-manager releases their finalizer once their pods are gone),
   states in the `GangPlacement` condition whether groups are placed all-or-nothing, and tells
-  why groups wait for the scheduler (their pods' `PodScheduled=False` message) in `Ready`.
+  why groups wait for the scheduler (their pods' `PodScheduled=False` message) in `Ready`, and
+  restarts the pods of a group that joined another PodGroup than the desired one (a priority
+  change makes a new PodGroup: its priority is immutable; or gang placement was just turned on),
+  because a rolling update would add them one by one to a gang that never forms.
 
 PodGroups are not watched (the kind may not exist); the desired ones are read with a GET by the
 children step like Secrets, and the graph's PodGroups are listed only when its set of groups
@@ -26,6 +29,7 @@ from typing import Any
 from dgd_operator.api.constants import (
     CONDITION_GANG_PLACEMENT,
     EVENT_DELETED,
+    EVENT_GROUP_RESTART,
     LABEL_GRAPH,
     LABEL_MANAGED_BY,
     MANAGED_BY,
@@ -173,6 +177,65 @@ async def prune_pod_groups(ctx: ReconcileContext, wanted: frozenset[str]) -> Non
     memory.pod_groups = wanted
 
 
+def desired_pod_groups(
+    desired: Sequence[Mapping[str, Any]], specs: Sequence[GroupSpec]
+) -> dict[tuple[str, int], str]:
+    """(service, group index) -> the PodGroup the group's pods must join (groups with one)."""
+    templates = {
+        str(obj["metadata"]["name"]): ((obj.get("spec") or {}).get("template") or {}).get("spec")
+        or {}
+        for obj in desired
+        if obj.get("kind") == "StatefulSet"
+    }
+    wanted: dict[tuple[str, int], str] = {}
+    for spec in specs:
+        joined = (templates.get(spec.workloads[0]) or {}).get("schedulingGroup") or {}
+        if joined.get("podGroupName"):
+            wanted[(spec.service, spec.index)] = str(joined["podGroupName"])
+    return wanted
+
+
+def strays(
+    wanted: Mapping[tuple[str, int], str],
+    pods: Mapping[tuple[str, int], Sequence[Mapping[str, Any]]],
+) -> list[Mapping[str, Any]]:
+    """Live pods of gang groups that joined another PodGroup than their group's (or none).
+
+    A StatefulSet rolls pods one by one: a new pod in a PodGroup that was never placed waits for
+    the whole gang, which the rollout never creates. Such groups restart whole instead: the
+    StatefulSets recreate the deleted pods at their new revision, all at once.
+    """
+    found: list[Mapping[str, Any]] = []
+    for ident, name in sorted(wanted.items()):
+        for pod in pods.get(ident, []):
+            meta = pod.get("metadata") or {}
+            joined = ((pod.get("spec") or {}).get("schedulingGroup") or {}).get("podGroupName")
+            if joined != name and not meta.get("deletionTimestamp"):
+                found.append(pod)
+    return found
+
+
+async def rejoin_groups(
+    ctx: ReconcileContext,
+    specs: Sequence[GroupSpec],
+    pods: Mapping[tuple[str, int], Sequence[Mapping[str, Any]]],
+) -> None:
+    """Delete the pods that joined a stale PodGroup (a priority change, gang placement newly on)."""
+    doomed = strays(desired_pod_groups(ctx.desired, specs), pods)
+    for pod in doomed:
+        meta = pod["metadata"]
+        await ctx.services.client.delete(
+            "v1", "Pod", ctx.namespace, str(meta["name"]), uid=meta.get("uid")
+        )
+    if doomed:
+        names = ", ".join(sorted(str(p["metadata"]["name"]) for p in doomed))
+        await ctx.event(
+            "Normal",
+            EVENT_GROUP_RESTART,
+            f"restarting pods that joined a previous PodGroup, so their group is placed whole: {names}",
+        )
+
+
 async def placement(ctx: ReconcileContext) -> StepResult:
     """Prune PodGroups of removed groups; report gang placement and groups that wait."""
     specs = group_specs(ctx.desired)
@@ -189,7 +252,7 @@ async def placement(ctx: ReconcileContext) -> StepResult:
                 ctx.generation,
             )
         )
-        ctx.placement_waits = waiting_groups(
-            specs, pods_by_group(ctx.services.view.group_pods(ctx.key))
-        )
+        pods = pods_by_group(ctx.services.view.group_pods(ctx.key))
+        await rejoin_groups(ctx, specs, pods)
+        ctx.placement_waits = waiting_groups(specs, pods)
     return CONTINUE
