@@ -324,8 +324,8 @@ def test_a_high_priority_graph_preempts_a_low_priority_group_whole(
     )
     assert len(set(_bound(_pods(rest, namespace, "high")))) == 2
     assert _bound(_pods(rest, namespace, "low")) == [], "no pod of the preempted group may run"
-    groups = _pod_groups(rest, namespace, pod_group_api, "high")
-    assert groups["high-worker-0"]["spec"]["priorityClassName"] == priority_classes["high"]
+    (group,) = _pod_groups(rest, namespace, pod_group_api, "high").values()
+    assert group["spec"]["priorityClassName"] == priority_classes["high"]
 
 
 def test_without_the_pod_group_api_graphs_reconcile_and_the_status_explains(
