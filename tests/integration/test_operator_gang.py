@@ -411,3 +411,43 @@ def test_a_priority_change_moves_a_running_group_to_a_new_pod_group_whole(
     assert {p["spec"]["priorityClassName"] for p in _pods(rest, namespace, "prio")} == {
         priority_classes["high"]
     }
+
+
+def test_a_group_removed_and_added_back_at_once_gets_its_pod_group_again(
+    control_plane: ControlPlane,
+    namespace: str,
+    pod_group_api: PodGroupApi,
+    pool_nodes: AddNodes,
+    operator: None,
+) -> None:
+    """Scale down and straight back up: group 1's old PodGroup may still be held by its
+    finalizer when the group is wanted again; once released, the PodGroup is made again."""
+    rest = control_plane.rest
+    pool_nodes(4)
+    rest.post(dgd_path(namespace), _graph("bounce", namespace, nodes=2, replicas=2))
+    wait_for(
+        lambda: settled(rest, namespace, "bounce"),
+        timeout=120,
+        interval=0.5,
+        description="2 groups",
+    )
+    path = dgd_path(namespace, "bounce")
+    rest.patch(path, {"spec": {"services": {"worker": {"replicas": 1}}}})
+    wait_for(
+        lambda: rest.get(path)["status"].get("observedGeneration") == 2,
+        timeout=60,
+        interval=0.2,
+        description="the scale down reconciled",
+    )
+    rest.patch(path, {"spec": {"services": {"worker": {"replicas": 2}}}})
+    wait_for(
+        lambda: (
+            settled(rest, namespace, "bounce")
+            and len(set(_bound(_pods(rest, namespace, "bounce")))) == 4
+            and set(_pod_groups(rest, namespace, pod_group_api, "bounce"))
+            == {"bounce-worker-0", "bounce-worker-1"}
+        ),
+        timeout=180,
+        interval=0.5,
+        description="both groups running with their PodGroups",
+    )

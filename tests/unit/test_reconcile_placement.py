@@ -207,3 +207,27 @@ async def test_pods_of_a_previous_pod_group_are_restarted_so_the_group_joins_the
     client.calls.clear()
     await controller.reconcile(KEY)
     assert [name for verb, name in client.calls if verb == "delete"] == []
+
+
+async def test_a_desired_pod_group_still_being_deleted_is_created_again_once_gone() -> None:
+    controller, view, client = controller_for(_graph(replicas=1), client=_served_client())
+    await controller.reconcile(KEY)
+    ((name, applied),) = _applied(client, "PodGroup").items()
+    deliver(view, client, controller)
+    owned(view)
+    # PodGroups are not watched: the watch cache never holds them.
+    view.objects = {k: v for k, v in view.objects.items() if k[1] != "PodGroup"}
+    # The group was removed and added back before its old PodGroup was released: the GET finds
+    # it (our hash, our uid) still being deleted. Nothing to apply to it now...
+    client.existing[("PodGroup", name)] = {
+        **applied,
+        "metadata": {**applied["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+    }
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert ("apply", name) not in client.calls
+    # ...but once it is gone it is created again (not trusted to exist from our old record).
+    del client.existing[("PodGroup", name)]
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert ("apply", name) in client.calls

@@ -54,6 +54,8 @@ GANG_UNAVAILABLE_MESSAGE = (
     "scheduling.k8s.io/v1beta1 enabled"
 )
 SCHEDULED_CONDITION = "PodScheduled"
+TERMINATING_RECHECK_SECONDS = 2.0
+"""How soon to look again at a desired PodGroup that is still being deleted (not watched)."""
 
 
 async def discover_placement(ctx: ReconcileContext) -> StepResult:
@@ -236,6 +238,20 @@ async def rejoin_groups(
         )
 
 
+def terminating_pod_groups(ctx: ReconcileContext) -> list[Mapping[str, Any]]:
+    """Desired PodGroups found being deleted (a group removed and added back before its old
+    PodGroup was released): their records are forgotten so they are created once gone."""
+    found: list[Mapping[str, Any]] = []
+    for obj in ctx.desired:
+        if obj.get("kind") != POD_GROUP_KIND:
+            continue
+        live = ctx.live.get(child_key(obj))
+        if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
+            ctx.services.state.child_deleted(ctx.namespace, child_key(obj))
+            found.append(live)
+    return found
+
+
 async def placement(ctx: ReconcileContext) -> StepResult:
     """Prune PodGroups of removed groups; report gang placement and groups that wait."""
     specs = group_specs(ctx.desired)
@@ -243,6 +259,7 @@ async def placement(ctx: ReconcileContext) -> StepResult:
         str(obj["metadata"]["name"]) for obj in ctx.desired if obj.get("kind") == POD_GROUP_KIND
     )
     await prune_pod_groups(ctx, wanted)
+    requeue = TERMINATING_RECHECK_SECONDS if terminating_pod_groups(ctx) else None
     if specs:
         ctx.placement.append(
             gang_placement_condition(
@@ -255,4 +272,4 @@ async def placement(ctx: ReconcileContext) -> StepResult:
         pods = pods_by_group(ctx.services.view.group_pods(ctx.key))
         await rejoin_groups(ctx, specs, pods)
         ctx.placement_waits = waiting_groups(specs, pods)
-    return CONTINUE
+    return StepResult(requeue_after=requeue)
