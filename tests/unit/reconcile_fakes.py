@@ -92,7 +92,11 @@ class FakeKube:
         self.events: list[Manifest] = []
         self.existing: dict[tuple[str, str], Manifest] = {}
         """(kind, name) -> object a GET finds."""
+        self.discovery: dict[str, Manifest] = {}
+        """Discovery path -> document (absent: 404, the API is not served)."""
         self.fail_with: Exception | None = None
+        self.ready = True
+        """False: applied workloads come back with no ready replica (pods not scheduled)."""
 
     async def apply(
         self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
@@ -105,12 +109,13 @@ class FakeKube:
         live = copy.deepcopy(manifest)
         live["metadata"].update(uid=f"uid-{manifest['metadata']['name']}", generation=1)
         replicas = live.get("spec", {}).get("replicas", 1)
+        ready = replicas if self.ready else 0
         live["status"] = {
             "observedGeneration": 1,
             "replicas": replicas,
             "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
             "conditions": [{"type": "Available", "status": "True"}],
         }
         self.applied.append(live)
@@ -141,6 +146,21 @@ class FakeKube:
         self.calls.append(("get", name))
         return self.existing.get((kind, name))
 
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        self.calls.append(("list", kind))
+        return [obj for (k, _), obj in sorted(self.existing.items()) if k == kind]
+
+    async def discover(self, path: str) -> Manifest | None:
+        self.calls.append(("get", path))
+        return self.discovery.get(path)
+
     async def delete(
         self,
         api_version: str,
@@ -158,8 +178,8 @@ class FakeKube:
         return None
 
     def writes(self) -> list[tuple[str, str]]:
-        """Every call but GETs."""
-        return [c for c in self.calls if c[0] != "get"]
+        """Every call but reads (GETs and lists)."""
+        return [c for c in self.calls if c[0] not in ("get", "list")]
 
     def created_kinds(self) -> list[str]:
         """Kinds POSTed, Events left out."""

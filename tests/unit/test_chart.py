@@ -71,6 +71,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("inference.networking.k8s.io", "inferencepools"): _CRUD,
     ("networking.istio.io", "virtualservices"): _CRUD,
     ("networking.istio.io", "destinationrules"): _CRUD,
+    # Gang placement of multinode groups (applied, pruned by a list; never watched).
+    ("scheduling.k8s.io", "podgroups"): ("get", "list", "create", "patch", "delete"),
     ("rbac.authorization.k8s.io", "roles"): _CRUD,
     ("rbac.authorization.k8s.io", "rolebindings"): _CRUD,
     # imagePullSecret discovery (read) and the MPI SSH key (create if missing).

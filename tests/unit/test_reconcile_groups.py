@@ -203,10 +203,13 @@ def test_status_round_trip_continues_the_budget_after_an_operator_restart() -> N
 
 def test_pod_summary_keeps_only_what_restarts_need() -> None:
     pod = _pod("p", "u", restarts=2)
-    pod["spec"] = {"containers": [{"name": "main", "image": "x"}]}
+    pod["spec"] = {
+        "containers": [{"name": "main", "image": "x"}],
+        "schedulingGroup": {"podGroupName": "g"},
+    }
     pod["metadata"]["labels"] = {"role": "worker"}
     summary = pod_summary(pod)
-    assert "spec" not in summary
+    assert summary["spec"] == {"schedulingGroup": {"podGroupName": "g"}}  # only the gang it joined
     state = PodState.of(summary)
     assert (state.name, state.uid, state.restarts, state.ready, state.last_error) == (
         "p",

@@ -194,3 +194,16 @@ POD_GROUP_VERSIONS: Final = ("v1beta1",)
 POD_GROUP_FINALIZER: Final = "scheduling.k8s.io/podgroup-protection"
 # PodGroup status condition written by kube-scheduler (True once the gang was placed whole).
 POD_GROUP_CONDITION_SCHEDULED: Final = "PodGroupInitiallyScheduled"
+# DGD status condition saying whether multinode groups are placed all-or-nothing (PodGroups).
+CONDITION_GANG_PLACEMENT: Final = "GangPlacement"
+REASON_GANG_PLACEMENT_ACTIVE: Final = "PodGroupsCreated"
+REASON_GANG_UNAVAILABLE: Final = "GangSchedulingUnavailable"
+REASON_GANG_OTHER_SCHEDULER: Final = "PlacedByOtherScheduler"
+# Scheduler queues a DGD asks for (metadata annotations, as Dynamo) and what pods get for them.
+ANNOTATION_KAI_QUEUE: Final = "nvidia.com/kai-scheduler-queue"
+ANNOTATION_VOLCANO_QUEUE: Final = "nvidia.com/volcano-queue"
+KAI_SCHEDULER: Final = "kai-scheduler"
+LABEL_KAI_QUEUE: Final = "kai.scheduler/queue"
+VOLCANO_SCHEDULER: Final = "volcano"
+ANNOTATION_VOLCANO_QUEUE_NAME: Final = "scheduling.volcano.sh/queue-name"
+DEFAULT_SCHEDULER: Final = "default-scheduler"

@@ -33,6 +33,7 @@ APPLY_ORDER: tuple[str, ...] = (
     "Secret",
     "PersistentVolumeClaim",
     "Service",
+    "PodGroup",  # before the StatefulSets whose pods join it
     "Deployment",
     "StatefulSet",
     "Ingress",

@@ -17,6 +17,7 @@ backend launch rules (`dgd_operator.builders.backends`) rewrite the main contain
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from dgd_operator.api import constants
@@ -34,7 +35,16 @@ from dgd_operator.builders.container import Container
 from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import env_var
 from dgd_operator.builders.errors import BuildError
+from dgd_operator.builders.gang import (
+    GangGroup,
+    apply_gang_fields,
+    build_pod_group,
+    gang_pod_fields,
+    group_member_labels,
+    pod_group_name,
+)
 from dgd_operator.builders.labels import component_labels, object_metadata, pod_annotations
+from dgd_operator.builders.placement import uses_default_scheduler
 from dgd_operator.builders.podspec import PodSpec, build_pod_template
 from dgd_operator.builders.services import build_component_service, needs_component_service
 from dgd_operator.builders.workloads import ServiceWorkloads
@@ -137,6 +147,50 @@ def _owned(ctx: ServiceContext, obj: Manifest) -> Manifest:
     return {**obj, "metadata": {**metadata, **full}}
 
 
+def with_gang_placement(
+    ctx: ServiceContext, group: int, statefulsets: list[Manifest]
+) -> list[Manifest]:
+    """The group's PodGroup (when the cluster serves the API) followed by its StatefulSets.
+
+    Both StatefulSets' pods join the PodGroup (`schedulingGroup`), so kube-scheduler binds none
+    of them before it found room for all `nodeCount`. The PodGroup's priority is the pods' own
+    (the scheduler refuses a group whose pods and PodGroup disagree); the leader's template is
+    the reference, and both templates come from the same service spec.
+    """
+    api = ctx.graph.options.pod_group_api
+    leader_spec = statefulsets[0]["spec"]["template"]["spec"]
+    if api is None or not uses_default_scheduler(leader_spec):
+        # Another scheduler (KAI, Volcano) does its own gang placement; ours means nothing to it.
+        return statefulsets
+    priority = leader_spec.get("priorityClassName")
+    name = pod_group_name(ctx.graph.name, ctx.service, group)
+    if priority:
+        # A PodGroup's priority is immutable: a new priority is a new PodGroup (the old one is
+        # pruned), and the reconcile restarts the group so all its pods join the new one at once.
+        name = f"{name}-{hashlib.sha256(str(priority).encode()).hexdigest()[:6]}"
+    gang = GangGroup(
+        name=name,
+        node_count=ctx.spec.node_count,
+        member_labels=group_member_labels(ctx.graph.name, ctx.service, group),
+        priority_class_name=priority,
+    )
+    fields = gang_pod_fields(gang, api)
+    joined: list[Manifest] = []
+    for statefulset in statefulsets:
+        template = statefulset["spec"]["template"]
+        spec = {**statefulset["spec"], "template": {**template}}
+        spec["template"]["spec"] = apply_gang_fields(template["spec"], fields)
+        joined.append({**statefulset, "spec": spec})
+    pod_group = build_pod_group(gang, api)
+    pod_group["metadata"] = object_metadata(
+        ctx.graph,
+        gang.name,
+        {**component_labels(ctx), constants.LABEL_GROUP_INDEX: str(group)},
+        ctx.annotations,
+    )
+    return [pod_group, *joined]
+
+
 def build_multinode_service(ctx: ServiceContext) -> ServiceWorkloads:
     """Workload builder for multinode services: groups of leader/worker StatefulSets."""
     replicas = ctx.spec.replicas if ctx.spec.replicas is not None else 1
@@ -149,9 +203,11 @@ def build_multinode_service(ctx: ServiceContext) -> ServiceWorkloads:
         )
     names: list[str] = []
     for group in range(replicas):
+        statefulsets: list[Manifest] = []
         for role in ROLES:
             statefulset, extras = build_group_statefulset(ctx, group, role)
             objects.extend(extras)
-            objects.append(statefulset)
-            names.append(statefulset["metadata"]["name"])
+            statefulsets.append(statefulset)
+        objects.extend(with_gang_placement(ctx, group, statefulsets))
+        names.extend(statefulset["metadata"]["name"] for statefulset in statefulsets)
     return ServiceWorkloads(ctx.service, "StatefulSet", tuple(names), tuple(objects))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from dgd_operator.builders.gang import PodGroupApi
+
 DiscoveryBackend = Literal["kubernetes", "etcd"]
 IstioTLSMode = Literal["SIMPLE", "DISABLE", "ISTIO_MUTUAL", "MUTUAL"]
 
@@ -94,6 +96,11 @@ class BuildOptions:
 
     default_shared_memory: str = "8Gi"
     """Size of the `/dev/shm` emptyDir when a service does not set `sharedMemory.size`."""
+
+    pod_group_api: PodGroupApi | None = None
+    """Where the cluster serves PodGroups (the operator detects it through discovery). With it,
+    every multinode group gets a gang PodGroup and its pods join it; without it groups are
+    placed pod by pod, as before Kubernetes 1.37. `dgd render` assumes it is not served."""
 
     def registry_secrets(self, registry: str) -> tuple[str, ...]:
         """Secret names configured for `registry` (host compared case-insensitively)."""

@@ -22,6 +22,7 @@ from dgd_operator.builders.labels import pod_annotations, pod_labels
 from dgd_operator.builders.merge import override_merge
 from dgd_operator.builders.model_service import model_pod_annotations, model_pod_labels
 from dgd_operator.builders.options import image_registry
+from dgd_operator.builders.placement import queue_placement
 from dgd_operator.builders.sidecar import with_frontend_sidecar
 
 PodSpec = dict[str, Any]
@@ -118,6 +119,15 @@ def build_pod_spec(
             else DEFAULT_SERVICE_ACCOUNT
         )
 
+    priority_class = ctx.graph.dgd.spec.priority_class_name
+    if priority_class and not user_pod.get("priorityClassName"):
+        # The graph's priority for every pod (a service's own extraPodSpec value wins); a
+        # multinode group's PodGroup copies its pods' value, as the gang scheduler requires.
+        spec["priorityClassName"] = priority_class
+    scheduler = queue_placement(ctx.graph.dgd.metadata.annotations).scheduler_name
+    if scheduler and not user_pod.get("schedulerName"):
+        spec["schedulerName"] = scheduler
+
     volumes: list[Volume] = [*(spec.get("volumes") or []), *pvc_volumes]
     shm = shared_memory(ctx)
     if shm is not None:
@@ -155,10 +165,11 @@ def build_pod_template(
     pod_hook: PodHook | None = None,
 ) -> dict[str, Any]:
     """PodTemplateSpec: labels/annotations of §2.6 and the pod spec. `extra_labels` win (e.g. role)."""
+    queue = queue_placement(ctx.graph.dgd.metadata.annotations)
     metadata: dict[str, Any] = {
-        "labels": pod_labels(ctx, {**model_pod_labels(ctx), **(extra_labels or {})})
+        "labels": pod_labels(ctx, {**queue.labels, **model_pod_labels(ctx), **(extra_labels or {})})
     }
-    annotations = {**pod_annotations(ctx), **model_pod_annotations(ctx)}
+    annotations = {**pod_annotations(ctx), **queue.annotations, **model_pod_annotations(ctx)}
     if annotations:
         metadata["annotations"] = annotations
     spec = build_pod_spec(ctx, extra_env=extra_env, pod_hook=pod_hook)

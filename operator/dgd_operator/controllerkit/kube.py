@@ -371,6 +371,14 @@ class KubeClient:
             return False
         return True
 
+    async def discover(self, path: str) -> Manifest | None:
+        """GET a discovery document such as `/apis/<group>/<version>`; None when not served."""
+        try:
+            result = await self.request("GET", path, verb="get", resource="discovery")
+        except NotFoundError:
+            return None
+        return result if isinstance(result, dict) else None
+
     async def get_raw(self, path: str) -> str:
         """GET a non-resource path such as `/metrics` and return the body text."""
         result = await self.request("GET", path, verb="get", resource=path)

@@ -151,6 +151,21 @@ class KubeAPI(Protocol):
         """Read one object; `None` when it does not exist."""
         ...
 
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        """List objects of a kind (in `namespace`, or everywhere when it is None)."""
+        ...
+
+    async def discover(self, path: str) -> Manifest | None:
+        """GET a discovery document such as `/apis/<group>/<version>`; None when not served."""
+        ...
+
     async def apply(
         self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
     ) -> Manifest:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from dgd_operator.api.constants import EVENT_APPLY_FAILED, REASON_RECONCILE_FAILED
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import Problem
+from dgd_operator.builders.gang import PodGroupApi
 from dgd_operator.builders.graph import GraphPlan
 from dgd_operator.builders.options import BuildOptions
 from dgd_operator.controllerkit.kubeapi import InvalidError, KubeAPI
@@ -113,6 +114,12 @@ class ReconcileContext:
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per service: `status.services.<svc>.groups` entries."""
     group_failures: list[str] = field(default_factory=list)
+    pod_group_api: PodGroupApi | None = None
+    """Where the cluster serves PodGroups (None: not served; groups are placed pod by pod)."""
+    placement: list[dict[str, Any]] = field(default_factory=list)
+    """Status conditions about placement (`GangPlacement`), as wire-form dicts."""
+    placement_waits: list[str] = field(default_factory=list)
+    """Why multinode groups wait for the scheduler (added to the Ready message)."""
     outcome: Outcome = field(default_factory=Outcome)
 
     @property

@@ -4,8 +4,8 @@ Shape (controller-runtime style, on `dgd_operator.controllerkit`):
 - kopf watches DGDs and every child kind once and keeps them in in-memory indexes; every
   event only enqueues the owning DGD's key (`handlers.py`);
 - a pool of workers takes keys from a de-duplicating `WorkQueue` and runs `reconcile`: the
-  steps of `STEPS` in order (observe → build → prerequisites → adapters → children → groups →
-  restart), then the pure `calculate_status` and the one status writer. Nothing is written
+  steps of `STEPS` in order (observe → discover_placement → build → prerequisites → adapters
+  → children → placement → groups → restart), then the pure `calculate_status` and the one status writer. Nothing is written
   before the build succeeded; a converged graph costs no write.
 
 kopf's change-detecting handlers (create/update/resume) are deliberately not used: they keep
@@ -47,6 +47,7 @@ from dgd_operator.reconcile.steps.build import build
 from dgd_operator.reconcile.steps.children import children
 from dgd_operator.reconcile.steps.groups import groups
 from dgd_operator.reconcile.steps.observe import observe
+from dgd_operator.reconcile.steps.placement import discover_placement, placement
 from dgd_operator.reconcile.steps.prerequisites import prerequisites
 from dgd_operator.reconcile.steps.restart import restart
 from dgd_operator.reconcile.sync import ChildKey
@@ -55,7 +56,17 @@ from dgd_operator.settings import OperatorSettings
 
 logger = logging.getLogger("dgd_operator.reconcile")
 
-STEPS: tuple[Step, ...] = (observe, build, prerequisites, adapters, children, groups, restart)
+STEPS: tuple[Step, ...] = (
+    observe,
+    discover_placement,
+    build,
+    prerequisites,
+    adapters,
+    children,
+    placement,
+    groups,
+    restart,
+)
 MAX_TRANSIENT_BACKOFF = 60.0
 MAX_UNEXPECTED_BACKOFF = 300.0
 

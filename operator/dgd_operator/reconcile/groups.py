@@ -172,10 +172,18 @@ def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
             "labels": dict(meta.get("labels") or {}),
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
+        # The PodGroup the pod joined (gang placement); a group whose pods joined another
+        # PodGroup than the desired one is restarted whole (`steps/placement.py`).
+        "spec": {"schedulingGroup": (pod.get("spec") or {}).get("schedulingGroup")},
         "status": {
             "phase": status.get("phase"),
             "reason": status.get("reason"),
-            "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"],
+            # Ready for restarts; PodScheduled tells why a group waits for the scheduler.
+            "conditions": [
+                c
+                for c in status.get("conditions") or []
+                if c.get("type") in ("Ready", "PodScheduled")
+            ],
             "containerStatuses": [
                 {k: s.get(k) for k in ("name", "restartCount", "state", "lastState")}
                 for s in status.get("containerStatuses") or []

@@ -58,6 +58,8 @@ def observed_graph(ctx: ReconcileContext) -> ObservedGraph:
         groups=ctx.groups,
         group_failures=ctx.group_failures,
         restart=ctx.restart.status if ctx.restart is not None else None,
+        placement=ctx.placement,
+        placement_waits=ctx.placement_waits,
     )
 
 

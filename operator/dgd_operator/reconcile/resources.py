@@ -8,13 +8,25 @@ from dgd_operator.api.constants import (
     DGDSA_KIND,
     DGDSA_PLURAL,
     GROUP_VERSION,
+    POD_GROUP_KIND,
+    POD_GROUP_PLURAL,
+    POD_GROUP_VERSIONS,
+    SCHEDULING_API_GROUP,
 )
 from dgd_operator.controllerkit.kubeapi import Kinds, ResourceKind
 
 DGD = ResourceKind(GROUP_VERSION, DGD_KIND, DGD_PLURAL)
 DGDSA = ResourceKind(GROUP_VERSION, DGDSA_KIND, DGDSA_PLURAL)
 
-KINDS = Kinds((DGD, DGDSA))
+# PodGroups (scheduling.k8s.io) are not watched: the API may not be served (it is detected by
+# discovery, `steps/placement.py`), so they are read with a GET like Secrets, and listed only
+# when a graph's set of groups changed.
+POD_GROUP_KINDS = tuple(
+    ResourceKind(f"{SCHEDULING_API_GROUP}/{version}", POD_GROUP_KIND, POD_GROUP_PLURAL)
+    for version in POD_GROUP_VERSIONS
+)
+
+KINDS = Kinds((DGD, DGDSA, *POD_GROUP_KINDS))
 """Built-in kinds plus our CRDs; the registry the operator's client resolves paths with."""
 
 resource_kind = KINDS.of

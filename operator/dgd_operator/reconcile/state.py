@@ -19,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgd_operator.builders.gang import PodGroupApi
 from dgd_operator.controllerkit.indexes import Expiring
 from dgd_operator.reconcile.groups import GroupMemory
 from dgd_operator.reconcile.sync import AppliedRecord, ChildKey
 
 Key = tuple[str, str]
 """(namespace, DGD name)."""
+
+POD_GROUP_API_RECHECK_SECONDS = 60.0
+"""How long the answer of PodGroup API discovery is trusted (a cluster may gain or lose it)."""
 
 SHARED_OBJECT_RECHECK_SECONDS = 300.0
 """How long a namespace-wide object found (or created) is trusted before it is looked up again."""
@@ -47,6 +51,8 @@ class DgdMemory:
     """Adapter name -> status we last wrote on it."""
     groups: dict[tuple[str, int], GroupMemory] = field(default_factory=dict)
     """(service, group index) -> restart bookkeeping of each multinode group."""
+    pod_groups: frozenset[str] | None = None
+    """Names of the PodGroups last found to be exactly the graph's (None: not listed yet)."""
 
 
 class ControllerState:
@@ -64,6 +70,19 @@ class ControllerState:
         self.shared_checked: Expiring[tuple[str, str, str]] = Expiring(recheck_after, clock)
         """(namespace, kind, name) of namespace-wide objects known to exist, and since when."""
         self.shared_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self.pod_group_api: PodGroupApi | None = None
+        """The PodGroup API discovery last found (None: not served)."""
+        self.pod_group_api_checked_at = float("-inf")
+        self._clock = clock
+        self.pod_group_api_recheck = POD_GROUP_API_RECHECK_SECONDS
+
+    def pod_group_api_fresh(self) -> bool:
+        """True while the last PodGroup API discovery is recent enough to trust."""
+        return self._clock() - self.pod_group_api_checked_at < self.pod_group_api_recheck
+
+    def remember_pod_group_api(self, api: PodGroupApi | None) -> None:
+        """Record what PodGroup API discovery found, as of now."""
+        self.pod_group_api, self.pod_group_api_checked_at = api, self._clock()
 
     def graph(self, key: Key, uid: str) -> DgdMemory:
         """The memory of the graph `key` with `uid`; a different uid starts a fresh one."""

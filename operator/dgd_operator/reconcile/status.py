@@ -81,6 +81,10 @@ class ObservedGraph:
     groups: Mapping[str, Sequence[Mapping[str, Any]]]
     group_failures: Sequence[str]
     restart: Mapping[str, Any] | None
+    placement: Sequence[Mapping[str, Any]] = ()
+    """Placement conditions (`GangPlacement`), wire form without a transition time."""
+    placement_waits: Sequence[str] = ()
+    """Why multinode groups wait for the scheduler (appended to a not-ready message)."""
 
 
 def calculate_status(
@@ -101,6 +105,8 @@ def calculate_status(
             "; ".join(observed.group_failures),
         )
         ready = False
+    if not ready and observed.placement_waits:
+        message = "; ".join([message, *observed.placement_waits])
     services: dict[str, ServiceReplicaStatus] = {}
     for svc, entry in readiness.services.items():
         service = ServiceReplicaStatus.model_validate(entry)
@@ -113,8 +119,11 @@ def calculate_status(
     status.services = services
     if observed.restart is not None:
         status.restart = RestartStatus.model_validate(dict(observed.restart))
-    status.conditions = [c.model_copy() for c in previous.conditions if c.type == READY]
+    kept = {READY, *(str(c["type"]) for c in observed.placement)}
+    status.conditions = [c.model_copy() for c in previous.conditions if c.type in kept]
     set_condition(status, ready_condition(ready, reason, message, observed.generation, now))
+    for condition in observed.placement:
+        set_condition(status, Condition.model_validate({**condition, "lastTransitionTime": now}))
     return status
 
 

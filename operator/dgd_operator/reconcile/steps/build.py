@@ -19,6 +19,7 @@ async def build(ctx: ReconcileContext) -> StepResult:
         options = dataclasses.replace(
             options, image_pull_secrets=services.view.pull_secrets(ctx.namespace)
         )
+    options = dataclasses.replace(options, pod_group_api=ctx.pod_group_api)
     restarts = ctx.restart.annotations if ctx.restart is not None else {}
     try:
         graph = plan_graph(ctx.built(), ctx.namespace, options, restart_annotations=restarts)
