@@ -53,6 +53,7 @@ def test_dev_up_kubectl_status_down_leaves_nothing_running(dev_state: Path) -> N
         "kube-controller-manager",
         "kube-scheduler",
         "fake-kubelet",
+        "nats-server",  # for executed pods (on by default)
     }
 
     path = _dgd(dev_state, "kubeconfig")

@@ -24,8 +24,8 @@ from tests.helpers import wait_for
 from tests.integration.node_pools import POOL_KEY, AddNodes
 from tests.integration.operator_harness import running_operator
 
+from dgd_operator.dev import access
 from dgd_operator.dev.controlplane import ControlPlane
-from dgd_operator.dev.kubelet import loopback_address
 from dgd_operator.dev.rest import ApiError, JsonDict
 from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
 
@@ -117,20 +117,6 @@ def _pods(control_plane: ControlPlane, namespace: str, component: str) -> list[J
     ]
 
 
-def _frontend_url(control_plane: ControlPlane, namespace: str, service: str) -> str | None:
-    """The frontend Service's first ready endpoint, as the Service would route to it."""
-    slices = control_plane.rest.get(
-        f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-        labelSelector=f"kubernetes.io/service-name={service}",
-    ).get("items", [])
-    for item in slices:
-        port = next((p["port"] for p in item.get("ports") or [] if p.get("name") == "http"), None)
-        for endpoint in item.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") and port:
-                return f"http://{loopback_address(endpoint['addresses'][0])}:{port}"
-    return None
-
-
 def _chat(url: str, model: str, max_tokens: int = 16) -> dict[str, Any]:
     response = httpx.post(
         f"{url}/v1/chat/completions",
@@ -166,12 +152,21 @@ def test_aggregated_recipe_serves_and_survives_a_worker_kill(
         assert worker["status"]["podIP"].startswith("10.244.")
         env_names = {e["name"] for e in worker["spec"]["containers"][0]["env"]}
         assert "NATS_SERVER" in env_names  # injected by the operator, used by the process
-        url = wait_for(
-            lambda: _frontend_url(plane, namespace, f"{name}-frontend"), 30, 0.5, "an endpoint"
+        # Where `dgd dev port-forward svc/<name>-frontend 8000` connects: a ready endpoint of
+        # the Service (its pod IP moved to the pod's loopback address).
+        host, port = wait_for(
+            lambda: access.resolve_target(plane.rest, namespace, f"svc/{name}-frontend", 8000),
+            30,
+            0.5,
+            "a ready frontend endpoint",
         )
+        assert host.startswith("127.244.")
+        url = f"http://{host}:{port}"
         answer = _chat(url, model)
         assert answer["choices"][0]["message"]["content"]
         assert answer["usage"]["completion_tokens"] > 0
+        worker_log = access.pod_log_path(plane.state_dir, worker, None).read_text()
+        assert f"serving model '{model}'" in worker_log  # what `dgd dev logs POD` prints
 
         # A long stream, then the worker pod is deleted without grace (its processes killed).
         events: list[str] = []
