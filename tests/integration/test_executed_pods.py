@@ -167,6 +167,14 @@ def test_aggregated_recipe_serves_and_survives_a_worker_kill(
         assert answer["usage"]["completion_tokens"] > 0
         worker_log = access.pod_log_path(plane.state_dir, worker, None).read_text()
         assert f"serving model '{model}'" in worker_log  # what `dgd dev logs POD` prints
+        # `kubectl logs`: the API server fetches the log from the kubelet's /containerLogs.
+        log_path = f"/api/v1/namespaces/{namespace}/pods/{worker['metadata']['name']}/log"
+        through_api = plane.rest.get(log_path, container="main")["raw"]
+        assert f"serving model '{model}'" in through_api
+        last = plane.rest.get(log_path, container="main", tailLines=1)["raw"]
+        log_file = access.pod_log_path(plane.state_dir, worker, None)
+        assert last.count("\n") == 1
+        assert last in log_file.read_text().splitlines(keepends=True)
 
         # A long stream, then the worker pod is deleted without grace (its processes killed).
         events: list[str] = []

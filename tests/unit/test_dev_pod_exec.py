@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dgd_operator.dev.kubelet import loopback_address
+from dgd_operator.dev.kubelet_api import tail_bytes
 from dgd_operator.dev.pod_exec import container_env, run_probe
 
 POD: dict[str, Any] = {
@@ -116,3 +117,13 @@ def test_probes_against_a_listening_socket(tmp_path: Path) -> None:
     assert not run_probe(unknown_name, container, "127.0.0.1", {}, tmp_path)
     assert run_probe({"exec": {"command": ["true"]}}, container, "127.0.0.1", {}, tmp_path)
     assert not run_probe({"exec": {"command": ["false"]}}, container, "127.0.0.1", {}, tmp_path)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [(None, b"a\nb\nc\n"), (2, b"b\nc\n"), (5, b"a\nb\nc\n"), (0, b"")],
+)
+def test_tail_bytes(lines: int | None, expected: bytes) -> None:
+    """`kubectl logs --tail N` keeps the last N lines (0: none, no tail: everything)."""
+    assert tail_bytes(b"a\nb\nc\n", lines) == expected

@@ -4,12 +4,12 @@ Pods executed by the fake kubelet run as local processes listening on their loop
 (:func:`~dgd_operator.dev.kubelet.loopback_address` of the pod IP); their output is in
 ``<state>/pods/<namespace>_<pod>_<uid8>/<container>.log``.
 
-``kubectl logs`` and ``kubectl port-forward`` go through the API server to the node's kubelet
-over TLS (``https://<node address>:10250/containerLogs/...``, ``/portForward/...`` with
-SPDY/WebSocket streams). Our nodes' addresses are not reachable and we serve no kubelet API, so
-these two commands answer the same questions locally instead: ``logs`` reads the files, and
-``port-forward`` proxies a local port to a ready endpoint of the Service (picked again for each
-connection, so it follows a replaced pod, unlike kubectl's, which stays on one pod).
+``kubectl logs`` works too: the kubelet serves ``/containerLogs`` (kubelet_api.py) and
+executing nodes advertise it. ``kubectl port-forward`` would need the kubelet's streaming API
+(SPDY/WebSocket upgrades relayed by the API server), so ``port-forward`` here proxies a local
+port to a ready endpoint of the Service itself, picked again for each connection (so it follows
+a replaced pod, unlike kubectl's, which stays on one pod). ``logs`` reads the files directly
+(no API server round trip; works while the API server is down).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from typing import Any
 
 from dgd_operator.dev import pod_commands
 from dgd_operator.dev.binaries import KUBE_VERSION
+from dgd_operator.dev.kubelet_api import KubeletApi
 from dgd_operator.dev.pod_exec import INHERITED_ENV, PodRunner, container_env
 from dgd_operator.dev.rest import STRATEGIC_MERGE_PATCH, ApiError, JsonDict, KubeRest
 
@@ -238,8 +239,12 @@ def node_manifest(plan: NodePlan) -> JsonDict:
     }
 
 
-def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
-    """The status that keeps ``plan``'s node Ready with its advertised capacity."""
+def node_status(
+    plan: NodePlan, previous: JsonDict | None = None, kubelet_port: int | None = None
+) -> JsonDict:
+    """The status that keeps ``plan``'s node Ready with its advertised capacity. With a
+    ``kubelet_port`` (a served kubelet API, see kubelet_api.py) the node's Hostname address is
+    127.0.0.1, so the API server reaches that port for `kubectl logs`."""
     now = _now()
     resources = {
         "cpu": plan.cpu,
@@ -274,9 +279,9 @@ def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
         ],
         "addresses": [
             {"type": "InternalIP", "address": plan.host_ip},
-            {"type": "Hostname", "address": plan.name},
+            {"type": "Hostname", "address": plan.name if kubelet_port is None else "127.0.0.1"},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port or 10250}},
         "nodeInfo": {
             "machineID": f"sim-{plan.index}",
             "systemUUID": f"sim-{plan.index}",
@@ -292,8 +297,11 @@ def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
     }
 
 
-def _node_healthy(node: JsonDict, plan: NodePlan) -> bool:
+def _node_healthy(node: JsonDict, plan: NodePlan, kubelet_port: int | None = None) -> bool:
     status = node.get("status", {})
+    served = (status.get("daemonEndpoints") or {}).get("kubeletEndpoint", {}).get("Port")
+    if kubelet_port is not None and served != kubelet_port:
+        return False
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
     )
@@ -396,6 +404,7 @@ class FakeKubelet:
         self._runners: dict[str, PodRunner | None] = {}  # uid -> runner (None: simulated)
         self._runners_lock = threading.Lock()
         self._exec_started = False
+        self._api: KubeletApi | None = None
         self.restart_ready_delay = restart_ready_delay
         self.crash_after = crash_after
         self.crash_backoff = crash_backoff
@@ -418,6 +427,7 @@ class FakeKubelet:
 
     def start(self) -> None:
         """Register the nodes, take a first inventory of pods and start the worker threads."""
+        self._ensure_api()
         self.ensure_nodes()
         self._relist(seed=True)
         for target, name in ((self._watch_loop, "watch"), (self._work_loop, "work")):
@@ -425,6 +435,21 @@ class FakeKubelet:
             thread.start()
             self._threads.append(thread)
         self._ensure_exec_thread()
+
+    def _ensure_api(self) -> None:
+        """Serve `kubectl logs` (kubelet_api.py) once some node executes pods."""
+        if self._api is None and any(plan.execute for plan in self.plans.values()):
+            self._api = KubeletApi(self._find_log, self._pod_exists)
+            self._api.start()
+
+    def _find_log(self, namespace: str, name: str, container: str) -> Path | None:
+        with self._cache_lock:
+            pod = self._cache.get((namespace, name))
+        return None if pod is None else self.pod_log(pod["metadata"]["uid"], container)
+
+    def _pod_exists(self, namespace: str, name: str) -> bool:
+        with self._cache_lock:
+            return (namespace, name) in self._cache
 
     def _ensure_exec_thread(self) -> None:
         """Start the thread that runs pod processes, once some node executes pods."""
@@ -448,6 +473,9 @@ class FakeKubelet:
             self._runners.clear()
         for runner in runners:
             runner.kill()
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
 
     def pod_log(self, uid: str, container: str) -> Path | None:
         """The log file of an executed container, or None if the pod is not executed here."""
@@ -475,8 +503,11 @@ class FakeKubelet:
                 if exc.status != 404:
                     raise
                 node = self.rest.post("/api/v1/nodes", node_manifest(plan))
-            if not _node_healthy(node, plan):
-                self.rest.patch(f"{path}/status", {"status": node_status(plan, node.get("status"))})
+            port = self._api.port if self._api is not None and plan.execute else None
+            if not _node_healthy(node, plan, port):
+                self.rest.patch(
+                    f"{path}/status", {"status": node_status(plan, node.get("status"), port)}
+                )
 
     def add_nodes(self, plans: Iterable[NodePlan]) -> None:
         """Serve more nodes from now on (created Ready at once); names must be new."""
@@ -490,6 +521,7 @@ class FakeKubelet:
             # The pool first: the watch thread treats a pod as ours once its node is in plans.
             self._pools[plan.name] = _IpPool(plan)
             self.plans[plan.name] = plan
+        self._ensure_api()
         self.ensure_nodes(fresh)
         if self._threads:
             self._ensure_exec_thread()

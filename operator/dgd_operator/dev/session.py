@@ -113,7 +113,7 @@ def _exec_text(plane: ControlPlane) -> str:
         return "  pods:        simulated (no process runs; started with --simulate-only)\n"
     return (
         "  pods:        known commands run as local processes (our runtime; Dynamo's with the\n"
-        "               mock engine); logs: dgd dev logs POD\n"
+        "               mock engine); logs: kubectl logs POD (or dgd dev logs POD)\n"
         f"  NATS:        {plane.nats_url}\n"
         "\n"
         "Run the operator against it (pods get NATS_SERVER from it):\n"
