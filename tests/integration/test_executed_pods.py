@@ -258,7 +258,8 @@ def test_graph_with_pvcs_becomes_ready(
     executing: ControlPlane, namespace: str, nats_url: str, repo_root: Path
 ) -> None:
     """The local provisioner binds the graph's PVCs to hostPath volumes in the state
-    directory, so the pods schedule and the graph becomes Ready."""
+    directory, so the pods schedule and the graph becomes Ready; restarting its worker's
+    container kills and reruns the process."""
     plane = executing
     kubelet = plane.kubelet
     assert kubelet is not None
@@ -282,6 +283,12 @@ def test_graph_with_pvcs_becomes_ready(
         with running_operator(namespace, nats_address=nats_url):
             name = _deploy(plane, graph)
             wait_for(lambda: _ready(plane, namespace, name), READY_TIMEOUT, 0.5, "the DGD Ready")
+            # dgd.dev/restart on an executed pod kills its process; the restart policy runs it
+            # again (restartCount + 1, lastState terminated by SIGKILL).
+            worker = _pods(plane, namespace, "worker")[0]
+            restarted = plane.restart_container(namespace, worker["metadata"]["name"], "main")
+            last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]
+            assert last["exitCode"] == 137
         claim = plane.rest.get(
             f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/with-pvc-cache"
         )

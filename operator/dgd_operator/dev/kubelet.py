@@ -724,6 +724,11 @@ class FakeKubelet:
             return
         runner = self._runner_for(pod) if not simulate else None
         if runner is not None:
+            token = annotations.get(RESTART_ANNOTATION)
+            if token and self._restarts_handled.get(uid) != token:
+                self._restarts_handled[uid] = token
+                if status.get("startTime"):  # a token present at creation asks nothing
+                    runner.restart(annotations.get(RESTART_CONTAINER_ANNOTATION))
             self._sync_executed(pod, runner)
             return
         if phase == "Pending" or not status.get("startTime"):

@@ -397,6 +397,14 @@ class PodRunner:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(c.proc.pid, sig)
 
+    def restart(self, only: str | None = None) -> None:
+        """Kill the processes of every container (or only ``only``); the restart policy
+        brings them back (what ``dgd.dev/restart`` asks of an executed pod)."""
+        with self._lock:
+            for c in self.containers:
+                if only is None or c.name == only:
+                    self._signal(c, signal.SIGKILL)
+
     # -- ending ---------------------------------------------------------------------------------
 
     def terminate(self) -> None:
