@@ -91,6 +91,17 @@ FRONTEND = "dgd_runtime.frontend"
             [],
             LocalCommand(FRONTEND, ("--http-port", "8000", "--http-host", IP)),
         ),
+        (
+            ["python3", "-m", "dynamo.vllm"],
+            ["--model", "m", "--nnodes", "2", "--node-rank", "0", "--master-addr", "x"],
+            LocalCommand(
+                WORKER,
+                ("--engine", "mock", "--model-path", MODEL, "--model-name", "m",
+                 "--system-host", IP),
+            ),
+        ),
+        (["python3", "-m", "dynamo.vllm"], ["--model", "m", "--node-rank", "1", "--headless"], None),
+        (["sh", "-c", "exec python3 -m dynamo.sglang --model-path m --node-rank $((I + 1))"], [], None),
         (["python3", "-m", "dynamo.planner"], [], None),
         (["python3", "-m", "http.server"], [], None),
         (["sleep", "infinity"], [], None),

@@ -9,7 +9,8 @@ Known:
   dgd_runtime.frontend``, run as they are;
 * NVIDIA Dynamo's ``python3 -m dynamo.frontend`` -> our frontend, and ``dynamo.vllm``,
   ``dynamo.sglang``, ``dynamo.trtllm``, ``dynamo.mocker`` -> our worker with the mock engine and
-  the local tiny model, served under the model name the recipe asked for;
+  the local tiny model, served under the model name the recipe asked for (a multinode
+  engine's leader only: ``--headless`` or ``--node-rank`` other than 0 is not run);
 * either of them as the ``python -m`` step of an ``sh -c`` / ``bash -c`` script.
 
 Every process binds the pod's own loopback address (``--http-host`` / ``--system-host``),
@@ -166,6 +167,14 @@ def _dynamo_worker_args(args: Sequence[str], model_dir: str) -> list[str]:
     return out
 
 
+def _non_leader(args: Sequence[str]) -> bool:
+    """A multinode engine's non-leader node (``--headless``, or ``--node-rank`` other than 0):
+    it serves nothing of its own (the leader's process does the work here), so it is left
+    simulated rather than run as a second worker."""
+    rank = _value_after(args, ("--node-rank",))
+    return "--headless" in args or (rank is not None and rank != "0")
+
+
 def translate(
     command: Sequence[str], args: Sequence[str], *, pod_ip: str, model_dir: str
 ) -> LocalCommand | None:
@@ -185,6 +194,8 @@ def translate(
                 kept += [name, value]
         return LocalCommand(FRONTEND_MODULE, _with_host(kept, "--http-host", pod_ip))
     if module in DYNAMO_ENGINE_MODULES:
+        if _non_leader(rest):
+            return None
         worker = _dynamo_worker_args(rest, model_dir)
         return LocalCommand(WORKER_MODULE, _with_host(worker, "--system-host", pod_ip))
     return None

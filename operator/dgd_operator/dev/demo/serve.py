@@ -160,6 +160,14 @@ def decode_worker(pods: list[JsonDict]) -> JsonDict | None:
     return None
 
 
+def _controller(pod: JsonDict) -> tuple[str, str]:
+    """(kind, uid) of the pod's controlling owner, e.g. its ReplicaSet or StatefulSet."""
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("kind", "")), str(ref.get("uid", ""))
+    return "", ""
+
+
 def _wait_url(rest: KubeRest, graph: Graph, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -191,11 +199,10 @@ def serve_and_disrupt(rest: KubeRest, graph: Graph, timeout: float = 120.0) -> N
         return
     name = victim["metadata"]["name"]
     owner = (victim["metadata"].get("labels") or {}).get(COMPONENT_LABEL, "?")
-    before = {
-        p["metadata"]["name"]
-        for p in _pods(rest, graph)
-        if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == owner
-    }
+    controller = _controller(victim)
+    # A ReplicaSet's pods are the Deployment's; a StatefulSet recreates the same pod name.
+    workload = "Deployment" if controller[0] == "ReplicaSet" else controller[0] or "controller"
+    before = {p["metadata"]["uid"] for p in _pods(rest, graph)}
     say(f"Deleting decode worker pod {name} (component {owner}) ...")
     began = time.monotonic()
     rest.delete(f"/api/v1/namespaces/{graph.namespace}/pods/{name}", {"gracePeriodSeconds": 0})
@@ -214,14 +221,12 @@ def serve_and_disrupt(rest: KubeRest, graph: Graph, timeout: float = 120.0) -> N
         fresh = [
             p
             for p in _pods(rest, graph)
-            if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == owner
-            and p["metadata"]["name"] not in before
-            and _is_ready(p)
+            if _controller(p) == controller and p["metadata"]["uid"] not in before and _is_ready(p)
         ]
         if fresh and not replacement:
             replacement = fresh[0]["metadata"]["name"]
             say(
-                f"  the Deployment replaced it: {replacement} is Ready "
+                f"  the {workload} replaced it: {replacement} is Ready "
                 f"{time.monotonic() - began:.1f}s after the delete"
             )
         if replacement and served is not None:
