@@ -52,38 +52,26 @@ def test_all_examples_present() -> None:
 
 def test_every_own_graph_has_a_golden() -> None:
     """No stale golden: each file in golden/graphs/ belongs to one of our graphs."""
-    assert sorted(p.name for p in OWN_GOLDEN_DIR.glob("*.yaml")) == sorted(
-        p.name for p in graph_paths()
-    )
+    assert sorted(p.name for p in OWN_GOLDEN_DIR.glob("*.yaml")) == sorted(p.name for p in graph_paths())
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_golden(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rendered = render(example, capsys)
-    golden = (
-        GOLDEN_DIR if example.is_relative_to(peer_corpus.CORPUS_ROOT) else OWN_GOLDEN_DIR
-    ) / example.name
+    golden = (GOLDEN_DIR if example.is_relative_to(peer_corpus.CORPUS_ROOT) else OWN_GOLDEN_DIR) / example.name
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(rendered, encoding="utf-8")
     assert golden.exists(), f"missing {golden}; run with UPDATE_GOLDEN=1"
-    assert rendered == golden.read_text(encoding="utf-8"), (
-        f"{example.name} changed; review and UPDATE_GOLDEN=1"
-    )
+    assert rendered == golden.read_text(encoding="utf-8"), f"{example.name} changed; review and UPDATE_GOLDEN=1"
 
 
 def core_objects(text: str) -> list[dict[str, Any]]:
-    return [
-        d
-        for d in yaml.safe_load_all(text)
-        if d and not str(d["apiVersion"]).startswith(CUSTOM_GROUPS)
-    ]
+    return [d for d in yaml.safe_load_all(text) if d and not str(d["apiVersion"]).startswith(CUSTOM_GROUPS)]
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_rendered_objects_pass_strict_kubernetes_schema(
-    example: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_rendered_objects_pass_strict_kubernetes_schema(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import kubernetes_validate
 
     objects = core_objects(render(example, capsys))
@@ -92,9 +80,7 @@ def test_rendered_objects_pass_strict_kubernetes_schema(
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(
-                f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}"
-            )
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
 def test_strict_schema_check_catches_unknown_fields() -> None:

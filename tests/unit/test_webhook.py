@@ -126,9 +126,7 @@ def test_restart_is_refused_at_create_but_allowed_on_update() -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
-    [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())],
-    ids=lambda p: p.stem,
+    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
 )
 def test_every_graph_and_dynamo_example_is_admitted_on_create_and_update(path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
