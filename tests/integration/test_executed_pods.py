@@ -56,11 +56,18 @@ def executing(
     pool_nodes(1, execute=True)
     yield control_plane
     rest = control_plane.rest
-    rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0})
-    pod_dirs = list((control_plane.state_dir / "pods").glob(f"{namespace}_*"))
+    # The workloads first, so no replacement pod starts while the pods go away.
+    for plural in ("deployments", "statefulsets"):
+        rest.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/{plural}")
     wait_for(
-        lambda: not _alive_pids(pod_dirs),
-        timeout=30,
+        lambda: not rest.get(f"/apis/apps/v1/namespaces/{namespace}/replicasets")["items"],
+        timeout=60,
+        description="the ReplicaSets to be collected",
+    )
+    rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0})
+    wait_for(
+        lambda: not _alive_pids(list((control_plane.state_dir / "pods").glob(f"{namespace}_*"))),
+        timeout=60,
         description=f"the pod processes of {namespace} to exit",
     )
 
