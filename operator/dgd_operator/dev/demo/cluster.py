@@ -68,6 +68,7 @@ def acquire_cluster(state_dir: Path, *, reuse_dev: bool) -> Cluster:
         nodes=DEMO_NODES,
         gpus_per_node=DEMO_GPUS_PER_NODE,
         kubelet="process",
+        execute_pods=True,
     )
     began = time.monotonic()
     say(

@@ -17,6 +17,7 @@ from dgd_operator.dev.demo.cluster import Cluster, acquire_cluster, ensure_names
 from dgd_operator.dev.demo.graph import DemoError, Graph, display_path, load_graph, say
 from dgd_operator.dev.demo.options import short_path
 from dgd_operator.dev.demo.report import explore_lines, report
+from dgd_operator.dev.demo.serve import serve_and_disrupt
 from dgd_operator.dev.demo.watch import apply_dgd, wait_ready
 from dgd_operator.dev.operator_process import (
     OPERATOR,
@@ -104,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
             with _timer() as op_elapsed:
                 operator = start_operator(
                     cluster.plane.kubeconfig,
-                    OperatorSettings(watch_namespaces=(graph.namespace,)),
+                    OperatorSettings(
+                        watch_namespaces=(graph.namespace,),
+                        nats_address=cluster.plane.nats_url or None,
+                    ),
                     run_dir=state_dir / "run",
                     log_dir=state_dir / "logs",
                 )
@@ -124,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
             for line in report(cluster.rest, graph, obj):
                 say(line)
             say()
+            if cluster.plane.execute_pods:
+                serve_and_disrupt(cluster.rest, graph, args.timeout)
+                say()
+            else:
+                say("The cluster simulates its pods (started without executing them): no requests.")
             ok = True
             if args.keep:
                 kept = True
