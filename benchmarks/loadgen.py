@@ -28,8 +28,24 @@ import orjson
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Common English words: one BPE token each (with the leading space) in GPT-2-style
 # vocabularies, so --isl-words 96 gives ~110 prompt tokens after the chat template.
-WORDS = ("the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on",
-         "be", "by", "at")
+WORDS = (
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "by",
+    "at",
+)
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -84,11 +100,18 @@ async def _connect(host: str, port: int) -> _Stream:
     return _Stream(reader, writer)
 
 
-async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_alive: bool,
-                       ) -> RequestResult:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n").encode()
+async def _one_request(
+    conn: _Stream,
+    host: str,
+    path: str,
+    body: bytes,
+    keep_alive: bool,
+) -> RequestResult:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    ).encode()
     t0 = time.perf_counter()
     conn.writer.write(head + body)
     reader = conn.reader
@@ -124,7 +147,7 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
             end = buf.find(b"\n\n")
             if end == -1:
                 break
-            event, buf = buf[:end], buf[end + 2:]
+            event, buf = buf[:end], buf[end + 2 :]
             if event.startswith(b"data: [DONE]"):
                 done = True
                 break
@@ -140,7 +163,9 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
                 continue
             # Non-empty content: `"content":"` followed by something other than the closing quote.
             pos = event.find(b'"content":"')
-            if (pos != -1 and event[pos + 11:pos + 12] != b'"') or (b'"text":"' in event and b'"text":""' not in event):
+            if (pos != -1 and event[pos + 11 : pos + 12] != b'"') or (
+                b'"text":"' in event and b'"text":""' not in event
+            ):
                 if not t_first:
                     t_first = now
                 t_last = now
@@ -157,9 +182,16 @@ async def _one_request(conn: _Stream, host: str, path: str, body: bytes, keep_al
     if error or not done:
         return RequestResult(False, error=error or "stream ended without [DONE]")
     itl = (t_last - t_first) / (tokens - 1) if tokens > 1 else 0.0
-    return RequestResult(True, ttft=t_first - t0 if t_first else e2e, e2e=e2e, itl=itl,
-                         tokens=tokens, chunks=chunks, prompt_tokens=prompt_tokens,
-                         cached_tokens=cached_tokens)
+    return RequestResult(
+        True,
+        ttft=t_first - t0 if t_first else e2e,
+        e2e=e2e,
+        itl=itl,
+        tokens=tokens,
+        chunks=chunks,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=cached_tokens,
+    )
 
 
 @dataclass
@@ -190,9 +222,18 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_level(url: str, model: str, concurrency: int, total: int, osl: int,
-                    isl_words: int, new_conn: bool, pids: dict[str, int], warmup: int = 16,
-                    index_base: int = 0) -> LevelResult:
+async def run_level(
+    url: str,
+    model: str,
+    concurrency: int,
+    total: int,
+    osl: int,
+    isl_words: int,
+    new_conn: bool,
+    pids: dict[str, int],
+    warmup: int = 16,
+    index_base: int = 0,
+) -> LevelResult:
     """Run one closed-loop level: `total` requests with `concurrency` in flight."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -203,12 +244,16 @@ async def run_level(url: str, model: str, concurrency: int, total: int, osl: int
 
     def body() -> bytes:
         counter[0] += 1
-        return orjson.dumps({
-            "model": model,
-            "messages": [{"role": "user", "content": make_prompt(counter[0], isl_words)}],
-            "max_tokens": osl, "stream": True, "stream_options": {"include_usage": True},
-            "ignore_eos": True,
-        })
+        return orjson.dumps(
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": make_prompt(counter[0], isl_words)}],
+                "max_tokens": osl,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "ignore_eos": True,
+            }
+        )
 
     async def worker(n_requests: list[int], results: list[RequestResult]) -> None:
         conn: _Stream | None = None
@@ -230,8 +275,12 @@ async def run_level(url: str, model: str, concurrency: int, total: int, osl: int
                 conn.close()
 
     warm: list[RequestResult] = []
-    await asyncio.gather(*(worker([warmup // min(concurrency, warmup) or 1], warm)
-                           for _ in range(min(concurrency, warmup))))
+    await asyncio.gather(
+        *(
+            worker([warmup // min(concurrency, warmup) or 1], warm)
+            for _ in range(min(concurrency, warmup))
+        )
+    )
     results: list[RequestResult] = []
     remaining = [total]
     pids = {**pids, "client": os.getpid()}
@@ -246,8 +295,12 @@ async def run_level(url: str, model: str, concurrency: int, total: int, osl: int
     errors = [r for r in results if not r.ok]
     n = max(len(ok), 1)
     return LevelResult(
-        concurrency=concurrency, requests=len(ok), errors=len(errors), wall_s=wall,
-        req_s=len(ok) / wall, out_tok_s=sum(r.tokens for r in ok) / wall,
+        concurrency=concurrency,
+        requests=len(ok),
+        errors=len(errors),
+        wall_s=wall,
+        req_s=len(ok) / wall,
+        out_tok_s=sum(r.tokens for r in ok) / wall,
         ttft_p50_ms=_pct([r.ttft for r in ok], 0.5) * 1e3,
         ttft_p99_ms=_pct([r.ttft for r in ok], 0.99) * 1e3,
         itl_mean_ms=(statistics.fmean([r.itl for r in ok]) if ok else 0.0) * 1e3,
@@ -295,14 +348,16 @@ def main() -> int:
         out = []
         for c in (int(x) for x in args.concurrency.split(",")):
             total = max(args.min_requests, c * args.requests_per_worker)
-            res = await run_level(args.url, model, c, total, args.osl, args.isl_words,
-                                  args.new_conn, pids)
+            res = await run_level(
+                args.url, model, c, total, args.osl, args.isl_words, args.new_conn, pids
+            )
             print(orjson.dumps(asdict(res)).decode(), flush=True)
             out.append(res)
         return out
 
     try:
         import uvloop
+
         results = uvloop.run(run())
     except ImportError:
         results = asyncio.run(run())

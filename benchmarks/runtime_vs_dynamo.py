@@ -99,8 +99,9 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Proc
     """Start `cmd` with output to workdir/<name>.log."""
     log = workdir / f"{name}.log"
     fh = open(log, "wb")  # noqa: SIM115 - handed to the child
-    popen = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+    popen = subprocess.Popen(
+        cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     fh.close()
     return Proc(name, popen, log)
 
@@ -135,8 +136,10 @@ def wait_ready(system: System, check: Any, timeout: float = 180.0) -> None:
     while time.monotonic() < deadline:
         for p in system.procs:
             if p.popen.poll() is not None:
-                raise RuntimeError(f"{system.label}: {p.name} exited {p.popen.returncode}; "
-                                   f"log tail:\n{p.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"{system.label}: {p.name} exited {p.popen.returncode}; "
+                    f"log tail:\n{p.log.read_text(errors='replace')[-3000:]}"
+                )
         if check(system):
             return
         time.sleep(0.3)
@@ -154,16 +157,48 @@ def start_ours(speedup: float, workdir: Path) -> System:
     assert nats.proc is not None
     procs = [Proc("nats", nats.proc, Path(nats.log_path))]
     port = free_port()
-    env = {**os.environ, "NATS_SERVER": nats.url, "DYN_NAMESPACE": "bench",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")])}
+    env = {
+        **os.environ,
+        "NATS_SERVER": nats.url,
+        "DYN_NAMESPACE": "bench",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")]),
+    }
     env.pop("DYN_SYSTEM_PORT", None)
     try:
-        procs.append(spawn("worker", [sys.executable, "-m", "dgd_runtime.worker",
-                                      "--model-path", str(MODEL_DIR), "--model-name", MODEL_NAME,
-                                      "--engine", "mock", "--speedup-ratio", str(speedup)],
-                           env, workdir))
-        fe = spawn("frontend", [sys.executable, "-m", "dgd_runtime.frontend",
-                                "--http-host", "127.0.0.1", "--http-port", str(port)], env, workdir)
+        procs.append(
+            spawn(
+                "worker",
+                [
+                    sys.executable,
+                    "-m",
+                    "dgd_runtime.worker",
+                    "--model-path",
+                    str(MODEL_DIR),
+                    "--model-name",
+                    MODEL_NAME,
+                    "--engine",
+                    "mock",
+                    "--speedup-ratio",
+                    str(speedup),
+                ],
+                env,
+                workdir,
+            )
+        )
+        fe = spawn(
+            "frontend",
+            [
+                sys.executable,
+                "-m",
+                "dgd_runtime.frontend",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+            ],
+            env,
+            workdir,
+        )
         procs.append(fe)
         system = System("ours", f"http://127.0.0.1:{port}", fe.pid, procs)
         wait_ready(system, lambda s: MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1])
@@ -191,15 +226,24 @@ def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
     (workdir / "kv").mkdir(parents=True, exist_ok=True)
     xsub, xpub, http_port, sys_port = free_port(), free_port(), free_port(), free_low_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DYN_SYSTEM_PORT")}
-    env.update({
-        "HOME": str(home), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1", "DYN_LOG": "warn",
-        "DYN_DISCOVERY_BACKEND": "file", "DYN_FILE_KV": str(workdir / "kv"),
-        "DYN_REQUEST_PLANE": plane, "DYN_EVENT_PLANE": "zmq",
-        "DYN_TCP_RPC_HOST": "127.0.0.1", "DYN_SYSTEM_HOST": "127.0.0.1",
-        "DYN_EVENT_PLANE_HOST": "127.0.0.1", "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-        "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub} , xpub=tcp://127.0.0.1:{xpub}",
-    })
+    env.update(
+        {
+            "HOME": str(home),
+            "HF_HOME": str(home / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "DYN_LOG": "warn",
+            "DYN_DISCOVERY_BACKEND": "file",
+            "DYN_FILE_KV": str(workdir / "kv"),
+            "DYN_REQUEST_PLANE": plane,
+            "DYN_EVENT_PLANE": "zmq",
+            "DYN_TCP_RPC_HOST": "127.0.0.1",
+            "DYN_SYSTEM_HOST": "127.0.0.1",
+            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
+            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
+            "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub} , xpub=tcp://127.0.0.1:{xpub}",
+        }
+    )
     procs: list[Proc] = []
     try:
         if plane == "nats":
@@ -211,16 +255,49 @@ def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
             assert nats.proc is not None
             procs.append(Proc("nats", nats.proc, Path(nats.log_path)))
             env["NATS_SERVER"] = nats.url
-        procs.append(spawn("zmqbroker", [str(python), str(PEER / "zmq_broker.py"), str(xsub),
-                                         str(xpub)], env, workdir))
+        procs.append(
+            spawn(
+                "zmqbroker",
+                [str(python), str(PEER / "zmq_broker.py"), str(xsub), str(xpub)],
+                env,
+                workdir,
+            )
+        )
         time.sleep(0.5)
-        procs.append(spawn("mocker", [str(python), "-m", "dynamo.mocker", "--model-path",
-                                      str(MODEL_DIR), "--model-name", MODEL_NAME,
-                                      "--speedup-ratio", str(speedup)],
-                           {**env, "DYN_SYSTEM_PORT": str(sys_port)}, workdir))
-        fe = spawn("frontend", [str(python), "-m", "dynamo.frontend", "--http-host", "127.0.0.1",
-                                "--http-port", str(http_port), "--router-mode", "round-robin"],
-                   env, workdir)
+        procs.append(
+            spawn(
+                "mocker",
+                [
+                    str(python),
+                    "-m",
+                    "dynamo.mocker",
+                    "--model-path",
+                    str(MODEL_DIR),
+                    "--model-name",
+                    MODEL_NAME,
+                    "--speedup-ratio",
+                    str(speedup),
+                ],
+                {**env, "DYN_SYSTEM_PORT": str(sys_port)},
+                workdir,
+            )
+        )
+        fe = spawn(
+            "frontend",
+            [
+                str(python),
+                "-m",
+                "dynamo.frontend",
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                str(http_port),
+                "--router-mode",
+                "round-robin",
+            ],
+            env,
+            workdir,
+        )
         procs.append(fe)
         system = System("dynamo", f"http://127.0.0.1:{http_port}", fe.pid, procs)
 
@@ -230,7 +307,8 @@ def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
                 return False
             instances = orjson.loads(body).get("instances", [])
             return any(i.get("endpoint") == "generate" for i in instances) and (
-                MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1])
+                MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1]
+            )
 
         wait_ready(system, ready)
         return system
@@ -251,11 +329,21 @@ class Setting:
     result: dict[str, Any]
 
 
-def measure(system: System, speedup: float, concurrencies: list[int], modes: list[str],
-            osl: int, isl_words: int, per_worker: int, min_requests: int) -> Iterator[Setting]:
+def measure(
+    system: System,
+    speedup: float,
+    concurrencies: list[int],
+    modes: list[str],
+    osl: int,
+    isl_words: int,
+    per_worker: int,
+    min_requests: int,
+) -> Iterator[Setting]:
     """Run every (mode, concurrency) level against a running system."""
-    pids = {"frontend": system.frontend_pid, **{p.name: p.pid for p in system.procs
-                                                 if p.name != "frontend"}}
+    pids = {
+        "frontend": system.frontend_pid,
+        **{p.name: p.pid for p in system.procs if p.name != "frontend"},
+    }
 
     async def go() -> list[tuple[str, LevelResult]]:
         model = await discover_model(system.url)
@@ -263,13 +351,15 @@ def measure(system: System, speedup: float, concurrencies: list[int], modes: lis
         for mode in modes:
             for c in concurrencies:
                 total = max(min_requests, c * per_worker)
-                res = await run_level(system.url, model, c, total, osl, isl_words,
-                                      mode == "newconn", pids)
+                res = await run_level(
+                    system.url, model, c, total, osl, isl_words, mode == "newconn", pids
+                )
                 out.append((mode, res))
         return out
 
     try:
         import uvloop
+
         levels = uvloop.run(go())
     except ImportError:
         levels = asyncio.run(go())
@@ -292,16 +382,20 @@ def server_cpu_ms(r: dict[str, Any]) -> float:
 def fmt_row(s: Setting) -> str:
     """One table row."""
     r = s.result
-    return (f"{s.system:7s} s{s.speedup:<5g} {s.client_mode:9s} c={s.concurrency:<3d} "
-            f"{r['req_s']:8.1f} {r['out_tok_s']:9.0f} {r['ttft_p50_ms']:8.2f} "
-            f"{r['ttft_p99_ms']:8.2f} {r['itl_mean_ms']:7.3f} "
-            f"{r['cpu_ms_per_req'].get('frontend', 0):8.2f} {server_cpu_ms(r):7.2f} "
-            f"{r['content_chunks_per_req']:6.1f} {r['machine_busy_pct']:5.0f}% "
-            f"{foreign_pct(r):5.0f}% {r['errors']:4d}")
+    return (
+        f"{s.system:7s} s{s.speedup:<5g} {s.client_mode:9s} c={s.concurrency:<3d} "
+        f"{r['req_s']:8.1f} {r['out_tok_s']:9.0f} {r['ttft_p50_ms']:8.2f} "
+        f"{r['ttft_p99_ms']:8.2f} {r['itl_mean_ms']:7.3f} "
+        f"{r['cpu_ms_per_req'].get('frontend', 0):8.2f} {server_cpu_ms(r):7.2f} "
+        f"{r['content_chunks_per_req']:6.1f} {r['machine_busy_pct']:5.0f}% "
+        f"{foreign_pct(r):5.0f}% {r['errors']:4d}"
+    )
 
 
-HEADER = ("system  speed  client    conc       req/s     tok/s  TTFT p50 TTFT p99  ITL ms "
-          "FE ms/req srv ms chunks  busy foreign err")
+HEADER = (
+    "system  speed  client    conc       req/s     tok/s  TTFT p50 TTFT p99  ITL ms "
+    "FE ms/req srv ms chunks  busy foreign err"
+)
 
 
 def median_settings(settings: list[Setting]) -> list[Setting]:
@@ -316,17 +410,29 @@ def median_settings(settings: list[Setting]) -> list[Setting]:
     return out
 
 
-def run_system(name: str, speedup: float, args: argparse.Namespace, concurrencies: list[int],
-               modes: list[str]) -> list[Setting]:
+def run_system(
+    name: str, speedup: float, args: argparse.Namespace, concurrencies: list[int], modes: list[str]
+) -> list[Setting]:
     """Start one system, measure every level, stop it."""
     out: list[Setting] = []
     with tempfile.TemporaryDirectory(prefix=f"dgd-bench-{name}-") as tmp:
         workdir = Path(tmp)
-        system = (start_ours(speedup, workdir) if name == "ours"
-                  else start_dynamo(speedup, workdir, args.dynamo_plane))
+        system = (
+            start_ours(speedup, workdir)
+            if name == "ours"
+            else start_dynamo(speedup, workdir, args.dynamo_plane)
+        )
         try:
-            for s in measure(system, speedup, concurrencies, modes, args.osl, args.isl_words,
-                             args.requests_per_worker, args.min_requests):
+            for s in measure(
+                system,
+                speedup,
+                concurrencies,
+                modes,
+                args.osl,
+                args.isl_words,
+                args.requests_per_worker,
+                args.min_requests,
+            ):
                 out.append(s)
                 print(fmt_row(s), flush=True)
         finally:
@@ -336,29 +442,36 @@ def run_system(name: str, speedup: float, args: argparse.Namespace, concurrencie
 
 def main() -> int:
     """CLI entry point."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="concurrency 64, speedup 1000 only")
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--concurrency", default=None, help="default 1,8,64 (quick: 64)")
     ap.add_argument("--speedups", default=None, help="default 10,1000 (quick: 1000)")
-    ap.add_argument("--client-modes", default=None,
-                    help="newconn,keepalive (default: both; quick: newconn)")
+    ap.add_argument(
+        "--client-modes", default=None, help="newconn,keepalive (default: both; quick: newconn)"
+    )
     ap.add_argument("--systems", default="ours,dynamo")
     ap.add_argument("--dynamo-plane", default="tcp", choices=("tcp", "nats"))
     ap.add_argument("--osl", type=int, default=128)
     ap.add_argument("--isl-words", type=int, default=96)
     ap.add_argument("--requests-per-worker", type=int, default=32)
     ap.add_argument("--min-requests", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=None,
-                    help="repetitions, systems interleaved; the median is reported "
-                         "(default 3)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions, systems interleaved; the median is reported (default 3)",
+    )
     args = ap.parse_args()
     repeat = args.repeat or 3
-    concurrencies = [int(c) for c in (args.concurrency or ("64" if args.quick else "1,8,64"))
-                     .split(",")]
-    speedups = [float(s) for s in (args.speedups or ("1000" if args.quick else "10,1000"))
-                .split(",")]
+    concurrencies = [
+        int(c) for c in (args.concurrency or ("64" if args.quick else "1,8,64")).split(",")
+    ]
+    speedups = [
+        float(s) for s in (args.speedups or ("1000" if args.quick else "10,1000")).split(",")
+    ]
     modes = (args.client_modes or ("newconn" if args.quick else "newconn,keepalive")).split(",")
     systems = args.systems.split(",")
     if "dynamo" in systems or not (MODEL_DIR / "tokenizer.json").exists():
@@ -382,8 +495,17 @@ def main() -> int:
     for s in settings:
         if s.system != "ours":
             continue
-        peer = next((d for d in settings if d.system == "dynamo" and d.speedup == s.speedup
-                     and d.client_mode == s.client_mode and d.concurrency == s.concurrency), None)
+        peer = next(
+            (
+                d
+                for d in settings
+                if d.system == "dynamo"
+                and d.speedup == s.speedup
+                and d.client_mode == s.client_mode
+                and d.concurrency == s.concurrency
+            ),
+            None,
+        )
         if peer is None or not peer.result["req_s"]:
             continue
         key = f"s{s.speedup:g}_{s.client_mode}_c{s.concurrency}"
@@ -396,14 +518,21 @@ def main() -> int:
         # less sensitive to other load on the machine than req/s.
         srv = server_cpu_ms(s.result) / (server_cpu_ms(peer.result) or 1.0)
         ratios[f"server_cpu_ms_{key}"] = srv
-        print(f"  {key:28s} req/s x{rq:5.2f}   frontend CPU-ms/req x{cpu:5.2f}   "
-              f"all-server CPU-ms/req x{srv:5.2f}")
+        print(
+            f"  {key:28s} req/s x{rq:5.2f}   frontend CPU-ms/req x{cpu:5.2f}   "
+            f"all-server CPU-ms/req x{srv:5.2f}"
+        )
     c64 = [v for k, v in ratios.items() if k.startswith("req_s_") and k.endswith("_c64")]
     out = {
-        "model_dir": str(MODEL_DIR), "model": MODEL_NAME, "osl": args.osl,
-        "isl_words": args.isl_words, "dynamo_plane": args.dynamo_plane,
-        "repeat": repeat, "settings": [asdict(s) for s in settings],
-        "all_runs": [asdict(s) for s in all_runs], "ratios": ratios,
+        "model_dir": str(MODEL_DIR),
+        "model": MODEL_NAME,
+        "osl": args.osl,
+        "isl_words": args.isl_words,
+        "dynamo_plane": args.dynamo_plane,
+        "repeat": repeat,
+        "settings": [asdict(s) for s in settings],
+        "all_runs": [asdict(s) for s in all_runs],
+        "ratios": ratios,
         "ratio_req_s_c64": min(c64) if c64 else None,
     }
     if args.json:

@@ -48,12 +48,18 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
         text=True,
     )
     try:
-        wait_for(lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz"), timeout=30,
-                 description="liveness endpoint")
+        wait_for(
+            lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz"),
+            timeout=30,
+            description="liveness endpoint",
+        )
         doc = load_graph("trtllm-agg")
         control_plane.rest.post(dgd_path(namespace), doc)
-        wait_for(lambda: settled(control_plane.rest, namespace, doc["metadata"]["name"]), timeout=60,
-                 description="DGD successful")
+        wait_for(
+            lambda: settled(control_plane.rest, namespace, doc["metadata"]["name"]),
+            timeout=60,
+            description="DGD successful",
+        )
         exposition = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert 'dgd_operator_api_requests_total{resource="deployments",verb="apply"}' in exposition
         assert "dgd_operator_reconcile_duration_seconds_count" in exposition
@@ -64,7 +70,9 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
             f'dgd_operator_graph_ready{{name="{name}",namespace="{namespace}",'
             'state="successful"} 1.0'
         ) in exposition
-        assert f'dgd_operator_graphs{{namespace="{namespace}",state="successful"}} 1.0' in exposition
+        assert (
+            f'dgd_operator_graphs{{namespace="{namespace}",state="successful"}} 1.0' in exposition
+        )
         assert 'dgd_operator_reconciles_total{result="success"}' in exposition
         assert "dgd_operator_build_info{" in exposition
         assert "process_resident_memory_bytes " in exposition

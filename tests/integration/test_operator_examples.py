@@ -40,7 +40,9 @@ def _single_node_examples(paths: list[Path]) -> dict[str, dict[str, Any]]:
 def test_examples(control_plane: ControlPlane, namespace: str, corpus: str) -> None:
     """All examples are applied at once and each reports successful with per-service counts."""
     rest = control_plane.rest
-    examples = _single_node_examples(graph_paths() if corpus == "own" else peer_corpus.v1alpha1_example_paths())
+    examples = _single_node_examples(
+        graph_paths() if corpus == "own" else peer_corpus.v1alpha1_example_paths()
+    )
     assert len(examples) >= 12, sorted(examples)
     with running_operator(namespace):
         for doc in examples.values():
@@ -49,7 +51,11 @@ def test_examples(control_plane: ControlPlane, namespace: str, corpus: str) -> N
         def pending() -> list[str]:
             items = rest.get(dgd_path(namespace))["items"]
             states = {o["metadata"]["name"]: (o.get("status") or {}).get("state") for o in items}
-            failed = {o["metadata"]["name"]: o["status"]["conditions"] for o in items if states[o["metadata"]["name"]] == "failed"}
+            failed = {
+                o["metadata"]["name"]: o["status"]["conditions"]
+                for o in items
+                if states[o["metadata"]["name"]] == "failed"
+            }
             if failed:
                 pytest.fail(f"examples failed: {failed}")
             return sorted(f"{n}={states.get(n)}" for n in examples if states.get(n) != "successful")
@@ -61,7 +67,9 @@ def test_examples(control_plane: ControlPlane, namespace: str, corpus: str) -> N
 
         last_pending: list[str] = []
         try:
-            wait_for(all_successful, timeout=150, interval=1, description="every example successful")
+            wait_for(
+                all_successful, timeout=150, interval=1, description="every example successful"
+            )
         except AssertionError as exc:
             details = {
                 name: (rest.get(dgd_path(namespace, name)).get("status") or {}).get("conditions")
@@ -76,7 +84,10 @@ def test_examples(control_plane: ControlPlane, namespace: str, corpus: str) -> N
             for service, counts in status["services"].items():
                 wanted = doc["spec"]["services"][service].get("replicas", 1)
                 assert counts["componentKind"] == "Deployment"
-                assert counts["readyReplicas"] == counts["availableReplicas"] == wanted, (name, service)
+                assert counts["readyReplicas"] == counts["availableReplicas"] == wanted, (
+                    name,
+                    service,
+                )
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             assert (ready["status"], ready["reason"]) == ("True", "all_resources_are_ready")
             # Readiness is the Ready condition's transition, not an Event.

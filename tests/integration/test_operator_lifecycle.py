@@ -64,9 +64,17 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
         # 1. Spec edit: a new env var rolls the decode Deployment.
         rest.patch(
             dgd_path(namespace, name),
-            {"spec": {"services": {"VllmDecodeWorker": {"envs": [{"name": "DGD_TEST_EDIT", "value": "1"}]}}}},
+            {
+                "spec": {
+                    "services": {
+                        "VllmDecodeWorker": {"envs": [{"name": "DGD_TEST_EDIT", "value": "1"}]}
+                    }
+                }
+            },
         )
-        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after edit")
+        wait_for(
+            lambda: settled(rest, namespace, name), timeout=60, description="successful after edit"
+        )
         after = _deployment(rest, namespace, decode)
         assert after["metadata"]["generation"] > before["metadata"]["generation"]
         env = after["spec"]["template"]["spec"]["containers"][0].get("env", [])
@@ -79,16 +87,24 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
                 dgd_path(namespace, name),
                 {"spec": {"services": {"VllmDecodeWorker": {"replicas": replicas}}}},
             )
-            obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description=f"successful at {replicas}")
+            obj = wait_for(
+                lambda: settled(rest, namespace, name),
+                timeout=60,
+                description=f"successful at {replicas}",
+            )
             assert obj["status"]["services"]["VllmDecodeWorker"]["readyReplicas"] == replicas
             assert _deployment(rest, namespace, decode)["spec"]["replicas"] == replicas
         assert "Scaled" in _reasons(rest, namespace, name)
 
         # 2b. An edit made behind the operator's back (kubectl scale) is reverted.
-        edited = rest.patch(f"{DEPLOYMENTS.format(ns=namespace)}/{decode}", {"spec": {"replicas": 4}})
+        edited = rest.patch(
+            f"{DEPLOYMENTS.format(ns=namespace)}/{decode}", {"spec": {"replicas": 4}}
+        )
         wait_for(
-            lambda: (d := _deployment(rest, namespace, decode))["spec"]["replicas"] == 1
-            and d["metadata"]["generation"] > edited["metadata"]["generation"],
+            lambda: (
+                (d := _deployment(rest, namespace, decode))["spec"]["replicas"] == 1
+                and d["metadata"]["generation"] > edited["metadata"]["generation"]
+            ),
             timeout=30,
             description="operator re-applies the edited Deployment",
         )
@@ -110,18 +126,31 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
         prefill_spec = rest.get(dgd_path(namespace, name))["spec"]["services"]["VllmPrefillWorker"]
         rest.patch(dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": None}}})
         wait_for(
-            lambda: prefill not in _deployments(rest, namespace) and not rest.exists(f"{services}/{prefill}"),
+            lambda: (
+                prefill not in _deployments(rest, namespace)
+                and not rest.exists(f"{services}/{prefill}")
+            ),
             timeout=30,
             description="the removed service's Deployment and Service deleted",
         )
-        obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful without prefill")
+        obj = wait_for(
+            lambda: settled(rest, namespace, name),
+            timeout=60,
+            description="successful without prefill",
+        )
         assert set(obj["status"]["services"]) == {"Frontend", "VllmDecodeWorker"}
         assert any(
-            e["reason"] == "Deleted" and f"Deployment/{prefill}" in e["message"] for e in events_for(rest, namespace, name)
+            e["reason"] == "Deleted" and f"Deployment/{prefill}" in e["message"]
+            for e in events_for(rest, namespace, name)
         )
-        rest.patch(dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": prefill_spec}}})
-        wait_for(lambda: settled(rest, namespace, name) and prefill in _deployments(rest, namespace),
-                 timeout=60, description="successful again with prefill")
+        rest.patch(
+            dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": prefill_spec}}}
+        )
+        wait_for(
+            lambda: settled(rest, namespace, name) and prefill in _deployments(rest, namespace),
+            timeout=60,
+            description="successful again with prefill",
+        )
 
         # 4. Children that are no longer desired are deleted: switching the graph to etcd
         #    discovery drops the discovery ServiceAccount/Role/RoleBinding and worker Services.
@@ -132,16 +161,24 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
             dgd_path(namespace, name),
             {"metadata": {"annotations": {"nvidia.com/dynamo-discovery-backend": "etcd"}}},
         )
-        wait_for(lambda: not rest.get(accounts, labelSelector=selector)["items"], timeout=30,
-                 description="discovery ServiceAccount pruned")
+        wait_for(
+            lambda: not rest.get(accounts, labelSelector=selector)["items"],
+            timeout=30,
+            description="discovery ServiceAccount pruned",
+        )
         left = {o["metadata"]["name"] for o in rest.get(services, labelSelector=selector)["items"]}
         assert left == {f"{name}-frontend"}
         assert set(_deployments(rest, namespace)) == {f"{name}-frontend", decode, prefill}
         # Pods stop naming the pruned account (a field left out of an apply is not cleared by it).
         for deployment in _deployments(rest, namespace):
             pod = _deployment(rest, namespace, deployment)["spec"]["template"]["spec"]
-            assert pod.get("serviceAccountName") in (None, "default"), (deployment, pod.get("serviceAccountName"))
-        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after prune")
+            assert pod.get("serviceAccountName") in (None, "default"), (
+                deployment,
+                pod.get("serviceAccountName"),
+            )
+        wait_for(
+            lambda: settled(rest, namespace, name), timeout=60, description="successful after prune"
+        )
         assert "Deleted" in _reasons(rest, namespace, name)
 
 
@@ -158,7 +195,10 @@ def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> 
         if strategy == "Parallel":
             restart["strategy"] = {"type": "Parallel"}
         else:
-            restart["strategy"] = {"type": "Sequential", "order": ["VllmPrefillWorker", "VllmDecodeWorker", "Frontend"]}
+            restart["strategy"] = {
+                "type": "Sequential",
+                "order": ["VllmPrefillWorker", "VllmDecodeWorker", "Frontend"],
+            }
         rest.patch(dgd_path(namespace, name), {"spec": {"restart": restart}})
         widest = 0
 
@@ -170,19 +210,31 @@ def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> 
 
         wait_for(completed, timeout=90, interval=0.05, description="restart r1 completed")
         deployments = _deployments(rest, namespace)
-        assert {d: _restart_at(obj) for d, obj in deployments.items()} == dict.fromkeys(deployments, "r1")
+        assert {d: _restart_at(obj) for d, obj in deployments.items()} == dict.fromkeys(
+            deployments, "r1"
+        )
         # Which services each reconcile stamped, from the Events: polling the status could miss
         # a Parallel restart's short window with all three in progress.
         stamped = sorted(
-            e["message"] for e in events_for(rest, namespace, name)
+            e["message"]
+            for e in events_for(rest, namespace, name)
             if e["reason"] == "RestartStarted" and ": restarting " in e["message"]
         )
         if strategy == "Sequential":
             assert widest == 1
-            assert stamped == [f"restart r1: restarting {svc}" for svc in ("Frontend", "VllmDecodeWorker", "VllmPrefillWorker")]
+            assert stamped == [
+                f"restart r1: restarting {svc}"
+                for svc in ("Frontend", "VllmDecodeWorker", "VllmPrefillWorker")
+            ]
         else:
-            assert stamped == ["restart r1: restarting Frontend, VllmDecodeWorker, VllmPrefillWorker"]
-        obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after restart")
+            assert stamped == [
+                "restart r1: restarting Frontend, VllmDecodeWorker, VllmPrefillWorker"
+            ]
+        obj = wait_for(
+            lambda: settled(rest, namespace, name),
+            timeout=60,
+            description="successful after restart",
+        )
         assert obj["status"]["restart"]["inProgress"] == []
         assert {"RestartStarted", "RestartCompleted"} <= _reasons(rest, namespace, name)
 
@@ -198,7 +250,9 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
-        created = wait_for(lambda: rest.get(adapter).get("status"), timeout=30, description="adapter status")
+        created = wait_for(
+            lambda: rest.get(adapter).get("status"), timeout=30, description="adapter status"
+        )
         assert created["replicas"] == 1
         assert created["selector"] == (
             f"nvidia.com/dynamo-component=worker,nvidia.com/dynamo-graph-deployment-name={name}"
@@ -206,11 +260,16 @@ def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str)
 
         rest.patch(f"{adapter}/scale", {"spec": {"replicas": 2}})
         wait_for(
-            lambda: rest.get(dgd_path(namespace, name))["spec"]["services"]["worker"].get("replicas") == 2,
+            lambda: (
+                rest.get(dgd_path(namespace, name))["spec"]["services"]["worker"].get("replicas")
+                == 2
+            ),
             timeout=30,
             description="DGD replicas follow the adapter",
         )
-        obj = wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful at 2")
+        obj = wait_for(
+            lambda: settled(rest, namespace, name), timeout=60, description="successful at 2"
+        )
         assert obj["status"]["services"]["worker"]["readyReplicas"] == 2
         scale = wait_for(
             lambda: (s := rest.get(f"{adapter}/scale"))["status"].get("replicas") == 2 and s,
@@ -252,14 +311,21 @@ def test_delete_garbage_collects_children(control_plane: ControlPlane, namespace
                 f"/api/v1/namespaces/{namespace}/services",
                 f"/api/v1/namespaces/{namespace}/serviceaccounts",
             ):
-                left += [o["metadata"]["name"] for o in rest.get(path, labelSelector=selector)["items"]]
+                left += [
+                    o["metadata"]["name"] for o in rest.get(path, labelSelector=selector)["items"]
+                ]
             return left
 
-        wait_for(lambda: not children_left() and not rest.exists(dgd_path(namespace, name)), timeout=60,
-                 description="DGD and children gone")
+        wait_for(
+            lambda: not children_left() and not rest.exists(dgd_path(namespace, name)),
+            timeout=60,
+            description="DGD and children gone",
+        )
 
 
-def test_invalid_dgd_fails_once_and_leaves_children(control_plane: ControlPlane, namespace: str) -> None:
+def test_invalid_dgd_fails_once_and_leaves_children(
+    control_plane: ControlPlane, namespace: str
+) -> None:
     """A DGD that `validate_dgd` rejects ends `failed` with the field path in the message and
     one Warning Event; no retries (and no writes) until the spec changes."""
     rest = control_plane.rest
@@ -269,7 +335,9 @@ def test_invalid_dgd_fails_once_and_leaves_children(control_plane: ControlPlane,
     doc["spec"]["services"]["Bad_Worker"] = copy.deepcopy(doc["spec"]["services"]["worker"])
     with running_operator(namespace) as operator:
         rest.post(dgd_path(namespace), doc)
-        obj = wait_for(lambda: settled(rest, namespace, name, "failed"), timeout=60, description="DGD failed")
+        obj = wait_for(
+            lambda: settled(rest, namespace, name, "failed"), timeout=60, description="DGD failed"
+        )
         ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
         assert ready["status"] == "False"
         assert "spec.services.Bad_Worker" in ready["message"]
@@ -299,7 +367,9 @@ def _touch_each(rest: Any, ns: str, names: list[str]) -> None:
 
 
 def _decode_group(rest: Any, ns: str, name: str) -> dict[str, Any]:
-    groups = (dgd_status(rest, ns, name).get("services") or {}).get("decode", {}).get("groups") or [{}]
+    groups = (dgd_status(rest, ns, name).get("services") or {}).get("decode", {}).get("groups") or [
+        {}
+    ]
     return dict(groups[0])
 
 
@@ -317,41 +387,63 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
         rest.post(dgd_path(namespace), multinode)
         # A completed restart is part of the converged state too.
         for name in names:
-            wait_for(lambda n=name: settled(rest, namespace, n), timeout=60, description=f"{name} successful")
+            wait_for(
+                lambda n=name: settled(rest, namespace, n),
+                timeout=60,
+                description=f"{name} successful",
+            )
         # So is a multinode group restarted once (its restart bookkeeping lives in status).
         group_path = f"/api/v1/namespaces/{namespace}/pods/{names[2]}-decode-0-wkr-1"
-        wait_for(lambda: _decode_group(rest, namespace, names[2]).get("phase") == "Running", timeout=30,
-                 description="decode group Running")
+        wait_for(
+            lambda: _decode_group(rest, namespace, names[2]).get("phase") == "Running",
+            timeout=30,
+            description="decode group Running",
+        )
         rest.delete(group_path)
         wait_for(
-            lambda: (g := _decode_group(rest, namespace, names[2])).get("restarts") == 1 and g.get("phase") == "Running"
-            and settled(rest, namespace, names[2]),
+            lambda: (
+                (g := _decode_group(rest, namespace, names[2])).get("restarts") == 1
+                and g.get("phase") == "Running"
+                and settled(rest, namespace, names[2])
+            ),
             timeout=60,
             description="decode group restarted once and Running",
         )
         rest.patch(dgd_path(namespace, names[1]), {"spec": {"restart": {"id": "before-restart"}}})
         wait_for(
-            lambda: (dgd_status(rest, namespace, names[1]).get("restart") or {}).get("phase") == "Completed"
-            and settled(rest, namespace, names[1]),
+            lambda: (
+                (dgd_status(rest, namespace, names[1]).get("restart") or {}).get("phase")
+                == "Completed"
+                and settled(rest, namespace, names[1])
+            ),
             timeout=90,
             description="restart completed",
         )
         # Trailing watch events are answered before this operator stops.
-        wait_reconciled_after(operator.controller, lambda: _touch_each(rest, namespace, names), keys=len(names))
+        wait_reconciled_after(
+            operator.controller, lambda: _touch_each(rest, namespace, names), keys=len(names)
+        )
 
     # Namespaces of earlier tests are being emptied by the namespace controller (DELETEs);
     # the API server counts cluster-wide, so wait for that to finish first.
-    wait_for(lambda: not terminating_namespaces(rest), timeout=90, description="no namespace terminating")
+    wait_for(
+        lambda: not terminating_namespaces(rest), timeout=90, description="no namespace terminating"
+    )
     before = apiserver_writes(rest)
     assert sum(before.values()) > 0, "the API server's write counters are not visible"
     client_writes = metrics.api_request_count(metrics.WRITE_VERBS)
     with running_operator(namespace) as operator:
         # Every DGD and child is seen and reconciled at least once after the restart.
         controller = operator.controller
-        wait_for(lambda: controller.reconciles >= len(names) and len(controller.queue) == 0,
-                 timeout=30, description="initial reconciles done")
+        wait_for(
+            lambda: controller.reconciles >= len(names) and len(controller.queue) == 0,
+            timeout=30,
+            description="initial reconciles done",
+        )
         # Fresh events for every DGD are answered without a write, too.
-        wait_reconciled_after(controller, lambda: _touch_each(rest, namespace, names), keys=len(names))
+        wait_reconciled_after(
+            controller, lambda: _touch_each(rest, namespace, names), keys=len(names)
+        )
         assert controller.backoff.failures == {}
     after = apiserver_writes(rest)
     # The only writes are the test's own touches.
@@ -373,14 +465,19 @@ def test_image_pull_secret_discovery(control_plane: ControlPlane, namespace: str
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
-        assert not any(d["spec"]["template"]["spec"].get("imagePullSecrets") for d in _deployments(rest, namespace).values())
+        assert not any(
+            d["spec"]["template"]["spec"].get("imagePullSecrets")
+            for d in _deployments(rest, namespace).values()
+        )
         config = {"auths": {"nvcr.io": {"auth": base64.b64encode(b"$oauthtoken:x").decode()}}}
         rest.post(
             f"/api/v1/namespaces/{namespace}/secrets",
             {
                 "metadata": {"name": "ngc"},
                 "type": "kubernetes.io/dockerconfigjson",
-                "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+                "data": {
+                    ".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()
+                },
             },
         )
 
@@ -392,4 +489,8 @@ def test_image_pull_secret_discovery(control_plane: ControlPlane, namespace: str
             }
 
         wait_for(lambda: pull_secrets() == {"ngc"}, timeout=30, description="imagePullSecrets: ngc")
-        wait_for(lambda: settled(rest, namespace, name), timeout=60, description="successful after rollout")
+        wait_for(
+            lambda: settled(rest, namespace, name),
+            timeout=60,
+            description="successful after rollout",
+        )

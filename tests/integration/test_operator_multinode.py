@@ -62,14 +62,30 @@ EXAMPLES: dict[str, tuple[Path, Callable[[Doc], None] | None, str]] = {
     "vllm-dp": (graph_path("vllm-dp"), None, "vllm"),
     "sglang": (graph_path("sglang-multinode"), None, "sglang"),
     "trtllm": (graph_path("trtllm-multinode"), None, "trtllm"),
-    "dynamo-vllm": (peer_corpus.example("examples__backends__vllm__deploy__disagg-multinode.yaml"), None, "vllm"),
-    "dynamo-sglang": (peer_corpus.example("examples__backends__sglang__deploy__disagg-multinode.yaml"), None, "sglang"),
-    "dynamo-trtllm": (peer_corpus.example("examples__backends__trtllm__deploy__disagg-multinode.yaml"), None, "trtllm"),
+    "dynamo-vllm": (
+        peer_corpus.example("examples__backends__vllm__deploy__disagg-multinode.yaml"),
+        None,
+        "vllm",
+    ),
+    "dynamo-sglang": (
+        peer_corpus.example("examples__backends__sglang__deploy__disagg-multinode.yaml"),
+        None,
+        "sglang",
+    ),
+    "dynamo-trtllm": (
+        peer_corpus.example("examples__backends__trtllm__deploy__disagg-multinode.yaml"),
+        None,
+        "trtllm",
+    ),
     "dynamo-dsr1-vllm": (
-        peer_corpus.example("recipes__deepseek-r1__vllm__disagg__deploy_hopper_16gpu.yaml"), _without_rdma, "vllm"
+        peer_corpus.example("recipes__deepseek-r1__vllm__disagg__deploy_hopper_16gpu.yaml"),
+        _without_rdma,
+        "vllm",
     ),
     "dynamo-dsr1-trtllm-gb200": (
-        peer_corpus.example("recipes__deepseek-r1__trtllm__disagg__wide_ep__gb200__deploy.yaml"), _fit_gb200, "trtllm"
+        peer_corpus.example("recipes__deepseek-r1__trtllm__disagg__wide_ep__gb200__deploy.yaml"),
+        _fit_gb200,
+        "trtllm",
     ),
 }
 
@@ -118,7 +134,10 @@ def _create_volumes(rest: Any, ns: str, doc: Doc) -> None:
         rest.post(
             f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
             {
-                "metadata": {"name": name, "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+                "metadata": {
+                    "name": name,
+                    "annotations": {"pv.kubernetes.io/bind-completed": "yes"},
+                },
                 "spec": {
                     "accessModes": ["ReadWriteMany"],
                     "resources": {"requests": {"storage": "1Gi"}},
@@ -129,11 +148,20 @@ def _create_volumes(rest: Any, ns: str, doc: Doc) -> None:
         )
         rest.patch(
             f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}/status",
-            {"status": {"phase": "Bound", "accessModes": ["ReadWriteMany"], "capacity": {"storage": "1Gi"}}},
+            {
+                "status": {
+                    "phase": "Bound",
+                    "accessModes": ["ReadWriteMany"],
+                    "capacity": {"storage": "1Gi"},
+                }
+            },
         )
         # The protection finalizers are removed by controllers this control plane does not run;
         # without this the namespace would never finish terminating.
-        for path in (f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}", f"/api/v1/persistentvolumes/{pv}"):
+        for path in (
+            f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
+            f"/api/v1/persistentvolumes/{pv}",
+        ):
             rest.patch(path, {"metadata": {"finalizers": None}})
 
 
@@ -146,7 +174,9 @@ def _cleanup(rest: Any, ns: str, name: str) -> None:
             raise
     selector = f"nvidia.com/dynamo-graph-deployment-name={name}"
     wait_for(lambda: not _pods(rest, ns, selector), timeout=60, description=f"pods of {name} gone")
-    for pv in rest.get("/api/v1/persistentvolumes", labelSelector="dgd.dev/test=true").get("items", []):
+    for pv in rest.get("/api/v1/persistentvolumes", labelSelector="dgd.dev/test=true").get(
+        "items", []
+    ):
         if pv["metadata"]["name"].startswith(f"{ns}-"):
             rest.delete(f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
 
@@ -157,9 +187,14 @@ def short_namespace(control_plane: ControlPlane) -> Iterator[str]:
     `nvidia.com/dynamo-namespace` (at most 63 characters), and the recipes' DGD names are long."""
     rest = control_plane.rest
     name = f"mn-{uuid.uuid4().hex[:6]}"
-    rest.post("/api/v1/namespaces", {"metadata": {"name": name, "labels": {"dgd.dev/test": "true"}}})
-    wait_for(lambda: control_plane.rest_exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-             timeout=30, description=f"ServiceAccount {name}/default")
+    rest.post(
+        "/api/v1/namespaces", {"metadata": {"name": name, "labels": {"dgd.dev/test": "true"}}}
+    )
+    wait_for(
+        lambda: control_plane.rest_exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        timeout=30,
+        description=f"ServiceAccount {name}/default",
+    )
     yield name
     rest.delete(f"/api/v1/namespaces/{name}", propagationPolicy="Background")
 
@@ -196,8 +231,12 @@ def deployed(control_plane: ControlPlane, short_namespace: str) -> Iterator[Depl
             rest.post(dgd_path(namespace), doc)
             posted.append(doc["metadata"]["name"])
             return dict(
-                wait_for(lambda: _successful(rest, namespace, doc["metadata"]["name"]), timeout=120, interval=0.5,
-                         description=f"{doc['metadata']['name']} successful")
+                wait_for(
+                    lambda: _successful(rest, namespace, doc["metadata"]["name"]),
+                    timeout=120,
+                    interval=0.5,
+                    description=f"{doc['metadata']['name']} successful",
+                )
             )
 
         try:
@@ -208,7 +247,11 @@ def deployed(control_plane: ControlPlane, short_namespace: str) -> Iterator[Depl
 
 
 @pytest.mark.parametrize(
-    "example", [pytest.param(k, marks=peer_corpus.peer_corpus) if k.startswith("dynamo-") else k for k in sorted(EXAMPLES)]
+    "example",
+    [
+        pytest.param(k, marks=peer_corpus.peer_corpus) if k.startswith("dynamo-") else k
+        for k in sorted(EXAMPLES)
+    ],
 )
 def test_multinode_example(
     control_plane: ControlPlane, short_namespace: str, deployed: Callable[[Doc], Doc], example: str
@@ -226,7 +269,11 @@ def test_multinode_example(
     status = obj["status"]
     ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "all_resources_are_ready")
-    multinode = {s: spec for s, spec in doc["spec"]["services"].items() if (spec.get("multinode") or {}).get("nodeCount", 1) > 1}
+    multinode = {
+        s: spec
+        for s, spec in doc["spec"]["services"].items()
+        if (spec.get("multinode") or {}).get("nodeCount", 1) > 1
+    }
     assert multinode, example
     for svc, spec in multinode.items():
         nodes = spec["multinode"]["nodeCount"]
@@ -234,18 +281,28 @@ def test_multinode_example(
         base = f"{name}-{svc.lower()}"
         counts = status["services"][svc]
         assert counts["componentKind"] == "StatefulSet"
-        assert counts["componentNames"] == sorted(f"{base}-{g}-{role}" for g in range(replicas) for role in ("ldr", "wkr"))
+        assert counts["componentNames"] == sorted(
+            f"{base}-{g}-{role}" for g in range(replicas) for role in ("ldr", "wkr")
+        )
         assert counts["readyReplicas"] == replicas
-        assert [(g["index"], g["phase"], g["restarts"]) for g in counts["groups"]] == [(g, "Running", 0) for g in range(replicas)]
+        assert [(g["index"], g["phase"], g["restarts"]) for g in counts["groups"]] == [
+            (g, "Running", 0) for g in range(replicas)
+        ]
 
         nodes_service = rest.get(f"/api/v1/namespaces/{namespace}/services/{base}-nodes")
         assert nodes_service["spec"]["clusterIP"] == "None"
         assert nodes_service["spec"]["publishNotReadyAddresses"] is True
         for group in range(replicas):
-            pods = {p["metadata"]["name"]: p for p in _group_pods(rest, namespace, name, svc, group)}
+            pods = {
+                p["metadata"]["name"]: p for p in _group_pods(rest, namespace, name, svc, group)
+            }
             leader = f"{base}-{group}-ldr-0"
-            assert set(pods) == {leader} | {f"{base}-{group}-wkr-{i}" for i in range(1, nodes)}, sorted(pods)
-            assert sorted(int(p["metadata"]["labels"][POD_INDEX]) for p in pods.values()) == list(range(nodes))
+            assert set(pods) == {leader} | {f"{base}-{group}-wkr-{i}" for i in range(1, nodes)}, (
+                sorted(pods)
+            )
+            assert sorted(int(p["metadata"]["labels"][POD_INDEX]) for p in pods.values()) == list(
+                range(nodes)
+            )
             address = f"{leader}.{base}-nodes"
             for pod_name, pod in pods.items():
                 env = _env(pod)
@@ -255,7 +312,12 @@ def test_multinode_example(
                 if pod_name == leader:
                     assert env["DGD_NODE_RANK"] == "0"
                 else:
-                    assert env["DGD_NODE_RANK"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{POD_INDEX}']"}}
+                    assert env["DGD_NODE_RANK"] == {
+                        "fieldRef": {
+                            "apiVersion": "v1",
+                            "fieldPath": f"metadata.labels['{POD_INDEX}']",
+                        }
+                    }
                 # The leader's DNS name: the pod's hostname under the governing headless Service.
                 assert pod["spec"]["subdomain"] == f"{base}-nodes"
                 assert pod["spec"]["hostname"] == pod_name
@@ -267,7 +329,10 @@ def test_multinode_example(
                 assert "--node-rank 0" in leader_line and "ray start" not in leader_line
                 assert "--node-rank $(DGD_NODE_RANK) --headless" in worker_line
             elif backend == "vllm" and "--data-parallel-size-local" not in leader_line:
-                assert "ray start --head" in leader_line and "--distributed-executor-backend ray" in leader_line
+                assert (
+                    "ray start --head" in leader_line
+                    and "--distributed-executor-backend ray" in leader_line
+                )
                 assert "ray start --address=$(DGD_LEADER_ADDRESS):6379" in worker_line
             elif backend == "vllm":
                 assert "--data-parallel-address $(DGD_LEADER_ADDRESS)" in leader_line
@@ -278,7 +343,9 @@ def test_multinode_example(
                 assert f"--nnodes {nodes}" in leader_line and "--node-rank 0" in leader_line
                 assert "--node-rank $(DGD_NODE_RANK)" in worker_line
             else:
-                assert "mpirun" in leader_line and f"{base}-{group}-wkr-1.{base}-nodes" in leader_line
+                assert (
+                    "mpirun" in leader_line and f"{base}-{group}-wkr-1.{base}-nodes" in leader_line
+                )
                 assert "sshd" in worker_line
                 volumes = {v["name"]: v for v in pods[leader]["spec"]["volumes"]}
                 assert volumes["mpi-run-ssh-secret"]["secret"]["secretName"] == "mpi-run-ssh-secret"
@@ -315,16 +382,26 @@ def test_single_node_recipe_with_existing_pvc(
     status = deployed(doc)["status"]
     for svc, spec in doc["spec"]["services"].items():
         counts = status["services"][svc]
-        assert counts["componentKind"] == "Deployment" and counts["readyReplicas"] == spec.get("replicas", 1)
-        deployment = rest.get(f"/apis/apps/v1/namespaces/{short_namespace}/deployments/{name}-{svc.lower()}")
-        claims = {v["persistentVolumeClaim"]["claimName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
-                  if "persistentVolumeClaim" in v}
+        assert counts["componentKind"] == "Deployment" and counts["readyReplicas"] == spec.get(
+            "replicas", 1
+        )
+        deployment = rest.get(
+            f"/apis/apps/v1/namespaces/{short_namespace}/deployments/{name}-{svc.lower()}"
+        )
+        claims = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        }
         assert claims == {m["name"] for m in spec.get("volumeMounts") or []}, svc
 
 
 def _touch(rest: Any, ns: str, pod: str) -> None:
     """A pod watch event the operator has nothing to do about: a fresh test annotation."""
-    rest.patch(f"/api/v1/namespaces/{ns}/pods/{pod}", {"metadata": {"annotations": {"dgd.dev/touched": uuid.uuid4().hex}}})
+    rest.patch(
+        f"/api/v1/namespaces/{ns}/pods/{pod}",
+        {"metadata": {"annotations": {"dgd.dev/touched": uuid.uuid4().hex}}},
+    )
 
 
 def _group_status(rest: Any, ns: str, name: str, svc: str, group: int = 0) -> Doc:
@@ -344,10 +421,18 @@ def test_deleted_rank_restarts_the_whole_group_once(
     doc["spec"]["services"]["decode"]["multinode"]["nodeCount"] = 3
     name = doc["metadata"]["name"]
     deployed(doc)
-    wait_for(lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running", timeout=30,
-             description="decode group Running")
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "decode", 0)}
-    prefill_before = {p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "prefill", 0)}
+    wait_for(
+        lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running",
+        timeout=30,
+        description="decode group Running",
+    )
+    before = {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in _group_pods(rest, namespace, name, "decode", 0)
+    }
+    prefill_before = {
+        p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "prefill", 0)
+    }
     assert len(before) == 3
 
     rest.delete(f"/api/v1/namespaces/{namespace}/pods/{name}-decode-0-wkr-2")
@@ -356,10 +441,17 @@ def test_deleted_rank_restarts_the_whole_group_once(
         group = _group_status(rest, namespace, name, "decode")
         pods = _group_pods(rest, namespace, name, "decode", 0)
         fresh = {p["metadata"]["uid"] for p in pods} & set(before.values()) == set()
-        ok = group.get("phase") == "Running" and len(pods) == 3 and fresh and settled(rest, namespace, name)
+        ok = (
+            group.get("phase") == "Running"
+            and len(pods) == 3
+            and fresh
+            and settled(rest, namespace, name)
+        )
         return group if ok else None
 
-    group = wait_for(recovered, timeout=90, interval=0.3, description="decode group restarted and Running")
+    group = wait_for(
+        recovered, timeout=90, interval=0.3, description="decode group restarted and Running"
+    )
     assert group["restarts"] == 1
     assert group["lastRestartReason"].startswith(f"pod {name}-decode-0-wkr-2 deleted")
     after = {p["metadata"]["name"]: p for p in _group_pods(rest, namespace, name, "decode", 0)}
@@ -367,18 +459,24 @@ def test_deleted_rank_restarts_the_whole_group_once(
     assert all(after[n]["metadata"]["uid"] != uid for n, uid in before.items())
     assert sorted(int(p["metadata"]["labels"][POD_INDEX]) for p in after.values()) == [0, 1, 2]
     # Nothing else happens: a fresh pod event is answered without a second group restart.
-    wait_reconciled_after(deployed.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1"))
+    wait_reconciled_after(
+        deployed.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1")
+    )
     assert _group_status(rest, namespace, name, "decode")["restarts"] == 1
     assert {p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "decode", 0)} == {
         p["metadata"]["uid"] for p in after.values()
     }
-    assert {p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "prefill", 0)} == prefill_before
+    assert {
+        p["metadata"]["uid"] for p in _group_pods(rest, namespace, name, "prefill", 0)
+    } == prefill_before
     assert _group_status(rest, namespace, name, "prefill")["restarts"] == 0
     restarts = [e for e in events_for(rest, namespace, name) if e["reason"] == "GroupRestart"]
     assert len(restarts) == 1 and f"{name}-decode-0" in restarts[0]["message"]
 
 
-def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, short_namespace: str) -> None:
+def test_crash_looping_group_exhausts_its_budget(
+    control_plane: ControlPlane, short_namespace: str
+) -> None:
     """A group whose worker keeps crashing (every incarnation, as on a bad node) is restarted
     until the budget is spent; then the DGD is `failed`, naming the group and the last error."""
     rest = control_plane.rest
@@ -393,14 +491,25 @@ def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, sh
     }
     with running_operator(namespace, **small_budget) as operator:
         rest.post(dgd_path(namespace), doc)
-        wait_for(lambda: settled(rest, namespace, name), timeout=120, interval=0.5, description="DGD successful")
-        wait_for(lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running", timeout=30,
-                 description="decode group Running")
+        wait_for(
+            lambda: settled(rest, namespace, name),
+            timeout=120,
+            interval=0.5,
+            description="DGD successful",
+        )
+        wait_for(
+            lambda: _group_status(rest, namespace, name, "decode").get("phase") == "Running",
+            timeout=30,
+            description="decode group Running",
+        )
 
         def break_workers_until_failed() -> Doc | None:
             for pod in _group_pods(rest, namespace, name, "decode", 0):
                 annotations = pod["metadata"].get("annotations") or {}
-                if pod["metadata"]["labels"].get("role") == "worker" and "dgd.dev/simulate" not in annotations:
+                if (
+                    pod["metadata"]["labels"].get("role") == "worker"
+                    and "dgd.dev/simulate" not in annotations
+                ):
                     with contextlib.suppress(ApiError):  # deleted meanwhile by a group restart
                         rest.patch(
                             f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}",
@@ -408,26 +517,36 @@ def test_crash_looping_group_exhausts_its_budget(control_plane: ControlPlane, sh
                         )
             return settled(rest, namespace, name, "failed")
 
-        obj = wait_for(break_workers_until_failed, timeout=120, interval=0.3, description="DGD failed")
+        obj = wait_for(
+            break_workers_until_failed, timeout=120, interval=0.3, description="DGD failed"
+        )
         ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
         assert ready["status"] == "False"
         assert ready["reason"] == "GroupRestartBudgetExhausted"
         message = ready["message"]
-        assert message.startswith(f"GroupRestartBudgetExhausted: {name}-decode-0: 2 restarts in 10m; last: pod ")
+        assert message.startswith(
+            f"GroupRestartBudgetExhausted: {name}-decode-0: 2 restarts in 10m; last: pod "
+        )
         assert f"{name}-decode-0-wkr-1 container main restarted (Error, exit code 1)" in message
         group = obj["status"]["services"]["decode"]["groups"][0]
         assert (group["phase"], group["restarts"]) == ("Failed", 2)
         assert len(group["restartTimes"]) == 2
         assert obj["status"]["services"]["prefill"]["groups"][0]["phase"] == "Running"
         reasons = [e["reason"] for e in events_for(rest, namespace, name)]
-        assert reasons.count("GroupRestart") == 2 and reasons.count("GroupRestartBudgetExhausted") == 1
+        assert (
+            reasons.count("GroupRestart") == 2 and reasons.count("GroupRestartBudgetExhausted") == 1
+        )
         # Failed is final for this revision: no more restarts while the pods keep crashing.
-        wait_reconciled_after(operator.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1"))
+        wait_reconciled_after(
+            operator.controller, lambda: _touch(rest, namespace, f"{name}-decode-0-wkr-1")
+        )
         assert _group_status(rest, namespace, name, "decode")["restarts"] == 2
         _cleanup(rest, namespace, name)
 
 
-def test_too_long_dynamo_namespace_is_an_invalid_spec(control_plane: ControlPlane, namespace: str) -> None:
+def test_too_long_dynamo_namespace_is_an_invalid_spec(
+    control_plane: ControlPlane, namespace: str
+) -> None:
     """`<namespace>-<dgd>` longer than 63 characters cannot be a label value: the DGD fails
     naming `metadata.name` before anything is applied (instead of a 422 on the first child)."""
     rest = control_plane.rest
@@ -436,11 +555,17 @@ def test_too_long_dynamo_namespace_is_an_invalid_spec(control_plane: ControlPlan
     assert len(f"{namespace}-{name}") > 63
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
-        obj = wait_for(lambda: settled(rest, namespace, name, "failed"), timeout=30, description="DGD failed")
+        obj = wait_for(
+            lambda: settled(rest, namespace, name, "failed"), timeout=30, description="DGD failed"
+        )
         ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
         assert ready["reason"] == "invalid_spec"
         assert ready["message"].startswith("metadata.name: the Dynamo namespace")
         assert "nvidia.com/dynamo-namespace" in ready["message"]
         selector = f"nvidia.com/dynamo-graph-deployment-name={name}"
-        assert not rest.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets", labelSelector=selector)["items"]
-        assert not rest.get(f"/api/v1/namespaces/{namespace}/services", labelSelector=selector)["items"]
+        assert not rest.get(
+            f"/apis/apps/v1/namespaces/{namespace}/statefulsets", labelSelector=selector
+        )["items"]
+        assert not rest.get(f"/api/v1/namespaces/{namespace}/services", labelSelector=selector)[
+            "items"
+        ]

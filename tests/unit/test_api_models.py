@@ -26,7 +26,13 @@ pytestmark = pytest.mark.unit
 
 
 def _dgd(services: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return DGD("g", namespace="ns").meta(uid="u-1", generation=3).services(services).spec(**spec).build()
+    return (
+        DGD("g", namespace="ns")
+        .meta(uid="u-1", generation=3)
+        .services(services)
+        .spec(**spec)
+        .build()
+    )
 
 
 def test_camel_case_on_the_wire_snake_case_in_python() -> None:

@@ -75,17 +75,34 @@ class ShellMock:
         return False
 
 
-SIMPLE, SHELL, LWS, GROVE = SimpleMock(), ShellMock(), LwsAddressing(), GroveAddressing("test-service")
+SIMPLE, SHELL, LWS, GROVE = (
+    SimpleMock(),
+    ShellMock(),
+    LwsAddressing(),
+    GroveAddressing("test-service"),
+)
 GROVE_LEADER = "$(GROVE_PCSG_NAME)-$(GROVE_PCSG_INDEX)-test-service-ldr-0.$(GROVE_HEADLESS_SERVICE)"
 
 
 def run(
-    container: dict[str, Any], role: Role, addressing: MultinodeAddressing, *, nodes: int = 2,
+    container: dict[str, Any],
+    role: Role,
+    addressing: MultinodeAddressing,
+    *,
+    nodes: int = 2,
     options: LaunchOptions = COMPAT,
 ) -> BackendResult:
     return with_backend_launch(
-        container, {}, backend="sglang", role=role, node_count=nodes, gpus_per_pod=4, annotations={},
-        dgd_name="test-dgd", addressing=addressing, options=options,
+        container,
+        {},
+        backend="sglang",
+        role=role,
+        node_count=nodes,
+        gpus_per_pod=4,
+        annotations={},
+        dgd_name="test-dgd",
+        addressing=addressing,
+        options=options,
     )
 
 
@@ -93,81 +110,227 @@ def run(
     ("container", "role", "addressing", "nodes", "expected"),
     [
         (
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]}, "worker", SIMPLE, 2,
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama", "--dist-init-addr",
-                                               "leader.example.com:29500", "--nnodes", "2", "--node-rank", "1"]},
+            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]},
+            "worker",
+            SIMPLE,
+            2,
+            {
+                "command": ["python3"],
+                "args": [
+                    "-m",
+                    "dynamo.sglang",
+                    "--model",
+                    "llama",
+                    "--dist-init-addr",
+                    "leader.example.com:29500",
+                    "--nnodes",
+                    "2",
+                    "--node-rank",
+                    "1",
+                ],
+            },
         ),
         (
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]}, "worker", LWS, 2,
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama", "--dist-init-addr",
-                                               "$(LWS_LEADER_ADDRESS):29500", "--nnodes", "2", "--node-rank", "$(LWS_WORKER_INDEX)"]},
+            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]},
+            "worker",
+            LWS,
+            2,
+            {
+                "command": ["python3"],
+                "args": [
+                    "-m",
+                    "dynamo.sglang",
+                    "--model",
+                    "llama",
+                    "--dist-init-addr",
+                    "$(LWS_LEADER_ADDRESS):29500",
+                    "--nnodes",
+                    "2",
+                    "--node-rank",
+                    "$(LWS_WORKER_INDEX)",
+                ],
+            },
         ),
         (
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang"]}, "leader", LWS, 2,
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--dist-init-addr", "$(LWS_LEADER_ADDRESS):29500",
-                                               "--nnodes", "2", "--node-rank", "0"]},
+            {"command": ["python3"], "args": ["-m", "dynamo.sglang"]},
+            "leader",
+            LWS,
+            2,
+            {
+                "command": ["python3"],
+                "args": [
+                    "-m",
+                    "dynamo.sglang",
+                    "--dist-init-addr",
+                    "$(LWS_LEADER_ADDRESS):29500",
+                    "--nnodes",
+                    "2",
+                    "--node-rank",
+                    "0",
+                ],
+            },
         ),
         (
-            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]}, "worker", SHELL, 2,
-            {"command": ["sh", "-c"], "args": ["exec python3 -m dynamo.sglang --model llama --dist-init-addr "
-                                                "$(LEADER_HOST):29500 --nnodes 2 --node-rank $(WORKER_INDEX)"]},
+            {"command": ["python3"], "args": ["-m", "dynamo.sglang", "--model", "llama"]},
+            "worker",
+            SHELL,
+            2,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    "exec python3 -m dynamo.sglang --model llama --dist-init-addr "
+                    "$(LEADER_HOST):29500 --nnodes 2 --node-rank $(WORKER_INDEX)"
+                ],
+            },
         ),
         (
-            {"command": ["python"], "args": ["-m", "dynamo.sglang"]}, "leader", SHELL, 3,
-            {"command": ["python"], "args": ["-m", "dynamo.sglang", "--dist-init-addr", "$(LEADER_HOST):29500",
-                                              "--nnodes", "3", "--node-rank", "0"]},
+            {"command": ["python"], "args": ["-m", "dynamo.sglang"]},
+            "leader",
+            SHELL,
+            3,
+            {
+                "command": ["python"],
+                "args": [
+                    "-m",
+                    "dynamo.sglang",
+                    "--dist-init-addr",
+                    "$(LEADER_HOST):29500",
+                    "--nnodes",
+                    "3",
+                    "--node-rank",
+                    "0",
+                ],
+            },
         ),
         (
-            {"command": ["python3", "-m", "dynamo.sglang"], "args": ["--model-path", "Qwen/Qwen3-0.6B", "--tp-size", "8"]},
-            "worker", SIMPLE, 2,
-            {"command": ["python3", "-m", "dynamo.sglang"],
-             "args": ["--model-path", "Qwen/Qwen3-0.6B", "--tp-size", "8", "--dist-init-addr", "leader.example.com:29500",
-                      "--nnodes", "2", "--node-rank", "1"]},
+            {
+                "command": ["python3", "-m", "dynamo.sglang"],
+                "args": ["--model-path", "Qwen/Qwen3-0.6B", "--tp-size", "8"],
+            },
+            "worker",
+            SIMPLE,
+            2,
+            {
+                "command": ["python3", "-m", "dynamo.sglang"],
+                "args": [
+                    "--model-path",
+                    "Qwen/Qwen3-0.6B",
+                    "--tp-size",
+                    "8",
+                    "--dist-init-addr",
+                    "leader.example.com:29500",
+                    "--nnodes",
+                    "2",
+                    "--node-rank",
+                    "1",
+                ],
+            },
         ),
         (
-            {"command": ["/home/user/.pyenv/shims/python3.9"], "args": ["-m", "dynamo.sglang"]}, "worker", SHELL, 2,
-            {"command": ["sh", "-c"], "args": ["exec /home/user/.pyenv/shims/python3.9 -m dynamo.sglang --dist-init-addr "
-                                                "$(LEADER_HOST):29500 --nnodes 2 --node-rank $(WORKER_INDEX)"]},
+            {"command": ["/home/user/.pyenv/shims/python3.9"], "args": ["-m", "dynamo.sglang"]},
+            "worker",
+            SHELL,
+            2,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    "exec /home/user/.pyenv/shims/python3.9 -m dynamo.sglang --dist-init-addr "
+                    "$(LEADER_HOST):29500 --nnodes 2 --node-rank $(WORKER_INDEX)"
+                ],
+            },
         ),
         (
-            {"command": ["java"], "args": ["-jar", "x.jar"]}, "worker", SIMPLE, 2,
+            {"command": ["java"], "args": ["-jar", "x.jar"]},
+            "worker",
+            SIMPLE,
+            2,
             {"command": ["java"], "args": ["-jar", "x.jar"]},
         ),
         (
-            {"command": ["sh", "-c"], "args": ["python -m dynamo.sglang"]}, "leader", GROVE, 2,
-            {"command": ["sh", "-c"], "args": [f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 2 --node-rank 0"]},
+            {"command": ["sh", "-c"], "args": ["python -m dynamo.sglang"]},
+            "leader",
+            GROVE,
+            2,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 2 --node-rank 0"
+                ],
+            },
         ),
         (
-            {"command": ["sh", "-c"], "args": ["python -m dynamo.sglang"]}, "worker", GROVE, 3,
-            {"command": ["sh", "-c"], "args": [f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 3 "
-                                                "--node-rank $((GROVE_PCLQ_POD_INDEX + 1))"]},
+            {"command": ["sh", "-c"], "args": ["python -m dynamo.sglang"]},
+            "worker",
+            GROVE,
+            3,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 3 "
+                    "--node-rank $((GROVE_PCLQ_POD_INDEX + 1))"
+                ],
+            },
         ),
         (
-            {"command": ["sh", "-c"], "args": ["echo start", "python -m dynamo.sglang", "echo done"]}, "leader", GROVE, 2,
-            {"command": ["sh", "-c"], "args": ["echo start", f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 "
-                                                "--nnodes 2 --node-rank 0", "echo done"]},
+            {
+                "command": ["sh", "-c"],
+                "args": ["echo start", "python -m dynamo.sglang", "echo done"],
+            },
+            "leader",
+            GROVE,
+            2,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    "echo start",
+                    f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 "
+                    "--nnodes 2 --node-rank 0",
+                    "echo done",
+                ],
+            },
         ),
         (
-            {"command": ["sh", "-c"], "args": ["python -m dynamo.sglang", "python -m dynamo.sglang --other-flags"]},
-            "leader", GROVE, 2,
-            {"command": ["sh", "-c"], "args": [f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 2 "
-                                                "--node-rank 0", "python -m dynamo.sglang --other-flags"]},
+            {
+                "command": ["sh", "-c"],
+                "args": ["python -m dynamo.sglang", "python -m dynamo.sglang --other-flags"],
+            },
+            "leader",
+            GROVE,
+            2,
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    f"python -m dynamo.sglang --dist-init-addr {GROVE_LEADER}:29500 --nnodes 2 "
+                    "--node-rank 0",
+                    "python -m dynamo.sglang --other-flags",
+                ],
+            },
         ),
         (
-            {"command": ["sh", "-c"], "args": ["python -m some.other.module"]}, "leader", GROVE, 2,
+            {"command": ["sh", "-c"], "args": ["python -m some.other.module"]},
+            "leader",
+            GROVE,
+            2,
             {"command": ["sh", "-c"], "args": ["python -m some.other.module"]},
         ),
     ],
 )
 def test_dynamo_reference_table(
-    container: dict[str, Any], role: Role, addressing: MultinodeAddressing, nodes: int, expected: dict[str, Any]
+    container: dict[str, Any],
+    role: Role,
+    addressing: MultinodeAddressing,
+    nodes: int,
+    expected: dict[str, Any],
 ) -> None:
     assert run(container, role, addressing, nodes=nodes).container == expected
 
 
 def test_worker_probes_removed_leader_probes_kept() -> None:
-    probes = {"livenessProbe": {"tcpSocket": {"port": 9090}}, "readinessProbe": {"tcpSocket": {"port": 9090}},
-              "startupProbe": {"tcpSocket": {"port": 9090}}}
+    probes = {
+        "livenessProbe": {"tcpSocket": {"port": 9090}},
+        "readinessProbe": {"tcpSocket": {"port": 9090}},
+        "startupProbe": {"tcpSocket": {"port": 9090}},
+    }
     container = {"command": ["python3", "-m", "dynamo.sglang"], **probes}
     assert not set(probes) & set(run(container, "worker", SIMPLE).container)
     assert set(probes) <= set(run(container, "leader", SIMPLE).container)
@@ -180,10 +343,21 @@ def test_single_node_and_main_unchanged() -> None:
 
 def test_ours_worker_no_shell_and_waits_for_leader() -> None:
     addressing = DgdGroupAddressing("sglang-disagg-multinode", "decode", 1)
-    container = {"image": "sglang:1", "command": ["python3", "-m", "dynamo.sglang"], "args": ["--tp-size", "8"]}
+    container = {
+        "image": "sglang:1",
+        "command": ["python3", "-m", "dynamo.sglang"],
+        "args": ["--tp-size", "8"],
+    }
     result = run(container, "worker", addressing, options=LaunchOptions())
     assert result.container["args"] == [
-        "--tp-size", "8", "--dist-init-addr", "$(DGD_LEADER_ADDRESS):29500", "--nnodes", "2", "--node-rank", "$(DGD_NODE_RANK)",
+        "--tp-size",
+        "8",
+        "--dist-init-addr",
+        "$(DGD_LEADER_ADDRESS):29500",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "$(DGD_NODE_RANK)",
     ]
     (init,) = result.pod_spec["initContainers"]
     assert init["name"] == "wait-for-leader" and init["image"] == "sglang:1"
@@ -196,13 +370,34 @@ def test_ours_worker_no_shell_and_waits_for_leader() -> None:
 
 def test_ours_leader_flags() -> None:
     addressing = DgdGroupAddressing("d", "decode", 0)
-    result = run({"command": ["python3", "-m", "dynamo.sglang"]}, "leader", addressing, options=LaunchOptions())
-    assert result.container["args"] == ["--dist-init-addr", "$(DGD_LEADER_ADDRESS):29500", "--nnodes", "2", "--node-rank", "0"]
+    result = run(
+        {"command": ["python3", "-m", "dynamo.sglang"]},
+        "leader",
+        addressing,
+        options=LaunchOptions(),
+    )
+    assert result.container["args"] == [
+        "--dist-init-addr",
+        "$(DGD_LEADER_ADDRESS):29500",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "0",
+    ]
     assert result.pod_spec == {} and result.extra_objects == []
 
 
 def test_ours_args_only_exec_form_is_patched_dynamo_leaves_it() -> None:
     container = {"args": ["python3", "-m", "dynamo.sglang", "--tp", "8"]}
     assert run(container, "leader", SIMPLE).container == container
-    ours = run(container, "leader", DgdGroupAddressing("d", "s", 0), options=LaunchOptions()).container
-    assert ours["args"][-6:] == ["--dist-init-addr", "$(DGD_LEADER_ADDRESS):29500", "--nnodes", "2", "--node-rank", "0"]
+    ours = run(
+        container, "leader", DgdGroupAddressing("d", "s", 0), options=LaunchOptions()
+    ).container
+    assert ours["args"][-6:] == [
+        "--dist-init-addr",
+        "$(DGD_LEADER_ADDRESS):29500",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "0",
+    ]

@@ -49,8 +49,16 @@ def run(
     pod_spec: dict[str, Any] | None = None,
 ) -> BackendResult:
     return with_backend_launch(
-        container, pod_spec or {}, backend="vllm", role=role, node_count=nodes, gpus_per_pod=gpus,
-        annotations=annotations or {}, dgd_name="test-dgd", addressing=addressing, options=options,
+        container,
+        pod_spec or {},
+        backend="vllm",
+        role=role,
+        node_count=nodes,
+        gpus_per_pod=gpus,
+        annotations=annotations or {},
+        dgd_name="test-dgd",
+        addressing=addressing,
+        options=options,
     )
 
 
@@ -59,8 +67,13 @@ def run(
 
 def test_v1_ray_leader_exact() -> None:
     result = run(
-        {"command": ["python3", "-m", "dynamo.vllm"], "args": ["--model", "test", "--tensor-parallel-size", "8"]},
-        role="leader", gpus=4, nodes=3,
+        {
+            "command": ["python3", "-m", "dynamo.vllm"],
+            "args": ["--model", "test", "--tensor-parallel-size", "8"],
+        },
+        role="leader",
+        gpus=4,
+        nodes=3,
     )
     assert result.container["command"] == ["/bin/sh", "-c"]
     assert result.container["args"] == [
@@ -72,8 +85,15 @@ def test_v1_ray_leader_exact() -> None:
 
 def test_v1_ray_leader_ours_waits_for_all_nodes_then_execs_engine() -> None:
     result = run(
-        {"command": ["python3", "-m", "dynamo.vllm"], "args": ["--model", "test", "--tensor-parallel-size", "8"]},
-        role="leader", gpus=4, nodes=3, addressing=DGD, options=OURS,
+        {
+            "command": ["python3", "-m", "dynamo.vllm"],
+            "args": ["--model", "test", "--tensor-parallel-size", "8"],
+        },
+        role="leader",
+        gpus=4,
+        nodes=3,
+        addressing=DGD,
+        options=OURS,
     )
     (script,) = result.container["args"]
     assert script == (
@@ -83,12 +103,25 @@ def test_v1_ray_leader_ours_waits_for_all_nodes_then_execs_engine() -> None:
     )
     # Dynamo's substring survives: the head starts first, the engine line is unchanged.
     assert script.startswith("ray start --head --port=6379 && ")
-    assert script.endswith("python3 -m dynamo.vllm --model test --tensor-parallel-size 8 --distributed-executor-backend ray")
-    assert {"name": "wait-leader-script", "mountPath": "/scripts", "readOnly": True} in result.container["volumeMounts"]
-    assert result.pod_spec["volumes"] == [{"name": "wait-leader-script", "configMap": {"name": "test-dgd-wait-leader-script"}}]
+    assert script.endswith(
+        "python3 -m dynamo.vllm --model test --tensor-parallel-size 8 --distributed-executor-backend ray"
+    )
+    assert {
+        "name": "wait-leader-script",
+        "mountPath": "/scripts",
+        "readOnly": True,
+    } in result.container["volumeMounts"]
+    assert result.pod_spec["volumes"] == [
+        {"name": "wait-leader-script", "configMap": {"name": "test-dgd-wait-leader-script"}}
+    ]
     (configmap,) = result.extra_objects
     assert configmap["metadata"]["name"] == "test-dgd-wait-leader-script"
-    assert set(configmap["data"]) == {"wait-for-leader.py", "wait-for-tcp.py", "ray-wait.py", "placement.py"}
+    assert set(configmap["data"]) == {
+        "wait-for-leader.py",
+        "wait-for-tcp.py",
+        "ray-wait.py",
+        "placement.py",
+    }
     assert "def wait_for_nodes" in configmap["data"]["ray-wait.py"]
 
 
@@ -96,10 +129,18 @@ def test_v2_json_argument_is_double_quoted_inside_ray_line() -> None:
     result = run(
         {
             "command": ["python3", "-m", "dynamo.vllm"],
-            "args": ["--model", "test", "--tensor-parallel-size", "8", "--kv-transfer-config",
-                     '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}'],
+            "args": [
+                "--model",
+                "test",
+                "--tensor-parallel-size",
+                "8",
+                "--kv-transfer-config",
+                '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}',
+            ],
         },
-        role="leader", gpus=4, nodes=3,
+        role="leader",
+        gpus=4,
+        nodes=3,
     )
     assert result.container["args"] == [
         "ray start --head --port=6379 && python3 -m dynamo.vllm --model test --tensor-parallel-size 8 "
@@ -110,8 +151,13 @@ def test_v2_json_argument_is_double_quoted_inside_ray_line() -> None:
 
 def test_v3_ray_worker_grove_discards_user_command_and_probes() -> None:
     result = run(
-        {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--model", "test", "--tensor-parallel-size", "8"], **PROBES},
-        role="worker", gpus=4,
+        {
+            "command": ["python3"],
+            "args": ["-m", "dynamo.vllm", "--model", "test", "--tensor-parallel-size", "8"],
+            **PROBES,
+        },
+        role="worker",
+        gpus=4,
     )
     assert result.container["command"] == ["/bin/sh", "-c"]
     assert result.container["args"] == [f"ray start --address={GROVE_LEADER}:6379 --block"]
@@ -121,28 +167,47 @@ def test_v3_ray_worker_grove_discards_user_command_and_probes() -> None:
 
 def test_v3_ray_worker_ours_waits_for_leader_gcs_in_init_container() -> None:
     result = run(
-        {"image": "img:1", "command": ["python3"], "args": ["-m", "dynamo.vllm", "--tensor-parallel-size", "8"], **PROBES},
-        role="worker", gpus=4, addressing=DGD, options=OURS,
+        {
+            "image": "img:1",
+            "command": ["python3"],
+            "args": ["-m", "dynamo.vllm", "--tensor-parallel-size", "8"],
+            **PROBES,
+        },
+        role="worker",
+        gpus=4,
+        addressing=DGD,
+        options=OURS,
     )
     assert result.container["args"] == ["ray start --address=$(DGD_LEADER_ADDRESS):6379 --block"]
     (init,) = result.pod_spec["initContainers"]
     assert init["name"] == "wait-for-leader" and init["image"] == "img:1"
     assert init["command"] == [
-        "sh", "-c",
+        "sh",
+        "-c",
         f'export LEADER_HOST="{OUR_LEADER_LITERAL}" LEADER_PORT="6379" DGD_WAIT_TIMEOUT="1800" '
-        "DGD_WAIT_WHAT=\"the Ray head of the leader\" && exec python3 /scripts/wait-for-leader.py",
+        'DGD_WAIT_WHAT="the Ray head of the leader" && exec python3 /scripts/wait-for-leader.py',
     ]
 
 
 def test_v4_ray_worker_lws_without_command() -> None:
-    result = run({"args": ["python3", "-m", "dynamo.vllm", "--tensor-parallel-size", "8"]}, role="worker", gpus=4, addressing=LWS)
+    result = run(
+        {"args": ["python3", "-m", "dynamo.vllm", "--tensor-parallel-size", "8"]},
+        role="worker",
+        gpus=4,
+        addressing=LWS,
+    )
     assert result.container["args"] == ["ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"]
 
 
 def test_v8_ray_override_beats_origin_version() -> None:
     result = run(
-        {"command": ["python3", "-m", "dynamo.vllm"], "args": ["--model", "test", "--tensor-parallel-size", "8"]},
-        role="leader", gpus=4, nodes=3,
+        {
+            "command": ["python3", "-m", "dynamo.vllm"],
+            "args": ["--model", "test", "--tensor-parallel-size", "8"],
+        },
+        role="leader",
+        gpus=4,
+        nodes=3,
         annotations={**ORIGIN_1, "nvidia.com/vllm-distributed-executor-backend": "ray"},
     )
     assert result.container["args"][0].startswith("ray start --head --port=6379 && ")
@@ -150,7 +215,9 @@ def test_v8_ray_override_beats_origin_version() -> None:
 
 def test_ray_leader_shell_form_patches_script_instead_of_wrapping_sh() -> None:
     script = "exec python3 -m dynamo.vllm \\\n  --model m \\\n  --tensor-parallel-size 16\n"
-    result = run({"command": ["/bin/bash", "-c"], "args": [script]}, role="leader", gpus=8, options=COMPAT)
+    result = run(
+        {"command": ["/bin/bash", "-c"], "args": [script]}, role="leader", gpus=8, options=COMPAT
+    )
     assert result.container["command"] == ["/bin/bash", "-c"]
     assert result.container["args"] == [
         "ray start --head --port=6379 || exit 1\n"
@@ -166,12 +233,26 @@ MP_INPUT = {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--tensor-para
 def test_v5_mp_leader_appends_flags() -> None:
     result = run(MP_INPUT, role="leader", gpus=8, annotations=ORIGIN_1)
     assert result.container["args"] == [
-        "-m", "dynamo.vllm", "--tensor-parallel-size", "16",
-        "--distributed-executor-backend", "mp", "--nnodes", "2", "--master-addr", GROVE_LEADER,
-        "--master-port", "29500", "--node-rank", "0",
+        "-m",
+        "dynamo.vllm",
+        "--tensor-parallel-size",
+        "16",
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        "2",
+        "--master-addr",
+        GROVE_LEADER,
+        "--master-port",
+        "29500",
+        "--node-rank",
+        "0",
     ]
     assert result.container["env"] == [
-        {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        {
+            "name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+        }
     ]
     assert result.pod_spec == {}  # the leader gets no wait-for-leader init container
 
@@ -188,33 +269,96 @@ def test_v6_mp_worker_grove_needs_shell() -> None:
 def test_v7_mp_worker_lws_appends_without_shell() -> None:
     result = run(MP_INPUT, role="worker", gpus=8, addressing=LWS, annotations=ORIGIN_1)
     assert result.container["command"] == ["python3"]
-    assert result.container["args"][4:] == ["--distributed-executor-backend", "mp", "--nnodes", "2", "--master-addr", "$(LWS_LEADER_ADDRESS)", "--master-port", "29500", "--node-rank", "$(LWS_WORKER_INDEX)", "--headless"]
+    assert result.container["args"][4:] == [
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        "2",
+        "--master-addr",
+        "$(LWS_LEADER_ADDRESS)",
+        "--master-port",
+        "29500",
+        "--node-rank",
+        "$(LWS_WORKER_INDEX)",
+        "--headless",
+    ]
 
 
 def test_v7_mp_worker_ours_appends_without_shell() -> None:
-    result = run(MP_INPUT, role="worker", gpus=8, addressing=DGD, annotations=ORIGIN_1, options=OURS)
+    result = run(
+        MP_INPUT, role="worker", gpus=8, addressing=DGD, annotations=ORIGIN_1, options=OURS
+    )
     assert result.container["command"] == ["python3"]
-    assert result.container["args"][4:] == ["--distributed-executor-backend", "mp", "--nnodes", "2", "--master-addr", "$(DGD_LEADER_ADDRESS)", "--master-port", "29500", "--node-rank", "$(DGD_NODE_RANK)", "--headless"]
+    assert result.container["args"][4:] == [
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        "2",
+        "--master-addr",
+        "$(DGD_LEADER_ADDRESS)",
+        "--master-port",
+        "29500",
+        "--node-rank",
+        "$(DGD_NODE_RANK)",
+        "--headless",
+    ]
     (init,) = result.pod_spec["initContainers"]
     assert init["name"] == "wait-for-leader-mp"
-    assert f'LEADER_HOST="{OUR_LEADER_LITERAL}" LEADER_PORT="29500" DGD_WAIT_TIMEOUT="1800"' in init["command"][2]
+    assert (
+        f'LEADER_HOST="{OUR_LEADER_LITERAL}" LEADER_PORT="29500" DGD_WAIT_TIMEOUT="1800"'
+        in init["command"][2]
+    )
 
 
 def test_v9_mp_override_without_origin() -> None:
-    result = run(MP_INPUT, role="leader", gpus=8, annotations={"nvidia.com/vllm-distributed-executor-backend": "mp"})
+    result = run(
+        MP_INPUT,
+        role="leader",
+        gpus=8,
+        annotations={"nvidia.com/vllm-distributed-executor-backend": "mp"},
+    )
     assert "--distributed-executor-backend" in result.container["args"]
-    assert result.container["args"][result.container["args"].index("--distributed-executor-backend") + 1] == "mp"
+    assert (
+        result.container["args"][
+            result.container["args"].index("--distributed-executor-backend") + 1
+        ]
+        == "mp"
+    )
 
 
 @pytest.mark.parametrize(
     ("annotations", "expected"),
     [
         ({}, False),
-        ({"nvidia.com/vllm-distributed-executor-backend": "mp", "nvidia.com/dynamo-operator-origin-version": "0.1.0"}, True),
-        ({"nvidia.com/vllm-distributed-executor-backend": "ray", "nvidia.com/dynamo-operator-origin-version": "1.0.0"}, False),
-        ({"nvidia.com/vllm-distributed-executor-backend": "invalid", "nvidia.com/dynamo-operator-origin-version": "1.0.0"}, True),
+        (
+            {
+                "nvidia.com/vllm-distributed-executor-backend": "mp",
+                "nvidia.com/dynamo-operator-origin-version": "0.1.0",
+            },
+            True,
+        ),
+        (
+            {
+                "nvidia.com/vllm-distributed-executor-backend": "ray",
+                "nvidia.com/dynamo-operator-origin-version": "1.0.0",
+            },
+            False,
+        ),
+        (
+            {
+                "nvidia.com/vllm-distributed-executor-backend": "invalid",
+                "nvidia.com/dynamo-operator-origin-version": "1.0.0",
+            },
+            True,
+        ),
         ({"nvidia.com/vllm-distributed-executor-backend": "MP"}, True),
-        ({"nvidia.com/vllm-distributed-executor-backend": "RAY", "nvidia.com/dynamo-operator-origin-version": "1.2.0"}, False),
+        (
+            {
+                "nvidia.com/vllm-distributed-executor-backend": "RAY",
+                "nvidia.com/dynamo-operator-origin-version": "1.2.0",
+            },
+            False,
+        ),
         ({"nvidia.com/dynamo-operator-origin-version": "0.9.9"}, False),
         ({"nvidia.com/dynamo-operator-origin-version": "1.0.0-rc.1"}, False),
         ({"nvidia.com/dynamo-operator-origin-version": "v1.3.0"}, True),
@@ -228,13 +372,22 @@ def test_mp_vs_ray_truth_table(annotations: dict[str, str], expected: bool) -> N
 @pytest.mark.parametrize(
     ("addressing", "host"),
     [
-        (GROVE, "${GROVE_PCSG_NAME}-${GROVE_PCSG_INDEX}-test-service-ldr-0.${GROVE_HEADLESS_SERVICE}"),
+        (
+            GROVE,
+            "${GROVE_PCSG_NAME}-${GROVE_PCSG_INDEX}-test-service-ldr-0.${GROVE_HEADLESS_SERVICE}",
+        ),
         (LWS, "${LWS_LEADER_ADDRESS}"),
     ],
 )
-def test_v19_mp_worker_wait_for_leader_init_container_exact(addressing: MultinodeAddressing, host: str) -> None:
+def test_v19_mp_worker_wait_for_leader_init_container_exact(
+    addressing: MultinodeAddressing, host: str
+) -> None:
     result = run(
-        {**MP_INPUT, "image": "vllm:1"}, role="worker", gpus=8, addressing=addressing, annotations=ORIGIN_1,
+        {**MP_INPUT, "image": "vllm:1"},
+        role="worker",
+        gpus=8,
+        addressing=addressing,
+        annotations=ORIGIN_1,
         pod_spec={"volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]},
     )
     assert result.pod_spec["volumes"] == [
@@ -245,15 +398,23 @@ def test_v19_mp_worker_wait_for_leader_init_container_exact(addressing: Multinod
         {
             "name": "wait-for-leader-mp",
             "image": "vllm:1",
-            "command": ["sh", "-c", f'export LEADER_HOST="{host}" LEADER_PORT="29500" && exec python3 /scripts/wait-for-leader.py'],
-            "volumeMounts": [{"name": "wait-leader-script", "mountPath": "/scripts", "readOnly": True}],
+            "command": [
+                "sh",
+                "-c",
+                f'export LEADER_HOST="{host}" LEADER_PORT="29500" && exec python3 /scripts/wait-for-leader.py',
+            ],
+            "volumeMounts": [
+                {"name": "wait-leader-script", "mountPath": "/scripts", "readOnly": True}
+            ],
         }
     ]
     assert [o["metadata"]["name"] for o in result.extra_objects] == ["test-dgd-wait-leader-script"]
 
 
 def test_v19_no_init_container_for_leader_dp_worker_or_single_node() -> None:
-    assert "initContainers" not in run(MP_INPUT, role="leader", gpus=8, annotations=ORIGIN_1).pod_spec
+    assert (
+        "initContainers" not in run(MP_INPUT, role="leader", gpus=8, annotations=ORIGIN_1).pod_spec
+    )
     dp = {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--data-parallel-size", "16"]}
     assert "initContainers" not in run(dp, role="worker", gpus=8, annotations=ORIGIN_1).pod_spec
     assert run(MP_INPUT, role="main", gpus=8, nodes=1, annotations=ORIGIN_1).pod_spec == {}
@@ -264,13 +425,25 @@ def test_v19_no_init_container_for_leader_dp_worker_or_single_node() -> None:
 DP_INPUT = {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--data-parallel-size", "16"]}
 
 
-@pytest.mark.parametrize(("addressing", "leader"), [(GROVE, GROVE_LEADER), (LWS, "$(LWS_LEADER_ADDRESS)")])
+@pytest.mark.parametrize(
+    ("addressing", "leader"), [(GROVE, GROVE_LEADER), (LWS, "$(LWS_LEADER_ADDRESS)")]
+)
 def test_v10_dp_leader(addressing: MultinodeAddressing, leader: str) -> None:
     result = run(DP_INPUT, role="leader", gpus=8, addressing=addressing)
     assert result.container["args"] == [
-        "-m", "dynamo.vllm", "--data-parallel-size", "16", "--data-parallel-hybrid-lb",
-        "--data-parallel-size-local", "8", "--data-parallel-start-rank", "0",
-        "--data-parallel-address", leader, "--data-parallel-rpc-port", "13445",
+        "-m",
+        "dynamo.vllm",
+        "--data-parallel-size",
+        "16",
+        "--data-parallel-hybrid-lb",
+        "--data-parallel-size-local",
+        "8",
+        "--data-parallel-start-rank",
+        "0",
+        "--data-parallel-address",
+        leader,
+        "--data-parallel-rpc-port",
+        "13445",
     ]
 
 
@@ -287,10 +460,24 @@ def test_v11_dp_worker_grove_shell_arithmetic() -> None:
 
 def test_v12_dp_local_size_divides_by_tensor_parallel() -> None:
     result = run(
-        {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--data-parallel-size", "8", "--tensor-parallel-size", "2"]},
-        role="worker", gpus=8,
+        {
+            "command": ["python3"],
+            "args": [
+                "-m",
+                "dynamo.vllm",
+                "--data-parallel-size",
+                "8",
+                "--tensor-parallel-size",
+                "2",
+            ],
+        },
+        role="worker",
+        gpus=8,
     )
-    assert "--data-parallel-size-local 4 --data-parallel-start-rank $(( 4 * $((GROVE_PCLQ_POD_INDEX + 1)) ))" in result.container["args"][0]
+    assert (
+        "--data-parallel-size-local 4 --data-parallel-start-rank $(( 4 * $((GROVE_PCLQ_POD_INDEX + 1)) ))"
+        in result.container["args"][0]
+    )
 
 
 DP_FLAGS_LEADER = (
@@ -302,7 +489,10 @@ DP_FLAGS_LEADER = (
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("python3 -m dynamo.vllm --data-parallel-size 8", f"python3 -m dynamo.vllm {DP_FLAGS_LEADER} --data-parallel-size 8"),
+        (
+            "python3 -m dynamo.vllm --data-parallel-size 8",
+            f"python3 -m dynamo.vllm {DP_FLAGS_LEADER} --data-parallel-size 8",
+        ),
         (
             "echo blah | wc -l && python3 -m dynamo.vllm --data-parallel-size 8 && ls -al",
             f"echo blah | wc -l && python3 -m dynamo.vllm {DP_FLAGS_LEADER} --data-parallel-size 8 && ls -al",
@@ -340,24 +530,48 @@ def test_deepseek_recipe_bash_script_dp_path() -> None:
 @pytest.mark.parametrize(
     ("container", "role", "nodes", "gpus"),
     [
-        ({"command": ["python3", "-m", "dynamo.vllm"], "args": ["--tensor-parallel-size", "16"]}, "main", 1, 8),
+        (
+            {"command": ["python3", "-m", "dynamo.vllm"], "args": ["--tensor-parallel-size", "16"]},
+            "main",
+            1,
+            8,
+        ),
         ({"args": ["python3", "-m", "dynamo.frontend"]}, "main", 3, 0),
         ({"command": ["python3", "-m", "dynamo.vllm"], "args": []}, "leader", 2, 0),
-        ({"command": ["python3", "-m", "dynamo.vllm"], "args": ["--tensor-parallel-size", "4"]}, "leader", 2, 8),
+        (
+            {"command": ["python3", "-m", "dynamo.vllm"], "args": ["--tensor-parallel-size", "4"]},
+            "leader",
+            2,
+            8,
+        ),
     ],
     ids=["V16-single-node", "V17-main", "V18-no-gpus", "fits-in-one-pod"],
 )
 def test_v16_v18_unchanged(container: dict[str, Any], role: Role, nodes: int, gpus: int) -> None:
     for options in (COMPAT, OURS):
         result = run(container, role=role, nodes=nodes, gpus=gpus, options=options)
-        assert result.container == container and result.pod_spec == {} and result.extra_objects == []
+        assert (
+            result.container == container and result.pod_spec == {} and result.extra_objects == []
+        )
 
 
 def test_inputs_are_not_mutated() -> None:
-    container = {"command": ["python3"], "args": ["-m", "dynamo.vllm", "--tensor-parallel-size", "16"], **PROBES}
+    container = {
+        "command": ["python3"],
+        "args": ["-m", "dynamo.vllm", "--tensor-parallel-size", "16"],
+        **PROBES,
+    }
     pod_spec: dict[str, Any] = {"volumes": []}
     snapshot = repr((container, pod_spec))
-    run(container, role="worker", gpus=8, annotations=ORIGIN_1, pod_spec=pod_spec, options=OURS, addressing=DGD)
+    run(
+        container,
+        role="worker",
+        gpus=8,
+        annotations=ORIGIN_1,
+        pod_spec=pod_spec,
+        options=OURS,
+        addressing=DGD,
+    )
     assert repr((container, pod_spec)) == snapshot
 
 
@@ -398,7 +612,9 @@ def test_ours_dp_worker_rank_arithmetic_survives_kubelet_and_shell() -> None:
     expanded = kubelet_expand(script, env)
     # Run it with `printf` in place of the engine to see the argv the engine would get.
     probe = re.sub(r"^exec python3", "exec printf '%s\\n' python3", expanded)
-    argv = subprocess.run(["sh", "-c", probe], env=env, capture_output=True, text=True, check=True).stdout.split()
+    argv = subprocess.run(
+        ["sh", "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert argv[argv.index("--data-parallel-start-rank") + 1] == "8"
     assert argv[argv.index("--data-parallel-address") + 1] == OUR_LEADER_LITERAL
 
@@ -417,33 +633,110 @@ def test_dynamo_lws_style_dp_rank_would_not_survive_the_kubelet() -> None:
 @pytest.mark.parametrize(
     ("container", "role", "gpus", "annotations", "expected"),
     [
-        (MP_INPUT, "leader", 8, ORIGIN_1, {"command": ["python3"], "args": [
-            "-m", "dynamo.vllm", "--tensor-parallel-size", "16", "--distributed-executor-backend", "mp", "--nnodes", "2",
-            "--master-addr", "$(DGD_LEADER_ADDRESS)", "--master-port", "29500", "--node-rank", "0"]}),
-        (DP_INPUT, "leader", 8, {}, {"command": ["python3"], "args": [
-            "-m", "dynamo.vllm", "--data-parallel-size", "16", "--data-parallel-hybrid-lb", "--data-parallel-size-local", "8",
-            "--data-parallel-start-rank", "0", "--data-parallel-address", "$(DGD_LEADER_ADDRESS)", "--data-parallel-rpc-port", "13445"]}),
-        (DP_INPUT, "worker", 8, {}, {"command": ["sh", "-c"], "args": [
-            "exec python3 -m dynamo.vllm --data-parallel-size 16 --data-parallel-hybrid-lb --data-parallel-size-local 8 "
-            "--data-parallel-start-rank $(( 8 * ${DGD_NODE_RANK} )) --data-parallel-address $(DGD_LEADER_ADDRESS) "
-            "--data-parallel-rpc-port 13445"]}),
-        ({"command": ["sh", "-c"], "args": ["python3 -m dynamo.vllm --data-parallel-size 8 | tee /tmp/log"]}, "leader", 4, {},
-         {"command": ["sh", "-c"], "args": [
-             "python3 -m dynamo.vllm --data-parallel-hybrid-lb --data-parallel-size-local 4 --data-parallel-start-rank 0 "
-             "--data-parallel-address $(DGD_LEADER_ADDRESS) --data-parallel-rpc-port 13445 --data-parallel-size 8 | tee /tmp/log"]}),
+        (
+            MP_INPUT,
+            "leader",
+            8,
+            ORIGIN_1,
+            {
+                "command": ["python3"],
+                "args": [
+                    "-m",
+                    "dynamo.vllm",
+                    "--tensor-parallel-size",
+                    "16",
+                    "--distributed-executor-backend",
+                    "mp",
+                    "--nnodes",
+                    "2",
+                    "--master-addr",
+                    "$(DGD_LEADER_ADDRESS)",
+                    "--master-port",
+                    "29500",
+                    "--node-rank",
+                    "0",
+                ],
+            },
+        ),
+        (
+            DP_INPUT,
+            "leader",
+            8,
+            {},
+            {
+                "command": ["python3"],
+                "args": [
+                    "-m",
+                    "dynamo.vllm",
+                    "--data-parallel-size",
+                    "16",
+                    "--data-parallel-hybrid-lb",
+                    "--data-parallel-size-local",
+                    "8",
+                    "--data-parallel-start-rank",
+                    "0",
+                    "--data-parallel-address",
+                    "$(DGD_LEADER_ADDRESS)",
+                    "--data-parallel-rpc-port",
+                    "13445",
+                ],
+            },
+        ),
+        (
+            DP_INPUT,
+            "worker",
+            8,
+            {},
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    "exec python3 -m dynamo.vllm --data-parallel-size 16 --data-parallel-hybrid-lb --data-parallel-size-local 8 "
+                    "--data-parallel-start-rank $(( 8 * ${DGD_NODE_RANK} )) --data-parallel-address $(DGD_LEADER_ADDRESS) "
+                    "--data-parallel-rpc-port 13445"
+                ],
+            },
+        ),
+        (
+            {
+                "command": ["sh", "-c"],
+                "args": ["python3 -m dynamo.vllm --data-parallel-size 8 | tee /tmp/log"],
+            },
+            "leader",
+            4,
+            {},
+            {
+                "command": ["sh", "-c"],
+                "args": [
+                    "python3 -m dynamo.vllm --data-parallel-hybrid-lb --data-parallel-size-local 4 --data-parallel-start-rank 0 "
+                    "--data-parallel-address $(DGD_LEADER_ADDRESS) --data-parallel-rpc-port 13445 --data-parallel-size 8 | tee /tmp/log"
+                ],
+            },
+        ),
     ],
     ids=["V5-ours", "V10-ours", "V11-ours", "V15-ours"],
 )
 def test_vectors_with_our_placeholders(
-    container: dict[str, Any], role: Role, gpus: int, annotations: dict[str, str], expected: dict[str, Any]
+    container: dict[str, Any],
+    role: Role,
+    gpus: int,
+    annotations: dict[str, str],
+    expected: dict[str, Any],
 ) -> None:
-    result = run(container, role=role, gpus=gpus, addressing=DGD, annotations=annotations, options=OURS)
+    result = run(
+        container, role=role, gpus=gpus, addressing=DGD, annotations=annotations, options=OURS
+    )
     assert {k: result.container[k] for k in ("command", "args")} == expected
 
 
 def test_ray_leader_shell_form_ours_waits_between_head_and_script() -> None:
     script = "exec python3 -m dynamo.vllm \\\n  --tensor-parallel-size 16\n"
-    result = run({"command": ["/bin/bash", "-c"], "args": [script]}, role="leader", gpus=8, addressing=DGD, options=OURS)
+    result = run(
+        {"command": ["/bin/bash", "-c"], "args": [script]},
+        role="leader",
+        gpus=8,
+        addressing=DGD,
+        options=OURS,
+    )
     (line,) = result.container["args"]
     assert line == (
         "ray start --head --port=6379 || exit 1\n"

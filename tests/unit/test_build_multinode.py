@@ -26,11 +26,15 @@ VLLM_WORKER: dict[str, Any] = {
 }
 
 
-def make_dgd(services: dict[str, Any], uid: str | None = "u-1", **spec: Any) -> DynamoGraphDeployment:
+def make_dgd(
+    services: dict[str, Any], uid: str | None = "u-1", **spec: Any
+) -> DynamoGraphDeployment:
     return DGD("d").meta(**({"uid": uid} if uid else {})).services(services).spec(**spec).model()
 
 
-def multinode(replicas: int | None, node_count: int, base: dict[str, Any] | None = None) -> dict[str, Any]:
+def multinode(
+    replicas: int | None, node_count: int, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
     service = {**(base or VLLM_WORKER), "multinode": {"nodeCount": node_count}}
     if replicas is not None:
         service["replicas"] = replicas
@@ -50,7 +54,11 @@ def env_of(statefulset: dict[str, Any]) -> dict[str, Any]:
     ("replicas", "node_count", "expected"),
     [
         (None, 2, {"d-decode-0-ldr": 1, "d-decode-0-wkr": 1}),
-        (2, 3, {"d-decode-0-ldr": 1, "d-decode-0-wkr": 2, "d-decode-1-ldr": 1, "d-decode-1-wkr": 2}),
+        (
+            2,
+            3,
+            {"d-decode-0-ldr": 1, "d-decode-0-wkr": 2, "d-decode-1-ldr": 1, "d-decode-1-wkr": 2},
+        ),
         (0, 2, {}),
     ],
 )
@@ -80,22 +88,31 @@ def test_group_env() -> None:
         assert env["DGD_GROUP_INDEX"] == "1"
         assert env["DGD_LEADER_ADDRESS"] == "d-decode-1-ldr-0.d-decode-nodes"
     assert leader["DGD_NODE_RANK"] == "0"
-    assert worker["DGD_NODE_RANK"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+    assert worker["DGD_NODE_RANK"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
 
 
 def test_services_of_a_multinode_component() -> None:
-    services = by_name(build_graph(make_dgd({"Decode": multinode(1, 2)}), "ns", BuildOptions()), "Service")
+    services = by_name(
+        build_graph(make_dgd({"Decode": multinode(1, 2)}), "ns", BuildOptions()), "Service"
+    )
     headless = services["d-decode-nodes"]["spec"]
     assert headless == {
         "clusterIP": "None",
         "publishNotReadyAddresses": True,
-        "selector": {"nvidia.com/dynamo-graph-deployment-name": "d", "nvidia.com/dynamo-component": "Decode"},
+        "selector": {
+            "nvidia.com/dynamo-graph-deployment-name": "d",
+            "nvidia.com/dynamo-component": "Decode",
+        },
     }
     assert services["d-decode"]["spec"]["selector"]["role"] == "leader"
 
 
 def test_roles_get_backend_rewrites() -> None:
-    statefulsets = by_name(build_graph(make_dgd({"Decode": multinode(1, 2)}), "ns", BuildOptions()), "StatefulSet")
+    statefulsets = by_name(
+        build_graph(make_dgd({"Decode": multinode(1, 2)}), "ns", BuildOptions()), "StatefulSet"
+    )
     worker = statefulsets["d-decode-0-wkr"]["spec"]["template"]
     leader = statefulsets["d-decode-0-ldr"]["spec"]["template"]
     assert worker["metadata"]["labels"]["role"] == "worker"
@@ -122,10 +139,18 @@ def test_trtllm_groups_mount_the_mpi_secret() -> None:
     trtllm = {
         "componentType": "worker",
         "resources": {"limits": {"gpu": "4"}},
-        "extraPodSpec": {"mainContainer": {"image": "img", "command": ["python3", "-m", "dynamo.trtllm"], "args": ["--model-path", "m"]}},
+        "extraPodSpec": {
+            "mainContainer": {
+                "image": "img",
+                "command": ["python3", "-m", "dynamo.trtllm"],
+                "args": ["--model-path", "m"],
+            }
+        },
     }
     options = BuildOptions(mpi_ssh_secret_name="my-ssh")
-    statefulsets = by_name(build_graph(make_dgd({"W": multinode(1, 2, trtllm)}), "ns", options), "StatefulSet")
+    statefulsets = by_name(
+        build_graph(make_dgd({"W": multinode(1, 2, trtllm)}), "ns", options), "StatefulSet"
+    )
     for statefulset in statefulsets.values():
         volumes = statefulset["spec"]["template"]["spec"]["volumes"]
         assert any(v.get("secret", {}).get("secretName") == "my-ssh" for v in volumes)

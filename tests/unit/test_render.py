@@ -40,15 +40,20 @@ spec:
           image: img
 """
 
-MULTINODE_DGD = DGD + """\
+MULTINODE_DGD = (
+    DGD
+    + """\
     decode:
       componentType: worker
       multinode:
         nodeCount: 2
 """
+)
 
 
-def render(tmp_path: Path, capsys: pytest.CaptureFixture[str], *texts: str, args: tuple[str, ...] = ()) -> tuple[int, str, str]:
+def render(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *texts: str, args: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
     files = []
     for index, text in enumerate(texts):
         path = tmp_path / f"f{index}.yaml"
@@ -63,8 +68,12 @@ def kinds(out: str) -> list[tuple[str, str]]:
     return [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out)]
 
 
-def test_other_documents_pass_through_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = render(tmp_path, capsys, CONFIGMAP + "---\n" + DGD + "---\n" + CONFIGMAP.replace("cfg", "cfg2"))
+def test_other_documents_pass_through_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = render(
+        tmp_path, capsys, CONFIGMAP + "---\n" + DGD + "---\n" + CONFIGMAP.replace("cfg", "cfg2")
+    )
     assert code == 0 and err == ""
     names = kinds(out)
     assert names[0] == ("ConfigMap", "cfg") and names[-1] == ("ConfigMap", "cfg2")
@@ -75,7 +84,11 @@ def test_other_documents_pass_through_in_place(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_key_order_and_separators(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = render(tmp_path, capsys, "data: {k: v}\nmetadata: {name: c}\nkind: ConfigMap\napiVersion: v1\n---\n" + DGD)
+    code, out, _ = render(
+        tmp_path,
+        capsys,
+        "data: {k: v}\nmetadata: {name: c}\nkind: ConfigMap\napiVersion: v1\n---\n" + DGD,
+    )
     assert code == 0
     assert out.startswith("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n")
     for chunk in out.split("---\n")[1:]:
@@ -98,7 +111,9 @@ def test_output_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert render(tmp_path, capsys, DGD) == first
 
 
-def test_invalid_dgd_one_line_error_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_dgd_one_line_error_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = DGD.replace("componentType: worker", "componentType: worker\n      replicas: -1")
     code, out, err = render(tmp_path, capsys, bad)
     assert code == 1 and out == ""
@@ -120,17 +135,27 @@ def test_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == "" and err.strip() == "/nonexistent/x.yaml: no such file"
 
 
-def test_build_error_is_reported_with_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = DGD.replace("componentType: worker", "componentType: worker\n      annotations:\n        nvidia.com/deployment-strategy: Sideways")
+def test_build_error_is_reported_with_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = DGD.replace(
+        "componentType: worker",
+        "componentType: worker\n      annotations:\n        nvidia.com/deployment-strategy: Sideways",
+    )
     code, out, err = render(tmp_path, capsys, bad)
     assert code == 1 and out == ""
     assert "spec.services.worker.annotations.nvidia.com/deployment-strategy" in err
 
 
-def test_multinode_services_rendered_as_statefulsets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_multinode_services_rendered_as_statefulsets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = render(tmp_path, capsys, MULTINODE_DGD)
     assert code == 0 and err == ""
-    assert ("StatefulSet", "g-decode-0-ldr") in kinds(out) and ("StatefulSet", "g-decode-0-wkr") in kinds(out)
+    assert ("StatefulSet", "g-decode-0-ldr") in kinds(out) and (
+        "StatefulSet",
+        "g-decode-0-wkr",
+    ) in kinds(out)
 
 
 def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,21 +165,33 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
 
 
 def test_operator_options_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = render(tmp_path, capsys, DGD, args=("--discovery-backend", "etcd", "--nats-address", "nats://n:4222"))
+    code, out, _ = render(
+        tmp_path,
+        capsys,
+        DGD,
+        args=("--discovery-backend", "etcd", "--nats-address", "nats://n:4222"),
+    )
     assert code == 0
     docs = list(yaml.safe_load_all(out))
     assert [d["kind"] for d in docs].count("Service") == 1
     deployment = next(d for d in docs if d["kind"] == "Deployment")
-    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][-1]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][-1]["env"]
+    }
     assert env["NATS_SERVER"] == "nats://n:4222" and "DYN_DISCOVERY_BACKEND" not in env
 
 
 def test_render_module_imports_only_stdlib_at_module_level() -> None:
-    source = Path(__import__("dgd_operator.commands.render", fromlist=["x"]).__file__ or "").read_text()
+    source = Path(
+        __import__("dgd_operator.commands.render", fromlist=["x"]).__file__ or ""
+    ).read_text()
     header = source.split("\ndef ", 1)[0]
     imports = [line for line in header.splitlines() if line.startswith(("import ", "from "))]
     allowed = {"argparse", "sys", "__future__", "dataclasses", "typing"}
-    assert {line.split()[1].split(".")[0] for line in imports} <= allowed, textwrap.indent("\n".join(imports), "  ")
+    assert {line.split()[1].split(".")[0] for line in imports} <= allowed, textwrap.indent(
+        "\n".join(imports), "  "
+    )
 
 
 @pytest.mark.parametrize("word", ["y", "Y", "n", "N", "yes", "no", "on", "off", "true"])

@@ -694,7 +694,9 @@ def test_example_corpus_is_present() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: p.stem
+    "path",
+    [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())],
+    ids=lambda p: p.stem,
 )
 def test_every_v1alpha1_graph_and_example_is_valid(path: Path) -> None:
     [doc] = _dgds(path)
@@ -714,7 +716,9 @@ def test_obsolete_per_service_pvc_block_warns() -> None:
 
 @peer_corpus.peer_corpus
 def test_wideep_recipe_warns_about_obsolete_pvc_block() -> None:
-    [doc] = _dgds(peer_corpus.example("recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml"))
+    [doc] = _dgds(
+        peer_corpus.example("recipes__deepseek-r1__sglang-wideep__tep8p-dep8d-disagg.yaml")
+    )
     warnings = {p.path: p.message for p in validate_dgd(doc).warnings}
     for service in ("decode", "prefill"):
         assert "API server would prune it" in warnings[f"spec.services.{service}.pvc"]
@@ -735,7 +739,9 @@ def test_v1beta1_example_is_valid_and_names_what_dgd_does_not_act_on(path: Path)
 # --- the CLI ---------------------------------------------------------------------------------
 
 
-def test_cli_accepts_every_graph_of_ours_without_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_accepts_every_graph_of_ours_without_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     paths = [str(p) for p in graph_paths()]
     assert main(["validate", *paths]) == 0
     out, err = capsys.readouterr()

@@ -25,7 +25,11 @@ def dgd(
     backend: str | None = None,
     name: str = "VllmDecodeWorker",
 ) -> DynamoGraphDeployment:
-    graph = DGD("g").worker(name, replicas=None).container(image="img", command=command, args=args or [])
+    graph = (
+        DGD("g")
+        .worker(name, replicas=None)
+        .container(image="img", command=command, args=args or [])
+    )
     if gpus is not None:
         graph.gpus(gpus)
     if nodes is not None:
@@ -49,10 +53,16 @@ def warnings(doc: DynamoGraphDeployment) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "path", [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())], ids=lambda p: Path(p).name
+    "path",
+    [*graph_paths(), *peer_corpus.cases(peer_corpus.v1alpha1_example_paths())],
+    ids=lambda p: Path(p).name,
 )
 def test_every_graph_and_dynamo_example_is_accepted_without_findings(path: Path) -> None:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "DynamoGraphDeployment"]
+    docs = [
+        d
+        for d in yaml.safe_load_all(path.read_text())
+        if d and d.get("kind") == "DynamoGraphDeployment"
+    ]
     assert docs
     for doc in docs:
         assert check_topology(DynamoGraphDeployment.model_validate(doc)) == []
