@@ -90,6 +90,27 @@ def test_examples(control_plane: ControlPlane, namespace: str, pool_nodes: AddNo
     pool_nodes(_pool_size(examples, namespace, control_plane.gpus_per_node))
     for doc in examples.values():
         _pin_to_pool(doc, namespace)
+    try:
+        _apply_and_check(rest, namespace, examples)
+    finally:
+        _drain(rest, namespace)
+
+
+def _drain(rest: Any, namespace: str) -> None:
+    """Delete the examples' Deployments (the operator has stopped) and wait until their pods
+    are gone, while the pool's nodes still exist: a pod bound to a removed node is never
+    finalised, and its namespace would stay terminating."""
+    for plural in ("deployments", "replicasets"):
+        rest.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/{plural}")
+    rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods")
+    wait_for(
+        lambda: not rest.get(f"/api/v1/namespaces/{namespace}/pods")["items"],
+        timeout=60,
+        description=f"pods of {namespace} gone",
+    )
+
+
+def _apply_and_check(rest: Any, namespace: str, examples: dict[str, dict[str, Any]]) -> None:
     with running_operator(namespace):
         for doc in examples.values():
             rest.post(dgd_path(namespace), doc)
