@@ -211,3 +211,30 @@ def test_status_compare_ignores_transition_times() -> None:
         current, {"state": "successful", "conditions": [dict(old[0], lastTransitionTime="T9")]}
     )
     assert status_differs(current, {"state": "pending", "conditions": old})
+
+
+def _group(phase: str) -> dict[str, Any]:
+    return {"index": 0, "name": "g-worker-0", "phase": phase, "restarts": 0}
+
+
+@pytest.mark.parametrize(
+    ("phase", "state", "ready", "message"),
+    [
+        ("Running", "successful", "True", "All resources are ready"),
+        ("Starting", "pending", "False", "Multinode groups not running: g-worker-0: Starting"),
+        ("Restarting", "pending", "False", "Multinode groups not running: g-worker-0: Restarting"),
+    ],
+)
+def test_ready_statefulsets_are_successful_only_once_their_groups_run(
+    phase: str, state: str, ready: str, message: str
+) -> None:
+    # The StatefulSet counters (readiness) may say ready before the operator's pod watch has
+    # seen the last rank Ready: the graph waits for the group, so `successful` implies Running.
+    status = dump_status(
+        calculate_status(
+            DynamoGraphDeploymentStatus(), _observed(groups={"worker": [_group(phase)]}), now="T5"
+        )
+    )
+    condition = status["conditions"][0]
+    assert (status["state"], condition["status"], condition["message"]) == (state, ready, message)
+    assert status["services"]["worker"]["groups"][0]["phase"] == phase

@@ -17,7 +17,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dgd_operator.api.constants import DGD_KIND, GROUP_VERSION, REASON_GROUP_FAILED, STATE_FAILED
+from dgd_operator.api.constants import (
+    DGD_KIND,
+    GROUP_VERSION,
+    REASON_GROUP_FAILED,
+    REASON_NOT_READY,
+    STATE_FAILED,
+    STATE_PENDING,
+)
 from dgd_operator.api.models import (
     Condition,
     DynamoGraphDeploymentStatus,
@@ -26,6 +33,7 @@ from dgd_operator.api.models import (
     ServiceReplicaStatus,
 )
 from dgd_operator.controllerkit.kubeapi import KubeAPI
+from dgd_operator.reconcile.groups import GROUP_RUNNING
 from dgd_operator.reconcile.readiness import GraphReadiness
 from dgd_operator.reconcile.state import DgdMemory, Key
 
@@ -93,11 +101,23 @@ def calculate_status(
     """The status to report: state, the Ready condition, services (with groups) and restart.
 
     `previous` (the live status) only contributes the Ready condition's transition time.
-    A multinode group that spent its restart budget fails the graph.
+    A multinode group that spent its restart budget fails the graph; one that is not Running
+    (still starting, or restarting) keeps it pending even when its StatefulSets count as ready.
+    The StatefulSet counters and the group phase come from different watch streams (the
+    StatefulSet controller's status writes, the operator's own pod watch) that reach us in any
+    order, so `successful` must wait for both: it then always means every group is Running.
     """
     readiness = observed.readiness
     state, reason, message = readiness.state, readiness.reason, readiness.message
     ready = readiness.ready
+    waiting = _groups_not_running(observed.groups)
+    if ready and waiting:
+        state, reason, message = (
+            STATE_PENDING,
+            REASON_NOT_READY,
+            "Multinode groups not running: " + "; ".join(waiting),
+        )
+        ready = False
     if observed.group_failures:
         state, reason, message = (
             STATE_FAILED,
@@ -125,6 +145,16 @@ def calculate_status(
     for condition in observed.placement:
         set_condition(status, Condition.model_validate({**condition, "lastTransitionTime": now}))
     return status
+
+
+def _groups_not_running(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """`<group name>: <phase>` for every multinode group that is not Running."""
+    return [
+        f"{group.get('name')}: {group.get('phase')}"
+        for svc in sorted(groups)
+        for group in groups[svc]
+        if group.get("phase") != GROUP_RUNNING
+    ]
 
 
 def rejected_status(
