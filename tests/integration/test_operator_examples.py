@@ -51,7 +51,9 @@ def _pool_size(examples: dict[str, dict[str, Any]], namespace: str, gpus_per_nod
     demand = {name: parse_quantity("0") for name in capacity}
     pods = 0
     for doc in examples.values():
-        for obj in plan_graph(DynamoGraphDeployment.model_validate(doc), namespace, BuildOptions()).objects:
+        for obj in plan_graph(
+            DynamoGraphDeployment.model_validate(doc), namespace, BuildOptions()
+        ).objects:
             if obj["kind"] != "Deployment":
                 continue
             replicas = int(obj["spec"].get("replicas", 1))
@@ -59,7 +61,9 @@ def _pool_size(examples: dict[str, dict[str, Any]], namespace: str, gpus_per_nod
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 resources = container.get("resources") or {}
                 for name in demand:
-                    amount = (resources.get("requests") or {}).get(name) or (resources.get("limits") or {}).get(name)
+                    amount = (resources.get("requests") or {}).get(name) or (
+                        resources.get("limits") or {}
+                    ).get(name)
                     if amount is not None:
                         demand[name] += parse_quantity(str(amount)) * replicas
     needed = [math.ceil(pods / shape.pods)]
@@ -78,7 +82,9 @@ def _pin_to_pool(doc: dict[str, Any], namespace: str) -> None:
 
 
 @pytest.mark.parametrize("corpus", ["own", pytest.param("dynamo", marks=peer_corpus.peer_corpus)])
-def test_examples(control_plane: ControlPlane, namespace: str, pool_nodes: AddNodes, corpus: str) -> None:
+def test_examples(
+    control_plane: ControlPlane, namespace: str, pool_nodes: AddNodes, corpus: str
+) -> None:
     """All examples are applied at once and each reports successful with per-service counts.
 
     They run on a node pool of their own, sized to what they ask for: the examples together
