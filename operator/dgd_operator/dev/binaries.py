@@ -207,7 +207,7 @@ def ensure(version: str = KUBE_VERSION, progress: Progress | None = None) -> Kub
         return found
     directory = kube_dir(version)
     directory.mkdir(parents=True, exist_ok=True)
-    with _build_lock(directory.parent / f"{version}.lock", say):
+    with build_lock(directory.parent / f"{version}.lock", say, "the Kubernetes binaries"):
         # Someone else may have finished the build while we waited for the lock.
         found = find_cached(version)
         if found is not None:
@@ -220,12 +220,14 @@ def ensure(version: str = KUBE_VERSION, progress: Progress | None = None) -> Kub
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path, say: Progress) -> Iterator[None]:
+def build_lock(path: Path, say: Progress, what: str) -> Iterator[None]:
+    """Hold an exclusive file lock on `path` while building `what` into the shared cache, so
+    concurrent runs (tests, `make`, `dgd dev up`) wait for one build instead of racing it."""
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say(f"another process is building the Kubernetes binaries; waiting for it ({path})")
+            say(f"another process is building {what}; waiting for it ({path})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -25,8 +25,6 @@ Command line: ``python -m dgd_operator.dev.vllm_env ensure|path|model|info|lock`
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,11 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dgd_operator.dev.binaries import cache_root
+from dgd_operator.dev.binaries import build_lock, cache_root
 from dgd_operator.dev.tiny_model import MODEL_VERSION
 
 UV_VERSION = "0.13.9"
@@ -135,7 +133,7 @@ def ensure(progress: Progress | None = None) -> VllmEnv:
         return found
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / "vllm-env.lock", say):
+    with build_lock(root / "vllm-env.lock", say, "the vLLM environment"):
         venv = venv_dir()
         if not _venv_ready(venv):
             if os.environ.get(ENV_VAR_VENV):
@@ -304,20 +302,6 @@ def lock(say: Progress | None = None) -> None:
         report,
         _uv_env(),
     )
-
-
-@contextlib.contextmanager
-def _lock(path: Path, say: Progress) -> Iterator[None]:
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"another process is building the vLLM environment; waiting for it ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(argv: list[str], step: str, say: Progress, env: dict[str, str] | None = None) -> str:
