@@ -218,9 +218,9 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
     ) as resp:
         assert resp.status_code == 200
         lines = resp.iter_lines()
-        for _ in range(3):
-            next(line for line in lines if line.startswith("data: "))
-        assert unfinished(deployment) == 1
+        next(line for line in lines if line.startswith("data: "))
+        # The engine holds the request while it streams (read at scrape time from vLLM).
+        eventually(lambda: unfinished(deployment) == 1, 10, "the engine to hold the request")
     # Leaving the block closed the connection mid-stream.
     eventually(lambda: unfinished(deployment) == 0, 60, "the engine to drop the request")
     aborted_after, generated_after = totals()
@@ -241,7 +241,9 @@ def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
         json={
             "model": MODEL_NAME,
             "prompt": prefix_a,
-            "max_tokens": 200,
+            # Long enough to still run while B is routed, even on a fast idle machine;
+            # leaving the block closes the stream, which aborts the rest of A.
+            "max_tokens": MAX_MODEL_LEN - 512,
             "ignore_eos": True,
             "stream": True,
         },
@@ -252,11 +254,10 @@ def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
         after_a = served_requests(deployment)
         ok(completion(deployment, prompt=prefix_b, max_tokens=1, temperature=0))
         after_b = served_requests(deployment)
-        for _ in lines:
-            pass
     worker_a = next(i for i in range(2) if after_a[i] > before[i])
     worker_b = next(i for i in range(2) if after_b[i] > after_a[i])
     assert worker_a != worker_b
+    eventually(lambda: unfinished(deployment) == 0, 60, "the engines to drop request A")
     # The KV events travel engine -> worker -> NATS -> router; give them a moment to land.
     time.sleep(1.0)
     for prefix, holder in ((prefix_a, worker_a), (prefix_b, worker_b)):

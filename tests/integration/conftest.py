@@ -150,6 +150,23 @@ def pool_nodes(control_plane: ControlPlane, namespace: str) -> Iterator[AddNodes
 
     yield add
     rest = control_plane.rest
-    rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0})
+    # Nothing finalises a pod once its node is gone, and a terminating namespace then never
+    # finishes (later tests wait for none). So: no controller may recreate pods (workloads
+    # first), then the pods go at once and are awaited while the pool still exists.
+    for collection in (
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+        f"/apis/apps/v1/namespaces/{namespace}/replicasets",
+    ):
+        rest.request("DELETE", collection, params={"gracePeriodSeconds": 0})
+
+    def pods_gone() -> bool:
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        if not rest.get(path).get("items"):
+            return True
+        rest.request("DELETE", path, params={"gracePeriodSeconds": 0})
+        return False
+
+    wait_for(pods_gone, timeout=60, interval=0.5, description=f"no pod left in {namespace}")
     if added:
         control_plane.remove_nodes(added)
