@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
+from dgd_operator.dev.rest import ApiError
 from dgd_operator.main import run_operator
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.settings import OperatorSettings
@@ -186,3 +187,27 @@ def terminating_namespaces(rest: Any) -> list[str]:
         for n in items
         if (n.get("status") or {}).get("phase") == "Terminating"
     ]
+
+
+def finish_terminating_namespaces(rest: Any) -> list[str]:
+    """Help namespaces of earlier tests finish deleting, and return those still terminating.
+
+    Pods bound to a node that a test removed have no kubelet left to confirm their graceful
+    deletion, so they (and the PodGroups whose protection finalizer waits for them) would hold
+    their namespace forever: force-delete such pods and release those finalizers.
+    """
+    left = terminating_namespaces(rest)
+    for namespace in left:
+        rest.request(
+            "DELETE", f"/api/v1/namespaces/{namespace}/pods", params={"gracePeriodSeconds": 0}
+        )
+        groups = f"/apis/scheduling.k8s.io/v1beta1/namespaces/{namespace}/podgroups"
+        if not rest.exists(groups):
+            continue
+        for group in rest.get(groups).get("items", []):
+            if group["metadata"].get("finalizers"):
+                with suppress(ApiError):  # deleted meanwhile
+                    rest.patch(
+                        f"{groups}/{group['metadata']['name']}", {"metadata": {"finalizers": None}}
+                    )
+    return left

@@ -17,9 +17,9 @@ from tests.integration.operator_harness import (
     dgd_path,
     dgd_status,
     events_for,
+    finish_terminating_namespaces,
     running_operator,
     settled,
-    terminating_namespaces,
 )
 
 from dgd_operator import metrics
@@ -427,7 +427,10 @@ def test_operator_restart_issues_zero_writes(control_plane: ControlPlane, namesp
     # Namespaces of earlier tests are being emptied by the namespace controller (DELETEs);
     # the API server counts cluster-wide, so wait for that to finish first.
     wait_for(
-        lambda: not terminating_namespaces(rest), timeout=90, description="no namespace terminating"
+        lambda: not finish_terminating_namespaces(rest),
+        timeout=90,
+        interval=0.5,
+        description="no namespace terminating",
     )
     before = apiserver_writes(rest)
     assert sum(before.values()) > 0, "the API server's write counters are not visible"
