@@ -236,7 +236,12 @@ def test_restart(control_plane: ControlPlane, namespace: str, strategy: str) -> 
             description="successful after restart",
         )
         assert obj["status"]["restart"]["inProgress"] == []
-        assert {"RestartStarted", "RestartCompleted"} <= _reasons(rest, namespace, name)
+        # The Events are posted after the status write that completes the restart.
+        wait_for(
+            lambda: {"RestartStarted", "RestartCompleted"} <= _reasons(rest, namespace, name),
+            timeout=30,
+            description="RestartStarted and RestartCompleted Events",
+        )
 
 
 def test_scaling_adapter_round_trip(control_plane: ControlPlane, namespace: str) -> None:

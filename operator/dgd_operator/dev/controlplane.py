@@ -76,6 +76,10 @@ CONTROLLERS: tuple[str, ...] = (
     "endpoints-controller",
     "endpointslice-controller",
     "disruption-controller",
+    # PVCs bind to local directories (the PVC provisioner); their protection finalizers must be
+    # released once no pod uses them, or a namespace with a PVC never finishes deleting.
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 )
 # With gang scheduling on: removes the finalizer the PodGroupProtection admission plugin puts on
 # every PodGroup once no pod uses the group (without it, deleted PodGroups never go away).
