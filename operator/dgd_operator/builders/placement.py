@@ -48,6 +48,8 @@ from dgd_operator.api.constants import (
     VOLCANO_SCHEDULER,
 )
 from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.api.validation.errors import Problem, warning
+from dgd_operator.api.validation.paths import to_v1beta1_path
 
 
 @dataclass(frozen=True)
@@ -285,3 +287,29 @@ def placement_fields(
             acted = False
         fields.append(PlacementField(f"{path}.multinode", acted, effect))
     return fields
+
+
+def placement_warnings(
+    dgd: DynamoGraphDeployment,
+    hub: Mapping[str, Any] | None = None,
+    *,
+    topology_keys: Mapping[str, str] = DEFAULT_TOPOLOGY_DOMAIN_KEYS,
+    pod_groups_served: bool | None = None,
+) -> list[Problem]:
+    """`placement_fields` as warnings for `dgd validate` and admission: what each field does.
+
+    Paths are in the spelling of the v1beta1 document `hub` when given (the user wrote
+    v1beta1), else v1alpha1. Multinode gang placement is left out: it is what a multinode
+    service always gets (the `GangPlacement` condition reports it per cluster).
+    """
+    problems: list[Problem] = []
+    for item in placement_fields(
+        dgd, pod_groups_served=pod_groups_served, topology_keys=topology_keys
+    ):
+        if item.path.endswith(".multinode"):
+            continue
+        path = to_v1beta1_path(item.path, hub)[0] if hub is not None else item.path
+        verdict = "acted on" if item.acted_on else "not acted on"
+        effect = item.effect.removeprefix("not acted on: ")
+        problems.append(warning(path, f"placement, {verdict}: {effect}"))
+    return problems
