@@ -4,8 +4,8 @@ Handlers never reconcile themselves. Indexes keep the watched objects in memory 
 list+watch per kind); event handlers only bind those indexes into the controller's view and
 enqueue the owning DGD's key into its work queue (see `dgd_operator.reconcile.controller`).
 Nothing here stores progress on objects, so kopf itself writes nothing to the cluster. Pods
-are watched only for multinode groups (a server-side label selector), as small summaries, so
-whole-group restarts can see rank failures. Admission handlers are registered by `main`.
+are watched only for graphs (a server-side label selector), as small summaries, so
+whole-group restarts can see rank failures and `Ready` can say why pods are not ready. Admission handlers are registered by `main`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,8 @@ from dgd_operator.api.constants import (
     KOPF_FINALIZER,
     KOPF_PREFIX,
     LABEL_GRAPH,
-    LABEL_GROUP_INDEX,
     LABEL_MANAGED_BY,
-    LABEL_ROLE,
     MANAGED_BY,
-    ROLE_LEADER,
-    ROLE_WORKER,
 )
 from dgd_operator.controllerkit.kubeapi import KubeAPI
 from dgd_operator.reconcile.controller import Controller
@@ -42,16 +38,12 @@ from dgd_operator.reconcile.view import IndexedClusterView, SharedKey
 DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson"
 CHILD_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.PRESENT}
 SHARED_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.ABSENT}
-# Only pods of multinode groups are watched, selected by the API server (single-node pods never
-# reach the operator): the graph label, a leader/worker role and a group index.
-GROUP_POD_SELECTOR = (
-    f"{LABEL_GRAPH},{LABEL_ROLE} in ({ROLE_LEADER},{ROLE_WORKER}),{LABEL_GROUP_INDEX}"
-)
-GROUP_POD_LABELS: Mapping[str, Any] = {
-    LABEL_GRAPH: kopf.PRESENT,
-    LABEL_ROLE: kopf.PRESENT,
-    LABEL_GROUP_INDEX: kopf.PRESENT,
-}
+# Only the pods of graphs are watched, selected by the API server (other pods never reach the
+# operator): those carrying the graph label, kept as small summaries. Multinode group pods
+# drive whole-group restarts; every graph pod tells the Ready condition why it is not ready
+# (the scheduler's verdict, a waiting container, the last exit).
+GROUP_POD_SELECTOR = LABEL_GRAPH
+GROUP_POD_LABELS: Mapping[str, Any] = {LABEL_GRAPH: kopf.PRESENT}
 
 DgdIndex = kopf.Index[Key, dict[str, Any]]
 ChildIndex = kopf.Index[Key, dict[str, Any]]
@@ -255,7 +247,8 @@ def register(
             for key in view.dgd_keys(namespace or ""):
                 controller.enqueue(key)
 
-    # Multinode group pods: failures and restarts of a rank restart the whole group.
+    # Graph pods: failures and restarts of a rank restart the whole group; any pod's state
+    # explains a not-ready graph.
     @kopf.index("v1", "pods", id="dgd_group_pods", labels=GROUP_POD_LABELS, registry=registry)
     async def dgd_group_pods(
         namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dgd_operator.api.constants import DYNAMO_COMPATIBLE_VERSION
+from dgd_operator.api.constants import DEFAULT_TOPOLOGY_DOMAIN_KEYS, DYNAMO_COMPATIBLE_VERSION
 from dgd_operator.builders.options import BuildOptions, IstioTLSMode
 
 ENV_PREFIX = "DGD_"
@@ -224,6 +224,12 @@ class OperatorSettings:
     istio_ca_certificates: str | None = None
     """`DGD_ISTIO_CA_CERTIFICATES`: MUTUAL mode, CA bundle path in the proxy."""
 
+    topology_domain_keys: tuple[str, ...] = ()
+    """`DGD_TOPOLOGY_DOMAIN_KEYS`: comma-separated `domain=node-label-key` pairs that add to or
+    replace the default map of `packDomain` names to node labels (Grove's domains `region`,
+    `zone`, `datacenter`, `block`, `rack`, `numa` on `topology.kubernetes.io/<domain>`, `host`
+    on `kubernetes.io/hostname`, `nvlink` on `nvidia.com/gpu.clique`)."""
+
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     """The admission webhook (`DGD_WEBHOOK_*`); it listens on `bind_address`."""
 
@@ -232,6 +238,20 @@ class OperatorSettings:
 
     def __post_init__(self) -> None:
         _validate(self, ENV_PREFIX)
+        self.topology_keys()  # a malformed pair fails at startup, naming the variable
+
+    def topology_keys(self) -> dict[str, str]:
+        """The map of topology domain names to node label keys: defaults, then the setting."""
+        keys = dict(DEFAULT_TOPOLOGY_DOMAIN_KEYS)
+        for pair in self.topology_domain_keys:
+            domain, sep, key = (part.strip() for part in pair.partition("="))
+            if not sep or not domain or not key:
+                raise SettingsError(
+                    f"{ENV_PREFIX}TOPOLOGY_DOMAIN_KEYS: expected domain=node-label-key pairs, "
+                    f"not {pair!r}"
+                )
+            keys[domain] = key
+        return keys
 
     def to_build_options(
         self,
@@ -265,6 +285,7 @@ class OperatorSettings:
             istio_private_key=self.istio_private_key,
             istio_ca_certificates=self.istio_ca_certificates,
             inference_pool_api=inference_pool_api,
+            topology_domain_keys=self.topology_keys(),
         )
 
 

@@ -79,6 +79,9 @@ class FakeView:
     def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
         return list(self.pods)
 
+    def graph_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        return list(self.pods)
+
     def object_counts(self) -> dict[str, int]:
         return {"DynamoGraphDeployment": 1}
 

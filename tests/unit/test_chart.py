@@ -85,6 +85,8 @@ OPERATOR_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
 # Cluster-wide mode only: kopf's runtime observation of CRDs.
 CLUSTER_WIDE_EXTRA_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): _READ,
+    # TopologyLevelsAvailable: does any node carry a packDomain's label (a list by selector).
+    ("", "nodes"): ("list",),
 }
 
 # The environment of the operator container: exactly the settings of OperatorSettings.
@@ -97,6 +99,7 @@ OPERATOR_ENV = {
     "DGD_METRICS_PORT",
     "DGD_HEALTH_PORT",
     "DGD_MPI_SSH_SECRET_NAME",
+    "DGD_TOPOLOGY_DOMAIN_KEYS",
     "DGD_PLANNER_CLUSTER_ROLE_NAME",
     "DGD_EPP_CLUSTER_ROLE_NAME",
     "DGD_GROUP_RESTART_BUDGET",
@@ -479,6 +482,7 @@ def test_operator_env_is_exactly_the_settings(rendered: dict[str, list[dict[str,
         "DGD_METRICS_PORT": "8080",
         "DGD_HEALTH_PORT": "8081",
         "DGD_MPI_SSH_SECRET_NAME": "mpi-run-ssh-secret",
+        "DGD_TOPOLOGY_DOMAIN_KEYS": "",
         "DGD_PLANNER_CLUSTER_ROLE_NAME": "",
         "DGD_EPP_CLUSTER_ROLE_NAME": "",
         "DGD_GROUP_RESTART_BUDGET": "5",

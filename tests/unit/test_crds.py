@@ -166,9 +166,14 @@ def test_dgd_crd_shape(rendered: dict[str, str]) -> None:
         columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
         assert columns == {
             "Ready": '.status.conditions[?(@.type=="Ready")].status',
+            "State": ".status.state",
             "Backend": ".spec.backendFramework",
             "Age": ".metadata.creationTimestamp",
+            "Message": '.status.conditions[?(@.type=="Ready")].message',
         }
+        # The Ready message (why the graph is not ready) only at `-o wide`.
+        wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")]
+        assert wide == ["Message"]
     assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
 

@@ -32,7 +32,7 @@ def test_docker_config_registries_reads_hosts_only() -> None:
     assert docker_config_registries({}) == ()
 
 
-def test_only_multinode_group_pods_are_watched_server_side() -> None:
+def test_only_graph_pods_are_watched_server_side() -> None:
     pods = kopf.Resource("", "v1", "pods", namespaced=True)
     assert kopf_settings().watching.label_selectors.collect(pods) == [GROUP_POD_SELECTOR]
     deployments = kopf.Resource("apps", "v1", "deployments", namespaced=True)

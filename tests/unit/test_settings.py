@@ -54,6 +54,11 @@ def _sample(setting: Setting) -> tuple[str, Any]:
         if setting.maximum is not None:
             number = min(number, int(setting.maximum))
         return f" {number} ", kind(number)
+    if setting.variable == "DGD_TOPOLOGY_DOMAIN_KEYS":
+        return " zone=example.com/zone,rack=example.com/rack ,", (
+            "rack=example.com/rack",
+            "zone=example.com/zone",
+        )
     if typing.get_origin(kind) is tuple:
         return " team-b,team-a ,,team-a", ("team-a", "team-b")
     assert kind is str, f"{setting.variable}: add a sample for {kind!r}"
@@ -72,6 +77,8 @@ def _invalid(setting: Setting) -> list[str]:
             bad.append(str(int(setting.minimum) - 1))
         if setting.maximum is not None:
             bad.append(str(int(setting.maximum) + 1))
+    if setting.variable == "DGD_TOPOLOGY_DOMAIN_KEYS":
+        bad.extend(["rack", "rack=", "=example.com/rack"])
     return bad
 
 
@@ -158,3 +165,14 @@ def test_webhook_is_managed_unless_a_certificate_is_mounted() -> None:
     assert WebhookSettings().is_managed
     assert not WebhookSettings(cert_dir="/certs").is_managed
     assert WebhookSettings(cert_dir="/certs", managed=True).is_managed
+
+
+def test_topology_domain_keys_add_to_and_replace_the_defaults() -> None:
+    settings = load_settings(
+        {"DGD_TOPOLOGY_DOMAIN_KEYS": "rack=example.com/rack,pod=example.com/pod"}
+    )
+    keys = settings.to_build_options().topology_domain_keys
+    assert keys["rack"] == "example.com/rack"
+    assert keys["pod"] == "example.com/pod"
+    assert keys["zone"] == "topology.kubernetes.io/zone"
+    assert keys["host"] == "kubernetes.io/hostname"

@@ -646,12 +646,6 @@ UNACTED: list[tuple[str, Callable[[Doc], Any], str, str]] = [
         "spec.services.worker.multinode.leader.providerOverride",
     ),
     (
-        "priorityClassName",
-        lambda d: d["spec"].update(priorityClassName="high"),
-        "spec.priorityClassName",
-        "spec.priorityClassName",
-    ),
-    (
         "runtimeVersionOverride",
         lambda d: _worker(d).update(runtimeVersionOverride="1.5.0"),
         "spec.components[1].runtimeVersionOverride",

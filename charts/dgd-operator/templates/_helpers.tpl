@@ -134,3 +134,12 @@ Fail early, naming the value, on combinations the schema cannot express.
 {{- fail "webhook.port must differ from metrics.port and health.port" }}
 {{- end }}
 {{- end }}
+
+{{- /* DGD_TOPOLOGY_DOMAIN_KEYS: the topologyDomainKeys map as sorted domain=key pairs. */ -}}
+{{- define "dgd-operator.topologyDomainKeys" -}}
+{{- $pairs := list }}
+{{- range $domain, $key := .Values.topologyDomainKeys }}
+{{- $pairs = append $pairs (printf "%s=%s" $domain $key) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

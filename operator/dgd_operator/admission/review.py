@@ -19,10 +19,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dgd_operator.api.constants import DEFAULT_TOPOLOGY_DOMAIN_KEYS, GROUP_VERSION_V1BETA1
 from dgd_operator.api.models import DynamoGraphDeployment, DynamoGraphDeploymentScalingAdapter
 from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT, adapter_name
-from dgd_operator.api.validation import Problem, update_problems, validate_dgd
+from dgd_operator.api.validation import (
+    Problem,
+    ValidationResult,
+    update_problems,
+    validate_dgd,
+)
 from dgd_operator.api.validation.errors import problems_from_pydantic
+from dgd_operator.builders.placement import placement_warnings
 
 CREATE = "CREATE"
 UPDATE = "UPDATE"
@@ -34,6 +41,11 @@ class AdmissionPolicy:
 
     operator_username: str | None = None
     """See `WebhookSettings.operator_username`; None disables the adapter-replicas rule."""
+    topology_keys: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_TOPOLOGY_DOMAIN_KEYS)
+    )
+    """Topology domain names to node label keys (the operator setting), for the placement
+    warnings."""
 
 
 @dataclass
@@ -63,16 +75,27 @@ def review_dgd(
         return Verdict()  # never block finalizer removal or other last writes
     if operation != UPDATE or old is None:
         result = validate_dgd(new, creating=True)
-        return Verdict(list(result.errors), list(result.warnings))
+        return Verdict(list(result.errors), [*result.warnings, *_placement(result, policy)])
 
     result = validate_dgd(new, creating=False)
     previous = validate_dgd(old, creating=False)
     errors = ratchet(result.errors, previous.errors)
-    warnings = ratchet(result.warnings, previous.warnings)
+    warnings = ratchet(
+        [*result.warnings, *_placement(result, policy)],
+        [*previous.warnings, *_placement(previous, policy)],
+    )
     if result.dgd is not None and previous.dgd is not None:
         errors.extend(update_problems(previous.dgd, result.dgd))
         errors.extend(_adapter_replica_problems(previous.dgd, result.dgd, username, policy))
     return Verdict(_unique(errors), warnings)
+
+
+def _placement(result: ValidationResult, policy: AdmissionPolicy) -> list[Problem]:
+    """What the placement fields of a valid DGD do, in the version it was written in."""
+    if result.dgd is None:
+        return []
+    hub = result.hub if result.api_version == GROUP_VERSION_V1BETA1 else None
+    return placement_warnings(result.dgd, hub, topology_keys=policy.topology_keys)
 
 
 def review_dgdsa(

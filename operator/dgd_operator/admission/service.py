@@ -187,7 +187,9 @@ class Admission:
             raise SettingsError(
                 "DGD_WEBHOOK_SECRET_NAME needs DGD_WEBHOOK_NAMESPACE and DGD_WEBHOOK_SERVICE_NAME"
             )
-        self.policy = AdmissionPolicy(operator_username=webhook.operator_username)
+        self.policy = AdmissionPolicy(
+            operator_username=webhook.operator_username, topology_keys=settings.topology_keys()
+        )
         self._tmp: Path | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._registered: list[dict[str, Any]] = []

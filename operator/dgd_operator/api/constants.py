@@ -207,3 +207,30 @@ LABEL_KAI_QUEUE: Final = "kai.scheduler/queue"
 VOLCANO_SCHEDULER: Final = "volcano"
 ANNOTATION_VOLCANO_QUEUE_NAME: Final = "scheduling.volcano.sh/queue-name"
 DEFAULT_SCHEDULER: Final = "default-scheduler"
+
+# --- Topology packing and Ready reasons that say why (placement, issues 13/14) -----------------
+# Node label key of each topology domain name a `packDomain` may use, unless the operator
+# setting `DGD_TOPOLOGY_DOMAIN_KEYS` says otherwise: Grove's ClusterTopology domains with the
+# well-known keys of its default topology, plus `nvlink` for the multi-node NVLink domain that
+# NVIDIA's GPU feature discovery labels (`nvidia.com/gpu.clique`).
+DEFAULT_TOPOLOGY_DOMAIN_KEYS: Final = {
+    "region": "topology.kubernetes.io/region",
+    "zone": "topology.kubernetes.io/zone",
+    "datacenter": "topology.kubernetes.io/datacenter",
+    "block": "topology.kubernetes.io/block",
+    "rack": "topology.kubernetes.io/rack",
+    "host": "kubernetes.io/hostname",
+    "numa": "topology.kubernetes.io/numa",
+    "nvlink": "nvidia.com/gpu.clique",
+}
+# Dynamo's topology condition and its reasons (dynamo-v1beta1.md §2.5).
+CONDITION_TOPOLOGY_LEVELS: Final = "TopologyLevelsAvailable"
+REASON_TOPOLOGY_AVAILABLE: Final = "AllTopologyLevelsAvailable"
+REASON_TOPOLOGY_UNAVAILABLE: Final = "TopologyLevelsUnavailable"
+REASON_TOPOLOGY_NOT_FOUND: Final = "TopologyDefinitionNotFound"
+REASON_TOPOLOGY_PENDING: Final = "TopologyConditionPending"
+# Dynamo's not-ready classes of the `Ready` condition (Grove pathway reasons, used for all).
+REASON_INSUFFICIENT_CAPACITY: Final = "insufficient_capacity"
+REASON_UPDATING: Final = "updating"
+REASON_PODS_NOT_READY: Final = "pods_not_ready"
+REASON_MIXED_NOT_READY: Final = "mixed_not_ready_reasons"

@@ -617,6 +617,10 @@ class ServiceReplicaStatus(ApiModel):
     updated_replicas: int | None = Field(default=None, description="Pods of the current revision.")
     ready_replicas: int | None = Field(default=None, description="Ready pods.")
     available_replicas: int | None = Field(default=None, description="Available pods.")
+    scheduled_replicas: int | None = Field(
+        default=None,
+        description="Pods bound to a node (multinode: groups with every pod bound); unset: not reported.",
+    )
     groups: list[GroupStatus] = Field(
         default_factory=list, description="Multinode groups, each restarted as a whole."
     )

@@ -37,6 +37,7 @@ from dgd_operator.api.constants import (
     POD_GROUP_VERSIONS,
     SCHEDULING_API_GROUP,
 )
+from dgd_operator.builders.placement import pack_term, with_pack_affinity
 
 Manifest = dict[str, Any]
 
@@ -170,10 +171,7 @@ def pack_affinity_term(group: GangGroup) -> Manifest | None:
     """The required pod-affinity term that keeps the group's pods in one domain, or None."""
     if group.pack_domain_key is None:
         return None
-    return {
-        "labelSelector": {"matchLabels": dict(group.member_labels)},
-        "topologyKey": group.pack_domain_key,
-    }
+    return pack_term(group.member_labels, group.pack_domain_key)
 
 
 def gang_pod_fields(group: GangGroup, api: PodGroupApi | None) -> Manifest:
@@ -206,19 +204,11 @@ def apply_gang_fields(pod_spec: Mapping[str, Any], fields: Mapping[str, Any]) ->
     affinity terms the pod already has (the user's node or pod affinities stay in force), and is
     not added twice.
     """
-    merged: Manifest = {**pod_spec}
+    merged: Manifest = {key: value for key, value in pod_spec.items()}
     for key, value in fields.items():
         if key != "affinity":
             merged[key] = value
     new_terms = ((fields.get("affinity") or {}).get("podAffinity") or {}).get(
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or []
-    if new_terms:
-        affinity: Manifest = {**(pod_spec.get("affinity") or {})}
-        pod_affinity: Manifest = {**(affinity.get("podAffinity") or {})}
-        terms = list(pod_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
-        terms.extend(term for term in new_terms if term not in terms)
-        pod_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = terms
-        affinity["podAffinity"] = pod_affinity
-        merged["affinity"] = affinity
-    return merged
+    return with_pack_affinity(merged, list(new_terms))

@@ -44,7 +44,7 @@ from dgd_operator.builders.gang import (
     pod_group_name,
 )
 from dgd_operator.builders.labels import component_labels, object_metadata, pod_annotations
-from dgd_operator.builders.placement import uses_default_scheduler
+from dgd_operator.builders.placement import group_pack_key, uses_default_scheduler
 from dgd_operator.builders.podspec import PodSpec, build_pod_template
 from dgd_operator.builders.services import build_component_service, needs_component_service
 from dgd_operator.builders.workloads import ServiceWorkloads
@@ -153,14 +153,18 @@ def with_gang_placement(
     """The group's PodGroup (when the cluster serves the API) followed by its StatefulSets.
 
     Both StatefulSets' pods join the PodGroup (`schedulingGroup`), so kube-scheduler binds none
-    of them before it found room for all `nodeCount`. The PodGroup's priority is the pods' own
+    of them before it found room for all `nodeCount`; a service's own `packDomain` keeps each
+    group's pods in one domain (also without PodGroups, or under another scheduler). The PodGroup's priority is the pods' own
     (the scheduler refuses a group whose pods and PodGroup disagree); the leader's template is
     the reference, and both templates come from the same service spec.
     """
     api = ctx.graph.options.pod_group_api
     leader_spec = statefulsets[0]["spec"]["template"]["spec"]
-    if api is None or not uses_default_scheduler(leader_spec):
+    if not uses_default_scheduler(leader_spec):
         # Another scheduler (KAI, Volcano) does its own gang placement; ours means nothing to it.
+        api = None
+    pack_key = group_pack_key(ctx.graph.dgd, ctx.service, ctx.graph.options.topology_domain_keys)
+    if api is None and pack_key is None:
         return statefulsets
     priority = leader_spec.get("priorityClassName")
     name = pod_group_name(ctx.graph.name, ctx.service, group)
@@ -173,6 +177,7 @@ def with_gang_placement(
         node_count=ctx.spec.node_count,
         member_labels=group_member_labels(ctx.graph.name, ctx.service, group),
         priority_class_name=priority,
+        pack_domain_key=pack_key,
     )
     fields = gang_pod_fields(gang, api)
     joined: list[Manifest] = []
@@ -181,6 +186,8 @@ def with_gang_placement(
         spec = {**statefulset["spec"], "template": {**template}}
         spec["template"]["spec"] = apply_gang_fields(template["spec"], fields)
         joined.append({**statefulset, "spec": spec})
+    if api is None:
+        return joined  # packed into a domain, placed pod by pod
     pod_group = build_pod_group(gang, api)
     pod_group["metadata"] = object_metadata(
         ctx.graph,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from dgd_operator.api.constants import DEFAULT_TOPOLOGY_DOMAIN_KEYS
 from dgd_operator.builders.gang import PodGroupApi
 
 DiscoveryBackend = Literal["kubernetes", "etcd"]
@@ -20,6 +21,10 @@ IstioTLSMode = Literal["SIMPLE", "DISABLE", "ISTIO_MUTUAL", "MUTUAL"]
 
 def _no_secrets() -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType({})
+
+
+def _default_topology_keys() -> Mapping[str, str]:
+    return MappingProxyType(dict(DEFAULT_TOPOLOGY_DOMAIN_KEYS))
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ class BuildOptions:
     """Where the cluster serves PodGroups (the operator detects it through discovery). With it,
     every multinode group gets a gang PodGroup and its pods join it; without it groups are
     placed pod by pod, as before Kubernetes 1.37. `dgd render` assumes it is not served."""
+
+    topology_domain_keys: Mapping[str, str] = field(default_factory=_default_topology_keys)
+    """Topology domain name (`rack`, `zone`, ...) to the node label key whose values are its
+    domains. A `packDomain` becomes a required pod affinity with that key as topology key;
+    a domain missing here is not acted on (the status and `dgd validate` say so)."""
 
     def registry_secrets(self, registry: str) -> tuple[str, ...]:
         """Secret names configured for `registry` (host compared case-insensitively)."""

@@ -22,7 +22,11 @@ from dgd_operator.builders.labels import pod_annotations, pod_labels
 from dgd_operator.builders.merge import override_merge
 from dgd_operator.builders.model_service import model_pod_annotations, model_pod_labels
 from dgd_operator.builders.options import image_registry
-from dgd_operator.builders.placement import queue_placement
+from dgd_operator.builders.placement import (
+    pack_affinity_terms,
+    queue_placement,
+    with_pack_affinity,
+)
 from dgd_operator.builders.sidecar import with_frontend_sidecar
 
 PodSpec = dict[str, Any]
@@ -127,6 +131,10 @@ def build_pod_spec(
     scheduler = queue_placement(ctx.graph.dgd.metadata.annotations).scheduler_name
     if scheduler and not user_pod.get("schedulerName"):
         spec["schedulerName"] = scheduler
+    spec = with_pack_affinity(
+        spec,
+        pack_affinity_terms(ctx.graph.dgd, ctx.service, ctx.graph.options.topology_domain_keys),
+    )
 
     volumes: list[Volume] = [*(spec.get("volumes") or []), *pvc_volumes]
     shm = shared_memory(ctx)

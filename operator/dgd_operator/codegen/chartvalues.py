@@ -523,6 +523,16 @@ class ChartValues(ValuesModel):
             "(DGD_MPI_SSH_SECRET_NAME); the operator creates it in a graph's namespace if missing."
         ),
     )
+    topology_domain_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Topology domain names (packDomain values) mapped to the node label key of their "
+            "domains, added to or replacing the defaults (DGD_TOPOLOGY_DOMAIN_KEYS); e.g. "
+            "{rack: example.com/rack}. Defaults: region, zone, datacenter, block, rack, numa on "
+            "topology.kubernetes.io/<domain>, host on kubernetes.io/hostname, nvlink on "
+            "nvidia.com/gpu.clique."
+        ),
+    )
     planner_cluster_role_name: str = Field(
         SETTINGS.planner_cluster_role_name or "",
         description=(

@@ -577,12 +577,18 @@ def build_crds(conversion: Schema | None = None) -> dict[str, Schema]:
     """
     conversion = conversion or default_conversion()
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    dgd_columns = [
+    dgd_columns: list[Schema] = [
         {
             "name": "Ready",
             "type": "string",
             "description": "Ready condition of the graph",
             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
+        {
+            "name": "State",
+            "type": "string",
+            "description": "State of the graph: initializing, pending, successful or failed",
+            "jsonPath": ".status.state",
         },
         {
             "name": "Backend",
@@ -591,6 +597,13 @@ def build_crds(conversion: Schema | None = None) -> dict[str, Schema]:
             "jsonPath": ".spec.backendFramework",
         },
         age,
+        {
+            "name": "Message",
+            "type": "string",
+            "description": "Why the graph is (not) ready: the Ready condition's message",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+            "priority": 1,
+        },
     ]
     dgd = _crd(
         kind=DGD_KIND,

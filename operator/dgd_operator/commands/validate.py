@@ -21,7 +21,8 @@ skipped. `-` reads standard input.
 
 Each problem is printed as `FILE: DGD: FIELD-PATH: message`, the path in the version the
 document is written in. Warnings (unknown fields the API server would prune, deprecated
-fields, fields dgd accepts but does not act on) go to stderr and do not fail the check.
+fields, fields dgd accepts but does not act on, and what the placement fields such as
+priorityClassName or topologyConstraint.packDomain do) go to stderr and do not fail the check.
 """
 
 
@@ -88,6 +89,7 @@ def check_file(name: str, stdin: TextIO) -> FileReport:
 
     from dgd_operator.api.constants import GROUP_VERSION_V1BETA1
     from dgd_operator.api.validation import is_dgd, validate_dgd
+    from dgd_operator.builders.placement import placement_warnings
 
     report = FileReport(file=name)
     try:
@@ -124,6 +126,10 @@ def check_file(name: str, stdin: TextIO) -> FileReport:
         dgd_name = metadata.get("name") if isinstance(metadata, dict) else None
         label = dgd_name if isinstance(dgd_name, str) and dgd_name else f"document {index}"
         result = validate_dgd(doc)
+        if result.dgd is not None:
+            # What the placement fields do (defaults of the operator's domain-to-label map).
+            hub = result.hub if result.api_version == GROUP_VERSION_V1BETA1 else None
+            result.warnings.extend(placement_warnings(result.dgd, hub))
         spec = doc.get("spec")
         beta = result.api_version == GROUP_VERSION_V1BETA1
         members = spec.get("components" if beta else "services") if isinstance(spec, dict) else None

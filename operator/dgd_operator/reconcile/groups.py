@@ -173,8 +173,12 @@ def pod_summary(pod: Mapping[str, Any]) -> dict[str, Any]:
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
         # The PodGroup the pod joined (gang placement); a group whose pods joined another
-        # PodGroup than the desired one is restarted whole (`steps/placement.py`).
-        "spec": {"schedulingGroup": (pod.get("spec") or {}).get("schedulingGroup")},
+        # PodGroup than the desired one is restarted whole (`steps/placement.py`). The node
+        # counts the pod as scheduled (`scheduledReplicas`).
+        "spec": {
+            "schedulingGroup": (pod.get("spec") or {}).get("schedulingGroup"),
+            "nodeName": (pod.get("spec") or {}).get("nodeName"),
+        },
         "status": {
             "phase": status.get("phase"),
             "reason": status.get("reason"),

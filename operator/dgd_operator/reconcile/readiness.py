@@ -5,6 +5,15 @@ observed the latest generation, every desired replica is updated and available, 
 replica remains (`status.replicas == desired`), and its `Available` condition is True.
 A StatefulSet (our multinode leader/worker sets) is ready on the same counters with
 `readyReplicas` in place of the Available condition.
+
+A graph that is not ready says why, in Dynamo's reason classes: `insufficient_capacity` (a pod
+the scheduler cannot place, or one held at a scheduling gate), `updating` (a rollout still
+replacing pods), `pods_not_ready` (pods placed and rolled out but not ready), or
+`mixed_not_ready_reasons` when components differ; `some_resources_are_not_ready` for what
+cannot be classified (a missing child). Each not-ready workload's entry in the message carries
+the first pod cause found (by pod name): the scheduler's message, a waiting container's reason
+(`CrashLoopBackOff`, `ImagePullBackOff`, ...) with its message, and the last exit code and
+reason.
 """
 
 from __future__ import annotations
@@ -17,7 +26,11 @@ from dgd_operator.api.constants import (
     LABEL_COMPONENT,
     LABEL_DYNAMO_NAMESPACE,
     REASON_ALL_READY,
+    REASON_INSUFFICIENT_CAPACITY,
+    REASON_MIXED_NOT_READY,
     REASON_NOT_READY,
+    REASON_PODS_NOT_READY,
+    REASON_UPDATING,
     STATE_PENDING,
     STATE_SUCCESSFUL,
 )
@@ -113,6 +126,121 @@ def object_readiness(obj: Mapping[str, Any] | None) -> Readiness:
     return Readiness(True)
 
 
+CRASH_LOOP = "CrashLoopBackOff"
+BENIGN_WAITING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+"""Waiting reasons of a container that is merely starting: no cause worth naming."""
+
+
+@dataclass(frozen=True)
+class PodCause:
+    """Why one pod is not ready: Dynamo's reason class and a one-line explanation."""
+
+    reason: str
+    text: str
+
+
+def _last_exit(container: Mapping[str, Any]) -> str:
+    terminated = ((container.get("lastState") or {}).get("terminated")) or {}
+    if not terminated:
+        return ""
+    detail = f" ({terminated['reason']})" if terminated.get("reason") else ""
+    return f", last exit {terminated.get('exitCode')}{detail}"
+
+
+def pod_cause(pod: Mapping[str, Any]) -> PodCause | None:
+    """The first reason pod `pod` (a summary, see `groups.pod_summary`) is not ready, or None.
+
+    In order: the scheduler cannot place it (or a scheduling gate holds it); a container waits
+    for a reason other than starting up, or has terminated; the pod's `Ready` condition is
+    False with a message. A pod being deleted has no cause.
+    """
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return None
+    name = meta.get("name")
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False":
+        why = scheduled.get("message") or scheduled.get("reason") or "not scheduled"
+        return PodCause(REASON_INSUFFICIENT_CAPACITY, f"pod {name}: {why}")
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        where = f"pod {name} container {container.get('name')}"
+        waiting = state.get("waiting") or {}
+        if waiting and waiting.get("reason") not in BENIGN_WAITING_REASONS:
+            # A crash loop's message only restates the growing back-off; leaving it out keeps
+            # the status from changing at every restart.
+            message = (
+                f": {waiting['message']}"
+                if waiting.get("message") and waiting.get("reason") != CRASH_LOOP
+                else ""
+            )
+            text = f"{where}: {waiting.get('reason') or 'waiting'}{message}{_last_exit(container)}"
+            return PodCause(REASON_PODS_NOT_READY, text)
+        terminated = state.get("terminated") or {}
+        if terminated:
+            detail = f" ({terminated['reason']})" if terminated.get("reason") else ""
+            text = f"{where}: exited {terminated.get('exitCode')}{detail}"
+            return PodCause(REASON_PODS_NOT_READY, text)
+    ready = conditions.get("Ready") or {}
+    if ready.get("status") == "False" and ready.get("message"):
+        return PodCause(REASON_PODS_NOT_READY, f"pod {name}: {ready['message']}")
+    return None
+
+
+def first_pod_cause(pods: Iterable[Mapping[str, Any]]) -> PodCause | None:
+    """The cause of the first pod (by name) that has one; scheduling causes first."""
+    causes = [
+        cause
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))
+        if (cause := pod_cause(pod)) is not None
+    ]
+    causes.sort(key=lambda c: c.reason != REASON_INSUFFICIENT_CAPACITY)
+    return causes[0] if causes else None
+
+
+def workload_pods(
+    obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The pods of workload `obj`: a StatefulSet's by name (`<set>-<ordinal>`), a Deployment's
+    by its component label (a service's pods, whichever ReplicaSet made them)."""
+    name = _name(obj)
+    if obj.get("kind") == "StatefulSet":
+        return [
+            pod
+            for pod in pods
+            if str((pod.get("metadata") or {}).get("name", "")).rpartition("-")[0] == name
+        ]
+    service = service_of(obj)
+    return [
+        pod
+        for pod in pods
+        if ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT) == service
+        and service is not None
+    ]
+
+
+def not_ready_class(
+    obj: Mapping[str, Any], current: Mapping[str, Any] | None, cause: PodCause | None
+) -> str:
+    """Dynamo's reason class of one not-ready child (Grove's order: capacity, update, pods)."""
+    if cause is not None and cause.reason == REASON_INSUFFICIENT_CAPACITY:
+        return REASON_INSUFFICIENT_CAPACITY
+    if current is None or obj.get("kind") not in WORKLOAD_KINDS:
+        return REASON_NOT_READY
+    status = current.get("status") or {}
+    desired = desired_replicas(current)
+    generation = _int((current.get("metadata") or {}).get("generation"))
+    if (
+        _int(status.get("observedGeneration")) < generation
+        or _int(status.get("updatedReplicas")) < desired
+        or _int(status.get("replicas")) != desired
+    ):
+        return REASON_UPDATING
+    return REASON_PODS_NOT_READY
+
+
 def service_of(obj: Mapping[str, Any]) -> str | None:
     """The DGD service a child belongs to, from the `nvidia.com/dynamo-component` label."""
     meta = obj.get("metadata") or {}
@@ -138,14 +266,27 @@ def _runtime_namespace(desired: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def _scheduled(pods: Iterable[Mapping[str, Any]]) -> int:
+    return sum(
+        1
+        for pod in pods
+        if (pod.get("spec") or {}).get("nodeName")
+        and not (pod.get("metadata") or {}).get("deletionTimestamp")
+    )
+
+
 def service_status(
-    desired: Sequence[Mapping[str, Any]], live: Mapping[str, Mapping[str, Any]]
+    desired: Sequence[Mapping[str, Any]],
+    live: Mapping[str, Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`status.services[svc]` for one service from its desired workloads and their live state.
 
     `live` maps workload name to the live object. A single-node service has one Deployment; a
     multinode service has a leader and a worker StatefulSet per replica group, and its counters
     count groups (a group is ready when both of its sets are ready), like Dynamo's LWS status.
+    With `pods` (the graph's pod summaries), `scheduledReplicas` counts the pods bound to a
+    node (groups: those with every pod bound).
     """
     names = sorted(_name(obj) for obj in desired)
     kinds = {str(obj.get("kind")) for obj in desired}
@@ -161,21 +302,30 @@ def service_status(
     if runtime:
         result["runtimeNamespace"] = runtime
     if kind == "Deployment":
-        replicas = updated = ready = available = 0
+        replicas = updated = ready = available = scheduled = 0
         for name in names:
             status = (live.get(name) or {}).get("status") or {}
             replicas += _int(status.get("replicas"))
             updated += _int(status.get("updatedReplicas"))
             ready += _int(status.get("readyReplicas"))
             available += _int(status.get("availableReplicas"))
+        if pods is not None and desired:
+            scheduled = _scheduled(workload_pods(desired[0], pods))
     else:
         groups: dict[str, list[str]] = {}
         for name in names:
             group = name[:-4] if name.endswith(("-ldr", "-wkr")) else name
             groups.setdefault(group, []).append(name)
-        replicas = updated = ready = 0
+        replicas = updated = ready = scheduled = 0
+        by_name = {_name(obj): obj for obj in desired}
         for members in groups.values():
             objs = [live.get(member) for member in members]
+            if pods is not None and all(
+                _scheduled(workload_pods(by_name[member], pods))
+                >= desired_replicas(by_name[member])
+                for member in members
+            ):
+                scheduled += 1
             if all(obj is not None for obj in objs):
                 replicas += 1
             if all(
@@ -190,6 +340,8 @@ def service_status(
     result.update(
         replicas=replicas, updatedReplicas=updated, readyReplicas=ready, availableReplicas=available
     )
+    if pods is not None:
+        result["scheduledReplicas"] = scheduled
     return result
 
 
@@ -212,14 +364,18 @@ def graph_readiness(
     desired: Iterable[Mapping[str, Any]],
     live: Mapping[tuple[str, str], Mapping[str, Any]],
     services: Mapping[str, Sequence[str]] | None = None,
+    pods: Sequence[Mapping[str, Any]] | None = None,
 ) -> GraphReadiness:
     """Readiness of the whole graph.
 
     `live` maps (kind, name) to the live child; `services` maps each DGD service to the names
     of its workloads (from the builders); without it, workloads are grouped by their
-    `nvidia.com/dynamo-component` label.
+    `nvidia.com/dynamo-component` label. `pods` (summaries of the graph's pods; None: not
+    known) supply the first pod cause of each not-ready workload, the reason class and
+    `scheduledReplicas`.
     """
     not_ready: list[str] = []
+    classes: set[str] = set()
     workloads: dict[str, Mapping[str, Any]] = {}
     live_by_name: dict[str, Mapping[str, Any]] = {}
     for obj in sorted(desired, key=_name):
@@ -227,7 +383,12 @@ def graph_readiness(
         current = live.get((kind, _name(obj)))
         readiness = object_readiness(current)
         if not readiness.ready:
-            not_ready.append(f"{_name(obj)}: {readiness.reason}")
+            cause = None
+            if pods is not None and kind in WORKLOAD_KINDS:
+                cause = first_pod_cause(workload_pods(obj, pods))
+            classes.add(not_ready_class(obj, current, cause))
+            detail = f" ({cause.text})" if cause is not None else ""
+            not_ready.append(f"{_name(obj)}: {readiness.reason}{detail}")
         if kind in WORKLOAD_KINDS:
             workloads[_name(obj)] = obj
             if current is not None:
@@ -240,15 +401,13 @@ def graph_readiness(
                 grouped.setdefault(svc, []).append(wname)
         services = grouped
     per_service = {
-        svc: service_status([workloads[n] for n in names if n in workloads], live_by_name)
+        svc: service_status([workloads[n] for n in names if n in workloads], live_by_name, pods)
         for svc, names in sorted(services.items())
     }
     if not_ready:
+        reason = classes.pop() if len(classes) == 1 else REASON_MIXED_NOT_READY
         return GraphReadiness(
-            STATE_PENDING,
-            REASON_NOT_READY,
-            "Resources not ready: " + "; ".join(not_ready),
-            per_service,
+            STATE_PENDING, reason, "Resources not ready: " + "; ".join(not_ready), per_service
         )
     return GraphReadiness(
         STATE_SUCCESSFUL, REASON_ALL_READY, "All resources are ready", per_service

@@ -26,7 +26,11 @@ POD_GROUP_KINDS = tuple(
     for version in POD_GROUP_VERSIONS
 )
 
-KINDS = Kinds((DGD, DGDSA, *POD_GROUP_KINDS))
+# Nodes are listed (by label selector, cached) only to tell whether a topology domain's label
+# exists on any node (`TopologyLevelsAvailable`); never watched.
+NODE = ResourceKind("v1", "Node", "nodes", namespaced=False)
+
+KINDS = Kinds((DGD, DGDSA, *POD_GROUP_KINDS, NODE))
 """Built-in kinds plus our CRDs; the registry the operator's client resolves paths with."""
 
 resource_kind = KINDS.of

@@ -34,6 +34,20 @@ SHARED_OBJECT_RECHECK_SECONDS = 300.0
 """How long a namespace-wide object found (or created) is trusted before it is looked up again."""
 
 
+NODE_LABEL_RECHECK_SECONDS = 60.0
+"""How long the answer to "does any node carry this topology label?" is trusted."""
+
+
+@dataclass(frozen=True)
+class NodeLabelCheck:
+    """Whether any node carries a node label key (None: the nodes could not be listed)."""
+
+    present: bool | None
+    detail: str
+    """Why it is unknown (the API server's refusal), empty otherwise."""
+    checked_at: float
+
+
 @dataclass
 class DgdMemory:
     """Everything remembered about one incarnation (uid) of one graph."""
@@ -75,6 +89,9 @@ class ControllerState:
         self.pod_group_api_checked_at = float("-inf")
         self._clock = clock
         self.pod_group_api_recheck = POD_GROUP_API_RECHECK_SECONDS
+        self.node_labels: dict[str, NodeLabelCheck] = {}
+        """Node label key -> whether some node carries it (topology domains; cached)."""
+        self.node_label_recheck = NODE_LABEL_RECHECK_SECONDS
 
     def pod_group_api_fresh(self) -> bool:
         """True while the last PodGroup API discovery is recent enough to trust."""
@@ -83,6 +100,17 @@ class ControllerState:
     def remember_pod_group_api(self, api: PodGroupApi | None) -> None:
         """Record what PodGroup API discovery found, as of now."""
         self.pod_group_api, self.pod_group_api_checked_at = api, self._clock()
+
+    def node_label(self, key: str) -> NodeLabelCheck | None:
+        """The last check of node label `key`, while recent enough to trust."""
+        check = self.node_labels.get(key)
+        if check is None or self._clock() - check.checked_at >= self.node_label_recheck:
+            return None
+        return check
+
+    def remember_node_label(self, key: str, present: bool | None, detail: str = "") -> None:
+        """Record whether some node carries label `key`, as of now."""
+        self.node_labels[key] = NodeLabelCheck(present, detail, self._clock())
 
     def graph(self, key: Key, uid: str) -> DgdMemory:
         """The memory of the graph `key` with `uid`; a different uid starts a fresh one."""

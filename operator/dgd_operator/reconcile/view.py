@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from dgd_operator.api.constants import DGD_KIND
+from dgd_operator.api.constants import DGD_KIND, LABEL_GROUP_INDEX
 from dgd_operator.controllerkit.indexes import IndexView
 from dgd_operator.reconcile.state import Key
 
@@ -38,6 +38,10 @@ class ClusterView(Protocol):
 
     def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
         """Pods of the DGD's multinode groups (summaries, see `groups.pod_summary`)."""
+        ...
+
+    def graph_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Every pod labelled with the DGD's name (summaries, see `groups.pod_summary`)."""
         ...
 
     def object_counts(self) -> dict[str, int]:
@@ -83,6 +87,14 @@ class IndexedClusterView:
 
     def group_pods(self, key: Key) -> list[Mapping[str, Any]]:
         """Summaries of the multinode group pods labelled with the DGD's name."""
+        return [
+            pod
+            for pod in self.pods.values(key)
+            if LABEL_GROUP_INDEX in ((pod.get("metadata") or {}).get("labels") or {})
+        ]
+
+    def graph_pods(self, key: Key) -> list[Mapping[str, Any]]:
+        """Summaries of every pod labelled with the DGD's name."""
         return self.pods.values(key)
 
     def object_counts(self) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 Dynamo's schema has fields for machinery dgd does not run: the Grove workload provider (gang
 scheduling, topology packing, provider overrides), the endpoint picker's InferencePool,
-checkpoint/restore, the GPU memory service. dgd keeps them (they are in the CRDs, survive
+checkpoint/restore, the GPU memory service. (`priorityClassName` and `topologyConstraint` are
+acted on: `builders.placement.placement_warnings` says how.) dgd keeps them (they are in the CRDs, survive
 conversion and round-trip), but silently ignoring them would surprise a user, so `dgd
 validate`, the admission webhook (as warnings) and a status condition name each one and say
 what happens instead. `not_acted_on` is the one pure source for all three.
@@ -23,17 +24,6 @@ _NO_GROVE: Final = "dgd renders Deployments and StatefulSets, not Grove objects"
 # (v1beta1 path relative to the spec or the component, what happens instead)
 _GRAPH_FIELDS: Final = (
     ("providerOverride", f"not acted on: {_NO_GROVE}, so this Grove fragment is not applied"),
-    (
-        "priorityClassName",
-        "not acted on yet (it is the Grove PodCliqueSet's priority class; dgd does not "
-        "gang-schedule): pods get no priority class from it; set "
-        "podTemplate.spec.priorityClassName per component instead",
-    ),
-    (
-        "topologyConstraint",
-        "not acted on yet: pods are placed by the default scheduler, without "
-        "topology-aware packing",
-    ),
     (
         "experimental.kvTransferPolicy",
         "not acted on: workers get no topology labels or KV-transfer domain, so transfers "
@@ -57,11 +47,6 @@ _COMPONENT_FIELDS: Final = (
     (
         "multinode.worker.providerOverride",
         f"not acted on: {_NO_GROVE}, so this Grove fragment is not applied",
-    ),
-    (
-        "topologyConstraint",
-        "not acted on yet: pods are placed by the default scheduler, without "
-        "topology-aware packing",
     ),
     (
         "runtimeVersionOverride",

@@ -14,6 +14,10 @@ Two steps around the build and apply of the children:
   change makes a new PodGroup: its priority is immutable; or gang placement was just turned on),
   because a rolling update would add them one by one to a gang that never forms.
 
+Graphs with a `packDomain` also get Dynamo's `TopologyLevelsAvailable` condition: whether some
+node carries each domain's node label (a label-selected node list, cached per label for
+`ControllerState.node_label_recheck` seconds and looked at again as long as one is missing).
+
 PodGroups are not watched (the kind may not exist); the desired ones are read with a GET by the
 children step like Secrets, and the graph's PodGroups are listed only when its set of groups
 changed since the last listing (or once after an operator start), so a steady graph costs no
@@ -28,6 +32,7 @@ from typing import Any
 
 from dgd_operator.api.constants import (
     CONDITION_GANG_PLACEMENT,
+    CONDITION_TOPOLOGY_LEVELS,
     EVENT_DELETED,
     EVENT_GROUP_RESTART,
     LABEL_GRAPH,
@@ -38,11 +43,15 @@ from dgd_operator.api.constants import (
     REASON_GANG_OTHER_SCHEDULER,
     REASON_GANG_PLACEMENT_ACTIVE,
     REASON_GANG_UNAVAILABLE,
+    REASON_TOPOLOGY_AVAILABLE,
+    REASON_TOPOLOGY_NOT_FOUND,
+    REASON_TOPOLOGY_PENDING,
+    REASON_TOPOLOGY_UNAVAILABLE,
     SCHEDULING_API_GROUP,
 )
 from dgd_operator.builders.gang import find_pod_group_api
-from dgd_operator.builders.placement import uses_default_scheduler
-from dgd_operator.controllerkit.kubeapi import Manifest
+from dgd_operator.builders.placement import PackDomain, pack_domains, uses_default_scheduler
+from dgd_operator.controllerkit.kubeapi import ApiError, Manifest
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.groups import GroupSpec, group_specs
 from dgd_operator.reconcile.steps.groups import pods_by_group
@@ -252,14 +261,104 @@ def terminating_pod_groups(ctx: ReconcileContext) -> list[Mapping[str, Any]]:
     return found
 
 
+def topology_levels_condition(
+    domains: Sequence[PackDomain],
+    presence: Mapping[str, tuple[bool | None, str]],
+    generation: int | None,
+) -> dict[str, Any]:
+    """Dynamo's `TopologyLevelsAvailable` condition of a graph that packs into `domains`.
+
+    `presence` maps each known node label key to (some node carries it?, why unknown). A domain
+    without a node label is a missing definition; a label no node carries leaves the pods it
+    packs unschedulable (a required affinity needs the label on the node).
+    """
+    unknown = [d for d in domains if d.key is None]
+    missing = [d for d in domains if d.key is not None and presence[d.key][0] is False]
+    unsure = [d for d in domains if d.key is not None and presence[d.key][0] is None]
+
+    def named(found: Sequence[PackDomain]) -> str:
+        return ", ".join(f"{d.domain!r} ({d.path})" for d in found)
+
+    if unknown:
+        status, reason = "False", REASON_TOPOLOGY_NOT_FOUND
+        message = (
+            f"no node label is known for topology domain(s) {named(unknown)}: those "
+            "constraints are not acted on; map them in the operator setting "
+            "DGD_TOPOLOGY_DOMAIN_KEYS"
+        )
+    elif missing:
+        status, reason = "False", REASON_TOPOLOGY_UNAVAILABLE
+        labels = ", ".join(sorted({str(d.key) for d in missing}))
+        message = (
+            f"no node carries label(s) {labels} of topology domain(s) {named(missing)}: "
+            "the pods packed by them cannot be scheduled until nodes are labelled"
+        )
+    elif unsure:
+        status, reason = "Unknown", REASON_TOPOLOGY_PENDING
+        detail = presence[str(unsure[0].key)][1]
+        message = f"cannot tell whether nodes carry the topology labels: {detail}"
+    else:
+        status, reason = "True", REASON_TOPOLOGY_AVAILABLE
+        used = sorted({f"{d.domain} ({d.key})" for d in domains})
+        message = "nodes carry the label of every topology domain used: " + ", ".join(used)
+    condition: dict[str, Any] = {
+        "type": CONDITION_TOPOLOGY_LEVELS,
+        "status": status,
+        "reason": reason,
+        "message": message,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+async def node_label_presence(ctx: ReconcileContext, key: str) -> tuple[bool | None, str]:
+    """Whether some node carries label `key` (cached; None with the reason when not allowed)."""
+    state = ctx.services.state
+    check = state.node_label(key)
+    if check is None:
+        try:
+            nodes = await ctx.services.client.list("v1", "Node", None, label_selector=key)
+        except ApiError as exc:
+            if exc.status not in (401, 403, 404):
+                raise
+            state.remember_node_label(key, None, f"listing nodes was refused: {exc}")
+        else:
+            state.remember_node_label(key, bool(nodes))
+        check = state.node_label(key)
+        assert check is not None
+    return check.present, check.detail
+
+
+async def topology_levels(ctx: ReconcileContext) -> float | None:
+    """Add `TopologyLevelsAvailable` for a graph with pack domains; when to look again."""
+    domains = pack_domains(ctx.built(), ctx.services.options.topology_domain_keys)
+    if not domains:
+        return None
+    presence = {
+        key: await node_label_presence(ctx, key)
+        for key in sorted({d.key for d in domains if d.key is not None})
+    }
+    condition = topology_levels_condition(domains, presence, ctx.generation)
+    ctx.placement.append(condition)
+    if condition["status"] == "True" or condition["reason"] == REASON_TOPOLOGY_NOT_FOUND:
+        return None  # settled until the spec or the operator's settings change
+    return ctx.services.state.node_label_recheck
+
+
 async def placement(ctx: ReconcileContext) -> StepResult:
-    """Prune PodGroups of removed groups; report gang placement and groups that wait."""
+    """Prune PodGroups of removed groups; report gang placement, topology labels and groups
+    that wait."""
     specs = group_specs(ctx.desired)
     wanted = frozenset(
         str(obj["metadata"]["name"]) for obj in ctx.desired if obj.get("kind") == POD_GROUP_KIND
     )
     await prune_pod_groups(ctx, wanted)
-    requeue = TERMINATING_RECHECK_SECONDS if terminating_pod_groups(ctx) else None
+    requeues = [await topology_levels(ctx)]
+    if terminating_pod_groups(ctx):
+        requeues.append(TERMINATING_RECHECK_SECONDS)
+    pending = [after for after in requeues if after is not None]
+    requeue = min(pending) if pending else None
     if specs:
         ctx.placement.append(
             gang_placement_condition(
