@@ -35,6 +35,7 @@ class ServeProcess:
     """`dgd serve FILE` as a subprocess whose stdout lines are collected by a thread."""
 
     def __init__(self, graph: Path, port: int, tmp_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
         self.stderr_path = tmp_path / "serve.stderr"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
