@@ -238,6 +238,7 @@ def test_crash_looping_container_reports_back_off_and_exit(
     main = graph["spec"]["services"]["worker"]["extraPodSpec"]["mainContainer"]
     main["command"] = ["python3", "-m", "dgd_runtime.worker"]
     main["args"] = ["--engine", "no-such-engine", "--model-path", "/nonexistent"]
+    main["terminationMessagePolicy"] = "FallbackToLogsOnError"
     with running_operator(namespace, nats_address=nats_url):
         name = _deploy(plane, graph)
 
@@ -253,6 +254,8 @@ def test_crash_looping_container_reports_back_off_and_exit(
         terminated = status["lastState"]["terminated"]
         assert terminated["exitCode"] != 0
         assert terminated["reason"] == "Error"
+        # FallbackToLogsOnError: the end of the failed run's log is the termination message.
+        assert "no-such-engine" in terminated["message"]
         dgd = plane.rest.get(DGD_PATH.format(ns=namespace) + f"/{name}")
         ready = next(
             (c for c in dgd.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
