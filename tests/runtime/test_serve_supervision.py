@@ -121,6 +121,7 @@ async def _streams_with_a_kill(url: str, victim: int) -> list[str]:
 
 
 def _chat(url: str) -> int:
+    """Status of a short chat completion."""
     resp = httpx.post(
         f"{url}/v1/chat/completions",
         timeout=30,
@@ -195,3 +196,38 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
         )
     assert res.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in res.stderr
+
+
+def test_frontend_and_nats_server_are_restarted(tmp_path: Path) -> None:
+    """The frontend (same port) and nats-server (same URL) come back; requests then succeed."""
+    port = free_port()
+    serve = ServeProcess(ROOT / "recipes/vllm-agg.yaml", port, tmp_path)
+    pids: list[int] = []
+    log_dir: Path | None = None
+    try:
+        wait_for(lambda: serve.line(r"^Press Ctrl-C"), 120, 0.2, "dgd serve is up")
+        up = serve.line(r"^pids: ([\d ]+)\s+logs: (\S+)")
+        assert up is not None
+        pids, log_dir = [int(p) for p in up.group(1).split()], Path(up.group(2))
+        nats, frontend = pids[0], pids[-1]
+        os.kill(frontend, signal.SIGKILL)
+        back = wait_for(lambda: serve.line(r"frontend: restarted \(pid (\d+)"), 30, 0.1, "restart")
+        pids.append(int(back.group(1)))
+        wait_for(lambda: serve.line(r"frontend: ready again"), 60, 0.2, "frontend back")
+        assert _chat(serve.url) == 200
+        os.kill(nats, signal.SIGKILL)
+        again = wait_for(
+            lambda: serve.line(r"nats-server \(pid \d+\) was killed by SIGKILL; .*\(pid (\d+)\)"),
+            30,
+            0.1,
+            "nats-server restarted",
+        )
+        pids.append(int(again.group(1)))
+        wait_for(lambda: _chat(serve.url) == 200, 60, 0.5, "requests after nats-server's restart")
+    finally:
+        code = serve.stop()
+        if log_dir is not None:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    assert code == 0, serve.output()
+    assert f"logs kept in {log_dir}" in serve.output()
+    wait_for(lambda: not [p for p in pids if _alive(p)], 10, 0.1, "every process gone")

@@ -26,7 +26,13 @@ from typing import Final, TextIO
 from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.local.nats_server import NatsServer, free_port
 from dgd_runtime.local.plan import LocalPlan
-from dgd_runtime.local.supervisor import Process, Supervisor, log_says, port_accepts
+from dgd_runtime.local.supervisor import (
+    Process,
+    Supervisor,
+    describe_exit,
+    log_says,
+    port_accepts,
+)
 
 # What a worker (and the encode worker) prints once registered in discovery.
 WORKER_READY_MARKER: Final = "dgd worker ready instance="
@@ -74,9 +80,14 @@ class LocalGraph:
 
     def keep_running(self) -> None:
         """One supervision round: restart nats-server or a child that exited, report it."""
-        if self.nats is not None and self.nats.pid is None:
-            self.supervisor.report("nats-server exited; starting it again on the same port")
-            self.nats.start()
+        nats = self.nats
+        if nats is not None and nats.proc is not None and nats.proc.poll() is not None:
+            code, pid = nats.proc.returncode, nats.proc.pid
+            nats.start()
+            self.supervisor.report(
+                f"nats-server (pid {pid}) {describe_exit(code)}; started it again on the same "
+                f"port (pid {nats.pid}); the other processes reconnect"
+            )
         self.supervisor.poll()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -314,6 +325,8 @@ def run_plan(
         if graph is not None:
             graph.stop()
         if clean_exit and log_dir is not None:
-            shutil.rmtree(log_dir, ignore_errors=True)  # kept when something failed
+            shutil.rmtree(log_dir, ignore_errors=True)
+        elif log_dir is not None:  # something exited or failed: its log may say why
+            print(f"dgd serve: logs kept in {log_dir}", file=sys.stderr)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
