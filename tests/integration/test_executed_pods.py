@@ -23,11 +23,12 @@ import yaml
 from tests.helpers import wait_for
 from tests.integration.node_pools import POOL_KEY, AddNodes
 from tests.integration.operator_harness import running_operator
+from tests.runtime.test_serve_supervision import ServeProcess
 
 from dgd_operator.dev import access
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.rest import ApiError, JsonDict
-from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
+from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -237,6 +238,7 @@ def test_crash_looping_container_reports_back_off_and_exit(
     main = graph["spec"]["services"]["worker"]["extraPodSpec"]["mainContainer"]
     main["command"] = ["python3", "-m", "dgd_runtime.worker"]
     main["args"] = ["--engine", "no-such-engine", "--model-path", "/nonexistent"]
+    main["terminationMessagePolicy"] = "FallbackToLogsOnError"
     with running_operator(namespace, nats_address=nats_url):
         name = _deploy(plane, graph)
 
@@ -252,6 +254,8 @@ def test_crash_looping_container_reports_back_off_and_exit(
         terminated = status["lastState"]["terminated"]
         assert terminated["exitCode"] != 0
         assert terminated["reason"] == "Error"
+        # FallbackToLogsOnError: the end of the failed run's log is the termination message.
+        assert "no-such-engine" in terminated["message"]
         dgd = plane.rest.get(DGD_PATH.format(ns=namespace) + f"/{name}")
         ready = next(
             (c for c in dgd.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
@@ -308,3 +312,69 @@ def test_graph_with_pvcs_becomes_ready(
             plane.rest.delete(
                 f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/with-pvc-cache"
             )
+
+
+def _seeded_chat(url: str, model: str) -> dict[str, Any]:
+    """A chat completion whose mock-engine answer depends only on the seed and the prompt."""
+    response = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "What does a disaggregated graph do?"}],
+            "max_tokens": 24,
+            "ignore_eos": True,
+            "seed": 1234,
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def test_disagg_recipe_answers_like_serve(
+    executing: ControlPlane, namespace: str, nats_url: str, repo_root: Path, tmp_path: Path
+) -> None:
+    """recipes/vllm-disagg.yaml answers through the operator-built graph with its prefill
+    really on the prefill pod, and gives the same answer for the same seed as `dgd serve`
+    running the same file."""
+    plane = executing
+    graph = _recipe(repo_root, "recipes/vllm-disagg.yaml", namespace)
+    services = graph["spec"]["services"]
+    model = services["VllmDecodeWorker"]["extraPodSpec"]["mainContainer"]["args"][1]
+    with running_operator(namespace, nats_address=nats_url):
+        name = _deploy(plane, graph)
+        wait_for(lambda: _ready(plane, namespace, name), READY_TIMEOUT, 0.5, "the DGD Ready")
+        host, port = wait_for(
+            lambda: access.resolve_target(plane.rest, namespace, f"svc/{name}-frontend", 8000),
+            30,
+            0.5,
+            "a ready frontend endpoint",
+        )
+        url = f"http://{host}:{port}"
+        # The frontend finds the prefill worker in discovery (it may register after the
+        # decode worker is Ready), then sends each prompt's prefill there.
+        wait_for(lambda: _disaggregated(url, model), 60, 0.5, "a disaggregated request")
+        cluster = _seeded_chat(url, model)
+        cached = cluster["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)
+        assert cached > 0, cluster["usage"]  # the decode worker got the prefilled prompt
+        prefill = _pods(plane, namespace, "VllmPrefillWorker")[0]
+        assert prefill["status"]["podIP"].startswith("10.244.")
+
+    serve = ServeProcess(repo_root / "recipes/vllm-disagg.yaml", free_port(), tmp_path)
+    try:
+        wait_for(lambda: serve.line(r"^Press Ctrl-C"), 120, 0.2, "dgd serve is up")
+        assert serve.line(r"prefill 1 → decode 1 \(disaggregated\)") is not None
+        local = _seeded_chat(serve.url, model)
+    finally:
+        assert serve.stop() == 0, serve.output()
+    assert local["choices"][0]["message"]["content"] == cluster["choices"][0]["message"]["content"]
+    assert local["usage"]["completion_tokens"] == cluster["usage"]["completion_tokens"] == 24
+
+
+def _disaggregated(url: str, model: str) -> bool:
+    """True once a chat completion sent now has been counted as disaggregated."""
+    _chat(url, model, max_tokens=2)
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if "_disagg_requests_total{" in line and 'mode="disaggregated"' in line:
+            return float(line.rsplit(" ", 1)[1]) >= 1
+    return False

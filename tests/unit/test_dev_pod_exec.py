@@ -12,7 +12,7 @@ import pytest
 
 from dgd_operator.dev.kubelet import loopback_address
 from dgd_operator.dev.kubelet_api import tail_bytes
-from dgd_operator.dev.pod_exec import container_env, run_probe
+from dgd_operator.dev.pod_exec import container_env, run_probe, termination_message
 
 POD: dict[str, Any] = {
     "metadata": {
@@ -127,3 +127,23 @@ def test_probes_against_a_listening_socket(tmp_path: Path) -> None:
 def test_tail_bytes(lines: int | None, expected: bytes) -> None:
     """`kubectl logs --tail N` keeps the last N lines (0: none, no tail: everything)."""
     assert tail_bytes(b"a\nb\nc\n", lines) == expected
+
+
+@pytest.mark.unit
+def test_termination_message_falls_back_to_this_runs_log_on_error(tmp_path: Path) -> None:
+    """FallbackToLogsOnError: a failed exit reports the end of the log written since the start
+    (80 lines, 2048 bytes at most); a clean exit or the default policy report nothing."""
+    log = tmp_path / "main.log"
+    log.write_bytes(b"earlier run\n")
+    since = log.stat().st_size
+    with log.open("ab") as f:
+        f.write(b"".join(b"line %d\n" % i for i in range(100)) + b"error: no-such-engine\n")
+    fallback = {"name": "main", "terminationMessagePolicy": "FallbackToLogsOnError"}
+    message = termination_message(fallback, 1, log, since)
+    assert message.endswith("line 99\nerror: no-such-engine\n")
+    assert message.startswith("line 21\n")  # the last 80 lines
+    assert "earlier run" not in termination_message(fallback, 1, log, since)
+    assert termination_message(fallback, 0, log, since) == ""
+    assert termination_message({"name": "main"}, 1, log, since) == ""
+    log.write_bytes(b"x" * 5000 + b"\n")
+    assert len(termination_message(fallback, 2, log, 0)) == 2048

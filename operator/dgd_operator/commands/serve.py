@@ -26,7 +26,12 @@ Run a DynamoGraphDeployment on this machine without Kubernetes or GPUs: an embed
 nats-server, one mock-engine worker process per replica of each worker service
 (componentType worker, prefill, decode; an encode worker for multimodal graphs) and the
 OpenAI-compatible frontend, all bound to 127.0.0.1. A disaggregated graph really
-disaggregates: prefill workers prefill, decode workers decode. Prints the URL and a ready-to-paste curl; Ctrl-C stops every process.
+disaggregates: prefill workers prefill, decode workers decode. Prints the URL and a
+ready-to-paste curl once every process is ready and the frontend's port answers.
+
+The graph is kept up like a kubelet keeps a pod: a process that exits is restarted after a
+back-off (1s, doubling to 30s while it keeps exiting), the other replicas keep serving
+meanwhile, and each exit, restart and recovery is printed. Ctrl-C stops every process.
 
 The model directory (tokenizer + chat template, no weights) defaults to a tiny offline one
 built into ~/.cache/dgd; the served model name comes from the workers' --model argument.

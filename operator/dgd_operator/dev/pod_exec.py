@@ -38,6 +38,25 @@ from dgd_operator.dev.rest import JsonDict
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
 # (kind: "configMapRef" | "secretRef", name) -> the object's data (decoded), {} if absent.
 DataLookup = Callable[[str, str], Mapping[str, str]]
+# The kubelet's limits for a termination message taken from the log (FallbackToLogsOnError).
+FALLBACK_MESSAGE_LINES = 80
+FALLBACK_MESSAGE_BYTES = 2048
+
+
+def termination_message(container: JsonDict, exit_code: int, log: Path, since: int) -> str:
+    """What the kubelet reports as ``terminated.message``: with ``terminationMessagePolicy:
+    FallbackToLogsOnError`` and a failed exit, the end of what this run logged (at most 80
+    lines and 2048 bytes); otherwise nothing (no process writes a termination-log file here)."""
+    if exit_code == 0 or container.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+        return ""
+    try:
+        with log.open("rb") as f:
+            f.seek(since)
+            data = f.read()
+    except OSError:
+        return ""
+    tail = b"".join(data.splitlines(keepends=True)[-FALLBACK_MESSAGE_LINES:])
+    return tail[-FALLBACK_MESSAGE_BYTES:].decode(errors="replace")
 
 
 def _now() -> str:
@@ -202,6 +221,7 @@ class ContainerRunner:
     last_terminated: JsonDict | None = None
     terminated: JsonDict | None = None
     started_mono: float = 0.0
+    log_offset: int = 0
     startup: _ProbeState | None = None
     liveness: _ProbeState | None = None
     readiness: _ProbeState | None = None
@@ -301,6 +321,7 @@ class PodRunner:
         argv = [sys.executable, "-m", c.command.module, *(expand(a, c.env) for a in c.command.args)]
         with c.log.open("ab") as out:
             out.write(f"--- {_now()} dgd dev kubelet starts: {' '.join(argv)}\n".encode())
+            c.log_offset = out.tell()
         c.proc = processes.spawn(
             c.name,
             argv,
@@ -334,6 +355,9 @@ class PodRunner:
             "finishedAt": _now(),
             "containerID": f"dgd://{c.proc.pid if c.proc else 0}",
         }
+        message = termination_message(c.spec, exit_code, c.log, c.log_offset)
+        if message:
+            c.terminated["message"] = message
         c.proc = None
         c.started = c.ready = False
         restart = self.restart_policy == "Always" or (

@@ -4,6 +4,9 @@ Flags and environment follow Dynamo's frontend where they overlap:
 `--http-port` ($DYN_HTTP_PORT, 8000), `--http-host` ($DYN_HTTP_HOST, 127.0.0.1 here; pass
 0.0.0.0 explicitly in a cluster), `--router-mode` ($DYN_ROUTER_MODE), `--namespace`
 ($DYN_NAMESPACE, else $DYN_NAMESPACE_PREFIX, else "dynamo"), `--nats-server` ($NATS_SERVER).
+Request limits (dgd's own): `--http-max-body-bytes` ($DGD_HTTP_MAX_BODY_BYTES, 8 MiB; larger
+bodies get 413), `--http-max-header-bytes` ($DGD_HTTP_MAX_HEADER_BYTES, 64 KiB) and
+`--http-max-headers` ($DGD_HTTP_MAX_HEADERS, 100; more get 431).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 
 from dgd_runtime.frontend.app import start_frontend
+from dgd_runtime.frontend.http import HttpLimits
 from dgd_runtime.logs import configure_logging
 from dgd_runtime.protocol import (
     EngineOutput,
@@ -59,10 +63,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--endpoint", default="generate")
     ap.add_argument("--nats-server", default=env.get("NATS_SERVER") or "nats://127.0.0.1:4222")
     ap.add_argument("--log-level", default=env.get("DYN_LOG", "info"))
+    limits = HttpLimits()
+    for flag, var, default in (
+        ("--http-max-body-bytes", "DGD_HTTP_MAX_BODY_BYTES", limits.max_body_bytes),
+        ("--http-max-header-bytes", "DGD_HTTP_MAX_HEADER_BYTES", limits.max_header_bytes),
+        ("--http-max-headers", "DGD_HTTP_MAX_HEADERS", limits.max_headers),
+    ):
+        ap.add_argument(flag, type=_positive_int, default=env.get(var) or default)
     args = ap.parse_args(argv)
     if args.namespace_prefix:
         args.namespace = args.namespace_prefix
     return args
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 class LazyBackend:
@@ -94,7 +113,8 @@ async def _no_workers() -> AsyncIterator[EngineOutput]:
 async def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     backend = LazyBackend()
-    running = await start_frontend(backend, args.http_host, args.http_port)
+    limits = HttpLimits(args.http_max_body_bytes, args.http_max_header_bytes, args.http_max_headers)
+    running = await start_frontend(backend, args.http_host, args.http_port, limits)
     LOG.info("frontend listening on %s (namespace %s)", running.url, args.namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

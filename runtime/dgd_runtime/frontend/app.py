@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dgd_runtime.frontend.http import HttpServer
+from dgd_runtime.frontend.http import HttpLimits, HttpServer
 from dgd_runtime.frontend.service import Backend, Frontend
 
 
@@ -30,10 +30,13 @@ class RunningFrontend:
 
 
 async def start_frontend(
-    backend: Backend, host: str = "127.0.0.1", port: int = 0
+    backend: Backend,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: HttpLimits | None = None,
 ) -> RunningFrontend:
     """Listen on host:port (0 = any free port) and serve the OpenAI API over `backend`."""
     frontend = Frontend(backend)
-    server = HttpServer(frontend)
+    server = HttpServer(frontend, limits)
     actual = await server.start(host, port)
     return RunningFrontend(server, frontend, host, actual)

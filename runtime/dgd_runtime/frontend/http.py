@@ -7,7 +7,9 @@ into a single chunked write, set TCP_NODELAY (see docs: Nagle + delayed ACK stal
 streams by ~40 ms), and cancel the handler the moment the client goes away.
 
 Supported: keep-alive, pipelined requests (served in order), `Expect: 100-continue`,
-HTTP/1.0 (streams then close). Not supported: chunked request bodies (411).
+HTTP/1.0 (streams then close). Not supported: chunked request bodies (411). Requests over the
+:class:`HttpLimits` get a status, never a dropped connection: a body over the limit 413, a
+header block over its bytes or header count 431.
 """
 
 from __future__ import annotations
@@ -17,16 +19,32 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, cast
 
 import orjson
 
 LOG = logging.getLogger(__name__)
 
-MAX_HEADER_BYTES: Final = 64 * 1024
-MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 # An idle keep-alive connection (or one that never completes its request) is closed after this.
 IDLE_TIMEOUT_S: Final = 75.0
+# After refusing a request we keep reading (and discarding) what the client still sends for up
+# to this long before closing: closing a socket with unread input makes the kernel send RST,
+# and the client then sees "connection reset" instead of our 413/431.
+LINGER_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one request may carry; larger requests are refused with 413 or 431."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Content-Length above this is answered 413 (8 MiB: a few base64 data-URL images)."""
+    max_header_bytes: int = 64 * 1024
+    """Request line plus headers above this is answered 431."""
+    max_headers: int = 100
+    """More header fields than this is answered 431 (hyper's, and so Dynamo's, default)."""
+
 
 REASONS: Final[dict[int, bytes]] = {
     200: b"OK",
@@ -85,8 +103,11 @@ class Connection(asyncio.Protocol):
         handler: Handler,
         loop: asyncio.AbstractEventLoop,
         registry: set[Connection] | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
         self._handler = handler
+        self._limits = limits or HttpLimits()
+        self._refused = False
         self._registry = registry
         self._loop = loop
         self._transport: asyncio.Transport | None = None
@@ -117,12 +138,14 @@ class Connection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request: read so the client gets our answer
         self._buf += data
         if self._task is None:
             self._parse()
 
     def eof_received(self) -> bool | None:
-        if self._task is None:
+        if self._task is None or self._refused:
             self._close()
         return None
 
@@ -147,13 +170,20 @@ class Connection(asyncio.Protocol):
     def _parse(self) -> None:
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
+        limits = self._limits
         if end == -1:
-            if len(buf) > MAX_HEADER_BYTES:
-                self._fail(431, "request headers too large")
+            if len(buf) > limits.max_header_bytes:
+                self._fail(431, f"request headers exceed {limits.max_header_bytes} bytes")
+            return
+        if end > limits.max_header_bytes:
+            self._fail(431, f"request headers exceed {limits.max_header_bytes} bytes")
             return
         try:
             head = bytes(buf[:end]).decode("latin-1")
             lines = head.split("\r\n")
+            if len(lines) - 1 > limits.max_headers:
+                self._fail(431, f"more than {limits.max_headers} request header fields")
+                return
             method, target, version = lines[0].split(" ", 2)
             headers: dict[str, str] = {}
             for line in lines[1:]:
@@ -173,8 +203,11 @@ class Connection(asyncio.Protocol):
         except ValueError:
             self._fail(400, "invalid Content-Length")
             return
-        if length < 0 or length > MAX_BODY_BYTES:
-            self._fail(413, "request body too large")
+        if length < 0:
+            self._fail(400, "invalid Content-Length")
+            return
+        if length > limits.max_body_bytes:
+            self._fail(413, f"request body of {length} bytes exceeds {limits.max_body_bytes}")
             return
         start = end + 4
         if len(buf) - start < length:
@@ -248,7 +281,22 @@ class Connection(asyncio.Protocol):
         )
         self._keep_alive = False
         self._write(_head(status, b"application/json", len(body), False, ()) + body)
-        self._close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close after a refusal; discard input until the client closes or LINGER_S."""
+        self._refused = True
+        self._buf.clear()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            self._close()
+            return
+        transport.write_eof()
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._loop.call_later(LINGER_S, self._close)
 
     # -- response writing ---------------------------------------------------------------------
     @property
@@ -379,8 +427,9 @@ def _head(
 class HttpServer:
     """A listening socket plus the set of open connections (so close() can drop them)."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, limits: HttpLimits | None = None) -> None:
         self.handler = handler
+        self.limits = limits or HttpLimits()
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
 
@@ -389,7 +438,7 @@ class HttpServer:
         loop = asyncio.get_running_loop()
 
         def factory() -> Connection:
-            conn = Connection(self.handler, loop, self.connections)
+            conn = Connection(self.handler, loop, self.connections, self.limits)
             return conn
 
         self.server = await loop.create_server(

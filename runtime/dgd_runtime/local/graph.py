@@ -2,7 +2,9 @@
 
 Starts, all on 127.0.0.1: an embedded nats-server, one mock-engine worker process per replica
 of every component, and the OpenAI frontend. Prints the URL and a ready-to-paste curl, then
-waits for Ctrl-C / SIGTERM (or a child dying) and stops every process it started, by PID.
+keeps the graph up until Ctrl-C / SIGTERM: a process that exits is restarted with back-off
+(:mod:`dgd_runtime.local.supervisor`) while the other replicas keep serving, and every exit,
+restart and recovery is printed. On the way out it stops every process it started, by PID.
 """
 
 from __future__ import annotations
@@ -12,18 +14,28 @@ import json
 import os
 import shutil
 import signal
-import subprocess
+import socket
 import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.local.nats_server import NatsServer, free_port
 from dgd_runtime.local.plan import LocalPlan
+from dgd_runtime.local.supervisor import (
+    Process,
+    Supervisor,
+    describe_exit,
+    log_says,
+    port_accepts,
+)
+
+# What a worker (and the encode worker) prints once registered in discovery.
+WORKER_READY_MARKER: Final = "dgd worker ready instance="
 
 
 class ServeError(RuntimeError):
@@ -43,53 +55,44 @@ def default_model_dir() -> Path:
     return target
 
 
-@dataclass
-class Child:
-    """A process we started."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path | None = None
-
-    def describe_exit(self) -> str:
-        """`NAME exited with code N` plus the tail of its log."""
-        text = f"{self.name} exited with code {self.popen.returncode}"
-        if self.log is not None and self.log.is_file():
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-15:]
-            text += f"; last lines of {self.log}:\n  " + "\n  ".join(tail)
-        return text
-
-
 class LocalGraph:
-    """The running processes of one `dgd serve`."""
+    """The running processes of one `dgd serve`: nats-server plus the supervised children."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[str], None] = lambda line: None) -> None:
         self.nats: NatsServer | None = None
-        self.children: list[Child] = []
+        self.supervisor = Supervisor(report)
+
+    @property
+    def children(self) -> list[Process]:
+        """The supervised processes, in start order (workers, then the frontend)."""
+        return self.supervisor.processes
 
     def pids(self) -> list[int]:
-        """PIDs of every process started (nats-server first)."""
-        out = [c.popen.pid for c in self.children]
+        """PIDs of every running process (nats-server first)."""
+        out = self.supervisor.pids()
         if self.nats is not None and self.nats.pid is not None:
             out.insert(0, self.nats.pid)
         return out
 
-    def dead_child(self) -> Child | None:
+    def dead_child(self) -> Process | None:
         """A child that exited, if any."""
-        return next((c for c in self.children if c.popen.poll() is not None), None)
+        return self.supervisor.exited()
+
+    def keep_running(self) -> None:
+        """One supervision round: restart nats-server or a child that exited, report it."""
+        nats = self.nats
+        if nats is not None and nats.proc is not None and nats.proc.poll() is not None:
+            code, pid = nats.proc.returncode, nats.proc.pid
+            nats.start()
+            self.supervisor.report(
+                f"nats-server (pid {pid}) {describe_exit(code)}; started it again on the same "
+                f"port (pid {nats.pid}); the other processes reconnect"
+            )
+        self.supervisor.poll()
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every child (frontend first), wait, SIGKILL stragglers, stop nats-server."""
-        for child in reversed(self.children):
-            if child.popen.poll() is None:
-                child.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            try:
-                child.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.popen.kill()
-                child.popen.wait(5)
+        self.supervisor.stop(timeout)
         if self.nats is not None:
             self.nats.close()
 
@@ -113,7 +116,18 @@ def _supervisor_env(nats_url: str, namespace: str) -> dict[str, str]:
     }
 
 
-def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float, stop: list[int]) -> None:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_ready(url: str, model: str, graph: LocalGraph, timeout: float, stop: list[int]) -> None:
+    """Wait until every child passed its ready check and the frontend lists ``model``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stop:
@@ -121,15 +135,20 @@ def _wait_model(url: str, model: str, graph: LocalGraph, timeout: float, stop: l
         dead = graph.dead_child()
         if dead is not None:
             raise ServeError(dead.describe_exit())
-        try:
-            with urllib.request.urlopen(url + "/v1/models", timeout=1) as resp:
-                ids = [m["id"] for m in json.loads(resp.read())["data"]]
-                if model in ids:
-                    return
-        except (OSError, ValueError, KeyError):
-            pass
+        if graph.supervisor.all_ready():
+            try:
+                with urllib.request.urlopen(url + "/v1/models", timeout=1) as resp:
+                    ids = [m["id"] for m in json.loads(resp.read())["data"]]
+                    if model in ids:
+                        return
+            except (OSError, ValueError, KeyError):
+                pass
         time.sleep(0.2)
-    raise ServeError(f"model {model!r} not served after {timeout:.0f}s")
+    waiting = [p.name for p in graph.children if not p.ready]
+    raise ServeError(
+        f"model {model!r} not served after {timeout:.0f}s"
+        + (f" (not ready: {', '.join(waiting)})" if waiting else "")
+    )
 
 
 def start_graph(
@@ -139,10 +158,11 @@ def start_graph(
     port: int,
     router_mode: str | None,
     speedup_ratio: float,
-    log_dir: Path | None = None,
+    log_dir: Path,
+    report: Callable[[str], None] = lambda line: None,
 ) -> LocalGraph:
-    """Start nats-server, the workers and the frontend of `plan`."""
-    graph = LocalGraph()
+    """Start nats-server, the workers and the frontend of `plan` (supervised, not yet restarting)."""
+    graph = LocalGraph(report)
     try:
         nats = NatsServer()
         graph.nats = nats
@@ -153,28 +173,20 @@ def start_graph(
             ours["DYN_ROUTER_MODE"] = router_mode
 
         def spawn(
-            name: str, cmd: list[str], plan_env: dict[str, str], role_env: dict[str, str]
+            name: str,
+            group: str,
+            cmd: list[str],
+            env: dict[str, str],
+            ready: Callable[[Process], bool],
         ) -> None:
-            out: int | TextIO = subprocess.DEVNULL
-            log = log_dir / f"{name}.log" if log_dir is not None else None
-            if log is not None:
-                out = open(log, "w")  # noqa: SIM115 - handed to the child
-            env = {**base, **plan_env, **ours, **role_env}
+            env = {**base, **env}
             env.pop("DYN_SYSTEM_PORT", None)
-            popen = subprocess.Popen(
-                cmd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            if not isinstance(out, int):
-                out.close()
-            graph.children.append(Child(name, popen, log))
+            graph.supervisor.add(Process(name, cmd, env, log_dir / f"{name}.log", ready, group))
 
+        worker_ready = log_says(WORKER_READY_MARKER)
         for component in plan.components:
             for replica in range(component.replicas):
+                name = f"{component.name.lower()}-{replica}"
                 if component.role == "encode":
                     cmd = [
                         sys.executable,
@@ -185,7 +197,7 @@ def start_graph(
                         "--model-name",
                         plan.model_name,
                     ]
-                    spawn(f"{component.name.lower()}-{replica}", cmd, component.env, {})
+                    spawn(name, component.name, cmd, {**component.env, **ours}, worker_ready)
                     continue
                 cmd = [
                     sys.executable,
@@ -200,14 +212,11 @@ def start_graph(
                     "--speedup-ratio",
                     str(speedup_ratio),
                 ]
-                spawn(
-                    f"{component.name.lower()}-{replica}",
-                    cmd,
-                    component.env,
-                    {"DYN_COMPONENT": component.role},
-                )
+                env = {**component.env, **ours, "DYN_COMPONENT": component.role}
+                spawn(name, component.name, cmd, env, worker_ready)
         spawn(
             "frontend",
+            "Frontend",
             [
                 sys.executable,
                 "-m",
@@ -217,8 +226,8 @@ def start_graph(
                 "--http-port",
                 str(port),
             ],
-            {},
-            {},
+            ours,
+            port_accepts("127.0.0.1", port),
         )
         return graph
     except BaseException:
@@ -244,11 +253,22 @@ def run_plan(
     if not (model_dir / "tokenizer.json").is_file():
         print(f"dgd serve: {model_dir} has no tokenizer.json", file=sys.stderr)
         return 2
+    if port and port_in_use(port):
+        print(
+            f"dgd serve: port {port} on 127.0.0.1 is already in use (another dgd serve?); "
+            "choose another with --port, or --port 0 for any free one",
+            file=sys.stderr,
+        )
+        return 2
     port = port or free_port()
     stop_requested: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
         stop_requested.append(signum)
+
+    def report(line: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"dgd serve: {stamp} {line}", file=out, flush=True)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     graph: LocalGraph | None = None
@@ -263,10 +283,11 @@ def run_plan(
             router_mode=router_mode,
             speedup_ratio=speedup_ratio,
             log_dir=log_dir,
+            report=report,
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_model(url, plan.model_name, graph, ready_timeout, stop_requested)
+            _wait_ready(url, plan.model_name, graph, ready_timeout, stop_requested)
         except ServeError as exc:
             print(f"dgd serve: {exc}", file=sys.stderr)
             return 1
@@ -288,19 +309,24 @@ def run_plan(
             f"curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'",
             file=out,
         )
-        print("Press Ctrl-C to stop.", file=out, flush=True)
+        print(
+            "Press Ctrl-C to stop. A process that exits is restarted (back-off "
+            "1s, 2s, 4s ... 30s); the others keep serving.",
+            file=out,
+            flush=True,
+        )
+        graph.supervisor.restarting = True
         while not stop_requested:
-            dead = graph.dead_child()
-            if dead is not None:
-                print(f"dgd serve: {dead.describe_exit()}\nstopping", file=sys.stderr)
-                return 1
+            graph.keep_running()
             time.sleep(0.2)
-        clean_exit = True
+        clean_exit = not any(p.last_exit is not None for p in graph.children)
         return 0
     finally:
         if graph is not None:
             graph.stop()
         if clean_exit and log_dir is not None:
-            shutil.rmtree(log_dir, ignore_errors=True)  # kept when something failed
+            shutil.rmtree(log_dir, ignore_errors=True)
+        elif log_dir is not None:  # something exited or failed: its log may say why
+            print(f"dgd serve: logs kept in {log_dir}", file=sys.stderr)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

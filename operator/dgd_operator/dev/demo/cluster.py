@@ -38,8 +38,10 @@ def running(plane: ControlPlane) -> bool:
     return bool(alive) and all(alive.values()) and plane.api_ready()
 
 
-def acquire_cluster(state_dir: Path, *, reuse_dev: bool) -> Cluster:
-    """A running `dgd dev` cluster (reused as is), else a demo cluster of our own."""
+def acquire_cluster(state_dir: Path, *, reuse_dev: bool, nodes: int = DEMO_NODES) -> Cluster:
+    """A running `dgd dev` cluster (reused as is), else a demo cluster of our own with
+    ``nodes`` GPU nodes (at least :data:`DEMO_NODES`)."""
+    nodes = max(nodes, DEMO_NODES)
     if reuse_dev:
         dev_dir = dev_session.state_dir(None)
         dev = ControlPlane.attach(dev_dir)
@@ -65,14 +67,14 @@ def acquire_cluster(state_dir: Path, *, reuse_dev: bool) -> Cluster:
     plane = ControlPlane(
         state_dir,
         binaries=bins,
-        nodes=DEMO_NODES,
+        nodes=nodes,
         gpus_per_node=DEMO_GPUS_PER_NODE,
         kubelet="process",
         execute_pods=True,
     )
     began = time.monotonic()
     say(
-        f"Starting a local Kubernetes {bins.version} control plane with {DEMO_NODES} simulated "
+        f"Starting a local Kubernetes {bins.version} control plane with {nodes} simulated "
         f"GPU nodes ({DEMO_GPUS_PER_NODE} GPUs each) in {short_path(state_dir)} ..."
     )
     try:

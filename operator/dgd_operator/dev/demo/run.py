@@ -12,8 +12,14 @@ from pathlib import Path
 from dgd_operator.dev import processes
 from dgd_operator.dev import session as dev_session
 from dgd_operator.dev.controlplane import ControlPlane
-from dgd_operator.dev.demo import options
-from dgd_operator.dev.demo.cluster import Cluster, acquire_cluster, ensure_namespace, running
+from dgd_operator.dev.demo import needs, options
+from dgd_operator.dev.demo.cluster import (
+    DEMO_GPUS_PER_NODE,
+    Cluster,
+    acquire_cluster,
+    ensure_namespace,
+    running,
+)
 from dgd_operator.dev.demo.graph import DemoError, Graph, display_path, load_graph, say
 from dgd_operator.dev.demo.options import short_path
 from dgd_operator.dev.demo.report import explore_lines, report
@@ -77,6 +83,19 @@ def down(state_dir: Path, namespace: str) -> int:
     return 0
 
 
+def _create_missing(cluster: Cluster, graph: Graph) -> list[str]:
+    """Create the PVCs and Secrets the graph's pods use but neither it nor the cluster has."""
+    created = []
+    for obj in needs.missing_objects(graph.rendered, graph.namespace):
+        plural = "persistentvolumeclaims" if obj["kind"] == "PersistentVolumeClaim" else "secrets"
+        path = f"/api/v1/namespaces/{graph.namespace}/{plural}"
+        if cluster.rest.exists(f"{path}/{obj['metadata']['name']}"):
+            continue
+        cluster.rest.post(path, obj)
+        created.append(needs.describe(obj))
+    return created
+
+
 @contextlib.contextmanager
 def _timer() -> Iterator[Callable[[], float]]:
     began = time.monotonic()
@@ -99,9 +118,19 @@ def run(args: argparse.Namespace) -> int:
                 f"dgd demo: DynamoGraphDeployment {graph.name} ({', '.join(graph.services)}) "
                 f"from {display_path(graph.source)}"
             )
-            cluster = acquire_cluster(state_dir, reuse_dev=not args.own_cluster)
+            try:
+                nodes = needs.gpu_nodes_needed(graph.rendered, DEMO_GPUS_PER_NODE)
+            except ValueError as exc:
+                raise DemoError(f"{display_path(graph.source)}: {exc}") from None
+            cluster = acquire_cluster(state_dir, reuse_dev=not args.own_cluster, nodes=nodes)
             say(f"Cluster: {cluster.how}.")
             ensure_namespace(cluster.rest, graph.namespace)
+            created = _create_missing(cluster, graph)
+            if created:
+                say(
+                    f"Created what the recipe expects to exist: {', '.join(created)} "
+                    "(placeholders; the mock engine needs no model files or token)."
+                )
             with _timer() as op_elapsed:
                 operator = start_operator(
                     cluster.plane.kubeconfig,
