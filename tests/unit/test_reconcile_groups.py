@@ -209,7 +209,8 @@ def test_pod_summary_keeps_only_what_restarts_need() -> None:
     }
     pod["metadata"]["labels"] = {"role": "worker"}
     summary = pod_summary(pod)
-    assert summary["spec"] == {"schedulingGroup": {"podGroupName": "g"}}  # only the gang it joined
+    # Only the gang it joined and the node it was bound to (none yet).
+    assert summary["spec"] == {"schedulingGroup": {"podGroupName": "g"}, "nodeName": None}
     state = PodState.of(summary)
     assert (state.name, state.uid, state.restarts, state.ready, state.last_error) == (
         "p",
