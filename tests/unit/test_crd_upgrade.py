@@ -44,6 +44,7 @@ def test_the_package_ships_every_crd_with_v1beta1_storage_for_the_converted_kind
         ({"a": [{"x": 1, "d": 0}]}, {"a": [{"x": 1}]}, True),
         ({"a": [{"x": 1}]}, {"a": [{"x": 1}, {"x": 2}]}, False),  # a new version
         ({}, {"a": None}, True),  # unset is unset
+        ({"p": {}}, {"p": {"properties": {}}}, True),  # the API server drops empty maps
         (None, {"a": 1}, False),
     ],
 )

@@ -45,17 +45,34 @@ def packaged_crds(directory: Path = PACKAGED_CRDS) -> list[dict[str, Any]]:
     return crds
 
 
-def covers(live: Any, ours: Any) -> bool:
-    """True when `live` holds every value `ours` sets (the API server's defaults may add more)."""
+def first_difference(live: Any, ours: Any, path: str = "") -> str | None:
+    """The first path where `live` lacks or differs from a value `ours` sets; None when `live`
+    holds all of `ours` (the API server's defaults may add more, and it drops empty maps and
+    lists such as a schema's `properties: {}`)."""
+    if live is None and isinstance(ours, Mapping | list) and not ours:
+        return None
     if isinstance(ours, Mapping):
-        return isinstance(live, Mapping) and all(covers(live.get(k), v) for k, v in ours.items())
+        if not isinstance(live, Mapping):
+            return path or "."
+        for key, value in ours.items():
+            found = first_difference(live.get(key), value, f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
     if isinstance(ours, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(ours)
-            and all(covers(a, b) for a, b in zip(live, ours, strict=True))
-        )
-    return bool(live == ours)
+        if not isinstance(live, list) or len(live) != len(ours):
+            return path or "."
+        for index, (a, b) in enumerate(zip(live, ours, strict=True)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if live == ours else (path or ".")
+
+
+def covers(live: Any, ours: Any) -> bool:
+    """True when `live` holds every value `ours` sets (see `first_difference`)."""
+    return first_difference(live, ours) is None
 
 
 def desired_crd(
@@ -115,7 +132,9 @@ async def upgrade_crds(
             except NotFoundError:
                 live = None
             desired = desired_crd(crd, live, client_config)
-            if live is not None and covers(live, {k: desired[k] for k in ("metadata", "spec")}):
+            wanted = {k: desired[k] for k in ("metadata", "spec")}
+            difference = None if live is None else first_difference(live, wanted)
+            if live is not None and difference is None:
                 break
             try:
                 if live is None:
@@ -129,7 +148,10 @@ async def upgrade_crds(
             except ConflictError:
                 continue  # changed (or created) since the GET: read it again
             written.append(name)
-            log.info("CRD %s %s", name, "created" if live is None else "upgraded in place")
+            if live is None:
+                log.info("CRD %s created", name)
+            else:
+                log.info("CRD %s upgraded in place (first difference: %s)", name, difference)
             break
         else:
             raise ConflictError(409, "Conflict", f"CRD {name} kept changing while it was upgraded")
