@@ -259,3 +259,16 @@ async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order()
         )
     assert sorted(finished) == ["fast", "first", "slow"]  # nothing was left running
     assert await run_all([]) == []
+
+
+async def test_a_graph_written_at_v1alpha1_without_a_frontend_image_is_reconciled_from_the_hub() -> (
+    None
+):
+    # Stored as v1beta1, it would break Dynamo's v1beta1 image rule, which only admission
+    # applies (to requests written at v1beta1); the reconcile acts on what is stored.
+    body = _dgd()
+    del body["spec"]["services"]["Frontend"]["extraPodSpec"]
+    controller, _, client = controller_for(body)
+    await controller.reconcile(KEY)
+    assert "InvalidSpec" not in client.event_reasons()
+    assert set(_written(controller)["components"]) == {"Frontend", "worker"}
