@@ -1,4 +1,12 @@
-"""Build: every desired child of the DGD, from the pure builders."""
+"""Build: every desired child of the DGD, from the pure builders.
+
+The builders read the v1alpha1 view of the stored v1beta1 graph (`ctx.dgd`, derived in
+`observe`), as Dynamo's controller does where its rendering depends on it: the
+`nvidia.com/dynamo-sub-component-type` label and the preserved v1alpha1 service annotations and
+labels (reference §2.6), and the alpha-only fields of §5.4 (`pvcs`, `volumeMounts`, `ingress`,
+...), which the hub keeps in the `nvidia.com/dgd-spec` annotation only. Rendering from the view
+is what keeps `dgd render` of both versions identical.
+"""
 
 from __future__ import annotations
 
