@@ -31,8 +31,8 @@ from dgd_operator.admission.crd_upgrade import (
 from dgd_operator.admission.migration import migrate_stored_versions
 from dgd_operator.api.constants import ANNOTATION_DGD_SPEC
 from dgd_operator.api.conversion import convert
-from dgd_operator.dev.controlplane import ControlPlane
-from dgd_operator.dev.rest import KubeRest
+from dgd_operator.dev.controlplane import ControlPlane, free_port
+from dgd_operator.dev.rest import ApiError, KubeRest
 from dgd_operator.main import connect
 
 pytestmark = pytest.mark.integration
@@ -199,3 +199,40 @@ def test_taking_over_dynamos_crds_and_graphs(control_plane: ControlPlane, namesp
     finally:
         # Our CRDs back as the session had them, whatever happened above.
         asyncio.run(_install_ours(client_config))
+
+
+def test_the_operator_reconciles_while_no_conversion_webhook_answers(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """The operator reads, watches and writes at the storage version: a dead conversion webhook
+    (Dynamo's gone, ours not yet up) breaks v1alpha1 readers only, never the reconcile."""
+    rest = control_plane.rest
+    crd_path = f"{CRD_PATH}/{CONVERTED[0]}"
+    live = rest.get(crd_path)["spec"]["conversion"]["webhook"]["clientConfig"]
+    dead = f"https://127.0.0.1:{free_port()}/convert"
+    rest.patch(crd_path, {"spec": {"conversion": {"webhook": {"clientConfig": {"url": dead}}}}})
+    try:
+        hub = convert(runnable("dark"), "v1beta1")
+        hub["metadata"].pop("annotations", None)
+        rest.post(B1.format(ns=namespace, plural=DGDS), hub)
+
+        def conversion_down() -> bool:
+            try:
+                rest.get(f"{A1.format(ns=namespace, plural=DGDS)}/dark")
+            except ApiError:
+                return True
+            return False
+
+        wait_for(conversion_down, timeout=30, description="the dead conversion URL in effect")
+        with running_operator(namespace):
+            ready = wait_for(
+                lambda: _ready(rest, namespace, "dark"), timeout=120, description="dark Ready"
+            )
+        assert ready["status"]["components"]["worker"]["readyReplicas"] == 2
+    finally:
+        rest.patch(crd_path, {"spec": {"conversion": {"webhook": {"clientConfig": live}}}})
+        wait_for(
+            lambda: _conversion_served(rest, namespace, "dark"),
+            timeout=30,
+            description="conversion restored",
+        )
