@@ -67,7 +67,7 @@ format: venv
 
 # The generators take their output directories from here; nothing in the package knows the repo.
 crds: venv
-	$(BIN)/python -m dgd_operator.codegen.crds --write --crd-dir crds --crd-dir charts/dgd-operator/crds
+	$(BIN)/python -m dgd_operator.codegen.crds --write --crd-dir crds --crd-dir charts/dgd-operator/crds --crd-dir operator/dgd_operator/crds
 	$(BIN)/python -m dgd_operator.codegen.chartvalues --write --chart-dir charts/dgd-operator
 	$(BIN)/python -m dgd_operator.codegen.dashboards --write --chart-dir charts/dgd-operator
 

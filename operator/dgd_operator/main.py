@@ -8,17 +8,23 @@ controller (`reconcile`), the watch handlers (`handlers`) and the webhook server
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
 
 from dgd_operator.admission import Admission
+from dgd_operator.admission.crd_upgrade import packaged_crds, upgrade_crds
+from dgd_operator.admission.webhooks import CONVERT_PATH
 from dgd_operator.api.constants import MANAGED_BY
 from dgd_operator.controllerkit.kube import Credentials, KubeClient
+from dgd_operator.controllerkit.kubeapi import ApiError
 from dgd_operator.handlers import kopf_settings, register
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.resources import KINDS
 from dgd_operator.settings import OperatorSettings
+
+logger = logging.getLogger("dgd_operator")
 
 
 def load_credentials() -> Credentials:
@@ -40,6 +46,32 @@ def connect() -> KubeClient:
         kinds=KINDS,
         reload_credentials=load_credentials,
     )
+
+
+def conversion_client_config(settings: OperatorSettings) -> dict[str, Any] | None:
+    """Where the CRDs' conversion webhook must point: the operator's Service when the settings
+    name it (the chart's); None when the operator does not know (the live setting is kept)."""
+    webhook = settings.webhook
+    if not (webhook.enabled and webhook.namespace and webhook.service_name):
+        return None
+    service = {"name": webhook.service_name, "namespace": webhook.namespace}
+    return {"service": {**service, "path": CONVERT_PATH, "port": 443}}
+
+
+async def install_crds(settings: OperatorSettings, client: KubeClient) -> None:
+    """Create or upgrade the operator's CRDs in place (`DGD_UPGRADE_CRDS`); never deletes.
+
+    Without the right to (a cluster admin manages the CRDs) the operator goes on with the CRDs
+    it finds, with a warning.
+    """
+    try:
+        await upgrade_crds(
+            client, packaged_crds(), client_config=conversion_client_config(settings)
+        )
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        logger.warning("CRDs not upgraded (DGD_UPGRADE_CRDS): %s", exc)
 
 
 def liveness_endpoint(settings: OperatorSettings) -> str | None:
@@ -89,6 +121,15 @@ async def run_operator(
     if liveness:
         extra["liveness_endpoint"] = liveness_endpoint(settings)
     try:
+        if settings.upgrade_crds:
+            # Before the webhook server injects its CA into the CRDs and migrates stored
+            # versions, and before kopf lists anything (an upgraded schema applies at once).
+            crd_client = admission_client or connect()
+            try:
+                await install_crds(settings, crd_client)
+            finally:
+                if crd_client is not admission_client:
+                    await crd_client.close()
         if admission is not None:
             await admission.start()
         await kopf.operator(

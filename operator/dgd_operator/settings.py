@@ -233,6 +233,11 @@ class OperatorSettings:
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     """The admission webhook (`DGD_WEBHOOK_*`); it listens on `bind_address`."""
 
+    upgrade_crds: bool = True
+    """`DGD_UPGRADE_CRDS`: on start, create or replace in place (never delete) the operator's
+    CRDs from the copies it ships, as Dynamo's `upgradeCRD` does, so upgrading the release
+    upgrades the CRDs; false leaves them to the cluster admin."""
+
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
     """Unrecognised `DGD_*` variables (without the prefix), kept so the command warns of typos."""
 

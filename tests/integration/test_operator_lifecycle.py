@@ -345,7 +345,8 @@ def test_invalid_dgd_fails_once_and_leaves_children(
         )
         ready = next(cond for cond in obj["status"]["conditions"] if cond["type"] == "Ready")
         assert ready["status"] == "False"
-        assert "spec.services.Bad_Worker" in ready["message"]
+        # Named on the hub (the operator reads the stored v1beta1 object).
+        assert "spec.components[0].name" in ready["message"] and "Bad_Worker" in ready["message"]
         warnings = wait_for(
             lambda: [e for e in events_for(rest, namespace, name) if e["type"] == "Warning"],
             timeout=10,

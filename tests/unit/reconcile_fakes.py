@@ -2,7 +2,8 @@
 
 `FakeKube` implements `controllerkit.kubeapi.KubeAPI` and answers like the API server (applies
 return the object with a uid, generation and a ready status); `FakeView` implements
-`reconcile.view.ClusterView` over dicts. Not a test module.
+`reconcile.view.ClusterView` over dicts, and hands out the DGD at the storage version (v1beta1)
+as the operator's watch does, whichever version a test wrote it in. Not a test module.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from dgd_operator.api.constants import GROUP_VERSION_V1BETA1
+from dgd_operator.api.conversion import convert
 from dgd_operator.controllerkit.kubeapi import KubeAPI, Manifest
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.state import Key
@@ -65,7 +68,9 @@ class FakeView:
         self.pods: list[Mapping[str, Any]] = []
 
     def dgd(self, key: Key) -> Mapping[str, Any] | None:
-        return self.dgd_body
+        if self.dgd_body is None:
+            return None
+        return convert(self.dgd_body, GROUP_VERSION_V1BETA1)
 
     def children(self, key: Key) -> list[Mapping[str, Any]]:
         return list(self.objects.values())

@@ -96,6 +96,7 @@ OPERATOR_ENV = {
     "DGD_ETCD_ADDRESS",
     "DGD_DISCOVERY_BACKEND",
     "DGD_IMAGE_PULL_SECRET_DISCOVERY",
+    "DGD_UPGRADE_CRDS",
     "DGD_METRICS_PORT",
     "DGD_HEALTH_PORT",
     "DGD_MPI_SSH_SECRET_NAME",
@@ -479,6 +480,7 @@ def test_operator_env_is_exactly_the_settings(rendered: dict[str, list[dict[str,
         "DGD_ETCD_ADDRESS": "",
         "DGD_DISCOVERY_BACKEND": "kubernetes",
         "DGD_IMAGE_PULL_SECRET_DISCOVERY": "true",
+        "DGD_UPGRADE_CRDS": "true",
         "DGD_METRICS_PORT": "8080",
         "DGD_HEALTH_PORT": "8081",
         "DGD_MPI_SSH_SECRET_NAME": "mpi-run-ssh-secret",
@@ -1041,3 +1043,29 @@ def test_planner_cluster_role_gets_a_bind_grant_and_env(helm: Path, tmp_path: Pa
             "verbs": ["bind"],
         }
     ]
+
+
+def test_cluster_wide_the_operator_may_upgrade_only_its_own_crds(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    role = _one(rendered["default"], "ClusterRole", f"{FULLNAME}-crds")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["create"],
+        },
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [
+                "dynamographdeployments.nvidia.com",
+                "dynamographdeploymentscalingadapters.nvidia.com",
+                "dynamoworkermetadatas.nvidia.com",
+            ],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert _env(_one(rendered["default"], "Deployment"))["DGD_UPGRADE_CRDS"] == "true"
+    # Namespace mode leaves CRDs to the cluster admin (Dynamo: upgradeCRD=false there).
+    assert _env(_one(rendered["namespace-mode"], "Deployment"))["DGD_UPGRADE_CRDS"] == "false"

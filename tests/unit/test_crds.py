@@ -69,7 +69,11 @@ def test_vendored_kubernetes_schemas_match_kubernetes_validate() -> None:
     )
 
 
-CRD_DIRS = ["crds", "charts/dgd-operator/crds"]  # what `make crds` writes
+CRD_DIRS = [
+    "crds",
+    "charts/dgd-operator/crds",
+    "operator/dgd_operator/crds",
+]  # what `make crds` writes
 
 
 @pytest.mark.parametrize("directory", CRD_DIRS)

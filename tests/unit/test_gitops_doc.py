@@ -2,7 +2,7 @@
 
 - the `ignoreDifferences` of the documented Application name exactly the fields the operator
   writes when a scaling adapter changes a service's replicas (the merge patch the controller
-  sends, v1alpha1), and the same fields of the converted v1beta1 object;
+  sends to the stored v1beta1 object), and the same fields of its v1alpha1 view;
 - the health checks (Lua, run here with Lua 5.4 through lupa) answer Progressing, Healthy and
   Degraded for the statuses the operator writes.
 """
@@ -19,8 +19,8 @@ import pytest
 import yaml
 from tests.unit.reconcile_fakes import KEY, FakeKube, controller_for, dgd
 
-from dgd_operator.api.constants import DGDSA_KIND, GROUP_VERSION
-from dgd_operator.api.conversion import dgd_to_v1beta1
+from dgd_operator.api.constants import DGDSA_KIND, GROUP_VERSION_V1BETA1
+from dgd_operator.api.conversion import dgd_to_v1alpha1, dgd_to_v1beta1
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +102,8 @@ def _jq_pointers(expr: str, obj: dict[str, Any]) -> set[str]:
 
 
 async def _adapter_write(services: dict[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The graph before and after the operator copied the adapters' counts into it."""
+    """The stored (v1beta1) graph before and after the operator copied the adapters' counts
+    into it."""
     body = dgd(scalingAdapter={"enabled": True}, replicas=1)
     body["spec"]["services"]["prefill"] = copy.deepcopy(body["spec"]["services"]["worker"])
     body["spec"]["services"]["worker"]["subComponentType"] = "decode"
@@ -112,8 +113,8 @@ async def _adapter_write(services: dict[str, int]) -> tuple[dict[str, Any], dict
     controller, view, _ = controller_for(copy.deepcopy(body), client=client)
     for svc, replicas in services.items():
         name = f"g-{svc}"
-        view.objects[(GROUP_VERSION, DGDSA_KIND, name)] = {
-            "apiVersion": GROUP_VERSION,
+        view.objects[(GROUP_VERSION_V1BETA1, DGDSA_KIND, name)] = {
+            "apiVersion": GROUP_VERSION_V1BETA1,
             "kind": DGDSA_KIND,
             "metadata": {"name": name, "namespace": "ns", "uid": f"a-{svc}",
                          "ownerReferences": [{"uid": "u1"}]},
@@ -121,15 +122,17 @@ async def _adapter_write(services: dict[str, int]) -> tuple[dict[str, Any], dict
         }  # fmt: skip
     await controller.reconcile(KEY)
     assert client.dgd_patches, "the operator wrote no replicas into the graph"
-    after = copy.deepcopy(body)
+    before = dgd_to_v1beta1(body)
+    after = copy.deepcopy(before)
     for patch in client.dgd_patches:
         _merge(after, patch)
-    return body, after
+    return before, after
 
 
 async def test_v1alpha1_pointers_are_exactly_where_the_operator_writes() -> None:
-    before, after = await _adapter_write({"decode": 3, "prefill": 2})
-    written = _changed_pointers(before, after)
+    old, new = await _adapter_write({"decode": 3, "prefill": 2})
+    before, after = dgd_to_v1alpha1(old), dgd_to_v1alpha1(new)
+    written = _changed_pointers(before["spec"], after["spec"], "/spec")
     assert written == {"/spec/services/decode/replicas", "/spec/services/prefill/replicas"}
     (entry,) = [e for e in _application()["spec"]["ignoreDifferences"] if "jsonPointers" in e]
     assert (entry["group"], entry["kind"]) == ("nvidia.com", "DynamoGraphDeployment")
@@ -137,11 +140,8 @@ async def test_v1alpha1_pointers_are_exactly_where_the_operator_writes() -> None
 
 
 async def test_v1beta1_expressions_select_exactly_where_the_write_lands() -> None:
-    before, after = await _adapter_write({"decode": 3, "prefill": 2})
-    old, new = dgd_to_v1beta1(before), dgd_to_v1beta1(after)
-    written = {
-        p for p in _changed_pointers(old["spec"], new["spec"], "/spec") if "annotations" not in p
-    }
+    old, new = await _adapter_write({"decode": 3, "prefill": 2})
+    written = _changed_pointers(old["spec"], new["spec"], "/spec")
     assert written and all(re.fullmatch(r"/spec/components/\d+/replicas", p) for p in written)
     (entry,) = [e for e in _application()["spec"]["ignoreDifferences"] if "jqPathExpressions" in e]
     selected = set().union(*(_jq_pointers(x, new) for x in entry["jqPathExpressions"]))

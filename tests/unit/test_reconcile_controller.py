@@ -78,7 +78,7 @@ async def test_invalid_spec_is_reported_once_per_generation() -> None:
     assert client.event_reasons() == ["InvalidSpec"]
     assert _written(controller)["state"] == "failed"
     message = _written(controller)["conditions"][0]["message"]
-    assert "spec.services.worker.replicas" in message
+    assert "spec.components[1].replicas" in message  # named on the hub, as stored
     client.calls.clear()
     await controller.reconcile(KEY)
     assert client.calls == []
@@ -115,7 +115,7 @@ async def test_removed_service_children_are_deleted_and_the_graph_stays_successf
         "g-worker",
     ]  # Deployment, Service
     status = _written(controller)
-    assert status["state"] == "successful" and set(status["services"]) == {"Frontend"}
+    assert status["state"] == "successful" and set(status["components"]) == {"Frontend"}
 
 
 async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_secret() -> None:
@@ -133,8 +133,8 @@ async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_s
     assert ("delete", "g-worker") in client.calls  # the Deployment goes (the Service is re-applied)
     assert ("get", "mpi-run-ssh-secret") in client.calls and ("create", "Secret") in client.calls
     status = _written(controller)
-    assert status["services"]["worker"]["componentKind"] == "StatefulSet"
-    assert status["services"]["worker"]["groups"] == [
+    assert status["components"]["worker"]["componentKind"] == "StatefulSet"
+    assert status["components"]["worker"]["groups"] == [
         {"index": 0, "name": "g-worker-0", "phase": "Starting", "restarts": 0, "restartTimes": []}
     ]
     # Looked up again only once the check expired (test_reconcile_stale_memory covers that).
@@ -259,3 +259,16 @@ async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order()
         )
     assert sorted(finished) == ["fast", "first", "slow"]  # nothing was left running
     assert await run_all([]) == []
+
+
+async def test_a_graph_written_at_v1alpha1_without_a_frontend_image_is_reconciled_from_the_hub() -> (
+    None
+):
+    # Stored as v1beta1, it would break Dynamo's v1beta1 image rule, which only admission
+    # applies (to requests written at v1beta1); the reconcile acts on what is stored.
+    body = _dgd()
+    del body["spec"]["services"]["Frontend"]["extraPodSpec"]
+    controller, _, client = controller_for(body)
+    await controller.reconcile(KEY)
+    assert "InvalidSpec" not in client.event_reasons()
+    assert set(_written(controller)["components"]) == {"Frontend", "worker"}

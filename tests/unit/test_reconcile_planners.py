@@ -12,13 +12,14 @@ from dgd_operator.reconcile.notices import change_notices, only_replicas_changed
 from dgd_operator.reconcile.restart import plan_graph_restart, restart_notices
 from dgd_operator.reconcile.scaling import plan_adapter_sync
 from dgd_operator.reconcile.state import ControllerState
+from dgd_operator.reconcile.steps.adapters import replica_patch
 from dgd_operator.reconcile.steps.children import apply_waves
 from dgd_operator.reconcile.steps.groups import pods_by_group
 from dgd_operator.reconcile.sync import ApplyAction, with_hash
 
 pytestmark = pytest.mark.unit
 
-ADAPTER = ("nvidia.com/v1alpha1", "DynamoGraphDeploymentScalingAdapter", "g-worker")
+ADAPTER = ("nvidia.com/v1beta1", "DynamoGraphDeploymentScalingAdapter", "g-worker")
 
 
 def _adapter(
@@ -272,3 +273,15 @@ def test_graph_memory_resets_when_the_uid_changes_and_forget_drops_it() -> None:
     assert fresh is not memory and fresh.patched_replicas == {}
     state.forget(("ns", "g"))
     assert ("ns", "g") not in state.graphs
+
+
+def test_replica_patch_rewrites_the_component_list_under_a_resource_version_precondition() -> None:
+    body = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {"components": [{"name": "Frontend"}, {"name": "worker", "replicas": 1}]},
+    }
+    assert replica_patch(body, {"worker": {"replicas": 3}}) == {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {"components": [{"name": "Frontend"}, {"name": "worker", "replicas": 3}]},
+    }
+    assert body["spec"]["components"][1]["replicas"] == 1  # the watched body is not touched

@@ -20,12 +20,12 @@ from dgd_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
-ADAPTER_KEY = ("nvidia.com/v1alpha1", "DynamoGraphDeploymentScalingAdapter", "g-worker")
+ADAPTER_KEY = ("nvidia.com/v1beta1", "DynamoGraphDeploymentScalingAdapter", "g-worker")
 
 
 def _adapter(owner_uid: str, replicas: int) -> dict[str, Any]:
     return {
-        "apiVersion": "nvidia.com/v1alpha1",
+        "apiVersion": "nvidia.com/v1beta1",
         "kind": "DynamoGraphDeploymentScalingAdapter",
         "metadata": {
             "name": "g-worker",

@@ -152,8 +152,19 @@ def test_unreadable_conversion_reviews_raise(review: Doc) -> None:
 # --- validation of hub objects -----------------------------------------------------------------
 
 
-def test_a_v1beta1_graph_is_validated_through_its_v1alpha1_view() -> None:
+def test_a_v1beta1_graph_is_validated_on_the_hub_and_through_its_v1alpha1_view() -> None:
     hub = convert(alpha_dgd(), B1)
+    # Written at v1beta1: Dynamo's v1beta1 rules hold, named at v1beta1 paths (the converted
+    # frontend has no `main` image, which only a v1alpha1 graph may leave out).
+    response = validate_review(admission("CREATE", hub), kind=DGD_KIND)["response"]
+    assert response["allowed"] is False
+    assert "spec.components[0].podTemplate.spec.containers" in response["status"]["message"]
+    # The same object converted by the API server from a v1alpha1 request: v1alpha1 rules.
+    request = admission("CREATE", hub)
+    request["request"]["requestKind"] = {"group": "nvidia.com", "version": "v1alpha1"}
+    assert validate_review(request, kind=DGD_KIND)["response"] == {"uid": UID, "allowed": True}
+    main = {"name": "main", "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1"}
+    hub["spec"]["components"][0]["podTemplate"] = {"spec": {"containers": [main]}}
     response = validate_review(admission("CREATE", hub), kind=DGD_KIND)["response"]
     assert response == {"uid": UID, "allowed": True}
     hub["metadata"]["annotations"] = {"nvidia.com/vllm-distributed-executor-backend": "foo"}
@@ -352,3 +363,18 @@ async def test_server_answers_reviews_over_https_and_reloads_its_certificate(
             pytest.fail("the rotated certificate was never served")
     finally:
         await server.stop()
+
+
+def test_update_rules_of_the_v1alpha1_view_are_named_at_v1beta1_paths() -> None:
+    old = convert(alpha_dgd(), B1)
+    main = {"name": "main", "image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.1"}
+    old["spec"]["components"][0]["podTemplate"] = {"spec": {"containers": [main]}}
+    old["spec"]["components"][1]["scalingAdapter"] = {}
+    new = copy.deepcopy(old)
+    new["spec"]["components"][1]["replicas"] = 3
+    review = admission("UPDATE", new, old)
+    review["request"]["userInfo"] = {"username": "alice"}
+    policy = AdmissionPolicy(operator_username="system:serviceaccount:dgd:dgd-operator")
+    response = validate_review(review, kind=DGD_KIND, policy=policy)["response"]
+    assert response["allowed"] is False
+    assert "spec.components[1].replicas: is managed by" in response["status"]["message"]

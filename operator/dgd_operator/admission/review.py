@@ -9,6 +9,11 @@ adapter (and the planner).
 Updates are *ratcheted* like the API server's own CRD validation: a problem the stored object
 already had does not block an unrelated change (labels, finalizers, a replica bump), so objects
 created before the webhook existed stay manageable. An object being deleted is always admitted.
+
+Each request is decided in the version it arrives in, on the hub: a v1beta1 object is checked
+as it is (Dynamo's v1beta1 rules, then the rules of its v1alpha1 compatibility view, reference
+§5.4, named at v1beta1 paths), a v1alpha1 one is converted up and checked the same way, with
+problems named in the v1alpha1 spelling its author wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dgd_operator.api import v1beta1
 from dgd_operator.api.constants import DEFAULT_TOPOLOGY_DOMAIN_KEYS, GROUP_VERSION_V1BETA1
 from dgd_operator.api.models import DynamoGraphDeployment, DynamoGraphDeploymentScalingAdapter
 from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT, adapter_name
@@ -29,6 +35,7 @@ from dgd_operator.api.validation import (
     validate_dgd,
 )
 from dgd_operator.api.validation.errors import problems_from_pydantic
+from dgd_operator.api.validation.paths import to_v1beta1_path
 from dgd_operator.builders.placement import placement_warnings
 
 CREATE = "CREATE"
@@ -85,8 +92,15 @@ def review_dgd(
         [*previous.warnings, *_placement(previous, policy)],
     )
     if result.dgd is not None and previous.dgd is not None:
-        errors.extend(update_problems(previous.dgd, result.dgd))
-        errors.extend(_adapter_replica_problems(previous.dgd, result.dgd, username, policy))
+        # Dynamo's update rules compare the v1alpha1 views (reference §5.4); a v1beta1 request
+        # hears about them at its own paths.
+        view_problems = [
+            *update_problems(previous.dgd, result.dgd),
+            *_adapter_replica_problems(previous.dgd, result.dgd, username, policy),
+        ]
+        if new.get("apiVersion") == GROUP_VERSION_V1BETA1:
+            view_problems = [_at_hub_path(p, new) for p in view_problems]
+        errors.extend(view_problems)
     return Verdict(_unique(errors), warnings)
 
 
@@ -96,6 +110,12 @@ def _placement(result: ValidationResult, policy: AdmissionPolicy) -> list[Proble
         return []
     hub = result.hub if result.api_version == GROUP_VERSION_V1BETA1 else None
     return placement_warnings(result.dgd, hub, topology_keys=policy.topology_keys)
+
+
+def _at_hub_path(problem: Problem, hub: Mapping[str, Any]) -> Problem:
+    """`problem` of the v1alpha1 view, named at its path in the v1beta1 object `hub`."""
+    path, _ = to_v1beta1_path(problem.path, hub)
+    return Problem(path, problem.message, problem.severity)
 
 
 def review_dgdsa(
@@ -172,8 +192,14 @@ def _adapter_replica_problems(
 
 
 def _adapter_problems(doc: Mapping[str, Any]) -> list[Problem]:
+    """The schema problems of an adapter, in the version it is written in."""
+    model = (
+        v1beta1.DynamoGraphDeploymentScalingAdapter
+        if doc.get("apiVersion") == GROUP_VERSION_V1BETA1
+        else DynamoGraphDeploymentScalingAdapter
+    )
     try:
-        DynamoGraphDeploymentScalingAdapter.model_validate(dict(doc))
+        model.model_validate(dict(doc))
     except ValidationError as exc:
         return problems_from_pydantic(exc)
     return []

@@ -31,6 +31,7 @@ from dgd_operator.admission.review import (
 )
 from dgd_operator.api.constants import (
     ANNOTATION_ORIGIN_VERSION,
+    API_VERSION,
     DGD_KIND,
     DGDSA_KIND,
     GROUP_VERSION,
@@ -113,8 +114,9 @@ def validate_review(
     """Answer a validating AdmissionReview for a DGD (`kind=DGD_KIND`) or a DGDSA."""
     request = _request(review, "AdmissionReview")
     operation = str(request.get("operation") or CREATE)
-    new = _spoke(request.get("object"))
-    old = _spoke(request.get("oldObject")) if request.get("oldObject") else None
+    source = (request.get("requestKind") or request.get("kind") or {}).get("version")
+    new = _document(request.get("object"), source)
+    old = _document(request.get("oldObject"), source) if request.get("oldObject") else None
     if kind == DGD_KIND:
         username = (request.get("userInfo") or {}).get("username")
         verdict = review_dgd(
@@ -127,11 +129,14 @@ def validate_review(
     return _admission_response(request, _verdict_fields(verdict, kind, new))
 
 
-def _spoke(obj: Any) -> dict[str, Any]:
-    """The v1alpha1 view the validation rules read (hub objects converted down)."""
+def _document(obj: Any, source: Any) -> dict[str, Any]:
+    """The object under review in the version its author wrote (`source`, the request's
+    `requestKind.version`): as it arrived, or the v1alpha1 spoke of a hub object the API
+    server converted for us (Dynamo's webhook reads the source version the same way, §5).
+    The reviews check both versions on the hub (`validate_dgd`)."""
     if not isinstance(obj, dict):
         raise ReviewError("AdmissionReview: `request.object` is missing")
-    if obj.get("apiVersion") == GROUP_VERSION_V1BETA1:
+    if obj.get("apiVersion") == GROUP_VERSION_V1BETA1 and source == API_VERSION:
         try:
             return convert(obj, GROUP_VERSION)
         except ConversionError as exc:

@@ -187,6 +187,28 @@ def scaling_adapter_to(obj: Obj, target: str) -> Obj:
     return out
 
 
+def status_to_v1beta1(status: Obj) -> Obj:
+    """A v1alpha1-shaped DGD status in the v1beta1 shape (`services` -> `components`, ...).
+
+    For statuses the operator calculates itself, written natively at v1beta1 as Dynamo's
+    controller does: the deprecated `componentName` is not kept (v1alpha1 readers get the last
+    of `componentNames` back, `status_to_v1alpha1`), which is all the operator ever means by it.
+    """
+    out, _ = _status_up(copy.deepcopy(status))
+    return out
+
+
+def status_to_v1alpha1(status: Obj, annotations: Obj | None = None) -> Obj:
+    """The v1alpha1 view of a v1beta1 DGD status (`annotations`: the object's, whose
+    `nvidia.com/dgd-status` payload restores what v1beta1 could not hold)."""
+    text = (annotations or {}).get(ANNOTATION_DGD_STATUS)
+    try:
+        saved = _read_status_payload(text) if isinstance(text, str) else {}
+    except ConversionError:
+        saved = {}  # an unreadable payload restores nothing (the status is still readable)
+    return _status_down(copy.deepcopy(status), saved)
+
+
 # --- annotations and payloads -----------------------------------------------------------------
 
 

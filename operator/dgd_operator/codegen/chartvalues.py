@@ -494,6 +494,15 @@ class ChartValues(ValuesModel):
             "or etcd.enabled."
         ),
     )
+    upgrade_crds: bool = Field(
+        SETTINGS.upgrade_crds,
+        description=(
+            "Cluster-wide mode: the operator creates or replaces its CRDs in place on start "
+            "(DGD_UPGRADE_CRDS), so a chart upgrade upgrades them (Helm installs crds/ only "
+            "once); never deletes them. Grants create on CRDs and update of these three. False, "
+            "or namespace mode: a cluster admin applies crds/ after each upgrade."
+        ),
+    )
     image_pull_secret_discovery: bool = Field(
         SETTINGS.image_pull_secret_discovery,
         description=(

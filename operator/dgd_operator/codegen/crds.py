@@ -3,8 +3,9 @@
     python -m dgd_operator.codegen.crds --write --crd-dir crds --crd-dir charts/dgd-operator/crds
     python -m dgd_operator.codegen.crds --check --crd-dir ...   # exit 1 when a file differs
 
-Files: one YAML file per CRD in every `--crd-dir` (the repository keeps `crds/` and a
-byte-identical copy in the chart; `make crds` names both), and the vendored Kubernetes schemas
+Files: one YAML file per CRD in every `--crd-dir` (the repository keeps `crds/` and
+byte-identical copies in the chart and in the package, `dgd_operator/crds/`, which the operator
+applies on start; `make crds` names all three), and the vendored Kubernetes schemas
 `dgd_operator/api/k8s_schemas.json` (package data, found beside the module).
 
 The models give pydantic's JSON schema (`by_alias=True`, validation mode); a post-pass turns it

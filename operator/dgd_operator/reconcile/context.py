@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dgd_operator.api.constants import EVENT_APPLY_FAILED, REASON_RECONCILE_FAILED
+from dgd_operator.api.conversion import status_to_v1alpha1
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import Problem
 from dgd_operator.builders.gang import PodGroupApi
@@ -142,6 +143,18 @@ class ReconcileContext:
         """The DGD's `metadata.generation`."""
         value = (self.body.get("metadata") or {}).get("generation")
         return value if isinstance(value, int) else None
+
+    @property
+    def status_view(self) -> dict[str, Any] | None:
+        """The live status (v1beta1, as stored and watched) in the v1alpha1 shape the typed
+        status calculation reads (`components` -> `services`); None when there is none."""
+        status = self.body.get("status")
+        if not isinstance(status, Mapping):
+            return None
+        annotations = (self.body.get("metadata") or {}).get("annotations")
+        return status_to_v1alpha1(
+            dict(status), annotations if isinstance(annotations, dict) else None
+        )
 
     def built(self) -> DynamoGraphDeployment:
         """The validated DGD (steps after `observe` may rely on it)."""

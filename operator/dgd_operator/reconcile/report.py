@@ -66,7 +66,7 @@ def observed_graph(ctx: ReconcileContext) -> ObservedGraph:
 async def report(ctx: ReconcileContext) -> StatusWrite:
     """Write the status if it changed, post the Events; the write's outcome."""
     now = rfc3339(ctx.services.wall_clock())
-    status = calculate_status(parse_status(ctx.body.get("status")), observed_graph(ctx), now=now)
+    status = calculate_status(parse_status(ctx.status_view), observed_graph(ctx), now=now)
     write, *posted = await asyncio.gather(
         write_status_if_changed(
             ctx.services.client, ctx.key, ctx.body.get("status"), status, ctx.memory
@@ -91,7 +91,7 @@ async def report_rejected(ctx: ReconcileContext, rejected: RejectedError) -> Non
     message = str(rejected)
     logger.warning("dgd %s/%s rejected: %s", *ctx.key, message)
     now = rfc3339(ctx.services.wall_clock())
-    previous = parse_status(ctx.body.get("status"))
+    previous = parse_status(ctx.status_view)
     status = rejected_status(
         previous, reason=rejected.reason, message=message, generation=ctx.generation, now=now
     )

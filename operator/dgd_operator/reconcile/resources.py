@@ -8,6 +8,7 @@ from dgd_operator.api.constants import (
     DGDSA_KIND,
     DGDSA_PLURAL,
     GROUP_VERSION,
+    GROUP_VERSION_V1BETA1,
     POD_GROUP_KIND,
     POD_GROUP_PLURAL,
     POD_GROUP_VERSIONS,
@@ -15,8 +16,11 @@ from dgd_operator.api.constants import (
 )
 from dgd_operator.controllerkit.kubeapi import Kinds, ResourceKind
 
-DGD = ResourceKind(GROUP_VERSION, DGD_KIND, DGD_PLURAL)
-DGDSA = ResourceKind(GROUP_VERSION, DGDSA_KIND, DGDSA_PLURAL)
+# Our own kinds are read, watched and written at their storage version, v1beta1 (the hub): the
+# API server never has to call a conversion webhook (ours or Dynamo's) for the operator to
+# list, watch or write them, so reconciling goes on while no webhook is reachable.
+DGD = ResourceKind(GROUP_VERSION_V1BETA1, DGD_KIND, DGD_PLURAL)
+DGDSA = ResourceKind(GROUP_VERSION_V1BETA1, DGDSA_KIND, DGDSA_PLURAL)
 
 # PodGroups (scheduling.k8s.io) are not watched: the API may not be served (it is detected by
 # discovery, `steps/placement.py`), so they are read with a GET like Secrets, and listed only
@@ -30,7 +34,14 @@ POD_GROUP_KINDS = tuple(
 # exists on any node (`TopologyLevelsAvailable`); never watched.
 NODE = ResourceKind("v1", "Node", "nodes", namespaced=False)
 
-KINDS = Kinds((DGD, DGDSA, *POD_GROUP_KINDS, NODE))
+# The deprecated version stays resolvable for readers that want it (`dgd render` emits adapters
+# at v1alpha1; the demo reads them back that way); the operator never watches or writes it.
+SPOKE_KINDS = (
+    ResourceKind(GROUP_VERSION, DGD_KIND, DGD_PLURAL),
+    ResourceKind(GROUP_VERSION, DGDSA_KIND, DGDSA_PLURAL),
+)
+
+KINDS = Kinds((DGD, DGDSA, *SPOKE_KINDS, *POD_GROUP_KINDS, NODE))
 """Built-in kinds plus our CRDs; the registry the operator's client resolves paths with."""
 
 resource_kind = KINDS.of

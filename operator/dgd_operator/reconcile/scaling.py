@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dgd_operator.api.constants import DGDSA_KIND, GROUP_VERSION, LABEL_COMPONENT, LABEL_GRAPH
+from dgd_operator.api.constants import (
+    DGDSA_KIND,
+    GROUP_VERSION_V1BETA1,
+    LABEL_COMPONENT,
+    LABEL_GRAPH,
+)
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.reconcile.sync import ChildKey, is_owned_by
 
@@ -86,7 +91,7 @@ def plan_adapter_sync(
     for svc, spec in sorted(dgd.spec.services.items()):
         if spec.scaling_adapter is None or not spec.scaling_adapter.enabled:
             continue
-        adapter = live.get((GROUP_VERSION, DGDSA_KIND, adapter_name(name, svc)))
+        adapter = live.get((GROUP_VERSION_V1BETA1, DGDSA_KIND, adapter_name(name, svc)))
         if adapter is None or not is_owned_by(adapter, uid):
             continue
         wanted = adapter_replicas(adapter)

@@ -19,12 +19,13 @@ from pydantic import ValidationError
 
 from dgd_operator.api.constants import (
     DGD_KIND,
-    GROUP_VERSION,
+    GROUP_VERSION_V1BETA1,
     REASON_GROUP_FAILED,
     REASON_NOT_READY,
     STATE_FAILED,
     STATE_PENDING,
 )
+from dgd_operator.api.conversion import status_to_v1beta1
 from dgd_operator.api.models import (
     Condition,
     DynamoGraphDeploymentStatus,
@@ -245,8 +246,12 @@ async def write_status_if_changed(
     *,
     clock: Callable[[], float] = time.monotonic,
 ) -> StatusWrite:
-    """Server-side apply `status` on the DGD `key` when it changed (the only status writer)."""
-    desired = dump_status(status)
+    """Server-side apply `status` on the DGD `key` when it changed (the only status writer).
+
+    `status` is calculated in the v1alpha1 shape; it is compared and written in the v1beta1
+    shape of the storage version (`components`), which `live` is read in.
+    """
+    desired = status_to_v1beta1(dump_status(status))
     current = live or {}
     if not status_differs(current, desired):
         return StatusWrite(False)
@@ -262,7 +267,7 @@ async def write_status_if_changed(
     namespace, name = key
     await client.apply(
         {
-            "apiVersion": GROUP_VERSION,
+            "apiVersion": GROUP_VERSION_V1BETA1,
             "kind": DGD_KIND,
             "metadata": {"name": name, "namespace": namespace},
             "status": desired,

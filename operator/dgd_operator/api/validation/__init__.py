@@ -103,14 +103,18 @@ def is_dgd(doc: object) -> bool:
     return isinstance(api_version, str) and api_version.split("/")[0] == constants.API_GROUP
 
 
-def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> ValidationResult:
+def validate_dgd(
+    doc: Mapping[str, Any], *, creating: bool = True, images: bool = True
+) -> ValidationResult:
     """Validate one DGD document (v1alpha1 or v1beta1) as the API server plus Dynamo's
     admission webhook would, and list the fields dgd does not act on as warnings.
 
     `creating` selects the create-time rules (a restart request must be unset); with False
     the document is checked as an update's new object (restart requests are validated instead).
     Never raises for bad input: every problem is returned with its field path, in the
-    version the document is written in.
+    version the document is written in. `images=False` leaves out Dynamo's v1beta1 `main`
+    image and runtime-version rules, which its webhook applies only to requests written in
+    v1beta1 (a stored v1beta1 object may have been written in v1alpha1).
     """
     if not isinstance(doc, Mapping):
         return ValidationResult(None, [Problem("", f"expected a mapping, got {describe(doc)}")])
@@ -129,7 +133,7 @@ def validate_dgd(doc: Mapping[str, Any], *, creating: bool = True) -> Validation
             api_version=api_version,
         )
     if api_version == constants.GROUP_VERSION_V1BETA1:
-        return _validate_v1beta1(doc, creating=creating)
+        return _validate_v1beta1(doc, creating=creating, images=images)
 
     result, pruned = _validate_v1alpha1(doc, creating=creating)
     hub: dict[str, Any] | None = None
@@ -182,10 +186,12 @@ def _without_superseded(warnings: list[Problem], unacted: list[Problem]) -> list
     ]
 
 
-def _validate_v1beta1(doc: Mapping[str, Any], *, creating: bool) -> ValidationResult:
+def _validate_v1beta1(
+    doc: Mapping[str, Any], *, creating: bool, images: bool = True
+) -> ValidationResult:
     """The v1beta1 model and rules, then the v1alpha1 rules on the down-converted view."""
     beta = constants.GROUP_VERSION_V1BETA1
-    rules = list(v1beta1_problems(doc, creating=creating))
+    rules = list(v1beta1_problems(doc, creating=creating, images=images))
     warnings = [p for p in rules if p.severity == "warning"]
     try:
         v1beta1.DynamoGraphDeployment.model_validate(doc)

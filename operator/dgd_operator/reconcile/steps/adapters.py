@@ -10,17 +10,36 @@ of removed services are deleted by the children step.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from dgd_operator.api.constants import (
     DGD_KIND,
     DGDSA_KIND,
     EVENT_ADAPTER_CREATED,
     EVENT_SCALED,
-    GROUP_VERSION,
+    GROUP_VERSION_V1BETA1,
 )
+from dgd_operator.controllerkit.kubeapi import Manifest
 from dgd_operator.controllerkit.workers import raise_first
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.sync import AppliedRecord, child_key, manifest_hash
+
+
+def replica_patch(body: Mapping[str, Any], counts: dict[str, dict[str, int]]) -> Manifest:
+    """A merge patch of the v1beta1 DGD `body` setting `spec.components[name].replicas`.
+
+    A merge patch replaces a list whole, so the patch carries every component as read, with
+    the body's `resourceVersion` as a precondition: a component list changed meanwhile makes
+    the API server answer 409 (the reconcile is retried) instead of losing that change.
+    """
+    components = [dict(c) for c in (body.get("spec") or {}).get("components") or []]
+    for component in components:
+        change = counts.get(str(component.get("name")))
+        if change is not None:
+            component["replicas"] = change["replicas"]
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    return {"metadata": {"resourceVersion": version}, "spec": {"components": components}}
 
 
 async def adapters(ctx: ReconcileContext) -> StepResult:
@@ -29,12 +48,17 @@ async def adapters(ctx: ReconcileContext) -> StepResult:
     memory = ctx.memory
     for name, status in ctx.adapter_statuses.items():
         await client.merge_patch(
-            GROUP_VERSION, DGDSA_KIND, ctx.namespace, name, {"status": status}, subresource="status"
+            GROUP_VERSION_V1BETA1,
+            DGDSA_KIND,
+            ctx.namespace,
+            name,
+            {"status": status},
+            subresource="status",
         )
         memory.adapter_status_written[name] = status
     if ctx.replica_patch:
-        patch = {"spec": {"services": ctx.replica_patch}}
-        await client.merge_patch(GROUP_VERSION, DGD_KIND, ctx.namespace, ctx.name, patch)
+        patch = replica_patch(ctx.body, ctx.replica_patch)
+        await client.merge_patch(GROUP_VERSION_V1BETA1, DGD_KIND, ctx.namespace, ctx.name, patch)
         for svc, change in ctx.replica_patch.items():
             memory.patched_replicas[svc] = change["replicas"]
         for message in ctx.scaled_by_adapter:

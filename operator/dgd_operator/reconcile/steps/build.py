@@ -1,10 +1,24 @@
-"""Build: every desired child of the DGD, from the pure builders."""
+"""Build: every desired child of the DGD, from the pure builders.
+
+The builders read the v1alpha1 view of the stored v1beta1 graph (`ctx.dgd`, derived in
+`observe`), as Dynamo's controller does where its rendering depends on it: the
+`nvidia.com/dynamo-sub-component-type` label and the preserved v1alpha1 service annotations and
+labels (reference §2.6), and the alpha-only fields of §5.4 (`pvcs`, `volumeMounts`, `ingress`,
+...), which the hub keeps in the `nvidia.com/dgd-spec` annotation only. Rendering from the view
+is what keeps `dgd render` of both versions identical.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from dgd_operator.api.constants import DGDSA_KIND, EVENT_INVALID_SPEC, REASON_INVALID_SPEC
+from dgd_operator.api.constants import (
+    DGDSA_KIND,
+    EVENT_INVALID_SPEC,
+    GROUP_VERSION_V1BETA1,
+    REASON_INVALID_SPEC,
+)
+from dgd_operator.api.conversion import scaling_adapter_to
 from dgd_operator.api.validation import Problem
 from dgd_operator.builders.errors import BuildError
 from dgd_operator.builders.graph import plan_graph
@@ -30,5 +44,11 @@ async def build(ctx: ReconcileContext) -> StepResult:
         ) from exc
     ctx.graph = graph
     ctx.desired = [obj for obj in graph.objects if obj["kind"] != DGDSA_KIND]
-    ctx.desired_adapters = [obj for obj in graph.objects if obj["kind"] == DGDSA_KIND]
+    # Adapters are created at the storage version (no conversion webhook in the way); the
+    # builders, like `dgd render`, keep emitting them at v1alpha1.
+    ctx.desired_adapters = [
+        scaling_adapter_to(obj, GROUP_VERSION_V1BETA1)
+        for obj in graph.objects
+        if obj["kind"] == DGDSA_KIND
+    ]
     return CONTINUE

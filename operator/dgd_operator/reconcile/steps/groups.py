@@ -94,7 +94,7 @@ async def groups(ctx: ReconcileContext) -> StepResult:
     if not specs:
         memories.clear()
         return StepResult()
-    previous = (ctx.body.get("status") or {}).get("services") or {}
+    previous = (ctx.status_view or {}).get("services") or {}
     pods = pods_by_group(ctx.services.view.group_pods(ctx.key))
     workloads_live = {(ck[1], ck[2]): obj for ck, obj in (*ctx.live.items(), *ctx.fresh.items())}
     now = ctx.services.wall_clock().timestamp()

@@ -23,12 +23,15 @@ def rfc3339(moment: datetime.datetime) -> str:
 def validated(ctx: ReconcileContext) -> DynamoGraphDeployment:
     """Parse and validate the stored DGD; raise `RejectedError` naming every problem.
 
-    Dynamo's update rules (immutable service set, backend, topology) belong to admission; the
-    reconcile acts on whatever spec is stored, so a removed service has its children deleted
-    and a changed framework or node count rebuilds them.
+    The stored object is the hub (v1beta1); its rules are checked on it, and those of its
+    v1alpha1 view (reference §5.4) on that view, all named at v1beta1 paths. Dynamo's update
+    rules (immutable service set, backend, topology) and its v1beta1 image rules (which depend
+    on the version a request was written in) belong to admission; the reconcile acts on
+    whatever spec is stored, so a removed service has its children deleted and a changed
+    framework or node count rebuilds them.
     """
     doc = {k: copy.deepcopy(v) for k, v in ctx.body.items() if k != "status"}
-    result = validate_dgd(doc, creating=ctx.generation in (None, 1))
+    result = validate_dgd(doc, creating=ctx.generation in (None, 1), images=False)
     if result.errors or result.dgd is None:
         problems = result.errors or [Problem("spec", "not a valid DynamoGraphDeployment")]
         raise RejectedError(problems, reason=REASON_INVALID_SPEC, event_reason=EVENT_INVALID_SPEC)
