@@ -173,9 +173,9 @@ def test_kv_partial_last_block_is_active_load_but_never_shared() -> None:
 def test_kv_followers_of_a_shared_prefix_stay_with_its_cache() -> None:
     # Worker a caches and runs the system prompt; b is idle. A follower with the same system
     # prompt adds only its own blocks to a's active set: a costs 2 prefill + (8 + 2) decode =
-    # 12 against b's 10 + 10 = 20. Counting the prefix once per request would make a cost
-    # 2 + (8 + 10) = 20 and lose the cache to a coin flip.
-    p = KvPolicy(rng=random.Random(0))
+    # 12 against b's 10 + 10 = 20 (overlap weight 1, Dynamo's). Counting the prefix once per
+    # request would make a cost 2 + (8 + 10) = 20 and lose the cache to a coin flip.
+    p = KvPolicy(KvRouterConfig(overlap_score_weight=1.0), rng=random.Random(0))
     system = list(range(32))  # 8 blocks
     p.kv_events("a", [KvEvent("stored", block_hashes(system, 4))])
     first = p.select(_req(system), WORKERS[:2])
@@ -194,7 +194,10 @@ def test_kv_running_prefix_counts_as_overlap_before_its_events(
     # A request runs on a, but a's "stored" events have not arrived: with the prediction the
     # next request of that prefix sees a's overlap and follows it (a costs 0 prefill + 8 active
     # decode blocks + 0 new; b costs 8 + 8); without it both cost 16.
-    p = KvPolicy(KvRouterConfig(predict_active_overlap=predict), rng=random.Random(0))
+    p = KvPolicy(
+        KvRouterConfig(overlap_score_weight=1.0, predict_active_overlap=predict),
+        rng=random.Random(0),
+    )
     prompt = list(range(32))
     first = p.select(_req(prompt), [WORKERS[0]])
     p.prefill_done(first)
@@ -210,7 +213,10 @@ def test_kv_running_prefix_counts_as_overlap_before_its_events(
         assert costs == {"a": 16, "b": 16}
 
 
-def test_kv_prediction_env_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert KvRouterConfig.from_env().predict_active_overlap is True
+def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = KvRouterConfig.from_env()
+    assert (default.predict_active_overlap, default.overlap_score_weight) == (True, 2.0)
     monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
-    assert KvRouterConfig.from_env().predict_active_overlap is False
+    monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
+    changed = KvRouterConfig.from_env()
+    assert (changed.predict_active_overlap, changed.overlap_score_weight) == (False, 1.0)
