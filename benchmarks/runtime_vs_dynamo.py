@@ -81,8 +81,9 @@ def measure(
         levels = uvloop.run(go())
     except ImportError:
         levels = asyncio.run(go())
+    load1 = os.getloadavg()[0]  # the machine is shared: the load goes beside every number
     for mode, res in levels:
-        yield Setting(system.label, speedup, mode, res.concurrency, asdict(res))
+        yield Setting(system.label, speedup, mode, res.concurrency, {**asdict(res), "load1": load1})
 
 
 def foreign_pct(r: dict[str, Any]) -> float:
@@ -106,13 +107,13 @@ def fmt_row(s: Setting) -> str:
         f"{r['ttft_p99_ms']:8.2f} {r['itl_mean_ms']:7.3f} "
         f"{r['cpu_ms_per_req'].get('frontend', 0):8.2f} {server_cpu_ms(r):7.2f} "
         f"{r['content_chunks_per_req']:6.1f} {r['machine_busy_pct']:5.0f}% "
-        f"{foreign_pct(r):5.0f}% {r['errors']:4d}"
+        f"{foreign_pct(r):5.0f}% {r['errors']:4d} {r.get('load1', 0.0):5.1f}"
     )
 
 
 HEADER = (
     "system  speed  client    conc       req/s     tok/s  TTFT p50 TTFT p99  ITL ms "
-    "FE ms/req srv ms chunks  busy foreign err"
+    "FE ms/req srv ms chunks  busy foreign err load1"
 )
 
 
