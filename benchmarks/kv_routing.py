@@ -9,7 +9,8 @@ synthetic text from the workload (not what the mock generated), so both systems 
 the same prompts. `--concurrency` closed-loop clients each take the next conversation and play
 its turns back to back (keep-alive connection, streaming, `ignore_eos`).
 
-Both systems run on the same offline model dir with 4 workers of the same shape: block size
+Both systems are started by benchmarks/systems.py (shared with runtime_vs_dynamo.py), on the
+same offline model dir with 4 workers of the same shape: block size
 64, `--kv-blocks` KV blocks per worker (small on purpose, so one worker cannot hold every
 system prompt and routing decides what stays cached), the same `--speedup-ratio` for the
 mocks' simulated step times. Ours: nats-server, 4 `dgd_runtime.worker --engine mock`
@@ -36,13 +37,12 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,24 +52,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import RequestResult, _connect, _one_request, discover_model, machine_busy_seconds
-from runtime_vs_dynamo import (
+from systems import (
     MODEL_DIR,
     MODEL_NAME,
-    PEER,
-    ROOT,
-    Proc,
-    System,
+    Shape,
     ensure_dynamo,
-    free_low_port,
-    free_port,
-    http_get,
-    spawn,
+    start,
     stop_all,
-    wait_ready,
 )
 
 T = TypeVar("T")
-CACHE_HOME = Path(os.environ.get("DGD_CACHE", Path.home() / ".cache" / "dgd"))
 # Single-token words (with their leading space) in the Qwen2.5 vocabulary.
 WORDS = (
     "the",
@@ -195,20 +187,6 @@ def balance(per_worker: dict[str, float]) -> float:
     return max(values) / mean if mean else 0.0
 
 
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def prom_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample of metric `name` in Prometheus text format."""
-    out = []
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m and m.group(1) == name:
-            out.append((dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
-    return out
-
-
 def later_turn_ceiling(prompts: dict[tuple[int, int], int], block_size: int) -> float:
     """Best hit rate of turns after the first: all whole blocks of the previous turn's prompt.
 
@@ -242,209 +220,16 @@ class MockShape:
     block_size: int = 64
     speedup: float = 1.0
 
-
-def _ready_with_workers(n: int) -> Callable[[System], bool]:
-    def ready(s: System) -> bool:
-        status, body = http_get(s.url + "/health")
-        if status != 200:
-            return False
-        instances = orjson.loads(body).get("instances", [])
-        generate = [i for i in instances if i.get("endpoint", "generate") == "generate"]
-        return len(generate) >= n and MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1]
-
-    return ready
-
-
-def start_ours(shape: MockShape, workdir: Path) -> tuple[System, Callable[[], dict[str, float]]]:
-    """nats-server + N mock workers (each with a status server) + our frontend, kv router."""
-    from dgd_runtime.local.nats_server import NatsServer
-
-    (workdir / "nats").mkdir(exist_ok=True)
-    nats = NatsServer(store_dir=str(workdir / "nats"))
-    nats.start()
-    assert nats.proc is not None
-    procs = [Proc("nats", nats.proc, Path(nats.log_path))]
-    env = {
-        **os.environ,
-        "NATS_SERVER": nats.url,
-        "DYN_NAMESPACE": "kvbench",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")]),
-    }
-    env.pop("DYN_SYSTEM_PORT", None)
-    sys_ports = [free_port() for _ in range(shape.workers)]
-    try:
-        for i, sys_port in enumerate(sys_ports):
-            procs.append(
-                spawn(
-                    f"worker{i}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "dgd_runtime.worker",
-                        "--model-path",
-                        str(MODEL_DIR),
-                        "--model-name",
-                        MODEL_NAME,
-                        "--engine",
-                        "mock",
-                        "--speedup-ratio",
-                        str(shape.speedup),
-                        "--block-size",
-                        str(shape.block_size),
-                        "--num-gpu-blocks",
-                        str(shape.kv_blocks),
-                        "--system-host",
-                        "127.0.0.1",
-                        "--system-port",
-                        str(sys_port),
-                    ],
-                    env,
-                    workdir,
-                )
-            )
-        port = free_port()
-        fe = spawn(
-            "frontend",
-            [
-                sys.executable,
-                "-m",
-                "dgd_runtime.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(port),
-                "--router-mode",
-                "kv",
-            ],
-            env,
-            workdir,
+    def shape(self) -> Shape:
+        """The launcher's description: KV router, this many workers and KV blocks."""
+        return Shape(
+            workers=self.workers,
+            speedup=self.speedup,
+            router_mode="kv",
+            block_size=self.block_size,
+            kv_blocks=self.kv_blocks,
+            namespace="kvbench",
         )
-        procs.append(fe)
-        system = System("ours", f"http://127.0.0.1:{port}", fe.pid, procs)
-        wait_ready(system, _ready_with_workers(shape.workers))
-    except BaseException:
-        stop_all(procs)
-        raise
-
-    def per_worker() -> dict[str, float]:
-        counts = {}
-        for i, sys_port in enumerate(sys_ports):
-            _, body = http_get(f"http://127.0.0.1:{sys_port}/metrics")
-            counts[f"worker{i}"] = worker_requests(body.decode())
-        return counts
-
-    return system, per_worker
-
-
-def worker_requests(prom_text: str, endpoint: str = "generate") -> float:
-    """Requests a worker's endpoint received (`dynamo_component_requests_total`; ours has no
-    endpoint label, Dynamo's also counts its KV-query endpoint, which is excluded)."""
-    return sum(
-        v
-        for labels, v in prom_samples(prom_text, "dynamo_component_requests_total")
-        if labels.get("dynamo_endpoint", endpoint) == endpoint
-    )
-
-
-def start_dynamo(
-    shape: MockShape,
-    workdir: Path,
-) -> tuple[System, Callable[[], dict[str, float]]]:
-    """Dynamo's ZMQ broker + N mocker processes (one worker each, so each has its own status
-    server and request counter: with `--num-workers N` one process serves only the first
-    worker's metrics) + its frontend with the kv router."""
-    python = ensure_dynamo()
-    home = CACHE_HOME / "dynamo-home"
-    home.mkdir(parents=True, exist_ok=True)
-    (workdir / "kv").mkdir(parents=True, exist_ok=True)
-    xsub, xpub, http_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DYN_SYSTEM_PORT")}
-    env.update(
-        {
-            "HOME": str(home),
-            "HF_HOME": str(home / "hf"),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "DYN_LOG": "warn",
-            "DYN_DISCOVERY_BACKEND": "file",
-            "DYN_FILE_KV": str(workdir / "kv"),
-            "DYN_REQUEST_PLANE": "tcp",
-            "DYN_EVENT_PLANE": "zmq",
-            "DYN_TCP_RPC_HOST": "127.0.0.1",
-            "DYN_SYSTEM_HOST": "127.0.0.1",
-            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-            "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub} , xpub=tcp://127.0.0.1:{xpub}",
-        }
-    )
-    sys_ports: list[int] = []
-    procs: list[Proc] = []
-    try:
-        procs.append(
-            spawn(
-                "zmqbroker",
-                [str(python), str(PEER / "zmq_broker.py"), str(xsub), str(xpub)],
-                env,
-                workdir,
-            )
-        )
-        time.sleep(0.5)
-        for i in range(shape.workers):
-            sys_ports.append(free_low_port())
-            procs.append(
-                spawn(
-                    f"mocker{i}",
-                    [
-                        str(python),
-                        "-m",
-                        "dynamo.mocker",
-                        "--model-path",
-                        str(MODEL_DIR),
-                        "--model-name",
-                        MODEL_NAME,
-                        "--num-workers",
-                        "1",
-                        "--speedup-ratio",
-                        str(shape.speedup),
-                        "--block-size",
-                        str(shape.block_size),
-                        "--num-gpu-blocks-override",
-                        str(shape.kv_blocks),
-                    ],
-                    {**env, "DYN_SYSTEM_PORT": str(sys_ports[-1])},
-                    workdir,
-                )
-            )
-        fe = spawn(
-            "frontend",
-            [
-                str(python),
-                "-m",
-                "dynamo.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(http_port),
-                "--router-mode",
-                "kv",
-            ],
-            env,
-            workdir,
-        )
-        procs.append(fe)
-        system = System("dynamo", f"http://127.0.0.1:{http_port}", fe.pid, procs)
-        wait_ready(system, _ready_with_workers(shape.workers))
-    except BaseException:
-        stop_all(procs)
-        raise
-
-    def per_worker() -> dict[str, float]:
-        return {
-            f"mocker{i}": worker_requests(http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
-            for i, port in enumerate(sys_ports)
-        }
-
-    return system, per_worker
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -631,8 +416,8 @@ def run_once(
     """Start one system cold, play the workload, stop it."""
     with tempfile.TemporaryDirectory(prefix=f"dgd-kvbench-{name}-") as tmp:
         workdir = Path(tmp)
-        starter = start_ours if name == "ours" else start_dynamo
-        system, per_worker = starter(shape, workdir)
+        system = start(name, shape.shape(), workdir)
+        per_worker = system.requests_per_worker
         try:
 
             async def warm() -> str:

@@ -9,9 +9,9 @@ and the ratio ours/Dynamo.
     python benchmarks/runtime_vs_dynamo.py --quick --json out.json   # c=64, speedup 1000
     python benchmarks/runtime_vs_dynamo.py --json out.json           # c=1,8,64 x speedup 10,1000
 
-Dynamo's venv is built by /work/shared/bench/dynamo-peer/setup_dynamo_venv.sh (called here if
-missing; cached under ~/.cache/dgd/). Its default planes are used: TCP request plane, file
-discovery, ZMQ event plane through a loopback broker (so nothing binds 0.0.0.0).
+Both systems are started by benchmarks/systems.py (shared with kv_routing.py): Dynamo with its
+default planes (TCP request plane, file discovery, ZMQ event plane through a loopback broker,
+so nothing binds 0.0.0.0), one worker each.
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,285 +32,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import LevelResult, discover_model, run_level
-
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("DGD_CACHE", Path.home() / ".cache" / "dgd"))
-PEER = Path(os.environ.get("DYNAMO_PEER_DIR", "/work/shared/bench/dynamo-peer"))
-DYN_VENV = Path(os.environ.get("DYNAMO_VENV", CACHE / "dynamo-venv"))
-MODEL_DIR = Path(os.environ.get("BENCH_MODEL_DIR", CACHE / "models" / "qwen2.5-0.5b-mock"))
-MODEL_NAME = "Qwen/Qwen2.5-0.5B-Instruct"
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_low_port() -> int:
-    """A free loopback port below 32768 (Dynamo 1.6.1 parses DYN_SYSTEM_PORT as an i16)."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32768")
-
-
-@dataclass
-class Proc:
-    """A child process we started (stopped by PID)."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        """Process id."""
-        return self.popen.pid
-
-
-@dataclass
-class System:
-    """A running system under test."""
-
-    label: str
-    url: str
-    frontend_pid: int
-    procs: list[Proc] = field(default_factory=list)
-
-    def pids(self) -> dict[str, int]:
-        """name -> PID of every process, for CPU accounting."""
-        return {p.name: p.pid for p in self.procs}
-
-
-def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Proc:
-    """Start `cmd` with output to workdir/<name>.log."""
-    log = workdir / f"{name}.log"
-    fh = open(log, "wb")  # noqa: SIM115 - handed to the child
-    popen = subprocess.Popen(
-        cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    fh.close()
-    return Proc(name, popen, log)
-
-
-def stop_all(procs: list[Proc]) -> None:
-    """SIGTERM in reverse start order, then SIGKILL stragglers; by PID only."""
-    for p in reversed(procs):
-        if p.popen.poll() is None:
-            p.popen.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            p.popen.kill()
-            p.popen.wait(5)
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body of a GET (status 0 when unreachable)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except OSError:
-        return 0, b""
-
-
-def wait_ready(system: System, check: Any, timeout: float = 180.0) -> None:
-    """Poll until `check(system)` is true; fail if a process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in system.procs:
-            if p.popen.poll() is not None:
-                raise RuntimeError(
-                    f"{system.label}: {p.name} exited {p.popen.returncode}; "
-                    f"log tail:\n{p.log.read_text(errors='replace')[-3000:]}"
-                )
-        if check(system):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"{system.label}: not ready after {timeout}s")
-
-
-# -- our runtime -------------------------------------------------------------------------------
-def start_ours(speedup: float, workdir: Path) -> System:
-    """nats-server + one mock worker + our frontend."""
-    from dgd_runtime.local.nats_server import NatsServer
-
-    (workdir / "nats").mkdir(exist_ok=True)
-    nats = NatsServer(store_dir=str(workdir / "nats"))
-    nats.start()
-    assert nats.proc is not None
-    procs = [Proc("nats", nats.proc, Path(nats.log_path))]
-    port = free_port()
-    env = {
-        **os.environ,
-        "NATS_SERVER": nats.url,
-        "DYN_NAMESPACE": "bench",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "runtime"), str(ROOT / "operator")]),
-    }
-    env.pop("DYN_SYSTEM_PORT", None)
-    try:
-        procs.append(
-            spawn(
-                "worker",
-                [
-                    sys.executable,
-                    "-m",
-                    "dgd_runtime.worker",
-                    "--model-path",
-                    str(MODEL_DIR),
-                    "--model-name",
-                    MODEL_NAME,
-                    "--engine",
-                    "mock",
-                    "--speedup-ratio",
-                    str(speedup),
-                ],
-                env,
-                workdir,
-            )
-        )
-        fe = spawn(
-            "frontend",
-            [
-                sys.executable,
-                "-m",
-                "dgd_runtime.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(port),
-            ],
-            env,
-            workdir,
-        )
-        procs.append(fe)
-        system = System("ours", f"http://127.0.0.1:{port}", fe.pid, procs)
-        wait_ready(system, lambda s: MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1])
-        return system
-    except BaseException:
-        stop_all(procs)
-        raise
-
-
-# -- NVIDIA Dynamo -----------------------------------------------------------------------------
-def ensure_dynamo() -> Path:
-    """The Dynamo venv's python (built by the peer setup script when missing)."""
-    python = DYN_VENV / "bin" / "python"
-    if not python.exists() or not (MODEL_DIR / "tokenizer.json").exists():
-        env = {**os.environ, "VENV": str(DYN_VENV), "MODEL_DIR": str(MODEL_DIR)}
-        subprocess.run(["bash", str(PEER / "setup_dynamo_venv.sh")], env=env, check=True)
-    return python
-
-
-def start_dynamo(speedup: float, workdir: Path, plane: str = "tcp") -> System:
-    """Dynamo's ZMQ broker + mocker + frontend (file discovery), like the peer recipe."""
-    python = ensure_dynamo()
-    home = CACHE / "dynamo-home"
-    home.mkdir(parents=True, exist_ok=True)
-    (workdir / "kv").mkdir(parents=True, exist_ok=True)
-    xsub, xpub, http_port, sys_port = free_port(), free_port(), free_port(), free_low_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DYN_SYSTEM_PORT")}
-    env.update(
-        {
-            "HOME": str(home),
-            "HF_HOME": str(home / "hf"),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "DYN_LOG": "warn",
-            "DYN_DISCOVERY_BACKEND": "file",
-            "DYN_FILE_KV": str(workdir / "kv"),
-            "DYN_REQUEST_PLANE": plane,
-            "DYN_EVENT_PLANE": "zmq",
-            "DYN_TCP_RPC_HOST": "127.0.0.1",
-            "DYN_SYSTEM_HOST": "127.0.0.1",
-            "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-            "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-            "DYN_ZMQ_BROKER_URL": f"xsub=tcp://127.0.0.1:{xsub} , xpub=tcp://127.0.0.1:{xpub}",
-        }
-    )
-    procs: list[Proc] = []
-    try:
-        if plane == "nats":
-            from dgd_runtime.local.nats_server import NatsServer
-
-            (workdir / "nats").mkdir(exist_ok=True)
-            nats = NatsServer(store_dir=str(workdir / "nats"))
-            nats.start()
-            assert nats.proc is not None
-            procs.append(Proc("nats", nats.proc, Path(nats.log_path)))
-            env["NATS_SERVER"] = nats.url
-        procs.append(
-            spawn(
-                "zmqbroker",
-                [str(python), str(PEER / "zmq_broker.py"), str(xsub), str(xpub)],
-                env,
-                workdir,
-            )
-        )
-        time.sleep(0.5)
-        procs.append(
-            spawn(
-                "mocker",
-                [
-                    str(python),
-                    "-m",
-                    "dynamo.mocker",
-                    "--model-path",
-                    str(MODEL_DIR),
-                    "--model-name",
-                    MODEL_NAME,
-                    "--speedup-ratio",
-                    str(speedup),
-                ],
-                {**env, "DYN_SYSTEM_PORT": str(sys_port)},
-                workdir,
-            )
-        )
-        fe = spawn(
-            "frontend",
-            [
-                str(python),
-                "-m",
-                "dynamo.frontend",
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(http_port),
-                "--router-mode",
-                "round-robin",
-            ],
-            env,
-            workdir,
-        )
-        procs.append(fe)
-        system = System("dynamo", f"http://127.0.0.1:{http_port}", fe.pid, procs)
-
-        def ready(s: System) -> bool:
-            status, body = http_get(s.url + "/health")
-            if status != 200:
-                return False
-            instances = orjson.loads(body).get("instances", [])
-            return any(i.get("endpoint") == "generate" for i in instances) and (
-                MODEL_NAME.encode() in http_get(s.url + "/v1/models")[1]
-            )
-
-        wait_ready(system, ready)
-        return system
-    except BaseException:
-        stop_all(procs)
-        raise
+from systems import MODEL_DIR, MODEL_NAME, Shape, System, ensure_dynamo, start, stop_all
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -363,8 +81,9 @@ def measure(
         levels = uvloop.run(go())
     except ImportError:
         levels = asyncio.run(go())
+    load1 = os.getloadavg()[0]  # the machine is shared: the load goes beside every number
     for mode, res in levels:
-        yield Setting(system.label, speedup, mode, res.concurrency, asdict(res))
+        yield Setting(system.label, speedup, mode, res.concurrency, {**asdict(res), "load1": load1})
 
 
 def foreign_pct(r: dict[str, Any]) -> float:
@@ -388,13 +107,13 @@ def fmt_row(s: Setting) -> str:
         f"{r['ttft_p99_ms']:8.2f} {r['itl_mean_ms']:7.3f} "
         f"{r['cpu_ms_per_req'].get('frontend', 0):8.2f} {server_cpu_ms(r):7.2f} "
         f"{r['content_chunks_per_req']:6.1f} {r['machine_busy_pct']:5.0f}% "
-        f"{foreign_pct(r):5.0f}% {r['errors']:4d}"
+        f"{foreign_pct(r):5.0f}% {r['errors']:4d} {r.get('load1', 0.0):5.1f}"
     )
 
 
 HEADER = (
     "system  speed  client    conc       req/s     tok/s  TTFT p50 TTFT p99  ITL ms "
-    "FE ms/req srv ms chunks  busy foreign err"
+    "FE ms/req srv ms chunks  busy foreign err load1"
 )
 
 
@@ -417,11 +136,7 @@ def run_system(
     out: list[Setting] = []
     with tempfile.TemporaryDirectory(prefix=f"dgd-bench-{name}-") as tmp:
         workdir = Path(tmp)
-        system = (
-            start_ours(speedup, workdir)
-            if name == "ours"
-            else start_dynamo(speedup, workdir, args.dynamo_plane)
-        )
+        system = start(name, Shape(speedup=speedup), workdir, args.dynamo_plane)
         try:
             for s in measure(
                 system,

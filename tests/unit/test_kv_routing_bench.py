@@ -1,4 +1,5 @@
-"""Pure helpers of benchmarks/kv_routing.py: the workload, hit rate, balance, metric parsing."""
+"""Pure helpers of benchmarks/kv_routing.py (the workload, hit rate, balance) and of
+benchmarks/systems.py (metric parsing)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from benchmarks.kv_routing import (
     hit_rate,
     later_turn_ceiling,
     percentile,
-    prom_samples,
     system_prompts,
     turn_messages,
-    worker_requests,
 )
+from benchmarks.systems import prom_samples, worker_requests
 
 pytestmark = pytest.mark.unit
 

@@ -139,3 +139,84 @@ def test_kv_temperature_samples_but_favours_low_cost() -> None:
 def test_select_needs_candidates() -> None:
     with pytest.raises(ValueError):
         RoundRobinPolicy().select(_req([1]), [])
+
+
+def _chosen_cost(p: KvPolicy, iid: str) -> float:
+    return next(s.cost for s in p.last_scores if s.instance_id == iid)
+
+
+def test_kv_counts_a_shared_prefix_once_per_worker() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    system = list(range(24))  # 6 blocks of 4 shared by every request
+    running = [p.select(_req(system + [100 + i] * 8), [WORKERS[0]]) for i in range(3)]
+    # 6 shared blocks + 2 own blocks per request, not 3 x 8.
+    assert p.loads["a"].active_blocks == 6 + 3 * 2
+    for d in running[:2]:
+        p.finished(d)
+    assert p.loads["a"].active_blocks == 6 + 2
+    p.finished(running[2])
+    assert p.loads["a"].active_blocks == 0
+    assert p.loads["a"].active_hashes == {}
+
+
+def test_kv_partial_last_block_is_active_load_but_never_shared() -> None:
+    p = KvPolicy(rng=random.Random(0))
+    d1 = p.select(_req(list(range(10))), [WORKERS[0]])  # 2 full blocks + a partial one
+    d2 = p.select(_req(list(range(10))), [WORKERS[0]])
+    assert (d1.prompt_blocks, d1.partial_blocks) == (3, 1)
+    assert p.loads["a"].active_blocks == 2 + 2
+    p.finished(d1)
+    p.finished(d2)
+    assert p.loads["a"].active_blocks == 0
+
+
+def test_kv_followers_of_a_shared_prefix_stay_with_its_cache() -> None:
+    # Worker a caches and runs the system prompt; b is idle. A follower with the same system
+    # prompt adds only its own blocks to a's active set: a costs 2 prefill + (8 + 2) decode =
+    # 12 against b's 10 + 10 = 20 (overlap weight 1, Dynamo's). Counting the prefix once per
+    # request would make a cost 2 + (8 + 10) = 20 and lose the cache to a coin flip.
+    p = KvPolicy(KvRouterConfig(overlap_score_weight=1.0), rng=random.Random(0))
+    system = list(range(32))  # 8 blocks
+    p.kv_events("a", [KvEvent("stored", block_hashes(system, 4))])
+    first = p.select(_req(system), WORKERS[:2])
+    assert first.instance.instance_id == "a"
+    p.prefill_done(first)
+    follower = p.select(_req(system + [500] * 8), WORKERS[:2])
+    assert follower.instance.instance_id == "a"
+    assert _chosen_cost(p, "a") == 12
+    assert _chosen_cost(p, "b") == 20
+
+
+@pytest.mark.parametrize(("predict", "expected_overlap"), [(True, 8), (False, 0)])
+def test_kv_running_prefix_counts_as_overlap_before_its_events(
+    predict: bool, expected_overlap: int
+) -> None:
+    # A request runs on a, but a's "stored" events have not arrived: with the prediction the
+    # next request of that prefix sees a's overlap and follows it (a costs 0 prefill + 8 active
+    # decode blocks + 0 new; b costs 8 + 8); without it both cost 16.
+    p = KvPolicy(
+        KvRouterConfig(overlap_score_weight=1.0, predict_active_overlap=predict),
+        rng=random.Random(0),
+    )
+    prompt = list(range(32))
+    first = p.select(_req(prompt), [WORKERS[0]])
+    p.prefill_done(first)
+    second = p.select(_req(prompt), WORKERS[:2])
+    costs = {s.instance_id: s.cost for s in p.last_scores}
+    assert next(s.overlap_blocks for s in p.last_scores if s.instance_id == "a") == (
+        expected_overlap
+    )
+    if predict:
+        assert second.instance.instance_id == "a"
+        assert costs == {"a": 8, "b": 16}
+    else:
+        assert costs == {"a": 16, "b": 16}
+
+
+def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = KvRouterConfig.from_env()
+    assert (default.predict_active_overlap, default.overlap_score_weight) == (True, 2.0)
+    monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
+    monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
+    changed = KvRouterConfig.from_env()
+    assert (changed.predict_active_overlap, changed.overlap_score_weight) == (False, 1.0)

@@ -344,6 +344,15 @@ class Connection(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Write what is queued now rather than at the end of this loop iteration.
+
+        For a stream's first event: under load an iteration is long (every other stream's
+        tokens), and the first event is what the client's time to first token waits for.
+        """
+        if self._pending or self._head_pending:
+            self._flush()
+
     def end_stream(self) -> None:
         """Terminate the streamed body (together with anything still queued: one write)."""
         if self._chunked:

@@ -497,6 +497,7 @@ class Frontend:
         final_text = ""
         t_first = 0.0
         started = False
+        first_event = True
         attempts = 0
         model = served.card.name
         fast = stopper is None
@@ -583,6 +584,9 @@ class Frontend:
                         if stream:
                             conn.stream(first_pre, orjson.dumps(text), tok_suf)
                             first_pre = tok_pre
+                            if first_event:
+                                first_event = False
+                                conn.flush()  # the first token: out now, not after the others
                             if conn.write_paused:
                                 await conn.drain()
                         else:

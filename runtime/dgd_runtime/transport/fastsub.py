@@ -1,4 +1,6 @@
-"""Subscriptions whose messages are handled inline by nats-py's reader, without a queue hop.
+"""Hot-path shortcuts around nats-py: inline subscriptions and immediate flushes.
+
+Subscriptions whose messages are handled inline by nats-py's reader, without a queue hop:
 
 nats-py hands each message to a per-subscription ``asyncio.Queue`` drained by a task that
 awaits the callback: two extra scheduling steps per message. For the token stream that is a
@@ -57,3 +59,23 @@ async def subscribe_direct(nc: NatsClient, subject: str, handler: MsgHandler) ->
         handler(msg)
 
     return await nc.subscribe(subject, cb=callback)  # pragma: no cover
+
+
+def flush_now(nc: NatsClient) -> None:
+    """Write the connection's buffered commands to the socket now.
+
+    nats-py's ``publish`` only appends to a buffer and wakes its flusher task, which writes at
+    its next turn of the event loop, behind every callback already queued; under load that is
+    a whole loop iteration of other streams' token work. Latency-critical messages (a new
+    request, the first output of a stream) call this right after publishing, so they leave in
+    the same iteration; everything else keeps the flusher's batching. Harmless when nothing
+    is buffered or the connection is down (the flusher or the reconnect logic then owns the
+    buffer), and if nats-py's internals ever change shape it does nothing.
+    """
+    pending = getattr(nc, "_pending", None)
+    transport = getattr(nc, "_transport", None)
+    if not pending or transport is None or not nc.is_connected:
+        return
+    transport.writelines(pending)
+    nc._pending = []
+    nc._pending_data_size = 0

@@ -30,7 +30,7 @@ from dgd_runtime.protocol import (
     encode_output,
 )
 from dgd_runtime.transport import wire
-from dgd_runtime.transport.fastsub import subscribe_direct
+from dgd_runtime.transport.fastsub import flush_now, subscribe_direct
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,8 @@ class EndpointServer:
                     tokens += len(out.token_ids)
                 if not await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out))):
                     break
+                if st.sent == 1:
+                    flush_now(self._nc)  # the first output is on the time-to-first-token path
                 if out.finish_reason is not None:
                     finished = True
                     reason = out.finish_reason
