@@ -43,9 +43,10 @@ def test_gpu_nodes_needed_packs_pods_largest_first(pods: list[tuple[int, int]], 
     assert gpu_nodes_needed(rendered, 8) == nodes
 
 
-def test_a_pod_larger_than_a_node_is_an_error() -> None:
-    with pytest.raises(ValueError, match="asks for 16 GPUs; a node has 8"):
-        gpu_nodes_needed([_workload("StatefulSet", "big", 1, 16)], 8)
+def test_a_pod_larger_than_a_node_adds_no_node() -> None:
+    """It fits nowhere: it stays Pending and the demo's wait says why."""
+    rendered = [_workload("StatefulSet", "big", 1, 16), _workload("Deployment", "w", 1, 2)]
+    assert gpu_nodes_needed(rendered, 8) == 1
 
 
 def test_missing_claims_and_secrets_are_listed_once_with_their_keys() -> None:

@@ -118,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 f"dgd demo: DynamoGraphDeployment {graph.name} ({', '.join(graph.services)}) "
                 f"from {display_path(graph.source)}"
             )
-            try:
-                nodes = needs.gpu_nodes_needed(graph.rendered, DEMO_GPUS_PER_NODE)
-            except ValueError as exc:
-                raise DemoError(f"{display_path(graph.source)}: {exc}") from None
+            nodes = needs.gpu_nodes_needed(graph.rendered, DEMO_GPUS_PER_NODE)
             cluster = acquire_cluster(state_dir, reuse_dev=not args.own_cluster, nodes=nodes)
             say(f"Cluster: {cluster.how}.")
             ensure_namespace(cluster.rest, graph.namespace)
