@@ -25,7 +25,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -36,6 +36,7 @@ from dgd_operator import metrics
 from dgd_operator.controllerkit.kubeapi import (
     ApiError,
     ConflictError,
+    InvalidError,
     Kinds,
     Manifest,
     NotFoundError,
@@ -326,6 +327,34 @@ class KubeClient:
             body=dict(patch),
             content_type="application/merge-patch+json",
         )
+        return result
+
+    async def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        operations: Sequence[Mapping[str, Any]],
+    ) -> Manifest:
+        """JSON patch (RFC 6902) of one object; a failed `test` operation is a conflict."""
+        rk = self.kinds.of(api_version, kind)
+        try:
+            result: Manifest = await self.request(
+                "PATCH",
+                rk.object_path(namespace, name),
+                verb="patch",
+                resource=rk.plural,
+                params={"fieldManager": self.field_manager},
+                body=[dict(op) for op in operations],
+                content_type="application/json-patch+json",
+            )
+        except InvalidError as exc:
+            # The API server answers a failed `test` with 422; for the caller it means the
+            # object changed since it was read, i.e. a conflict to retry after a fresh read.
+            if "testing" in exc.message or "test operation" in exc.message:
+                raise ConflictError(409, "Conflict", exc.message, body=exc.body) from exc
+            raise
         return result
 
     async def create(self, manifest: Manifest) -> Manifest:
