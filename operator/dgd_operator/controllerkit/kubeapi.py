@@ -193,7 +193,8 @@ class KubeAPI(Protocol):
         name: str,
         operations: Sequence[Mapping[str, Any]],
     ) -> Manifest:
-        """JSON patch (RFC 6902) of one object; a failed `test` operation is a conflict."""
+        """JSON patch (RFC 6902) of one object (a `metadata.resourceVersion` it sets is a
+        precondition: the API server answers a conflict when the object changed)."""
         ...
 
     async def create(self, manifest: Manifest) -> Manifest:

@@ -40,8 +40,8 @@ def apply_upgrade_patch(live: Mapping[str, Any], manager: str) -> list[dict[str,
 
     None when `manager` owns no field of the main resource through an `Update` entry (the
     object was created or last changed by server-side apply: nothing to fold). The patch
-    tests `resourceVersion`, so it fails with a conflict instead of overwriting ownership the
-    API server changed meanwhile.
+    carries the live `resourceVersion`, a precondition: it fails with a conflict instead of
+    overwriting ownership that changed meanwhile.
     """
     meta = live.get("metadata") or {}
     entries: list[Mapping[str, Any]] = list(meta.get("managedFields") or [])
@@ -80,6 +80,10 @@ def apply_upgrade_patch(live: Mapping[str, Any], manager: str) -> list[dict[str,
     if applied is None:
         kept.append(merged)
     return [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+        {
+            "op": "replace",
+            "path": "/metadata/resourceVersion",
+            "value": meta.get("resourceVersion"),
+        },
         {"op": "replace", "path": "/metadata/managedFields", "value": kept},
     ]
