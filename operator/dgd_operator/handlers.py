@@ -1,20 +1,26 @@
-"""kopf registration: every watch, index and lifecycle handler of the operator, in one place.
+"""What the operator watches and what each event does, in one place; kopf runs the lifecycle.
 
-Handlers never reconcile themselves. Indexes keep the watched objects in memory (one
-list+watch per kind); event handlers only bind those indexes into the controller's view and
-enqueue the owning DGD's key into its work queue (see `dgd_operator.reconcile.controller`).
-Nothing here stores progress on objects, so kopf itself writes nothing to the cluster. Pods
-are watched only for graphs (a server-side label selector), as small summaries, so
-whole-group restarts can see rank failures and `Ready` can say why pods are not ready. Admission handlers are registered by `main`.
+Our informers (`controllerkit.informer`, one list+watch per kind and namespace) keep the
+watched objects in the controller's indexes (`reconcile.view`); every event only updates an
+index and enqueues the owning DGD's key into the work queue (`reconcile.controller`). The
+workers start once every informer has listed its objects. kopf's own watching and indexes are
+not used: their start-up wakes every object's worker on every other object's progress,
+O(N^2) in the objects resumed (issue 16). kopf runs the login, start-up, clean-up and probe
+handlers and writes nothing to the cluster. Pods are watched only for graphs (a
+server-side label selector), as small summaries, so whole-group restarts can see rank
+failures and `Ready` can say why pods are not ready. Admission handlers are registered by
+`main`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -27,29 +33,34 @@ from dgd_operator.api.constants import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
-from dgd_operator.controllerkit.kubeapi import KubeAPI
+from dgd_operator.controllerkit.informer import (
+    DELETED,
+    EventHandler,
+    Informer,
+    WatchingKubeAPI,
+    uid_of,
+)
+from dgd_operator.controllerkit.kubeapi import Manifest, ResourceKind
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.groups import pod_summary
 from dgd_operator.reconcile.resources import DGD, SHARED_KINDS, WATCHED_CHILD_KINDS
 from dgd_operator.reconcile.state import Key
 from dgd_operator.reconcile.sync import child_key
-from dgd_operator.reconcile.view import IndexedClusterView, SharedKey
+from dgd_operator.reconcile.view import IndexedClusterView
+
+logger = logging.getLogger("dgd_operator.handlers")
 
 DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson"
-CHILD_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.PRESENT}
-SHARED_LABELS: Mapping[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: kopf.ABSENT}
-# Only the pods of graphs are watched, selected by the API server (other pods never reach the
-# operator): those carrying the graph label, kept as small summaries. Multinode group pods
-# drive whole-group restarts; every graph pod tells the Ready condition why it is not ready
-# (the scheduler's verdict, a waiting container, the last exit).
+# Selected by the API server, so nothing else ever reaches the operator.
+CHILD_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_GRAPH}"
+SHARED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},!{LABEL_GRAPH}"
+PULL_SECRET_SELECTOR = f"type={DOCKER_CONFIG_TYPE}"
+# Only the pods of graphs are watched (other pods never reach the operator), as small
+# summaries: multinode group pods drive whole-group restarts; every graph pod tells the Ready
+# condition why it is not ready (the scheduler's verdict, a waiting container, the last exit).
 GROUP_POD_SELECTOR = LABEL_GRAPH
-GROUP_POD_LABELS: Mapping[str, Any] = {LABEL_GRAPH: kopf.PRESENT}
-
-DgdIndex = kopf.Index[Key, dict[str, Any]]
-ChildIndex = kopf.Index[Key, dict[str, Any]]
-SharedIndex = kopf.Index[str, SharedKey]
-PullSecretIndex = kopf.Index[str, tuple[str, tuple[str, ...]]]
-GroupPodIndex = kopf.Index[Key, dict[str, Any]]
+POD = ResourceKind("v1", "Pod", "pods")
+SECRET = ResourceKind("v1", "Secret", "secrets")
 
 
 def docker_config_registries(secret: Mapping[str, Any]) -> tuple[str, ...]:
@@ -68,8 +79,8 @@ def docker_config_registries(secret: Mapping[str, Any]) -> tuple[str, ...]:
 def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.OperatorSettings:
     """kopf's own settings: our prefixes, no event posting, no persisted progress."""
     settings = settings or kopf.OperatorSettings()
-    # None of our handlers are change-detecting, so nothing is stored; the prefixes make sure
-    # that anything kopf might store lands under our API group, not kopf.zalando.org.
+    # kopf watches nothing of ours (the informers do), so it stores nothing; the prefixes make
+    # sure that anything it might store lands under our API group, not kopf.zalando.org.
     settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -77,35 +88,177 @@ def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.Operato
     )
     # The controller posts its own Events with stable reasons; kopf's log-to-Event posting off.
     settings.posting.enabled = False
-    settings.watching.label_selectors["v1", "pods"] = GROUP_POD_SELECTOR
-    settings.watching.server_timeout = 300
     return settings
 
 
+def slim(obj: Manifest) -> Manifest:
+    """What the watch cache keeps of a child or DGD: everything but other managers' field
+    ownership. Only our own `Update` entry (left by a create) is kept, because the first
+    apply after it must fold it into our apply entry (`controllerkit.ownership`)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        ours = [
+            entry
+            for entry in meta["managedFields"] or []
+            if entry.get("manager") == MANAGED_BY and entry.get("operation") == "Update"
+        ]
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        if ours:
+            meta["managedFields"] = ours
+        obj = {**obj, "metadata": meta}
+    return obj
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
+class Watches:
+    """The operator's informers and what each event does: update an index, enqueue DGDs.
+
+    Every event only updates the view and enqueues the owning DGD's key; the reconcile runs
+    in the controller's workers, which start once every informer has listed its objects (so a
+    resumed graph never looks at a half-filled cache and re-creates children that exist).
+    """
+
+    def __init__(self, controller: Controller, view: IndexedClusterView) -> None:
+        self.controller = controller
+        self.view = view
+        self.informers: list[Informer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------------------ events
+
+    def dgd_event(self, type_: str, obj: Manifest) -> None:
+        """A DGD changed: keep its body and reconcile it."""
+        meta = obj.get("metadata") or {}
+        key: Key = (_namespace(obj), str(meta.get("name") or ""))
+        if type_ == DELETED:
+            self.view.dgds.discard(uid_of(obj))
+        else:
+            self.view.dgds.put(uid_of(obj), key, slim(obj))
+        self.controller.enqueue(key)
+
+    def child_event(self, type_: str, obj: Manifest) -> None:
+        """A child changed: keep it under its graph and reconcile that graph."""
+        graph = _labels(obj).get(LABEL_GRAPH)
+        namespace = _namespace(obj)
+        if type_ == DELETED:
+            self.view.children_index.discard(uid_of(obj))
+            if "name" in (obj.get("metadata") or {}):
+                self.controller.child_deleted(namespace, child_key(obj))
+        else:
+            key = (namespace, graph) if graph else None
+            self.view.children_index.put(uid_of(obj), key, slim(obj))
+        if graph:
+            self.controller.enqueue((namespace, graph))
+
+    def shared_event(self, type_: str, obj: Manifest) -> None:
+        """A namespace-wide account changed: a deleted one is looked up and re-created at once."""
+        namespace = _namespace(obj)
+        if type_ != DELETED:
+            name = str((obj.get("metadata") or {}).get("name"))
+            self.view.shared.put(uid_of(obj), namespace, (str(obj.get("kind")), name))
+            return
+        self.view.shared.discard(uid_of(obj))
+        if "name" in (obj.get("metadata") or {}):
+            meta = obj["metadata"]
+            self.controller.shared_deleted(namespace, str(obj.get("kind")), str(meta["name"]))
+            for key in self.view.dgd_keys(namespace):
+                self.controller.enqueue(key)
+
+    def pull_secret_event(self, type_: str, obj: Manifest) -> None:
+        """An image pull Secret changed: the graphs of its namespace may use it."""
+        namespace = _namespace(obj)
+        if type_ == DELETED:
+            self.view.secrets.discard(uid_of(obj))
+        else:
+            name = str((obj.get("metadata") or {}).get("name"))
+            registries = docker_config_registries(obj)  # only hosts are kept, never the data
+            self.view.secrets.put(uid_of(obj), namespace, (name, registries))
+        for key in self.view.dgd_keys(namespace):
+            self.controller.enqueue(key)
+
+    def group_pod_event(self, type_: str, obj: Manifest) -> None:
+        """A multinode group's pod changed: failures and restarts of a rank restart the group."""
+        graph = _labels(obj).get(LABEL_GRAPH)
+        namespace = _namespace(obj)
+        if type_ == DELETED:
+            self.view.pods.discard(uid_of(obj))
+        else:
+            key = (namespace, graph) if graph else None
+            self.view.pods.put(uid_of(obj), key, pod_summary(obj))
+        if graph:
+            self.controller.enqueue((namespace, graph))
+
+    # ------------------------------------------------------------------------------ informers
+
+    def build(self, client: WatchingKubeAPI, namespaces: Sequence[str]) -> list[Informer]:
+        """One informer per watched kind and namespace (`()`: cluster-wide)."""
+        wanted: list[tuple[ResourceKind, EventHandler, str | None, str | None]] = [
+            (DGD, self.dgd_event, None, None),
+            *((rk, self.child_event, CHILD_SELECTOR, None) for rk in WATCHED_CHILD_KINDS),
+            *((rk, self.shared_event, SHARED_SELECTOR, None) for rk in SHARED_KINDS),
+            (POD, self.group_pod_event, GROUP_POD_SELECTOR, None),
+        ]
+        if self.controller.settings.image_pull_secret_discovery:
+            wanted.append((SECRET, self.pull_secret_event, None, PULL_SECRET_SELECTOR))
+        scopes: Sequence[str | None] = list(namespaces) or [None]
+        return [
+            Informer(
+                client,
+                rk.collection_path(namespace),
+                handler,
+                api_version=rk.api_version,
+                kind=rk.kind,
+                label_selector=labels,
+                field_selector=fields,
+            )
+            for rk, handler, labels, fields in wanted
+            for namespace in scopes
+        ]
+
+    async def start(self, client: WatchingKubeAPI, namespaces: Sequence[str]) -> None:
+        """Start every informer and return once each has delivered its first listing."""
+        self.informers = self.build(client, namespaces)
+        self._tasks = [
+            asyncio.create_task(informer.run(), name=repr(informer)) for informer in self.informers
+        ]
+        began = time.monotonic()
+        await asyncio.gather(*(informer.synced.wait() for informer in self.informers))
+        logger.info(
+            "watch cache synced in %.1fs: %d DGDs, %d children",
+            time.monotonic() - began,
+            len(self.view.dgds),
+            len(self.view.children_index),
+        )
+
+    async def stop(self) -> None:
+        """Cancel every informer (idempotent)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def register(
-    registry: kopf.OperatorRegistry, controller: Controller, connect: Callable[[], KubeAPI]
-) -> None:
-    """Register every handler of the operator on `registry`, bound to `controller`.
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    connect: Callable[[], WatchingKubeAPI],
+) -> Watches:
+    """Register the operator's lifecycle on `registry`, bound to `controller`.
 
     `connect` makes the API client at startup (it may raise `RuntimeError` without credentials).
+    At startup the informers list everything, then the controller's workers start.
     """
     view = IndexedClusterView()
     controller.bind_view(view)
     metrics.GRAPHS.bind(view.dgds.all_values)
-
-    def bind(
-        dgds: DgdIndex | None,
-        children: ChildIndex | None,
-        shared: SharedIndex | None,
-        pods: GroupPodIndex | None,
-        secrets: PullSecretIndex | None,
-    ) -> None:
-        """Attach kopf's indexes (the same objects on every event) to the controller's view."""
-        view.dgds.bind(dgds)
-        view.children_index.bind(children)
-        view.shared.bind(shared)
-        view.pods.bind(pods)
-        view.secrets.bind(secrets)
+    watches = Watches(controller, view)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -117,158 +270,16 @@ def register(
             client = connect()
         except RuntimeError as exc:
             raise kopf.PermanentError(str(exc)) from exc
+        await watches.start(client, controller.settings.watch_namespaces)
         await controller.start(client)
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
+        await watches.stop()
         await controller.stop()
 
     @kopf.on.probe(id="queue_depth", registry=registry)
     async def queue_depth(**_: Any) -> int:
         return len(controller.queue)
 
-    # Every handler below runs for every watch event: they are `async def` (even those that
-    # never await) because kopf runs a plain `def` in its thread pool, a hop per event.
-
-    @kopf.index(DGD.group, DGD.version, DGD.plural, id="dgd_objects", registry=registry)
-    async def dgd_objects(
-        namespace: str | None, name: str, body: kopf.Body, **_: Any
-    ) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", name): dict(body)}
-
-    @kopf.on.event(DGD.group, DGD.version, DGD.plural, registry=registry)
-    async def dgd_event(
-        namespace: str | None,
-        name: str,
-        dgd_objects: DgdIndex | None = None,
-        dgd_children: ChildIndex | None = None,
-        dgd_shared: SharedIndex | None = None,
-        dgd_group_pods: GroupPodIndex | None = None,
-        dgd_pull_secrets: PullSecretIndex | None = None,
-        **_: Any,
-    ) -> None:
-        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
-        controller.enqueue((namespace or "", name))
-
-    # One index over every child kind: kopf keys stored values by object uid, so kinds never mix.
-    async def dgd_children(
-        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-    ) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", labels[LABEL_GRAPH]): dict(body)}
-
-    async def child_event(
-        event: kopf.RawEvent,
-        namespace: str | None,
-        labels: kopf.Labels,
-        body: kopf.Body,
-        dgd_objects: DgdIndex | None = None,
-        dgd_children: ChildIndex | None = None,
-        dgd_shared: SharedIndex | None = None,
-        dgd_group_pods: GroupPodIndex | None = None,
-        dgd_pull_secrets: PullSecretIndex | None = None,
-        **_: Any,
-    ) -> None:
-        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
-        if event.get("type") == "DELETED":
-            controller.child_deleted(namespace or "", child_key(body))
-        controller.enqueue((namespace or "", labels[LABEL_GRAPH]))
-
-    for rk in WATCHED_CHILD_KINDS:
-        common: dict[str, Any] = {"labels": CHILD_LABELS, "registry": registry}
-        kopf.index(rk.group, rk.version, rk.plural, id="dgd_children", **common)(dgd_children)
-        kopf.on.event(rk.group, rk.version, rk.plural, id=f"child_event_{rk.plural}", **common)(
-            child_event
-        )
-
-    # Namespace-wide planner/EPP accounts: a deleted one is looked up and re-created at once.
-    async def dgd_shared(
-        namespace: str | None, name: str, body: kopf.Body, **_: Any
-    ) -> dict[str, SharedKey]:
-        return {namespace or "": (str(body.get("kind")), name)}
-
-    async def shared_event(
-        event: kopf.RawEvent,
-        namespace: str | None,
-        name: str,
-        body: kopf.Body,
-        dgd_objects: DgdIndex | None = None,
-        dgd_children: ChildIndex | None = None,
-        dgd_shared: SharedIndex | None = None,
-        dgd_group_pods: GroupPodIndex | None = None,
-        dgd_pull_secrets: PullSecretIndex | None = None,
-        **_: Any,
-    ) -> None:
-        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
-        if event.get("type") == "DELETED":
-            controller.shared_deleted(namespace or "", str(body.get("kind")), name)
-            for key in view.dgd_keys(namespace or ""):
-                controller.enqueue(key)
-
-    for rk in SHARED_KINDS:
-        common = {"labels": SHARED_LABELS, "registry": registry}
-        kopf.index(rk.group, rk.version, rk.plural, id="dgd_shared", **common)(dgd_shared)
-        kopf.on.event(rk.group, rk.version, rk.plural, id=f"shared_event_{rk.plural}", **common)(
-            shared_event
-        )
-
-    if controller.settings.image_pull_secret_discovery:
-        # Only the registry hosts of docker-registry Secrets are kept, never their data.
-        @kopf.index(
-            "v1",
-            "secrets",
-            field="type",
-            value=DOCKER_CONFIG_TYPE,
-            id="dgd_pull_secrets",
-            registry=registry,
-        )
-        async def pull_secret_registries(
-            namespace: str | None, name: str, body: kopf.Body, **_: Any
-        ) -> dict[str, tuple[str, tuple[str, ...]]]:
-            return {namespace or "": (name, docker_config_registries(body))}
-
-        @kopf.on.event(
-            "v1",
-            "secrets",
-            field="type",
-            value=DOCKER_CONFIG_TYPE,
-            id="pull_secret_event",
-            registry=registry,
-        )
-        async def pull_secret_event(
-            namespace: str | None,
-            dgd_objects: DgdIndex | None = None,
-            dgd_children: ChildIndex | None = None,
-            dgd_shared: SharedIndex | None = None,
-            dgd_group_pods: GroupPodIndex | None = None,
-            dgd_pull_secrets: PullSecretIndex | None = None,
-            **_: Any,
-        ) -> None:
-            bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
-            for key in view.dgd_keys(namespace or ""):
-                controller.enqueue(key)
-
-    # Graph pods: failures and restarts of a rank restart the whole group; any pod's state
-    # explains a not-ready graph.
-    @kopf.index("v1", "pods", id="dgd_group_pods", labels=GROUP_POD_LABELS, registry=registry)
-    async def dgd_group_pods(
-        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-    ) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", labels[LABEL_GRAPH]): pod_summary(body)}
-
-    @kopf.on.event("v1", "pods", id="group_pod_event", labels=GROUP_POD_LABELS, registry=registry)
-    async def group_pod_event(
-        namespace: str | None,
-        labels: kopf.Labels,
-        dgd_objects: DgdIndex | None = None,
-        dgd_children: ChildIndex | None = None,
-        dgd_shared: SharedIndex | None = None,
-        dgd_group_pods: GroupPodIndex | None = None,
-        dgd_pull_secrets: PullSecretIndex | None = None,
-        **_: Any,
-    ) -> None:
-        bind(dgd_objects, dgd_children, dgd_shared, dgd_group_pods, dgd_pull_secrets)
-        controller.enqueue((namespace or "", labels[LABEL_GRAPH]))
-
-    logging.getLogger("dgd_operator").debug(
-        "registered handlers for %d child kinds", len(WATCHED_CHILD_KINDS)
-    )
+    return watches

@@ -9,10 +9,10 @@ as the operator's watch does, whichever version a test wrote it in. Not a test m
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dgd_operator.api.constants import GROUP_VERSION_V1BETA1
+from dgd_operator.api.constants import GROUP_VERSION_V1BETA1, LABEL_GRAPH
 from dgd_operator.api.conversion import convert
 from dgd_operator.controllerkit.kubeapi import KubeAPI, Manifest
 from dgd_operator.reconcile.controller import Controller
@@ -98,6 +98,8 @@ class FakeKube:
         self.calls: list[tuple[str, str]] = []
         self.applied: list[Manifest] = []
         self.events: list[Manifest] = []
+        self.created: list[str] = []
+        """Kinds POSTed (Events left out)."""
         self.existing: dict[tuple[str, str], Manifest] = {}
         """(kind, name) -> object a GET finds."""
         self.discovery: dict[str, Manifest] = {}
@@ -114,6 +116,10 @@ class FakeKube:
         self.calls.append(
             ("apply" + (f"/{subresource}" if subresource else ""), manifest["metadata"]["name"])
         )
+        return self._answer(manifest)
+
+    def _answer(self, manifest: Manifest) -> Manifest:
+        """The object as the API server returns it from a write (uid, generation, status)."""
         live = copy.deepcopy(manifest)
         live["metadata"].update(uid=f"uid-{manifest['metadata']['name']}", generation=1)
         replicas = live.get("spec", {}).get("replicas", 1)
@@ -142,11 +148,32 @@ class FakeKube:
         self.calls.append(("patch" + (f"/{subresource}" if subresource else ""), name))
         return {}
 
+    async def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        operations: Sequence[Mapping[str, Any]],
+    ) -> Manifest:
+        self.calls.append(("patch", name))
+        return {}
+
     async def create(self, manifest: Manifest) -> Manifest:
-        self.calls.append(("create", manifest["kind"]))
+        """Events are recorded as `("create", "Event")`; other objects as `("create", name)`
+        (and `created_kinds`), answered like `apply` answers."""
+        if self.fail_with is not None and manifest["kind"] != "Event":
+            raise self.fail_with
         if manifest["kind"] == "Event":
+            self.calls.append(("create", "Event"))
             self.events.append(manifest)
-        return manifest
+            return manifest
+        self.calls.append(("create", manifest["metadata"]["name"]))
+        self.created.append(str(manifest["kind"]))
+        live = self._answer(manifest)
+        if LABEL_GRAPH not in (manifest["metadata"].get("labels") or {}):
+            self.applied.pop()  # namespace-wide (the MPI Secret): never a child in the cache
+        return live
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -191,7 +218,13 @@ class FakeKube:
 
     def created_kinds(self) -> list[str]:
         """Kinds POSTed, Events left out."""
-        return [name for verb, name in self.calls if verb == "create" and name != "Event"]
+        return list(self.created)
+
+    def written(self) -> list[str]:
+        """Names of objects created or applied (whole objects, not status), in order."""
+        return [
+            name for verb, name in self.calls if verb in ("apply", "create") and name != "Event"
+        ]
 
     def event_reasons(self) -> list[str]:
         """Reasons of the Events posted, in order."""

@@ -10,7 +10,7 @@ import pytest
 from tests.unit.reconcile_fakes import FakeKube
 
 from dgd_operator.controllerkit.events import EventRecorder
-from dgd_operator.controllerkit.indexes import Expiring, IndexView
+from dgd_operator.controllerkit.indexes import Expiring, Index
 from dgd_operator.controllerkit.kubeapi import ApiError, Manifest
 from dgd_operator.controllerkit.queue import WorkQueue
 from dgd_operator.controllerkit.workers import Backoff, WorkerPool
@@ -100,14 +100,17 @@ def test_expiring_trusts_a_mark_for_its_ttl() -> None:
     assert not memory.fresh("a")
 
 
-def test_index_view_is_empty_until_bound() -> None:
-    view: IndexView[str, int] = IndexView()
-    assert view.values("k") == [] and list(view) == [] and not view.bound
-    view.bind(None)
-    assert not view.bound
-    view.bind({"k": [1, 2], "j": [3]})
-    assert (
-        view.values("k") == [1, 2]
-        and sorted(view) == ["j", "k"]
-        and sorted(view.all_values()) == [1, 2, 3]
-    )
+def test_index_groups_values_by_key_and_follows_an_object_to_its_new_key() -> None:
+    index: Index[str, int] = Index()
+    assert index.values("k") == [] and list(index) == [] and len(index) == 0
+    index.put("u1", "k", 1)
+    index.put("u2", "k", 2)
+    index.put("u3", "j", 3)
+    assert index.values("k") == [1, 2] and sorted(index) == ["j", "k"]
+    assert sorted(index.all_values()) == [1, 2, 3] and len(index) == 3
+    index.put("u2", "j", 20)  # relabelled: leaves its old key
+    assert index.values("k") == [1] and sorted(index.values("j")) == [3, 20]
+    index.put("u1", None, 1)  # no longer indexed
+    index.discard("u3")
+    index.discard("unknown")
+    assert list(index) == ["j"] and index.values("j") == [20] and len(index) == 1

@@ -1,24 +1,27 @@
-"""kopf registration: what is watched, how, and that every per-event handler is a coroutine."""
+"""What the operator watches (server-side selected) and what each watch event does."""
 
 from __future__ import annotations
 
 import base64
-import inspect
 import json
-from collections.abc import Callable
 from typing import Any
 
 import kopf
 import pytest
-from tests.unit.reconcile_fakes import FakeKube
 
+from dgd_operator.api.constants import LABEL_GRAPH, LABEL_MANAGED_BY, MANAGED_BY
 from dgd_operator.handlers import (
+    CHILD_SELECTOR,
     GROUP_POD_SELECTOR,
+    PULL_SECRET_SELECTOR,
+    SHARED_SELECTOR,
+    Watches,
     docker_config_registries,
-    kopf_settings,
     register,
+    slim,
 )
 from dgd_operator.reconcile.controller import Controller
+from dgd_operator.reconcile.view import IndexedClusterView
 from dgd_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -32,51 +35,80 @@ def test_docker_config_registries_reads_hosts_only() -> None:
     assert docker_config_registries({}) == ()
 
 
-def test_only_graph_pods_are_watched_server_side() -> None:
-    pods = kopf.Resource("", "v1", "pods", namespaced=True)
-    assert kopf_settings().watching.label_selectors.collect(pods) == [GROUP_POD_SELECTOR]
-    deployments = kopf.Resource("apps", "v1", "deployments", namespaced=True)
-    assert kopf_settings().watching.label_selectors.collect(deployments) == []
+def _watches(**settings: Any) -> tuple[Watches, Controller, IndexedClusterView]:
+    controller = Controller(OperatorSettings(workers=1, **settings))
+    view = IndexedClusterView()
+    controller.bind_view(view)
+    return Watches(controller, view), controller, view
 
 
-def _recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, Callable[..., Any]]]:
-    """Record (decorator, plural, id, function) of every index and event registration."""
-    seen: list[tuple[str, str, str, Callable[..., Any]]] = []
-    for owner, attr in ((kopf, "index"), (kopf.on, "event")):
-        real = getattr(owner, attr)
-
-        def wrapper(*args: Any, _real: Any = real, _attr: str = attr, **kwargs: Any) -> Any:
-            decorate = _real(*args, **kwargs)
-
-            def record(fn: Callable[..., Any]) -> Any:
-                seen.append((_attr, str(args[-1]), str(kwargs.get("id") or fn.__name__), fn))
-                return decorate(fn)
-
-            return record
-
-        monkeypatch.setattr(owner, attr, wrapper)
-    return seen
-
-
-def test_per_event_handlers_are_coroutines_so_kopf_never_hops_to_its_thread_pool(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen = _recording(monkeypatch)
-    register(
-        kopf.OperatorRegistry(),
-        Controller(OperatorSettings(workers=1, image_pull_secret_discovery=True)),
-        FakeKube,
-    )
-    plurals = {plural for _, plural, _, _ in seen}
-    assert {"dynamographdeployments", "deployments", "statefulsets", "pods", "secrets"} <= plurals
-    assert (
-        len(seen) >= 24
-    )  # DGDs, every child kind, shared accounts, group pods, pull secrets: index + event
-    assert [ident for _, _, ident, fn in seen if not inspect.iscoroutinefunction(fn)] == []
-    # Every child kind feeds one index, so handlers take it as one typed kwarg.
-    child_indexes = {
-        ident
-        for what, plural, ident, _ in seen
-        if what == "index" and plural in {"deployments", "ingresses"}
+def test_every_kind_is_watched_once_per_namespace_selected_by_the_api_server() -> None:
+    watches, _, _ = _watches(image_pull_secret_discovery=True)
+    informers = watches.build(object(), ["a", "b"])  # type: ignore[arg-type]
+    watched = {(i.path, tuple(i.selectors.items())) for i in informers}
+    assert len(watched) == len(informers)  # nothing watched twice
+    # Accounts are watched twice, with disjoint selectors: as children and as shared objects.
+    by_path = {
+        i.path: i.selectors for i in informers if i.selectors != {"labelSelector": SHARED_SELECTOR}
     }
-    assert child_indexes == {"dgd_children"}
+    assert by_path["/api/v1/namespaces/a/pods"] == {"labelSelector": GROUP_POD_SELECTOR}
+    assert by_path["/apis/apps/v1/namespaces/b/deployments"] == {"labelSelector": CHILD_SELECTOR}
+    assert by_path["/api/v1/namespaces/a/secrets"] == {"fieldSelector": PULL_SECRET_SELECTOR}
+    assert (
+        "/api/v1/namespaces/a/serviceaccounts",
+        (("labelSelector", SHARED_SELECTOR),),
+    ) in watched
+    assert "/apis/nvidia.com/v1beta1/namespaces/a/dynamographdeployments" in by_path
+    cluster_wide = watches.build(object(), [])  # type: ignore[arg-type]
+    assert "/apis/apps/v1/deployments" in {i.path for i in cluster_wide}
+
+
+def _child(uid: str, graph: str, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "uid": uid,
+            "name": f"{graph}-worker",
+            "namespace": "ns",
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_GRAPH: graph},
+            **meta,
+        },
+    }
+
+
+def test_child_events_fill_the_view_and_enqueue_their_graph() -> None:
+    watches, controller, view = _watches()
+    watches.child_event("ADDED", _child("u1", "g"))
+    assert [c["metadata"]["uid"] for c in view.children(("ns", "g"))] == ["u1"]
+    assert len(controller.queue) == 1  # the graph is queued for a reconcile
+    watches.child_event("DELETED", _child("u1", "g"))
+    assert view.children(("ns", "g")) == []
+
+
+def test_dgd_events_keep_the_body_and_a_deleted_dgd_leaves_the_view() -> None:
+    watches, _, view = _watches()
+    body = {"metadata": {"uid": "d1", "name": "g", "namespace": "ns"}, "spec": {}}
+    watches.dgd_event("ADDED", body)
+    assert view.dgd(("ns", "g")) == body and view.dgd_keys("ns") == [("ns", "g")]
+    watches.dgd_event("DELETED", body)
+    assert view.dgd(("ns", "g")) is None
+
+
+def test_the_cache_keeps_only_our_own_create_ownership() -> None:
+    ours = {"manager": MANAGED_BY, "operation": "Update", "fieldsV1": {}}
+    fields = [ours, {"manager": MANAGED_BY, "operation": "Apply"}, {"manager": "kcm"}]
+    kept = slim(_child("u1", "g", managedFields=fields))
+    assert kept["metadata"]["managedFields"] == [ours]
+    assert "managedFields" not in slim(_child("u1", "g", managedFields=fields[1:]))["metadata"]
+    assert "managedFields" not in slim(_child("u1", "g"))["metadata"]
+
+
+def test_kopf_runs_only_the_lifecycle_no_watch_or_index_of_its_own() -> None:
+    registry = kopf.OperatorRegistry()
+    register(registry, Controller(OperatorSettings(workers=1)), lambda: None)  # type: ignore[arg-type,return-value]
+    assert not registry._indexing.has_handlers(  # type: ignore[attr-defined]
+        resource=kopf.Resource("apps", "v1", "deployments", namespaced=True)
+    )
+    assert list(registry._watching.get_all_handlers()) == []  # type: ignore[attr-defined]
+    assert list(registry._indexing.get_all_handlers()) == []  # type: ignore[attr-defined]

@@ -36,7 +36,8 @@ async def test_converged_graph_costs_no_writes_even_for_a_freshcontroller_for() 
     controller, view, client = controller_for(_dgd())
     await controller.reconcile(KEY)
     kinds = [c[0] for c in client.writes()]
-    assert "apply/status" in kinds and kinds.count("apply") >= 3
+    # Missing children are created with POSTs; status goes through apply.
+    assert "apply/status" in kinds and kinds.count("create") >= 3
     # Nothing is written on the DGD itself; deliver our writes to the watch cache.
     assert not any(c[0] == "patch" for c in client.writes())
     deliver(view, client, controller)
@@ -87,7 +88,7 @@ async def test_invalid_spec_is_reported_once_per_generation() -> None:
     view.dgd_body["metadata"]["generation"] = 2
     view.dgd_body["spec"]["services"]["worker"]["replicas"] = 1
     await controller.reconcile(KEY)
-    assert any(c[0] == "apply" for c in client.calls)
+    assert client.written()  # the children are created now
 
 
 def test_rejection_mark_ignores_status() -> None:
@@ -128,10 +129,10 @@ async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_s
     view.dgd_body["spec"]["services"]["worker"]["multinode"] = {"nodeCount": 2}
     view.dgd_body["metadata"]["generation"] = 2
     await controller.reconcile(KEY)
-    applied = {name for kind, name in client.calls if kind == "apply"}
-    assert {"g-worker-0-ldr", "g-worker-0-wkr", "g-worker-nodes"} <= applied
+    written = set(client.written())
+    assert {"g-worker-0-ldr", "g-worker-0-wkr", "g-worker-nodes"} <= written
     assert ("delete", "g-worker") in client.calls  # the Deployment goes (the Service is re-applied)
-    assert ("get", "mpi-run-ssh-secret") in client.calls and ("create", "Secret") in client.calls
+    assert ("get", "mpi-run-ssh-secret") in client.calls and "Secret" in client.created_kinds()
     status = _written(controller)
     assert status["components"]["worker"]["componentKind"] == "StatefulSet"
     assert status["components"]["worker"]["groups"] == [
@@ -159,7 +160,8 @@ async def test_too_long_dynamo_namespace_is_rejected_before_any_write() -> None:
 
 
 class GatedClient(FakeKube):
-    """Holds every apply until `release` is set, counting how many are in flight at once."""
+    """Holds every child write (create or apply) until `release` is set, counting how many are
+    in flight at once."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -170,11 +172,7 @@ class GatedClient(FakeKube):
         self.waiting: list[str] = []
         self.fail_name: str | None = None
 
-    async def apply(
-        self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
-    ) -> Manifest:
-        if subresource:
-            return await super().apply(manifest, subresource=subresource, force=force)
+    async def _gate(self, manifest: Manifest) -> None:
         self.in_flight += 1
         self.waiting.append(manifest["kind"])
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -185,7 +183,18 @@ class GatedClient(FakeKube):
         self.order.append(manifest["kind"])
         if manifest["metadata"]["name"] == self.fail_name and manifest["kind"] == "Service":
             raise TransientError(503, "ServiceUnavailable", "etcd leader changed")
+
+    async def apply(
+        self, manifest: Manifest, *, subresource: str | None = None, force: bool = True
+    ) -> Manifest:
+        if not subresource:
+            await self._gate(manifest)
         return await super().apply(manifest, subresource=subresource, force=force)
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        if manifest["kind"] != "Event":
+            await self._gate(manifest)
+        return await super().create(manifest)
 
 
 def _gated(body: dict[str, Any]) -> tuple[Controller, FakeView, GatedClient]:
@@ -225,15 +234,14 @@ async def test_a_failed_apply_fails_the_reconcile_after_its_wave_and_keeps_the_o
     with pytest.raises(TransientError):
         await controller.reconcile(KEY)
     assert "Deployment" not in client.order  # wave 2 never started
-    applied = {name for kind, name in client.calls if kind == "apply"}
-    assert "g-frontend" in applied  # its wave-mate went through and is remembered
+    assert "g-frontend" in client.written()  # its wave-mate went through and is remembered
     assert any(ck[2] == "g-frontend" for ck in controller.state.records["ns"])
     # The retry applies only what is still missing (the recorded Service is not sent again).
     client.fail_name = None
     client.calls.clear()
     await controller.reconcile(KEY)
-    assert client.calls.count(("apply", "g-worker")) == 2  # its Service, then its Deployment
-    assert client.calls.count(("apply", "g-frontend")) == 1  # only the Deployment
+    assert client.written().count("g-worker") == 2  # its Service, then its Deployment
+    assert client.written().count("g-frontend") == 1  # only the Deployment
 
 
 async def test_run_all_awaits_every_call_and_raises_the_first_failure_in_order() -> None:

@@ -1,8 +1,7 @@
-"""Read-only views over kopf's in-memory indexes, and a small expiring memory.
+"""In-memory indexes of watched objects, and a small expiring memory.
 
-kopf keeps an index as `key -> store of values` (`kopf.Index[K, V]`), filled from the watch
-streams before any handler runs. `IndexView` gives the lookups a controller needs (one value,
-all values, keys) and answers "nothing" until kopf has handed the index over.
+An `Index` keeps `key -> values` filled from informer events (`controllerkit.informer`); it
+gives the lookups a controller needs (the values of one key, all values, keys).
 
 `Expiring` remembers "checked at time t" for things that are not watched: a check is trusted
 for `ttl` seconds, so a deleted object is noticed by the first reconcile after that, without
@@ -12,43 +11,62 @@ a process restart and without a GET on every reconcile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class IndexView(Generic[K, V]):
-    """Lookups over one `kopf.Index[K, V]` (empty until `bind`)."""
+class Index(Generic[K, V]):
+    """Values grouped by key, each stored under the uid of the object it came from.
+
+    Filled from informer events (`put` on ADDED/MODIFIED, `discard` on DELETED); an object
+    that moves to another key (a label changed) leaves its old key. All operations are O(1)
+    in the number of stored objects (reads copy only the values of one key).
+    """
 
     def __init__(self) -> None:
-        self._index: Mapping[K, Iterable[V]] | None = None
+        self._by_key: dict[K, dict[str, V]] = {}
+        self._key_of: dict[str, K] = {}
 
-    @property
-    def bound(self) -> bool:
-        """True once kopf's index object is attached."""
-        return self._index is not None
+    def put(self, uid: str, key: K | None, value: V) -> None:
+        """Store `value` for the object `uid` under `key` (None: the object is not indexed)."""
+        old = self._key_of.get(uid)
+        if old is not None and old != key:
+            self.discard(uid)
+        if key is None:
+            return
+        self._by_key.setdefault(key, {})[uid] = value
+        self._key_of[uid] = key
 
-    def bind(self, index: Mapping[K, Iterable[V]] | None) -> None:
-        """Attach kopf's index (the same object on every call; `None` is ignored)."""
-        if index is not None:
-            self._index = index
+    def discard(self, uid: str) -> None:
+        """Forget the object `uid` (wherever it was stored)."""
+        key = self._key_of.pop(uid, None)
+        if key is None:
+            return
+        values = self._by_key.get(key)
+        if values is not None:
+            values.pop(uid, None)
+            if not values:
+                del self._by_key[key]
 
     def values(self, key: K) -> list[V]:
         """Every value stored under `key`."""
-        if self._index is None or key not in self._index:
-            return []
-        return list(self._index[key])
+        return list(self._by_key.get(key, {}).values())
 
     def __iter__(self) -> Iterator[K]:
         """Every key with at least one value."""
-        return iter(self._index or {})
+        return iter(list(self._by_key))
+
+    def __len__(self) -> int:
+        """Number of stored objects."""
+        return len(self._key_of)
 
     def all_values(self) -> Iterator[V]:
         """Every value of every key."""
-        for key in self:
-            yield from self.values(key)
+        for values in list(self._by_key.values()):
+            yield from list(values.values())
 
 
 class Expiring(Generic[K]):

@@ -25,7 +25,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -163,6 +163,7 @@ class KubeClient:
         self.field_manager = field_manager
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(max_in_flight)
 
@@ -179,11 +180,24 @@ class KubeClient:
                     )
         return self._session
 
+    def _get_watch_session(self) -> aiohttp.ClientSession:
+        # Watches hold their connection for minutes, one per kind and namespace: they get a
+        # session of their own without a connection limit, so requests never queue behind them.
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = aiohttp.ClientSession(
+                base_url=self.credentials.server.rstrip("/"),
+                connector=aiohttp.TCPConnector(ssl=self.credentials.ssl_context(), limit=0),
+                headers=self.credentials.headers(),
+            )
+        return self._watch_session
+
     async def close(self) -> None:
-        """Close the HTTP session (idempotent)."""
-        if self._session is not None:
-            session, self._session = self._session, None
+        """Close the HTTP sessions (idempotent)."""
+        sessions = [s for s in (self._session, self._watch_session) if s is not None]
+        self._session = self._watch_session = None
+        for session in sessions:
             await session.close()
+        if sessions:
             # TLS transports finish closing on the next loop iterations; give them the chance
             # before the loop ends, or they are reported as unclosed.
             await asyncio.sleep(0.1)
@@ -247,6 +261,51 @@ class KubeClient:
                 return text
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
+
+    async def list_page(self, path: str, params: Mapping[str, str]) -> Manifest:
+        """One page of a LIST of `path` (for informers; `metadata.continue` names the next)."""
+        resource = path.rstrip("/").rpartition("/")[2]
+        result: Manifest = await self.request(
+            "GET", path, verb="list", resource=resource, params=params
+        )
+        return result
+
+    async def watch_events(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Manifest]:
+        """The events of one WATCH request on `path`, decoded, until the server ends it.
+
+        Watches hold their connection for minutes: they bypass the in-flight limit and use a
+        session of their own.
+        """
+        resource = path.rstrip("/").rpartition("/")[2]
+        metrics.API_REQUESTS.labels(verb="watch", resource=resource).inc()
+        session = self._get_watch_session()
+        read_timeout = float(params.get("timeoutSeconds", "300")) + 30.0
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        try:
+            async with session.get(path, params=dict(params), timeout=timeout) as response:
+                if response.status >= 400:
+                    text = await response.text()
+                    try:
+                        decoded = json.loads(text)
+                    except ValueError:
+                        decoded = {}
+                    if response.status == 401 and self._reload is not None:
+                        self.credentials = self._reload()
+                        await self.close()
+                    raise error_for(
+                        response.status, decoded if isinstance(decoded, dict) else {}, text
+                    )
+                # Lines are split here, not by aiohttp's readline, which refuses lines over
+                # 128 KiB (a large object with its managedFields can be one).
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise TransientError(0, "ConnectionError", f"WATCH {path}: {exc!r}") from exc
 
     async def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -325,6 +384,28 @@ class KubeClient:
             params={"fieldManager": self.field_manager},
             body=dict(patch),
             content_type="application/merge-patch+json",
+        )
+        return result
+
+    async def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        operations: Sequence[Mapping[str, Any]],
+    ) -> Manifest:
+        """JSON patch (RFC 6902) of one object (a `metadata.resourceVersion` it sets is a
+        precondition: the API server answers a conflict when the object changed)."""
+        rk = self.kinds.of(api_version, kind)
+        result: Manifest = await self.request(
+            "PATCH",
+            rk.object_path(namespace, name),
+            verb="patch",
+            resource=rk.plural,
+            params={"fieldManager": self.field_manager},
+            body=[dict(op) for op in operations],
+            content_type="application/json-patch+json",
         )
         return result
 

@@ -16,7 +16,7 @@ This module is what reconcile code imports; only `main` and the kit construct th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -183,6 +183,18 @@ class KubeAPI(Protocol):
         subresource: str | None = None,
     ) -> Manifest:
         """JSON merge patch (RFC 7386) of one object or subresource."""
+        ...
+
+    async def json_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        operations: Sequence[Mapping[str, Any]],
+    ) -> Manifest:
+        """JSON patch (RFC 6902) of one object (a `metadata.resourceVersion` it sets is a
+        precondition: the API server answers a conflict when the object changed)."""
         ...
 
     async def create(self, manifest: Manifest) -> Manifest:

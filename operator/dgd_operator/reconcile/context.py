@@ -163,8 +163,17 @@ class ReconcileContext:
 
     async def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply one object; an object the API server refuses rejects the graph."""
+        return await self._write(self.services.client.apply, manifest)
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        """POST one new object; an object the API server refuses rejects the graph."""
+        return await self._write(self.services.client.create, manifest)
+
+    async def _write(
+        self, write: Callable[[Manifest], Awaitable[Manifest]], manifest: Manifest
+    ) -> Manifest:
         try:
-            return await self.services.client.apply(manifest)
+            return await write(manifest)
         except InvalidError as exc:
             what = f"{manifest['kind']}/{manifest['metadata']['name']}"
             raise RejectedError(

@@ -1,7 +1,7 @@
-"""The watched state a reconcile reads: `ClusterView`, and its implementation over kopf indexes.
+"""The watched state a reconcile reads: `ClusterView`, and its implementation over our indexes.
 
 Every read of a reconcile comes from here (no GETs for watched kinds). `handlers.py` fills the
-indexes from the watch streams and binds them once; tests implement `ClusterView` with dicts.
+indexes from the informers' watch streams; tests implement `ClusterView` with dicts.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from dgd_operator.api.constants import DGD_KIND, LABEL_GROUP_INDEX
-from dgd_operator.controllerkit.indexes import IndexView
+from dgd_operator.controllerkit.indexes import Index
 from dgd_operator.reconcile.state import Key
 
 SharedKey = tuple[str, str]
@@ -50,14 +50,14 @@ class ClusterView(Protocol):
 
 
 class IndexedClusterView:
-    """`ClusterView` over kopf's in-memory indexes (bound by the handlers on first use)."""
+    """`ClusterView` over in-memory indexes that `handlers.py` fills from informer events."""
 
     def __init__(self) -> None:
-        self.dgds: IndexView[Key, Mapping[str, Any]] = IndexView()
-        self.children_index: IndexView[Key, Mapping[str, Any]] = IndexView()
-        self.shared: IndexView[str, SharedKey] = IndexView()
-        self.secrets: IndexView[str, tuple[str, tuple[str, ...]]] = IndexView()
-        self.pods: IndexView[Key, Mapping[str, Any]] = IndexView()
+        self.dgds: Index[Key, Mapping[str, Any]] = Index()
+        self.children_index: Index[Key, Mapping[str, Any]] = Index()
+        self.shared: Index[str, SharedKey] = Index()
+        self.secrets: Index[str, tuple[str, tuple[str, ...]]] = Index()
+        self.pods: Index[Key, Mapping[str, Any]] = Index()
 
     def dgd(self, key: Key) -> Mapping[str, Any] | None:
         """The live DGD body for `key` (a live one wins over one being deleted)."""

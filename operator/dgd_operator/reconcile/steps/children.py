@@ -1,9 +1,15 @@
-"""Children: apply what changed (concurrently, in two waves) and delete what is no longer wanted.
+"""Children: write what changed (concurrently, in two waves) and delete what is no longer wanted.
 
 Watched kinds are compared with the watch cache; the few unwatched ones (Secrets) are read
-with a GET first. Only children whose hash or generation says so are applied (`sync.plan_sync`),
+with a GET first. Only children whose hash or generation says so are written (`sync.plan_sync`),
 so a converged graph costs no write. What changed is told in one Event per kind of change,
 posted together with the status write.
+
+A missing child is created with a POST (under our field manager), an existing one changed with
+server-side apply: a POST costs the API server a fraction of an apply that creates (measured in
+`benchmarks/operator_scale.py`). Before the first apply to a child we POSTed, its ownership is
+folded into our apply entry (`controllerkit.ownership`), so fields later left out of the
+manifest are removed just as if the child had been created by apply.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED
+from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED, MANAGED_BY
+from dgd_operator.controllerkit.kubeapi import ConflictError
+from dgd_operator.controllerkit.ownership import apply_upgrade_patch
 from dgd_operator.controllerkit.workers import raise_first, run_all
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.notices import change_notices
@@ -22,6 +30,7 @@ from dgd_operator.reconcile.sync import (
     AppliedRecord,
     ApplyAction,
     ChildKey,
+    Manifest,
     child_key,
     is_owned_by,
     plan_sync,
@@ -33,6 +42,29 @@ def apply_waves(actions: Sequence[ApplyAction]) -> list[list[ApplyAction]]:
     support = [a for a in actions if a.manifest.get("kind") not in WORKLOAD_KINDS]
     workloads = [a for a in actions if a.manifest.get("kind") in WORKLOAD_KINDS]
     return [wave for wave in (support, workloads) if wave]
+
+
+async def write_child(ctx: ReconcileContext, action: ApplyAction) -> Manifest:
+    """Create a missing child with a POST; change an existing one with server-side apply."""
+    manifest = action.manifest
+    live = action.live
+    if live is None:
+        try:
+            return await ctx.create(manifest)
+        except ConflictError:
+            # It exists after all (the watch cache had not caught up): read it and apply.
+            meta = manifest["metadata"]
+            live = await ctx.services.client.get(
+                manifest["apiVersion"], manifest["kind"], ctx.namespace, meta["name"]
+            )
+    if live is not None:
+        upgrade = apply_upgrade_patch(live, MANAGED_BY)
+        if upgrade is not None:
+            await ctx.services.client.json_patch(
+                manifest["apiVersion"], manifest["kind"], ctx.namespace,
+                manifest["metadata"]["name"], upgrade,
+            )  # fmt: skip
+    return await ctx.apply(manifest)
 
 
 async def _delete(ctx: ReconcileContext, obj: Mapping[str, Any]) -> bool:
@@ -68,7 +100,7 @@ async def children(ctx: ReconcileContext) -> StepResult:
         # the wave is awaited; those that succeeded are recorded, then the first failure (in
         # plan order) fails the reconcile.
         results = await asyncio.gather(
-            *(ctx.apply(action.manifest) for action in wave), return_exceptions=True
+            *(write_child(ctx, action) for action in wave), return_exceptions=True
         )
         for action, result in zip(wave, results, strict=True):
             if isinstance(result, BaseException):
