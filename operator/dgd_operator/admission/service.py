@@ -233,7 +233,11 @@ class Admission:
         files = await self._certificate()
         handlers = review_handlers(self.policy, origin_version=webhook.origin_version)
         self.server = WebhookServer(
-            handlers, files, host=self.settings.bind_address, port=webhook.port
+            handlers,
+            files,
+            host=self.settings.bind_address,
+            port=webhook.port,
+            reuse_port=webhook.reuse_port,
         )
         await self.server.start()
         if webhook.is_managed:
