@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,11 @@ def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 def _graph(name: str, token: str) -> dict[str, Any]:
@@ -194,6 +200,14 @@ def test_leader_sigkill_while_graphs_are_created(
             )
             assert not operators[leader].proc.alive()
             assert operators[standby].proc.alive()
+            # The new leader's /metrics: it leads, and its webhook counted what it answered.
+            exposition = _http_get(operators[standby].metrics_url)
+            assert "\ndgd_operator_leader 1.0\n" in exposition
+            answered = (
+                'dgd_operator_webhook_requests_total{allowed="true",operation="CREATE",'
+                'webhook="validate-dgd"}'
+            )
+            assert answered in exposition
     finally:
         for operator in operators.values():
             operator.stop()
