@@ -131,10 +131,6 @@ def register(
     async def stop(**_: Any) -> None:
         await controller.stop()
 
-    @kopf.on.probe(id="queue_depth", registry=registry)
-    async def queue_depth(**_: Any) -> int:
-        return len(controller.queue)
-
     # Every handler below runs for every watch event: they are `async def` (even those that
     # never await) because kopf runs a plain `def` in its thread pool, a hop per event.
 
