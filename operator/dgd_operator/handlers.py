@@ -278,8 +278,4 @@ def register(
         await watches.stop()
         await controller.stop()
 
-    @kopf.on.probe(id="queue_depth", registry=registry)
-    async def queue_depth(**_: Any) -> int:
-        return len(controller.queue)
-
     return watches

@@ -96,6 +96,17 @@ WEBHOOK_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "dgd_operator_leader",
+    "1 while this replica holds the leader-election Lease and reconciles, else 0 (a standby "
+    "serving only the webhooks).",
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "dgd_operator_leader_acquisitions",
+    "Times this replica took the leader-election Lease.",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "dgd_operator_queue_depth",
     "DGDs waiting to be reconciled.",

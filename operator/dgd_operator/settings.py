@@ -101,6 +101,11 @@ class WebhookSettings:
     """`DGD_WEBHOOK_ORIGIN_VERSION`: stamped by the defaulting webhook on new graphs as
     `nvidia.com/dynamo-operator-origin-version` (the Dynamo release whose defaults apply)."""
 
+    reuse_port: bool = False
+    """`DGD_WEBHOOK_REUSE_PORT`: listen with SO_REUSEPORT, so several operator processes on one
+    host share the port and the kernel spreads connections over the live ones (a local stand-in
+    for a Service in front of replicas; in a cluster every pod has its own address)."""
+
     operator_username: str | None = None
     """`DGD_WEBHOOK_OPERATOR_USERNAME`: the operator's own user name, e.g.
     `system:serviceaccount:dgd-system:dgd-operator`. Only it (and a planner ServiceAccount) may
@@ -115,6 +120,56 @@ class WebhookSettings:
         if self.managed is not None:
             return self.managed
         return self.cert_dir is None and self.secret_name is None
+
+
+@dataclass(frozen=True)
+class LeaderElectionSettings:
+    """Which replica reconciles (env var = `DGD_LEADER_ELECTION_` + upper name).
+
+    Replicas compete for a `coordination.k8s.io/v1` Lease, as client-go controllers do: only
+    its holder runs the reconciler, every replica serves the webhooks. The timings have
+    client-go's meaning and defaults.
+    """
+
+    enabled: bool = False
+    """`DGD_LEADER_ELECTION_ENABLED`: compete for the Lease before reconciling (the chart sets
+    true and runs two replicas); off: reconcile at once, one replica only."""
+
+    namespace: str | None = None
+    """`DGD_LEADER_ELECTION_NAMESPACE`: namespace of the Lease (the chart: its release
+    namespace); unset: the first watched namespace, else `default`."""
+
+    lease_name: str = "dgd-operator"
+    """`DGD_LEADER_ELECTION_LEASE_NAME`: name of the Lease."""
+
+    identity: str | None = None
+    """`DGD_LEADER_ELECTION_IDENTITY`: this replica's `holderIdentity`; unset: host name (the
+    pod name in a cluster) and process id."""
+
+    lease_duration: float = _bounded(15.0, minimum=1)
+    """`DGD_LEADER_ELECTION_LEASE_DURATION`: seconds a standby waits after the last renewal it
+    saw before it takes the Lease: the failover time after a leader dies unannounced."""
+
+    renew_deadline: float = _bounded(10.0, minimum=0.1)
+    """`DGD_LEADER_ELECTION_RENEW_DEADLINE`: seconds the leader keeps trying to renew before it
+    stops reconciling and exits (must be below the lease duration)."""
+
+    retry_period: float = _bounded(2.0, minimum=0.05)
+    """`DGD_LEADER_ELECTION_RETRY_PERIOD`: seconds between renewals, and between a standby's
+    attempts to acquire."""
+
+    def __post_init__(self) -> None:
+        _validate(self, f"{ENV_PREFIX}LEADER_ELECTION_")
+        if self.renew_deadline >= self.lease_duration:
+            raise SettingsError(
+                f"{ENV_PREFIX}LEADER_ELECTION_RENEW_DEADLINE ({self.renew_deadline:g}) must be "
+                f"below {ENV_PREFIX}LEADER_ELECTION_LEASE_DURATION ({self.lease_duration:g})"
+            )
+        if self.retry_period >= self.renew_deadline:
+            raise SettingsError(
+                f"{ENV_PREFIX}LEADER_ELECTION_RETRY_PERIOD ({self.retry_period:g}) must be "
+                f"below {ENV_PREFIX}LEADER_ELECTION_RENEW_DEADLINE ({self.renew_deadline:g})"
+            )
 
 
 @dataclass(frozen=True)
@@ -141,7 +196,7 @@ class OperatorSettings:
     """`DGD_METRICS_PORT`: Prometheus metrics of the operator itself; 0 disables the server."""
 
     health_port: int = _bounded(8081, minimum=0, maximum=_MAX_PORT)
-    """`DGD_HEALTH_PORT`: liveness endpoint `/healthz`; 0 disables it."""
+    """`DGD_HEALTH_PORT`: `/healthz` (liveness) and `/readyz` (readiness); 0 disables them."""
 
     bind_address: str = "0.0.0.0"
     """`DGD_BIND_ADDRESS`: address the metrics, health and webhook servers listen on."""
@@ -237,6 +292,16 @@ class OperatorSettings:
     """`DGD_UPGRADE_CRDS`: on start, create or replace in place (never delete) the operator's
     CRDs from the copies it ships, as Dynamo's `upgradeCRD` does, so upgrading the release
     upgrades the CRDs; false leaves them to the cluster admin."""
+
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    """Leader election among replicas (`DGD_LEADER_ELECTION_*`)."""
+
+    @property
+    def lease_namespace(self) -> str:
+        """Namespace of the leader-election Lease (see `LeaderElectionSettings.namespace`)."""
+        if self.leader_election.namespace:
+            return self.leader_election.namespace
+        return self.watch_namespaces[0] if self.watch_namespaces else "default"
 
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
     """Unrecognised `DGD_*` variables (without the prefix), kept so the command warns of typos."""

@@ -1,4 +1,5 @@
-"""The Helm chart's RBAC is enough for a real reconcile.
+"""The Helm chart's RBAC is enough for a real reconcile, and the chart installs on the oldest
+Kubernetes release it claims (its kubeVersion floor) as well as on the session's newest.
 
 `helm install` the chart (namespace mode, watching the test namespace) into the local control
 plane, then run `dgd operator` as a local process authenticated as the chart's ServiceAccount (a
@@ -28,7 +29,7 @@ import pytest
 import yaml
 from tests.helpers import wait_for
 
-from dgd_operator.dev import processes
+from dgd_operator.dev import binaries, processes
 from dgd_operator.dev.controlplane import ControlPlane, free_port
 from dgd_operator.dev.rest import KubeRest
 
@@ -252,3 +253,82 @@ def test_chart_rbac_reconciles(
         )
     finally:
         assert processes.stop(operator, tmp_path), "the operator did not stop"
+
+
+@pytest.fixture(scope="module")
+def oldest_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A second, small control plane at the chart's kubeVersion floor (no CRDs: the chart's)."""
+    found = binaries.find_cached(binaries.OLDEST_KUBE_VERSION)
+    if found is None:
+        message = (
+            f"Kubernetes {binaries.OLDEST_KUBE_VERSION} binaries are not built: "
+            f"python -m dgd_operator.dev.binaries ensure --version {binaries.OLDEST_KUBE_VERSION}"
+        )
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    state = tmp_path_factory.mktemp("oldest-plane")
+    plane = ControlPlane(
+        state, binaries=found, nodes=1, gpus_per_node=1, crds=False, gang_scheduling=False
+    )
+    plane.start()
+    try:
+        yield plane
+    finally:
+        leftovers = plane.stop()
+        plane.remove_data()
+        assert not leftovers, f"control-plane processes left running: {leftovers}"
+
+
+def test_chart_installs_on_the_oldest_supported_release(
+    oldest_plane: ControlPlane, helm_binary: Path, repo_root: Path, tmp_path: Path
+) -> None:
+    """`helm install` with the chart's defaults (its CRDs included) on the kubeVersion floor:
+    helm's own version check passes, the API server accepts every object, and the CRDs' schema
+    and CEL rules (transition rules with oldSelf too) compile and run on that release."""
+    rest = oldest_plane.rest
+    version = rest.get("/version")["gitVersion"]
+    assert version == binaries.OLDEST_KUBE_VERSION
+    chart = yaml.safe_load((repo_root / "charts" / "dgd-operator" / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={version.removeprefix('v').rsplit('.', 1)[0]}.0-0"
+    namespace, release, home = "dgd-system", "dgd", tmp_path / "helm-home"
+    args = ("--namespace", namespace)
+    # The webhook stays off: no operator pod answers here, and it is fail-closed.
+    _helm(
+        helm_binary, oldest_plane.kubeconfig, home, "install", release,
+        str(repo_root / "charts" / "dgd-operator"), *args, "--create-namespace",
+        "--set", "webhook.enabled=false",
+    )  # fmt: skip
+    try:
+        manifest = _helm(
+            helm_binary, oldest_plane.kubeconfig, home, "get", "manifest", release, *args
+        ).stdout
+        kinds = {doc["kind"] for doc in yaml.safe_load_all(manifest) if doc}
+        assert {"Deployment", "PodDisruptionBudget", "Role", "ClusterRole"} <= kinds
+        for crd in ("dynamographdeployments", "dynamographdeploymentscalingadapters"):
+            established = rest.get(
+                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}.nvidia.com"
+            )["status"]["conditions"]
+            assert any(c["type"] == "Established" and c["status"] == "True" for c in established)
+        # The chart's CRDs convert through the operator's webhook Service, which has no pod
+        # here: point them at the local webhook server instead, as the operator itself points
+        # them at its Service (same CRDs, only the conversion clientConfig differs).
+        oldest_plane.install_crds(repo_root / "charts" / "dgd-operator" / "crds")
+        # A graph is accepted, and an update runs the transition rules (oldSelf).
+        rest.post("/api/v1/namespaces", {"metadata": {"name": "graphs"}})
+        recipe = yaml.safe_load((repo_root / "recipes" / "vllm-disagg.yaml").read_text())
+        name = recipe["metadata"]["name"]
+        path = DGD_PATH.format(ns="graphs", name=name)
+        wait_for(
+            lambda: rest.patch(
+                path, recipe, content_type=APPLY_PATCH, fieldManager="test", force=True
+            ),
+            timeout=30,
+            description="the CRD to serve graphs",
+        )
+        recipe["metadata"].setdefault("annotations", {})["example.com/touched"] = "yes"
+        recipe["spec"]["services"]["VllmDecodeWorker"]["replicas"] = 2
+        rest.patch(path, recipe, content_type=APPLY_PATCH, fieldManager="test", force=True)
+        assert rest.get(path)["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 2
+    finally:
+        _helm(helm_binary, oldest_plane.kubeconfig, home, "uninstall", release, *args)

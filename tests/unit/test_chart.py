@@ -131,6 +131,12 @@ OPERATOR_ENV = {
     "DGD_WEBHOOK_CONFIGURATION_NAME",
     "DGD_WEBHOOK_MANAGED",
     "DGD_WEBHOOK_OPERATOR_USERNAME",
+    "DGD_LEADER_ELECTION_ENABLED",
+    "DGD_LEADER_ELECTION_NAMESPACE",
+    "DGD_LEADER_ELECTION_LEASE_NAME",
+    "DGD_LEADER_ELECTION_LEASE_DURATION",
+    "DGD_LEADER_ELECTION_RENEW_DEADLINE",
+    "DGD_LEADER_ELECTION_RETRY_PERIOD",
 }
 # Webhook settings the chart leaves at their defaults: they only shape operator-registered
 # webhook configurations (local runs; the chart registers its own), or a mounted certificate
@@ -141,6 +147,10 @@ KOPF_MANAGED_ONLY_ENV = {
     "DGD_WEBHOOK_TIMEOUT_SECONDS",
     "DGD_WEBHOOK_CERT_DIR",
     "DGD_WEBHOOK_ORIGIN_VERSION",
+    # SO_REUSEPORT is for several local processes; every pod has its own address.
+    "DGD_WEBHOOK_REUSE_PORT",
+    # The pod's host name (its name) and process id are a unique identity already.
+    "DGD_LEADER_ELECTION_IDENTITY",
 }
 WEBHOOK_CERT_DIR = "/etc/dgd/webhook-certs"
 # Settings whose chart default deliberately differs from the operator's own default, and why.
@@ -154,6 +164,9 @@ CHART_CHOICES = {
     "DGD_WEBHOOK_CONFIGURATION_NAME": "the release's webhook configurations",
     "DGD_WEBHOOK_MANAGED": "the chart's own webhook configurations, not operator-registered",
     "DGD_WEBHOOK_OPERATOR_USERNAME": "the operator's ServiceAccount, known only at install",
+    "DGD_LEADER_ELECTION_ENABLED": "the chart runs two replicas",
+    "DGD_LEADER_ELECTION_NAMESPACE": "the release namespace, known only at install",
+    "DGD_LEADER_ELECTION_LEASE_NAME": "the release's Lease",
 }
 
 # Named value sets rendered by the tests below: the chart defaults plus every ci/*-values.yaml.
@@ -341,6 +354,16 @@ def test_every_values_key_has_a_doc_comment() -> None:
             id="webhook-port-clash",
         ),
         pytest.param({"health": {"port": 8080}}, "must differ", id="port-clash"),
+        pytest.param(
+            {"leaderElection": {"enabled": False}},
+            "replicaCount above 1 needs leaderElection.enabled",
+            id="replicas-without-election",
+        ),
+        pytest.param(
+            {"leaderElection": {"renewDeadline": 20}},
+            "renewDeadline must be below leaderElection.leaseDuration",
+            id="election-timings",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_field(
@@ -402,9 +425,20 @@ def test_cluster_role_grants_exactly_what_the_operator_uses(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}
     ]
-    # The only namespaced grant: the webhook's own certificate Secret.
-    roles = [o["metadata"]["name"] for o in rendered["default"] if o["kind"] == "Role"]
-    assert roles == [f"{FULLNAME}-webhook"]
+    # The only namespaced grants: the webhook's own certificate Secret, the leader-election Lease.
+    roles = {o["metadata"]["name"]: o for o in rendered["default"] if o["kind"] == "Role"}
+    assert sorted(roles) == [f"{FULLNAME}-leader-election", f"{FULLNAME}-webhook"]
+    lease_role = roles[f"{FULLNAME}-leader-election"]
+    assert lease_role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [FULLNAME],
+            "verbs": ["get", "update"],
+        },
+    ]
 
 
 def test_namespace_mode_grants_only_namespaced_roles(
@@ -443,13 +477,26 @@ def _env(deployment: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item.get("value", "") for item in container["env"]}
 
 
-def test_operator_deployment_is_hardened_single_replica(
+def test_operator_deployment_is_hardened_and_highly_available(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     deployment = _one(rendered["default"], "Deployment", FULLNAME)
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas (one leader, both serve the webhooks), rolled one at a time, new pod first.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    [preferred] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        preferred["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == (spec["selector"]["matchLabels"])
+    )
+    budget = _one(rendered["default"], "PodDisruptionBudget", FULLNAME)
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": spec["selector"]}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -465,8 +512,8 @@ def test_operator_deployment_is_hardened_single_replica(
     assert container["resources"]["requests"] and container["resources"]["limits"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081, "webhook": 9443}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
 
@@ -515,6 +562,12 @@ def test_operator_env_is_exactly_the_settings(rendered: dict[str, list[dict[str,
         "DGD_WEBHOOK_CONFIGURATION_NAME": FULLNAME,
         "DGD_WEBHOOK_MANAGED": "false",
         "DGD_WEBHOOK_OPERATOR_USERNAME": f"system:serviceaccount:{RELEASE_NAMESPACE}:{FULLNAME}",
+        "DGD_LEADER_ELECTION_ENABLED": "true",
+        "DGD_LEADER_ELECTION_NAMESPACE": RELEASE_NAMESPACE,
+        "DGD_LEADER_ELECTION_LEASE_NAME": FULLNAME,
+        "DGD_LEADER_ELECTION_LEASE_DURATION": "15",
+        "DGD_LEADER_ELECTION_RENEW_DEADLINE": "10",
+        "DGD_LEADER_ELECTION_RETRY_PERIOD": "2",
     }
 
 

@@ -26,7 +26,7 @@ SECTIONS = (
     "Cluster", "GPU", "NVIDIA GPU operator", "secrets and the model cache", "The dgd operator",
     "Deploy a recipe", "Verify", "Upgrade", "Uninstall",
 )  # fmt: skip
-OLDEST = "1.30.0"
+OLDEST = "1.34.0"  # the chart's kubeVersion floor
 
 
 def _manifests(text: str) -> list[dict[str, Any]]:

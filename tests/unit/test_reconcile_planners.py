@@ -41,25 +41,30 @@ SELECTOR = "nvidia.com/dynamo-component=worker,nvidia.com/dynamo-graph-deploymen
         (None, {}, {}, {}, 0),
         (_adapter(1), {}, {}, {}, 0),
         (_adapter(3), {}, {"worker": 3}, {"worker": {"replicas": 3}}, 1),
-        (_adapter(3), {"worker": 3}, {"worker": 3}, {}, 0),
+        (_adapter(3), {"worker": (3, 8)}, {"worker": 3}, {}, 0),
+        (_adapter(3), {"worker": (3, 7)}, {"worker": 3}, {"worker": {"replicas": 3}}, 1),
+        (_adapter(3), {"worker": (2, 8)}, {"worker": 3}, {"worker": {"replicas": 3}}, 1),
         (_adapter(3, owner="old-uid"), {}, {}, {}, 0),
     ],
     ids=[
         "no-adapter",
         "same-count",
         "scaled",
-        "already-written",
+        "already-written-watch-behind",
+        "edited-after-our-write",
+        "adapter-moved-again",
         "adapter-of-a-previous-incarnation",
     ],
 )
 def test_plan_adapter_sync(
     adapter: dict[str, Any] | None,
-    patched: dict[str, int],
+    patched: dict[str, tuple[int, int]],
     replicas: dict[str, int],
     patch: dict[str, Any],
     scaled: int,
 ) -> None:
     model = parse_dgd(dgd(scalingAdapter={"enabled": True}, replicas=1))
+    model.metadata.generation = 7  # the watch shows generation 7
     live = {ADAPTER: adapter} if adapter else {}
     sync = plan_adapter_sync(
         model, uid="u1", live=live, patched=patched, written_statuses={}, now="T"
@@ -267,7 +272,7 @@ def test_apply_waves_put_workloads_last() -> None:
 def test_graph_memory_resets_when_the_uid_changes_and_forget_drops_it() -> None:
     state = ControllerState()
     memory = state.graph(("ns", "g"), "u1")
-    memory.patched_replicas["worker"] = 2
+    memory.patched_replicas["worker"] = (2, 3)
     assert state.graph(("ns", "g"), "u1") is memory
     fresh = state.graph(("ns", "g"), "u2")
     assert fresh is not memory and fresh.patched_replicas == {}

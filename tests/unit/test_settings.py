@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pytest
 
 from dgd_operator.settings import (
+    LeaderElectionSettings,
     OperatorSettings,
     Setting,
     SettingsError,
@@ -41,8 +42,17 @@ def _base(kind: Any) -> Any:
     return args[0] if type(None) in typing.get_args(kind) else kind
 
 
+# Settings bounded by another setting: a sample that keeps them apart from their default and valid.
+NESTED_SAMPLES: dict[str, tuple[str, Any]] = {
+    # Must stay between the retry period (2) and the lease duration (15).
+    "DGD_LEADER_ELECTION_RENEW_DEADLINE": (" 12.5 ", 12.5),
+}
+
+
 def _sample(setting: Setting) -> tuple[str, Any]:
     """A valid raw value other than the default, and what it parses to."""
+    if setting.variable in NESTED_SAMPLES:
+        return NESTED_SAMPLES[setting.variable]
     kind = _base(setting.type)
     if typing.get_origin(kind) is Literal:
         choice = next(c for c in typing.get_args(kind) if c != setting.default)
@@ -83,11 +93,12 @@ def _invalid(setting: Setting) -> list[str]:
 
 
 def test_every_field_is_a_variable() -> None:
-    top = {f.name for f in dataclasses.fields(OperatorSettings)} - {"extra", "webhook"}
-    nested = {f.name for f in dataclasses.fields(WebhookSettings)}
-    assert set(IDS) == {f"DGD_{n.upper()}" for n in top} | {
-        f"DGD_WEBHOOK_{n.upper()}" for n in nested
-    }
+    groups = {"webhook": WebhookSettings, "leader_election": LeaderElectionSettings}
+    top = {f.name for f in dataclasses.fields(OperatorSettings)} - {"extra", *groups}
+    expected = {f"DGD_{n.upper()}" for n in top}
+    for group, cls in groups.items():
+        expected |= {f"DGD_{group.upper()}_{f.name.upper()}" for f in dataclasses.fields(cls)}
+    assert set(IDS) == expected
     assert len(set(IDS)) == len(IDS)
 
 

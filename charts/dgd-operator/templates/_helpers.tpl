@@ -127,6 +127,15 @@ Fail early, naming the value, on combinations the schema cannot express.
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service: true (the ServiceMonitor selects that Service)" }}
 {{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount above 1 needs leaderElection.enabled: true (two replicas would both reconcile)" }}
+{{- end }}
+{{- if and .Values.leaderElection.enabled (not (lt (float64 .Values.leaderElection.renewDeadline) (float64 .Values.leaderElection.leaseDuration))) }}
+{{- fail "leaderElection.renewDeadline must be below leaderElection.leaseDuration" }}
+{{- end }}
+{{- if and .Values.leaderElection.enabled (not (lt (float64 .Values.leaderElection.retryPeriod) (float64 .Values.leaderElection.renewDeadline))) }}
+{{- fail "leaderElection.retryPeriod must be below leaderElection.renewDeadline" }}
+{{- end }}
 {{- if eq (int .Values.metrics.port) (int .Values.health.port) }}
 {{- fail "metrics.port and health.port must differ" }}
 {{- end }}

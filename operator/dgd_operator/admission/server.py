@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dgd_operator import metrics
 from dgd_operator.admission.webhooks import BAD_REQUEST, Review, ReviewError, bad_request
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,17 @@ MAX_BODY = 32 * 1024 * 1024
 RELOAD_INTERVAL = 60.0
 
 Handler = Callable[[Mapping[str, Any]], Review]
+
+
+def outcome(review: Mapping[str, Any], answer: Mapping[str, Any]) -> tuple[str, bool]:
+    """(operation, allowed) of an answered review, for the metrics: an AdmissionReview's
+    `request.operation` and `response.allowed`; `CONVERT` and whether the conversion
+    succeeded for a ConversionReview."""
+    response = answer.get("response") or {}
+    if review.get("kind") == "ConversionReview":
+        return "CONVERT", (response.get("result") or {}).get("status") == "Success"
+    request = review.get("request") or {}
+    return str(request.get("operation") or "UNKNOWN"), bool(response.get("allowed"))
 
 
 @dataclass(frozen=True)
@@ -78,12 +91,14 @@ class WebhookServer:
         host: str,
         port: int,
         reload_interval: float = RELOAD_INTERVAL,
+        reuse_port: bool = False,
     ) -> None:
         self.handlers = dict(handlers)
         self.certificate = certificate
         self.host = host
         self.port = port
         self.reload_interval = reload_interval
+        self.reuse_port = reuse_port
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._stamp: tuple[float, float] | None = None
         self._runner: web.AppRunner | None = None
@@ -98,8 +113,15 @@ class WebhookServer:
         self._stamp = stamp
         return True
 
+    @property
+    def ready(self) -> bool:
+        """Listening with a certificate loaded (the operator's readiness needs it)."""
+        return self._runner is not None and self._stamp is not None
+
     async def _review(self, request: web.Request) -> web.Response:
         handler = self.handlers[request.path]
+        webhook = request.path.lstrip("/")
+        started = time.perf_counter()
         try:
             review = json.loads(await request.read())
             if not isinstance(review, dict):
@@ -107,7 +129,16 @@ class WebhookServer:
             answer = handler(review)
         except (ValueError, ReviewError) as exc:
             log.warning("webhook %s: unreadable review: %s", request.path, exc)
+            metrics.admission_failed(webhook)
             return web.json_response(bad_request(str(exc)), status=BAD_REQUEST)
+        except Exception:
+            # aiohttp answers 500 and the API server applies the failure policy; count it.
+            metrics.admission_failed(webhook)
+            raise
+        operation, allowed = outcome(review, answer)
+        metrics.observe_admission(
+            webhook, operation, allowed=allowed, seconds=time.perf_counter() - started
+        )
         return web.json_response(answer)
 
     async def start(self) -> None:
@@ -118,7 +149,9 @@ class WebhookServer:
             app.router.add_post(path, self._review)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self._ssl, reuse_port=self.reuse_port
+        )
         await site.start()
         self._watcher = asyncio.create_task(self._watch(), name="webhook-certificate-watch")
         log.info("webhook server listening on https://%s:%d", self.host, self.port)

@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -66,6 +67,8 @@ MANAGED_CONFIGURATION: Final = "dgd-operator.nvidia.com"
 WEBHOOK_NAME_SUFFIX: Final = "dgd-operator.nvidia.com"
 CRD_NAMES: Final = (f"{DGD_PLURAL}.{API_GROUP}", f"{DGDSA_PLURAL}.{API_GROUP}")
 ROTATION_CHECK: Final = 3600.0
+# How often each replica re-reads the shared certificate Secret (another may have rotated it).
+SECRET_CHECK: Final = 30.0
 
 ClientConfig = Callable[[str], dict[str, Any]]
 
@@ -174,6 +177,7 @@ class Admission:
         configuration_name: str = MANAGED_CONFIGURATION,
         object_selector: Mapping[str, Any] | None = None,
         rotation_check: float = ROTATION_CHECK,
+        secret_check: float = SECRET_CHECK,
         crds: Sequence[str] = CRD_NAMES,
     ) -> None:
         self.settings = settings
@@ -181,6 +185,7 @@ class Admission:
         self.configuration_name = configuration_name
         self.object_selector = object_selector
         self.rotation_check = rotation_check
+        self.secret_check = secret_check
         self.crds = tuple(crds)
         webhook = settings.webhook
         if webhook.secret_name and not (webhook.namespace and webhook.service_name):
@@ -235,7 +240,11 @@ class Admission:
         files = await self._certificate()
         handlers = review_handlers(self.policy, origin_version=webhook.origin_version)
         self.server = WebhookServer(
-            handlers, files, host=self.settings.bind_address, port=webhook.port
+            handlers,
+            files,
+            host=self.settings.bind_address,
+            port=webhook.port,
+            reuse_port=webhook.reuse_port,
         )
         await self.server.start()
         if webhook.is_managed:
@@ -267,12 +276,28 @@ class Admission:
         )  # fmt: skip
 
     async def _rotate(self, files: CertificateFiles) -> None:
+        # With several replicas one of them rotates the shared Secret (a new CA) and injects the
+        # new caBundle; the others must serve the new pair soon after, or the API server's TLS
+        # check fails through them. So the (small) Secret is read every `secret_check` seconds
+        # and a changed pair is served at once; the (large) CRDs and configurations are read
+        # only when the pair changed or every `rotation_check` seconds.
+        injected = time.monotonic()
         while True:
-            await asyncio.sleep(self.rotation_check)
+            await asyncio.sleep(
+                self.secret_check if self.settings.webhook.secret_name else self.rotation_check
+            )
             try:
+                changed = False
                 if self.settings.webhook.secret_name:
-                    (await self._secret().ensure()).write(files)
-                await self._inject(files)
+                    pair = await self._secret().ensure()
+                    changed = not files.cert.is_file() or files.cert.read_bytes() != pair.cert
+                    pair.write(files)
+                    if changed and self.server is not None:
+                        self.server.load_certificate()
+                        log.info("webhook server: serving the rotated certificate")
+                if changed or time.monotonic() - injected >= self.rotation_check:
+                    await self._inject(files)
+                    injected = time.monotonic()
             except Exception:  # keep serving the current certificate; retry next round
                 log.exception("webhook certificate check failed")
 

@@ -228,10 +228,72 @@ class MetricsValues(ValuesModel):
 
 
 class HealthValues(ValuesModel):
-    """The operator's health endpoint, used by the liveness and readiness probes."""
+    """The operator's health endpoints, used by the liveness and readiness probes."""
 
     port: Port = Field(
-        SETTINGS.health_port, description="Port of the /healthz endpoint (DGD_HEALTH_PORT)."
+        SETTINGS.health_port,
+        description=(
+            "Port of /healthz (liveness) and /readyz (readiness: webhook certificate loaded and "
+            "serving; on the leader, the reconciler started) (DGD_HEALTH_PORT)."
+        ),
+    )
+
+
+class LeaderElectionValues(ValuesModel):
+    """Leader election among operator replicas on a coordination.k8s.io Lease (DGD_LEADER_ELECTION_*)."""
+
+    # On in the chart (two replicas); the operator's own default is off, for a single local run.
+    enabled: bool = Field(
+        True,
+        description=(
+            "Replicas compete for the Lease `<fullname>` in the release namespace; only its "
+            "holder reconciles, every replica serves the webhooks (DGD_LEADER_ELECTION_ENABLED). "
+            "Required when replicaCount is above 1."
+        ),
+    )
+    lease_duration: float = Field(
+        SETTINGS.leader_election.lease_duration,
+        gt=0,
+        description=(
+            "Seconds a standby waits after the last renewal it saw before taking over: the "
+            "failover time when a leader dies unannounced (DGD_LEADER_ELECTION_LEASE_DURATION)."
+        ),
+    )
+    renew_deadline: float = Field(
+        SETTINGS.leader_election.renew_deadline,
+        gt=0,
+        description=(
+            "Seconds the leader keeps trying to renew before it stops reconciling and restarts; "
+            "below leaseDuration (DGD_LEADER_ELECTION_RENEW_DEADLINE)."
+        ),
+    )
+    retry_period: float = Field(
+        SETTINGS.leader_election.retry_period,
+        gt=0,
+        description=(
+            "Seconds between renewals and between a standby's attempts; below renewDeadline "
+            "(DGD_LEADER_ELECTION_RETRY_PERIOD)."
+        ),
+    )
+
+
+class PodDisruptionBudgetValues(ValuesModel):
+    """A PodDisruptionBudget for the operator's replicas."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Create a PodDisruptionBudget so a node drain evicts at most maxUnavailable "
+            "replicas at once (the webhooks keep a live endpoint)."
+        ),
+    )
+    max_unavailable: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Replicas a voluntary disruption may take down at once (never blocks a drain of a "
+            "single replica, unlike minAvailable: 1)."
+        ),
     )
 
 
@@ -472,6 +534,22 @@ class ChartValues(ValuesModel):
 
     name_override: str = Field("", description="Replaces the chart name in resource names.")
     fullname_override: str = Field("", description="Replaces the full `<release>-<chart>` name.")
+    replica_count: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Operator replicas. With more than one, leaderElection.enabled must stay true: one "
+            "leader reconciles, the others serve admission and conversion and take over when "
+            "it dies (a failurePolicy: Fail webhook never has zero endpoints during a restart)."
+        ),
+    )
+    leader_election: LeaderElectionValues = Field(
+        default_factory=LeaderElectionValues, description="Leader election among replicas."
+    )
+    pod_disruption_budget: PodDisruptionBudgetValues = Field(
+        default_factory=PodDisruptionBudgetValues,
+        description="PodDisruptionBudget of the operator's replicas.",
+    )
     image: ImageValues = Field(default_factory=ImageValues, description="Operator image.")
     image_pull_secrets: list[ImagePullSecret] = Field(
         default_factory=list, description="Secrets used to pull the operator image."

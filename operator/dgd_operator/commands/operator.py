@@ -149,8 +149,14 @@ def run(args: argparse.Namespace) -> int:
         settings.health_port,
     )
     serve_metrics(settings.metrics_port, settings.bind_address)
+    from dgd_operator.controllerkit.leaderelection import LeadershipLostError
+
     try:
         asyncio.run(run_operator(settings))
     except KeyboardInterrupt:
         return 130
+    except LeadershipLostError as exc:
+        # Exit so the kubelet restarts this replica as a clean standby.
+        log.error("%s; exiting", exc)
+        return 1
     return 0

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 KUBE_VERSION = "v1.37.2"
+# The oldest release the chart is installed on in tests: its kubeVersion floor (Chart.yaml).
+OLDEST_KUBE_VERSION = "v1.34.4"
 KUBE_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STAMP_NAME = "BUILD-INFO.json"
 

@@ -27,7 +27,7 @@ OPERATOR = "dgd-operator"
 
 
 class OperatorStartError(RuntimeError):
-    """The operator exited or did not report healthy; the message ends with its log's tail."""
+    """The operator exited or did not report ready; the message ends with its log's tail."""
 
 
 @dataclass
@@ -36,7 +36,8 @@ class OperatorProcess:
 
     proc: processes.ManagedProcess
     run_dir: Path
-    health_url: str
+    ready_url: str
+    """Its `/readyz`."""
     metrics_url: str
 
     @property
@@ -79,7 +80,10 @@ def start_operator(
     name: str = OPERATOR,
     timeout: float = 60.0,
 ) -> OperatorProcess:
-    """Start `dgd operator` and wait until its health endpoint answers.
+    """Start `dgd operator` and wait until its readiness endpoint says ready.
+
+    Ready: its webhook (if on) serves, and it reconciles (or, with leader election, waits as a
+    standby).
 
     `settings` says what to watch and how; its bind address and ports are replaced by loopback
     and free ports. An operator left running under the same `name` (an earlier `--keep` run)
@@ -107,11 +111,11 @@ def start_operator(
     operator = OperatorProcess(
         proc,
         run_dir,
-        f"http://127.0.0.1:{settings.health_port}/healthz",
+        f"http://127.0.0.1:{settings.health_port}/readyz",
         f"http://127.0.0.1:{settings.metrics_port}/metrics",
     )
     deadline = time.monotonic() + timeout
-    while not _http_ok(operator.health_url):
+    while not _http_ok(operator.ready_url):
         if not proc.alive():
             operator.stop()
             raise OperatorStartError(
@@ -121,7 +125,7 @@ def start_operator(
         if time.monotonic() > deadline:
             operator.stop()
             raise OperatorStartError(
-                f"the operator did not report healthy in {timeout:g}s; its log:\n"
+                f"the operator did not report ready in {timeout:g}s; its log:\n"
                 + operator.log_tail()
             )
         time.sleep(0.1)

@@ -76,16 +76,20 @@ def plan_adapter_sync(
     *,
     uid: str,
     live: Mapping[ChildKey, Mapping[str, Any]],
-    patched: Mapping[str, int],
+    patched: Mapping[str, tuple[int, int]],
     written_statuses: Mapping[str, Mapping[str, Any]],
     now: str,
 ) -> AdapterSync:
     """Copy each adapter's `spec.replicas` into its service (the adapter owns the count).
 
     Only adapters owned by this incarnation (`uid`) count. `patched` holds the counts this
-    incarnation already wrote into the DGD (not written twice while the watch catches up);
-    `written_statuses` the adapter statuses already written.
+    incarnation already wrote into the DGD with the generation each write produced: the same
+    count is not written twice while the watch still shows an older generation, but a DGD at
+    that generation or later with another count was edited after us (a re-apply, a manual edit)
+    and gets the adapter's count again, without waiting for an operator restart.
+    `written_statuses` holds the adapter statuses already written.
     """
+    generation = dgd.metadata.generation or 0
     name = dgd.metadata.name
     sync = AdapterSync()
     for svc, spec in sorted(dgd.spec.services.items()):
@@ -100,7 +104,8 @@ def plan_adapter_sync(
         current = spec.replicas if spec.replicas is not None else 1
         if wanted != current:
             sync.replicas[svc] = wanted
-            if patched.get(svc) != wanted:
+            ours = patched.get(svc)
+            if ours is None or ours[0] != wanted or generation >= ours[1]:
                 sync.spec_patch[svc] = {"replicas": wanted}
                 sync.scaled.append(
                     f"service {svc} scaled from {current} to {wanted} replicas by {DGDSA_KIND}/{adapter_name(name, svc)}"

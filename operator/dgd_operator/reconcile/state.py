@@ -59,8 +59,10 @@ class DgdMemory:
     """The status we last wrote (the watch cache may not have it yet)."""
     status_written_at: float = float("-inf")
     """Monotonic time of our last status write (coalesces progress-only updates)."""
-    patched_replicas: dict[str, int] = field(default_factory=dict)
-    """Service -> replicas we wrote into the DGD from its adapter (not written twice)."""
+    patched_replicas: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Service -> (replicas, DGD generation) of our last write of its adapter's count: not
+    written twice while the watch still shows an older generation, written again when a newer
+    one carries another count (an edit after ours)."""
     adapter_status_written: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Adapter name -> status we last wrote on it."""
     groups: dict[tuple[str, int], GroupMemory] = field(default_factory=dict)

@@ -257,10 +257,16 @@ class Frontend:
             )
 
     # -- health and metrics -------------------------------------------------------------------
-    async def _health(self, request: Request, conn: Connection) -> None:
+    def _refresh_model_ready(self) -> dict[str, ModelCard]:
+        """Set `model_ready` of every model ever served from the live workers; the live cards."""
         cards = self._live_cards()
-        for name in self._ever_seen | set(cards):
+        self._ever_seen.update(cards)  # served once: reported 0, not dropped, when workers go
+        for name in self._ever_seen:
             self.metrics.model_ready.set(name, value=1.0 if name in cards else 0.0)
+        return cards
+
+    async def _health(self, request: Request, conn: Connection) -> None:
+        cards = self._refresh_model_ready()
         instances_of = getattr(self.backend, "instances", None)
         instances = [
             {
@@ -286,6 +292,9 @@ class Frontend:
         conn.send(200, b'{"status":"live","message":"Service is live"}')
 
     async def _metrics(self, request: Request, conn: Connection) -> None:
+        # Readiness is a state, not an event: read it at scrape time, or a scrape between two
+        # /health calls would report whatever the last probe saw.
+        self._refresh_model_ready()
         conn.send(200, self.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
 
     # -- generation endpoints -----------------------------------------------------------------

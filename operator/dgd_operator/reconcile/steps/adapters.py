@@ -58,9 +58,12 @@ async def adapters(ctx: ReconcileContext) -> StepResult:
         memory.adapter_status_written[name] = status
     if ctx.replica_patch:
         patch = replica_patch(ctx.body, ctx.replica_patch)
-        await client.merge_patch(GROUP_VERSION_V1BETA1, DGD_KIND, ctx.namespace, ctx.name, patch)
+        live = await client.merge_patch(
+            GROUP_VERSION_V1BETA1, DGD_KIND, ctx.namespace, ctx.name, patch
+        )
+        generation = int((live.get("metadata") or {}).get("generation") or 0)
         for svc, change in ctx.replica_patch.items():
-            memory.patched_replicas[svc] = change["replicas"]
+            memory.patched_replicas[svc] = (change["replicas"], generation)
         for message in ctx.scaled_by_adapter:
             await ctx.event("Normal", EVENT_SCALED, message)
 
