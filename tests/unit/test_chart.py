@@ -261,7 +261,7 @@ def test_chart_metadata() -> None:
     assert chart["name"] == "dgd-operator"
     assert chart["version"] == "0.1.0"
     assert chart["appVersion"] == "0.1.0"
-    assert chart["kubeVersion"] == ">=1.30.0-0"  # see tests/unit/test_kube_version.py
+    assert chart["kubeVersion"] == ">=1.34.0-0"  # see tests/unit/test_kube_version.py
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
