@@ -184,48 +184,59 @@ def test_aggregated_recipe_serves_and_survives_a_worker_kill(
         assert last.count("\n") == 1
         assert last in log_file.read_text().splitlines(keepends=True)
 
-        # A long stream, then the worker pod is deleted without grace (its processes killed).
-        events: list[str] = []
-        with httpx.stream(
-            "POST",
-            f"{url}/v1/chat/completions",
-            json={
-                "model": model,
-                "messages": [{"role": "user", "content": "tell me a long story"}],
-                "max_tokens": 4000,
-                "stream": True,
-                "ignore_eos": True,
-            },
-            timeout=60,
-        ) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                events.append(line[len("data: ") :])
-                if len(events) == 3:
-                    plane.rest.delete(
-                        f"/api/v1/namespaces/{namespace}/pods/{worker['metadata']['name']}",
-                        {"gracePeriodSeconds": 0},
-                    )
-        assert events[-1] != "[DONE]", "the stream finished although its worker was killed"
-        assert "error" in json.loads(events[-1]), events[-1]
-
-        def replacement_ready() -> JsonDict | None:
-            pods = _pods(plane, namespace, "worker")
-            fresh = [p for p in pods if p["metadata"]["uid"] != worker["metadata"]["uid"]]
-            ready = [
-                p
-                for p in fresh
-                if any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in p.get("status", {}).get("conditions", [])
-                )
-            ]
-            return ready[0] if ready else None
-
-        wait_for(replacement_ready, READY_TIMEOUT, 0.5, "a Ready replacement worker")
+        _kill_mid_stream(plane, namespace, url, model, worker)
+        wait_for(
+            lambda: _replacement_ready(plane, namespace, "worker", worker),
+            READY_TIMEOUT,
+            0.5,
+            "a Ready replacement worker",
+        )
         later = wait_for(lambda: _chat(url, model), 30, 0.5, "a request to succeed again")
         assert later["usage"]["completion_tokens"] > 0
+
+
+def _kill_mid_stream(
+    plane: ControlPlane, namespace: str, url: str, model: str, worker: JsonDict
+) -> None:
+    """Start a long stream, delete ``worker`` without grace after 3 events (its processes are
+    killed): the stream must end with an error event, not [DONE] and not a dropped connection."""
+    events: list[str] = []
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "tell me a long story"}],
+            "max_tokens": 4000,
+            "stream": True,
+            "ignore_eos": True,
+        },
+        timeout=60,
+    ) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(line[len("data: ") :])
+            if len(events) == 3:
+                plane.rest.delete(
+                    f"/api/v1/namespaces/{namespace}/pods/{worker['metadata']['name']}",
+                    {"gracePeriodSeconds": 0},
+                )
+    assert events[-1] != "[DONE]", "the stream finished although its worker was killed"
+    assert "error" in json.loads(events[-1]), events[-1]
+
+
+def _replacement_ready(
+    plane: ControlPlane, namespace: str, component: str, old: JsonDict
+) -> JsonDict | None:
+    """A Ready pod of ``component`` other than ``old``."""
+    for pod in _pods(plane, namespace, component):
+        if pod["metadata"]["uid"] != old["metadata"]["uid"] and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        ):
+            return pod
+    return None
 
 
 def test_crash_looping_container_reports_back_off_and_exit(
@@ -359,6 +370,16 @@ def test_disagg_recipe_answers_like_serve(
         assert cached > 0, cluster["usage"]  # the decode worker got the prefilled prompt
         prefill = _pods(plane, namespace, "VllmPrefillWorker")[0]
         assert prefill["status"]["podIP"].startswith("10.244.")
+        # The decode pod killed mid-stream: an error event; its replacement serves again.
+        decode = _pods(plane, namespace, "VllmDecodeWorker")[0]
+        _kill_mid_stream(plane, namespace, url, model, decode)
+        wait_for(
+            lambda: _replacement_ready(plane, namespace, "VllmDecodeWorker", decode),
+            READY_TIMEOUT,
+            0.5,
+            "a Ready replacement decode worker",
+        )
+        wait_for(lambda: _chat(url, model), 30, 0.5, "a request to succeed again")
 
     serve = ServeProcess(repo_root / "recipes/vllm-disagg.yaml", free_port(), tmp_path)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -231,3 +232,26 @@ def test_frontend_and_nats_server_are_restarted(tmp_path: Path) -> None:
     assert code == 0, serve.output()
     assert f"logs kept in {log_dir}" in serve.output()
     wait_for(lambda: not [p for p in pids if _alive(p)], 10, 0.1, "every process gone")
+
+
+def test_a_killed_dgd_serve_takes_its_processes_along(tmp_path: Path) -> None:
+    """SIGKILL of `dgd serve` itself (no cleanup runs): the kernel ends every child."""
+    serve = ServeProcess(ROOT / "recipes/vllm-agg.yaml", free_port(), tmp_path)
+    pids: list[int] = []
+    log_dir: Path | None = None
+    try:
+        wait_for(lambda: serve.line(r"^Press Ctrl-C"), 120, 0.2, "dgd serve is up")
+        up = serve.line(r"^pids: ([\d ]+)\s+logs: (\S+)")
+        assert up is not None
+        pids, log_dir = [int(p) for p in up.group(1).split()], Path(up.group(2))
+        assert len(pids) == 3  # nats-server, the worker, the frontend
+        serve.proc.kill()
+        wait_for(lambda: not [p for p in pids if _alive(p)], 30, 0.1, "every child gone")
+        pids = []
+    finally:
+        serve.stop()
+        for pid in pids:  # only when the children outlived it: do not leave them behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if log_dir is not None:
+            shutil.rmtree(log_dir, ignore_errors=True)

@@ -164,7 +164,7 @@ def start_graph(
     """Start nats-server, the workers and the frontend of `plan` (supervised, not yet restarting)."""
     graph = LocalGraph(report)
     try:
-        nats = NatsServer()
+        nats = NatsServer(exit_with_parent=True)
         graph.nats = nats
         nats.start()
         base = _base_env()

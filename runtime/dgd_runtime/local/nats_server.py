@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from dgd_runtime.local.supervisor import exit_with_parent
+
 
 class NatsServerUnavailableError(RuntimeError):
     """No nats-server binary was found."""
@@ -46,8 +48,16 @@ class NatsServer:
     ``url`` stays the same across :meth:`restart`, so clients can reconnect to it.
     """
 
-    def __init__(self, *, port: int | None = None, store_dir: str | None = None) -> None:
-        """Prepare (do not start) a server; call :meth:`start`."""
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        store_dir: str | None = None,
+        exit_with_parent: bool = False,
+    ) -> None:
+        """Prepare (do not start) a server; call :meth:`start`. With ``exit_with_parent`` the
+        kernel kills the server when the thread that started it ends (``dgd serve``)."""
+        self.exit_with_parent = exit_with_parent
         self.binary = find_nats_server()
         self.port = port or free_port()
         self._own_store = store_dir is None
@@ -78,7 +88,12 @@ class NatsServer:
             "-l", self.log_path,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Only for a single-threaded owner: the signal follows the *thread* that started it.
+            preexec_fn=exit_with_parent() if self.exit_with_parent else None,
         )
         deadline = time.monotonic() + timeout
         while True:

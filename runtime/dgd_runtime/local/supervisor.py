@@ -10,9 +10,12 @@ Every exit, restart and return to readiness is reported as one line, so the pers
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,24 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"was killed by signal {-returncode}"
     return f"exited with code {returncode}"
+
+
+def exit_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the kernel SIGKILL the child when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``), so a `dgd serve` that is itself killed leaves no process;
+    None where that does not exist. libc is resolved now: the forked child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        set_death_signal = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        set_death_signal(pr_set_pdeathsig, int(signal.SIGKILL))
+
+    return preexec
 
 
 ReadyCheck = Callable[["Process"], bool]
@@ -104,6 +125,8 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # dies with the thread that starts it: dgd serve's main thread, which outlives it
+                preexec_fn=exit_with_parent(),
             )
         self.started_at = now
         self.restart_at = None
