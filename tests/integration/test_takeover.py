@@ -89,13 +89,15 @@ def _ready(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
     return hub if ready and ready[0]["status"] == "True" and current else None
 
 
-async def _install_ours(client_config: Mapping[str, Any]) -> tuple[list[str], list[str], int]:
+async def _install_ours(
+    crds: list[dict[str, Any]], client_config: Mapping[str, Any]
+) -> tuple[list[str], list[str], int]:
     """What the operator does on start: CRDs in place (twice: the second is free), then the
     stored-version migration."""
     client = connect()
     try:
-        first = await upgrade_crds(client, packaged_crds(), client_config=client_config)
-        second = await upgrade_crds(client, packaged_crds(), client_config=client_config)
+        first = await upgrade_crds(client, crds, client_config=client_config)
+        second = await upgrade_crds(client, crds, client_config=client_config)
         migrated = await migrate_stored_versions(client, CONVERTED)
     finally:
         await client.close()
@@ -123,7 +125,8 @@ def _conversion_served(rest: KubeRest, namespace: str, name: str) -> bool:
 
 def test_taking_over_dynamos_crds_and_graphs(control_plane: ControlPlane, namespace: str) -> None:
     rest = control_plane.rest
-    ours = {crd["metadata"]["name"]: crd for crd in packaged_crds()}
+    crds = packaged_crds()
+    ours = {crd["metadata"]["name"]: crd for crd in crds}
     live = {name: rest.get(f"{CRD_PATH}/{name}") for name in CONVERTED}
     client_config = live[CONVERTED[0]]["spec"]["conversion"]["webhook"]["clientConfig"]
     try:
@@ -154,7 +157,7 @@ def test_taking_over_dynamos_crds_and_graphs(control_plane: ControlPlane, namesp
         )
 
         # --- ours installed
-        first, second, migrated = asyncio.run(_install_ours(client_config))
+        first, second, migrated = asyncio.run(_install_ours(crds, client_config))
         assert set(first) == set(CONVERTED)  # Dynamo's CRDs replaced in place...
         assert second == [], _differences(rest, ours, client_config)  # ...a restart writes nothing
         assert migrated >= 2
@@ -198,7 +201,7 @@ def test_taking_over_dynamos_crds_and_graphs(control_plane: ControlPlane, namesp
             assert hub["spec"] == created["spec"]  # the operator changed no spec
     finally:
         # Our CRDs back as the session had them, whatever happened above.
-        asyncio.run(_install_ours(client_config))
+        asyncio.run(_install_ours(crds, client_config))
 
 
 def test_the_operator_reconciles_while_no_conversion_webhook_answers(
