@@ -231,12 +231,22 @@ class Api:
             return json.loads(text) if resp.content_type == "application/json" else text
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """POST one object to its collection."""
+        """POST one object to its collection, retrying what a real client retries: an
+        overloaded API server (429, 5xx such as the 504 of a request that outlived its
+        deadline) with backoff; a 409 after such a retry means the first attempt landed."""
         rk = resource_kind(obj["apiVersion"], obj["kind"])
-        result: dict[str, Any] = await self.request(
-            "POST", rk.collection_path(obj["metadata"].get("namespace")), body=obj
-        )
-        return result
+        path = rk.collection_path(obj["metadata"].get("namespace"))
+        for attempt in range(8):
+            try:
+                result: dict[str, Any] = await self.request("POST", path, body=obj)
+                return result
+            except ApiFailureError as exc:
+                if exc.status == 409 and attempt:
+                    return dict(obj)
+                if exc.status != 429 and exc.status < 500:
+                    raise
+                await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+        return await self.request("POST", path, body=obj)  # type: ignore[no-any-return]
 
     async def watch(
         self, path: str, params: Mapping[str, str], *, metadata_only: bool = False
