@@ -207,3 +207,19 @@ LABEL_KAI_QUEUE: Final = "kai.scheduler/queue"
 VOLCANO_SCHEDULER: Final = "volcano"
 ANNOTATION_VOLCANO_QUEUE_NAME: Final = "scheduling.volcano.sh/queue-name"
 DEFAULT_SCHEDULER: Final = "default-scheduler"
+
+# --- Managed worker rollouts (dynamo-v1beta1.md §9) --------------------------------------------
+# Each generation of the single-node worker components of a graph (worker/prefill/decode) is a
+# set of Deployments `<dgd>-<lower(svc)>-<hash>` labelled with the generation's worker hash; its
+# pods run in the runtime namespace `<base>-<hash>` (`DYN_NAMESPACE_WORKER_SUFFIX`), so frontends
+# (which discover by `DYN_NAMESPACE_PREFIX`) never pair workers of different generations.
+LABEL_WORKER_HASH: Final = "nvidia.com/dynamo-worker-hash"
+ENV_WORKER_SUFFIX: Final = "DYN_NAMESPACE_WORKER_SUFFIX"
+ROLLING_PENDING: Final = "Pending"
+ROLLING_IN_PROGRESS: Final = "InProgress"
+ROLLING_COMPLETED: Final = "Completed"
+REASON_ROLLING_UPDATE: Final = "rolling_update_in_progress"
+EVENT_ROLLING_UPDATE_STARTED: Final = "RollingUpdateStarted"
+EVENT_ROLLING_UPDATE_COMPLETED: Final = "RollingUpdateCompleted"
+RESTART_SUPERSEDED: Final = "Superseded"
+EVENT_RESTART_SUPERSEDED: Final = "RestartSuperseded"

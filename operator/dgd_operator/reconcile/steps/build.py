@@ -22,7 +22,13 @@ async def build(ctx: ReconcileContext) -> StepResult:
     options = dataclasses.replace(options, pod_group_api=ctx.pod_group_api)
     restarts = ctx.restart.annotations if ctx.restart is not None else {}
     try:
-        graph = plan_graph(ctx.built(), ctx.namespace, options, restart_annotations=restarts)
+        graph = plan_graph(
+            ctx.built(),
+            ctx.namespace,
+            options,
+            restart_annotations=restarts,
+            worker_hash=ctx.worker_hash,
+        )
     except BuildError as exc:
         problem = Problem(exc.path, exc.message)
         raise RejectedError(
