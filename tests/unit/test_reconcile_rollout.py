@@ -299,3 +299,60 @@ def test_pod_causes_name_the_waiting_reason_and_the_last_exit() -> None:
         "pod p1: CrashLoopBackOff (last exit 2: Error)",
         "pod p2: Unschedulable: 0/4 nodes are available",
     ]
+
+
+# ------------------------------------------------------------------ the reconcile steps
+
+
+async def test_a_worker_change_rolls_through_generations_and_then_costs_no_writes() -> None:
+    from tests.unit.reconcile_fakes import KEY, controller_for, deliver, dgd, owned
+
+    controller, view, client = controller_for(dgd())
+    await controller.reconcile(KEY)
+    deliver(view, client, controller)
+    owned(view)
+    [first] = [k[2] for k in view.objects if k[1] == "Deployment" and k[2].startswith("g-worker-")]
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert client.writes() == []
+
+    assert view.dgd_body is not None
+    view.dgd_body["spec"]["services"]["worker"]["extraPodSpec"]["mainContainer"]["image"] = "w:2"
+    view.dgd_body["metadata"]["generation"] = 2
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    applied = [c[1] for c in client.calls if c[0] == "apply"]
+    [second] = [name for name in applied if name.startswith("g-worker-") and name != first]
+    assert ("delete", first) not in client.calls  # the old generation keeps serving
+    status = controller.state.graphs[KEY].written_status
+    assert status is not None and status["rollingUpdate"]["phase"] == "Pending"
+    assert status["state"] == "pending"
+    assert status["conditions"][0]["reason"] == "rolling_update_in_progress"
+    assert status["services"]["worker"]["componentNames"] == sorted([first, second])
+    assert status["services"]["worker"]["runtimeNamespace"] == f"ns-g-{first.rsplit('-', 1)[1]}"
+
+    deliver(view, client, controller)
+    owned(view)
+    client.calls.clear()
+    await controller.reconcile(KEY)  # the new generation is ready: the old one goes to zero
+    assert ("patch", first) in client.calls
+    old = view.objects[("apps/v1", "Deployment", first)]
+    old["spec"]["replicas"] = 0
+    old["status"].update(replicas=0, readyReplicas=0, availableReplicas=0)
+    deliver(view, client, controller)
+    assert view.dgd_body["status"]["rollingUpdate"]["phase"] == "InProgress"
+
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert ("delete", first) in client.calls
+    assert client.event_reasons()[-1] == "RollingUpdateCompleted"
+    deliver(view, client, controller)
+    status = view.dgd_body["status"]
+    assert status["rollingUpdate"]["phase"] == "Completed"
+    assert status["rollingUpdate"]["updatedServices"] == ["worker"]
+    assert status["state"] == "successful"
+    assert status["services"]["worker"]["componentNames"] == [second]
+
+    client.calls.clear()
+    await controller.reconcile(KEY)
+    assert client.writes() == []
