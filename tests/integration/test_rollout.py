@@ -123,7 +123,7 @@ def _set_worker_env(plane: ControlPlane, namespace: str, name: str, value: str) 
     plane.rest.patch(DGD_PATH.format(ns=namespace) + f"/{name}", patch)
 
 
-def test_managed_rollout_of_a_disaggregated_graph(
+def test_rollout_disagg(
     executing: ControlPlane,  # noqa: F811
     namespace: str,
     nats_url: str,  # noqa: F811

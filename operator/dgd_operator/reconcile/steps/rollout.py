@@ -41,7 +41,9 @@ ROLLOUT_RECHECK_SECONDS = 1.0
 
 
 def _previous(ctx: ReconcileContext) -> Mapping[str, Any] | None:
-    value = (ctx.body.get("status") or {}).get("rollingUpdate")
+    """The last `status.rollingUpdate`: our own last write (the watch cache may lag behind it)."""
+    status = ctx.memory.written_status or ctx.body.get("status") or {}
+    value = status.get("rollingUpdate")
     return value if isinstance(value, Mapping) else None
 
 
