@@ -119,6 +119,8 @@ class ReconcileContext:
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per service: `status.services.<svc>.groups` entries."""
     group_failures: list[str] = field(default_factory=list)
+    inference_pool_api: bool = False
+    """Whether the cluster serves InferencePools (looked up only for graphs with an EPP)."""
     pod_group_api: PodGroupApi | None = None
     """Where the cluster serves PodGroups (None: not served; groups are placed pod by pod)."""
     placement: list[dict[str, Any]] = field(default_factory=list)
