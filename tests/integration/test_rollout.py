@@ -117,9 +117,9 @@ def _generation(plane: ControlPlane, namespace: str, name: str) -> str:
 
 
 def _set_worker_env(plane: ControlPlane, namespace: str, name: str, value: str) -> None:
-    patch: dict[str, Any] = {
-        "spec": {"envs": [{"name": "ROLLOUT_MARK", "value": value}]},
-    }
+    """A change of the workers only (the frontend keeps running: no new frontend pod)."""
+    env = [{"name": "ROLLOUT_MARK", "value": value}]
+    patch: dict[str, Any] = {"spec": {"services": {svc: {"envs": env} for svc in WORKERS}}}
     plane.rest.patch(DGD_PATH.format(ns=namespace) + f"/{name}", patch)
 
 
@@ -175,7 +175,8 @@ def test_rollout_disagg(
         assert second != first
         final = watch.sample()
         assert all(set(final[svc]) == {second} for svc in WORKERS), final
-        assert _chat(url, model)["usage"]["completion_tokens"] > 0
+        answer = wait_for(lambda: _chat(url, model), 30, 0.5, "an answer from the new generation")
+        assert answer["usage"]["completion_tokens"] > 0
 
         # A generation whose decode worker crashes: InProgress, the reason in the status, the
         # old generation kept and serving.
@@ -213,4 +214,5 @@ def test_rollout_disagg(
         assert (ready["status"], ready["reason"]) == ("False", "rolling_update_in_progress")
         serving = watch.sample()
         assert serving["VllmDecodeWorker"].get(second, 0) >= 1, serving
-        assert _chat(url, model)["usage"]["completion_tokens"] > 0
+        answer = wait_for(lambda: _chat(url, model), 30, 0.5, "an answer from the old generation")
+        assert answer["usage"]["completion_tokens"] > 0
