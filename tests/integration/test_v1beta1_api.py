@@ -232,7 +232,7 @@ def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> N
         assert components["worker"]["updatedReplicas"] == 3
         # v1alpha1 readers see the same status under `services`.
         spoke = rest.get(f"{A1.format(ns=namespace, plural=DGDS)}/planned")
-        assert spoke["status"]["services"]["worker"]["componentNames"] == ["planned-worker"]
+        assert spoke["status"]["services"]["worker"]["componentNames"] == [name]
         assert spoke["spec"]["services"]["Frontend"]["replicas"] == 2
 
 
