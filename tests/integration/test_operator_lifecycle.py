@@ -39,6 +39,12 @@ def _deployments(rest: Any, ns: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in items}
 
 
+def _generation(rest: Any, ns: str, name: str, svc: str) -> str:
+    """The Deployment of a worker service's current generation (`<dgd>-<svc>-<worker hash>`)."""
+    [workload] = rest.get(dgd_path(ns, name))["status"]["services"][svc]["componentNames"]
+    return str(workload)
+
+
 def _restart_at(deployment: dict[str, Any]) -> str | None:
     annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
     return annotations.get("nvidia.com/restartAt")
@@ -49,19 +55,18 @@ def _reasons(rest: Any, ns: str, name: str) -> set[str]:
 
 
 def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namespace: str) -> None:
-    """A spec edit rolls the Deployment, replicas scale both ways, removing a service deletes
-    its children, children no longer desired are deleted; every step ends in `successful` for
-    the new generation."""
+    """A worker spec edit rolls out a new worker generation, replicas scale both ways, removing
+    a service deletes its children, children no longer desired are deleted; every step ends in
+    `successful` for the new generation."""
     rest = control_plane.rest
     doc = load_graph("vllm-disagg")
     name = doc["metadata"]["name"]
     with running_operator(namespace):
         rest.post(dgd_path(namespace), doc)
         wait_for(lambda: settled(rest, namespace, name), timeout=60, description="DGD successful")
-        decode = f"{name}-vllmdecodeworker"
-        before = _deployment(rest, namespace, decode)
+        old_decode = _generation(rest, namespace, name, "VllmDecodeWorker")
 
-        # 1. Spec edit: a new env var rolls the decode Deployment.
+        # 1. Spec edit: a new env var starts a new worker generation; the old one goes.
         rest.patch(
             dgd_path(namespace, name),
             {
@@ -72,14 +77,16 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
                 }
             },
         )
-        wait_for(
+        edited_dgd = wait_for(
             lambda: settled(rest, namespace, name), timeout=60, description="successful after edit"
         )
+        assert edited_dgd["status"]["rollingUpdate"]["phase"] == "Completed"
+        decode = _generation(rest, namespace, name, "VllmDecodeWorker")
+        assert decode != old_decode and old_decode not in _deployments(rest, namespace)
         after = _deployment(rest, namespace, decode)
-        assert after["metadata"]["generation"] > before["metadata"]["generation"]
         env = after["spec"]["template"]["spec"]["containers"][0].get("env", [])
         assert {"name": "DGD_TEST_EDIT", "value": "1"} in env
-        assert "Updated" in _reasons(rest, namespace, name)
+        assert "RollingUpdateCompleted" in _reasons(rest, namespace, name)
 
         # 2. Scale up and down.
         for replicas in (3, 1):
@@ -120,15 +127,16 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
 
         # 3. Removing a service deletes its children (update rules are admission's business,
         #    the reconcile acts on the stored spec); putting it back re-creates them.
-        prefill = f"{name}-vllmprefillworker"
+        prefill = _generation(rest, namespace, name, "VllmPrefillWorker")
         services = f"/api/v1/namespaces/{namespace}/services"
-        assert rest.exists(f"{services}/{prefill}")
+        prefill_service = f"{name}-vllmprefillworker"
+        assert rest.exists(f"{services}/{prefill_service}")
         prefill_spec = rest.get(dgd_path(namespace, name))["spec"]["services"]["VllmPrefillWorker"]
         rest.patch(dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": None}}})
         wait_for(
             lambda: (
                 prefill not in _deployments(rest, namespace)
-                and not rest.exists(f"{services}/{prefill}")
+                and not rest.exists(f"{services}/{prefill_service}")
             ),
             timeout=30,
             description="the removed service's Deployment and Service deleted",
@@ -146,8 +154,12 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
         rest.patch(
             dgd_path(namespace, name), {"spec": {"services": {"VllmPrefillWorker": prefill_spec}}}
         )
+        # The set of workers is part of their generation: both roll to a new one.
         wait_for(
-            lambda: settled(rest, namespace, name) and prefill in _deployments(rest, namespace),
+            lambda: (
+                settled(rest, namespace, name)
+                and any(d.startswith(prefill_service) for d in _deployments(rest, namespace))
+            ),
             timeout=60,
             description="successful again with prefill",
         )
@@ -168,6 +180,17 @@ def test_edit_scale_remove_service_and_prune(control_plane: ControlPlane, namesp
         )
         left = {o["metadata"]["name"] for o in rest.get(services, labelSelector=selector)["items"]}
         assert left == {f"{name}-frontend"}
+        # Discovery is a worker pod input: the workers rolled to a generation without it.
+        wait_for(
+            lambda: (
+                settled(rest, namespace, name)
+                and _generation(rest, namespace, name, "VllmDecodeWorker") != decode
+            ),
+            timeout=60,
+            description="the workers rolled out",
+        )
+        decode = _generation(rest, namespace, name, "VllmDecodeWorker")
+        prefill = _generation(rest, namespace, name, "VllmPrefillWorker")
         assert set(_deployments(rest, namespace)) == {f"{name}-frontend", decode, prefill}
         # Pods stop naming the pruned account (a field left out of an apply is not cleared by it).
         for deployment in _deployments(rest, namespace):

@@ -385,9 +385,9 @@ def test_single_node_recipe_with_existing_pvc(
         assert counts["componentKind"] == "Deployment" and counts["readyReplicas"] == spec.get(
             "replicas", 1
         )
-        deployment = rest.get(
-            f"/apis/apps/v1/namespaces/{short_namespace}/deployments/{name}-{svc.lower()}"
-        )
+        [workload] = counts["componentNames"]  # workers: `<name>-<svc>-<worker hash>`
+        assert workload.startswith(f"{name}-{svc.lower()}")
+        deployment = rest.get(f"/apis/apps/v1/namespaces/{short_namespace}/deployments/{workload}")
         claims = {
             v["persistentVolumeClaim"]["claimName"]
             for v in deployment["spec"]["template"]["spec"]["volumes"]

@@ -186,13 +186,14 @@ def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> N
         rest.post(A1.format(ns=namespace, plural=DGDS), doc)
         hub = wait_for(lambda: _ready_hub(rest, namespace, "planned"), timeout=120,
                        description="v1beta1 DGD Ready")  # fmt: skip
-        deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/planned-worker")
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
         decode = hub["status"]["components"]["worker"]
-        assert decode["componentKind"] == "Deployment"
-        assert decode["componentNames"] == ["planned-worker"]
-        assert decode["runtimeNamespace"] == labels["nvidia.com/dynamo-namespace"]
-        assert decode["runtimeNamespace"] == f"{namespace}-planned"
+        [name] = decode["componentNames"]  # the worker generation, planned-worker-<hash>
+        deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        generation = labels["nvidia.com/dynamo-worker-hash"]
+        assert decode["componentKind"] == "Deployment" and name == f"planned-worker-{generation}"
+        assert decode["runtimeNamespace"] == f"{namespace}-planned-{generation}"
+        assert labels["nvidia.com/dynamo-namespace"] == f"{namespace}-planned"
         assert (decode["replicas"], decode["updatedReplicas"]) == (2, 2)
         assert (decode["readyReplicas"], decode["availableReplicas"]) == (2, 2)
 
@@ -231,7 +232,7 @@ def test_the_planners_requests(control_plane: ControlPlane, namespace: str) -> N
         assert components["worker"]["updatedReplicas"] == 3
         # v1alpha1 readers see the same status under `services`.
         spoke = rest.get(f"{A1.format(ns=namespace, plural=DGDS)}/planned")
-        assert spoke["status"]["services"]["worker"]["componentNames"] == ["planned-worker"]
+        assert spoke["status"]["services"]["worker"]["componentNames"] == [name]
         assert spoke["spec"]["services"]["Frontend"]["replicas"] == 2
 
 
@@ -260,7 +261,10 @@ def test_worker_pods_may_publish_worker_metadata_and_nothing_more(
         rest.post(A1.format(ns=namespace, plural=DGDS), runnable("found"))
         wait_for(lambda: _ready_hub(rest, namespace, "found"), timeout=120,
                  description="v1beta1 DGD Ready")  # fmt: skip
-    deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/found-worker")
+    [deployment] = rest.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        labelSelector="nvidia.com/dynamo-component=worker",
+    )["items"]
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     assert account == "found-k8s-service-discovery"
     user = f"system:serviceaccount:{namespace}:{account}"

@@ -38,6 +38,7 @@ from dgd_operator.builders.options import BuildOptions
 from dgd_operator.builders.podspec import build_pod_template
 from dgd_operator.builders.services import build_ingress, build_virtual_service
 from dgd_operator.commands.render import dump_documents
+from dgd_operator.reconcile.rollout import current_worker_hash
 from dgd_operator.settings import load_settings
 
 pytestmark = pytest.mark.unit
@@ -589,7 +590,10 @@ def test_settings_reach_the_builders() -> None:
 def render_v1beta1(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """What the operator builds for a v1beta1 DGD: its v1alpha1 view, rendered."""
     view = convert(doc, "v1alpha1") if doc["apiVersion"].endswith("/v1beta1") else doc
-    return plan_graph(DynamoGraphDeployment.model_validate(view), "default", BuildOptions()).objects
+    dgd = DynamoGraphDeployment.model_validate(view)
+    generation = current_worker_hash(dgd)  # workers run as a generation, as `dgd render` shows
+    worker_hash = generation[0] if generation else None
+    return plan_graph(dgd, "default", BuildOptions(), worker_hash=worker_hash).objects
 
 
 def strict_schema(schema: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -111,10 +112,9 @@ async def test_removed_service_children_are_deleted_and_the_graph_stays_successf
     del view.dgd_body["spec"]["services"]["worker"]
     view.dgd_body["metadata"]["generation"] = 2
     await controller.reconcile(KEY)
-    assert sorted(c[1] for c in client.calls if c[0] == "delete") == [
-        "g-worker",
-        "g-worker",
-    ]  # Deployment, Service
+    service, deployment = sorted(c[1] for c in client.calls if c[0] == "delete")
+    assert service == "g-worker"
+    assert re.fullmatch(r"g-worker-[0-9a-f]{8}", deployment)  # the worker generation
     status = _written(controller)
     assert status["state"] == "successful" and set(status["components"]) == {"Frontend"}
 
@@ -131,7 +131,9 @@ async def test_single_to_multinode_flip_rebuilds_workloads_and_creates_the_mpi_s
     await controller.reconcile(KEY)
     written = set(client.written())
     assert {"g-worker-0-ldr", "g-worker-0-wkr", "g-worker-nodes"} <= written
-    assert ("delete", "g-worker") in client.calls  # the Deployment goes (the Service is re-applied)
+    # The worker generation's Deployment goes (the Service is re-applied); multinode workers
+    # update in place, without generations.
+    assert [c for c in client.calls if c[0] == "delete" and c[1].startswith("g-worker-")]
     assert ("get", "mpi-run-ssh-secret") in client.calls and "Secret" in client.created_kinds()
     status = _written(controller)
     assert status["components"]["worker"]["componentKind"] == "StatefulSet"
@@ -240,7 +242,8 @@ async def test_a_failed_apply_fails_the_reconcile_after_its_wave_and_keeps_the_o
     client.fail_name = None
     client.calls.clear()
     await controller.reconcile(KEY)
-    assert client.written().count("g-worker") == 2  # its Service, then its Deployment
+    assert client.written().count("g-worker") == 1  # its Service
+    assert [n for n in client.written() if re.fullmatch(r"g-worker-\w{8}", n)]  # its generation
     assert client.written().count("g-frontend") == 1  # only the Deployment
 
 

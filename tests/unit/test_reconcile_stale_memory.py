@@ -68,7 +68,7 @@ async def test_recreated_graph_gets_replicas_synced_from_its_adapter() -> None:
     [deployment] = [
         o
         for o in client.applied
-        if o["kind"] == "Deployment" and o["metadata"]["name"] == "g-worker"
+        if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("g-worker-")
     ]
     assert deployment["spec"]["replicas"] == 2
 

@@ -234,3 +234,24 @@ REASON_INSUFFICIENT_CAPACITY: Final = "insufficient_capacity"
 REASON_UPDATING: Final = "updating"
 REASON_PODS_NOT_READY: Final = "pods_not_ready"
 REASON_MIXED_NOT_READY: Final = "mixed_not_ready_reasons"
+# --- Managed worker rollouts (dynamo-v1beta1.md §9) --------------------------------------------
+# Each generation of the single-node worker components of a graph (worker/prefill/decode) is a
+# set of Deployments `<dgd>-<lower(svc)>-<hash>` labelled with the generation's worker hash; its
+# pods run in the runtime namespace `<base>-<hash>` (`DYN_NAMESPACE_WORKER_SUFFIX`), so frontends
+# (which discover by `DYN_NAMESPACE_PREFIX`) never pair workers of different generations.
+LABEL_WORKER_HASH: Final = "nvidia.com/dynamo-worker-hash"
+ENV_WORKER_SUFFIX: Final = "DYN_NAMESPACE_WORKER_SUFFIX"
+ROLLING_PENDING: Final = "Pending"
+ROLLING_IN_PROGRESS: Final = "InProgress"
+ROLLING_COMPLETED: Final = "Completed"
+REASON_ROLLING_UPDATE: Final = "rolling_update_in_progress"
+EVENT_ROLLING_UPDATE_STARTED: Final = "RollingUpdateStarted"
+EVENT_ROLLING_UPDATE_COMPLETED: Final = "RollingUpdateCompleted"
+RESTART_SUPERSEDED: Final = "Superseded"
+EVENT_RESTART_SUPERSEDED: Final = "RestartSuperseded"
+# DGD status condition saying whether the graph's endpoint picker got its InferencePool.
+CONDITION_INFERENCE_POOL: Final = "InferencePoolReady"
+REASON_INFERENCE_POOL_CREATED: Final = "InferencePoolCreated"
+REASON_INFERENCE_POOL_API_MISSING: Final = "InferencePoolAPIUnavailable"
+DESTINATION_RULE_PLURAL: Final = "destinationrules"
+VIRTUAL_SERVICE_PLURAL: Final = "virtualservices"

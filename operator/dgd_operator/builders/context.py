@@ -61,9 +61,13 @@ class GraphContext:
         """Whether the graph has an endpoint picker (then workers are labelled for its pool)."""
         return self.epp_service is not None
 
-    def service(self, service: str, *, restart_id: str | None = None) -> ServiceContext:
-        """The context of one service of this graph."""
-        return ServiceContext(self, service, self.dgd.spec.services[service], restart_id)
+    def service(
+        self, service: str, *, restart_id: str | None = None, worker_hash: str | None = None
+    ) -> ServiceContext:
+        """The context of one service of this graph (`worker_hash`: its worker generation)."""
+        return ServiceContext(
+            self, service, self.dgd.spec.services[service], restart_id, worker_hash
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class ServiceContext:
     service: str
     spec: ServiceSpec
     restart_id: str | None = None
+    worker_hash: str | None = None
+    """The worker generation this service's workload belongs to (managed rollouts, §9); None
+    for services updated in place."""
 
     @property
     def path(self) -> str:
@@ -94,6 +101,11 @@ class ServiceContext:
     def name(self) -> str:
         """`<dgd>-<lower(service)>`: workload name and `nvidia.com/selector` value."""
         return component_name(self.graph.name, self.service)
+
+    @property
+    def workload_name(self) -> str:
+        """The Deployment name: `name`, plus `-<worker hash>` for a worker generation."""
+        return f"{self.name}-{self.worker_hash}" if self.worker_hash else self.name
 
     @property
     def service_object_name(self) -> str:

@@ -50,6 +50,9 @@ def common_env(ctx: ServiceContext) -> list[EnvVar]:
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_UID", "metadata.uid"),
     ]
+    if ctx.worker_hash:
+        # The generation's runtime namespace is `<DYN_NAMESPACE>-<suffix>` (§9).
+        env.append(env_var(constants.ENV_WORKER_SUFFIX, ctx.worker_hash))
     if ctx.graph.kube_discovery:
         env.append(env_var("DYN_DISCOVERY_BACKEND", "kubernetes"))
         if ctx.container_discovery_mode:

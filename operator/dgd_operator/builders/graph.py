@@ -72,11 +72,15 @@ def plan_graph(
     options: BuildOptions,
     *,
     restart_annotations: Mapping[str, str] | None = None,
+    worker_hash: str | None = None,
 ) -> GraphPlan:
     """Build every child of `dgd` in `namespace`.
 
     `restart_annotations` maps service name to the restart id to stamp as the pod-template
     annotation `nvidia.com/restartAt` (the operator decides which services restart when).
+    `worker_hash` names the worker generation of a managed rollout: worker-class services get
+    generation workloads `<dgd>-<svc>-<hash>` (the operator decides when; see
+    `dgd_operator.reconcile.rollout`).
     Raises `BuildError` (with a field path) for specs that cannot be built.
     """
     graph = GraphContext(dgd, namespace, options)
@@ -89,7 +93,10 @@ def plan_graph(
     services: dict[str, ServiceWorkloads] = {}
     seen: set[tuple[str, str]] = set()
     for name in sorted(dgd.spec.services):
-        ctx: ServiceContext = graph.service(name, restart_id=restarts.get(name))
+        generation = worker_hash if graph.service(name).is_worker_class else None
+        ctx: ServiceContext = graph.service(
+            name, restart_id=restarts.get(name), worker_hash=generation
+        )
         _ = ctx.backend_framework  # a framework mismatch fails the build, as in Dynamo
         workloads = workload_builder(ctx)(ctx)
         services[name] = workloads
@@ -117,6 +124,9 @@ def build_graph(
     options: BuildOptions,
     *,
     restart_annotations: Mapping[str, str] | None = None,
+    worker_hash: str | None = None,
 ) -> list[Manifest]:
     """Every object the operator owns for `dgd`, in apply order (see `plan_graph`)."""
-    return plan_graph(dgd, namespace, options, restart_annotations=restart_annotations).objects
+    return plan_graph(
+        dgd, namespace, options, restart_annotations=restart_annotations, worker_hash=worker_hash
+    ).objects

@@ -60,6 +60,8 @@ def component_labels(ctx: ServiceContext) -> dict[str, str]:
         labels[constants.LABEL_SUB_COMPONENT_TYPE] = ctx.spec.sub_component_type
     labels.update(identity_labels(ctx))
     labels[constants.LABEL_MANAGED_BY] = constants.MANAGED_BY
+    if ctx.worker_hash:
+        labels[constants.LABEL_WORKER_HASH] = ctx.worker_hash
     return labels
 
 
@@ -75,7 +77,9 @@ def pod_labels(ctx: ServiceContext, extra: dict[str, str] | None = None) -> dict
     if ctx.spec.extra_pod_metadata is not None:
         labels.update(ctx.spec.extra_pod_metadata.labels)
     labels.update(identity_labels(ctx))
-    labels[constants.LABEL_SELECTOR] = ctx.name
+    labels[constants.LABEL_SELECTOR] = ctx.workload_name
+    if ctx.worker_hash:
+        labels[constants.LABEL_WORKER_HASH] = ctx.worker_hash
     labels.update(extra or {})
     return labels
 

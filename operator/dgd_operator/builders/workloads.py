@@ -78,7 +78,7 @@ def deployment_strategy(ctx: ServiceContext) -> dict[str, Any]:
 
 
 def build_deployment(ctx: ServiceContext) -> Manifest:
-    """The Deployment of a single-node service (name `<dgd>-<lower(svc)>`).
+    """The Deployment of a single-node service (`<dgd>-<lower(svc)>[-<worker hash>]`).
 
     `replicas` is always written: the service's value, or 1 when unset (Kubernetes' default,
     made explicit so the rendered object says what runs).
@@ -87,10 +87,12 @@ def build_deployment(ctx: ServiceContext) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_metadata(ctx.graph, ctx.name, component_labels(ctx), ctx.annotations),
+        "metadata": object_metadata(
+            ctx.graph, ctx.workload_name, component_labels(ctx), ctx.annotations
+        ),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {constants.LABEL_SELECTOR: ctx.name}},
+            "selector": {"matchLabels": {constants.LABEL_SELECTOR: ctx.workload_name}},
             "strategy": deployment_strategy(ctx),
             "template": build_pod_template(ctx),
         },
@@ -103,4 +105,4 @@ def build_single_node_service(ctx: ServiceContext) -> ServiceWorkloads:
     if needs_component_service(ctx):
         objects.append(build_component_service(ctx))
     objects.append(build_deployment(ctx))
-    return ServiceWorkloads(ctx.service, "Deployment", (ctx.name,), tuple(objects))
+    return ServiceWorkloads(ctx.service, "Deployment", (ctx.workload_name,), tuple(objects))

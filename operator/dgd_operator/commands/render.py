@@ -95,6 +95,7 @@ def render_text(text: str, source: str, namespace: str, options: BuildOptions) -
     from dgd_operator.api.validation import DGDValidationError, is_dgd, parse_dgd
     from dgd_operator.builders.errors import BuildError
     from dgd_operator.builders.graph import plan_graph
+    from dgd_operator.reconcile.rollout import current_worker_hash
 
     outcome = RenderOutcome()
     try:
@@ -114,7 +115,10 @@ def render_text(text: str, source: str, namespace: str, options: BuildOptions) -
         try:
             dgd = parse_dgd(doc)
             target = dgd.metadata.namespace or namespace
-            plan = plan_graph(dgd, target, options)
+            generation = current_worker_hash(dgd)
+            plan = plan_graph(
+                dgd, target, options, worker_hash=generation[0] if generation else None
+            )
         except DGDValidationError as exc:
             label = _doc_label(doc, index)
             problems = exc.problems or []

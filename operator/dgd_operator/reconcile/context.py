@@ -22,6 +22,7 @@ from dgd_operator.builders.options import BuildOptions
 from dgd_operator.controllerkit.kubeapi import InvalidError, KubeAPI
 from dgd_operator.reconcile.groups import GroupPolicy
 from dgd_operator.reconcile.restart import RestartPlan
+from dgd_operator.reconcile.rollout import RolloutPlan
 from dgd_operator.reconcile.state import ControllerState, DgdMemory, Key
 from dgd_operator.reconcile.sync import ChildKey, Manifest
 from dgd_operator.reconcile.view import ClusterView
@@ -96,6 +97,10 @@ class ReconcileContext:
     dgd: DynamoGraphDeployment | None = None
     """The validated DGD, with adapter-owned replica counts already copied in."""
     restart: RestartPlan | None = None
+    worker_hash: str | None = None
+    """The current worker generation (None: the graph's workers update in place)."""
+    rollout: RolloutPlan | None = None
+    """The managed worker rollout of this reconcile (`steps.rollout`)."""
     graph: GraphPlan | None = None
     desired: list[Manifest] = field(default_factory=list)
     """Children to apply (adapters excluded)."""
@@ -115,6 +120,8 @@ class ReconcileContext:
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per service: `status.services.<svc>.groups` entries."""
     group_failures: list[str] = field(default_factory=list)
+    inference_pool_api: bool = False
+    """Whether the cluster serves InferencePools (looked up only for graphs with an EPP)."""
     pod_group_api: PodGroupApi | None = None
     """Where the cluster serves PodGroups (None: not served; groups are placed pod by pod)."""
     placement: list[dict[str, Any]] = field(default_factory=list)

@@ -4,8 +4,8 @@ Shape (controller-runtime style, on `dgd_operator.controllerkit`):
 - kopf watches DGDs and every child kind once and keeps them in in-memory indexes; every
   event only enqueues the owning DGD's key (`handlers.py`);
 - a pool of workers takes keys from a de-duplicating `WorkQueue` and runs `reconcile`: the
-  steps of `STEPS` in order (observe → discover_placement → build → prerequisites → adapters
-  → children → placement → groups → restart), then the pure `calculate_status` and the one status writer. Nothing is written
+  steps of `STEPS` in order (observe → discover_placement → discover_inference_pool → worker_generation → build →
+  rollout → prerequisites → adapters → children → placement → groups → restart), then the pure `calculate_status` and the one status writer. Nothing is written
   before the build succeeded; a converged graph costs no write.
 
 kopf's change-detecting handlers (create/update/resume) are deliberately not used: they keep
@@ -46,10 +46,12 @@ from dgd_operator.reconcile.steps.adapters import adapters
 from dgd_operator.reconcile.steps.build import build
 from dgd_operator.reconcile.steps.children import children
 from dgd_operator.reconcile.steps.groups import groups
+from dgd_operator.reconcile.steps.inference_pool import discover_inference_pool
 from dgd_operator.reconcile.steps.observe import observe
 from dgd_operator.reconcile.steps.placement import discover_placement, placement
 from dgd_operator.reconcile.steps.prerequisites import prerequisites
 from dgd_operator.reconcile.steps.restart import restart
+from dgd_operator.reconcile.steps.rollout import rollout, worker_generation
 from dgd_operator.reconcile.sync import ChildKey
 from dgd_operator.reconcile.view import ClusterView
 from dgd_operator.settings import OperatorSettings
@@ -59,7 +61,10 @@ logger = logging.getLogger("dgd_operator.reconcile")
 STEPS: tuple[Step, ...] = (
     observe,
     discover_placement,
+    discover_inference_pool,
+    worker_generation,
     build,
+    rollout,
     prerequisites,
     adapters,
     children,

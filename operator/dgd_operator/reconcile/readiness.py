@@ -25,6 +25,7 @@ from typing import Any
 from dgd_operator.api.constants import (
     LABEL_COMPONENT,
     LABEL_DYNAMO_NAMESPACE,
+    LABEL_WORKER_HASH,
     REASON_ALL_READY,
     REASON_INSUFFICIENT_CAPACITY,
     REASON_MIXED_NOT_READY,
@@ -257,12 +258,15 @@ def _name(obj: Mapping[str, Any]) -> str:
 
 
 def _runtime_namespace(desired: Sequence[Mapping[str, Any]]) -> str | None:
-    """The Dynamo namespace the pods run in: their `nvidia.com/dynamo-namespace` label."""
+    """The Dynamo namespace the pods run in: their `nvidia.com/dynamo-namespace` label, with
+    `-<worker hash>` for a worker generation (`DYN_NAMESPACE_WORKER_SUFFIX`)."""
     for obj in desired:
         template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
-        value = (template.get("labels") or {}).get(LABEL_DYNAMO_NAMESPACE)
+        labels = template.get("labels") or {}
+        value = labels.get(LABEL_DYNAMO_NAMESPACE)
         if value:
-            return str(value)
+            suffix = labels.get(LABEL_WORKER_HASH)
+            return f"{value}-{suffix}" if suffix else str(value)
     return None
 
 

@@ -9,6 +9,7 @@ the operator cannot act on: `state: failed`, `Ready=False` naming the fields, on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from dgd_operator.controllerkit.kubeapi import ApiError, TransientError
 from dgd_operator.controllerkit.workers import raise_first
 from dgd_operator.reconcile.context import ReconcileContext, RejectedError
 from dgd_operator.reconcile.readiness import graph_readiness
+from dgd_operator.reconcile.rollout import merge_service_status
 from dgd_operator.reconcile.status import (
     ObservedGraph,
     StatusWrite,
@@ -28,6 +30,7 @@ from dgd_operator.reconcile.status import (
     write_status_if_changed,
 )
 from dgd_operator.reconcile.steps.observe import rfc3339
+from dgd_operator.reconcile.steps.rollout import base_namespace
 
 logger = logging.getLogger("dgd_operator.reconcile")
 
@@ -52,14 +55,27 @@ def observed_graph(ctx: ReconcileContext) -> ObservedGraph:
     assert ctx.graph is not None, "build step did not run"
     live = {(ck[1], ck[2]): obj for ck, obj in (*ctx.live.items(), *ctx.fresh.items())}
     names = {svc: list(w.names) for svc, w in ctx.graph.services.items()}
+    readiness = graph_readiness(ctx.desired, live, names, ctx.services.view.graph_pods(ctx.key))
+    plan = ctx.rollout
+    if plan is not None and plan.old and not plan.complete:
+        services = dict(readiness.services)
+        for svc, old in plan.old.items():
+            if svc in services and svc in plan.components:
+                built = next(o for o in ctx.desired if o["metadata"]["name"] == names[svc][0])
+                services[svc] = merge_service_status(
+                    services[svc], old, plan.components[svc].old_replicas, base_namespace(built)
+                )
+        readiness = dataclasses.replace(readiness, services=services)
     return ObservedGraph(
         generation=ctx.generation,
-        readiness=graph_readiness(ctx.desired, live, names, ctx.services.view.graph_pods(ctx.key)),
+        readiness=readiness,
         groups=ctx.groups,
         group_failures=ctx.group_failures,
         restart=ctx.restart.status if ctx.restart is not None else None,
         placement=ctx.placement,
         placement_waits=ctx.placement_waits,
+        rolling_update=plan.status if plan is not None else None,
+        rolling_blocked=plan.blocked if plan is not None else (),
     )
 
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dgd_operator.api.constants import (
+    DESTINATION_RULE_KIND,
+    DESTINATION_RULE_PLURAL,
     DGD_KIND,
     DGD_PLURAL,
     DGDSA_KIND,
     DGDSA_PLURAL,
     GROUP_VERSION,
     GROUP_VERSION_V1BETA1,
+    INFERENCE_POOL_GROUP_VERSION,
+    INFERENCE_POOL_KIND,
+    INFERENCE_POOL_PLURAL,
+    ISTIO_NETWORKING_GROUP_VERSION,
     POD_GROUP_KIND,
     POD_GROUP_PLURAL,
     POD_GROUP_VERSIONS,
     SCHEDULING_API_GROUP,
+    VIRTUAL_SERVICE_KIND,
+    VIRTUAL_SERVICE_PLURAL,
 )
 from dgd_operator.controllerkit.kubeapi import Kinds, ResourceKind
 
@@ -41,7 +49,17 @@ SPOKE_KINDS = (
     ResourceKind(GROUP_VERSION, DGDSA_KIND, DGDSA_PLURAL),
 )
 
-KINDS = Kinds((DGD, DGDSA, *SPOKE_KINDS, *POD_GROUP_KINDS, NODE))
+# Optional APIs the builders may emit (Gateway API Inference Extension, Istio): not watched,
+# since they may not be served; read with a GET before they are compared, like Secrets.
+INFERENCE_POOL = ResourceKind(
+    INFERENCE_POOL_GROUP_VERSION, INFERENCE_POOL_KIND, INFERENCE_POOL_PLURAL
+)
+ISTIO_KINDS = (
+    ResourceKind(ISTIO_NETWORKING_GROUP_VERSION, DESTINATION_RULE_KIND, DESTINATION_RULE_PLURAL),
+    ResourceKind(ISTIO_NETWORKING_GROUP_VERSION, VIRTUAL_SERVICE_KIND, VIRTUAL_SERVICE_PLURAL),
+)
+
+KINDS = Kinds((DGD, DGDSA, *SPOKE_KINDS, *POD_GROUP_KINDS, NODE, INFERENCE_POOL, *ISTIO_KINDS))
 """Built-in kinds plus our CRDs; the registry the operator's client resolves paths with."""
 
 resource_kind = KINDS.of

@@ -22,6 +22,7 @@ from dgd_operator.api.constants import (
     EVENT_RESTART_STARTED,
     RESTART_COMPLETED,
     RESTART_RESTARTING,
+    RESTART_SUPERSEDED,
 )
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.reconcile.readiness import WORKLOAD_KINDS, object_readiness, service_of
@@ -64,7 +65,8 @@ def plan_restart(
         return RestartPlan(annotations, dict(previous) if previous else None)
     previous = previous or {}
     is_new = previous.get("observedID") != request.id
-    if not is_new and previous.get("phase") == RESTART_COMPLETED:
+    if not is_new and previous.get("phase") in (RESTART_COMPLETED, RESTART_SUPERSEDED):
+        # Done, or superseded by a worker rolling update (whose new pods are fresh anyway).
         return RestartPlan(annotations, dict(previous))
 
     stamped: list[str] = []

@@ -89,6 +89,9 @@ class ControllerState:
         self.pod_group_api: PodGroupApi | None = None
         """The PodGroup API discovery last found (None: not served)."""
         self.pod_group_api_checked_at = float("-inf")
+        self.inference_pool_api = False
+        """Whether discovery last found InferencePools served."""
+        self.inference_pool_api_checked_at = float("-inf")
         self._clock = clock
         self.pod_group_api_recheck = POD_GROUP_API_RECHECK_SECONDS
         self.node_labels: dict[str, NodeLabelCheck] = {}
@@ -113,6 +116,14 @@ class ControllerState:
     def remember_node_label(self, key: str, present: bool | None, detail: str = "") -> None:
         """Record whether some node carries label `key`, as of now."""
         self.node_labels[key] = NodeLabelCheck(present, detail, self._clock())
+
+    def inference_pool_api_fresh(self) -> bool:
+        """True while the last InferencePool API discovery is recent enough to trust."""
+        return self._clock() - self.inference_pool_api_checked_at < self.pod_group_api_recheck
+
+    def remember_inference_pool_api(self, served: bool) -> None:
+        """Record what InferencePool API discovery found, as of now."""
+        self.inference_pool_api, self.inference_pool_api_checked_at = served, self._clock()
 
     def graph(self, key: Key, uid: str) -> DgdMemory:
         """The memory of the graph `key` with `uid`; a different uid starts a fresh one."""

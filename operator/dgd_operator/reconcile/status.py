@@ -22,6 +22,9 @@ from dgd_operator.api.constants import (
     GROUP_VERSION_V1BETA1,
     REASON_GROUP_FAILED,
     REASON_NOT_READY,
+    REASON_ROLLING_UPDATE,
+    ROLLING_IN_PROGRESS,
+    ROLLING_PENDING,
     STATE_FAILED,
     STATE_PENDING,
 )
@@ -31,6 +34,7 @@ from dgd_operator.api.models import (
     DynamoGraphDeploymentStatus,
     GroupStatus,
     RestartStatus,
+    RollingUpdateStatus,
     ServiceReplicaStatus,
 )
 from dgd_operator.controllerkit.kubeapi import KubeAPI
@@ -94,6 +98,10 @@ class ObservedGraph:
     """Placement conditions (`GangPlacement`), wire form without a transition time."""
     placement_waits: Sequence[str] = ()
     """Why multinode groups wait for the scheduler (appended to a not-ready message)."""
+    rolling_update: Mapping[str, Any] | None = None
+    """`status.rollingUpdate` of a managed worker rollout (None: never rolled)."""
+    rolling_blocked: Sequence[str] = ()
+    """Why the new worker generation is not ready yet (added to the Ready message)."""
 
 
 def calculate_status(
@@ -128,6 +136,15 @@ def calculate_status(
         ready = False
     if not ready and observed.placement_waits:
         message = "; ".join([message, *observed.placement_waits])
+    rolling = observed.rolling_update
+    rolling_on = rolling is not None and rolling.get("phase") in (
+        ROLLING_PENDING,
+        ROLLING_IN_PROGRESS,
+    )
+    if rolling_on and state != STATE_FAILED:
+        # Dynamo: a rollout keeps the graph pending until it completes.
+        state, reason, ready = STATE_PENDING, REASON_ROLLING_UPDATE, False
+        message = "; ".join(["Rolling update in progress", *observed.rolling_blocked])
     services: dict[str, ServiceReplicaStatus] = {}
     for svc, entry in readiness.services.items():
         service = ServiceReplicaStatus.model_validate(entry)
@@ -140,6 +157,8 @@ def calculate_status(
     status.services = services
     if observed.restart is not None:
         status.restart = RestartStatus.model_validate(dict(observed.restart))
+    if rolling is not None:
+        status.rolling_update = RollingUpdateStatus.model_validate(dict(rolling))
     kept = {READY, *(str(c["type"]) for c in observed.placement)}
     status.conditions = [c.model_copy() for c in previous.conditions if c.type in kept]
     set_condition(status, ready_condition(ready, reason, message, observed.generation, now))
@@ -209,7 +228,7 @@ def is_progress_only(current: Mapping[str, Any] | None, desired: Mapping[str, An
     current = current or {}
     if not current:
         return False
-    for key in ("state", "observedGeneration", "restart"):
+    for key in ("state", "observedGeneration", "restart", "rollingUpdate"):
         if current.get(key) != desired.get(key):
             return False
     return _ready_verdict(current) == _ready_verdict(desired)

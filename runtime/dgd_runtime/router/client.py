@@ -206,16 +206,19 @@ class RoutedClient:
         self,
         request: PreprocessedRequest,
         on_route: Callable[[WorkerInstance], None] | None = None,
+        *,
+        namespace: str | None = None,
     ) -> AsyncGenerator[EngineOutput, None]:
         """Route ``request`` and stream its outputs (see the module docstring for errors).
 
         ``on_route`` is told the instance that started serving the request (disaggregation
-        needs to know which prefill worker holds a hand-off).
+        needs to know which prefill worker holds a hand-off). ``namespace`` restricts the
+        candidates to one runtime namespace (one worker generation of a rolling update).
         """
         tried: set[str] = set()
         policy = self.policy
         while True:
-            candidates = self._candidates(request.model, tried)
+            candidates = self._candidates(request.model, tried, namespace)
             decision = policy.select(request, candidates)
             iid = decision.instance.instance_id
             stream: ResponseStream | None = None
@@ -287,10 +290,23 @@ class RoutedClient:
 
     # ------------------------------------------------------------------ internals
 
-    def _candidates(self, model: str, tried: set[str]) -> list[WorkerInstance]:
+    def namespaces(self, model: str) -> set[str]:
+        """Runtime namespaces with a live worker serving ``model`` (generations, during a
+        rolling update of a ``namespace_prefix`` client)."""
+        return {
+            e.instance.namespace
+            for e in self._watcher.instances.values()
+            if e.instance.model.name == model
+        }
+
+    def _candidates(
+        self, model: str, tried: set[str], namespace: str | None = None
+    ) -> list[WorkerInstance]:
         if self._closed:
             raise NoWorkersError("the routed client is closed")
         live = [e.instance for e in self._watcher.instances.values()]
+        if namespace is not None:
+            live = [i for i in live if i.namespace == namespace]
         if not live:
             raise NoWorkersError(
                 f"no live workers for {self.namespace}.{self.component}.{self.endpoint}"

@@ -78,8 +78,10 @@ class StagedClient:
         encode: RoutedClient | None = None,
         *,
         record_mode: ModeRecorder | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """Use :meth:`connect`; or wire clients directly (tests)."""
+        self._rng = rng or random.Random()
         self.backend = backend
         self.prefill = prefill
         self.encode = encode
@@ -126,7 +128,7 @@ class StagedClient:
             for client in clients:
                 await client.close()
             raise
-        return cls(clients[0], clients[1], clients[2], record_mode=record_mode)
+        return cls(clients[0], clients[1], clients[2], record_mode=record_mode, rng=rng)
 
     # ------------------------------------------------------------------ Backend protocol
 
@@ -170,8 +172,9 @@ class StagedClient:
         params: DisaggParams | None = None
         holder: list[WorkerInstance] = []
         prefill = self.prefill
-        if prefill is not None and self._prefill_serves(request.model):
-            params = await self._prefill(prefill, request, holder)
+        generations = self._generations(request.model)
+        if prefill is not None and generations:
+            params = await self._prefill(prefill, request, holder, self._rng.choice(generations))
         if params is None:
             if self._decode_serves(request.model):
                 self._record(request.model, LOCAL_PREFILL)
@@ -190,7 +193,11 @@ class StagedClient:
             # The media went into the KV cache on the prefill worker: the decode worker needs
             # their hashes (block hashes) but not the embeddings.
             mm = [MediaRef(m.kind, "", m.media_hash) for m in mm]
-        agen = self.backend.generate(replace(request, disagg=params, mm=mm))
+        # The decode worker comes from the prefill worker's generation (runtime namespace):
+        # workers of different generations of a rolling update never serve each other.
+        agen = self.backend.generate(
+            replace(request, disagg=params, mm=mm), namespace=source.namespace
+        )
         try:
             async for out in agen:
                 if not released:
@@ -202,11 +209,26 @@ class StagedClient:
             if not released:
                 self._release(source, params)
 
+    def _generations(self, model: str) -> list[str]:
+        """Runtime namespaces where both a prefill and a backend worker serve ``model``.
+
+        One namespace normally; during a managed rolling update each worker generation has
+        its own (``<prefix>-<hash>``), and a request is served within one of them.
+        """
+        prefill = self.prefill
+        if prefill is None or not self._prefill_serves(model):
+            return []
+        return sorted(prefill.namespaces(model) & self.backend.namespaces(model))
+
     async def _prefill(
-        self, prefill: RoutedClient, request: PreprocessedRequest, holder: list[WorkerInstance]
+        self,
+        prefill: RoutedClient,
+        request: PreprocessedRequest,
+        holder: list[WorkerInstance],
+        namespace: str,
     ) -> DisaggParams | None:
         """Run the prefill stage; the transfer parameters, or None to prefill locally."""
-        tag = self._transfer_tag(prefill, request.model)
+        tag = self._transfer_tag(prefill, request.model, namespace)
         s = request.sampling
         preq = replace(
             request,
@@ -221,7 +243,7 @@ class StagedClient:
             disagg={"tag": tag},
         )
         params: DisaggParams | None = None
-        agen = prefill.generate(preq, on_route=holder.append)
+        agen = prefill.generate(preq, on_route=holder.append, namespace=namespace)
         try:
             async for out in agen:
                 if out.finish_reason is None:
@@ -341,8 +363,8 @@ class StagedClient:
         return known
 
     @staticmethod
-    def _transfer_tag(prefill: RoutedClient, model: str) -> str:
+    def _transfer_tag(prefill: RoutedClient, model: str, namespace: str) -> str:
         for inst in prefill.instances():
-            if inst.model.name == model:
+            if inst.model.name == model and inst.namespace == namespace:
                 return str(inst.model.extra.get("transfer_tag", ""))
         return ""

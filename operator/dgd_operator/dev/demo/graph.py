@@ -13,6 +13,7 @@ from dgd_operator.builders.graph import build_graph
 from dgd_operator.builders.options import BuildOptions
 from dgd_operator.dev.demo.options import short_path
 from dgd_operator.dev.rest import JsonDict
+from dgd_operator.reconcile.rollout import current_worker_hash
 
 
 class DemoError(Exception):
@@ -74,7 +75,13 @@ def load_graph(path: Path, namespace: str) -> Graph:
         problems = "\n".join(f"  {p.path}: {p.message}" for p in result.errors)
         raise DemoError(f"{path} is not a valid DynamoGraphDeployment:\n{problems}")
     try:
-        rendered = build_graph(result.dgd, namespace, BuildOptions())
+        generation = current_worker_hash(result.dgd)
+        rendered = build_graph(
+            result.dgd,
+            namespace,
+            BuildOptions(),
+            worker_hash=generation[0] if generation else None,
+        )
     except BuildError as exc:
         raise DemoError(f"{path}: {exc.path}: {exc.message}") from exc
     return Graph(path, doc, str(meta.get("name")), namespace, rendered)

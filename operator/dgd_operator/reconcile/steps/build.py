@@ -33,10 +33,18 @@ async def build(ctx: ReconcileContext) -> StepResult:
         options = dataclasses.replace(
             options, image_pull_secrets=services.view.pull_secrets(ctx.namespace)
         )
-    options = dataclasses.replace(options, pod_group_api=ctx.pod_group_api)
+    options = dataclasses.replace(
+        options, pod_group_api=ctx.pod_group_api, inference_pool_api=ctx.inference_pool_api
+    )
     restarts = ctx.restart.annotations if ctx.restart is not None else {}
     try:
-        graph = plan_graph(ctx.built(), ctx.namespace, options, restart_annotations=restarts)
+        graph = plan_graph(
+            ctx.built(),
+            ctx.namespace,
+            options,
+            restart_annotations=restarts,
+            worker_hash=ctx.worker_hash,
+        )
     except BuildError as exc:
         problem = Problem(exc.path, exc.message)
         raise RejectedError(
