@@ -61,7 +61,8 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
             description="DGD successful",
         )
         exposition = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-        assert 'dgd_operator_api_requests_total{resource="deployments",verb="apply"}' in exposition
+        # Missing children are created with a POST (issue 16).
+        assert 'dgd_operator_api_requests_total{resource="deployments",verb="create"}' in exposition
         assert "dgd_operator_reconcile_duration_seconds_count" in exposition
         # The observability pack, from the live process: per-graph readiness (the graph's own
         # namespace label), reconcile results, build info, process metrics, no _created twins.
