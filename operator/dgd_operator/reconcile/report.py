@@ -54,9 +54,7 @@ def observed_graph(ctx: ReconcileContext) -> ObservedGraph:
     names = {svc: list(w.names) for svc, w in ctx.graph.services.items()}
     return ObservedGraph(
         generation=ctx.generation,
-        readiness=graph_readiness(
-            ctx.desired, live, names, ctx.services.view.graph_pods(ctx.key)
-        ),
+        readiness=graph_readiness(ctx.desired, live, names, ctx.services.view.graph_pods(ctx.key)),
         groups=ctx.groups,
         group_failures=ctx.group_failures,
         restart=ctx.restart.status if ctx.restart is not None else None,
