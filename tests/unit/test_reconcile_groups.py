@@ -206,10 +206,12 @@ def test_pod_summary_keeps_only_what_restarts_need() -> None:
     pod["spec"] = {
         "containers": [{"name": "main", "image": "x"}],
         "schedulingGroup": {"podGroupName": "g"},
+        "nodeName": "n1",
     }
     pod["metadata"]["labels"] = {"role": "worker"}
     summary = pod_summary(pod)
-    assert summary["spec"] == {"schedulingGroup": {"podGroupName": "g"}}  # only the gang it joined
+    # Only the gang it joined and the node it is bound to (scheduledReplicas).
+    assert summary["spec"] == {"schedulingGroup": {"podGroupName": "g"}, "nodeName": "n1"}
     state = PodState.of(summary)
     assert (state.name, state.uid, state.restarts, state.ready, state.last_error) == (
         "p",
