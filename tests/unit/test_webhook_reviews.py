@@ -20,12 +20,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.fixtures.catalog import load_graph
 from tests.fixtures.dgd import DGD
 
 from dgd_operator.admission import certificates
 from dgd_operator.admission.review import AdmissionPolicy
 from dgd_operator.admission.server import CertificateFiles, WebhookServer
-from dgd_operator.admission.service import Admission, configurations, url_client_config
+from dgd_operator.admission.service import (
+    Admission,
+    ApiPresence,
+    configurations,
+    url_client_config,
+)
 from dgd_operator.admission.webhooks import (
     ReviewError,
     convert_review,
@@ -37,6 +43,7 @@ from dgd_operator.admission.webhooks import (
 )
 from dgd_operator.api.constants import ANNOTATION_ORIGIN_VERSION, DGD_KIND
 from dgd_operator.api.conversion import convert
+from dgd_operator.controllerkit.kubeapi import ApiError
 from dgd_operator.settings import OperatorSettings, SettingsError, WebhookSettings
 
 pytestmark = pytest.mark.unit
@@ -378,3 +385,52 @@ def test_update_rules_of_the_v1alpha1_view_are_named_at_v1beta1_paths() -> None:
     response = validate_review(review, kind=DGD_KIND, policy=policy)["response"]
     assert response["allowed"] is False
     assert "spec.components[1].replicas: is managed by" in response["status"]["message"]
+
+
+# --- what the cluster lacks --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("served", [True, None, False])
+def test_an_endpoint_picker_is_warned_about_only_where_inference_pools_are_not_served(
+    served: bool | None,
+) -> None:
+    alpha = load_graph("gaie-epp")
+    graph = convert(alpha, B1)
+    [epp] = [c["name"] for c in graph["spec"]["components"] if c.get("type") == "epp"]
+    policy = AdmissionPolicy(inference_pool_api=lambda: served)
+    response = validate_review(admission("CREATE", graph), kind=DGD_KIND, policy=policy)
+    warnings = response["response"].get("warnings") or []
+    missing = [w for w in warnings if "does not serve inference.networking.k8s.io" in w]
+    if served is False:  # named at the component's v1beta1 path, on every write
+        assert missing and all(w.startswith("spec.components[") for w in missing), warnings
+        update = admission("UPDATE", graph, copy.deepcopy(graph))
+        again = validate_review(update, kind=DGD_KIND, policy=policy)["response"]["warnings"]
+        assert [w for w in again if "inference.networking.k8s.io" in w] == missing
+        # Written at v1alpha1: named at the service's own path.
+        review = validate_review(admission("CREATE", alpha), kind=DGD_KIND, policy=policy)
+        said = review["response"]["warnings"]
+        assert any(w.startswith(f"spec.services.{epp}") and "inference." in w for w in said)
+    else:  # served, or not known yet: nothing to say
+        assert missing == []
+
+
+async def test_inference_pool_presence_follows_discovery_and_survives_its_errors() -> None:
+    class Discovery:
+        answer: Any = None
+
+        async def discover(self, path: str) -> Any:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    client = Discovery()
+    presence = ApiPresence("/apis/inference.networking.k8s.io/v1")
+    assert presence.get() is None  # unknown until discovery answers
+    await presence.refresh(client)  # type: ignore[arg-type]
+    assert presence.get() is False  # not served (404 -> None document)
+    client.answer = {"resources": [{"name": "inferencepools"}]}
+    await presence.refresh(client)  # type: ignore[arg-type]
+    assert presence.get() is True
+    client.answer = ApiError(503, "ServiceUnavailable", "unavailable")
+    await presence.refresh(client)  # type: ignore[arg-type]
+    assert presence.get() is True  # the last answer stands

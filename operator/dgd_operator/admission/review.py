@@ -18,7 +18,7 @@ problems named in the v1alpha1 spelling its author wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,9 @@ from dgd_operator.api.validation import (
     update_problems,
     validate_dgd,
 )
-from dgd_operator.api.validation.errors import problems_from_pydantic
+from dgd_operator.api.validation.errors import problems_from_pydantic, warning
 from dgd_operator.api.validation.paths import to_v1beta1_path
+from dgd_operator.builders.epp import INFERENCE_POOL_MISSING
 from dgd_operator.builders.placement import placement_warnings
 
 CREATE = "CREATE"
@@ -53,6 +54,9 @@ class AdmissionPolicy:
     )
     """Topology domain names to node label keys (the operator setting), for the placement
     warnings."""
+    inference_pool_api: Callable[[], bool | None] = field(default=lambda: None)
+    """Whether the cluster serves InferencePools, as last discovered (None: not known, so no
+    warning); the admission service refreshes what this returns."""
 
 
 @dataclass
@@ -82,7 +86,8 @@ def review_dgd(
         return Verdict()  # never block finalizer removal or other last writes
     if operation != UPDATE or old is None:
         result = validate_dgd(new, creating=True)
-        return Verdict(list(result.errors), [*result.warnings, *_placement(result, policy)])
+        warnings = [*result.warnings, *_placement(result, policy), *_cluster(result, policy, new)]
+        return Verdict(list(result.errors), warnings)
 
     result = validate_dgd(new, creating=False)
     previous = validate_dgd(old, creating=False)
@@ -91,6 +96,7 @@ def review_dgd(
         [*result.warnings, *_placement(result, policy)],
         [*previous.warnings, *_placement(previous, policy)],
     )
+    warnings.extend(_cluster(result, policy, new))  # what the cluster lacks: said every time
     if result.dgd is not None and previous.dgd is not None:
         # Dynamo's update rules compare the v1alpha1 views (reference §5.4); a v1beta1 request
         # hears about them at its own paths.
@@ -110,6 +116,22 @@ def _placement(result: ValidationResult, policy: AdmissionPolicy) -> list[Proble
         return []
     hub = result.hub if result.api_version == GROUP_VERSION_V1BETA1 else None
     return placement_warnings(result.dgd, hub, topology_keys=policy.topology_keys)
+
+
+def _cluster(
+    result: ValidationResult, policy: AdmissionPolicy, new: Mapping[str, Any]
+) -> list[Problem]:
+    """What this cluster lacks for the graph: an endpoint picker without the InferencePool API."""
+    if result.dgd is None or policy.inference_pool_api() is not False:
+        return []
+    problems = [
+        warning(f"spec.services.{name}", INFERENCE_POOL_MISSING)
+        for name, service in sorted(result.dgd.spec.services.items())
+        if service is not None and service.component_type == "epp"
+    ]
+    if new.get("apiVersion") == GROUP_VERSION_V1BETA1:
+        problems = [_at_hub_path(p, new) for p in problems]
+    return problems
 
 
 def _at_hub_path(problem: Problem, hub: Mapping[str, Any]) -> Problem:

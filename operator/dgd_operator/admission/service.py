@@ -54,10 +54,12 @@ from dgd_operator.api.constants import (
     API_VERSION_V1BETA1,
     DGD_PLURAL,
     DGDSA_PLURAL,
+    INFERENCE_POOL_GROUP_VERSION,
     MANAGED_BY,
 )
 from dgd_operator.controllerkit.kube import KubeClient
-from dgd_operator.controllerkit.kubeapi import NotFoundError
+from dgd_operator.controllerkit.kubeapi import ApiError, NotFoundError
+from dgd_operator.reconcile.steps.inference_pool import serves_inference_pools
 from dgd_operator.settings import OperatorSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -192,9 +194,13 @@ class Admission:
             raise SettingsError(
                 "DGD_WEBHOOK_SECRET_NAME needs DGD_WEBHOOK_NAMESPACE and DGD_WEBHOOK_SERVICE_NAME"
             )
+        self.inference_pools = ApiPresence(f"/apis/{INFERENCE_POOL_GROUP_VERSION}")
         self.policy = AdmissionPolicy(
-            operator_username=webhook.operator_username, topology_keys=settings.topology_keys()
+            operator_username=webhook.operator_username,
+            topology_keys=settings.topology_keys(),
+            inference_pool_api=self.inference_pools.get,
         )
+        self._discovery: asyncio.Task[None] | None = None
         self._tmp: Path | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._registered: list[dict[str, Any]] = []
@@ -247,6 +253,10 @@ class Admission:
             reuse_port=webhook.reuse_port,
         )
         await self.server.start()
+        if self.client is not None:
+            self._discovery = asyncio.create_task(
+                self.inference_pools.keep_fresh(self.client), name="webhook-discovery"
+            )
         if webhook.is_managed:
             await self._register(files)
         elif webhook.secret_name or (webhook.namespace and webhook.service_name):
@@ -327,6 +337,11 @@ class Admission:
 
     async def stop(self) -> None:
         """Unregister what `start` registered, stop serving, forget the private files."""
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
+            self._discovery = None
         if self._rotation is not None:
             self._rotation.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -344,3 +359,31 @@ class Admission:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+class ApiPresence:
+    """Whether the API server serves a resource group (`/apis/<group>/<version>` lists
+    InferencePools), re-discovered every `recheck` seconds for the admission warnings."""
+
+    def __init__(self, path: str, recheck: float = 60.0) -> None:
+        self.path = path
+        self.recheck = recheck
+        self.served: bool | None = None
+        """None until the first discovery answered (no warning while unknown)."""
+
+    def get(self) -> bool | None:
+        """The last discovery's answer."""
+        return self.served
+
+    async def refresh(self, client: KubeClient) -> None:
+        """Ask discovery once; on an API error keep the last answer."""
+        try:
+            self.served = serves_inference_pools(await client.discover(self.path))
+        except ApiError as exc:
+            log.debug("discovery of %s failed: %s", self.path, exc)
+
+    async def keep_fresh(self, client: KubeClient) -> None:
+        """Refresh now and then every `recheck` seconds, until cancelled."""
+        while True:
+            await self.refresh(client)
+            await asyncio.sleep(self.recheck)
