@@ -27,7 +27,7 @@ from dgd_runtime.protocol import ModelCard
 from dgd_runtime.worker.model_dir import read_model_dir
 
 if TYPE_CHECKING:
-    from dgd_runtime.worker.service import WorkerRole
+    from dgd_runtime.worker.service import Worker, WorkerRole
 
 log = logging.getLogger("dgd_runtime.worker")
 
@@ -206,6 +206,7 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    rc = 0
     try:
         # Starting waits for NATS (pods may start before it); a SIGTERM meanwhile still exits.
         starting = asyncio.create_task(worker.start())
@@ -218,7 +219,13 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
                 f"subject={worker.instance.subject}",
                 flush=True,
             )
-            await stopping
+            died = asyncio.create_task(_engine_death(worker))
+            await asyncio.wait({stopping, died}, return_when=asyncio.FIRST_COMPLETED)
+            if died.done():
+                log.error("the engine died; exiting so the worker is restarted")
+                rc = 1
+            else:
+                died.cancel()
         else:
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,7 +235,23 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
         await worker.shutdown()
         if system is not None:
             await system.stop()
-    return 0
+    return rc
+
+
+ENGINE_WATCH_INTERVAL = 0.1
+"""Seconds between checks that a started engine is still alive (an attribute read)."""
+
+
+async def _engine_death(worker: Worker) -> None:
+    """Return once the started engine stops being ready (its process died).
+
+    New requests are refused at once (the request subject is dropped, so the frontend
+    retries them on another worker); streams in progress end with the engine's error.
+    """
+    while worker.engine.ready or worker.shutting_down:
+        await asyncio.sleep(ENGINE_WATCH_INTERVAL)
+    if worker.server is not None:
+        await worker.server.stop_accepting()
 
 
 def main(argv: list[str] | None = None) -> int:
