@@ -185,7 +185,6 @@ def test_prompt_longer_than_max_model_len_is_a_400(deployment: Deployment) -> No
     assert unfinished(deployment) == 0
 
 
-@pytest.mark.quarantine
 def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployment) -> None:
     def totals() -> tuple[float, float]:
         texts = [w.metrics() for w in deployment.workers]
@@ -194,6 +193,7 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
             sum(metric(t, "vllm:generation_tokens_total") for t in texts),
         )
 
+    assert unfinished(deployment) == 0
     aborted_before, generated_before = totals()
     max_tokens = MAX_MODEL_LEN - 16
     body = {
@@ -207,18 +207,18 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
         "POST", f"{deployment.url}/v1/completions", json=body, timeout=TIMEOUT
     ) as resp:
         assert resp.status_code == 200
-        lines = resp.iter_lines()
-        next(line for line in lines if line.startswith("data: "))
-        # The engine holds the request while it streams (read at scrape time from vLLM).
-        eventually(lambda: unfinished(deployment) == 1, 10, "the engine to hold the request")
-    # Leaving the block closed the connection mid-stream.
+        next(line for line in resp.iter_lines() if line.startswith("data: "))
+    # Leaving the block closed the connection right after the first token. (Waiting here for
+    # the engine to report the request raced with it finishing on a fast machine: without the
+    # abort the 2,032 tokens take a few seconds.)
     eventually(lambda: unfinished(deployment) == 0, 60, "the engine to drop the request")
     aborted_after, generated_after = totals()
     assert aborted_after == aborted_before + 1
+    # vLLM's own count: it stopped generating long before max_tokens (ignore_eos, no stop), so
+    # the abort reached the engine; a request that ran to the end fails this.
     assert generated_after - generated_before < max_tokens
 
 
-@pytest.mark.quarantine
 def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
     deployment: Deployment,
 ) -> None:
