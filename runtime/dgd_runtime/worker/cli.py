@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dgd_runtime.worker")
 
+WORKER_REGISTRATION_TTL = 10.0
+"""Seconds of heartbeat silence before frontends drop a worker (Dynamo's lease TTL is 10 s too).
+
+Not 3 s: a worker whose event loop is starved (a real engine's output processing at high
+concurrency on a loaded machine) missed three 1 s heartbeats, and frontends then failed its
+healthy streams and answered 503 "no workers available". A worker that dies is still noticed
+at once: its request subject has no responders any more.
+"""
+
 
 def parse_endpoint(value: str, namespace: str, component: str) -> tuple[str, str, str]:
     """``dyn://ns.component.endpoint`` (or a bare endpoint name) -> its three parts."""
@@ -125,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drain-timeout", type=float, default=30.0)
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
-    p.add_argument("--registration-ttl", type=float, default=3.0)
+    p.add_argument(
+        "--registration-ttl",
+        type=float,
+        default=WORKER_REGISTRATION_TTL,
+        help="seconds without a heartbeat before frontends drop this worker (default %(default)s)",
+    )
     p.add_argument("--instance-id", default="")
     p.add_argument(
         "--context-length",
