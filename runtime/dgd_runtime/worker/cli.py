@@ -6,6 +6,8 @@ the ``prefill`` component, every other type ``backend``; ``prefill``/``decode`` 
 role the worker registers with, overridden by ``--disaggregation-mode``), ``DYN_SYSTEM_PORT`` (status server;
 off when unset), ``DYN_SYSTEM_HOST`` (default 0.0.0.0, the probes come from the kubelet).
 SIGTERM/SIGINT: deregister, let in-flight requests finish for ``--drain-timeout`` s, exit 0.
+An engine that dies after starting: new requests are refused at once, the streams in progress
+end with the engine's error, the worker deregisters and exits 1 (so it is restarted).
 """
 
 from __future__ import annotations
