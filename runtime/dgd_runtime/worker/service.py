@@ -81,8 +81,12 @@ def card_with_role(card: ModelCard, engine: Engine, role: WorkerRole) -> ModelCa
     """``card`` advertising the worker's role and what its engine can do beyond text."""
     extra: dict[str, Any] = {**card.extra, "worker_type": role}
     if role == "prefill":
-        if not isinstance(engine, DisaggPrefill):
-            raise ValueError("this engine cannot serve as a prefill worker (no KV hand-off)")
+        # An engine may hand KV over only in some configurations (vLLM: with a KV connector).
+        if not isinstance(engine, DisaggPrefill) or not engine.transfer_tag:
+            raise ValueError(
+                "this engine cannot serve as a prefill worker as configured (no KV hand-off; "
+                "vLLM needs --kv-transfer-config with a producer kv_role)"
+            )
         extra["transfer_tag"] = engine.transfer_tag
     if role == "decode" and not isinstance(engine, DisaggDecode):
         raise ValueError("this engine cannot serve as a decode worker (no KV hand-off)")
