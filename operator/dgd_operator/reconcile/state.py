@@ -67,6 +67,9 @@ class DgdMemory:
     """Adapter name -> status we last wrote on it."""
     groups: dict[tuple[str, int], GroupMemory] = field(default_factory=dict)
     """(service, group index) -> restart bookkeeping of each multinode group."""
+    optional_kinds_generation: int | None = None
+    """The DGD generation whose children of optional kinds (InferencePool, Istio) were last
+    looked for (`steps/children.py`); None: not seen yet."""
     pod_groups: frozenset[str] | None = None
     """Names of the PodGroups last found to be exactly the graph's (None: not listed yet)."""
 

@@ -18,14 +18,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED, MANAGED_BY
-from dgd_operator.controllerkit.kubeapi import ConflictError
+from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED, LABEL_GRAPH, MANAGED_BY
+from dgd_operator.controllerkit.kubeapi import ConflictError, NotFoundError
 from dgd_operator.controllerkit.ownership import apply_upgrade_patch
 from dgd_operator.controllerkit.workers import raise_first, run_all
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.notices import change_notices
 from dgd_operator.reconcile.readiness import WORKLOAD_KINDS
-from dgd_operator.reconcile.resources import WATCHED
+from dgd_operator.reconcile.resources import INFERENCE_POOL, ISTIO_KINDS, WATCHED
 from dgd_operator.reconcile.sync import (
     AppliedRecord,
     ApplyAction,
@@ -75,6 +75,39 @@ async def _delete(ctx: ReconcileContext, obj: Mapping[str, Any]) -> bool:
     )
 
 
+# Kinds of optional APIs (maybe not served) that a graph may stop wanting: not watched, so when
+# the graph's spec changes they are listed by its label to find the ones to prune.
+OPTIONAL_KINDS = (INFERENCE_POOL, *ISTIO_KINDS)
+
+
+async def _optional_children(ctx: ReconcileContext) -> list[Mapping[str, Any]]:
+    """The graph's live children of optional kinds, listed once per spec change.
+
+    The first reconcile of a graph (after an operator start, too) only remembers the generation:
+    listing every graph's optional kinds on start would cost 3 LISTs per graph for objects that
+    are pruned only when a spec change drops them. An epp removed while the operator was down
+    keeps its InferencePool until the next spec change or the graph's deletion (owner GC).
+    """
+    seen = ctx.memory.optional_kinds_generation
+    ctx.memory.optional_kinds_generation = ctx.generation
+    if seen is None or seen == ctx.generation:
+        return []
+    found: list[Mapping[str, Any]] = []
+    for rk in OPTIONAL_KINDS:
+        try:
+            found.extend(
+                await ctx.services.client.list(
+                    rk.api_version,
+                    rk.kind,
+                    ctx.namespace,
+                    label_selector=f"{LABEL_GRAPH}={ctx.name}",
+                )
+            )
+        except NotFoundError:  # the API is not served: nothing of that kind exists
+            continue
+    return found
+
+
 async def children(ctx: ReconcileContext) -> StepResult:
     """Apply changed children wave by wave, then prune children and adapters not wanted."""
     client = ctx.services.client
@@ -90,6 +123,8 @@ async def children(ctx: ReconcileContext) -> StepResult:
     for obj, current in zip(unwatched, found, strict=True):
         if current is not None:
             live[child_key(obj)] = current
+    for listed in await _optional_children(ctx):
+        live.setdefault(child_key(listed), listed)
 
     records = ctx.services.state.namespace_records(namespace)
     regular_live = {ck: obj for ck, obj in live.items() if ck[1] != DGDSA_KIND}
