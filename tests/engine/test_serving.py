@@ -265,6 +265,14 @@ def test_engine_death_mid_stream_ends_the_stream_and_the_worker_exits(
     deployment: Deployment,
 ) -> None:
     # Last in this module: it leaves one worker (the module's deployment ends after it).
+    # Each worker's engine core, found before the request: on an idle machine the whole
+    # request takes about a second, so the kill must follow the first token closely.
+    cores: dict[str, int] = {}
+    for w in deployment.workers:
+        assert w.proc is not None
+        found = [p for p, c in descendants(w.proc.pid).items() if c.startswith("VLLM::EngineCore")]
+        assert len(found) == 1, descendants(w.proc.pid)
+        cores[w.name] = found[0]
     before = served_requests(deployment)
     body = {
         "model": MODEL_NAME,
@@ -289,14 +297,7 @@ def test_engine_death_mid_stream_ends_the_stream_and_the_worker_exits(
                 victim = next(
                     w for w, b, a in zip(deployment.workers, before, after, strict=True) if a > b
                 )
-                assert victim.proc is not None
-                cores = [
-                    pid
-                    for pid, cmd in descendants(victim.proc.pid).items()
-                    if cmd.startswith("VLLM::EngineCore")
-                ]
-                assert len(cores) == 1, descendants(victim.proc.pid)
-                os.kill(cores[0], signal.SIGKILL)
+                os.kill(cores[victim.name], signal.SIGKILL)
     assert victim is not None
     # The stream ended with an error event instead of finishing.
     assert events[-1] != "[DONE]" and "error" in events[-1], events[-3:]
