@@ -67,13 +67,23 @@ async def test_post_then_apply_owns_fields_like_apply_alone(
         # Created with a POST, then the same change: fold our ownership, then apply.
         await client.create(make(namespace, "posted", second=True))
         kind = make(namespace, "x", second=False)
-        live = await client.get(kind["apiVersion"], kind["kind"], namespace, "posted")
-        assert live is not None
-        patch = apply_upgrade_patch(live, MANAGED_BY)
-        assert patch is not None
-        folded = await client.json_patch(
-            kind["apiVersion"], kind["kind"], namespace, "posted", patch
-        )
+        for _ in range(10):
+            # The deployment controller may write the object (its revision annotation) between
+            # our read and the fold: the fold then conflicts and is redone on a fresh read, as
+            # the reconcile does.
+            live = await client.get(kind["apiVersion"], kind["kind"], namespace, "posted")
+            assert live is not None
+            patch = apply_upgrade_patch(live, MANAGED_BY)
+            assert patch is not None
+            try:
+                folded = await client.json_patch(
+                    kind["apiVersion"], kind["kind"], namespace, "posted", patch
+                )
+                break
+            except ConflictError:
+                continue
+        else:
+            pytest.fail("the fold conflicted 10 times in a row")
         assert folded["metadata"].get("generation") == live["metadata"].get("generation")
         assert apply_upgrade_patch(folded, MANAGED_BY) is None  # nothing left to fold
         await client.apply(make(namespace, "posted", second=False))
