@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -190,8 +191,10 @@ def test_taking_over_dynamos_crds_and_graphs(control_plane: ControlPlane, namesp
                     timeout=120,
                     description=f"{name} Ready",
                 )
-                assert hub["status"]["components"]["worker"]["componentNames"] == [f"{name}-worker"]
-                rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}-worker")
+                # Workers run as a generation `<dgd>-worker-<hash>` (managed rollouts).
+                [deployment] = hub["status"]["components"]["worker"]["componentNames"]
+                assert re.fullmatch(rf"{name}-worker-[0-9a-f]{{8}}", deployment), deployment
+                rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
             adapter = rest.get(f"{B1.format(ns=namespace, plural=DGDSAS)}/tk-beta-worker")
             assert adapter["spec"]["dgdRef"] == {"name": "tk-beta", "componentName": "worker"}
             old = rest.get(f"{A1.format(ns=namespace, plural=DGDSAS)}/tk-beta-worker")
