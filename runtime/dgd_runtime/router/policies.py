@@ -24,6 +24,7 @@ The lowest cost wins (ties broken at random); with ``temperature > 0`` a softmax
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -35,6 +36,8 @@ from dgd_runtime.protocol import KvEvent, PreprocessedRequest, WorkerInstance
 from dgd_runtime.router.prefix_index import PrefixIndex
 
 ROUTER_MODES = ("round-robin", "random", "kv")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -297,6 +300,14 @@ class KvPolicy(RoutingPolicy):
             scores.append(KvScore(iid, overlap, weight * prefill_blocks + decode_blocks))
         self.last_scores = scores
         best = self._pick(scores)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "kv route: %s (prompt %d blocks)",
+                ", ".join(
+                    f"{s.instance_id} overlap={s.overlap_blocks} cost={s.cost:.1f}" for s in scores
+                ),
+                prompt_blocks,
+            )
         chosen = next(c for c in candidates if c.instance_id == best.instance_id)
         return RouteDecision(
             chosen,
