@@ -195,3 +195,18 @@ class ReconcileContext:
 
 
 Step = Callable[[ReconcileContext], Awaitable[StepResult]]
+
+
+def step_condition(
+    kind: str, status: str, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    """A status condition a step reports (`ReconcileContext.placement`), as the API writes it."""
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition

@@ -18,7 +18,7 @@ from dgd_operator.api.constants import (
     REASON_INFERENCE_POOL_CREATED,
 )
 from dgd_operator.builders.epp import INFERENCE_POOL_MISSING
-from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
+from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult, step_condition
 
 
 def serves_inference_pools(document: dict[str, Any] | None) -> bool:
@@ -30,20 +30,20 @@ def serves_inference_pools(document: dict[str, Any] | None) -> bool:
 def inference_pool_condition(served: bool, generation: int | None) -> dict[str, Any]:
     """The `InferencePoolReady` condition of a graph with an endpoint picker."""
     if served:
-        return {
-            "type": CONDITION_INFERENCE_POOL,
-            "status": "True",
-            "reason": REASON_INFERENCE_POOL_CREATED,
-            "message": "the endpoint picker's InferencePool is applied",
-            "observedGeneration": generation,
-        }
-    return {
-        "type": CONDITION_INFERENCE_POOL,
-        "status": "False",
-        "reason": REASON_INFERENCE_POOL_API_MISSING,
-        "message": INFERENCE_POOL_MISSING,
-        "observedGeneration": generation,
-    }
+        return step_condition(
+            CONDITION_INFERENCE_POOL,
+            "True",
+            REASON_INFERENCE_POOL_CREATED,
+            "the endpoint picker's InferencePool is applied",
+            generation,
+        )
+    return step_condition(
+        CONDITION_INFERENCE_POOL,
+        "False",
+        REASON_INFERENCE_POOL_API_MISSING,
+        INFERENCE_POOL_MISSING,
+        generation,
+    )
 
 
 async def discover_inference_pool(ctx: ReconcileContext) -> StepResult:

@@ -52,7 +52,7 @@ from dgd_operator.api.constants import (
 from dgd_operator.builders.gang import find_pod_group_api
 from dgd_operator.builders.placement import PackDomain, pack_domains, uses_default_scheduler
 from dgd_operator.controllerkit.kubeapi import ApiError, Manifest
-from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
+from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult, step_condition
 from dgd_operator.reconcile.groups import GroupSpec, group_specs
 from dgd_operator.reconcile.steps.groups import pods_by_group
 from dgd_operator.reconcile.sync import child_key, is_owned_by
@@ -105,15 +105,7 @@ def gang_placement_condition(
             message += elsewhere
     else:
         status, reason, message = "False", REASON_GANG_UNAVAILABLE, GANG_UNAVAILABLE_MESSAGE
-    condition: dict[str, Any] = {
-        "type": CONDITION_GANG_PLACEMENT,
-        "status": status,
-        "reason": reason,
-        "message": message,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+    return step_condition(CONDITION_GANG_PLACEMENT, status, reason, message, generation)
 
 
 def other_schedulers(desired: Sequence[Mapping[str, Any]], specs: Sequence[GroupSpec]) -> list[str]:
@@ -301,15 +293,7 @@ def topology_levels_condition(
         status, reason = "True", REASON_TOPOLOGY_AVAILABLE
         used = sorted({f"{d.domain} ({d.key})" for d in domains})
         message = "nodes carry the label of every topology domain used: " + ", ".join(used)
-    condition: dict[str, Any] = {
-        "type": CONDITION_TOPOLOGY_LEVELS,
-        "status": status,
-        "reason": reason,
-        "message": message,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+    return step_condition(CONDITION_TOPOLOGY_LEVELS, status, reason, message, generation)
 
 
 async def node_label_presence(ctx: ReconcileContext, key: str) -> tuple[bool | None, str]:
