@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.gang import PodGroupApi
+from dgd_operator.builders.graph import GraphPlan
 from dgd_operator.controllerkit.indexes import Expiring
 from dgd_operator.reconcile.groups import GroupMemory
-from dgd_operator.reconcile.sync import AppliedRecord, ChildKey
+from dgd_operator.reconcile.sync import AppliedRecord, ChildKey, DigestMemo, Manifest
 
 Key = tuple[str, str]
 """(namespace, DGD name)."""
@@ -46,6 +48,26 @@ class NodeLabelCheck:
     detail: str
     """Why it is unknown (the API server's refusal), empty otherwise."""
     checked_at: float
+
+
+@dataclass(frozen=True)
+class SpecMemo:
+    """The validated graph of one stored spec (`steps.observe.spec_fingerprint`)."""
+
+    fingerprint: str
+    dgd: DynamoGraphDeployment
+    """Never mutated: a reconcile that changes it (adapter-owned counts) works on a copy."""
+
+
+@dataclass(frozen=True)
+class BuildMemo:
+    """The children built from one set of build inputs (`steps.build`), and their hashes."""
+
+    inputs: tuple[object, ...]
+    graph: GraphPlan
+    desired: tuple[Manifest, ...]
+    adapters: tuple[Manifest, ...]
+    digests: DigestMemo
 
 
 @dataclass
@@ -72,6 +94,11 @@ class DgdMemory:
     looked for (`steps/children.py`); None: not seen yet."""
     pod_groups: frozenset[str] | None = None
     """Names of the PodGroups last found to be exactly the graph's (None: not listed yet)."""
+    spec: SpecMemo | None = None
+    """The last spec validated, so a reconcile of an unchanged spec (a child's or a pod's
+    event, a status write of ours) does not validate it again."""
+    build: BuildMemo | None = None
+    """The last children built, so a reconcile whose build inputs did not change reuses them."""
 
 
 class ControllerState:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,34 @@ def with_hash(obj: Mapping[str, Any]) -> tuple[Manifest, str]:
     meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_LAST_APPLIED_HASH: digest}
     stamped["metadata"] = meta
     return stamped, digest
+
+
+class DigestMemo:
+    """`with_hash` remembered by the identity of the desired manifest it was asked about.
+
+    The build step hands out the same manifest objects while a graph's inputs do not change
+    (`steps/build.py`), so a reconcile of an unchanged graph hashes nothing. Only the
+    manifests of that build are remembered (a copy made later, e.g. a rollout's resized
+    Deployment, is hashed every time), so the memo never grows; it holds them alive, so their
+    ids are never reused while remembered, and manifests are never mutated after building,
+    so a remembered digest stays right. A memo lives as long as its build.
+    """
+
+    def __init__(self, manifests: Iterable[Mapping[str, Any]]) -> None:
+        self._built = {id(obj): obj for obj in manifests}
+        self._stamped: dict[int, tuple[Manifest, str]] = {}
+
+    def __call__(self, obj: Mapping[str, Any]) -> tuple[Manifest, str]:
+        """`with_hash(obj)`, computed once per manifest of the build."""
+        if self._built.get(id(obj)) is not obj:
+            return with_hash(obj)
+        found = self._stamped.get(id(obj))
+        if found is None:
+            found = self._stamped[id(obj)] = with_hash(obj)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._stamped)
 
 
 @dataclass(frozen=True)
@@ -122,19 +150,21 @@ def plan_sync(
     owner_uid: str,
     *,
     prune: bool = True,
+    stamp: Callable[[Mapping[str, Any]], tuple[Manifest, str]] = with_hash,
 ) -> SyncPlan:
     """Compare desired children with live ones (found by our labels) and plan the writes.
 
     Live children that are not desired are deleted only when they carry an ownerReference to
     this DGD's uid, so an object of the same name from an older DGD, or one the user labelled
-    by hand, is never touched.
+    by hand, is never touched. `stamp` hashes a desired manifest (a `DigestMemo` saves
+    re-hashing the manifests of an unchanged build).
     """
     plan = SyncPlan()
     wanted: set[ChildKey] = set()
     for obj in desired:
         key = child_key(obj)
         wanted.add(key)
-        stamped, digest = with_hash(obj)
+        stamped, digest = stamp(obj)
         current = live.get(key)
         why = needs_apply(digest, current, records.get(key))
         if why is None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
 
 from dgd_operator.api.constants import EVENT_INVALID_SPEC, REASON_INVALID_SPEC
 from dgd_operator.api.models import DynamoGraphDeployment
@@ -12,12 +16,32 @@ from dgd_operator.api.validation import Problem, validate_dgd
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, RejectedError, StepResult
 from dgd_operator.reconcile.restart import plan_graph_restart
 from dgd_operator.reconcile.scaling import plan_adapter_sync
+from dgd_operator.reconcile.state import SpecMemo
 from dgd_operator.reconcile.sync import child_key, is_owned_by
 
 
 def rfc3339(moment: datetime.datetime) -> str:
     """`moment` in Kubernetes' RFC 3339 form (seconds, UTC)."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+"""Metadata the API server changes on every write, status writes included; nothing the
+validation or the builders read."""
+
+
+def spec_fingerprint(body: Mapping[str, Any]) -> str:
+    """sha256 of everything in a stored DGD that validation and the builders may read.
+
+    That is all of it but `status` and the volatile metadata, so our own status writes keep
+    the fingerprint. Keys are not sorted: the watch hands an unchanged object over with the
+    same key order, and another order would only cost one validation more.
+    """
+    meta = body.get("metadata") or {}
+    doc = {k: v for k, v in body.items() if k not in ("status", "metadata")}
+    doc["metadata"] = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
+    encoded = json.dumps(doc, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def validated(ctx: ReconcileContext) -> DynamoGraphDeployment:
@@ -47,7 +71,11 @@ async def observe(ctx: ReconcileContext) -> StepResult:
         if is_owned_by(obj, uid) or not (obj.get("metadata") or {}).get("ownerReferences")
     ]
     ctx.live = {child_key(obj): obj for obj in ctx.live_children}
-    dgd = validated(ctx)
+    fingerprint = spec_fingerprint(ctx.body)
+    memo = ctx.memory.spec
+    if memo is None or memo.fingerprint != fingerprint:
+        memo = ctx.memory.spec = SpecMemo(fingerprint, validated(ctx))
+    dgd = memo.dgd
     sync = plan_adapter_sync(
         dgd,
         uid=uid,
@@ -56,8 +84,11 @@ async def observe(ctx: ReconcileContext) -> StepResult:
         written_statuses=ctx.memory.adapter_status_written,
         now=rfc3339(ctx.services.wall_clock()),
     )
+    if sync.replicas:
+        dgd = dgd.model_copy(deep=True)  # the remembered spec stays as stored
     for svc, replicas in sync.replicas.items():
         dgd.spec.services[svc].replicas = replicas  # the adapter owns the count
+    ctx.spec_fingerprint, ctx.adapter_replicas = fingerprint, dict(sync.replicas)
     ctx.replica_patch, ctx.scaled_by_adapter, ctx.adapter_statuses = (
         sync.spec_patch,
         sync.scaled,
