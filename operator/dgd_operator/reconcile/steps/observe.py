@@ -3,7 +3,6 @@ what its adapters and its restart request ask for. No API call."""
 
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import json
@@ -44,6 +43,20 @@ def spec_fingerprint(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+def tree_copy(value: Any) -> Any:
+    """A deep copy of a JSON-shaped value (dicts, lists, scalars), for a decoded API object.
+
+    Several times faster than `copy.deepcopy`, which spends its time on a memo and on
+    dispatching by type for values that, in a decoded object, are only these; anything else
+    is shared like a scalar.
+    """
+    if isinstance(value, dict):
+        return {k: tree_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tree_copy(v) for v in value]
+    return value
+
+
 def validated(ctx: ReconcileContext) -> DynamoGraphDeployment:
     """Parse and validate the stored DGD; raise `RejectedError` naming every problem.
 
@@ -54,7 +67,8 @@ def validated(ctx: ReconcileContext) -> DynamoGraphDeployment:
     whatever spec is stored, so a removed service has its children deleted and a changed
     framework or node count rebuilds them.
     """
-    doc = {k: copy.deepcopy(v) for k, v in ctx.body.items() if k != "status"}
+    # Validation gets its own copy: the body is the watch cache's object, shared by every reader.
+    doc = {k: tree_copy(v) for k, v in ctx.body.items() if k != "status"}
     result = validate_dgd(doc, creating=ctx.generation in (None, 1), images=False)
     if result.errors or result.dgd is None:
         problems = result.errors or [Problem("spec", "not a valid DynamoGraphDeployment")]
