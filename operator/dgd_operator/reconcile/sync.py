@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from dgd_operator.api.constants import ANNOTATION_LAST_APPLIED_HASH
 
@@ -29,6 +32,39 @@ def child_key(obj: Mapping[str, Any]) -> ChildKey:
     return (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
 
 
+ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""Sorted keys; every value `json` would turn into text with `default=str` goes to `default`."""
+
+ORJSON_MAY_DIFFER = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9.]+e)|null")
+"""Where orjson's bytes may not be `json.dumps`'s: a float `repr` writes with an exponent
+(|x| < 1e-4 or >= 1e16; orjson writes the small ones in full), and `null`, which is also what
+orjson makes of NaN and infinities. A match inside a string only costs the slower encoder."""
+
+
+def _not_plain_json(value: object) -> Any:
+    raise TypeError(f"{type(value).__name__} is left to json")
+
+
+def canonical_json(body: Mapping[str, Any]) -> bytes:
+    """Key-sorted compact JSON of `body`: exactly `json.dumps(sort_keys=True,
+    separators=(",", ":"), default=str)`, whose bytes the hashes on existing children were
+    made from, but through orjson (several times faster) wherever it gives the same bytes:
+    ASCII output (`json` escapes the rest), no float `json` writes with an exponent, no
+    `null`, nothing but plain JSON types (anything else raises and takes the slow path)."""
+    try:
+        encoded = orjson.dumps(body, default=_not_plain_json, option=ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: big ints, non-str keys, other types
+        encoded = b""
+    if encoded and encoded.isascii() and ORJSON_MAY_DIFFER.search(encoded) is None:
+        return encoded
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
 def manifest_hash(obj: Mapping[str, Any]) -> str:
     """sha256 of the key-sorted JSON of a desired manifest, ignoring its own hash annotation."""
     body = {k: v for k, v in obj.items() if k != "status"}
@@ -40,8 +76,7 @@ def manifest_hash(obj: Mapping[str, Any]) -> str:
     }
     meta["annotations"] = annotations
     body["metadata"] = meta
-    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def with_hash(obj: Mapping[str, Any]) -> tuple[Manifest, str]:
