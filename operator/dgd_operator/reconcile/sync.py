@@ -40,10 +40,20 @@ ORJSON_OPTIONS = (
 )
 """Sorted keys; every value `json` would turn into text with `default=str` goes to `default`."""
 
-ORJSON_MAY_DIFFER = re.compile(rb"[:,\[]-?(?:0\.0000|[0-9.]+e)|null")
-"""Where orjson's bytes may not be `json.dumps`'s: a float `repr` writes with an exponent
-(|x| < 1e-4 or >= 1e16; orjson writes the small ones in full), and `null`, which is also what
-orjson makes of NaN and infinities. A match inside a string only costs the slower encoder."""
+ORJSON_NEGATIVE_EXPONENT = re.compile(rb"[0-9]e-")
+
+
+def orjson_is_json(encoded: bytes) -> bool:
+    """True when orjson's `encoded` is surely what `json.dumps` gives for the same value.
+
+    They differ only on non-ASCII text (`json` escapes it), on floats `json` writes with an
+    exponent (|x| < 1e-4, which orjson writes in full down to 1e-6, or >= 1e16) and on NaN and
+    infinities (orjson: `null`). Substring tests look for those; a hit inside a string only
+    costs the slower encoder.
+    """
+    if not encoded.isascii() or b"null" in encoded or b"0.0000" in encoded or b"e+" in encoded:
+        return False
+    return b"e-" not in encoded or ORJSON_NEGATIVE_EXPONENT.search(encoded) is None
 
 
 def _not_plain_json(value: object) -> Any:
@@ -53,14 +63,13 @@ def _not_plain_json(value: object) -> Any:
 def canonical_json(body: Mapping[str, Any]) -> bytes:
     """Key-sorted compact JSON of `body`: exactly `json.dumps(sort_keys=True,
     separators=(",", ":"), default=str)`, whose bytes the hashes on existing children were
-    made from, but through orjson (several times faster) wherever it gives the same bytes:
-    ASCII output (`json` escapes the rest), no float `json` writes with an exponent, no
-    `null`, nothing but plain JSON types (anything else raises and takes the slow path)."""
+    made from, but through orjson (several times faster) wherever it surely gives the same
+    bytes (`orjson_is_json`; anything but plain JSON types raises and takes the slow path)."""
     try:
         encoded = orjson.dumps(body, default=_not_plain_json, option=ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: big ints, non-str keys, other types
         encoded = b""
-    if encoded and encoded.isascii() and ORJSON_MAY_DIFFER.search(encoded) is None:
+    if encoded and orjson_is_json(encoded):
         return encoded
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
 
