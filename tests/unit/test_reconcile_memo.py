@@ -124,3 +124,17 @@ def test_the_digest_memo_remembers_only_the_manifests_of_its_build() -> None:
     resized = {**built, "spec": {"replicas": 2}}
     assert memo(resized) == with_hash(resized)
     assert memo(resized) is not memo(resized)  # a copy made after the build is not kept
+
+
+async def test_only_the_most_recently_reconciled_graphs_keep_their_memos() -> None:
+    controller, _, _ = await converged()
+    state = controller.state
+    state.memo_capacity = 1
+    memory = state.graphs[KEY]
+    assert memory.spec is not None and memory.build is not None
+    state.graph(("ns", "other"), "u2")
+    state.memoised(("ns", "other"))
+    assert memory.spec is None and memory.build is None
+    state.forget(("ns", "other"))
+    await controller.reconcile(KEY)  # validated and built again, and kept
+    assert memory.spec is not None and memory.build is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,12 @@ POD_GROUP_API_RECHECK_SECONDS = 60.0
 SHARED_OBJECT_RECHECK_SECONDS = 300.0
 """How long a namespace-wide object found (or created) is trusted before it is looked up again."""
 
+
+MEMO_CAPACITY = 256
+"""Graphs that keep their validated spec and built children (`DgdMemory.spec`, `.build`): the
+most recently reconciled ones. Reconciles of one graph come in bursts (creation, a rollout,
+pods starting), so a few hundred keep the hits, while the memos of 1,000 graphs (~80 KiB
+each) would cost ~80 MiB of the operator's memory for graphs that are rarely reconciled."""
 
 NODE_LABEL_RECHECK_SECONDS = 60.0
 """How long the answer to "does any node carry this topology label?" is trusted."""
@@ -109,8 +116,12 @@ class ControllerState:
         *,
         recheck_after: float = SHARED_OBJECT_RECHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        memo_capacity: int = MEMO_CAPACITY,
     ) -> None:
         self.graphs: dict[Key, DgdMemory] = {}
+        self.memo_capacity = memo_capacity
+        self._memoised: OrderedDict[Key, None] = OrderedDict()
+        """Graphs holding memos, least recently reconciled first."""
         self.records: dict[str, dict[ChildKey, AppliedRecord]] = {}
         """Per namespace: what we last applied to each child (see `sync.needs_apply`)."""
         self.shared_checked: Expiring[tuple[str, str, str]] = Expiring(recheck_after, clock)
@@ -165,6 +176,18 @@ class ControllerState:
     def forget(self, key: Key) -> None:
         """Drop everything remembered about the graph `key` (it is gone)."""
         self.graphs.pop(key, None)
+        self._memoised.pop(key, None)
+
+    def memoised(self, key: Key) -> None:
+        """Graph `key` was just reconciled and holds memos; beyond `memo_capacity`, the least
+        recently reconciled graph drops its own (its next reconcile validates and builds)."""
+        self._memoised[key] = None
+        self._memoised.move_to_end(key)
+        while len(self._memoised) > self.memo_capacity:
+            oldest, _ = self._memoised.popitem(last=False)
+            memory = self.graphs.get(oldest)
+            if memory is not None:
+                memory.spec = memory.build = None
 
     def namespace_records(self, namespace: str) -> dict[ChildKey, AppliedRecord]:
         """The applied-child records of `namespace` (created on first use)."""

@@ -89,6 +89,7 @@ async def observe(ctx: ReconcileContext) -> StepResult:
     memo = ctx.memory.spec
     if memo is None or memo.fingerprint != fingerprint:
         memo = ctx.memory.spec = SpecMemo(fingerprint, validated(ctx))
+    ctx.services.state.memoised(ctx.key)
     dgd = memo.dgd
     sync = plan_adapter_sync(
         dgd,
