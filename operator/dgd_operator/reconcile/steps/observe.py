@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from dgd_operator.api.constants import EVENT_INVALID_SPEC, REASON_INVALID_SPEC
 from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.validation import Problem, validate_dgd
@@ -34,13 +36,17 @@ def spec_fingerprint(body: Mapping[str, Any]) -> str:
 
     That is all of it but `status` and the volatile metadata, so our own status writes keep
     the fingerprint. Keys are not sorted: the watch hands an unchanged object over with the
-    same key order, and another order would only cost one validation more.
+    same key order, and another order would only cost one validation more. Only compared
+    within one process, so any deterministic encoding does: orjson where it can.
     """
     meta = body.get("metadata") or {}
     doc = {k: v for k, v in body.items() if k not in ("status", "metadata")}
     doc["metadata"] = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
-    encoded = json.dumps(doc, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    try:
+        encoded = orjson.dumps(doc, default=str)
+    except TypeError:  # orjson.JSONEncodeError: big ints, non-str keys
+        encoded = json.dumps(doc, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def tree_copy(value: Any) -> Any:
