@@ -9,13 +9,14 @@ import math
 import random
 from typing import Any
 
+import orjson
 import pytest
 from tests.fixtures.catalog import dgd_documents, graph_paths
 
 from dgd_operator.api.validation import validate_dgd
 from dgd_operator.builders.graph import build_graph
 from dgd_operator.builders.options import BuildOptions
-from dgd_operator.reconcile.sync import canonical_json
+from dgd_operator.reconcile.sync import ORJSON_OPTIONS, canonical_json, orjson_is_json
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +71,21 @@ def test_same_bytes_for_every_child_of_our_graphs(path: Any) -> None:
         assert graph is not None
         for obj in build_graph(graph, "ns", BuildOptions()):
             assert canonical_json(obj) == reference(obj)
+
+
+@pytest.mark.parametrize(
+    ("value", "fast"),
+    [
+        ({"name": "bench-op-4ca0e-dgd-1", "hash": "x1e-5", "image": "runtime:0.8.0"}, True),
+        ({"replicas": 3, "ratio": 0.5}, True),
+        ({"small": 1e-7}, False),
+        ({"small": [2.5e-17]}, False),
+        ({"small": -1e-20}, False),
+        ({"big": 1e16}, False),
+        ({"tiny": 1e-5}, False),
+        ({"unset": None}, False),
+    ],
+)
+def test_orjson_is_used_only_where_it_is_sure(value: dict[str, Any], fast: bool) -> None:
+    assert orjson_is_json(orjson.dumps(value, option=ORJSON_OPTIONS)) is fast
+    assert canonical_json(value) == reference(value)
