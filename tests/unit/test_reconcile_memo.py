@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from tests.unit.reconcile_fakes import KEY, FakeKube, FakeView, controller_for, deliver, owned
+from tests.unit.reconcile_fakes import KEY, FakeKube, FakeView, bind, controller_for, deliver, owned
 from tests.unit.reconcile_fakes import dgd as _dgd
 
 from dgd_operator.reconcile.controller import Controller
@@ -15,6 +15,7 @@ from dgd_operator.reconcile.steps import build as build_step
 from dgd_operator.reconcile.steps import observe as observe_step
 from dgd_operator.reconcile.steps.observe import spec_fingerprint
 from dgd_operator.reconcile.sync import DigestMemo, with_hash
+from dgd_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -137,4 +138,16 @@ async def test_only_the_most_recently_reconciled_graphs_keep_their_memos() -> No
     assert memory.spec is None and memory.build is None
     state.forget(("ns", "other"))
     await controller.reconcile(KEY)  # validated and built again, and kept
+    assert memory.spec is not None and memory.build is not None
+
+
+async def test_a_graph_reconciled_once_keeps_no_memo() -> None:
+    # After an operator start every graph is reconciled once: memos would only be garbage.
+    _, view, _ = await converged()
+    fresh = Controller(OperatorSettings(workers=1))
+    bind(fresh, view, FakeKube())
+    await fresh.reconcile(KEY)
+    memory = fresh.state.graphs[KEY]
+    assert memory.spec is None and memory.build is None and memory.seen_spec is not None
+    await fresh.reconcile(KEY)
     assert memory.spec is not None and memory.build is not None

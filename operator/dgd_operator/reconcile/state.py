@@ -101,6 +101,10 @@ class DgdMemory:
     looked for (`steps/children.py`); None: not seen yet."""
     pod_groups: frozenset[str] | None = None
     """Names of the PodGroups last found to be exactly the graph's (None: not listed yet)."""
+    seen_spec: str | None = None
+    """Fingerprint of the spec last validated. Memos are kept from the second reconcile of
+    an unchanged spec on: after an operator start every graph is reconciled once, and memos
+    no later reconcile reads would only be more live objects for the garbage collector."""
     spec: SpecMemo | None = None
     """The last spec validated, so a reconcile of an unchanged spec (a child's or a pod's
     event, a status write of ours) does not validate it again."""

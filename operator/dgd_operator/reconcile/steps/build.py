@@ -52,7 +52,9 @@ async def build(ctx: ReconcileContext) -> StepResult:
     )
     memo = ctx.memory.build
     if memo is None or memo.inputs != inputs:
-        memo = ctx.memory.build = built_children(ctx, inputs, options, restarts)
+        memo = built_children(ctx, inputs, options, restarts)
+        if ctx.memory.spec is not None:  # the graph's memos are kept (`steps.observe`)
+            ctx.memory.build = memo
     ctx.graph = memo.graph
     ctx.desired = list(memo.desired)  # later steps replace entries (a rollout resizes)
     ctx.desired_adapters = list(memo.adapters)

@@ -92,11 +92,17 @@ async def observe(ctx: ReconcileContext) -> StepResult:
     ]
     ctx.live = {child_key(obj): obj for obj in ctx.live_children}
     fingerprint = spec_fingerprint(ctx.body)
-    memo = ctx.memory.spec
-    if memo is None or memo.fingerprint != fingerprint:
-        memo = ctx.memory.spec = SpecMemo(fingerprint, validated(ctx))
-    ctx.services.state.memoised(ctx.key)
-    dgd = memo.dgd
+    memory = ctx.memory
+    if memory.spec is not None and memory.spec.fingerprint == fingerprint:
+        dgd = memory.spec.dgd
+        ctx.services.state.memoised(ctx.key)
+    else:
+        dgd = validated(ctx)
+        memory.spec = memory.build = None
+        if memory.seen_spec == fingerprint:  # reconciled again: worth remembering
+            memory.spec = SpecMemo(fingerprint, dgd)
+            ctx.services.state.memoised(ctx.key)
+        memory.seen_spec = fingerprint
     sync = plan_adapter_sync(
         dgd,
         uid=uid,
