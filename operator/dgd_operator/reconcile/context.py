@@ -24,7 +24,7 @@ from dgd_operator.reconcile.groups import GroupPolicy
 from dgd_operator.reconcile.restart import RestartPlan
 from dgd_operator.reconcile.rollout import RolloutPlan
 from dgd_operator.reconcile.state import ControllerState, DgdMemory, Key
-from dgd_operator.reconcile.sync import ChildKey, Manifest
+from dgd_operator.reconcile.sync import ChildKey, DigestMemo, Manifest
 from dgd_operator.reconcile.view import ClusterView
 from dgd_operator.settings import OperatorSettings
 
@@ -96,6 +96,10 @@ class ReconcileContext:
     live: dict[ChildKey, Mapping[str, Any]] = field(default_factory=dict)
     dgd: DynamoGraphDeployment | None = None
     """The validated DGD, with adapter-owned replica counts already copied in."""
+    spec_fingerprint: str = ""
+    """`steps.observe.spec_fingerprint` of the body (a build input)."""
+    adapter_replicas: dict[str, int] = field(default_factory=dict)
+    """Service -> the replica count its adapter owns, where it differs from the spec's."""
     restart: RestartPlan | None = None
     worker_hash: str | None = None
     """The current worker generation (None: the graph's workers update in place)."""
@@ -105,6 +109,8 @@ class ReconcileContext:
     desired: list[Manifest] = field(default_factory=list)
     """Children to apply (adapters excluded)."""
     desired_adapters: list[Manifest] = field(default_factory=list)
+    digests: DigestMemo = field(default_factory=lambda: DigestMemo(()))
+    """Hashes of the built children (remembered with the build)."""
     replica_patch: dict[str, dict[str, int]] = field(default_factory=dict)
     """`spec.services.<svc>.replicas` to write back into the DGD (adapter-owned counts)."""
     scaled_by_adapter: list[str] = field(default_factory=list)

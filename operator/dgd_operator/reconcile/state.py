@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.builders.gang import PodGroupApi
+from dgd_operator.builders.graph import GraphPlan
 from dgd_operator.controllerkit.indexes import Expiring
 from dgd_operator.reconcile.groups import GroupMemory
-from dgd_operator.reconcile.sync import AppliedRecord, ChildKey
+from dgd_operator.reconcile.sync import AppliedRecord, ChildKey, DigestMemo, Manifest
 
 Key = tuple[str, str]
 """(namespace, DGD name)."""
@@ -33,6 +36,12 @@ POD_GROUP_API_RECHECK_SECONDS = 60.0
 SHARED_OBJECT_RECHECK_SECONDS = 300.0
 """How long a namespace-wide object found (or created) is trusted before it is looked up again."""
 
+
+MEMO_CAPACITY = 256
+"""Graphs that keep their validated spec and built children (`DgdMemory.spec`, `.build`): the
+most recently reconciled ones. Reconciles of one graph come in bursts (creation, a rollout,
+pods starting), so a few hundred keep the hits, while the memos of 1,000 graphs (~80 KiB
+each) would cost ~80 MiB of the operator's memory for graphs that are rarely reconciled."""
 
 NODE_LABEL_RECHECK_SECONDS = 60.0
 """How long the answer to "does any node carry this topology label?" is trusted."""
@@ -46,6 +55,26 @@ class NodeLabelCheck:
     detail: str
     """Why it is unknown (the API server's refusal), empty otherwise."""
     checked_at: float
+
+
+@dataclass(frozen=True)
+class SpecMemo:
+    """The validated graph of one stored spec (`steps.observe.spec_fingerprint`)."""
+
+    fingerprint: str
+    dgd: DynamoGraphDeployment
+    """Never mutated: a reconcile that changes it (adapter-owned counts) works on a copy."""
+
+
+@dataclass(frozen=True)
+class BuildMemo:
+    """The children built from one set of build inputs (`steps.build`), and their hashes."""
+
+    inputs: tuple[object, ...]
+    graph: GraphPlan
+    desired: tuple[Manifest, ...]
+    adapters: tuple[Manifest, ...]
+    digests: DigestMemo
 
 
 @dataclass
@@ -72,6 +101,15 @@ class DgdMemory:
     looked for (`steps/children.py`); None: not seen yet."""
     pod_groups: frozenset[str] | None = None
     """Names of the PodGroups last found to be exactly the graph's (None: not listed yet)."""
+    seen_spec: str | None = None
+    """Fingerprint of the spec last validated. Memos are kept from the second reconcile of
+    an unchanged spec on: after an operator start every graph is reconciled once, and memos
+    no later reconcile reads would only be more live objects for the garbage collector."""
+    spec: SpecMemo | None = None
+    """The last spec validated, so a reconcile of an unchanged spec (a child's or a pod's
+    event, a status write of ours) does not validate it again."""
+    build: BuildMemo | None = None
+    """The last children built, so a reconcile whose build inputs did not change reuses them."""
 
 
 class ControllerState:
@@ -82,8 +120,12 @@ class ControllerState:
         *,
         recheck_after: float = SHARED_OBJECT_RECHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        memo_capacity: int = MEMO_CAPACITY,
     ) -> None:
         self.graphs: dict[Key, DgdMemory] = {}
+        self.memo_capacity = memo_capacity
+        self._memoised: OrderedDict[Key, None] = OrderedDict()
+        """Graphs holding memos, least recently reconciled first."""
         self.records: dict[str, dict[ChildKey, AppliedRecord]] = {}
         """Per namespace: what we last applied to each child (see `sync.needs_apply`)."""
         self.shared_checked: Expiring[tuple[str, str, str]] = Expiring(recheck_after, clock)
@@ -138,6 +180,18 @@ class ControllerState:
     def forget(self, key: Key) -> None:
         """Drop everything remembered about the graph `key` (it is gone)."""
         self.graphs.pop(key, None)
+        self._memoised.pop(key, None)
+
+    def memoised(self, key: Key) -> None:
+        """Graph `key` was just reconciled and holds memos; beyond `memo_capacity`, the least
+        recently reconciled graph drops its own (its next reconcile validates and builds)."""
+        self._memoised[key] = None
+        self._memoised.move_to_end(key)
+        while len(self._memoised) > self.memo_capacity:
+            oldest, _ = self._memoised.popitem(last=False)
+            memory = self.graphs.get(oldest)
+            if memory is not None:
+                memory.spec = memory.build = None
 
     def namespace_records(self, namespace: str) -> dict[ChildKey, AppliedRecord]:
         """The applied-child records of `namespace` (created on first use)."""

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from dgd_operator.api.constants import ANNOTATION_LAST_APPLIED_HASH
 
@@ -29,6 +31,69 @@ def child_key(obj: Mapping[str, Any]) -> ChildKey:
     return (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
 
 
+ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""Sorted keys; every value `json` would turn into text with `default=str` goes to `default`."""
+
+DIGITS = frozenset(b"0123456789")
+NUMBER_STARTS = frozenset(b":,[-")
+"""What precedes a number in compact JSON (or its minus sign)."""
+
+
+def has_negative_exponent(encoded: bytes) -> bool:
+    """True when `encoded` may hold a number orjson wrote with a negative exponent (`1e-7`).
+
+    Every `e-` between digits is looked at (a regex over the whole text costs more than the
+    encoding saved); it is a number when the digits and dots before it follow a delimiter.
+    Generated names (`...-4ca0e-1`) pass this way; a string that merely looks like a number
+    inside (`"x:1e-7"`) counts as one, which only costs the slower encoder.
+    """
+    at = encoded.find(b"e-")
+    while at != -1:
+        if at > 0 and encoded[at - 1] in DIGITS and encoded[at + 2 : at + 3].isdigit():
+            start = at - 1
+            while start > 0 and (encoded[start - 1] in DIGITS or encoded[start - 1] == 0x2E):
+                start -= 1
+            if start > 0 and encoded[start - 1] in NUMBER_STARTS:
+                return True
+        at = encoded.find(b"e-", at + 2)
+    return False
+
+
+def orjson_is_json(encoded: bytes) -> bool:
+    """True when orjson's `encoded` is surely what `json.dumps` gives for the same value.
+
+    They differ only on non-ASCII text (`json` escapes it), on floats `json` writes with an
+    exponent (|x| < 1e-4, which orjson writes in full down to 1e-6, or >= 1e16) and on NaN and
+    infinities (orjson: `null`). A look-alike inside a string only costs the slower encoder.
+    """
+    if not encoded.isascii() or b"null" in encoded or b"0.0000" in encoded or b"e+" in encoded:
+        return False
+    return not has_negative_exponent(encoded)
+
+
+def _not_plain_json(value: object) -> Any:
+    raise TypeError(f"{type(value).__name__} is left to json")
+
+
+def canonical_json(body: Mapping[str, Any]) -> bytes:
+    """Key-sorted compact JSON of `body`: exactly `json.dumps(sort_keys=True,
+    separators=(",", ":"), default=str)`, whose bytes the hashes on existing children were
+    made from, but through orjson (several times faster) wherever it surely gives the same
+    bytes (`orjson_is_json`; anything but plain JSON types raises and takes the slow path)."""
+    try:
+        encoded = orjson.dumps(body, default=_not_plain_json, option=ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: big ints, non-str keys, other types
+        encoded = b""
+    if encoded and orjson_is_json(encoded):
+        return encoded
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
 def manifest_hash(obj: Mapping[str, Any]) -> str:
     """sha256 of the key-sorted JSON of a desired manifest, ignoring its own hash annotation."""
     body = {k: v for k, v in obj.items() if k != "status"}
@@ -40,8 +105,7 @@ def manifest_hash(obj: Mapping[str, Any]) -> str:
     }
     meta["annotations"] = annotations
     body["metadata"] = meta
-    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def with_hash(obj: Mapping[str, Any]) -> tuple[Manifest, str]:
@@ -56,6 +120,34 @@ def with_hash(obj: Mapping[str, Any]) -> tuple[Manifest, str]:
     meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_LAST_APPLIED_HASH: digest}
     stamped["metadata"] = meta
     return stamped, digest
+
+
+class DigestMemo:
+    """`with_hash` remembered by the identity of the desired manifest it was asked about.
+
+    The build step hands out the same manifest objects while a graph's inputs do not change
+    (`steps/build.py`), so a reconcile of an unchanged graph hashes nothing. Only the
+    manifests of that build are remembered (a copy made later, e.g. a rollout's resized
+    Deployment, is hashed every time), so the memo never grows; it holds them alive, so their
+    ids are never reused while remembered, and manifests are never mutated after building,
+    so a remembered digest stays right. A memo lives as long as its build.
+    """
+
+    def __init__(self, manifests: Iterable[Mapping[str, Any]]) -> None:
+        self._built = {id(obj): obj for obj in manifests}
+        self._stamped: dict[int, tuple[Manifest, str]] = {}
+
+    def __call__(self, obj: Mapping[str, Any]) -> tuple[Manifest, str]:
+        """`with_hash(obj)`, computed once per manifest of the build."""
+        if self._built.get(id(obj)) is not obj:
+            return with_hash(obj)
+        found = self._stamped.get(id(obj))
+        if found is None:
+            found = self._stamped[id(obj)] = with_hash(obj)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._stamped)
 
 
 @dataclass(frozen=True)
@@ -122,19 +214,21 @@ def plan_sync(
     owner_uid: str,
     *,
     prune: bool = True,
+    stamp: Callable[[Mapping[str, Any]], tuple[Manifest, str]] = with_hash,
 ) -> SyncPlan:
     """Compare desired children with live ones (found by our labels) and plan the writes.
 
     Live children that are not desired are deleted only when they carry an ownerReference to
     this DGD's uid, so an object of the same name from an older DGD, or one the user labelled
-    by hand, is never touched.
+    by hand, is never touched. `stamp` hashes a desired manifest (a `DigestMemo` saves
+    re-hashing the manifests of an unchanged build).
     """
     plan = SyncPlan()
     wanted: set[ChildKey] = set()
     for obj in desired:
         key = child_key(obj)
         wanted.add(key)
-        stamped, digest = with_hash(obj)
+        stamped, digest = stamp(obj)
         current = live.get(key)
         why = needs_apply(digest, current, records.get(key))
         if why is None:

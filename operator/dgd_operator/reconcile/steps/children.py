@@ -128,7 +128,7 @@ async def children(ctx: ReconcileContext) -> StepResult:
 
     records = ctx.services.state.namespace_records(namespace)
     regular_live = {ck: obj for ck, obj in live.items() if ck[1] != DGDSA_KIND}
-    plan = plan_sync(ctx.desired, regular_live, records, ctx.uid)
+    plan = plan_sync(ctx.desired, regular_live, records, ctx.uid, stamp=ctx.digests)
     for wave in apply_waves(plan.apply):
         # Children of one wave go out concurrently; workloads wait for the wave before them,
         # so no pod starts before its ServiceAccount, ConfigMap or PVC exists. Every apply of
