@@ -8,11 +8,14 @@ chart's health port, and a .dockerignore that still sends every COPY source.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -163,6 +166,48 @@ def test_operator_extra_has_no_official_kubernetes_client() -> None:
     for path in product.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(import kubernetes\b|from kubernetes\b)", text, re.M), path
+
+
+# Not run by the operator: the local cluster and generators (dev extra), and the launch scripts
+# that run inside engine pods (their Ray comes with the engine image).
+NOT_IN_THE_IMAGE = ("dev", "codegen", "builders/backends/launch")
+FIRST_PARTY = ("__future__", "dgd_operator", "dgd_runtime")
+
+
+def _distribution(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_the_operator_imports_only_what_its_image_installs() -> None:
+    """Every third-party import of the operator's code is a core or `operator` requirement."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        _distribution(r)
+        for r in [*project["dependencies"], *project["optional-dependencies"]["operator"]]
+    }
+    providers = packages_distributions()
+    product = ROOT / "operator" / "dgd_operator"
+    missing: dict[str, set[str]] = {}
+    for path in sorted(product.rglob("*.py")):
+        relative = path.relative_to(product).as_posix()
+        if relative.startswith(NOT_IN_THE_IMAGE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                # dgd_runtime is ours too: only `dgd serve` loads it (the runtime extra).
+                if top in sys.stdlib_module_names or top in FIRST_PARTY:
+                    continue
+                dists = {_distribution(d) for d in providers.get(top, [top])}
+                if not dists & declared:
+                    missing.setdefault(top, set()).add(relative)
+    assert missing == {}, f"imported but not in the operator extra: {missing}"
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
