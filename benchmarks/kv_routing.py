@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import WORDS as LOADGEN_WORDS
 from loadgen import RequestResult, _connect, _one_request, discover_model, machine_busy_seconds
 from systems import (
     MODEL_DIR,
@@ -64,22 +65,7 @@ from systems import (
 T = TypeVar("T")
 # Single-token words (with their leading space) in the Qwen2.5 vocabulary.
 WORDS = (
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "with",
-    "was",
-    "on",
-    "be",
-    "by",
-    "at",
+    *LOADGEN_WORDS,
     "we",
     "you",
     "they",

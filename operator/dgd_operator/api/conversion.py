@@ -198,6 +198,12 @@ def status_to_v1beta1(status: Obj) -> Obj:
     return out
 
 
+def rolling_update_to_v1alpha1(rolling_update: Obj) -> Obj:
+    """`status.rollingUpdate` in v1alpha1 spelling (`updatedComponents` -> `updatedServices`)."""
+    renamed: Obj = _rename(rolling_update, "updatedComponents", "updatedServices")
+    return renamed
+
+
 def status_to_v1alpha1(status: Obj, annotations: Obj | None = None) -> Obj:
     """The v1alpha1 view of a v1beta1 DGD status (`annotations`: the object's, whose
     `nvidia.com/dgd-status` payload restores what v1beta1 could not hold)."""
@@ -1120,7 +1126,7 @@ def _status_down(status: Obj, saved: Obj) -> Obj:
             for name, replica in (value or {}).items():
                 out["services"][name] = _replica_down(replica, saved_services.get(name))
         elif key == "rollingUpdate" and isinstance(value, dict):
-            out[key] = _rename(value, "updatedComponents", "updatedServices")
+            out[key] = rolling_update_to_v1alpha1(value)
         else:
             out[key] = value
     return out

@@ -20,6 +20,7 @@ from dgd_operator.api.constants import (
     LABEL_DYNAMO_NAMESPACE,
     LABEL_SELECTOR,
 )
+from dgd_operator.api.conversion import rolling_update_to_v1alpha1
 from dgd_operator.controllerkit.workers import run_all
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
 from dgd_operator.reconcile.restart import restart_id
@@ -44,15 +45,10 @@ def _previous(ctx: ReconcileContext) -> Mapping[str, Any] | None:
     """The last `status.rollingUpdate`: our own last write (the watch cache may lag behind it)."""
     status = ctx.memory.written_status or ctx.body.get("status") or {}
     value = status.get("rollingUpdate")
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     # Status is written at v1beta1 (`updatedComponents`); the planner speaks the v1alpha1 view.
-    if "updatedComponents" in value:
-        value = {
-            **{k: v for k, v in value.items() if k != "updatedComponents"},
-            "updatedServices": value["updatedComponents"],
-        }
-    return value
+    return rolling_update_to_v1alpha1(value)
 
 
 async def worker_generation(ctx: ReconcileContext) -> StepResult:
