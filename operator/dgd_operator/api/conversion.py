@@ -28,7 +28,6 @@ an unknown graph-level field is a `ConversionError` naming its path.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable
 from typing import Any, Final
@@ -45,6 +44,7 @@ from dgd_operator.api.constants import (
     GROUP_VERSION_V1BETA1,
 )
 from dgd_operator.api.models import FRONTEND_SIDECAR_CONTAINER, parse_quantity
+from dgd_operator.api.tree import json_copy
 from dgd_operator.api.v1beta1 import MAIN_CONTAINER
 
 V1ALPHA1: Final = GROUP_VERSION
@@ -115,7 +115,7 @@ def convert(obj: Obj, to_version: str) -> Obj:
     source = obj.get("apiVersion")
     kind = obj.get("kind")
     if kind not in (DGD_KIND, DGDSA_KIND) or source not in (V1ALPHA1, V1BETA1) or source == target:
-        return copy.deepcopy(obj)
+        return json_copy(obj)
     if kind == DGDSA_KIND:
         return scaling_adapter_to(obj, target)
     if target == V1BETA1:
@@ -125,7 +125,7 @@ def convert(obj: Obj, to_version: str) -> Obj:
 
 def dgd_to_v1beta1(obj: Obj) -> Obj:
     """Convert a v1alpha1 DynamoGraphDeployment (wire dict) up to v1beta1."""
-    obj = copy.deepcopy(obj)
+    obj = json_copy(obj)
     out = _envelope(obj, V1BETA1)
     hub_text, hub_status_text = _take_payloads(out)
     hub = _read_spec_payload(hub_text)
@@ -151,7 +151,7 @@ def dgd_to_v1beta1(obj: Obj) -> Obj:
 
 def dgd_to_v1alpha1(obj: Obj) -> Obj:
     """Convert a v1beta1 DynamoGraphDeployment (wire dict) down to v1alpha1."""
-    obj = copy.deepcopy(obj)
+    obj = json_copy(obj)
     out = _envelope(obj, V1ALPHA1)
     spoke_text, spoke_status_text = _take_payloads(out)
     spoke = _read_spec_payload(spoke_text)
@@ -173,7 +173,7 @@ def dgd_to_v1alpha1(obj: Obj) -> Obj:
 
 def scaling_adapter_to(obj: Obj, target: str) -> Obj:
     """Convert a DynamoGraphDeploymentScalingAdapter: `dgdRef.serviceName` <-> `componentName`."""
-    out = copy.deepcopy(obj)
+    out = json_copy(obj)
     out["apiVersion"] = target
     ref = (out.get("spec") or {}).get("dgdRef")
     if isinstance(ref, dict):
@@ -194,7 +194,7 @@ def status_to_v1beta1(status: Obj) -> Obj:
     controller does: the deprecated `componentName` is not kept (v1alpha1 readers get the last
     of `componentNames` back, `status_to_v1alpha1`), which is all the operator ever means by it.
     """
-    out, _ = _status_up(copy.deepcopy(status))
+    out, _ = _status_up(json_copy(status))
     return out
 
 
@@ -212,7 +212,7 @@ def status_to_v1alpha1(status: Obj, annotations: Obj | None = None) -> Obj:
         saved = _read_status_payload(text) if isinstance(text, str) else {}
     except ConversionError:
         saved = {}  # an unreadable payload restores nothing (the status is still readable)
-    return _status_down(copy.deepcopy(status), saved)
+    return _status_down(json_copy(status), saved)
 
 
 # --- annotations and payloads -----------------------------------------------------------------
@@ -394,7 +394,7 @@ def _spec_down(spec: Obj, spoke: Obj, *, markers: bool) -> tuple[Obj, Obj]:
 def _order_entry(component: Obj) -> Obj:
     if "podTemplate" in component:
         return {"name": component["name"]}
-    return copy.deepcopy(component)
+    return json_copy(component)
 
 
 def _hub_entries(hub: Obj) -> dict[str, Obj]:
@@ -428,10 +428,10 @@ def _component_from_service(
         ):
             # A component saved whole on the way down, and the view still shows it unchanged
             # (compared after projecting both up, so alpha-only detail does not count).
-            return copy.deepcopy(hub_entry), entry
+            return json_copy(hub_entry), entry
         _restore_hub_leaves(component, hub_entry)
     elif alpha_origin and _component_down(component, entry, path=path) != service:
-        entry = copy.deepcopy(service)  # Dynamo's rules would flatten something: keep it all
+        entry = json_copy(service)  # Dynamo's rules would flatten something: keep it all
     return component, entry
 
 
@@ -447,7 +447,7 @@ def _service_from_component(
             # entry) is not what the up rules would have saved for itself.
             up_component, resaved = _service_up(name, entry, record_origin=True, path=path)
             if up_component == component and resaved != entry:
-                service = copy.deepcopy(entry)
+                service = json_copy(entry)
         except (ConversionError, AttributeError, TypeError):
             pass
     if service is None:
@@ -459,7 +459,7 @@ def _service_from_component(
     _restore_hub_leaves(back, sparse)
     if back == component:
         return service, sparse
-    return service, copy.deepcopy(component)  # nothing sparse says it: keep it whole
+    return service, json_copy(component)  # nothing sparse says it: keep it whole
 
 
 def _sparse_hub_entry(component: Obj) -> Obj:
@@ -489,7 +489,7 @@ def _restore_hub_leaves(component: Obj, hub_entry: Obj) -> None:
         component["podTemplate"] = {}  # the component had a pod template (Dynamo's marker)
     grove = (hub_entry.get("experimental") or {}).get("grove")
     if grove is not None and "grove" not in (component.get("experimental") or {}):
-        component.setdefault("experimental", {})["grove"] = copy.deepcopy(grove)
+        component.setdefault("experimental", {})["grove"] = json_copy(grove)
     sidecar = hub_entry.get("frontendSidecar")
     containers = _containers(component["podTemplate"])
     if (

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from dgd_operator.api import constants
 from dgd_operator.api.models import ResourceItem, Resources
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.components import component_defaults
 from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.env import (
@@ -55,7 +55,7 @@ def default_container(ctx: ServiceContext) -> Container:
     if defaults.args:
         container["args"] = list(defaults.args)
     if defaults.ports:
-        container["ports"] = copy.deepcopy(list(defaults.ports))
+        container["ports"] = json_copy(list(defaults.ports))
     container["env"] = default_env(ctx)
     if ctx.component_type == constants.COMPONENT_EPP:
         container["args"] = epp_args(ctx)
@@ -67,7 +67,7 @@ def default_container(ctx: ServiceContext) -> Container:
         strict=True,
     ):
         if probe is not None:
-            container[key] = copy.deepcopy(probe)
+            container[key] = json_copy(probe)
     return container
 
 
@@ -85,7 +85,7 @@ def merge_main_container(base: Container, user: Container) -> Container:
         if not is_empty(user.get(key)):
             merged[key] = merge_probe(base.get(key), user[key])
     if not is_empty(user.get("startupProbe")):
-        merged["startupProbe"] = copy.deepcopy(user["startupProbe"])
+        merged["startupProbe"] = json_copy(user["startupProbe"])
     # Deliberate: the container stays `main` (discovery, status and multinode code look for it).
     merged["name"] = MAIN_CONTAINER
     return merged
@@ -110,13 +110,13 @@ def apply_resources(container: Container, resources: Resources | None) -> None:
     """Step 5: DGD `resources` keys overwrite `mainContainer.resources`; claims are appended."""
     if resources is None:
         return
-    current: dict[str, Any] = copy.deepcopy(container.get("resources") or {})
+    current: dict[str, Any] = json_copy(container.get("resources") or {})
     for field_name, item in (("requests", resources.requests), ("limits", resources.limits)):
         quantities = resource_list(item)
         if quantities:
             current[field_name] = {**(current.get(field_name) or {}), **quantities}
     if resources.claims:
-        current["claims"] = [*(current.get("claims") or []), *copy.deepcopy(resources.claims)]
+        current["claims"] = [*(current.get("claims") or []), *json_copy(resources.claims)]
     if current:
         container["resources"] = current
 
@@ -155,9 +155,9 @@ def build_main_container(ctx: ServiceContext) -> tuple[Container, list[Volume]]:
         container = merge_main_container(container, extra.main_container)
     container["env"] = merge_envs(container.get("env") or [], service_envs(ctx))
     if ctx.spec.liveness_probe:
-        container["livenessProbe"] = copy.deepcopy(ctx.spec.liveness_probe)
+        container["livenessProbe"] = json_copy(ctx.spec.liveness_probe)
     if ctx.spec.readiness_probe:
-        container["readinessProbe"] = copy.deepcopy(ctx.spec.readiness_probe)
+        container["readinessProbe"] = json_copy(ctx.spec.readiness_probe)
     apply_resources(container, ctx.spec.resources)
     if ctx.spec.env_from_secret:
         container["envFrom"] = [

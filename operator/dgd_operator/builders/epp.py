@@ -19,7 +19,6 @@ arguments name the pool), which `container.py` and `podspec.py` apply.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ import yaml
 from dgd_operator.api import constants
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.api.naming import epp_config_map_name, inference_pool_name
+from dgd_operator.api.tree import json_copy
 from dgd_operator.api.validation.errors import Problem, warning
 from dgd_operator.builders.components import EPP_GRPC_PORT, EPP_HEALTH_PORT, FRONTEND_PORT
 from dgd_operator.builders.context import GraphContext, ServiceContext
@@ -136,7 +136,7 @@ def add_missing_volumes(
 ) -> list[dict[str, Any]]:
     """`volumes` plus each default whose name is not taken (user volumes win)."""
     names = {v.get("name") for v in volumes}
-    return [*volumes, *(copy.deepcopy(v) for v in defaults if v["name"] not in names)]
+    return [*volumes, *(json_copy(v) for v in defaults if v["name"] not in names)]
 
 
 # --- objects owned by the graph --------------------------------------------------------------

@@ -8,8 +8,9 @@ unlike Go zero values).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from dgd_operator.api.tree import json_copy
 
 PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 PROBE_KEYS = ("livenessProbe", "readinessProbe", "startupProbe")
@@ -21,17 +22,26 @@ def is_empty(value: Any) -> bool:
 
 
 def override_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A new dict: `override`'s non-empty fields over `base`, nested mappings merged recursively."""
-    merged = copy.deepcopy(base)
+    """A new dict: `override`'s non-empty fields over `base`, nested mappings merged recursively.
+
+    The result shares nothing with either input (callers edit it further).
+    """
+    merged = json_copy(base)
+    _merge_into(merged, override)
+    return merged
+
+
+def _merge_into(merged: dict[str, Any], override: dict[str, Any]) -> None:
+    """`override_merge` into `merged`, a tree of our own: `base` is copied once, at the top,
+    instead of once more at every level of nesting."""
     for key, value in override.items():
         if is_empty(value):
             continue
         current = merged.get(key)
         if isinstance(current, dict) and isinstance(value, dict):
-            merged[key] = override_merge(current, value)
+            _merge_into(current, value)
         else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+            merged[key] = json_copy(value)
 
 
 def merge_probe(default: dict[str, Any] | None, user: dict[str, Any]) -> dict[str, Any]:
@@ -42,10 +52,11 @@ def merge_probe(default: dict[str, Any] | None, user: dict[str, Any]) -> dict[st
     rejected by the API server.
     """
     if default is None:
-        return copy.deepcopy(user)
-    base = copy.deepcopy(default)
+        return json_copy(user)
+    base = json_copy(default)
     if any(not is_empty(user.get(h)) for h in PROBE_HANDLERS):
         for handler in PROBE_HANDLERS:
             if is_empty(user.get(handler)):
                 base.pop(handler, None)
-    return override_merge(base, user)
+    _merge_into(base, user)
+    return base

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from dgd_operator.api import constants
 from dgd_operator.api.naming import discovery_service_account_name
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.components import component_defaults
 from dgd_operator.builders.container import (
     Container,
@@ -160,7 +160,7 @@ def build_pod_spec(
         container, spec = pod_hook(container, spec)
     main = ordered_container(container)
     spec["containers"] = with_frontend_sidecar(
-        ctx, [*copy.deepcopy(spec.get("containers") or []), main], main
+        ctx, [*json_copy(spec.get("containers") or []), main], main
     )
     return ordered_pod_spec(spec)
 

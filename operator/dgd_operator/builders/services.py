@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from dgd_operator.api import constants
 from dgd_operator.api.k8s import Manifest
 from dgd_operator.api.models import IngressSpec, IngressTLS
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.components import FRONTEND_PORT, component_defaults
 from dgd_operator.builders.context import ServiceContext
 from dgd_operator.builders.labels import component_labels, discovery_labels, object_metadata
@@ -40,7 +40,7 @@ def build_component_service(
     `extra_selector` narrows the pods (multinode services select only their leaders).
     """
     labels = {**component_labels(ctx), **discovery_labels(ctx)}
-    port = copy.deepcopy(component_defaults(ctx.component_type).service_port)
+    port = json_copy(component_defaults(ctx.component_type).service_port)
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -16,12 +16,12 @@ the operator's infrastructure env, then the main container's volume mounts it la
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from dgd_operator.api import constants
 from dgd_operator.api.models import FRONTEND_SIDECAR_CONTAINER, FrontendSidecar
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.container import (
     Container,
     default_container,
@@ -58,7 +58,7 @@ def sidecar_container_spec(sidecar: FrontendSidecar) -> Container:
     if sidecar.args:
         container["args"] = list(sidecar.args)
     if sidecar.envs:
-        container["env"] = copy.deepcopy(list(sidecar.envs))
+        container["env"] = json_copy(list(sidecar.envs))
     if sidecar.env_from_secret:
         container["envFrom"] = [{"secretRef": {"name": sidecar.env_from_secret}}]
     return container
@@ -82,9 +82,7 @@ def build_frontend_sidecar(ctx: ServiceContext, user: Container, main: Container
     container["env"] = add_missing_envs(env, infrastructure_env(ctx.graph.options))
     mounts: list[dict[str, Any]] = list(container.get("volumeMounts") or [])
     taken = {m.get("name") for m in mounts}
-    mounts += [
-        copy.deepcopy(m) for m in main.get("volumeMounts") or [] if m.get("name") not in taken
-    ]
+    mounts += [json_copy(m) for m in main.get("volumeMounts") or [] if m.get("name") not in taken]
     if mounts:
         container["volumeMounts"] = mounts
     return ordered_container(container)

@@ -22,7 +22,6 @@ the strict entry point for code that needs a model or a permanent error naming t
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from pydantic import ValidationError
 from dgd_operator.api import constants, k8s, v1beta1
 from dgd_operator.api.conversion import ConversionError, convert
 from dgd_operator.api.models import DynamoGraphDeployment
+from dgd_operator.api.tree import json_copy
 from dgd_operator.api.validation.errors import (
     DGDValidationError,
     Problem,
@@ -222,7 +222,7 @@ def _validate_v1beta1(
     warnings.extend(not_acted_on_v1beta1(doc))
     if errors:
         return ValidationResult(None, errors, warnings, api_version=beta)
-    hub = copy.deepcopy(dict(doc))
+    hub = json_copy(dict(doc))
     return ValidationResult(alpha.dgd, errors, warnings, hub=hub, api_version=beta)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import types
 from collections.abc import Iterator, Mapping
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from dgd_operator.api import k8s
 from dgd_operator.api.models import DynamoGraphDeployment, ExtraPodSpec, ObjectMeta
+from dgd_operator.api.tree import json_copy
 from dgd_operator.api.validation.errors import join
 
 # Hints for unknown fields people really write.
@@ -98,7 +98,7 @@ def _unknown_field_message(model: type[BaseModel], key: object, fields: Mapping[
 
 def without_errors(doc: dict[str, Any], exc: ValidationError) -> DynamoGraphDeployment | None:
     """The model of `doc` with every field pydantic rejected removed, if that parses."""
-    current: Any = copy.deepcopy(doc)
+    current: Any = json_copy(doc)
     for _attempt in range(4):
         locs = []
         for error in exc.errors(include_url=False):

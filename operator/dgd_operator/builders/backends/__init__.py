@@ -33,11 +33,11 @@ Dynamo's rewrites byte for byte):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from dgd_operator.api.engine_args import Backend
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.backends.addressing import (
     DgdGroupAddressing,
     GroveAddressing,
@@ -123,4 +123,4 @@ def with_backend_launch(
 
 
 def _copy(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(obj))
+    return json_copy(dict(obj))

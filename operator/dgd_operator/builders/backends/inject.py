@@ -13,12 +13,12 @@ Three shapes of container are handled:
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.backends.quoting import is_python_interpreter, sh_join
 
 
@@ -54,7 +54,7 @@ def inject_flags_into_container_command(
     Python interpreter (image entrypoint runs `"$@"`) as exec form. Dynamo leaves such
     containers unchanged; pass False for Dynamo's behaviour.
     """
-    result: Manifest = copy.deepcopy(dict(container))
+    result: Manifest = json_copy(dict(container))
     command: list[str] = list(result.get("command") or [])
     args: list[str] = list(result.get("args") or [])
     if not flags.strip():

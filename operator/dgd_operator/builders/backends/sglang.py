@@ -9,11 +9,11 @@ dist-init port accepts TCP.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
 from dgd_operator.builders.backends.inject import inject_flags_into_container_command
 from dgd_operator.builders.backends.pod_edits import (
@@ -40,8 +40,8 @@ def sglang_launch(
     options: LaunchOptions,
 ) -> BackendResult:
     """SGLang launch rewrite for one role of a service (see module docs)."""
-    out: Manifest = copy.deepcopy(dict(container))
-    spec: Manifest = copy.deepcopy(dict(pod_spec))
+    out: Manifest = json_copy(dict(container))
+    spec: Manifest = json_copy(dict(pod_spec))
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, [])
 

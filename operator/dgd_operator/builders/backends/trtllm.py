@@ -11,12 +11,12 @@ ordering (ours): the leader waits until every worker's sshd accepts TCP before m
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 from dgd_operator.api.engine_args import BackendError
 from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
 from dgd_operator.builders.backends.pod_edits import (
     add_launch_scripts_volume,
@@ -95,8 +95,8 @@ def trtllm_launch(
     options: LaunchOptions,
 ) -> BackendResult:
     """TensorRT-LLM launch rewrite for one role of a service (see module docs)."""
-    out: Manifest = copy.deepcopy(dict(container))
-    spec: Manifest = copy.deepcopy(dict(pod_spec))
+    out: Manifest = json_copy(dict(container))
+    spec: Manifest = json_copy(dict(pod_spec))
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, [])
     if not mpi_secret_name:

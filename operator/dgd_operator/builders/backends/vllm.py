@@ -23,7 +23,6 @@ nodes joined with their GPUs (`ray-wait.py`, between `ray start --head` and the 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from dgd_operator.api import constants
 from dgd_operator.api.engine_args import Parallelism, launch_parallelism, vllm_multinode_mode
 from dgd_operator.api.k8s import Manifest
+from dgd_operator.api.tree import json_copy
 from dgd_operator.builders.backends.addressing import MultinodeAddressing
 from dgd_operator.builders.backends.inject import (
     inject_flags_into_container_command,
@@ -117,8 +117,8 @@ def vllm_launch(
     options: LaunchOptions,
 ) -> BackendResult:
     """vLLM launch rewrite for one role of a service (see module docs)."""
-    out: Manifest = copy.deepcopy(dict(container))
-    spec: Manifest = copy.deepcopy(dict(pod_spec))
+    out: Manifest = json_copy(dict(container))
+    spec: Manifest = json_copy(dict(pod_spec))
     extra: list[Manifest] = []
     if node_count <= 1 or role == "main":
         return BackendResult(out, spec, extra)
