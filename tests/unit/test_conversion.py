@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from tests import peer_corpus
+from tests.fixtures.catalog import graph_paths, v1beta1_graph_paths
 
 from dgd_operator.api.constants import ANNOTATION_DGD_SPEC, ANNOTATION_DGD_STATUS
 from dgd_operator.api.conversion import ConversionError, convert
@@ -1079,6 +1080,47 @@ def test_conversion_never_mutates_its_input() -> None:
     frozen = copy.deepcopy(stored)
     convert(stored, "v1alpha1")
     assert stored == frozen
+
+
+def _documents_to_convert() -> list[dict[str, Any]]:
+    """Every case of this file in both versions, our fixture graphs and their v1beta1 twins,
+    and the peer corpus, each also with a status."""
+    docs: list[dict[str, Any]] = []
+    for case in CASES:
+        docs += [alpha(case.alpha), beta(case.beta, envelope(case.spoke))]
+    paths = graph_paths() + v1beta1_graph_paths()
+    for folder, version in ((peer_corpus.V1ALPHA1_DIR, A1), (peer_corpus.V1BETA1_DIR, B1)):
+        paths += peer_corpus.example_files(folder, version)
+    for path in paths:
+        docs += peer_corpus.dgd_documents(path)
+    for name in ("a", "b", "c"):
+        docs += [_vector(name)["v1alpha1"], _vector(name)["v1beta1"]]
+    for doc in list(docs):
+        services = {"W": {"componentName": "w-1", "componentNames": ["w-0", "w-1"]}}
+        components = {"W": {"componentNames": ["w-0"]}}
+        status = {"services": services} if doc["apiVersion"] == A1 else {"components": components}
+        docs.append({**doc, "status": {"state": "pending", **status}})
+    return docs
+
+
+def test_no_conversion_changes_or_shares_its_input() -> None:
+    """Conversion copies only the envelope up front (it copies the result whole at the end):
+    the input must come out unchanged, and no dict or list of it may be in the result."""
+    for doc in _documents_to_convert():
+        frozen = copy.deepcopy(doc)
+        for target in ("v1alpha1", "v1beta1"):
+            out = convert(doc, target)
+            assert doc == frozen, (doc["metadata"], target)
+            shared = _containers(doc) & _containers(out)
+            assert not shared, (doc["metadata"], target)
+
+
+def _containers(value: Any) -> set[int]:
+    if isinstance(value, dict):
+        return {id(value)}.union(*(_containers(v) for v in value.values()))
+    if isinstance(value, list):
+        return {id(value)}.union(*(_containers(v) for v in value))
+    return set()
 
 
 def test_unknown_target_version_is_refused() -> None:

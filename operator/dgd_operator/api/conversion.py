@@ -125,7 +125,7 @@ def convert(obj: Obj, to_version: str) -> Obj:
 
 def dgd_to_v1beta1(obj: Obj) -> Obj:
     """Convert a v1alpha1 DynamoGraphDeployment (wire dict) up to v1beta1."""
-    obj = json_copy(obj)
+    obj = _own_metadata(obj)
     out = _envelope(obj, V1BETA1)
     hub_text, hub_status_text = _take_payloads(out)
     hub = _read_spec_payload(hub_text)
@@ -151,7 +151,7 @@ def dgd_to_v1beta1(obj: Obj) -> Obj:
 
 def dgd_to_v1alpha1(obj: Obj) -> Obj:
     """Convert a v1beta1 DynamoGraphDeployment (wire dict) down to v1alpha1."""
-    obj = json_copy(obj)
+    obj = _own_metadata(obj)
     out = _envelope(obj, V1ALPHA1)
     spoke_text, spoke_status_text = _take_payloads(out)
     spoke = _read_spec_payload(spoke_text)
@@ -216,6 +216,21 @@ def status_to_v1alpha1(status: Obj, annotations: Obj | None = None) -> Obj:
 
 
 # --- annotations and payloads -----------------------------------------------------------------
+
+
+def _own_metadata(obj: Obj) -> Obj:
+    """`obj` with its own top level, `metadata` and `metadata.annotations`: the only parts a
+    conversion edits in place (the payload annotations are taken out). Everything else is
+    only read, and the result is copied whole at the end (`_fresh`), so the input is never
+    changed and never shared, without copying the object twice.
+    """
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta = out["metadata"] = dict(meta)
+        if isinstance(meta.get("annotations"), dict):
+            meta["annotations"] = dict(meta["annotations"])
+    return out
 
 
 def _envelope(obj: Obj, api_version: str) -> Obj:
@@ -1040,13 +1055,10 @@ def _rename(value: Any, old: str, new: str) -> Any:
     return {(new if k == old else k): v for k, v in value.items()}
 
 
-def _fresh(value: Any) -> Any:
-    """A copy sharing no dict or list between two places (YAML would print anchors)."""
-    if isinstance(value, dict):
-        return {k: _fresh(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fresh(v) for v in value]
-    return value
+def _fresh(value: Obj) -> Obj:
+    """A copy sharing no dict or list between two places (YAML would print anchors), nor
+    with the input."""
+    return json_copy(value)
 
 
 def _put(target: Obj, key: str, value: Any) -> None:

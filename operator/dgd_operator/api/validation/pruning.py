@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from dgd_operator.api import k8s
 from dgd_operator.api.models import DynamoGraphDeployment, ExtraPodSpec, ObjectMeta
@@ -31,15 +32,15 @@ def prune(value: Any, annotation: Any, path: str, findings: k8s.Findings) -> Any
 
     Embedded Kubernetes objects are checked against their real schemas on the way.
     """
-    model = _model_of(annotation)
-    if model is not None:
+    kind, inner, fields = _shape(annotation)
+    if kind == "model":
+        model: type[BaseModel] = inner
         if not isinstance(value, Mapping):
             return value  # pydantic reports the wrong type
         if model is ExtraPodSpec:
             return k8s.check(value, k8s.cached_extra_pod_spec_schema(), path, findings)
         if model is ObjectMeta:
             return dict(value)  # the API server owns metadata
-        fields = {(info.alias or name): info for name, info in model.model_fields.items()}
         kept: dict[str, Any] = {}
         for key, item in value.items():
             info = fields.get(key) if isinstance(key, str) else None
@@ -56,13 +57,41 @@ def prune(value: Any, annotation: Any, path: str, findings: k8s.Findings) -> Any
                 continue
             kept[key] = prune(item, info.annotation, child, findings)
         return kept
-    origin = get_origin(annotation)
-    args = get_args(annotation)
-    if origin is dict and len(args) == 2 and isinstance(value, Mapping):
-        return {k: prune(v, args[1], join(path, k), findings) for k, v in value.items()}
-    if origin is list and args and isinstance(value, list):
-        return [prune(v, args[0], f"{path}[{i}]", findings) for i, v in enumerate(value)]
+    if kind == "dict" and isinstance(value, Mapping):
+        return {k: prune(v, inner, join(path, k), findings) for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [prune(v, inner, f"{path}[{i}]", findings) for i, v in enumerate(value)]
     return value
+
+
+_Shape = tuple[str, Any, dict[str, FieldInfo]]
+_SHAPES: dict[int, tuple[Any, _Shape]] = {}
+"""id(annotation) -> (the annotation, kept alive so its id stays its own; its shape)."""
+
+
+def _shape(annotation: Any) -> _Shape:
+    """What `prune` does with a value of `annotation`: ("model", model, fields by wire name),
+    ("dict", value annotation, {}), ("list", item annotation, {}) or ("leaf", None, {}).
+
+    Worked out once per annotation: the typing introspection cost more than the pruning.
+    """
+    found = _SHAPES.get(id(annotation))
+    if found is not None and found[0] is annotation:
+        return found[1]
+    model = _model_of(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    shape: _Shape
+    if model is not None:
+        fields = {(info.alias or name): info for name, info in model.model_fields.items()}
+        shape = ("model", model, fields)
+    elif origin is dict and len(args) == 2:
+        shape = ("dict", args[1], {})
+    elif origin is list and args:
+        shape = ("list", args[0], {})
+    else:
+        shape = ("leaf", None, {})
+    _SHAPES[id(annotation)] = (annotation, shape)
+    return shape
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

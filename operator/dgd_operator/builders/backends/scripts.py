@@ -24,6 +24,9 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # shell text, not HTML; quoting is explicit via the filters
         keep_trailing_newline=False,
+        # The templates ship with the package and never change while it runs: without this,
+        # every render of every build stats the template file to see whether it changed.
+        auto_reload=False,
     )
     env.filters["shq"] = sh_quote
     env.filters["bashq"] = bash_c_quote
@@ -36,7 +39,11 @@ def render(template: str, **values: Any) -> str:
     return _environment().get_template(template).render(**values).strip()
 
 
+@cache
 def launch_helper_source(module: str) -> str:
-    """Source text of a stdlib/ray-only helper in `launch/` (shipped in a ConfigMap, not imported)."""
+    """Source text of a stdlib/ray-only helper in `launch/` (shipped in a ConfigMap, not imported).
+
+    Read once per process: every multinode build ships it, and the file does not change.
+    """
     source = resources.files(f"{__package__}.launch").joinpath(f"{module}.py")
     return source.read_text(encoding="utf-8")
