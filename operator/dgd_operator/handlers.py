@@ -46,7 +46,7 @@ from dgd_operator.reconcile.groups import pod_summary
 from dgd_operator.reconcile.resources import DGD, SHARED_KINDS, WATCHED_CHILD_KINDS
 from dgd_operator.reconcile.state import Key
 from dgd_operator.reconcile.sync import child_key
-from dgd_operator.reconcile.view import IndexedClusterView
+from dgd_operator.reconcile.view import IndexedClusterView, cached_child
 
 logger = logging.getLogger("dgd_operator.handlers")
 
@@ -153,7 +153,7 @@ class Watches:
                 self.controller.child_deleted(namespace, child_key(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.children_index.put(uid_of(obj), key, slim(obj))
+            self.view.children_index.put(uid_of(obj), key, cached_child(slim(obj)))
         if graph:
             self.controller.enqueue((namespace, graph))
 

@@ -16,6 +16,34 @@ from dgd_operator.reconcile.state import Key
 SharedKey = tuple[str, str]
 """(kind, name) of a namespace-wide object within its namespace."""
 
+UNREAD_CHILD_FIELDS = {"ConfigMap": ("data", "binaryData")}
+"""Top-level fields of a live child no reconcile reads, by kind (besides pod templates' specs)."""
+
+
+def cached_child(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What the watch cache keeps of a child: all of it but what no reconcile reads.
+
+    A live child is compared with its desired manifest through the hash annotation and its
+    `metadata.generation`, never field by field (`sync.needs_apply`), so the bulk of a
+    workload, its pod template's `spec` (containers, launch scripts, volumes), and a
+    ConfigMap's data are dropped; a template's `metadata` (restart stamps, component labels),
+    `spec.replicas`, `status` and the rest stay. Shares what it keeps with `obj`.
+    """
+    spec = obj.get("spec")
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    unread = UNREAD_CHILD_FIELDS.get(str(obj.get("kind")), ())
+    if not (isinstance(template, Mapping) and "spec" in template) and not any(
+        key in obj for key in unread
+    ):
+        return obj
+    kept = {k: v for k, v in obj.items() if k not in unread}
+    if isinstance(spec, Mapping) and isinstance(template, Mapping) and "spec" in template:
+        kept["spec"] = {
+            **spec,
+            "template": {k: v for k, v in template.items() if k != "spec"},
+        }
+    return kept
+
 
 class ClusterView(Protocol):
     """Read access to the watched state (kopf indexes in production, dicts in tests)."""
