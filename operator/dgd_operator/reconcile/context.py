@@ -8,6 +8,7 @@ children) and adds its own findings for the steps after it and for `calculate_st
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,10 +158,11 @@ class ReconcileContext:
         value = (self.body.get("metadata") or {}).get("generation")
         return value if isinstance(value, int) else None
 
-    @property
+    @functools.cached_property
     def status_view(self) -> dict[str, Any] | None:
         """The live status (v1beta1, as stored and watched) in the v1alpha1 shape the typed
-        status calculation reads (`components` -> `services`); None when there is none."""
+        status calculation reads (`components` -> `services`); None when there is none.
+        Converted once per reconcile (the body does not change during one); read-only."""
         status = self.body.get("status")
         if not isinstance(status, Mapping):
             return None

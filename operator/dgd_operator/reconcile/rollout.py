@@ -18,7 +18,6 @@ deleted. Everything here is derived from the live Deployments and the previous
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from dgd_operator.api.models import DynamoGraphDeployment
 from dgd_operator.api.naming import component_name
 from dgd_operator.reconcile.readiness import desired_replicas, object_readiness
 from dgd_operator.reconcile.restart import RestartPlan
+from dgd_operator.reconcile.sync import canonical_json
 
 ROLLING_ACTIVE = (ROLLING_PENDING, ROLLING_IN_PROGRESS)
 LEGACY_HASH = "legacy"
@@ -106,10 +106,10 @@ def current_worker_hash(dgd: DynamoGraphDeployment) -> tuple[str, dict[str, str]
     services = worker_services(dgd)
     if not services:
         return None
-    encoded = json.dumps(
-        worker_hash_input(dgd, services), sort_keys=True, separators=(",", ":"), default=str
-    )
-    digest = hashlib.sha256(encoded.encode()).hexdigest()[:8]
+    # The same bytes as `json.dumps(sort_keys=True, separators=(",", ":"), default=str)`,
+    # which named every existing generation, through orjson where it provably agrees.
+    encoded = canonical_json(worker_hash_input(dgd, services))
+    digest = hashlib.sha256(encoded).hexdigest()[:8]
     names = {svc: f"{component_name(dgd.metadata.name, svc)}-{digest}" for svc in services}
     return digest, names
 
