@@ -20,7 +20,9 @@ without any API server:
 added, ``managedFields`` included), after ``handlers.slim`` and as the cache keeps them
 (``view.cached_child``: no pod template specs, no ConfigMap data).
 
-    .venv/bin/python benchmarks/reconcile_cpu.py [--rounds 5] [--profile OUT] [--memory]
+    .venv/bin/python benchmarks/reconcile_cpu.py [--rounds 5] [--only LABEL --copies 30]
+        [--profile OUT]
+    .venv/bin/python benchmarks/reconcile_cpu.py --memory
 
 Single-threaded and short (a few seconds); not a test, timings are never asserted.
 """
@@ -286,9 +288,10 @@ def converged(graphs: list[tuple[str, Manifest]]) -> tuple[MemoryAPI, MemoryView
     return api, view, keys
 
 
-def measure(rounds: int, profile: Path | None) -> dict[str, Any]:
-    """CPU ms per graph of the first reconcile after a start, over `rounds` fresh controllers."""
-    api, view, keys = converged(fixture_graphs())
+def measure(rounds: int, profile: Path | None, only: str = "", copies: int = 1) -> dict[str, Any]:
+    """CPU ms per graph of the first reconcile after a start, over `rounds` fresh controllers
+    (`only`: the graphs whose label contains it, each stored `copies` times)."""
+    api, view, keys = converged([g for g in fixture_graphs() if only in g[0]] * copies)
     api.writes = 0
     per_graph: list[float] = []
     profiler = cProfile.Profile(time.process_time) if profile else None
@@ -374,8 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the rounds here")
     parser.add_argument("--memory", action="store_true", help="measure the cache's memory")
+    parser.add_argument(
+        "--only", default="", help="only the graphs whose label contains this (e.g. bench_dgd)"
+    )
+    parser.add_argument("--copies", type=int, default=1, help="store each graph this many times")
     args = parser.parse_args(argv)
-    result = memory() if args.memory else measure(args.rounds, args.profile)
+    result = memory() if args.memory else measure(args.rounds, args.profile, args.only, args.copies)
     print(json.dumps(result, indent=2))
     return 0
 
