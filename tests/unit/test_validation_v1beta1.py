@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 from tests import peer_corpus
-from tests.fixtures.catalog import GRAPHS_DIR, v1beta1_graph_paths
+from tests.fixtures.catalog import GRAPHS_DIR, dgd_documents, v1beta1_graph_paths
 
 from dgd_operator.api.conversion import convert
 from dgd_operator.api.validation import not_acted_on, validate_dgd
@@ -869,3 +870,26 @@ def test_the_image_rules_are_v1beta1_only() -> None:
 )
 def test_pod_template_paths_map_to_the_v1alpha1_spelling(beta: str, alpha: str) -> None:
     assert to_v1alpha1_path(beta, HUB) == alpha
+
+
+def _containers(value: Any) -> set[int]:
+    """ids of every dict and list in a JSON-shaped value (or a model's dumped fields)."""
+    if isinstance(value, BaseModel):
+        return set().union(*(_containers(getattr(value, f)) for f in type(value).model_fields))
+    if isinstance(value, dict):
+        return {id(value)}.union(*(_containers(v) for v in value.values()))
+    if isinstance(value, list):
+        return {id(value)}.union(*(_containers(v) for v in value))
+    return set()
+
+
+@pytest.mark.parametrize("path", v1beta1_graph_paths(), ids=lambda p: p.stem)
+def test_validation_neither_changes_nor_shares_a_stored_graph(path: Path) -> None:
+    """The reconcile validates the watch cache's own object, without copying it first."""
+    for doc in dgd_documents(path):
+        doc["metadata"].setdefault("namespace", "ns")
+        frozen = copy.deepcopy(doc)
+        result = validate_dgd(doc, creating=False, images=False, keep_hub=False)
+        assert result.dgd is not None and result.hub is None
+        assert doc == frozen
+        assert not _containers(doc) & _containers(result.dgd)

@@ -19,7 +19,7 @@ from dgd_operator.builders.env import (
 )
 from dgd_operator.builders.epp import epp_args, epp_env, epp_volume_mounts
 from dgd_operator.builders.errors import BuildError
-from dgd_operator.builders.merge import PROBE_KEYS, is_empty, merge_probe, override_merge
+from dgd_operator.builders.merge import PROBE_KEYS, is_empty, merge_into, merge_probe
 
 Container = dict[str, Any]
 Volume = dict[str, Any]
@@ -75,10 +75,14 @@ def merge_main_container(base: Container, user: Container) -> Container:
     """Step 2: `extraPodSpec.mainContainer` over the defaults (override merge).
 
     Lists replace, nested objects merge, `env` merges by name (user wins), probes deep-merge,
-    except `startupProbe`, which replaces the default whole.
+    except `startupProbe`, which replaces the default whole. `base` is merged into in place
+    (callers pass the `default_container` they built for it): copying it cost a twentieth
+    of a graph's build.
     """
     plain = {k: v for k, v in user.items() if k not in ("env", *PROBE_KEYS)}
-    merged = override_merge(base, plain)
+    # `plain` holds neither env nor probes, so those of `base` read below are the defaults.
+    merged = base
+    merge_into(merged, plain)
     if not is_empty(user.get("env")):
         merged["env"] = merge_envs(base.get("env") or [], user["env"])
     for key in ("livenessProbe", "readinessProbe"):

@@ -27,19 +27,19 @@ def override_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, 
     The result shares nothing with either input (callers edit it further).
     """
     merged = json_copy(base)
-    _merge_into(merged, override)
+    merge_into(merged, override)
     return merged
 
 
-def _merge_into(merged: dict[str, Any], override: dict[str, Any]) -> None:
-    """`override_merge` into `merged`, a tree of our own: `base` is copied once, at the top,
-    instead of once more at every level of nesting."""
+def merge_into(merged: dict[str, Any], override: dict[str, Any]) -> None:
+    """`override_merge` in place, into `merged`: a tree the caller owns (built for this merge,
+    or copied once at the top instead of once more at every level of nesting)."""
     for key, value in override.items():
         if is_empty(value):
             continue
         current = merged.get(key)
         if isinstance(current, dict) and isinstance(value, dict):
-            _merge_into(current, value)
+            merge_into(current, value)
         else:
             merged[key] = json_copy(value)
 
@@ -58,5 +58,5 @@ def merge_probe(default: dict[str, Any] | None, user: dict[str, Any]) -> dict[st
         for handler in PROBE_HANDLERS:
             if is_empty(user.get(handler)):
                 base.pop(handler, None)
-    _merge_into(base, user)
+    merge_into(base, user)
     return base

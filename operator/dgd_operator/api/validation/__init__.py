@@ -79,8 +79,9 @@ class ValidationResult:
     """Outcome of `validate_dgd`: the parsed DGD (None when invalid), errors and warnings.
 
     `dgd` is the v1alpha1 model the builders consume (for a v1beta1 document, of its
-    down-converted view); `hub` the v1beta1 wire dict (the document itself, or the v1alpha1
-    document converted up), None when invalid; `api_version` the version the user wrote.
+    down-converted view); `hub` the v1beta1 wire dict (a copy of the document itself, or the
+    v1alpha1 document converted up), None when invalid or not asked for; `api_version` the
+    version the user wrote.
     """
 
     dgd: DynamoGraphDeployment | None
@@ -104,7 +105,7 @@ def is_dgd(doc: object) -> bool:
 
 
 def validate_dgd(
-    doc: Mapping[str, Any], *, creating: bool = True, images: bool = True
+    doc: Mapping[str, Any], *, creating: bool = True, images: bool = True, keep_hub: bool = True
 ) -> ValidationResult:
     """Validate one DGD document (v1alpha1 or v1beta1) as the API server plus Dynamo's
     admission webhook would, and list the fields dgd does not act on as warnings.
@@ -114,7 +115,10 @@ def validate_dgd(
     Never raises for bad input: every problem is returned with its field path, in the
     version the document is written in. `images=False` leaves out Dynamo's v1beta1 `main`
     image and runtime-version rules, which its webhook applies only to requests written in
-    v1beta1 (a stored v1beta1 object may have been written in v1alpha1).
+    v1beta1 (a stored v1beta1 object may have been written in v1alpha1). `keep_hub=False` leaves
+    `ValidationResult.hub` out of a valid v1beta1 document's result (the reconcile only needs
+    the model; the hub is a copy of the whole document). `doc` is never changed; the model
+    of a v1beta1 document shares nothing with it (it is built from a converted copy).
     """
     if not isinstance(doc, Mapping):
         return ValidationResult(None, [Problem("", f"expected a mapping, got {describe(doc)}")])
@@ -133,7 +137,7 @@ def validate_dgd(
             api_version=api_version,
         )
     if api_version == constants.GROUP_VERSION_V1BETA1:
-        return _validate_v1beta1(doc, creating=creating, images=images)
+        return _validate_v1beta1(doc, creating=creating, images=images, keep_hub=keep_hub)
 
     result, pruned = _validate_v1alpha1(doc, creating=creating)
     hub: dict[str, Any] | None = None
@@ -187,7 +191,7 @@ def _without_superseded(warnings: list[Problem], unacted: list[Problem]) -> list
 
 
 def _validate_v1beta1(
-    doc: Mapping[str, Any], *, creating: bool, images: bool = True
+    doc: Mapping[str, Any], *, creating: bool, images: bool = True, keep_hub: bool = True
 ) -> ValidationResult:
     """The v1beta1 model and rules, then the v1alpha1 rules on the down-converted view."""
     beta = constants.GROUP_VERSION_V1BETA1
@@ -222,7 +226,7 @@ def _validate_v1beta1(
     warnings.extend(not_acted_on_v1beta1(doc))
     if errors:
         return ValidationResult(None, errors, warnings, api_version=beta)
-    hub = json_copy(dict(doc))
+    hub = json_copy(dict(doc)) if keep_hub else None
     return ValidationResult(alpha.dgd, errors, warnings, hub=hub, api_version=beta)
 
 

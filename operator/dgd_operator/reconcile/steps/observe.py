@@ -13,7 +13,6 @@ import orjson
 
 from dgd_operator.api.constants import EVENT_INVALID_SPEC, REASON_INVALID_SPEC
 from dgd_operator.api.models import DynamoGraphDeployment
-from dgd_operator.api.tree import json_copy
 from dgd_operator.api.validation import Problem, validate_dgd
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, RejectedError, StepResult
 from dgd_operator.reconcile.restart import plan_graph_restart
@@ -60,9 +59,11 @@ def validated(ctx: ReconcileContext) -> DynamoGraphDeployment:
     whatever spec is stored, so a removed service has its children deleted and a changed
     framework or node count rebuilds them.
     """
-    # Validation gets its own copy: the body is the watch cache's object, shared by every reader.
-    doc = {k: json_copy(v) for k, v in ctx.body.items() if k != "status"}
-    result = validate_dgd(doc, creating=ctx.generation in (None, 1), images=False)
+    # The body is the watch cache's object, shared by every reader: validation never changes
+    # its input and its model shares nothing with it (the builders read the model of a
+    # converted copy), so it is handed over as it is, without its status.
+    doc = {k: v for k, v in ctx.body.items() if k != "status"}
+    result = validate_dgd(doc, creating=ctx.generation in (None, 1), images=False, keep_hub=False)
     if result.errors or result.dgd is None:
         problems = result.errors or [Problem("spec", "not a valid DynamoGraphDeployment")]
         raise RejectedError(problems, reason=REASON_INVALID_SPEC, event_reason=EVENT_INVALID_SPEC)
