@@ -104,6 +104,17 @@ def test_the_cache_keeps_only_our_own_create_ownership() -> None:
     assert "managedFields" not in slim(_child("u1", "g"))["metadata"]
 
 
+def test_the_cache_keeps_no_pod_template_spec_of_a_child() -> None:
+    watches, _, view = _watches()
+    template = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "main"}]}}
+    watches.child_event("ADDED", _child("u1", "g", managedFields=[{"manager": "kcm"}]))
+    child = {**_child("u2", "g"), "spec": {"replicas": 1, "template": template}}
+    watches.child_event("ADDED", child)
+    cached = {c["metadata"]["uid"]: c for c in view.children(("ns", "g"))}
+    assert "managedFields" not in cached["u1"]["metadata"]
+    assert cached["u2"]["spec"] == {"replicas": 1, "template": {"metadata": template["metadata"]}}
+
+
 def test_kopf_runs_only_the_lifecycle_no_watch_or_index_of_its_own() -> None:
     registry = kopf.OperatorRegistry()
     register(registry, Controller(OperatorSettings(workers=1)), lambda: None)  # type: ignore[arg-type,return-value]
