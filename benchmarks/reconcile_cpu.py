@@ -222,14 +222,18 @@ class MemoryView:
     def __init__(self, api: MemoryAPI) -> None:
         self.api = api
         self.by_graph: dict[str, list[Manifest]] = {}
+        self.shared: set[SharedKey] = set()
 
     def sync(self) -> None:
         """Index the API's objects by graph, as the informers would after their listing."""
         self.by_graph = {}
+        self.shared = set()
         for obj in self.api.objects.values():
             graph = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_GRAPH)
             if graph:
                 self.by_graph.setdefault(graph, []).append(obj)
+            else:
+                self.shared.add((obj["kind"], obj["metadata"]["name"]))
 
     def dgd(self, key: Key) -> Mapping[str, Any] | None:
         return self.api.dgds.get(key[1])
@@ -238,7 +242,7 @@ class MemoryView:
         return list(self.by_graph.get(key[1], ()))
 
     def shared_objects(self, namespace: str) -> set[SharedKey]:
-        return {(k[1], k[2]) for k, o in self.api.objects.items() if k[1] == "ServiceAccount"}
+        return set(self.shared)
 
     def pull_secrets(self, namespace: str) -> dict[str, tuple[str, ...]]:
         return {}
