@@ -24,12 +24,15 @@ def field_env(name: str, field_path: str) -> EnvVar:
 
 
 def merge_envs(*layers: Iterable[EnvVar]) -> list[EnvVar]:
-    """Union by name, later layers win, sorted by name (Dynamo's `MergeEnvs`)."""
+    """Union by name, later layers win, sorted by name (Dynamo's `MergeEnvs`).
+
+    Each var of the result is a new dict (a shallow copy of the winner, made once at the end).
+    """
     by_name: dict[str, EnvVar] = {}
     for layer in layers:
         for var in layer:
-            by_name[str(var["name"])] = dict(var)
-    return [by_name[name] for name in sorted(by_name)]
+            by_name[str(var["name"])] = var
+    return [dict(by_name[name]) for name in sorted(by_name)]
 
 
 def add_missing_envs(env: Iterable[EnvVar], defaults: Iterable[EnvVar]) -> list[EnvVar]:
