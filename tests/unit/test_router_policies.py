@@ -195,7 +195,9 @@ def test_kv_running_prefix_counts_as_overlap_before_its_events(
     # next request of that prefix sees a's overlap and follows it (a costs 0 prefill + 8 active
     # decode blocks + 0 new; b costs 8 + 8); without it both cost 16.
     p = KvPolicy(
-        KvRouterConfig(overlap_score_weight=1.0, predict_active_overlap=predict),
+        KvRouterConfig(
+            overlap_score_weight=1.0, predict_active_overlap=predict, predicted_cache_ttl_s=0
+        ),
         rng=random.Random(0),
     )
     prompt = list(range(32))
@@ -220,3 +222,45 @@ def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
     changed = KvRouterConfig.from_env()
     assert (changed.predict_active_overlap, changed.overlap_score_weight) == (False, 1.0)
+
+
+def turn_hashes(tokens: list[int]) -> list[int]:
+    """The block hashes of ``tokens`` with the test card's block size."""
+    return block_hashes(tokens, CARD.kv_block_size)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "clock_then", "event", "expected"),
+    [
+        # The previous turn went to a and finished before any event of a arrived: with the
+        # prediction a costs 4 prefill + (2 busy + 10 new) decode = 16 against b's 10 + 10.
+        (10.0, 5.0, None, "a"),
+        # Without it a looks cold and busy: 12 + 12 = 24.
+        (0.0, 5.0, None, "b"),
+        # An unconfirmed prediction expires.
+        (10.0, 10.0, None, "b"),
+        # A confirmed one does not, and a contradicted one is gone at once.
+        (10.0, 10.0, "stored", "a"),
+        (10.0, 5.0, "removed", "b"),
+    ],
+)
+def test_kv_next_turn_follows_its_history_before_the_events(
+    ttl: float, clock_then: float, event: str | None, expected: str
+) -> None:
+    now = [0.0]
+    p = KvPolicy(
+        KvRouterConfig(overlap_score_weight=1.0, predicted_cache_ttl_s=ttl),
+        rng=random.Random(0),
+        clock=lambda: now[0],
+    )
+    history = list(range(32))  # 8 blocks of 4
+    turn = p.select(_req(history), [WORKERS[0]])
+    p.finished(turn)
+    if event is not None:
+        p.kv_events(
+            "a", [KvEvent("stored" if event == "stored" else "removed", turn_hashes(history))]
+        )
+    p.select(_req([900] * 8), [WORKERS[0]])  # a stays busy: 2 blocks, 8 prefill tokens
+    now[0] = clock_then
+    follow_up = p.select(_req(history + [7] * 8), WORKERS[:2])
+    assert follow_up.instance.instance_id == expected

@@ -18,6 +18,13 @@ with that overlap even before its KV "stored" events arrive (``predict_active_ov
 blocks are being computed there, so a burst of requests with a new prefix stays together
 instead of scattering while the events are in flight.
 
+The cache view itself is predicted too (``predicted_cache_ttl_s``): the full prompt blocks of
+a routed request count as cached on its worker from the moment it is routed, until the
+worker's events confirm or contradict them (see :mod:`~dgd_runtime.router.prefix_index`). The
+active-overlap credit above ends when the request does; without this, the next turn of a
+conversation that arrives before the worker's "stored" events (a busy frontend processes them
+late) finds its history nowhere and lands on any worker.
+
 The lowest cost wins (ties broken at random); with ``temperature > 0`` a softmax over
 ``-cost`` is sampled instead. Load is tracked from this router's own decisions.
 """
@@ -28,7 +35,8 @@ import logging
 import math
 import os
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, media_root
@@ -217,15 +225,22 @@ rate under eviction pressure rose from 69.0% to 72.2% (benchmarks/kv_routing.py,
 per worker) with the same balance. ``DYN_KV_OVERLAP_SCORE_WEIGHT`` still overrides it."""
 
 
+DEFAULT_PREDICTED_CACHE_TTL_S = 10.0
+"""How long a routed request's blocks count as cached on its worker without a "stored" event
+confirming them: long enough for a request queued on a busy worker to start, short enough that
+the blocks of a request that never ran do not attract its prefix for long."""
+
+
 @dataclass(slots=True)
 class KvRouterConfig:
     """Knobs of the KV policy (env: DYN_KV_OVERLAP_SCORE_WEIGHT, DYN_ROUTER_TEMPERATURE,
-    DGD_ROUTER_PREDICT_ACTIVE_OVERLAP=0|1)."""
+    DGD_ROUTER_PREDICT_ACTIVE_OVERLAP=0|1, DGD_ROUTER_PREDICTED_CACHE_TTL seconds, 0 = off)."""
 
     overlap_score_weight: float = DEFAULT_OVERLAP_SCORE_WEIGHT
     temperature: float = 0.0
     default_block_size: int = 64
     predict_active_overlap: bool = True
+    predicted_cache_ttl_s: float = DEFAULT_PREDICTED_CACHE_TTL_S
 
     @classmethod
     def from_env(cls) -> KvRouterConfig:
@@ -237,6 +252,9 @@ class KvRouterConfig:
             temperature=float(os.environ.get("DYN_ROUTER_TEMPERATURE", "0.0")),
             predict_active_overlap=os.environ.get("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "1")
             not in ("0", "false", "no"),
+            predicted_cache_ttl_s=float(
+                os.environ.get("DGD_ROUTER_PREDICTED_CACHE_TTL", str(DEFAULT_PREDICTED_CACHE_TTL_S))
+            ),
         )
 
 
@@ -246,13 +264,17 @@ class KvPolicy(RoutingPolicy):
     name = "kv"
 
     def __init__(
-        self, config: KvRouterConfig | None = None, rng: random.Random | None = None
+        self,
+        config: KvRouterConfig | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Empty index; fed by :meth:`kv_events`."""
+        """Empty index; fed by :meth:`kv_events`. ``clock`` (seconds) times predictions."""
         super().__init__(rng)
         self.config = config or KvRouterConfig()
         self.index = PrefixIndex()
         self.last_scores: list[KvScore] = []
+        self._clock = clock
 
     def kv_events(self, instance_id: str, events: list[KvEvent]) -> None:
         """Apply a worker's KV events to the index."""
@@ -277,7 +299,12 @@ class KvPolicy(RoutingPolicy):
         mm = request.mm
         root = ROOT_HASH if not mm else media_root([m.media_hash for m in mm])
         hashes = block_hashes(tokens, block_size, root)
-        overlaps = self.index.find_matches(hashes) if hashes else {}
+        index = self.index
+        ttl = self.config.predicted_cache_ttl_s
+        now = self._clock() if ttl > 0 else 0.0
+        if ttl > 0:
+            index.expire(now)
+        overlaps = index.find_matches(hashes) if hashes else {}
         n_tokens = len(tokens)
         prompt_blocks = -(-n_tokens // block_size)
         partial = prompt_blocks - len(hashes)
@@ -309,6 +336,8 @@ class KvPolicy(RoutingPolicy):
                 prompt_blocks,
             )
         chosen = next(c for c in candidates if c.instance_id == best.instance_id)
+        if ttl > 0 and hashes:
+            index.predict(chosen.instance_id, hashes, now + ttl)
         return RouteDecision(
             chosen,
             overlap_blocks=best.overlap_blocks,
