@@ -306,11 +306,12 @@ def main() -> int:
             return statistics.median(float(getattr(r, key)) for r in rs)
 
         spread = "/".join(f"{r.hit_rate:.1%}" for r in runs)
+        balances = "/".join(f"{r.balance:.3f}" for r in runs)
         print(
             f"{name:14s} hit {med('hit_rate'):6.1%} [{spread}] (first "
             f"{med('hit_rate_first_turn'):6.1%}, later {med('hit_rate_later_turns'):6.1%})  "
             f"TTFT p50 {med('ttft_p50_ms'):6.1f} p99 {med('ttft_p99_ms'):6.1f} ms  "
-            f"balance {med('balance'):5.3f}  sim {med('wall_s'):5.1f} s  ({cpu:.1f} s cpu)",
+            f"balance {med('balance'):5.3f} [{balances}]  sim {med('wall_s'):5.1f} s  ({cpu:.1f} s cpu)",
             flush=True,
         )
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import os
 
 import pytest
 from benchmarks.kv_routing import (
@@ -13,12 +14,14 @@ from benchmarks.kv_routing import (
     balance,
     build_conversations,
     counter_delta,
+    environment,
     hit_rate,
     later_turn_ceiling,
     percentile,
     system_prompts,
     turn_messages,
 )
+from benchmarks.kv_routing import parse_variant as kv_parse_variant
 from benchmarks.kv_routing_sim import VirtualTimeLoop, parse_variant
 from benchmarks.systems import prom_samples, worker_requests
 
@@ -176,3 +179,32 @@ def test_sim_variants_change_named_config_fields(
     assert parse_variant(text, base) == (name, dataclasses.replace(base, **changes))
     with pytest.raises(SystemExit, match="unknown KvRouterConfig field 'nope'"):
         parse_variant("x:nope=1", base)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("old:DGD_ROUTER_PREDICTED_CACHE_TTL=0", ("old", {"DGD_ROUTER_PREDICTED_CACHE_TTL": "0"})),
+        ("w1:A=1,B=x=y", ("w1", {"A": "1", "B": "x=y"})),
+        ("plain:", ("plain", {})),
+    ],
+)
+def test_variant_of_ours_is_a_name_and_its_environment(
+    text: str, expected: tuple[str, dict[str, str]]
+) -> None:
+    assert kv_parse_variant(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ours:A=1", "dynamo:", ":A=1", "x:=1"])
+def test_variant_needs_a_new_name_and_keys(text: str) -> None:
+    with pytest.raises(SystemExit, match="bad --variant"):
+        kv_parse_variant(text)
+
+
+def test_environment_is_restored_after_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KVB_SET", "before")
+    monkeypatch.delenv("KVB_UNSET", raising=False)
+    with environment({"KVB_SET": "inside", "KVB_UNSET": "new"}):
+        assert (os.environ["KVB_SET"], os.environ["KVB_UNSET"]) == ("inside", "new")
+    assert os.environ["KVB_SET"] == "before"
+    assert "KVB_UNSET" not in os.environ
