@@ -5,7 +5,8 @@ preprocessor from the benchmark's model dir) is played by closed-loop clients ag
 `--workers` :class:`MockEngine` instances routed by :class:`KvPolicy`, on an asyncio loop whose
 clock only moves when every task waits: the engines' step times are simulated exactly and no
 CPU contention or transport delay exists. KV events reach the policy `--event-lag-ms` after
-the engine publishes them. So a run is deterministic and takes seconds, which makes it the tool
+the engine publishes them, and outputs reach the router (and the client) `--response-lag-ms`
+after the engine emits them. So a run is deterministic and takes seconds, which makes it the tool
 to compare routing policies (cost weights, options) on one machine while others are busy; the
 real comparison with Dynamo stays `kv_routing.py`.
 
@@ -133,6 +134,7 @@ async def simulate(
     osl: int,
     event_lag_s: float,
     seed: int,
+    response_lag_s: float = 0.0,
 ) -> tuple[list[SimRequest], float]:
     """Play the workload against in-process mock engines routed by a :class:`KvPolicy`."""
     import random
@@ -182,9 +184,11 @@ async def simulate(
                 async for out in engines[iid].generate(request):
                     if first:
                         first = False
+                        await asyncio.sleep(response_lag_s)
                         ttft = loop.time() - t0
                         cached = out.cached_tokens or 0
                         policy.prefill_done(decision)
+                await asyncio.sleep(response_lag_s)
                 policy.finished(decision)
                 results.append(SimRequest(conv.user, turn, iid, len(tokens), cached, ttft))
 
@@ -264,6 +268,12 @@ def main() -> int:
     ap.add_argument("--kv-blocks", type=int, default=256)
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--event-lag-ms", type=float, default=2.0)
+    ap.add_argument(
+        "--response-lag-ms",
+        type=float,
+        default=0.0,
+        help="delay of a request's first output and of its end reaching the router (a busy frontend)",
+    )
     args = ap.parse_args()
     spec = WorkloadSpec(
         args.seed,
@@ -295,6 +305,7 @@ def main() -> int:
                         osl=args.osl,
                         event_lag_s=args.event_lag_ms / 1000.0,
                         seed=seed,
+                        response_lag_s=args.response_lag_ms / 1000.0,
                     )
                 )
             finally:
