@@ -341,3 +341,27 @@ def test_kv_users_of_a_cached_prompt_spill_over_by_request_count(
         picks.append(d.instance.instance_id)
     assert picks[:stay] == ["a"] * stay
     assert "a" not in picks[stay : stay + 1]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reported", "overlap_after"),
+    [
+        # Served: its blocks stay predicted on a until events confirm them.
+        ("finished", False, 8),
+        # Refused or unreachable: a will not cache them, so nothing points there.
+        ("not_served", False, 0),
+        # What a's own events reported stays: only the prediction goes.
+        ("not_served", True, 8),
+    ],
+)
+def test_kv_a_request_that_never_ran_leaves_no_prediction(
+    outcome: str, reported: bool, overlap_after: int
+) -> None:
+    p = KvPolicy(rng=random.Random(0))
+    prompt = list(range(32))
+    if reported:
+        p.kv_events("a", [KvEvent("stored", turn_hashes(prompt))])
+    d = p.select(_req(prompt), [WORKERS[0]])
+    getattr(p, outcome)(d)
+    assert p.index.find_matches(turn_hashes(prompt)).get("a", 0) == overlap_after
+    assert (p.loads["a"].active_requests, p.loads["a"].active_blocks) == (0, 0)

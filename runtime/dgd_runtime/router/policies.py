@@ -175,6 +175,11 @@ class RoutingPolicy:
             decision.block_hashes = ()
             decision.partial_blocks = 0
 
+    def not_served(self, decision: RouteDecision) -> None:
+        """The chosen worker never ran the request (unreachable, refused, lost before any
+        output): release it like :meth:`finished`, and forget what it was expected to cache."""
+        self.finished(decision)
+
     def worker_removed(self, instance_id: str) -> None:
         """Forget a worker."""
         self.loads.pop(instance_id, None)
@@ -304,6 +309,11 @@ class KvPolicy(RoutingPolicy):
         """Replace a worker's cache view with ``hashes``."""
         self.index.clear(instance_id)
         self.index.stored(instance_id, hashes)
+
+    def not_served(self, decision: RouteDecision) -> None:
+        """Drop the blocks predicted from ``decision``, then release it."""
+        self.index.unpredict(decision.instance.instance_id, decision.block_hashes)
+        super().not_served(decision)
 
     def worker_removed(self, instance_id: str) -> None:
         """Forget a worker's load and cache."""

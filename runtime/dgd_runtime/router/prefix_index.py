@@ -68,6 +68,11 @@ class PrefixIndex:
                 ws[worker] = expires
             expiries.append((expires, h, worker))
 
+    def unpredict(self, worker: str, hashes: Iterable[int]) -> None:
+        """``worker`` will not cache ``hashes`` after all (its request did not run there)."""
+        for h in hashes:
+            self._unpredict(h, worker)
+
     def expire(self, now: float) -> None:
         """Drop predictions whose expiry is ``now`` or earlier."""
         expiries = self._expiries
