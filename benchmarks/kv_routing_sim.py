@@ -10,11 +10,13 @@ after the engine emits them. So a run is deterministic and takes seconds, which 
 to compare routing policies (cost weights, options) on one machine while others are busy; the
 real comparison with Dynamo stays `kv_routing.py`.
 
-    python benchmarks/kv_routing_sim.py                       # current defaults
-    python benchmarks/kv_routing_sim.py --weight 1 --no-predict --variants ...
+    python benchmarks/kv_routing_sim.py                       # current defaults, seed 1
+    python benchmarks/kv_routing_sim.py --seeds 1,2,3,4 --variant new: \
+        --variant dynamo-cost:overlap_score_weight=1,active_request_weight=0,predict_active_overlap=0,predicted_cache_ttl_s=0
 
-Each `--variant NAME:k=v,k=v` adds a policy configuration (keys are KvRouterConfig fields);
-results print one line per variant with the same metrics as `kv_routing.py`.
+Each `--variant NAME:k=v,k=v` is a policy configuration (keys are KvRouterConfig fields, the
+rest stays default); each prints one line: medians over the router seeds (`--seeds`), with
+every seed's hit rate and balance in brackets. Simulated TTFT has no frontend in it.
 """
 
 from __future__ import annotations
