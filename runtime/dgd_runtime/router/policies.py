@@ -17,7 +17,8 @@ system prompt look busier than it is, and sent their followers away from their c
 Distinct blocks are a poor measure of how many requests a worker serves, though: a worker
 whose users share one system prompt holds few of them per request and kept attracting more.
 The last term counts the requests themselves, each as ``active_request_weight`` times this
-request's prompt blocks (a unit that scales with the other two terms). With it the overlap
+request's prompt blocks (a unit that scales with the other two terms; Dynamo 1.5+ has an
+optional request count term too, in fixed block equivalents). With it the overlap
 weight can be high (8: a cached block is worth eight active ones), which keeps each prefix on
 few workers, while the request count keeps their share of requests even.
 
