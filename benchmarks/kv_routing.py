@@ -28,6 +28,10 @@ Measured per run:
   `dynamo_component_requests_total` on its status server, the `generate` endpoint for Dynamo).
 
     python benchmarks/kv_routing.py --json out.json            # both systems, 2 repetitions
+
+Variants of our system compare router options in the same invocation: `--variant NAME:K=V,...`
+starts our system with those environment variables (e.g. `DGD_ROUTER_PREDICTED_CACHE_TTL=0`)
+under NAME, which `--systems` can then list next to `ours` and `dynamo`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -334,6 +338,8 @@ class RunResult:
     per_worker_requests: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     machine_busy_pct: float = 0.0
+    load_1min: float = 0.0
+    """The machine's 1-minute load average at the end of the run."""
     first_error: str = ""
 
 
@@ -396,13 +402,47 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:K=V,K=V`` -> (NAME, environment of that variant of our system)."""
+    name, _, assignments = text.partition(":")
+    env = dict(item.partition("=")[::2] for item in assignments.split(",") if item)
+    if not name or name in ("ours", "dynamo") or any(not k for k in env):
+        raise SystemExit(f"bad --variant {text!r} (expected NAME:K=V,... with a new NAME)")
+    return name, env
+
+
+@contextlib.contextmanager
+def environment(changes: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` inside the block (the launcher passes it on)."""
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_once(
-    name: str, rep: int, shape: MockShape, spec: WorkloadSpec, concurrency: int, osl: int
+    name: str,
+    rep: int,
+    shape: MockShape,
+    spec: WorkloadSpec,
+    concurrency: int,
+    osl: int,
+    variant_env: dict[str, str] | None = None,
 ) -> RunResult:
-    """Start one system cold, play the workload, stop it."""
+    """Start one system cold (`variant_env`: a variant of ours), play the workload, stop it."""
     with tempfile.TemporaryDirectory(prefix=f"dgd-kvbench-{name}-") as tmp:
         workdir = Path(tmp)
-        system = start(name, shape.shape(), workdir)
+        if variant_env is None:
+            system = start(name, shape.shape(), workdir)
+        else:
+            with environment(variant_env):
+                system = start("ours", shape.shape(), workdir)
         per_worker = system.requests_per_worker
         try:
 
@@ -423,6 +463,7 @@ def run_once(
             )
             run.cpu_s = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
             run.machine_busy_pct = 100.0 * busy / (wall * (os.cpu_count() or 1))
+            run.load_1min = os.getloadavg()[0]
             return run
         finally:
             stop_all(system.procs)
@@ -436,7 +477,7 @@ def fmt_run(r: RunResult) -> str:
         f"hit {r.hit_rate:6.1%} (first {r.hit_rate_first_turn:6.1%}, later "
         f"{r.hit_rate_later_turns:6.1%} of {r.later_turns_ceiling:6.1%})  TTFT p50 {r.ttft_p50_ms:7.1f} p99 "
         f"{r.ttft_p99_ms:7.1f} ms  balance {r.balance:5.2f} [{workers}]  "
-        f"busy {r.machine_busy_pct:3.0f}%"
+        f"busy {r.machine_busy_pct:3.0f}% load {r.load_1min:4.1f}"
     )
 
 
@@ -446,7 +487,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--json", default=None, help="write all results here")
-    ap.add_argument("--systems", default="ours,dynamo")
+    ap.add_argument("--systems", default="ours,dynamo", help="ours, dynamo and variant names")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:K=V,... our system with these environment variables (repeatable)",
+    )
     ap.add_argument(
         "--repeat",
         type=int,
@@ -477,14 +524,18 @@ def main() -> int:
         args.assistant_words,
     )
     shape = MockShape(args.workers, args.kv_blocks, args.block_size, args.speedup_ratio)
+    variants = dict(parse_variant(v) for v in args.variant)
     systems = args.systems.split(",")
+    unknown = [n for n in systems if n not in ("ours", "dynamo") and n not in variants]
+    if unknown:
+        raise SystemExit(f"unknown systems {unknown} (ours, dynamo or a --variant name)")
     if "dynamo" in systems or not (MODEL_DIR / "tokenizer.json").exists():
         ensure_dynamo()  # also builds the shared model dir
 
     runs: list[RunResult] = []
     for rep in range(args.repeat):
         for name in systems if rep % 2 == 0 else list(reversed(systems)):
-            run = run_once(name, rep, shape, spec, args.concurrency, args.osl)
+            run = run_once(name, rep, shape, spec, args.concurrency, args.osl, variants.get(name))
             runs.append(run)
             print(fmt_run(run), flush=True)
 
@@ -510,6 +561,7 @@ def main() -> int:
         "osl": args.osl,
         "model_dir": str(MODEL_DIR),
         "model": MODEL_NAME,
+        "variants": variants,
         "runs": [asdict(r) for r in runs],
         "median": medians,
     }

@@ -80,8 +80,13 @@ async def test_kv_routes_a_repeated_prefix_to_the_same_worker(
     assert await _first_chunk_cached(client, _req("first", [*system_prompt, 1, 2])) == 0
     warm = next(w for w in workers if _served(w) == 1)
     hashes = block_hashes(system_prompt, 4)
+    warm_id = warm.instance.instance_id
+    # Routed there, the prefix is predicted at once; its "stored" events then confirm it.
     await eventually(
-        lambda: policy.index.find_matches(hashes).get(warm.instance.instance_id, 0) == 10,
+        lambda: (
+            policy.index.find_matches(hashes).get(warm_id, 0) == 10
+            and policy.index.predicted(warm_id) == 0
+        ),
         10,
         "KV events of the first request in the router's index",
     )

@@ -3,7 +3,10 @@ benchmarks/systems.py (metric parsing)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
+import os
 
 import pytest
 from benchmarks.kv_routing import (
@@ -11,13 +14,18 @@ from benchmarks.kv_routing import (
     balance,
     build_conversations,
     counter_delta,
+    environment,
     hit_rate,
     later_turn_ceiling,
     percentile,
     system_prompts,
     turn_messages,
 )
+from benchmarks.kv_routing import parse_variant as kv_parse_variant
+from benchmarks.kv_routing_sim import VirtualTimeLoop, parse_variant
 from benchmarks.systems import prom_samples, worker_requests
+
+from dgd_runtime.router.policies import KvRouterConfig
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +139,72 @@ def test_prom_samples_and_worker_requests() -> None:
 
 def test_counter_delta() -> None:
     assert counter_delta({"a": 5, "b": 1}, {"a": 9, "b": 1, "c": 4}) == {"a": 4, "b": 0, "c": 4}
+
+
+def test_simulated_time_jumps_to_the_next_timer() -> None:
+    async def sleepers() -> list[float]:
+        loop = asyncio.get_running_loop()
+        woke: list[float] = []
+
+        async def nap(s: float) -> None:
+            await asyncio.sleep(s)
+            woke.append(loop.time())
+
+        await asyncio.gather(nap(30.0), nap(5.0), nap(3600.0))
+        return woke
+
+    loop = VirtualTimeLoop()
+    try:
+        assert loop.run_until_complete(sleepers()) == [5.0, 30.0, 3600.0]
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "changes"),
+    [
+        ("base:", "base", {}),
+        (
+            "w3:overlap_score_weight=3,predict_active_overlap=0",
+            "w3",
+            {"overlap_score_weight": 3.0, "predict_active_overlap": False},
+        ),
+        ("ttl:predicted_cache_ttl_s=0", "ttl", {"predicted_cache_ttl_s": 0.0}),
+    ],
+)
+def test_sim_variants_change_named_config_fields(
+    text: str, name: str, changes: dict[str, object]
+) -> None:
+    base = KvRouterConfig()
+    assert parse_variant(text, base) == (name, dataclasses.replace(base, **changes))
+    with pytest.raises(SystemExit, match="unknown KvRouterConfig field 'nope'"):
+        parse_variant("x:nope=1", base)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("old:DGD_ROUTER_PREDICTED_CACHE_TTL=0", ("old", {"DGD_ROUTER_PREDICTED_CACHE_TTL": "0"})),
+        ("w1:A=1,B=x=y", ("w1", {"A": "1", "B": "x=y"})),
+        ("plain:", ("plain", {})),
+    ],
+)
+def test_variant_of_ours_is_a_name_and_its_environment(
+    text: str, expected: tuple[str, dict[str, str]]
+) -> None:
+    assert kv_parse_variant(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ours:A=1", "dynamo:", ":A=1", "x:=1"])
+def test_variant_needs_a_new_name_and_keys(text: str) -> None:
+    with pytest.raises(SystemExit, match="bad --variant"):
+        kv_parse_variant(text)
+
+
+def test_environment_is_restored_after_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KVB_SET", "before")
+    monkeypatch.delenv("KVB_UNSET", raising=False)
+    with environment({"KVB_SET": "inside", "KVB_UNSET": "new"}):
+        assert (os.environ["KVB_SET"], os.environ["KVB_UNSET"]) == ("inside", "new")
+    assert os.environ["KVB_SET"] == "before"
+    assert "KVB_UNSET" not in os.environ

@@ -127,7 +127,7 @@ def test_kv_reset_replaces_the_view() -> None:
 
 
 def test_kv_temperature_samples_but_favours_low_cost() -> None:
-    p = KvPolicy(KvRouterConfig(temperature=0.1), rng=random.Random(5))
+    p = KvPolicy(KvRouterConfig(temperature=0.1, active_request_weight=0), rng=random.Random(5))
     prompt = list(range(64))
     p.kv_events("c", [KvEvent("stored", block_hashes(prompt, 4))])
     picks = [p.select(_req(prompt), WORKERS) for _ in range(50)]
@@ -173,9 +173,12 @@ def test_kv_partial_last_block_is_active_load_but_never_shared() -> None:
 def test_kv_followers_of_a_shared_prefix_stay_with_its_cache() -> None:
     # Worker a caches and runs the system prompt; b is idle. A follower with the same system
     # prompt adds only its own blocks to a's active set: a costs 2 prefill + (8 + 2) decode =
-    # 12 against b's 10 + 10 = 20 (overlap weight 1, Dynamo's). Counting the prefix once per
-    # request would make a cost 2 + (8 + 10) = 20 and lose the cache to a coin flip.
-    p = KvPolicy(KvRouterConfig(overlap_score_weight=1.0), rng=random.Random(0))
+    # 12 against b's 10 + 10 = 20 (overlap weight 1 and no request term: Dynamo's cost).
+    # Counting the prefix once per request would make a cost 2 + (8 + 10) = 20 and lose the
+    # cache to a coin flip.
+    p = KvPolicy(
+        KvRouterConfig(overlap_score_weight=1.0, active_request_weight=0), rng=random.Random(0)
+    )
     system = list(range(32))  # 8 blocks
     p.kv_events("a", [KvEvent("stored", block_hashes(system, 4))])
     first = p.select(_req(system), WORKERS[:2])
@@ -195,7 +198,12 @@ def test_kv_running_prefix_counts_as_overlap_before_its_events(
     # next request of that prefix sees a's overlap and follows it (a costs 0 prefill + 8 active
     # decode blocks + 0 new; b costs 8 + 8); without it both cost 16.
     p = KvPolicy(
-        KvRouterConfig(overlap_score_weight=1.0, predict_active_overlap=predict),
+        KvRouterConfig(
+            overlap_score_weight=1.0,
+            predict_active_overlap=predict,
+            predicted_cache_ttl_s=0,
+            active_request_weight=0,
+        ),
         rng=random.Random(0),
     )
     prompt = list(range(32))
@@ -215,8 +223,145 @@ def test_kv_running_prefix_counts_as_overlap_before_its_events(
 
 def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     default = KvRouterConfig.from_env()
-    assert (default.predict_active_overlap, default.overlap_score_weight) == (True, 2.0)
+    assert default == KvRouterConfig()
+    assert (
+        default.predict_active_overlap,
+        default.overlap_score_weight,
+        default.active_request_weight,
+        default.predicted_cache_ttl_s,
+    ) == (True, 8.0, 1.0, 10.0)
     monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
     monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
+    monkeypatch.setenv("DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", "0")
+    monkeypatch.setenv("DGD_ROUTER_PREDICTED_CACHE_TTL", "0")
     changed = KvRouterConfig.from_env()
-    assert (changed.predict_active_overlap, changed.overlap_score_weight) == (False, 1.0)
+    assert (
+        changed.predict_active_overlap,
+        changed.overlap_score_weight,
+        changed.active_request_weight,
+        changed.predicted_cache_ttl_s,
+    ) == (False, 1.0, 0.0, 0.0)
+
+
+def turn_hashes(tokens: list[int]) -> list[int]:
+    """The block hashes of ``tokens`` with the test card's block size."""
+    return block_hashes(tokens, CARD.kv_block_size)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "clock_then", "event", "expected"),
+    [
+        # The previous turn went to a and finished before any event of a arrived: with the
+        # prediction a costs 4 prefill + (2 busy + 10 new) decode = 16 against b's 10 + 10.
+        (10.0, 5.0, None, "a"),
+        # Without it a looks cold and busy: 12 + 12 = 24.
+        (0.0, 5.0, None, "b"),
+        # An unconfirmed prediction expires.
+        (10.0, 10.0, None, "b"),
+        # A confirmed one does not, and a contradicted one is gone at once.
+        (10.0, 10.0, "stored", "a"),
+        (10.0, 5.0, "removed", "b"),
+    ],
+)
+def test_kv_next_turn_follows_its_history_before_the_events(
+    ttl: float, clock_then: float, event: str | None, expected: str
+) -> None:
+    now = [0.0]
+    p = KvPolicy(
+        KvRouterConfig(
+            overlap_score_weight=1.0, predicted_cache_ttl_s=ttl, active_request_weight=0
+        ),
+        rng=random.Random(0),
+        clock=lambda: now[0],
+    )
+    history = list(range(32))  # 8 blocks of 4
+    turn = p.select(_req(history), [WORKERS[0]])
+    p.finished(turn)
+    if event is not None:
+        p.kv_events(
+            "a", [KvEvent("stored" if event == "stored" else "removed", turn_hashes(history))]
+        )
+    p.select(_req([900] * 8), [WORKERS[0]])  # a stays busy: 2 blocks, 8 prefill tokens
+    now[0] = clock_then
+    follow_up = p.select(_req(history + [7] * 8), WORKERS[:2])
+    assert follow_up.instance.instance_id == expected
+
+
+@pytest.mark.parametrize(
+    ("request_weight", "running", "cost_a"),
+    [
+        # a runs `running` requests of one 2-block prompt (prefill done): 2 distinct active
+        # blocks whatever their number. The incoming 4-block prompt is cached nowhere: a costs
+        # 4 prefill + (2 + 4) decode + request_weight * 4 blocks per running request; idle b 8.
+        (0.0, 3, 10.0),
+        (1.0, 1, 14.0),
+        (1.0, 3, 22.0),
+        (0.5, 2, 14.0),
+    ],
+)
+def test_kv_running_requests_cost_in_units_of_the_incoming_prompt(
+    request_weight: float, running: int, cost_a: float
+) -> None:
+    p = KvPolicy(
+        KvRouterConfig(
+            overlap_score_weight=1.0,
+            active_request_weight=request_weight,
+            predicted_cache_ttl_s=0,
+        ),
+        rng=random.Random(0),
+    )
+    for _ in range(running):
+        p.prefill_done(p.select(_req([900] * 8), [WORKERS[0]]))
+    p.select(_req(list(range(16))), WORKERS[:2])
+    assert {s.instance_id: s.cost for s in p.last_scores} == {"a": cost_a, "b": 8.0}
+
+
+@pytest.mark.parametrize(("request_weight", "stay"), [(0.0, 10), (1.0, 6)])
+def test_kv_users_of_a_cached_prompt_spill_over_by_request_count(
+    request_weight: float, stay: int
+) -> None:
+    # a caches an 8-block system prompt; each user adds 2 blocks of its own. At overlap weight
+    # 8, a costs 16 prefill + (10 + 2k) decode with k users running there, idle b 80 + 10: by
+    # distinct blocks alone a stays cheaper for 32 users; counting each running user as 10
+    # blocks (the request term) sends the 7th user to b.
+    p = KvPolicy(
+        KvRouterConfig(
+            overlap_score_weight=8.0,
+            active_request_weight=request_weight,
+            predicted_cache_ttl_s=0,
+        ),
+        rng=random.Random(0),
+    )
+    system = list(range(32))
+    p.kv_events("a", [KvEvent("stored", turn_hashes(system))])
+    picks = []
+    for user in range(10):
+        d = p.select(_req(system + [100 + user] * 8), WORKERS[:2])
+        p.prefill_done(d)
+        picks.append(d.instance.instance_id)
+    assert picks[:stay] == ["a"] * stay
+    assert "a" not in picks[stay : stay + 1]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reported", "overlap_after"),
+    [
+        # Served: its blocks stay predicted on a until events confirm them.
+        ("finished", False, 8),
+        # Refused or unreachable: a will not cache them, so nothing points there.
+        ("not_served", False, 0),
+        # What a's own events reported stays: only the prediction goes.
+        ("not_served", True, 8),
+    ],
+)
+def test_kv_a_request_that_never_ran_leaves_no_prediction(
+    outcome: str, reported: bool, overlap_after: int
+) -> None:
+    p = KvPolicy(rng=random.Random(0))
+    prompt = list(range(32))
+    if reported:
+        p.kv_events("a", [KvEvent("stored", turn_hashes(prompt))])
+    d = p.select(_req(prompt), [WORKERS[0]])
+    getattr(p, outcome)(d)
+    assert p.index.find_matches(turn_hashes(prompt)).get("a", 0) == overlap_after
+    assert (p.loads["a"].active_requests, p.loads["a"].active_blocks) == (0, 0)

@@ -76,3 +76,60 @@ def test_removing_unknown_things_is_harmless() -> None:
     idx.stored("w", [1])
     idx.removed("w", [2])
     assert idx.blocks_of("w") == 1
+
+
+H = block_hashes(list(range(16)), 4)  # 4 chained blocks
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # A prediction counts like a reported block until something says otherwise.
+        ([("predict", "w", H, 10.0)], {"w": 4}),
+        # Reported leading blocks continue into predicted ones.
+        ([("stored", "w", H[:2]), ("predict", "w", H[2:], 10.0)], {"w": 4}),
+        # The worker's "stored" confirms it: expiry no longer matters.
+        ([("predict", "w", H, 10.0), ("stored", "w", H), ("expire", 11.0)], {"w": 4}),
+        # Unconfirmed, it expires (at its expiry, not before).
+        ([("predict", "w", H, 10.0), ("expire", 9.9)], {"w": 4}),
+        ([("predict", "w", H, 10.0), ("expire", 10.0)], {}),
+        # A later prediction of the same block extends it past the first expiry.
+        ([("predict", "w", H, 10.0), ("predict", "w", H, 20.0), ("expire", 15.0)], {"w": 4}),
+        # "removed" contradicts it (events report what happened after the routing).
+        ([("predict", "w", H, 10.0), ("removed", "w", H[1:2])], {"w": 1}),
+        # A cache "cleared" drops only what was reported: predicted requests have not run yet.
+        ([("stored", "w", H[:2]), ("predict", "v", H, 10.0), ("cleared", "w")], {"v": 4}),
+        ([("predict", "w", H, 10.0), ("cleared", "w")], {"w": 4}),
+        # Forgetting a worker forgets its predictions; others keep theirs.
+        ([("predict", "w", H, 10.0), ("predict", "v", H[:3], 10.0), ("gone", "w")], {"v": 3}),
+    ],
+)
+def test_predicted_blocks_until_events_or_expiry(
+    steps: list[tuple[object, ...]], expected: dict[str, int]
+) -> None:
+    idx = PrefixIndex()
+    for step in steps:
+        match step:
+            case ("predict", str(w), list(hs), float(expires)):
+                idx.predict(w, hs, expires)
+            case ("stored" | "removed" as kind, str(w), list(hs)):
+                idx.apply(w, [KvEvent(kind, hs)])
+            case ("cleared", str(w)):
+                idx.apply(w, [KvEvent("cleared")])
+            case ("gone", str(w)):
+                idx.remove_worker(w)
+            case ("expire", float(now)):
+                idx.expire(now)
+            case _:
+                raise AssertionError(step)
+    assert idx.find_matches(H) == expected
+
+
+def test_a_reported_block_is_not_predicted_again() -> None:
+    idx = PrefixIndex()
+    idx.stored("w", H[:2])
+    idx.predict("w", H, 10.0)
+    assert idx.predicted("w") == 2
+    idx.stored("w", H[2:])
+    assert idx.predicted("w") == 0
+    assert idx.blocks_of("w") == 4

@@ -227,7 +227,7 @@ class RoutedClient:
                 first = await stream.next()
             except WorkerUnreachableError as exc:
                 log.info("worker %s unreachable (%s); trying another", iid, exc)
-                policy.finished(decision)
+                policy.not_served(decision)
                 tried.add(iid)
                 self._watcher.remove(iid)
                 continue
@@ -235,14 +235,14 @@ class RoutedClient:
                 # Lost before yielding anything: safe to run the request elsewhere (and tell
                 # the worker to stop, in case it is merely unresponsive rather than dead).
                 log.info("worker %s lost before the first output (%s); trying another", iid, exc)
-                policy.finished(decision)
+                policy.not_served(decision)
                 tried.add(iid)
                 if stream is not None:
                     self._spawn(_cancel_quietly(stream, force=True))
                 continue
             except WorkerRefusedError as exc:
                 log.info("worker %s refused the request (%s); trying another", iid, exc)
-                policy.finished(decision)
+                policy.not_served(decision)
                 tried.add(iid)
                 continue
             except BaseException:

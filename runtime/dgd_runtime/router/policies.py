@@ -4,6 +4,7 @@
 router cost: for each candidate worker
 
     cost = overlap_score_weight * prefill_blocks + decode_blocks
+           + active_request_weight * running_requests * request_blocks
 
 where ``prefill_blocks`` is the prompt work the worker would still have to do (prompt blocks
 not in its prefix cache, plus prefill tokens it is already busy with, in blocks) and
@@ -13,10 +14,25 @@ blocks in the engine's paged cache), plus the blocks of this request it does not
 Counting a shared prefix once per request instead made a worker serving many users of one
 system prompt look busier than it is, and sent their followers away from their cache.
 
+Distinct blocks are a poor measure of how many requests a worker serves, though: a worker
+whose users share one system prompt holds few of them per request and kept attracting more.
+The last term counts the requests themselves, each as ``active_request_weight`` times this
+request's prompt blocks (a unit that scales with the other two terms; Dynamo 1.5+ has an
+optional request count term too, in fixed block equivalents). With it the overlap
+weight can be high (8: a cached block is worth eight active ones), which keeps each prefix on
+few workers, while the request count keeps their share of requests even.
+
 Beyond Dynamo's cost, a worker *running* a request with the same leading blocks is credited
 with that overlap even before its KV "stored" events arrive (``predict_active_overlap``): the
 blocks are being computed there, so a burst of requests with a new prefix stays together
 instead of scattering while the events are in flight.
+
+The cache view itself is predicted too (``predicted_cache_ttl_s``): the full prompt blocks of
+a routed request count as cached on its worker from the moment it is routed, until the
+worker's events confirm or contradict them (see :mod:`~dgd_runtime.router.prefix_index`). The
+active-overlap credit above ends when the request does; without this, the next turn of a
+conversation that arrives before the worker's "stored" events (a busy frontend processes them
+late) finds its history nowhere and lands on any worker.
 
 The lowest cost wins (ties broken at random); with ``temperature > 0`` a softmax over
 ``-cost`` is sampled instead. Load is tracked from this router's own decisions.
@@ -28,7 +44,8 @@ import logging
 import math
 import os
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, media_root
@@ -159,6 +176,11 @@ class RoutingPolicy:
             decision.block_hashes = ()
             decision.partial_blocks = 0
 
+    def not_served(self, decision: RouteDecision) -> None:
+        """The chosen worker never ran the request (unreachable, refused, lost before any
+        output): release it like :meth:`finished`, and forget what it was expected to cache."""
+        self.finished(decision)
+
     def worker_removed(self, instance_id: str) -> None:
         """Forget a worker."""
         self.loads.pop(instance_id, None)
@@ -210,22 +232,36 @@ class KvScore:
     cost: float
 
 
-DEFAULT_OVERLAP_SCORE_WEIGHT = 2.0
-"""Dynamo's default is 1.0. With 2.0 a prompt block found in a worker's cache weighs like two
-active blocks, which keeps each system prompt's users on fewer workers: the prefix-cache hit
-rate under eviction pressure rose from 69.0% to 72.2% (benchmarks/kv_routing.py, 256 blocks
-per worker) with the same balance. ``DYN_KV_OVERLAP_SCORE_WEIGHT`` still overrides it."""
+DEFAULT_OVERLAP_SCORE_WEIGHT = 8.0
+"""Dynamo's default is 1.0. A high weight keeps each prefix's users on the workers that cache
+it; alone it costs balance, so it comes with :data:`DEFAULT_ACTIVE_REQUEST_WEIGHT`. In
+simulated time (benchmarks/kv_routing_sim.py, 256 blocks per worker, 4 seeds): weight 1 and no
+request term (Dynamo's cost) 76.5% prefix-cache hits, balance 1.015; weight 2 78.3%, 1.028;
+weight 8 with request weight 1 80.5%, 1.011. ``DYN_KV_OVERLAP_SCORE_WEIGHT`` overrides it."""
+
+DEFAULT_ACTIVE_REQUEST_WEIGHT = 1.0
+"""Each request running on a worker costs this many times the incoming request's prompt
+blocks (``DGD_ROUTER_ACTIVE_REQUEST_WEIGHT`` overrides it; 0 = Dynamo's cost)."""
+
+
+DEFAULT_PREDICTED_CACHE_TTL_S = 10.0
+"""How long a routed request's blocks count as cached on its worker without a "stored" event
+confirming them: long enough for a request queued on a busy worker to start, short enough that
+the blocks of a request that never ran do not attract its prefix for long."""
 
 
 @dataclass(slots=True)
 class KvRouterConfig:
     """Knobs of the KV policy (env: DYN_KV_OVERLAP_SCORE_WEIGHT, DYN_ROUTER_TEMPERATURE,
-    DGD_ROUTER_PREDICT_ACTIVE_OVERLAP=0|1)."""
+    DGD_ROUTER_PREDICT_ACTIVE_OVERLAP=0|1, DGD_ROUTER_PREDICTED_CACHE_TTL seconds, 0 = off,
+    DGD_ROUTER_ACTIVE_REQUEST_WEIGHT)."""
 
     overlap_score_weight: float = DEFAULT_OVERLAP_SCORE_WEIGHT
     temperature: float = 0.0
     default_block_size: int = 64
     predict_active_overlap: bool = True
+    predicted_cache_ttl_s: float = DEFAULT_PREDICTED_CACHE_TTL_S
+    active_request_weight: float = DEFAULT_ACTIVE_REQUEST_WEIGHT
 
     @classmethod
     def from_env(cls) -> KvRouterConfig:
@@ -237,6 +273,14 @@ class KvRouterConfig:
             temperature=float(os.environ.get("DYN_ROUTER_TEMPERATURE", "0.0")),
             predict_active_overlap=os.environ.get("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "1")
             not in ("0", "false", "no"),
+            predicted_cache_ttl_s=float(
+                os.environ.get("DGD_ROUTER_PREDICTED_CACHE_TTL", str(DEFAULT_PREDICTED_CACHE_TTL_S))
+            ),
+            active_request_weight=float(
+                os.environ.get(
+                    "DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", str(DEFAULT_ACTIVE_REQUEST_WEIGHT)
+                )
+            ),
         )
 
 
@@ -246,13 +290,17 @@ class KvPolicy(RoutingPolicy):
     name = "kv"
 
     def __init__(
-        self, config: KvRouterConfig | None = None, rng: random.Random | None = None
+        self,
+        config: KvRouterConfig | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Empty index; fed by :meth:`kv_events`."""
+        """Empty index; fed by :meth:`kv_events`. ``clock`` (seconds) times predictions."""
         super().__init__(rng)
         self.config = config or KvRouterConfig()
         self.index = PrefixIndex()
         self.last_scores: list[KvScore] = []
+        self._clock = clock
 
     def kv_events(self, instance_id: str, events: list[KvEvent]) -> None:
         """Apply a worker's KV events to the index."""
@@ -262,6 +310,11 @@ class KvPolicy(RoutingPolicy):
         """Replace a worker's cache view with ``hashes``."""
         self.index.clear(instance_id)
         self.index.stored(instance_id, hashes)
+
+    def not_served(self, decision: RouteDecision) -> None:
+        """Drop the blocks predicted from ``decision``, then release it."""
+        self.index.unpredict(decision.instance.instance_id, decision.block_hashes)
+        super().not_served(decision)
 
     def worker_removed(self, instance_id: str) -> None:
         """Forget a worker's load and cache."""
@@ -277,11 +330,17 @@ class KvPolicy(RoutingPolicy):
         mm = request.mm
         root = ROOT_HASH if not mm else media_root([m.media_hash for m in mm])
         hashes = block_hashes(tokens, block_size, root)
-        overlaps = self.index.find_matches(hashes) if hashes else {}
+        index = self.index
+        ttl = self.config.predicted_cache_ttl_s
+        now = self._clock() if ttl > 0 else 0.0
+        if ttl > 0:
+            index.expire(now)
+        overlaps = index.find_matches(hashes) if hashes else {}
         n_tokens = len(tokens)
         prompt_blocks = -(-n_tokens // block_size)
         partial = prompt_blocks - len(hashes)
         weight = self.config.overlap_score_weight
+        per_request = self.config.active_request_weight * prompt_blocks
         predict = self.config.predict_active_overlap
         scores: list[KvScore] = []
         for cand in candidates:
@@ -289,15 +348,17 @@ class KvPolicy(RoutingPolicy):
             overlap = overlaps.get(iid, 0)
             load = self.loads.get(iid)
             if load is None:
-                busy_prefill = 0
+                busy_prefill = running = 0
                 decode_blocks = prompt_blocks
             else:
                 busy_prefill = load.prefill_tokens
+                running = load.active_requests
                 decode_blocks = load.active_blocks + load.new_blocks(hashes, partial)
                 if predict and hashes:
                     overlap = max(overlap, load.leading_active(hashes))
             prefill_blocks = (n_tokens - overlap * block_size + busy_prefill) / block_size
-            scores.append(KvScore(iid, overlap, weight * prefill_blocks + decode_blocks))
+            cost = weight * prefill_blocks + decode_blocks + per_request * running
+            scores.append(KvScore(iid, overlap, cost))
         self.last_scores = scores
         best = self._pick(scores)
         if log.isEnabledFor(logging.DEBUG):
@@ -309,6 +370,8 @@ class KvPolicy(RoutingPolicy):
                 prompt_blocks,
             )
         chosen = next(c for c in candidates if c.instance_id == best.instance_id)
+        if ttl > 0 and hashes:
+            index.predict(chosen.instance_id, hashes, now + ttl)
         return RouteDecision(
             chosen,
             overlap_blocks=best.overlap_blocks,
