@@ -33,6 +33,7 @@ from dgd_runtime.preprocess.chat_template import ChatTemplateError
 from dgd_runtime.preprocess.detokenize import make_detokenizer
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER,
+    MEDIA_PLACEHOLDER_ID,
     MediaInputError,
     expand_placeholders,
 )
@@ -53,8 +54,6 @@ LOG = logging.getLogger(__name__)
 
 JSON: Final = b"application/json"
 DONE: Final = b"data: [DONE]\n\n"
-MEDIA_PLACEHOLDER_ID: Final = 0
-"""Token id the placeholders of media items take in the prompt (their content is the media)."""
 CHAT: Final = "chat_completions"
 COMPLETIONS: Final = "completions"
 
