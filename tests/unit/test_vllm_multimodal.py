@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from dgd_runtime.engines.vllm import VllmEngine, VllmEngineConfig, image_token_id
+from dgd_runtime.engines.vllm import (
+    VllmEngine,
+    VllmEngineConfig,
+    fixed_image_tokens,
+    image_token_id,
+    model_config_json,
+)
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER_ID,
     expand_placeholders,
@@ -41,18 +47,47 @@ def _model(tmp_path: Path, config: Any) -> str:
         ({"model_type": "qwen2_vl", "image_token_id": 151655}, 151655),
         ({"model_type": "llama", "vocab_size": 1024}, None),
         ({"image_token_index": True}, None),  # not a token id
-        (["not", "a", "mapping"], None),
     ],
 )
-def test_image_token_comes_from_config_json(tmp_path: Path, config: Any, expected: int) -> None:
-    assert image_token_id(_model(tmp_path, config)) == expected
+def test_image_token_comes_from_config_json(config: dict[str, Any], expected: int) -> None:
+    assert image_token_id(config) == expected
 
 
-def test_no_image_token_without_a_local_model_dir(tmp_path: Path) -> None:
-    assert image_token_id(None) is None
-    assert image_token_id("some-org/some-hub-model") is None
+def test_config_json_of_a_local_model_dir_only(tmp_path: Path) -> None:
+    assert model_config_json(None) == {}
+    assert model_config_json("some-org/some-hub-model") == {}
     (tmp_path / "config.json").write_text("{not json")
-    assert image_token_id(str(tmp_path)) is None
+    assert model_config_json(str(tmp_path)) == {}
+    assert model_config_json(_model(tmp_path, ["not", "a", "mapping"])) == {}
+    assert model_config_json(_model(tmp_path, {"image_token_index": 7})) == {"image_token_index": 7}
+
+
+CLIP_32_8 = {"model_type": "clip_vision_model", "image_size": 32, "patch_size": 8}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # The tiny LLaVA: 4x4 patches, CLS dropped (vLLM counts the same).
+        ({"model_type": "llava", "vision_config": CLIP_32_8}, 16),
+        ({"model_type": "llava", "vision_config": {"image_size": 336, "patch_size": 14}}, 576),
+        (
+            {
+                "model_type": "llava",
+                "vision_config": CLIP_32_8,
+                "vision_feature_select_strategy": "full",
+            },
+            17,
+        ),
+        # Towers and layouts whose count is not a constant of the config.
+        ({"model_type": "llava", "vision_config": {**CLIP_32_8, "model_type": "siglip"}}, None),
+        ({"model_type": "llava_next", "vision_config": CLIP_32_8}, None),
+        ({"model_type": "qwen2_vl", "image_token_id": 5}, None),
+        ({"model_type": "llava", "vision_config": {"image_size": 32}}, None),
+    ],
+)
+def test_fixed_image_tokens(config: dict[str, Any], expected: int | None) -> None:
+    assert fixed_image_tokens(config) == expected
 
 
 def test_card_advertises_images_only_for_a_vision_language_model(tmp_path: Path) -> None:
@@ -68,6 +103,16 @@ def test_card_advertises_images_only_for_a_vision_language_model(tmp_path: Path)
     assert card_with_role(card, vlm, "aggregated").extra["media_kinds"] == ["image"]
     # The frontend answers 400 "does not accept image input" for a text model.
     assert card_with_role(card, text, "aggregated").extra["media_kinds"] == []
+    assert "media_tokens" not in card_with_role(card, text, "aggregated").extra
+
+
+def test_card_carries_the_fixed_image_token_count(tmp_path: Path) -> None:
+    config = {"model_type": "llava", "image_token_index": IMG, "vision_config": CLIP_32_8}
+    vlm = VllmEngine(
+        VllmEngineConfig(SimpleNamespace(model=_model(tmp_path, config), kv_transfer_config=None))
+    )
+    card = ModelCard(name="m", model_path="/m", context_length=0, kv_block_size=0)
+    assert card_with_role(card, vlm, "aggregated").extra["media_tokens"] == {"image": 16}
 
 
 @pytest.mark.parametrize(

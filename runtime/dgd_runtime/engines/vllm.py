@@ -288,8 +288,7 @@ class VllmEngine:
         self.transfers_expired = 0
         self.aborted_requests = 0
         """Requests this engine aborted in vLLM (stream closed early, or :meth:`abort`)."""
-        self._image_token: int | None = None
-        self._image_token_read = False
+        self._model_config: dict[str, Any] | None = None  # config.json, read on first use
 
     # ------------------------------------------------------------------ EngineSpec
 
@@ -472,11 +471,19 @@ class VllmEngine:
         """``{"image"}`` for a vision-language model (one with an image token), else empty."""
         return frozenset({"image"}) if self._image_token_id() is not None else frozenset()
 
+    @property
+    def media_tokens(self) -> dict[str, int]:
+        """``{"image": n}`` when every image takes ``n`` prompt tokens (LLaVA-1.5 style)."""
+        n = fixed_image_tokens(self._config_json())
+        return {"image": n} if n is not None and self._image_token_id() is not None else {}
+
+    def _config_json(self) -> dict[str, Any]:
+        if self._model_config is None:
+            self._model_config = model_config_json(getattr(self.config.engine_args, "model", None))
+        return self._model_config
+
     def _image_token_id(self) -> int | None:
-        if not self._image_token_read:
-            self._image_token = image_token_id(getattr(self.config.engine_args, "model", None))
-            self._image_token_read = True
-        return self._image_token
+        return image_token_id(self._config_json())
 
     def _multimodal_prompt(self, token_ids: list[int], mm: list[MediaRef]) -> dict[str, Any]:
         """vLLM's prompt for a request with media (decodes the images: run it off the loop)."""
@@ -485,6 +492,7 @@ class VllmEngine:
             raise ValueError("this model takes no media input")
         if image_token in token_ids:
             raise ValueError("the prompt holds the model's image token as text")
+        fixed = self.media_tokens.get("image")  # what the frontend reserved, else its estimate
         images: list[Any] = []
         uuids: list[str | None] = []
         counts: list[int] = []
@@ -494,7 +502,7 @@ class VllmEngine:
                 raise ValueError(f"{what}: this model takes images only")
             if ref.payload is None:
                 raise ValueError(f"{what}: no media bytes reached the worker")
-            counts.append(placeholder_count(ref.kind, ref.payload, what))
+            counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
             images.append(decode_image(ref.payload, what))
             uuids.append(None if ref.media_hash is None else f"dgd-{ref.media_hash:016x}")
         return {
@@ -705,23 +713,48 @@ class VllmEngine:
             self._own_run_dir = False
 
 
-def image_token_id(model: str | None) -> int | None:
-    """The image token of the model directory ``model`` (None: not a vision-language model).
-
-    Read from its ``config.json`` (``image_token_index`` as LLaVA names it, or
-    ``image_token_id``); a model that is not a local directory has none here.
-    """
+def model_config_json(model: str | None) -> dict[str, Any]:
+    """The ``config.json`` of the model directory ``model`` ({} if it is not a local directory)."""
     if not model:
-        return None
+        return {}
     try:
         config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def image_token_id(config: dict[str, Any]) -> int | None:
+    """The image token of a model's ``config.json`` (None: not a vision-language model).
+
+    ``image_token_index`` as LLaVA names it, or ``image_token_id``.
+    """
     for key in ("image_token_index", "image_token_id"):
-        value = config.get(key) if isinstance(config, dict) else None
+        value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
+
+
+def fixed_image_tokens(config: dict[str, Any]) -> int | None:
+    """Prompt tokens of every image of a LLaVA-1.5-style model (CLIP tower), else None.
+
+    Such a model resizes every image to the tower's input size, so each image gives one
+    feature per patch, plus the CLS feature when ``vision_feature_select_strategy`` is
+    ``full`` (vLLM's count too). Other layouts (tiling, dynamic resolution) vary per image.
+    """
+    vision = config.get("vision_config")
+    if config.get("model_type") != "llava" or not isinstance(vision, dict):
+        return None
+    if vision.get("model_type", "clip_vision_model") != "clip_vision_model":
+        return None
+    size, patch = vision.get("image_size"), vision.get("patch_size")
+    if not isinstance(size, int) or not isinstance(patch, int) or patch <= 0:
+        return None
+    strategy = config.get("vision_feature_select_strategy", "default")
+    if strategy not in ("default", "full"):
+        return None
+    return (size // patch) ** 2 + (1 if strategy == "full" else 0)
 
 
 def decode_image(data: bytes, what: str) -> Any:

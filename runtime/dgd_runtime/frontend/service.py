@@ -365,7 +365,13 @@ class Frontend:
         except MediaInputError as exc:
             raise bad(exc.param or "messages", str(exc)) from None
         self.metrics.media_items.inc(served.card.name, amount=len(loaded.refs))
-        prompt_ids = self._tokenize(served, params, loaded.placeholder_counts)
+        # Engines whose items take a fixed number of tokens say so on the card.
+        fixed = served.card.extra.get("media_tokens") or {}
+        counts = [
+            fixed.get(ref.kind, n)
+            for ref, n in zip(loaded.refs, loaded.placeholder_counts, strict=True)
+        ]
+        prompt_ids = self._tokenize(served, params, counts)
         preq = self._engine_request(served, params, prompt_ids)
         preq.mm = loaded.refs
         return prompt_ids, preq
