@@ -85,6 +85,7 @@ def build(out: Path) -> dict[str, object]:
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config).to(torch.bfloat16)
     model.save_pretrained(str(out), safe_serialization=True)
+    _legacy_vision_tower_names(out / "model.safetensors")
     summary: dict[str, object] = {
         "architecture": "LlavaForConditionalGeneration",
         "vocab": len(tokenizer),
@@ -96,6 +97,24 @@ def build(out: Path) -> dict[str, object]:
     # Written last: its presence marks a complete model directory.
     (out / "DGD-MODEL.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _legacy_vision_tower_names(weights: Path) -> None:
+    """Rename the CLIP tower's weights to the layout vLLM 0.31.0 loads.
+
+    transformers 5 saves them as ``vision_tower.embeddings...``; vLLM's LLaVA loader wants
+    the ``vision_tower.vision_model.embeddings...`` of the published LLaVA checkpoints and
+    fails on the former ("There is no module or parameter named 'vision_tower.embeddings'").
+    """
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    prefix = "vision_tower."
+    renamed = {
+        (prefix + "vision_model." + k[len(prefix) :] if k.startswith(prefix) else k): v
+        for k, v in tensors.items()
+    }
+    save_file(renamed, str(weights), metadata={"format": "pt"})
 
 
 if __name__ == "__main__":
