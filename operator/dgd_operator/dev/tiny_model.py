@@ -19,6 +19,7 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 MODEL_VERSION = "v1"
 CORPUS_FILES = 60
@@ -41,13 +42,11 @@ def _texts(files: list[Path]) -> Iterator[str]:
         yield path.read_text(encoding="utf-8", errors="ignore")
 
 
-def build(out: Path) -> dict[str, object]:
-    """Write the tokenizer and model into ``out``; return a summary."""
-    import torch
+def build_tokenizer() -> Any:
+    """The tokenizer (a transformers ``PreTrainedTokenizerFast``), trained from the stdlib."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    out.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -57,8 +56,7 @@ def build(out: Path) -> dict[str, object]:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    files = corpus_files()
-    bpe.train_from_iterator(_texts(files), trainer)
+    bpe.train_from_iterator(_texts(corpus_files()), trainer)
     bos, eos, pad = SPECIAL_TOKENS
     bpe.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, bpe.token_to_id(bos))]
@@ -67,9 +65,14 @@ def build(out: Path) -> dict[str, object]:
         tokenizer_object=bpe, bos_token=bos, eos_token=eos, pad_token=pad
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(str(out))
+    return tokenizer
 
-    config = LlamaConfig(
+
+def text_config(tokenizer: Any) -> Any:
+    """The 2-layer Llama's ``LlamaConfig`` (also the language model of the tiny VLM)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=256,
         intermediate_size=512,
@@ -84,6 +87,17 @@ def build(out: Path) -> dict[str, object]:
         tie_word_embeddings=False,
         torch_dtype="bfloat16",
     )
+
+
+def build(out: Path) -> dict[str, object]:
+    """Write the tokenizer and model into ``out``; return a summary."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(str(out))
+    config = text_config(tokenizer)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(str(out), safe_serialization=True)
@@ -91,7 +105,7 @@ def build(out: Path) -> dict[str, object]:
         "version": MODEL_VERSION,
         "vocab": len(tokenizer),
         "params": sum(p.numel() for p in model.parameters()),
-        "corpus_files": len(files),
+        "corpus_files": len(corpus_files()),
     }
     # Written last: its presence marks a complete model directory.
     (out / "DGD-MODEL.json").write_text(json.dumps(summary, indent=2) + "\n")

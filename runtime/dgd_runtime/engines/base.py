@@ -10,7 +10,8 @@ protocol the worker tests with ``isinstance``:
   block hashes computed with :mod:`dgd_runtime.kv.hashing` (an engine whose own hashes differ,
   such as vLLM's, re-hashes the token ids of each stored block), so the KV router can route on it;
 - :class:`DisaggPrefill` / :class:`DisaggDecode`: the two halves of disaggregated serving;
-- :class:`MultimodalInput`: consumes :attr:`PreprocessedRequest.mm` media references;
+- :class:`MultimodalInput`: consumes :attr:`PreprocessedRequest.mm` media references
+  (:class:`FixedMediaTokens`: each item of a kind takes a fixed number of prompt tokens);
 - :class:`PublishesLoadMetrics` / :class:`MetricsSource`: the metric names the worker's status
   server publishes the engine's load under, or the engine's own Prometheus metrics.
 
@@ -149,6 +150,20 @@ class MultimodalInput(Protocol):
     @property
     def media_kinds(self) -> frozenset[str]:
         """The media it accepts (``"image"``, ``"video"``, ``"audio"``)."""
+
+
+@runtime_checkable
+class FixedMediaTokens(Protocol):
+    """A multimodal engine whose every item of a media kind takes the same number of tokens.
+
+    Published on the model card (``media_tokens``) so the frontend reserves exactly that many
+    placeholders per item (instead of its size-based estimate): the prompt the frontend counts,
+    checks against the context length and hashes for routing is then as long as the engine's.
+    """
+
+    @property
+    def media_tokens(self) -> dict[str, int]:
+        """Prompt tokens per item by media kind (kinds whose count varies are left out)."""
 
 
 @dataclass(slots=True, frozen=True)

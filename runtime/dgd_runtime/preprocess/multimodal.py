@@ -38,6 +38,11 @@ class MediaInputError(ValueError):
 
 MEDIA_PLACEHOLDER: Final = "\ue000"
 """Stands for one media item in the rendered prompt until it is tokenized (a private-use char)."""
+MEDIA_PLACEHOLDER_ID: Final = 0
+"""Token id the placeholders of media items take in the prompt (their content is the media).
+
+The frontend puts :func:`placeholder_count` of them per item; an engine with its own image
+token (vLLM) finds each item's run by that count and puts its token there instead."""
 PATCH_PIXELS: Final = 28
 MAX_IMAGE_TOKENS: Final = 1024
 VIDEO_TOKENS: Final = 64
@@ -197,3 +202,37 @@ def expand_placeholders(
         ids.extend([placeholder_id] * count)
         ids.extend(piece)
     return ids
+
+
+def replace_placeholder_runs(
+    token_ids: list[int], counts: list[int], placeholder_id: int, media_token_id: int
+) -> list[int]:
+    """``token_ids`` with each media item's run of placeholders replaced by one media token.
+
+    Item i's run is the first ``counts[i]`` consecutive ``placeholder_id`` s after item i-1's
+    (the frontend put exactly that many there, see :func:`expand_placeholders`). An engine that
+    expands its own media token into the item's features (vLLM) is handed this prompt.
+    Raises :class:`ValueError` naming the item whose run is missing.
+    """
+    out: list[int] = []
+    pos = 0
+    n = len(token_ids)
+    for i, count in enumerate(counts):
+        start = pos
+        while start < n:
+            if token_ids[start] == placeholder_id:
+                end = start
+                while end < n and end - start < count and token_ids[end] == placeholder_id:
+                    end += 1
+                if end - start == count:
+                    break
+                start = end
+            else:
+                start += 1
+        else:
+            raise ValueError(f"media item {i}: the prompt has no run of {count} placeholders")
+        out.extend(token_ids[pos:start])
+        out.append(media_token_id)
+        pos = start + count
+    out.extend(token_ids[pos:])
+    return out

@@ -20,6 +20,7 @@ from dgd_runtime.engines.base import (
     DisaggPrefill,
     Engine,
     EngineLimits,
+    FixedMediaTokens,
     KvEventSource,
     MultimodalInput,
 )
@@ -92,6 +93,8 @@ def card_with_role(card: ModelCard, engine: Engine, role: WorkerRole) -> ModelCa
         raise ValueError("this engine cannot serve as a decode worker (no KV hand-off)")
     if isinstance(engine, MultimodalInput):
         extra["media_kinds"] = sorted(engine.media_kinds)
+    if isinstance(engine, FixedMediaTokens) and engine.media_tokens:
+        extra["media_tokens"] = dict(engine.media_tokens)
     return replace(card, extra=extra)
 
 
