@@ -209,3 +209,12 @@ def descendants(pid: int) -> dict[int, str]:
             )
         todo.extend(children.get(child, []))
     return found
+
+
+def engine_core_pid(worker: Proc) -> int:
+    """The PID of the worker's vLLM engine-core process (the one that runs the model)."""
+    assert worker.proc is not None
+    found = descendants(worker.proc.pid)
+    cores = [pid for pid, cmd in found.items() if cmd.startswith("VLLM::EngineCore")]
+    assert len(cores) == 1, found
+    return cores[0]

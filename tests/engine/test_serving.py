@@ -6,9 +6,11 @@ counts, finish reasons, determinism, cache hits, where requests went), never on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from tests.engine.support import (
     MODEL_NAME,
     START_TIMEOUT,
     Deployment,
-    descendants,
+    engine_core_pid,
     eventually,
     metric,
 )
@@ -28,6 +30,8 @@ from tests.engine.support import (
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
 TIMEOUT = 120.0
+UNSTARTED = 4
+"""Requests sent while the victim's engine is frozen (the KV router puts them on it)."""
 
 
 def completion(dep: Deployment, **body: Any) -> httpx.Response:
@@ -247,21 +251,92 @@ def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
             assert body["usage"]["prompt_tokens_details"]["cached_tokens"] >= 4 * BLOCK_SIZE
 
 
-def test_a_worker_whose_engine_dies_exits_and_requests_go_to_the_other(
+def test_an_engine_death_errors_streams_in_progress_and_moves_unstarted_requests(
     deployment: Deployment,
 ) -> None:
     # Last in this module: it leaves one worker (the module's deployment ends after it).
-    # (The engine is killed between requests: killed mid-stream, a 2,032-token request on an
-    # idle machine had often finished already, so that case is not asserted here.)
-    victim, survivor = deployment.workers
-    assert victim.proc is not None
-    cores = [p for p, c in descendants(victim.proc.pid).items() if c.startswith("VLLM::EngineCore")]
-    assert len(cores) == 1, descendants(victim.proc.pid)
-    served = metric(survivor.metrics(), "dynamo_component_requests_total")
-    os.kill(cores[0], signal.SIGKILL)
+    # Nothing here races the engine: a frozen (SIGSTOPped) engine core produces nothing, so
+    # the stream in progress cannot finish and the requests sent meanwhile cannot start.
+    cores = [engine_core_pid(w) for w in deployment.workers]
+    base = served_requests(deployment)
+    # A unique prefix: the worker streaming it is the only one whose KV router load holds its
+    # blocks, so the router sends the followers there too (the victim, once it is frozen).
+    prefix = "".join(f"def death_probe_{i}(x):\n    return x * {i} + 7\n" for i in range(16))
+    max_tokens = 1024
+    body = {
+        "model": MODEL_NAME,
+        "prompt": prefix + "# stream\n",
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    frozen: list[int] = []
+    pool = ThreadPoolExecutor(UNSTARTED)
+    try:
+        with httpx.stream(
+            "POST", f"{deployment.url}/v1/completions", json=body, timeout=TIMEOUT
+        ) as resp:
+            assert resp.status_code == 200
+            lines = resp.iter_lines()
+            received = [next(line for line in lines if line.startswith("data: "))]
+            # First token read: freeze both engines at once (which one streams is looked up
+            # after; the other is thawed right away, it has nothing in flight).
+            for pid in cores:
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+            [v] = [i for i, n in enumerate(served_requests(deployment)) if n > base[i]]
+            victim, survivor = deployment.workers[v], deployment.workers[1 - v]
+            os.kill(cores[1 - v], signal.SIGCONT)
+            frozen.remove(cores[1 - v])
+
+            # Requests sent now: those the router puts on the victim are accepted there and
+            # cannot start. Wait until every one has been accepted by one of the workers.
+            def accepted() -> float:
+                now = served_requests(deployment)
+                return now[v] - base[v] - 1 + now[1 - v] - base[1 - v]
+
+            unstarted = [
+                pool.submit(
+                    completion,
+                    deployment,
+                    prompt=prefix + f"# follower {i}\n",
+                    max_tokens=8,
+                    ignore_eos=True,
+                )
+                for i in range(UNSTARTED)
+            ]
+            eventually(lambda: accepted() == UNSTARTED, 60, "every request accepted")
+            on_victim = served_requests(deployment)[v] - base[v] - 1
+            assert on_victim >= 1, "the router put none of the requests on the frozen engine"
+
+            os.kill(cores[v], signal.SIGKILL)
+            frozen.remove(cores[v])
+            received += [line for line in lines if line]
+        # The stream in progress: an error event naming the engine's death, no [DONE].
+        tokens = sum(1 for line in received if line.startswith("data: {") and '"text"' in line)
+        assert tokens < max_tokens, "the request finished before its engine was frozen"
+        assert "data: [DONE]" not in received, received[-3:]
+        assert "event: error" in received, received[-3:]
+        error = orjson.loads(received[-1][len("data: ") :])["error"]
+        assert "engine died" in error["message"], error
+
+        # Every request the dying worker had accepted ran again on the survivor, in full.
+        for future in unstarted:
+            done = ok(future.result())
+            assert done["usage"]["completion_tokens"] == 8
+            assert done["choices"][0]["finish_reason"] == "length"
+        served = metric(survivor.metrics(), "dynamo_component_requests_total")
+        assert served - base[1 - v] == UNSTARTED
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        pool.shutdown(wait=False, cancel_futures=True)
+
     # The worker noticed, refused new work and exited non-zero so it is restarted.
     assert victim.wait_exit(120) != 0, victim.log_tail()
     assert "the engine died" in victim.text, victim.log_tail()
+    served = metric(survivor.metrics(), "dynamo_component_requests_total")
     for _ in range(3):
         ok(completion(deployment, prompt="after the death", max_tokens=4, ignore_eos=True))
     assert metric(survivor.metrics(), "dynamo_component_requests_total") == served + 3

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterable
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -74,3 +76,27 @@ def test_mock_engine_publishes_the_vllm_names_dynamos_mocker_uses() -> None:
         "vllm:time_to_first_token_seconds_bucket",
     ):
         assert name in text, name
+
+
+async def test_status_endpoints_answer_while_the_worker_loop_is_blocked() -> None:
+    worker = Worker(MockEngine(MockEngineConfig()), CARD, WorkerSettings(nats_url="nats://x:1"))
+    server = SystemServer(worker, host="127.0.0.1", port=0, engine_name="mock")
+    await server.start()
+    try:
+        # Each GET is made synchronously on the worker's event loop thread, so the loop runs
+        # nothing until it returns: only a server that does not need that loop can answer
+        # (one on the loop would leave the GET waiting for its timeout).
+        base = f"http://127.0.0.1:{server.port}"
+        metrics = httpx.get(f"{base}/metrics", timeout=30)
+        health = httpx.get(f"{base}/health", timeout=30)
+        live = httpx.get(f"{base}/live?probe=1", timeout=30)
+        missing = httpx.get(f"{base}/nothing", timeout=30)
+    finally:
+        await server.stop()
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "dynamo_component_requests_total{" in metrics.text
+    assert health.status_code == 503 and health.json()["status"] == "notready"
+    assert live.status_code == 200 and live.json()["status"] == "live"
+    assert missing.status_code == 404
+    assert not [t for t in threading.enumerate() if t.name == "dgd-system-server"]

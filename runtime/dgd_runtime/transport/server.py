@@ -5,7 +5,9 @@ becomes a task that pulls from the engine only while the client has granted cred
 client pushes back into the engine instead of piling up messages in the worker. Idle streams
 (waiting for the engine or for credits) get a keepalive every ``keepalive_interval``; those
 keepalives are published with ``reply`` = the control subject, so if the client is gone the
-server answers "no responders" there and the stream is cancelled at once.
+server answers "no responders" there and the stream is cancelled at once. When the engine dies
+(stops being ready), a request that has sent nothing yet is refused, so the client runs it on
+another worker, and a stream in progress ends with an ``engine died`` error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from dgd_runtime.transport.fastsub import flush_now, subscribe_direct
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
+
+ENGINE_DIED = "engine died"
+"""How errors caused by the engine's death begin (refusals and error outputs alike)."""
 
 
 @dataclass(slots=True)
@@ -236,6 +241,13 @@ class EndpointServer:
                     out = EngineOutput(
                         [], FINISH_ERROR, "engine ended the stream without finishing"
                     )
+                if out.finish_reason is not None and out.finish_reason == FINISH_ERROR:
+                    marked = await self._engine_error(st, out)
+                    if marked is None:  # refused: the client runs the request elsewhere
+                        finished = True
+                        reason = FINISH_ERROR
+                        break
+                    out = marked
                 st.credits -= 1
                 st.sent += 1
                 if out.token_ids:
@@ -277,6 +289,48 @@ class EndpointServer:
                     observer(StreamRecord(end - started, ttft, tokens, reason))
                 except Exception:
                     log.exception("stream observer failed")
+
+    async def _engine_error(self, st: _ServerStream, out: EngineOutput) -> EngineOutput | None:
+        """An error output, told apart when the engine died (is no longer ready).
+
+        A request that has sent nothing yet is then refused (None; the refusal is sent
+        here), so the client runs it on another worker; a stream in progress ends with
+        the error marked as the engine's death.
+        """
+        if self._engine.ready:
+            return out
+        message = f"{ENGINE_DIED}: {out.error or 'the engine stopped'}"
+        if st.sent == 0:
+            st.cancelled = True  # ended here: fail_streams leaves it alone
+            self.counters.requests_refused += 1
+            await self._send(st.inbox, b"R" + message.encode())
+            return None
+        return EngineOutput(out.token_ids, FINISH_ERROR, message, out.cached_tokens)
+
+    async def fail_streams(self, message: str) -> None:
+        """End every stream in progress now (its engine died and will not end them).
+
+        Call after :meth:`stop_accepting`. A stream that has sent nothing is refused, so its
+        client runs the request on another worker; the others end with an error output
+        saying ``message``.
+        """
+        streams = [st for st in self._streams.values() if not st.cancelled]
+        for st in streams:
+            st.cancelled = True
+            if st.task is not None:
+                st.task.cancel()
+        for st in streams:
+            if st.sent == 0:
+                self.counters.requests_refused += 1
+                await self._send(st.inbox, b"R" + message.encode())
+            else:
+                self.counters.errors_total += 1
+                st.sent += 1
+                out = EngineOutput([], FINISH_ERROR, message)
+                await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out)))
+        tasks = [st.task for st in streams if st.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _abort(self, agen: AsyncIterator[EngineOutput], request_id: str) -> None:
         with contextlib.suppress(Exception):

@@ -6,8 +6,9 @@ the ``prefill`` component, every other type ``backend``; ``prefill``/``decode`` 
 role the worker registers with, overridden by ``--disaggregation-mode``), ``DYN_SYSTEM_PORT`` (status server;
 off when unset), ``DYN_SYSTEM_HOST`` (default 0.0.0.0, the probes come from the kubelet).
 SIGTERM/SIGINT: deregister, let in-flight requests finish for ``--drain-timeout`` s, exit 0.
-An engine that dies after starting: new requests are refused at once, the streams in progress
-end with the engine's error, the worker deregisters and exits 1 (so it is restarted).
+An engine that dies after starting: new requests are refused at once, requests that have sent
+nothing are refused too (the frontend runs them on another worker), streams in progress end
+with an "engine died" error; the worker deregisters and exits 1 (so it is restarted).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dgd_runtime.protocol import ModelCard
 from dgd_runtime.worker.model_dir import read_model_dir
 
 if TYPE_CHECKING:
-    from dgd_runtime.worker.service import Worker, WorkerRole
+    from dgd_runtime.worker.service import WorkerRole
 
 log = logging.getLogger("dgd_runtime.worker")
 
@@ -235,9 +236,11 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
                 f"subject={worker.instance.subject}",
                 flush=True,
             )
-            died = asyncio.create_task(_engine_death(worker))
+            died = asyncio.create_task(worker.wait_engine_death())
             await asyncio.wait({stopping, died}, return_when=asyncio.FIRST_COMPLETED)
             if died.done():
+                if (exc := died.exception()) is not None:
+                    log.error("ending the dead engine's requests failed: %r", exc)
                 log.error("the engine died; exiting so the worker is restarted")
                 rc = 1
             else:
@@ -252,22 +255,6 @@ async def run_worker(args: argparse.Namespace, spec: EngineSpec) -> int:
         if system is not None:
             await system.stop()
     return rc
-
-
-ENGINE_WATCH_INTERVAL = 0.1
-"""Seconds between checks that a started engine is still alive (an attribute read)."""
-
-
-async def _engine_death(worker: Worker) -> None:
-    """Return once the started engine stops being ready (its process died).
-
-    New requests are refused at once (the request subject is dropped, so the frontend
-    retries them on another worker); streams in progress end with the engine's error.
-    """
-    while worker.engine.ready or worker.shutting_down:
-        await asyncio.sleep(ENGINE_WATCH_INTERVAL)
-    if worker.server is not None:
-        await worker.server.stop_accepting()
 
 
 def main(argv: list[str] | None = None) -> int:

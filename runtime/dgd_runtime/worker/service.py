@@ -33,7 +33,12 @@ from dgd_runtime.transport.discovery import (
 from dgd_runtime.transport.media_engine import MediaResolvingEngine
 from dgd_runtime.transport.media_store import MediaStore
 from dgd_runtime.transport.nats_conn import connect_nats
-from dgd_runtime.transport.server import EndpointServer, StreamObserver, StreamRecord
+from dgd_runtime.transport.server import (
+    ENGINE_DIED,
+    EndpointServer,
+    StreamObserver,
+    StreamRecord,
+)
 from dgd_runtime.transport.subjects import (
     kv_dump_subject,
     kv_events_subject,
@@ -44,6 +49,9 @@ from dgd_runtime.transport.subjects import (
 log = logging.getLogger(__name__)
 
 WorkerRole = Literal["aggregated", "prefill", "decode"]
+
+ENGINE_WATCH_INTERVAL = 0.1
+"""Seconds between checks that a started engine is still alive (an attribute read)."""
 
 
 @runtime_checkable
@@ -228,6 +236,23 @@ class Worker:
                 await asyncio.wait_for(self.nc.drain(), 5)
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+    async def wait_engine_death(self) -> None:
+        """Return once the started engine stops being ready (it died), its work handed back.
+
+        New requests are refused from then on (the request subject is dropped, so frontends
+        send them elsewhere). Every request in progress ends at once: one that has sent
+        nothing yet is refused, so its frontend runs it on another worker; a stream already
+        under way ends with an ``engine died`` error (its tokens cannot be moved). Engines
+        that fail their own requests when they die (vLLM) have usually done so already; this
+        also ends the requests of an engine that would leave them hanging.
+        """
+        while self.engine.ready or self.shutting_down:
+            await asyncio.sleep(ENGINE_WATCH_INTERVAL)
+        log.error("the engine of worker %s died", self.instance.instance_id)
+        if self.server is not None:
+            await self.server.stop_accepting()
+            await self.server.fail_streams(f"{ENGINE_DIED}: the engine stopped serving")
 
     # ------------------------------------------------------------------ internals
 

@@ -6,16 +6,28 @@ taken out of rotation while it starts or drains). Metrics are collected at scrap
 the worker's counters, so serving requests costs nothing extra. The engine decides which
 engine metrics appear (:class:`~dgd_runtime.engines.base.PublishesLoadMetrics` names, or its
 own :class:`~dgd_runtime.engines.base.MetricsSource`); nothing here is specific to one engine.
+
+The server runs in a thread of its own, not on the worker's event loop: under load that loop
+is busy with the engine's output handling and the request plane (with vLLM at concurrency 32
+a scrape queued behind it took 6-16 s), and a probe that waits on it makes a busy worker look
+dead. What the handlers read is safe from another thread: single attribute reads (ints,
+booleans, lengths) and Prometheus collection, which is built for it (``prometheus_client``'s
+own server collects from a thread too).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from aiohttp import web
+import orjson
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -32,7 +44,10 @@ from dgd_runtime.worker.service import ReleasesTransfers
 if TYPE_CHECKING:
     from dgd_runtime.worker.service import Worker
 
+log = logging.getLogger(__name__)
+
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+JSON = "application/json"
 _LATENCY_BUCKETS = (
     0.001,
     0.0025,
@@ -178,7 +193,7 @@ def _load_metrics(
 
 
 class SystemServer:
-    """aiohttp app serving the status endpoints of one worker."""
+    """The status endpoints of one worker, served from their own thread."""
 
     def __init__(self, worker: Worker, *, host: str, port: int, engine_name: str = "mock") -> None:
         """Bind on ``host:port`` when started (port 0 = any free port)."""
@@ -215,7 +230,8 @@ class SystemServer:
             _LATENCY_BUCKETS,
         )
         worker.stream_observers.append(self._observe)
-        self._runner: web.AppRunner | None = None
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self._started = time.time()
         self.live_path = os.environ.get("DYN_SYSTEM_LIVE_PATH", "/live")
         self.health_path = os.environ.get("DYN_SYSTEM_HEALTH_PATH", "/health")
@@ -232,33 +248,41 @@ class SystemServer:
 
     async def start(self) -> None:
         """Start listening; :attr:`port` is the bound port afterwards."""
-        app = web.Application()
-        app.router.add_get(self.live_path, self._live)
-        app.router.add_get(self.health_path, self._health)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+        httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        httpd.daemon_threads = True
+        self.port = int(httpd.server_address[1])
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="dgd-system-server"
+        )
+        self._thread.daemon = True
+        self._thread.start()
 
     async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop listening (requests being answered finish on their own threads)."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        await asyncio.to_thread(httpd.shutdown)
+        httpd.server_close()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def respond(self, path: str) -> tuple[int, str, bytes]:
+        """Status, content type and body for a GET of ``path`` (called on a server thread)."""
+        if path == self.live_path:
+            return 200, JSON, orjson.dumps({"status": "live", "uptime": self._uptime()})
+        if path == self.health_path:
+            return self._health()
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return 404, JSON, orjson.dumps({"error": f"no route {path}"})
 
     def _uptime(self) -> dict[str, float]:
         return {"seconds": round(time.time() - self._started, 3)}
 
-    async def _live(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "live", "uptime": self._uptime()})
-
-    async def _health(self, request: web.Request) -> web.Response:
+    def _health(self) -> tuple[int, str, bytes]:
         w = self._worker
         ready = w.healthy
         body = {
@@ -267,9 +291,26 @@ class SystemServer:
             "endpoints": {w.instance.endpoint: "ready" if ready else "notready"},
             "instance_id": w.instance.instance_id,
         }
-        return web.json_response(body, status=200 if ready else 503)
+        return (200 if ready else 503), JSON, orjson.dumps(body)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+
+def _handler_for(server: SystemServer) -> type[BaseHTTPRequestHandler]:
+    """A request handler class answering GETs from ``server``."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                status, ctype, body = server.respond(urlsplit(self.path).path)
+            except Exception as exc:  # a collector failed: say so, keep serving
+                log.exception("status request %s failed", self.path)
+                status, ctype, body = 500, JSON, orjson.dumps({"error": repr(exc)})
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: probes every few seconds would flood the worker's log."""
+
+    return _Handler
