@@ -9,10 +9,14 @@ from typing import Any
 import pytest
 
 from dgd_operator.api.constants import MANAGED_BY
+from dgd_operator.controllerkit.kube import KubeClient
 from dgd_operator.controllerkit.kubeapi import ConflictError, Manifest
 from dgd_operator.controllerkit.ownership import apply_upgrade_patch
 from dgd_operator.dev.controlplane import ControlPlane
-from dgd_operator.main import connect
+from dgd_operator.handlers import slim
+from dgd_operator.main import connect, load_credentials
+from dgd_operator.reconcile.resources import KINDS
+from dgd_operator.reconcile.steps.children import fold_ownership
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +109,34 @@ async def test_post_then_apply_owns_fields_like_apply_alone(
             await client.json_patch(kind["apiVersion"], kind["kind"], namespace, "posted", patch)
     finally:
         await client.close()
+
+
+async def test_the_fold_keeps_other_managers_ownership(
+    control_plane: ControlPlane, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconcile's fold reads the object afresh: its watch cache keeps only our entries
+    (`handlers.slim`), and a fold built from the cache replaced the whole list, erasing the
+    ownership of everyone else (here a user's `kubectl label`)."""
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+    ours = connect()
+    theirs = KubeClient(load_credentials(), field_manager="kubectl-label", kinds=KINDS)
+    try:
+        created = await ours.create(_config_map(namespace, "shared", second=True))
+        await theirs.merge_patch(
+            "v1", "ConfigMap", namespace, "shared", {"metadata": {"labels": {"team": "blue"}}}
+        )
+        cached = slim(created)  # what the reconcile sees: only our Update entry
+        assert apply_upgrade_patch(cached, MANAGED_BY) is not None
+        await fold_ownership(ours, _config_map(namespace, "shared", second=False), namespace)
+        await ours.apply(_config_map(namespace, "shared", second=False))
+
+        live = await ours.get("v1", "ConfigMap", namespace, "shared")
+        assert live is not None
+        managers = {(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]}
+        assert managers == {(MANAGED_BY, "Apply"), ("kubectl-label", "Update")}
+        # Our left-out fields went away; the user's label stayed, still theirs.
+        assert live["data"] == {"x": "1"}
+        assert live["metadata"]["labels"] == {"a": "1", "team": "blue"}
+    finally:
+        await ours.close()
+        await theirs.close()

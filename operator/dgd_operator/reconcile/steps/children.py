@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dgd_operator.api.constants import DGDSA_KIND, EVENT_ADAPTER_DELETED, LABEL_GRAPH, MANAGED_BY
-from dgd_operator.controllerkit.kubeapi import ConflictError, NotFoundError
+from dgd_operator.controllerkit.kubeapi import ConflictError, KubeAPI, NotFoundError
 from dgd_operator.controllerkit.ownership import apply_upgrade_patch
 from dgd_operator.controllerkit.workers import raise_first, run_all
 from dgd_operator.reconcile.context import CONTINUE, ReconcileContext, StepResult
@@ -57,14 +57,37 @@ async def write_child(ctx: ReconcileContext, action: ApplyAction) -> Manifest:
             live = await ctx.services.client.get(
                 manifest["apiVersion"], manifest["kind"], ctx.namespace, meta["name"]
             )
-    if live is not None:
-        upgrade = apply_upgrade_patch(live, MANAGED_BY)
-        if upgrade is not None:
-            await ctx.services.client.json_patch(
-                manifest["apiVersion"], manifest["kind"], ctx.namespace,
-                manifest["metadata"]["name"], upgrade,
-            )  # fmt: skip
+    if live is not None and apply_upgrade_patch(live, MANAGED_BY) is not None:
+        await fold_ownership(ctx.services.client, manifest, ctx.namespace)
     return await ctx.apply(manifest)
+
+
+async def fold_ownership(
+    client: KubeAPI, manifest: Manifest, namespace: str, attempts: int = 3
+) -> None:
+    """Fold our create-time ownership of `manifest`'s live object (in `namespace`) into our
+    apply entry.
+
+    The patch replaces the whole `managedFields` list, so it is computed from a fresh read,
+    never from the watch cache: the cache drops other managers' entries (`handlers.slim`), and
+    a patch built from it would erase their ownership (a controller's, a user's `kubectl`
+    edit). The read is needed once per child, before the first apply after its create. A
+    write by someone else between the read and the patch fails the patch's resourceVersion
+    precondition; it is read and folded again.
+    """
+    meta = manifest["metadata"]
+    where = (manifest["apiVersion"], manifest["kind"], namespace, meta["name"])
+    for attempt in range(attempts):
+        live = await client.get(*where)
+        upgrade = apply_upgrade_patch(live, MANAGED_BY) if live is not None else None
+        if upgrade is None:
+            return  # gone (the apply re-creates it) or already folded
+        try:
+            await client.json_patch(*where, upgrade)
+            return
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
 
 
 async def _delete(ctx: ReconcileContext, obj: Mapping[str, Any]) -> bool:
