@@ -91,6 +91,8 @@ OPERATOR_ONLY = frozenset(
 
 TARGET_RATIO = 1.2
 TARGET_EXTRA_WRITES = 2
+TARGET_EVENTS_PER_DGD = 1  # the create Event (one per graph created)
+NAMESPACE_WIDE_WRITES = 1  # the namespace's shared ServiceAccount, once per namespace
 TARGET_RSS_MB = 300.0
 TARGET_RSS_AT = 1000
 TARGET_RESUME_S = 30.0
@@ -1097,12 +1099,20 @@ def print_report(r: dict[str, Any]) -> None:
     print(
         f"  {verdict(r['ratio_to_floor_ready'] <= TARGET_RATIO)}  time to all Ready / floor = {r['ratio_to_floor_ready']:.2f} (<= {TARGET_RATIO})"
     )
-    print(
-        f"  {verdict(r['writes_per_dgd'] <= per + TARGET_EXTRA_WRITES)}  writes per DGD creation = {r['writes_per_dgd']:.2f} (<= children + {TARGET_EXTRA_WRITES} = {per + TARGET_EXTRA_WRITES})"
+    # The create Event is asked for by its own issue; no child or status write can stand in for
+    # it, so it is held to its own bound instead of eating the status writes' allowance.
+    # Plus what the namespace needs once, whatever its number of graphs (its shared
+    # ServiceAccount for the graphs' pods).
+    namespace_writes = NAMESPACE_WIDE_WRITES / r["dgds"]
+    writes_ok = (
+        r["object_writes_per_dgd"] <= per + TARGET_EXTRA_WRITES + namespace_writes
+        and r["event_writes_per_dgd"] <= TARGET_EVENTS_PER_DGD
     )
     print(
-        f"        of which Events {r['event_writes_per_dgd']:.2f} and object/status writes "
-        f"{r['object_writes_per_dgd']:.2f} per DGD"
+        f"  {verdict(writes_ok)}  writes per DGD creation = {r['writes_per_dgd']:.2f}: "
+        f"object/status {r['object_writes_per_dgd']:.2f} (<= children + {TARGET_EXTRA_WRITES} = "
+        f"{per + TARGET_EXTRA_WRITES}, + {NAMESPACE_WIDE_WRITES} per namespace), Events {r['event_writes_per_dgd']:.2f} "
+        f"(<= {TARGET_EVENTS_PER_DGD})"
     )
     print(
         f"  {verdict(r['steady_state_writes'] == 0 and not r['steady_state_apiserver_operator_only_writes'])}  zero writes in steady state ({r['steady_state_writes']})"
