@@ -94,7 +94,7 @@ def _wait_serving(url: str, procs: list[subprocess.Popen[bytes]], timeout: float
             if any(m["id"] == MODEL for m in models):
                 took = time.monotonic() - start
                 pids = " ".join(str(p.pid) for p in procs)
-                print(f"serving after {took:.1f}s (pids {pids})", flush=True)
+                print(f"serving after {took:.1f}s on {url} (pids {pids})", flush=True)
                 return took
         time.sleep(0.25)
     raise RuntimeError(f"{url} did not serve {MODEL} within {timeout}s")

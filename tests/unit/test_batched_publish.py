@@ -66,21 +66,34 @@ async def test_messages_of_one_iteration_leave_in_one_write_in_nats_py_wire_form
 
 
 @pytest.mark.parametrize(
-    ("status", "payload", "backlog"),
+    ("status", "payload"),
     [
-        (NatsClient.RECONNECTING, b"x", 0),  # nats-py buffers across the reconnect
-        (NatsClient.DRAINING_PUBS, b"x", 0),  # nats-py refuses, as it should
-        (NatsClient.CONNECTED, b"x" * 65, 0),  # over max_payload: nats-py raises
-        (NatsClient.CONNECTED, b"x", MAX_WRITE_BACKLOG + 1),  # socket backed up: push back
+        (NatsClient.RECONNECTING, b"x"),  # nats-py buffers across the reconnect
+        (NatsClient.DRAINING_PUBS, b"x"),  # nats-py refuses, as it should
+        (NatsClient.CONNECTED, b"x" * 65),  # over max_payload: nats-py raises
     ],
 )
 async def test_falls_back_to_nats_py_and_leaves_the_buffer_alone(
-    status: int, payload: bytes, backlog: int
+    status: int, payload: bytes
 ) -> None:
     nc = _Nats()
     nc._status = status
-    nc._transport.socket.backlog = backlog
     pub = BatchedPublisher(cast(NatsClient, nc))
     assert not pub.publish("s", payload)
     await asyncio.sleep(0)
     assert (nc._pending, nc._transport.writes, nc.stats["out_msgs"]) == ([], [], 0)
+
+
+async def test_a_backed_up_socket_sends_publishers_back_to_nats_py_until_it_drains() -> None:
+    nc = _Nats()
+    pub = BatchedPublisher(cast(NatsClient, nc))
+    nc._transport.socket.backlog = MAX_WRITE_BACKLOG + 1  # nats-server stopped reading
+    assert pub.publish("s", b"1")
+    await asyncio.sleep(0)  # the write finds the backlog
+    assert not pub.publish("s", b"2")  # nats-py's flusher (which awaits drain) takes over
+    assert not pub.publish("s", b"2")  # still backed up
+    nc._transport.socket.backlog = 0  # drained
+    nc._pending.append(b"PUB s  1\r\n2\r\n")  # what nats-py buffered, written by a later write
+    assert pub.publish("s", b"3")
+    await asyncio.sleep(0)
+    assert nc._transport.writes[-1] == b"PUB s  1\r\n2\r\nPUB s  1\r\n3\r\n"

@@ -97,22 +97,23 @@ class BatchedPublisher:
     which buffers, reconnects and pushes back as nats-py does.
     """
 
-    __slots__ = ("_loop", "_nc", "_scheduled")
+    __slots__ = ("_backed_up", "_loop", "_nc", "_scheduled")
 
     def __init__(self, nc: NatsClient) -> None:
         """Publish on ``nc`` (call from its event loop)."""
         self._nc = nc
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
+        self._backed_up = False  # as of the last write (checked once per write, not per message)
 
     def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
         """Queue ``payload`` on ``subject`` for this iteration's write; False: use ``nc.publish``."""
         nc = self._nc
-        if (
-            nc._status != NatsClient.CONNECTED
-            or len(payload) > nc._max_payload
-            or _write_backlog(nc) > MAX_WRITE_BACKLOG
-        ):
+        if self._backed_up:
+            if _write_backlog(nc) > MAX_WRITE_BACKLOG:
+                return False
+            self._backed_up = False
+        if nc._status != NatsClient.CONNECTED or len(payload) > nc._max_payload:
             return False
         cmd = b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
         nc._pending.append(cmd)
@@ -128,6 +129,7 @@ class BatchedPublisher:
     def _write(self) -> None:
         self._scheduled = False
         flush_now(self._nc)
+        self._backed_up = _write_backlog(self._nc) > MAX_WRITE_BACKLOG
 
 
 MAX_WRITE_BACKLOG: Final = 1 << 20
