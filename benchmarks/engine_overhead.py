@@ -80,7 +80,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_serving(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> float:
-    """Seconds until ``url``/v1/models lists the model; fails if a process dies first."""
+    """Seconds until ``url``/v1/models lists the model; fails if a process dies first.
+
+    Says so on stdout with the PIDs, so a profiler can attach while the load runs.
+    """
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         for p in procs:
@@ -89,7 +92,10 @@ def _wait_serving(url: str, procs: list[subprocess.Popen[bytes]], timeout: float
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             models = httpx.get(f"{url}/v1/models", timeout=5).json()["data"]
             if any(m["id"] == MODEL for m in models):
-                return time.monotonic() - start
+                took = time.monotonic() - start
+                pids = " ".join(str(p.pid) for p in procs)
+                print(f"serving after {took:.1f}s on {url} (pids {pids})", flush=True)
+                return took
         time.sleep(0.25)
     raise RuntimeError(f"{url} did not serve {MODEL} within {timeout}s")
 

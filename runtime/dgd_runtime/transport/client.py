@@ -46,7 +46,7 @@ from dgd_runtime.protocol import (
     decode_output,
 )
 from dgd_runtime.transport import wire
-from dgd_runtime.transport.fastsub import flush_now, subscribe_direct
+from dgd_runtime.transport.fastsub import BatchedPublisher, flush_now, subscribe_direct
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,7 @@ class StreamClient:
         self._streams: dict[str, ResponseStream] = {}
         self._sub: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._publisher: BatchedPublisher | None = None
 
     @property
     def inflight(self) -> int:
@@ -220,6 +221,7 @@ class StreamClient:
 
     async def start(self) -> None:
         """Subscribe to this client's inboxes and start the silence watchdog."""
+        self._publisher = BatchedPublisher(self._nc)
         self._sub = await subscribe_direct(self._nc, f"{self._prefix}.*", self._on_frame)
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="dgd-stream-watchdog")
 
@@ -269,10 +271,12 @@ class StreamClient:
         return WorkerLostError(f"worker {st.instance.instance_id} lost mid-stream: {reason}")
 
     async def _control(self, st: ResponseStream, kind: int, amount: int = 0) -> None:
+        body = wire.encode_control(kind, st.inbox, amount)
+        publisher = self._publisher
+        if publisher is not None and publisher.publish(st.control_subject, body, st.inbox):
+            return
         with contextlib.suppress(Exception):
-            await self._nc.publish(
-                st.control_subject, wire.encode_control(kind, st.inbox, amount), reply=st.inbox
-            )
+            await self._nc.publish(st.control_subject, body, reply=st.inbox)
 
     def _on_frame(self, msg: Msg) -> None:
         st = self._streams.get(msg.subject)

@@ -32,7 +32,7 @@ from dgd_runtime.protocol import (
     encode_output,
 )
 from dgd_runtime.transport import wire
-from dgd_runtime.transport.fastsub import flush_now, subscribe_direct
+from dgd_runtime.transport.fastsub import BatchedPublisher, flush_now, subscribe_direct
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class EndpointServer:
         self.observer: StreamObserver | None = None
         """Called once per finished stream (on the event loop; keep it cheap)."""
         self._bg: set[asyncio.Task[Any]] = set()
+        self._publisher: BatchedPublisher | None = None
 
     @property
     def inflight(self) -> int:
@@ -118,6 +119,7 @@ class EndpointServer:
     async def start(self) -> None:
         """Subscribe to the request and control subjects and start keepalives."""
         self._accepting = True
+        self._publisher = BatchedPublisher(self._nc)
         self._subs.append(await subscribe_direct(self._nc, self.control_subject, self._on_control))
         self._request_sub = await subscribe_direct(self._nc, self.request_subject, self._on_request)
         await self._nc.flush()
@@ -339,8 +341,11 @@ class EndpointServer:
             await self._engine.abort(request_id)
 
     async def _send(self, inbox: str, frame: bytes, *, probe: bool = False) -> bool:
+        reply = self.control_subject if probe else ""
         try:
-            await self._nc.publish(inbox, frame, reply=self.control_subject if probe else "")
+            publisher = self._publisher
+            if publisher is None or not publisher.publish(inbox, frame, reply):
+                await self._nc.publish(inbox, frame, reply=reply)
         except Exception as exc:  # disconnected with a full buffer, closed connection...
             log.debug("publish to %s failed: %s", inbox, exc)
             return False
