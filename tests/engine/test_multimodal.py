@@ -120,7 +120,11 @@ def vlm(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Dep
         "--namespace", namespace,
         "--router-mode", "kv",
     ]  # fmt: skip
-    frontend = Proc("vlm-frontend", frontend_argv, dict(os.environ))
+    # The router's cache view comes from the engines' KV events alone: its own prediction
+    # (a routed prompt counts as cached on its worker for a while) would send a repeated
+    # image prompt back to the same worker even if the events never matched its hashes.
+    frontend_env = dict(os.environ, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
+    frontend = Proc("vlm-frontend", frontend_argv, frontend_env)
     procs = [*workers, frontend]
     try:
         for p in procs:
