@@ -159,7 +159,8 @@ class KvEventTranslator:
         """Start with an empty cache view; ``media_token_id``: the model's image token."""
         self.media_token_id = media_token_id
         self._blocks: dict[Any, tuple[Any, tuple[int, ...]]] = {}
-        """vLLM hash -> (vLLM parent hash or None, the block's tokens in our form)."""
+        """vLLM hash -> (vLLM parent hash or None, the block's tokens in our form); kept
+        only for a model with media (a text model's chains all start at ``ROOT_HASH``)."""
         self._ours: dict[Any, dict[int, int]] = {}
         """vLLM hash -> {chain root -> our hash of the block under that root}."""
         self.unknown_parents = 0
@@ -216,10 +217,12 @@ class KvEventTranslator:
             root = ROOT_HASH
         tokens = self._our_tokens(ev.token_ids)
         parent_v = ev.parent_block_hash
-        prev_v = parent_v
-        for i, v in enumerate(theirs):
-            self._blocks[v] = (prev_v, tuple(tokens[i * bs : (i + 1) * bs]))
-            prev_v = v
+        if self.media_token_id is not None:
+            # Only a model with media has chains under other roots to derive later.
+            prev_v = parent_v
+            for i, v in enumerate(theirs):
+                self._blocks[v] = (prev_v, tuple(tokens[i * bs : (i + 1) * bs]))
+                prev_v = v
         parent = root if parent_v is None else self._hash_under(parent_v, root, bs, out)
         if parent is None:
             self.unknown_parents += 1
