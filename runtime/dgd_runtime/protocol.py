@@ -115,6 +115,8 @@ class EngineOutput:
     ``error`` carries a message when it is "error"; ``cached_tokens`` (prefix-cache hits of the
     prompt) is set on the first chunk only; ``disagg`` (the transfer parameters a decode worker
     needs, :data:`DisaggParams`) is set on the final chunk of a prefill-only request.
+    ``media_index`` (with "error", before any token) says the engine could not use item i of
+    the request's ``mm`` (e.g. undecodable image bytes): the client's fault, answered 400.
     """
 
     token_ids: list[int]
@@ -122,6 +124,7 @@ class EngineOutput:
     error: str | None = None
     cached_tokens: int | None = None
     disagg: DisaggParams | None = None
+    media_index: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -288,11 +291,15 @@ def decode_request(data: bytes | str) -> PreprocessedRequest:
 
 
 def encode_output(o: EngineOutput) -> bytes:
-    """Serialize one output chunk (hot path: a 1-2 element array; 4-5 elements when rarer)."""
+    """Serialize one output chunk (hot path: a 1-2 element array; 4-6 elements when rarer)."""
     if o.error is None and o.cached_tokens is None and o.disagg is None:
         if o.finish_reason is None:
             return orjson.dumps([o.token_ids])
         return orjson.dumps([o.token_ids, o.finish_reason])
+    if o.media_index is not None:
+        return orjson.dumps(
+            [o.token_ids, o.finish_reason, o.error, o.cached_tokens, o.disagg, o.media_index]
+        )
     if o.disagg is None:
         return orjson.dumps([o.token_ids, o.finish_reason, o.error, o.cached_tokens])
     return orjson.dumps([o.token_ids, o.finish_reason, o.error, o.cached_tokens, o.disagg])
@@ -300,18 +307,23 @@ def encode_output(o: EngineOutput) -> bytes:
 
 def output_from_list(v: Any) -> EngineOutput:
     """Build an output chunk from its array form."""
-    if not isinstance(v, list) or not 1 <= len(v) <= 5:
-        raise RuntimeProtocolError("engine output: expected a 1-5 element array")
+    if not isinstance(v, list) or not 1 <= len(v) <= 6:
+        raise RuntimeProtocolError("engine output: expected a 1-6 element array")
     n = len(v)
     if n == 1:
         return EngineOutput(v[0])
     if n == 2:
         return EngineOutput(v[0], v[1])
-    if n == 5:
+    if n >= 5:
         disagg = v[4]
         if disagg is not None and not isinstance(disagg, dict):
             raise RuntimeProtocolError("engine output: disagg must be an object")
-        return EngineOutput(v[0], v[1], v[2], v[3], disagg)
+        if n == 5:
+            return EngineOutput(v[0], v[1], v[2], v[3], disagg)
+        index = v[5]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise RuntimeProtocolError("engine output: media_index must be a non-negative int")
+        return EngineOutput(v[0], v[1], v[2], v[3], disagg, index)
     return EngineOutput(v[0], v[1], v[2], v[3] if n == 4 else None)
 
 

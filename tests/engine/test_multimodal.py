@@ -4,7 +4,8 @@ One vLLM worker serves the tiny LLaVA of ``dgd_operator.dev.vllm_env`` (CLIP tow
 weights) behind our frontend. The weights are random, so the tests assert only what is a
 function of the engine: a data-URL image is answered with tokens, the same image and text
 twice hit vLLM's prefix cache, the same request gives the same greedy tokens, different
-pixels give different greedy tokens, and an undecodable image is the client's error.
+pixels give different greedy tokens, and an undecodable image is the client's error (also
+one whose header is sound but whose data is corrupt: only the worker's decoder finds that).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import os
 import struct
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,6 +29,7 @@ from tests.engine.support import (
     START_TIMEOUT,
     Deployment,
     Proc,
+    metric,
     vllm_worker,
     wait_models,
 )
@@ -99,14 +102,15 @@ def ok(resp: httpx.Response) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def vlm(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Deployment]:
-    """One vLLM worker serving the tiny LLaVA as ``tiny``, and our frontend."""
+    """Two vLLM workers serving the tiny LLaVA as ``tiny``, and our frontend (KV router)."""
     if vllm.vlm is None:
         reason = "the tiny vision-language model is not built: run `python -m dgd_operator.dev.vllm_env ensure`"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
     namespace = "enginevlm"
-    worker = vllm_worker(replace(vllm, model=vllm.vlm), run_dir, nats.url, namespace, "vllm-vlm")
+    env = replace(vllm, model=vllm.vlm)
+    workers = [vllm_worker(env, run_dir, nats.url, namespace, f"vllm-vlm-{i}") for i in range(2)]
     port = free_port()
     frontend_argv = [
         sys.executable, "-m", "dgd_runtime.frontend",
@@ -114,17 +118,24 @@ def vlm(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Dep
         "--http-port", str(port),
         "--nats-server", nats.url,
         "--namespace", namespace,
+        "--router-mode", "kv",
     ]  # fmt: skip
-    frontend = Proc("vlm-frontend", frontend_argv, dict(os.environ))
+    # The router's cache view comes from the engines' KV events alone: its own prediction
+    # (a routed prompt counts as cached on its worker for a while) would send a repeated
+    # image prompt back to the same worker even if the events never matched its hashes.
+    frontend_env = dict(os.environ, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
+    frontend = Proc("vlm-frontend", frontend_argv, frontend_env)
+    procs = [*workers, frontend]
     try:
-        worker.start()
-        frontend.start()
-        worker.wait_ready()
+        for p in procs:
+            p.start()
+        for w in workers:
+            w.wait_ready()
         url = f"http://127.0.0.1:{port}"
-        wait_models(url, frontend, expected_workers=1)
-        yield Deployment(url, frontend, [worker])
+        wait_models(url, frontend, expected_workers=2)
+        yield Deployment(url, frontend, workers)
     finally:
-        for p in (worker, frontend):
+        for p in procs:
             p.stop()
             (run_dir / f"{p.name}.log").write_text(p.text)
 
@@ -134,6 +145,11 @@ def test_an_image_is_answered_with_tokens(vlm: Deployment) -> None:
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] == 8
     assert body["usage"]["prompt_tokens"] > 0
+
+
+def served_requests(dep: Deployment) -> list[float]:
+    """Requests each worker has received so far."""
+    return [metric(w.metrics(), "dynamo_component_requests_total") for w in dep.workers]
 
 
 def test_the_same_image_twice_is_served_from_the_prefix_cache(vlm: Deployment) -> None:
@@ -167,3 +183,45 @@ def test_an_undecodable_image_is_a_400_naming_its_content_part(vlm: Deployment) 
     error = resp.json()["error"]
     assert error["param"] == "messages[0].content[0].image_url"
     assert "cannot decode image" in error["message"]
+
+
+def test_an_image_with_a_sound_header_but_corrupt_data_is_a_400_naming_its_part(
+    vlm: Deployment,
+) -> None:
+    # The header (and so the size the frontend reads from it) is intact; the pixel data is
+    # cut short, which only a full decode in the worker finds. Streaming too: the refusal
+    # comes before any token, so the client still gets a plain 400.
+    image = png((10, 10, 200))
+    truncated = image[: len(image) // 2]  # inside IDAT (cutting only the tail still decodes)
+    for stream in (False, True):
+        resp = chat(vlm, truncated, stream=stream)
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["error"]
+        assert error["param"] == "messages[0].content[0].image_url"
+        assert "cannot decode image" in error["message"]
+    # The worker is unharmed.
+    ok(chat(vlm, image))
+
+
+def test_kv_router_sends_an_image_prompt_to_the_worker_whose_engine_cached_it(
+    vlm: Deployment,
+) -> None:
+    # The router hashes an image prompt's blocks rooted in its media; the workers translate
+    # vLLM's KV events of the image blocks to the same hashes (the media named in vLLM's
+    # session_id). Each image is served once, wherever the router puts it (one after the
+    # other, so no load differs), and then every continuation must go to that engine.
+    images = (png((250, 200, 0)), png((0, 120, 250)))
+    holders = []
+    for image in images:
+        counts = served_requests(vlm)
+        ok(chat(vlm, image, max_tokens=1))
+        [holder] = [i for i, n in enumerate(served_requests(vlm)) if n > counts[i]]
+        holders.append(holder)
+    time.sleep(1.0)  # KV events travel engine -> worker -> NATS -> router
+    for image, holder in zip(images, holders, strict=True):
+        for turn in range(3):
+            counts = served_requests(vlm)
+            body = ok(chat(vlm, image, TEXT + f" Turn {turn}.", max_tokens=1))
+            served_by = [i for i, n in enumerate(served_requests(vlm)) if n > counts[i]]
+            assert served_by == [holder]
+            assert body["usage"]["prompt_tokens_details"]["cached_tokens"] >= 2 * BLOCK_SIZE

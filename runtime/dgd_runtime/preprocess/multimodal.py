@@ -36,6 +36,18 @@ class MediaInputError(ValueError):
         self.param = param
 
 
+class MediaItemError(MediaInputError):
+    """An engine cannot use item ``index`` of a request's media (e.g. its decoder refused it).
+
+    Raised in the worker, which knows the item only by its position in the request; the
+    frontend maps the index back to the content part it came from.
+    """
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 MEDIA_PLACEHOLDER: Final = "\ue000"
 """Stands for one media item in the rendered prompt until it is tokenized (a private-use char)."""
 MEDIA_PLACEHOLDER_ID: Final = 0
