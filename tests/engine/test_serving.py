@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,10 +24,14 @@ from tests.engine.support import (
     MODEL_NAME,
     START_TIMEOUT,
     Deployment,
+    Proc,
     engine_core_pid,
     eventually,
     metric,
+    wait_models,
 )
+
+from dgd_runtime.local.nats_server import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
@@ -222,9 +228,39 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
     assert generated_after - generated_before < max_tokens
 
 
+@pytest.fixture
+def events_only(deployment: Deployment) -> Iterator[Deployment]:
+    """A second frontend on the same workers whose router sees the engines' KV events alone.
+
+    The module's frontend also predicts: a prompt it routed counts as cached on its worker for
+    a while, which would send a repeated prefix back to the same worker even if the engines'
+    events never matched the router's hashes.
+    """
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "dgd_runtime.frontend",
+        "--http-host", "127.0.0.1",
+        "--http-port", str(port),
+        "--nats-server", deployment.frontend.argv[deployment.frontend.argv.index("--nats-server") + 1],
+        "--namespace", deployment.frontend.argv[deployment.frontend.argv.index("--namespace") + 1],
+        "--router-mode", "kv",
+    ]  # fmt: skip
+    frontend = Proc(
+        "frontend-events-only", argv, dict(os.environ, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
+    )
+    frontend.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_models(url, frontend, expected_workers=len(deployment.workers))
+        yield Deployment(url, frontend, deployment.workers)
+    finally:
+        frontend.stop()
+
+
 def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(
-    deployment: Deployment,
+    events_only: Deployment,
 ) -> None:
+    deployment = events_only
     prefixes = (
         "# module alpha\n" + "alpha_value = compute(alpha_value, 1)\n" * 12,
         "# module beta\n" + "beta_items.append(beta_items.pop())\n" * 12,
