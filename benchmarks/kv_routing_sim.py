@@ -12,7 +12,7 @@ real comparison with Dynamo stays `kv_routing.py`.
 
     python benchmarks/kv_routing_sim.py                       # current defaults, seed 1
     python benchmarks/kv_routing_sim.py --seeds 1,2,3,4 --variant new: \
-        --variant dynamo-cost:overlap_score_weight=1,active_request_weight=0,predict_active_overlap=0,predicted_cache_ttl_s=0
+        --variant dynamo-cost:overlap_score_weight=1,busy_prefill_weight=1,active_request_weight=0,predict_active_overlap=0,predicted_cache_ttl_s=0
 
 Each `--variant NAME:k=v,k=v` is a policy configuration (keys are KvRouterConfig fields, the
 rest stays default); each prints one line: medians over the router seeds (`--seeds`), with
