@@ -233,7 +233,7 @@ def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         default.active_request_weight,
         default.predicted_cache_ttl_s,
         default.busy_prefill_weight,
-    ) == (True, 8.0, 1.0, 10.0, 2.0)
+    ) == (True, 8.0, 1.0, 10.0, 4.0)
     monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
     monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
     monkeypatch.setenv("DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", "0")
@@ -275,7 +275,10 @@ def test_kv_next_turn_follows_its_history_before_the_events(
     now = [0.0]
     p = KvPolicy(
         KvRouterConfig(
-            overlap_score_weight=1.0, predicted_cache_ttl_s=ttl, active_request_weight=0
+            overlap_score_weight=1.0,
+            busy_prefill_weight=1.0,
+            predicted_cache_ttl_s=ttl,
+            active_request_weight=0,
         ),
         rng=random.Random(0),
         clock=lambda: now[0],

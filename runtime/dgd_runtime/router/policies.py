@@ -24,7 +24,7 @@ weight can be high (8: a cached block is worth eight active ones), which keeps e
 few workers, while the request count keeps their share of requests even.
 
 Dynamo scales both prefill parts by the overlap weight. Here the busy part has its own weight
-(2): the overlap weight prices what a cache hit saves now and on every later turn that finds
+(4): the overlap weight prices what a cache hit saves now and on every later turn that finds
 the prefix there again, while other requests' queued prefill is a delay that ends within one
 prefill, a load like the decode blocks. Scaled by 8 it dominated the cost while it lasted, and
 it lasts longer than the prefill on a busy frontend, which learns of first outputs late: a
@@ -253,10 +253,12 @@ DEFAULT_ACTIVE_REQUEST_WEIGHT = 1.0
 blocks (``DGD_ROUTER_ACTIVE_REQUEST_WEIGHT`` overrides it; 0 = Dynamo's cost)."""
 
 
-DEFAULT_BUSY_PREFILL_WEIGHT = 2.0
+DEFAULT_BUSY_PREFILL_WEIGHT = 4.0
 """Weight of a block of prefill a worker is already busy with (Dynamo: the overlap weight).
-Simulated (4 seeds, 100 ms event and 50 ms response lag): with the overlap weight (8) 77.8%
-hits, later turns 80.1%; with 2, 80.2% and 83.5% (the ceiling is 84.1%); 1 gives 79.5%.
+Simulated (8 seeds, 100 ms event and 50 ms response lag): with the overlap weight (8) 77.8%
+hits, later turns 79.9%, balance 1.027; with 4, 80.7%, 83.0% (the ceiling is 84.1%), 1.016;
+with 2, 79.5%, 83.5%, 1.012 but unsteady (1.004-1.053 over the seeds: first turns pile onto
+the worker caching their system prompt). Without lag 4 gives 81.2% against 80.5% for 8.
 ``DGD_ROUTER_BUSY_PREFILL_WEIGHT`` overrides it."""
 
 
