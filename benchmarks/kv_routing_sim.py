@@ -249,6 +249,8 @@ def parse_variant(text: str, base: KvRouterConfig) -> tuple[str, KvRouterConfig]
         current = getattr(base, key)
         if isinstance(current, bool):
             changes[key] = value.lower() in ("1", "true", "yes", "on")
+        elif current is None:  # an optional weight
+            changes[key] = float(value)
         else:
             changes[key] = type(current)(value)
     return name, dataclasses.replace(base, **changes)

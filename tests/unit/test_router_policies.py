@@ -233,7 +233,7 @@ def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         default.active_request_weight,
         default.predicted_cache_ttl_s,
         default.busy_prefill_weight,
-    ) == (True, 8.0, 1.0, 10.0, 4.0)
+    ) == (True, 8.0, 1.0, 10.0, None)
     monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
     monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
     monkeypatch.setenv("DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", "0")
@@ -385,6 +385,7 @@ def test_kv_a_request_that_never_ran_leaves_no_prediction(
         # running request; on b 8 * 10 + 10 = 90. Weighted like a cache miss (8, Dynamo's
         # scaling) the other request's short-lived prefill drives the turn off its history.
         (8.0, False, "b", 108.0),
+        (None, False, "b", 108.0),  # the default: the overlap weight, as Dynamo scales it
         (2.0, False, "a", 60.0),
         (0.0, False, "a", 44.0),
         # Once its first output arrived the prefill costs nothing whatever the weight.
@@ -392,7 +393,7 @@ def test_kv_a_request_that_never_ran_leaves_no_prediction(
     ],
 )
 def test_kv_busy_prefill_is_a_load_not_a_cache_miss(
-    busy_weight: float, first_output_seen: bool, expected: str, cost_a: float
+    busy_weight: float | None, first_output_seen: bool, expected: str, cost_a: float
 ) -> None:
     p = KvPolicy(
         KvRouterConfig(

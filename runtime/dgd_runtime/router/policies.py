@@ -23,13 +23,18 @@ optional request count term too, in fixed block equivalents). With it the overla
 weight can be high (8: a cached block is worth eight active ones), which keeps each prefix on
 few workers, while the request count keeps their share of requests even.
 
-Dynamo scales both prefill parts by the overlap weight. Here the busy part has its own weight
-(4): the overlap weight prices what a cache hit saves now and on every later turn that finds
-the prefix there again, while other requests' queued prefill is a delay that ends within one
-prefill, a load like the decode blocks. Scaled by 8 it dominated the cost while it lasted, and
-it lasts longer than the prefill on a busy frontend, which learns of first outputs late: a
-conversation's next turn was driven off the worker holding its history whenever a first turn
-had just landed there.
+Like Dynamo, the busy part is scaled by the overlap weight unless ``busy_prefill_weight`` is
+set. The two differ in kind: the overlap weight prices what a cache hit saves now and on every
+later turn that finds the prefix there again, while queued prefill is a delay that ends within
+one prefill. Weighted 8 it outweighs a conversation's cached history while it lasts, and on a
+busy frontend, which learns of first outputs late, it lasts longer than the prefill: a first
+turn just routed to a worker drives the next turns of conversations it caches elsewhere.
+Weighted 4 in simulated time (8 seeds, 100 ms event and 50 ms response lag): hits 77.8% ->
+80.7%, later turns 79.9% -> 83.0% (the ceiling is 84.1%), balance 1.027 -> 1.016. Measured
+against the real frontend (weights 2 and 4, 2 runs each next to 8, load 4-10) the hits rose
+less (+1.1 and +0.7 points) and the balance worsened (1.02-1.04 against 1.01-1.02 at 8, Dynamo
+1.00-1.02), which the simulation does not show: weighted 8 the queued prefill is what spreads
+a burst of first turns on the real system, so the default keeps it.
 
 Beyond Dynamo's cost, a worker *running* a request with the same leading blocks is credited
 with that overlap even before its KV "stored" events arrive (``predict_active_overlap``): the
@@ -253,15 +258,6 @@ DEFAULT_ACTIVE_REQUEST_WEIGHT = 1.0
 blocks (``DGD_ROUTER_ACTIVE_REQUEST_WEIGHT`` overrides it; 0 = Dynamo's cost)."""
 
 
-DEFAULT_BUSY_PREFILL_WEIGHT = 4.0
-"""Weight of a block of prefill a worker is already busy with (Dynamo: the overlap weight).
-Simulated (8 seeds, 100 ms event and 50 ms response lag): with the overlap weight (8) 77.8%
-hits, later turns 79.9%, balance 1.027; with 4, 80.7%, 83.0% (the ceiling is 84.1%), 1.016;
-with 2, 79.5%, 83.5%, 1.012 but unsteady (1.004-1.053 over the seeds: first turns pile onto
-the worker caching their system prompt). Without lag 4 gives 81.2% against 80.5% for 8.
-``DGD_ROUTER_BUSY_PREFILL_WEIGHT`` overrides it."""
-
-
 DEFAULT_PREDICTED_CACHE_TTL_S = 10.0
 """How long a routed request's blocks count as cached on its worker without a "stored" event
 confirming them: long enough for a request queued on a busy worker to start, short enough that
@@ -280,7 +276,9 @@ class KvRouterConfig:
     predict_active_overlap: bool = True
     predicted_cache_ttl_s: float = DEFAULT_PREDICTED_CACHE_TTL_S
     active_request_weight: float = DEFAULT_ACTIVE_REQUEST_WEIGHT
-    busy_prefill_weight: float = DEFAULT_BUSY_PREFILL_WEIGHT
+    busy_prefill_weight: float | None = None
+    """Weight of a block of prefill a worker is already busy with; None: the overlap weight
+    (Dynamo's cost). Lower trades balance for later-turn hits, see the module docstring."""
 
     @classmethod
     def from_env(cls) -> KvRouterConfig:
@@ -300,8 +298,10 @@ class KvRouterConfig:
                     "DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", str(DEFAULT_ACTIVE_REQUEST_WEIGHT)
                 )
             ),
-            busy_prefill_weight=float(
-                os.environ.get("DGD_ROUTER_BUSY_PREFILL_WEIGHT", str(DEFAULT_BUSY_PREFILL_WEIGHT))
+            busy_prefill_weight=(
+                float(os.environ["DGD_ROUTER_BUSY_PREFILL_WEIGHT"])
+                if os.environ.get("DGD_ROUTER_BUSY_PREFILL_WEIGHT")
+                else None
             ),
         )
 
@@ -363,6 +363,8 @@ class KvPolicy(RoutingPolicy):
         partial = prompt_blocks - len(hashes)
         weight = self.config.overlap_score_weight
         busy_weight = self.config.busy_prefill_weight
+        if busy_weight is None:
+            busy_weight = weight
         per_request = self.config.active_request_weight * prompt_blocks
         predict = self.config.predict_active_overlap
         scores: list[KvScore] = []
