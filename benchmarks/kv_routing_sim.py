@@ -12,7 +12,7 @@ real comparison with Dynamo stays `kv_routing.py`.
 
     python benchmarks/kv_routing_sim.py                       # current defaults, seed 1
     python benchmarks/kv_routing_sim.py --seeds 1,2,3,4 --variant new: \
-        --variant dynamo-cost:overlap_score_weight=1,active_request_weight=0,predict_active_overlap=0,predicted_cache_ttl_s=0
+        --variant dynamo-cost:overlap_score_weight=1,busy_prefill_weight=1,active_request_weight=0,predict_active_overlap=0,predicted_cache_ttl_s=0
 
 Each `--variant NAME:k=v,k=v` is a policy configuration (keys are KvRouterConfig fields, the
 rest stays default); each prints one line: medians over the router seeds (`--seeds`), with
@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dgd_runtime.engines.mock.engine import MockEngine, MockEngineConfig
+from dgd_runtime.engines.mock.timing import MockTiming
 from dgd_runtime.preprocess.tokenizer import load_preprocessor
 from dgd_runtime.protocol import (
     KvEvent,
@@ -137,6 +138,8 @@ async def simulate(
     event_lag_s: float,
     seed: int,
     response_lag_s: float = 0.0,
+    worker_speeds: Sequence[float] = (),
+    timing: MockTiming | None = None,
 ) -> tuple[list[SimRequest], float]:
     """Play the workload against in-process mock engines routed by a :class:`KvPolicy`."""
     import random
@@ -149,9 +152,15 @@ async def simulate(
     ]
     policy = KvPolicy(config, random.Random(seed), clock=loop.time)
     engines: dict[str, MockEngine] = {}
-    for inst in instances:
+    for i, inst in enumerate(instances):
         engine = MockEngine(
-            MockEngineConfig(block_size=block_size, num_gpu_blocks=kv_blocks, vocab_size=151643)
+            MockEngineConfig(
+                block_size=block_size,
+                num_gpu_blocks=kv_blocks,
+                vocab_size=151643,
+                speedup_ratio=worker_speeds[i] if i < len(worker_speeds) else 1.0,
+                timing=timing,
+            )
         )
 
         def sink(events: list[KvEvent], iid: str = inst.instance_id) -> None:
@@ -240,6 +249,8 @@ def parse_variant(text: str, base: KvRouterConfig) -> tuple[str, KvRouterConfig]
         current = getattr(base, key)
         if isinstance(current, bool):
             changes[key] = value.lower() in ("1", "true", "yes", "on")
+        elif current is None:  # an optional weight
+            changes[key] = float(value)
         else:
             changes[key] = type(current)(value)
     return name, dataclasses.replace(base, **changes)
@@ -271,6 +282,18 @@ def main() -> int:
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--event-lag-ms", type=float, default=2.0)
     ap.add_argument(
+        "--decode-per-seq-ms",
+        type=float,
+        default=None,
+        help="decode step time per running sequence (default: the mock's calibration, "
+        "0.0167; larger makes a busier worker slower, as Dynamo's mocker with long contexts)",
+    )
+    ap.add_argument(
+        "--worker-speeds",
+        default="",
+        help="comma-separated speedup ratio of each worker (default 1 each): uneven workers",
+    )
+    ap.add_argument(
         "--response-lag-ms",
         type=float,
         default=0.0,
@@ -287,6 +310,12 @@ def main() -> int:
         args.assistant_words,
     )
     prompts = tokenize_workload(spec)
+    speeds = [float(s) for s in args.worker_speeds.split(",") if s]
+    timing = (
+        None
+        if args.decode_per_seq_ms is None
+        else MockTiming(decode_per_seq_ms=args.decode_per_seq_ms)
+    )
     base = KvRouterConfig()
     variants = [parse_variant(v, base) for v in args.variant] or [("default", base)]
     for name, config in variants:
@@ -308,6 +337,8 @@ def main() -> int:
                         event_lag_s=args.event_lag_ms / 1000.0,
                         seed=seed,
                         response_lag_s=args.response_lag_ms / 1000.0,
+                        worker_speeds=speeds,
+                        timing=timing,
                     )
                 )
             finally:
@@ -320,11 +351,14 @@ def main() -> int:
 
         spread = "/".join(f"{r.hit_rate:.1%}" for r in runs)
         balances = "/".join(f"{r.balance:.3f}" for r in runs)
+        per_worker = ";".join(
+            "/".join(f"{v:.0f}" for v in r.per_worker_requests.values()) for r in runs
+        )
         print(
             f"{name:14s} hit {med('hit_rate'):6.1%} [{spread}] (first "
             f"{med('hit_rate_first_turn'):6.1%}, later {med('hit_rate_later_turns'):6.1%})  "
             f"TTFT p50 {med('ttft_p50_ms'):6.1f} p99 {med('ttft_p99_ms'):6.1f} ms  "
-            f"balance {med('balance'):5.3f} [{balances}]  sim {med('wall_s'):5.1f} s  ({cpu:.1f} s cpu)",
+            f"balance {med('balance'):5.3f} [{balances}] ({per_worker})  sim {med('wall_s'):5.1f} s  ({cpu:.1f} s cpu)",
             flush=True,
         )
     return 0

@@ -170,6 +170,8 @@ def test_simulated_time_jumps_to_the_next_timer() -> None:
             {"overlap_score_weight": 3.0, "predict_active_overlap": False},
         ),
         ("ttl:predicted_cache_ttl_s=0", "ttl", {"predicted_cache_ttl_s": 0.0}),
+        # An optional weight (None by default) is read as a number.
+        ("bp4:busy_prefill_weight=4", "bp4", {"busy_prefill_weight": 4.0}),
     ],
 )
 def test_sim_variants_change_named_config_fields(

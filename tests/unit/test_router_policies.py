@@ -85,7 +85,10 @@ def test_kv_load_outweighs_a_small_overlap() -> None:
     for decision in busy:
         p.finished(decision)
     assert p.loads["b"].active_blocks == 0
-    assert p.select(_req(prompt), WORKERS).instance.instance_id == "b"
+    # d's worker now expects the whole prompt (predicted cache); against the other idle one
+    # b's single cached block wins again.
+    others = [w for w in WORKERS if w.instance_id != d.instance.instance_id]
+    assert p.select(_req(prompt), others).instance.instance_id == "b"
 
 
 def test_kv_overlap_weight_zero_ignores_cache() -> None:
@@ -229,18 +232,21 @@ def test_kv_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         default.overlap_score_weight,
         default.active_request_weight,
         default.predicted_cache_ttl_s,
-    ) == (True, 8.0, 1.0, 10.0)
+        default.busy_prefill_weight,
+    ) == (True, 8.0, 1.0, 10.0, None)
     monkeypatch.setenv("DGD_ROUTER_PREDICT_ACTIVE_OVERLAP", "0")
     monkeypatch.setenv("DYN_KV_OVERLAP_SCORE_WEIGHT", "1.0")
     monkeypatch.setenv("DGD_ROUTER_ACTIVE_REQUEST_WEIGHT", "0")
     monkeypatch.setenv("DGD_ROUTER_PREDICTED_CACHE_TTL", "0")
+    monkeypatch.setenv("DGD_ROUTER_BUSY_PREFILL_WEIGHT", "1")
     changed = KvRouterConfig.from_env()
     assert (
         changed.predict_active_overlap,
         changed.overlap_score_weight,
         changed.active_request_weight,
         changed.predicted_cache_ttl_s,
-    ) == (False, 1.0, 0.0, 0.0)
+        changed.busy_prefill_weight,
+    ) == (False, 1.0, 0.0, 0.0, 1.0)
 
 
 def turn_hashes(tokens: list[int]) -> list[int]:
@@ -269,7 +275,10 @@ def test_kv_next_turn_follows_its_history_before_the_events(
     now = [0.0]
     p = KvPolicy(
         KvRouterConfig(
-            overlap_score_weight=1.0, predicted_cache_ttl_s=ttl, active_request_weight=0
+            overlap_score_weight=1.0,
+            busy_prefill_weight=1.0,
+            predicted_cache_ttl_s=ttl,
+            active_request_weight=0,
         ),
         rng=random.Random(0),
         clock=lambda: now[0],
@@ -365,3 +374,38 @@ def test_kv_a_request_that_never_ran_leaves_no_prediction(
     getattr(p, outcome)(d)
     assert p.index.find_matches(turn_hashes(prompt)).get("a", 0) == overlap_after
     assert (p.loads["a"].active_requests, p.loads["a"].active_blocks) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("busy_weight", "first_output_seen", "expected", "cost_a"),
+    [
+        # a caches a conversation's 8-block history and a new 8-block first turn was just
+        # routed there (its prefill not reported done); b is idle. The next turn (10 blocks)
+        # costs on a 8 * 2 new prefill + busy_weight * 8 busy + (8 + 10) decode + 10 for the
+        # running request; on b 8 * 10 + 10 = 90. Weighted like a cache miss (8, Dynamo's
+        # scaling) the other request's short-lived prefill drives the turn off its history.
+        (8.0, False, "b", 108.0),
+        (None, False, "b", 108.0),  # the default: the overlap weight, as Dynamo scales it
+        (2.0, False, "a", 60.0),
+        (0.0, False, "a", 44.0),
+        # Once its first output arrived the prefill costs nothing whatever the weight.
+        (8.0, True, "a", 44.0),
+    ],
+)
+def test_kv_busy_prefill_is_a_load_not_a_cache_miss(
+    busy_weight: float | None, first_output_seen: bool, expected: str, cost_a: float
+) -> None:
+    p = KvPolicy(
+        KvRouterConfig(
+            overlap_score_weight=8.0, busy_prefill_weight=busy_weight, predicted_cache_ttl_s=0
+        ),
+        rng=random.Random(0),
+    )
+    history = list(range(32))
+    p.kv_events("a", [KvEvent("stored", turn_hashes(history))])
+    first_turn = p.select(_req([900 + i for i in range(32)]), [WORKERS[0]])
+    if first_output_seen:
+        p.prefill_done(first_turn)
+    next_turn = p.select(_req(history + [7] * 8), WORKERS[:2])
+    assert next_turn.instance.instance_id == expected
+    assert {s.instance_id: s.cost for s in p.last_scores} == {"a": cost_a, "b": 90.0}
