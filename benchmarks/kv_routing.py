@@ -481,6 +481,35 @@ def fmt_run(r: RunResult) -> str:
     )
 
 
+def add_workload_arguments(ap: argparse.ArgumentParser) -> None:
+    """The workload's and the workers' shape, shared with the simulator (`kv_routing_sim.py`)."""
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--osl", type=int, default=32, help="output tokens per turn")
+    ap.add_argument("--seed", type=int, default=1, help="workload seed")
+    ap.add_argument("--system-prompts", type=int, default=32)
+    ap.add_argument("--conversations", type=int, default=512)
+    ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--system-words", type=int, default=512)
+    ap.add_argument("--user-words", type=int, default=48)
+    ap.add_argument("--assistant-words", type=int, default=48)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--kv-blocks", type=int, default=256, help="KV blocks per worker")
+    ap.add_argument("--block-size", type=int, default=64)
+
+
+def workload_spec(args: argparse.Namespace) -> WorkloadSpec:
+    """The workload the arguments of `add_workload_arguments` describe."""
+    return WorkloadSpec(
+        args.seed,
+        args.system_prompts,
+        args.conversations,
+        args.turns,
+        args.system_words,
+        args.user_words,
+        args.assistant_words,
+    )
+
+
 def main() -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(
@@ -500,29 +529,10 @@ def main() -> int:
         default=2,
         help="repetitions, systems interleaved; medians reported (default 2)",
     )
-    ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--osl", type=int, default=32, help="output tokens per turn")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--system-prompts", type=int, default=32)
-    ap.add_argument("--conversations", type=int, default=512)
-    ap.add_argument("--turns", type=int, default=4)
-    ap.add_argument("--system-words", type=int, default=512)
-    ap.add_argument("--user-words", type=int, default=48)
-    ap.add_argument("--assistant-words", type=int, default=48)
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--kv-blocks", type=int, default=256, help="KV blocks per worker")
-    ap.add_argument("--block-size", type=int, default=64)
+    add_workload_arguments(ap)
     ap.add_argument("--speedup-ratio", type=float, default=1.0)
     args = ap.parse_args()
-    spec = WorkloadSpec(
-        args.seed,
-        args.system_prompts,
-        args.conversations,
-        args.turns,
-        args.system_words,
-        args.user_words,
-        args.assistant_words,
-    )
+    spec = workload_spec(args)
     shape = MockShape(args.workers, args.kv_blocks, args.block_size, args.speedup_ratio)
     variants = dict(parse_variant(v) for v in args.variant)
     systems = args.systems.split(",")

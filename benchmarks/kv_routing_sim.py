@@ -47,12 +47,14 @@ from dgd_runtime.protocol import (
 from dgd_runtime.router.policies import KvPolicy, KvRouterConfig
 from kv_routing import (
     WorkloadSpec,
+    add_workload_arguments,
     balance,
     build_conversations,
     hit_rate,
     percentile,
     system_prompts,
     turn_messages,
+    workload_spec,
 )
 from systems import MODEL_DIR
 
@@ -268,18 +270,7 @@ def main() -> int:
         help="NAME:field=value,... (KvRouterConfig fields); default: one 'default' variant",
     )
     ap.add_argument("--seeds", default="1", help="router RNG seeds, comma-separated")
-    ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--osl", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=1, help="workload seed")
-    ap.add_argument("--system-prompts", type=int, default=32)
-    ap.add_argument("--conversations", type=int, default=512)
-    ap.add_argument("--turns", type=int, default=4)
-    ap.add_argument("--system-words", type=int, default=512)
-    ap.add_argument("--user-words", type=int, default=48)
-    ap.add_argument("--assistant-words", type=int, default=48)
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--kv-blocks", type=int, default=256)
-    ap.add_argument("--block-size", type=int, default=64)
+    add_workload_arguments(ap)
     ap.add_argument("--event-lag-ms", type=float, default=2.0)
     ap.add_argument(
         "--decode-per-seq-ms",
@@ -300,15 +291,7 @@ def main() -> int:
         help="delay of a request's first output and of its end reaching the router (a busy frontend)",
     )
     args = ap.parse_args()
-    spec = WorkloadSpec(
-        args.seed,
-        args.system_prompts,
-        args.conversations,
-        args.turns,
-        args.system_words,
-        args.user_words,
-        args.assistant_words,
-    )
+    spec = workload_spec(args)
     prompts = tokenize_workload(spec)
     speeds = [float(s) for s in args.worker_speeds.split(",") if s]
     timing = (

@@ -14,15 +14,14 @@ run directory, the engines advertise 127.0.0.1 and never reach for a model hub.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.engine.support import Deployment, Proc, vllm_worker, wait_models
+from tests.engine.support import TEXT_NAMESPACE, Deployment, frontend, vllm_worker, wait_models
 
 from dgd_operator.dev import vllm_env
-from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError, free_port
+from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
 
 
 def _in_ci() -> bool:
@@ -70,29 +69,19 @@ def nats(run_dir: Path) -> Iterator[NatsServer]:
 @pytest.fixture(scope="module")
 def deployment(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Deployment]:
     """Two vLLM workers (started together) and one frontend with ``--router-mode kv``."""
-    namespace = "enginetier"
+    namespace = TEXT_NAMESPACE
     workers = [
         vllm_worker(vllm, run_dir, nats.url, namespace, f"vllm-worker-{i}") for i in range(2)
     ]
-    port = free_port()
-    frontend_argv = [
-        sys.executable, "-m", "dgd_runtime.frontend",
-        "--http-host", "127.0.0.1",
-        "--http-port", str(port),
-        "--nats-server", nats.url,
-        "--namespace", namespace,
-        "--router-mode", "kv",
-    ]  # fmt: skip
-    frontend = Proc("frontend", frontend_argv, dict(os.environ))
-    procs = [*workers, frontend]
+    server, url = frontend("frontend", nats.url, namespace)
+    procs = [*workers, server]
     try:
         for p in procs:
             p.start()
         for w in workers:
             w.wait_ready()
-        url = f"http://127.0.0.1:{port}"
-        wait_models(url, frontend, expected_workers=2)
-        yield Deployment(url, frontend, workers)
+        wait_models(url, server, expected_workers=2)
+        yield Deployment(url, server, workers)
     finally:
         for p in procs:
             p.stop()

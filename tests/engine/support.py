@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -143,6 +144,27 @@ def vllm_worker(
         *extra,
     ]  # fmt: skip
     return Proc(name, argv, vllm_env.engine_process_env(env, run_dir), system_port=port)
+
+
+TEXT_NAMESPACE = "enginetier"
+"""The runtime namespace of the text tier's module-wide deployment (conftest's `deployment`)."""
+
+
+def frontend(
+    name: str, nats_url: str, namespace: str, *, router_mode: str | None = "kv", **env: str
+) -> tuple[Proc, str]:
+    """Our frontend on a free loopback port (not started yet) and its URL; `env` is laid over
+    this process's environment."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "dgd_runtime.frontend",
+        "--http-host", "127.0.0.1",
+        "--http-port", str(port),
+        "--nats-server", nats_url,
+        "--namespace", namespace,
+        *(["--router-mode", router_mode] if router_mode else []),
+    ]  # fmt: skip
+    return Proc(name, argv, dict(os.environ, **env)), f"http://127.0.0.1:{port}"
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -28,14 +27,14 @@ from tests.engine.support import (
     MODEL_NAME,
     START_TIMEOUT,
     Deployment,
-    Proc,
+    frontend,
     metric,
     vllm_worker,
     wait_models,
 )
 
 from dgd_operator.dev import vllm_env
-from dgd_runtime.local.nats_server import NatsServer, free_port
+from dgd_runtime.local.nats_server import NatsServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
@@ -111,29 +110,18 @@ def vlm(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Dep
     namespace = "enginevlm"
     env = replace(vllm, model=vllm.vlm)
     workers = [vllm_worker(env, run_dir, nats.url, namespace, f"vllm-vlm-{i}") for i in range(2)]
-    port = free_port()
-    frontend_argv = [
-        sys.executable, "-m", "dgd_runtime.frontend",
-        "--http-host", "127.0.0.1",
-        "--http-port", str(port),
-        "--nats-server", nats.url,
-        "--namespace", namespace,
-        "--router-mode", "kv",
-    ]  # fmt: skip
     # The router's cache view comes from the engines' KV events alone: its own prediction
     # (a routed prompt counts as cached on its worker for a while) would send a repeated
     # image prompt back to the same worker even if the events never matched its hashes.
-    frontend_env = dict(os.environ, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
-    frontend = Proc("vlm-frontend", frontend_argv, frontend_env)
-    procs = [*workers, frontend]
+    server, url = frontend("vlm-frontend", nats.url, namespace, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
+    procs = [*workers, server]
     try:
         for p in procs:
             p.start()
         for w in workers:
             w.wait_ready()
-        url = f"http://127.0.0.1:{port}"
-        wait_models(url, frontend, expected_workers=2)
-        yield Deployment(url, frontend, workers)
+        wait_models(url, server, expected_workers=2)
+        yield Deployment(url, server, workers)
     finally:
         for p in procs:
             p.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,15 +22,16 @@ from tests.engine.support import (
     MAX_MODEL_LEN,
     MODEL_NAME,
     START_TIMEOUT,
+    TEXT_NAMESPACE,
     Deployment,
-    Proc,
     engine_core_pid,
     eventually,
+    frontend,
     metric,
     wait_models,
 )
 
-from dgd_runtime.local.nats_server import free_port
+from dgd_runtime.local.nats_server import NatsServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
@@ -229,32 +229,22 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
 
 
 @pytest.fixture
-def events_only(deployment: Deployment) -> Iterator[Deployment]:
+def events_only(deployment: Deployment, nats: NatsServer) -> Iterator[Deployment]:
     """A second frontend on the same workers whose router sees the engines' KV events alone.
 
     The module's frontend also predicts: a prompt it routed counts as cached on its worker for
     a while, which would send a repeated prefix back to the same worker even if the engines'
     events never matched the router's hashes.
     """
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "dgd_runtime.frontend",
-        "--http-host", "127.0.0.1",
-        "--http-port", str(port),
-        "--nats-server", deployment.frontend.argv[deployment.frontend.argv.index("--nats-server") + 1],
-        "--namespace", deployment.frontend.argv[deployment.frontend.argv.index("--namespace") + 1],
-        "--router-mode", "kv",
-    ]  # fmt: skip
-    frontend = Proc(
-        "frontend-events-only", argv, dict(os.environ, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
+    server, url = frontend(
+        "frontend-events-only", nats.url, TEXT_NAMESPACE, DGD_ROUTER_PREDICTED_CACHE_TTL="0"
     )
-    frontend.start()
+    server.start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_models(url, frontend, expected_workers=len(deployment.workers))
-        yield Deployment(url, frontend, deployment.workers)
+        wait_models(url, server, expected_workers=len(deployment.workers))
+        yield Deployment(url, server, deployment.workers)
     finally:
-        frontend.stop()
+        server.stop()
 
 
 def test_kv_router_sends_a_prefix_to_the_worker_whose_engine_cached_it(

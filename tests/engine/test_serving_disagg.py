@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ from tests.engine.support import (
     MODEL_NAME,
     START_TIMEOUT,
     Deployment,
-    Proc,
     eventually,
+    frontend,
     metric,
     vllm_worker,
     wait_models,
 )
 
 from dgd_operator.dev import vllm_env
-from dgd_runtime.local.nats_server import NatsServer, free_port
+from dgd_runtime.local.nats_server import NatsServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
 
@@ -91,24 +90,15 @@ def disagg(
             _transfer_config("kv_consumer", kv_store),
         ],
     )
-    port = free_port()
-    frontend_argv = [
-        sys.executable, "-m", "dgd_runtime.frontend",
-        "--http-host", "127.0.0.1",
-        "--http-port", str(port),
-        "--nats-server", nats.url,
-        "--namespace", namespace,
-    ]  # fmt: skip
-    frontend = Proc("disagg-frontend", frontend_argv, dict(os.environ))
-    procs = [prefill, decode, frontend]
+    server, url = frontend("disagg-frontend", nats.url, namespace, router_mode=None)
+    procs = [prefill, decode, server]
     try:
         for p in procs:
             p.start()
         prefill.wait_ready()
         decode.wait_ready()
-        url = f"http://127.0.0.1:{port}"
-        wait_models(url, frontend, expected_workers=1)
-        yield Deployment(url, frontend, [prefill, decode])
+        wait_models(url, server, expected_workers=1)
+        yield Deployment(url, server, [prefill, decode])
     finally:
         for p in procs:
             p.stop()
