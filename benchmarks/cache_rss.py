@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import ctypes
 import gc
 import json
 import subprocess
@@ -34,7 +35,6 @@ from dgd_operator.reconcile.view import IndexedClusterView
 
 SAMPLES = Path(__file__).with_name("data") / "cache_rss"
 PER_GRAPH = {"deployments": 4, "services": 4, "serviceaccounts": 1, "roles": 1, "rolebindings": 1}
-PAGE_SIZE = 500
 
 
 def proc_status() -> dict[str, float]:
@@ -58,7 +58,7 @@ def renamed(obj: Any, old: str, new: str) -> Any:
     return copy.copy(obj)
 
 
-def write_pages(samples: Path, plural: str, graphs: int, into: Path) -> list[Path]:
+def write_pages(samples: Path, plural: str, graphs: int, into: Path, page_size: int) -> list[Path]:
     """Write the LIST answer for `graphs` graphs' objects of `plural` into files, a page each
     (read back one at a time, as they arrive from the network)."""
     sample = json.loads((samples / f"page_{plural}.json").read_text())
@@ -73,10 +73,10 @@ def write_pages(samples: Path, plural: str, graphs: int, into: Path) -> list[Pat
             obj["metadata"]["resourceVersion"] = str(1000 + g * 16 + i)
             objects.append(obj)
     pages: list[Path] = []
-    for start in range(0, len(objects), PAGE_SIZE):
-        chunk = objects[start : start + PAGE_SIZE]
-        more = start + PAGE_SIZE < len(objects)
-        meta = {"resourceVersion": "99999", **({"continue": f"c{start}"} if more else {})}
+    for start in range(0, len(objects), page_size):
+        chunk = objects[start : start + page_size]
+        more = start + page_size < len(objects)
+        meta = {"resourceVersion": "99999", **({"continue": str(len(pages) + 1)} if more else {})}
         page = {"kind": sample.get("kind"), "apiVersion": sample.get("apiVersion")}
         path = into / f"{plural}-{len(pages):04d}.json"
         path.write_text(json.dumps({**page, "metadata": meta, "items": chunk}))
@@ -91,10 +91,8 @@ class PagedClient:
         self.pages = pages
 
     async def list_page(self, path: str, params: Mapping[str, str]) -> Manifest:
-        """The next page (the `continue` token is the page's start index)."""
-        token = params.get("continue")
-        index = 0 if token is None else int(token[1:]) // PAGE_SIZE + 1
-        text = self.pages[index].read_bytes().decode()
+        """The next page (the `continue` token is its index)."""
+        text = self.pages[int(params.get("continue", "0"))].read_bytes().decode()
         result: Manifest = json.loads(text)
         return result
 
@@ -133,19 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dgds", type=int, default=1000)
     parser.add_argument("--sample", type=Path, default=SAMPLES)
+    parser.add_argument("--page-size", type=int, default=Informer.page_size_default)
     parser.add_argument("--trace", action="store_true", help="also measure with tracemalloc")
+    parser.add_argument("--trim", action="store_true", help="then malloc_trim (glibc)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dgd-cache-rss-") as tmp:
         if not args.measure:
             for plural in PER_GRAPH:
-                write_pages(args.sample, plural, args.dgds, Path(tmp))
+                write_pages(args.sample, plural, args.dgds, Path(tmp), args.page_size)
             # A fresh process reads them, so building the pages leaves no trace in its RSS.
             command = [sys.executable, __file__, "--measure", tmp, "--dgds", str(args.dgds)]
+            command += ["--page-size", str(args.page_size)]
             command += ["--trace"] if args.trace else []
+            command += ["--trim"] if args.trim else []
             return subprocess.run(command, check=False).returncode
     pages = {p: sorted(args.measure.glob(f"{p}-*.json")) for p in PER_GRAPH}
-    result: dict[str, Any] = {"dgds": args.dgds, "start": proc_status()}
+    result: dict[str, Any] = {"dgds": args.dgds, "page_size": args.page_size}
+    result["start"] = proc_status()
     result["pages_mib"] = round(sum(f.stat().st_size for v in pages.values() for f in v) / 2**20, 1)
     if args.trace:
         tracemalloc.start()
@@ -161,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             "peak": round(peak / 2**20, 1),
         }
         tracemalloc.stop()
+    if args.trim:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        result["trimmed"] = proc_status()
     print(json.dumps(result, indent=2))
     return 0
 

@@ -33,6 +33,7 @@ from dgd_operator.api.constants import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
+from dgd_operator.controllerkit.indexes import compact
 from dgd_operator.controllerkit.informer import (
     DELETED,
     EventHandler,
@@ -147,7 +148,7 @@ class Watches:
         if type_ == DELETED:
             self.view.dgds.discard(uid_of(obj))
         else:
-            self.view.dgds.put(uid_of(obj), key, slim(obj))
+            self.view.dgds.put(uid_of(obj), key, compact(slim(obj)))
         self.controller.enqueue(key)
 
     def child_event(self, type_: str, obj: Manifest) -> None:
@@ -160,7 +161,7 @@ class Watches:
                 self.controller.child_deleted(namespace, child_key(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.children_index.put(uid_of(obj), key, cached_child(slim(obj)))
+            self.view.children_index.put(uid_of(obj), key, compact(cached_child(slim(obj))))
         if graph:
             self.controller.enqueue((namespace, graph))
 
@@ -198,7 +199,7 @@ class Watches:
             self.view.pods.discard(uid_of(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.pods.put(uid_of(obj), key, pod_summary(obj))
+            self.view.pods.put(uid_of(obj), key, compact(pod_summary(obj)))
         if graph:
             self.controller.enqueue((namespace, graph))
 
