@@ -33,6 +33,7 @@ from dgd_operator.api.constants import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
+from dgd_operator.controllerkit.indexes import compact
 from dgd_operator.controllerkit.informer import (
     DELETED,
     EventHandler,
@@ -59,6 +60,8 @@ PULL_SECRET_SELECTOR = f"type={DOCKER_CONFIG_TYPE}"
 # summaries: multinode group pods drive whole-group restarts; every graph pod tells the Ready
 # condition why it is not ready (the scheduler's verdict, a waiting container, the last exit).
 GROUP_POD_SELECTOR = LABEL_GRAPH
+UNREAD_OWNERSHIP_FIELDS = frozenset({"fieldsV1", "time", "apiVersion"})
+"""What the cache drops of our own `Update` ownership entry (`slim`)."""
 POD = ResourceKind("v1", "Pod", "pods")
 SECRET = ResourceKind("v1", "Secret", "secrets")
 
@@ -92,13 +95,18 @@ def kopf_settings(settings: kopf.OperatorSettings | None = None) -> kopf.Operato
 
 
 def slim(obj: Manifest) -> Manifest:
-    """What the watch cache keeps of a child or DGD: everything but other managers' field
-    ownership. Only our own `Update` entry (left by a create) is kept, because the first
-    apply after it must fold it into our apply entry (`controllerkit.ownership`)."""
+    """What the watch cache keeps of a child or DGD: everything but field ownership.
+
+    Only a mark of our own `Update` entry (left by a create) is kept, without its `fieldsV1`:
+    the first apply after a create must fold that entry into our apply entry, and it only asks
+    the cache whether the entry exists; the fold itself reads the object afresh
+    (`steps.children.fold_ownership`). The field sets are most of a created child's bytes (a
+    Deployment's covers its whole pod template): kept, they were ~2/3 of the cache's memory.
+    """
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
         ours = [
-            entry
+            {k: v for k, v in entry.items() if k not in UNREAD_OWNERSHIP_FIELDS}
             for entry in meta["managedFields"] or []
             if entry.get("manager") == MANAGED_BY and entry.get("operation") == "Update"
         ]
@@ -140,7 +148,7 @@ class Watches:
         if type_ == DELETED:
             self.view.dgds.discard(uid_of(obj))
         else:
-            self.view.dgds.put(uid_of(obj), key, slim(obj))
+            self.view.dgds.put(uid_of(obj), key, compact(slim(obj)))
         self.controller.enqueue(key)
 
     def child_event(self, type_: str, obj: Manifest) -> None:
@@ -153,7 +161,7 @@ class Watches:
                 self.controller.child_deleted(namespace, child_key(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.children_index.put(uid_of(obj), key, cached_child(slim(obj)))
+            self.view.children_index.put(uid_of(obj), key, compact(cached_child(slim(obj))))
         if graph:
             self.controller.enqueue((namespace, graph))
 
@@ -191,7 +199,7 @@ class Watches:
             self.view.pods.discard(uid_of(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.pods.put(uid_of(obj), key, pod_summary(obj))
+            self.view.pods.put(uid_of(obj), key, compact(pod_summary(obj)))
         if graph:
             self.controller.enqueue((namespace, graph))
 

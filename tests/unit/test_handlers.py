@@ -10,6 +10,7 @@ import kopf
 import pytest
 
 from dgd_operator.api.constants import LABEL_GRAPH, LABEL_MANAGED_BY, MANAGED_BY
+from dgd_operator.controllerkit.ownership import apply_upgrade_patch
 from dgd_operator.handlers import (
     CHILD_SELECTOR,
     GROUP_POD_SELECTOR,
@@ -95,11 +96,21 @@ def test_dgd_events_keep_the_body_and_a_deleted_dgd_leaves_the_view() -> None:
     assert view.dgd(("ns", "g")) is None
 
 
-def test_the_cache_keeps_only_our_own_create_ownership() -> None:
-    ours = {"manager": MANAGED_BY, "operation": "Update", "fieldsV1": {}}
+def test_the_cache_keeps_only_a_mark_of_our_own_create_ownership() -> None:
+    ours = {
+        "manager": MANAGED_BY,
+        "operation": "Update",
+        "apiVersion": "v1",
+        "time": "2026-01-01T00:00:00Z",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:data": {"f:x": {}}},
+    }
     fields = [ours, {"manager": MANAGED_BY, "operation": "Apply"}, {"manager": "kcm"}]
     kept = slim(_child("u1", "g", managedFields=fields))
-    assert kept["metadata"]["managedFields"] == [ours]
+    # The field set is dropped (the fold reads the object afresh); the mark still asks for it.
+    mark = {"manager": MANAGED_BY, "operation": "Update", "fieldsType": "FieldsV1"}
+    assert kept["metadata"]["managedFields"] == [mark]
+    assert apply_upgrade_patch(kept, MANAGED_BY) is not None
     assert "managedFields" not in slim(_child("u1", "g", managedFields=fields[1:]))["metadata"]
     assert "managedFields" not in slim(_child("u1", "g"))["metadata"]
 
