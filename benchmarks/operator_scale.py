@@ -1178,6 +1178,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    # A SIGTERM unwinds like an error, so the operator and the control plane are stopped (the
+    # default action killed the benchmark alone and left the operator running).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     work = Path(tempfile.mkdtemp(prefix="dgd-bench-scale-"))
     plane: ControlPlane | None = None

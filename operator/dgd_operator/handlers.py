@@ -33,7 +33,7 @@ from dgd_operator.api.constants import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
-from dgd_operator.controllerkit.indexes import compact
+from dgd_operator.api.tree import compact
 from dgd_operator.controllerkit.informer import (
     DELETED,
     EventHandler,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.engine.support import TEXT_NAMESPACE, Deployment, frontend, vllm_worker, wait_models
+from tests.engine.support import TEXT_NAMESPACE, Deployment, frontend, running, vllm_worker
 
 from dgd_operator.dev import vllm_env
 from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
@@ -74,16 +74,5 @@ def deployment(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Itera
         vllm_worker(vllm, run_dir, nats.url, namespace, f"vllm-worker-{i}") for i in range(2)
     ]
     server, url = frontend("frontend", nats.url, namespace)
-    procs = [*workers, server]
-    try:
-        for p in procs:
-            p.start()
-        for w in workers:
-            w.wait_ready()
-        wait_models(url, server, expected_workers=2)
-        yield Deployment(url, server, workers)
-    finally:
-        for p in procs:
-            p.stop()
-            # Kept beside the engines' caches: what each process said, for a failed run.
-            (run_dir / f"{p.name}.log").write_text(p.text)
+    with running(workers, server, url, run_dir, expected_workers=2) as deployment:
+        yield deployment

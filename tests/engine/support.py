@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +174,28 @@ class Deployment:
     url: str
     frontend: Proc
     workers: list[Proc]
+
+
+@contextlib.contextmanager
+def running(
+    workers: list[Proc], server: Proc, url: str, run_dir: Path, *, expected_workers: int
+) -> Iterator[Deployment]:
+    """Start `workers` and the frontend `server`, wait until the frontend lists
+    `expected_workers` instances of the model, and give the deployment; afterwards stop them
+    all and keep each one's output beside the engines' caches (`<run_dir>/<name>.log`), for a
+    failed run."""
+    procs = [*workers, server]
+    try:
+        for p in procs:
+            p.start()
+        for w in workers:
+            w.wait_ready()
+        wait_models(url, server, expected_workers=expected_workers)
+        yield Deployment(url, server, workers)
+    finally:
+        for p in procs:
+            p.stop()
+            (run_dir / f"{p.name}.log").write_text(p.text)
 
 
 def wait_models(url: str, frontend: Proc, expected_workers: int, timeout: float = 60.0) -> None:

@@ -29,8 +29,8 @@ from tests.engine.support import (
     Deployment,
     frontend,
     metric,
+    running,
     vllm_worker,
-    wait_models,
 )
 
 from dgd_operator.dev import vllm_env
@@ -114,18 +114,8 @@ def vlm(vllm: vllm_env.VllmEnv, run_dir: Path, nats: NatsServer) -> Iterator[Dep
     # (a routed prompt counts as cached on its worker for a while) would send a repeated
     # image prompt back to the same worker even if the events never matched its hashes.
     server, url = frontend("vlm-frontend", nats.url, namespace, DGD_ROUTER_PREDICTED_CACHE_TTL="0")
-    procs = [*workers, server]
-    try:
-        for p in procs:
-            p.start()
-        for w in workers:
-            w.wait_ready()
-        wait_models(url, server, expected_workers=2)
-        yield Deployment(url, server, workers)
-    finally:
-        for p in procs:
-            p.stop()
-            (run_dir / f"{p.name}.log").write_text(p.text)
+    with running(workers, server, url, run_dir, expected_workers=2) as deployment:
+        yield deployment
 
 
 def test_an_image_is_answered_with_tokens(vlm: Deployment) -> None:

@@ -27,8 +27,8 @@ from tests.engine.support import (
     eventually,
     frontend,
     metric,
+    running,
     vllm_worker,
-    wait_models,
 )
 
 from dgd_operator.dev import vllm_env
@@ -91,18 +91,8 @@ def disagg(
         ],
     )
     server, url = frontend("disagg-frontend", nats.url, namespace, router_mode=None)
-    procs = [prefill, decode, server]
-    try:
-        for p in procs:
-            p.start()
-        prefill.wait_ready()
-        decode.wait_ready()
-        wait_models(url, server, expected_workers=1)
-        yield Deployment(url, server, [prefill, decode])
-    finally:
-        for p in procs:
-            p.stop()
-            (run_dir / f"{p.name}.log").write_text(p.text)
+    with running([prefill, decode], server, url, run_dir, expected_workers=1) as deployment:
+        yield deployment
 
 
 def _complete(dep: Deployment, prompt: str, max_tokens: int) -> dict[str, Any]:

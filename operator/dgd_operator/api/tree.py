@@ -1,4 +1,5 @@
-"""Copies of JSON-shaped values (decoded API objects, YAML documents, manifests in the making).
+"""Copies of JSON-shaped values (decoded API objects, YAML documents, manifests in the making):
+`json_copy` for a copy to change, `compact` for a copy to keep in a cache.
 
 `copy.deepcopy` spends most of its time on its memo and on dispatching by type; for the values
 the operator copies (dicts, lists, strings, numbers, booleans, None) a plain recursive copy
@@ -9,6 +10,7 @@ anyway (YAML would otherwise print an anchor).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,3 +37,21 @@ def json_copy(value: T) -> T:
         return value
     result: T = copied
     return result
+
+
+def compact(value: Any) -> Any:
+    """A fresh copy of a decoded JSON tree with every string interned.
+
+    For what the watch cache's indexes keep of a watched object. Thousands of cached objects
+    repeat the same keys and values (label keys, the managed-by value, condition types and
+    reasons, owner API versions), and the decoder gives each object its own copies. The copy also moves the kept
+    parts out of the decoded LIST page or watch event: kept parts that share the page's dicts
+    pin the allocator's memory of the whole page long after the rest of it is freed.
+    """
+    if isinstance(value, str):
+        return sys.intern(value) if type(value) is str else value
+    if isinstance(value, dict):
+        return {(sys.intern(k) if type(k) is str else k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value

@@ -10,10 +10,9 @@ a process restart and without a GET on every reconcile.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -90,21 +89,3 @@ class Expiring(Generic[K]):
     def forget(self, key: K) -> None:
         """Drop `key` (the next `fresh` is False)."""
         self._at.pop(key, None)
-
-
-def compact(value: Any) -> Any:
-    """A fresh copy of a decoded JSON tree with every string interned.
-
-    For what an index keeps of a watched object. Thousands of cached objects repeat the same
-    keys and values (label keys, the managed-by value, condition types and reasons, owner API
-    versions), and the decoder gives each object its own copies. The copy also moves the kept
-    parts out of the decoded LIST page or watch event: kept parts that share the page's dicts
-    pin the allocator's memory of the whole page long after the rest of it is freed.
-    """
-    if isinstance(value, str):
-        return sys.intern(value) if type(value) is str else value
-    if isinstance(value, dict):
-        return {(sys.intern(k) if type(k) is str else k): compact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [compact(v) for v in value]
-    return value

@@ -1,4 +1,4 @@
-"""`indexes.compact`: what an index keeps is an equal, fresh copy with interned strings."""
+"""`tree.compact`: what an index keeps is an equal, fresh copy with interned strings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from dgd_operator.controllerkit.indexes import compact
+from dgd_operator.api.tree import compact
 
 
 def _decoded(name: str) -> Any:
