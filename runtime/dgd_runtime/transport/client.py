@@ -33,7 +33,6 @@ import secrets
 from collections import deque
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from dgd_runtime.protocol import (
@@ -46,7 +45,12 @@ from dgd_runtime.protocol import (
     decode_output,
 )
 from dgd_runtime.transport import wire
-from dgd_runtime.transport.fastsub import BatchedPublisher, flush_now, subscribe_direct
+from dgd_runtime.transport.fastsub import (
+    BatchedPublisher,
+    InboundMsg,
+    flush_now,
+    subscribe_direct,
+)
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
@@ -278,7 +282,7 @@ class StreamClient:
         with contextlib.suppress(Exception):
             await self._nc.publish(st.control_subject, body, reply=st.inbox)
 
-    def _on_frame(self, msg: Msg) -> None:
+    def _on_frame(self, msg: InboundMsg) -> None:
         st = self._streams.get(msg.subject)
         if st is None:
             return

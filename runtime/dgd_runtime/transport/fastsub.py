@@ -1,6 +1,6 @@
 """Hot-path shortcuts around nats-py: inline subscriptions, batched publishes, immediate flushes.
 
-Subscriptions whose messages are handled inline by nats-py's reader, without a queue hop:
+Subscriptions whose messages are handled inline, without a queue hop or a task switch:
 
 nats-py hands each message to a per-subscription ``asyncio.Queue`` drained by a task that
 awaits the callback: two extra scheduling steps per message. For the token stream that is a
@@ -8,6 +8,14 @@ large share of the client's per-message cost, so hot subscriptions here use a qu
 ``put_nowait`` calls a plain (synchronous, non-blocking) handler directly. Handlers must not
 block; anything that needs to await spawns a task. If nats-py's internals ever change shape,
 :func:`subscribe_direct` falls back to an ordinary callback subscription.
+
+Further, the connection's incoming bytes are parsed where they arrive (:class:`_FastReader`,
+hooked into the socket's ``StreamReader``): a plain ``MSG`` for a hot subscription goes to its
+handler from the socket's read callback, and everything else (PING, INFO, headers, other
+subscriptions) is passed on, in order, to nats-py's own reader task. Without it every batch of
+messages waits one more event-loop iteration for that task to wake, which under load is a
+whole iteration of other streams' work, and nats-py's parser deletes each message from the
+front of its buffer (a copy of the rest of the buffer per message).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -23,7 +31,41 @@ from nats.aio.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
-MsgHandler = Callable[[Msg], None]
+
+class InboundMsg(Protocol):
+    """What a hot handler reads of a message (nats-py's ``Msg`` and :class:`FastMsg`)."""
+
+    @property
+    def subject(self) -> str:
+        """The subject it was published on."""
+
+    @property
+    def reply(self) -> str:
+        """Its reply subject ("" if none)."""
+
+    @property
+    def data(self) -> bytes:
+        """The payload."""
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Headers (None for a plain MSG)."""
+
+
+MsgHandler = Callable[[InboundMsg], None]
+
+
+class FastMsg:
+    """A plain MSG parsed by :class:`_FastReader`."""
+
+    __slots__ = ("data", "reply", "subject")
+
+    headers: None = None
+
+    def __init__(self, subject: str, reply: str, data: bytes) -> None:
+        self.subject = subject
+        self.reply = reply
+        self.data = data
 
 
 class _InlineQueue(asyncio.Queue[Msg]):
@@ -53,6 +95,7 @@ async def subscribe_direct(nc: NatsClient, subject: str, handler: MsgHandler) ->
         sub._pending_queue = _InlineQueue(sub, handler)
         while not old.empty():  # anything that arrived before the swap
             sub._pending_queue.put_nowait(old.get_nowait())
+        _FastReader.register(nc, sub, handler)
         return sub
     await sub.unsubscribe()  # pragma: no cover - only if nats-py's internals change
 
@@ -60,6 +103,135 @@ async def subscribe_direct(nc: NatsClient, subject: str, handler: MsgHandler) ->
         handler(msg)
 
     return await nc.subscribe(subject, cb=callback)  # pragma: no cover
+
+
+class _FastReader:
+    """Parses a connection's incoming bytes in the socket's read callback (see module doc).
+
+    Installed on the connection's current ``StreamReader`` when nats-py's parser sits between
+    two operations (so the two parsers never split one), and again after every reconnect.
+    """
+
+    __slots__ = ("_forward", "_handlers", "_nc", "_need", "_pending", "_pending_len", "_reader")
+
+    ATTR: Final = "_dgd_fast_reader"
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._handlers: dict[int, tuple[Subscription, MsgHandler]] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._forward: Callable[[bytes], None] | None = None
+        self._pending: list[bytes] = []  # the start of an incomplete operation
+        self._pending_len = 0
+        self._need = 0  # bytes that complete it, when known (a large payload arrives in parts)
+
+    @classmethod
+    def register(cls, nc: NatsClient, sub: Subscription, handler: MsgHandler) -> None:
+        """Send plain messages of ``sub`` to ``handler`` from the socket's read callback."""
+        fast: _FastReader | None = getattr(nc, cls.ATTR, None)
+        if fast is None:
+            fast = cls(nc)
+            setattr(nc, cls.ATTR, fast)
+            # After a reconnect the socket (and its reader) is new: hook that one too.
+            user_cb = nc._reconnected_cb
+
+            async def reconnected() -> None:
+                assert fast is not None
+                fast.install()
+                if user_cb is not None:
+                    await user_cb()
+
+            nc._reconnected_cb = reconnected
+        fast._handlers[sub._id] = (sub, handler)
+        fast.install()
+
+    def install(self, attempts: int = 50) -> None:
+        """Hook the current reader, now or (nats-py mid-operation) a little later."""
+        reader = getattr(getattr(self._nc, "_transport", None), "_io_reader", None)
+        if not isinstance(reader, asyncio.StreamReader) or reader is self._reader:
+            return
+        ps = self._nc._ps
+        if getattr(reader, "_buffer", b"") or ps.buf or ps.state != 1:
+            if attempts > 0:  # nats-py holds part of an operation: hook it between two
+                asyncio.get_running_loop().call_later(0.01, self.install, attempts - 1)
+            return
+        self._reader = reader
+        self._forward = reader.feed_data
+        self._pending.clear()
+        self._pending_len = self._need = 0
+        reader.feed_data = self._feed  # type: ignore[method-assign,assignment]
+
+    def _feed(self, chunk: bytes) -> None:
+        pending = self._pending
+        if pending:
+            pending.append(chunk)
+            self._pending_len += len(chunk)
+            if self._pending_len < self._need:
+                return  # joined once, when the whole operation is here
+            data = b"".join(pending)
+            pending.clear()
+        else:
+            data = bytes(chunk)
+        self._need = 0
+        n = len(data)
+        pos = 0
+        handlers = self._handlers
+        subs = self._nc._subs
+        stats = self._nc.stats
+        forward: list[bytes] = []
+        while pos < n:
+            eol = data.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            if data.startswith(b"MSG ", pos):
+                args = data[pos + 4 : eol].split(b" ")
+                try:
+                    end = eol + 2 + int(args[-1])
+                    sid = int(args[1])
+                except (ValueError, IndexError):
+                    forward.append(data[pos:])  # nats-py reports the protocol error
+                    pos = n
+                    break
+                if end + 2 > n:
+                    self._need = end + 2 - pos
+                    break
+                entry = handlers.get(sid)
+                if entry is None or subs.get(sid) is not entry[0]:
+                    forward.append(data[pos : end + 2])
+                else:
+                    payload = data[eol + 2 : end]
+                    stats["in_msgs"] += 1
+                    stats["in_bytes"] += len(payload)
+                    entry[0]._received += 1
+                    reply = args[2].decode() if len(args) == 4 else ""
+                    try:
+                        entry[1](FastMsg(args[0].decode(), reply, payload))
+                    except Exception:
+                        log.exception("message handler for %s failed", args[0])
+                pos = end + 2
+            elif data.startswith(b"HMSG ", pos):
+                args = data[pos + 5 : eol].split(b" ")
+                try:
+                    end = eol + 2 + int(args[-1])
+                except ValueError:
+                    forward.append(data[pos:])
+                    pos = n
+                    break
+                if end + 2 > n:
+                    self._need = end + 2 - pos
+                    break
+                forward.append(data[pos : end + 2])  # headers: nats-py parses them
+                pos = end + 2
+            else:  # PING, PONG, INFO, +OK, -ERR
+                forward.append(data[pos : eol + 2])
+                pos = eol + 2
+        if pos < n:
+            pending.append(data[pos:])
+            self._pending_len = n - pos
+        else:
+            self._pending_len = 0
+        if forward and self._forward is not None:
+            self._forward(b"".join(forward))
 
 
 def flush_now(nc: NatsClient) -> None:

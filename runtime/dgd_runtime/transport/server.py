@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from dgd_runtime.aio import EagerTask
@@ -33,7 +32,12 @@ from dgd_runtime.protocol import (
     encode_output,
 )
 from dgd_runtime.transport import wire
-from dgd_runtime.transport.fastsub import BatchedPublisher, flush_now, subscribe_direct
+from dgd_runtime.transport.fastsub import (
+    BatchedPublisher,
+    InboundMsg,
+    flush_now,
+    subscribe_direct,
+)
 from dgd_runtime.transport.subjects import control_subject
 
 log = logging.getLogger(__name__)
@@ -159,7 +163,7 @@ class EndpointServer:
 
     # ------------------------------------------------------------------ handlers
 
-    def _on_request(self, msg: Msg) -> None:
+    def _on_request(self, msg: InboundMsg) -> None:
         inbox = msg.reply
         if not inbox:
             return
@@ -183,7 +187,7 @@ class EndpointServer:
         task = st.task = EagerTask(self._run_stream(st))
         task.start()
 
-    def _on_control(self, msg: Msg) -> None:
+    def _on_control(self, msg: InboundMsg) -> None:
         headers = msg.headers
         if headers and headers.get("Status") == "503":
             # Our keepalive found no subscriber on the client's inbox: the client is gone.
