@@ -179,6 +179,10 @@ class _FastReader:
         subs = self._nc._subs
         stats = self._nc.stats
         forward: list[bytes] = []
+        # After a hot subscription's message with headers (nats-py delivers it, one loop step
+        # later), the rest of this read goes to nats-py too, so that subscription's messages
+        # keep their order; the next read comes after nats-py's reader ran.
+        inline = True
         while pos < n:
             eol = data.find(b"\r\n", pos)
             if eol < 0:
@@ -196,7 +200,10 @@ class _FastReader:
                     self._need = end + 2 - pos
                     break
                 entry = handlers.get(sid)
-                if entry is None or subs.get(sid) is not entry[0]:
+                if entry is not None and subs.get(sid) is not entry[0]:
+                    del handlers[sid]  # unsubscribed
+                    entry = None
+                if entry is None or not inline:
                     forward.append(data[pos : end + 2])
                 else:
                     payload = data[eol + 2 : end]
@@ -221,6 +228,8 @@ class _FastReader:
                     self._need = end + 2 - pos
                     break
                 forward.append(data[pos : end + 2])  # headers: nats-py parses them
+                if len(args) > 1 and args[1].isdigit() and int(args[1]) in handlers:
+                    inline = False
                 pos = end + 2
             else:  # PING, PONG, INFO, +OK, -ERR
                 forward.append(data[pos : eol + 2])
