@@ -150,6 +150,8 @@ class WorkerInstance:
     endpoint: str
     subject: str
     model: ModelCard
+    features: tuple[str, ...] = ()
+    """Request-plane features the worker supports (e.g. batched frames, ``"mux"``)."""
 
 
 @dataclass(slots=True)
@@ -383,6 +385,7 @@ def instance_to_dict(w: WorkerInstance) -> dict[str, Any]:
         "endpoint": w.endpoint,
         "subject": w.subject,
         "model": model_card_to_dict(w.model),
+        **({"features": list(w.features)} if w.features else {}),
     }
 
 
@@ -398,6 +401,7 @@ def instance_from_dict(d: Any) -> WorkerInstance:
             endpoint=str(d["endpoint"]),
             subject=str(d["subject"]),
             model=model_card_from_dict(d["model"]),
+            features=tuple(str(f) for f in d.get("features") or ()),
         )
     except KeyError as exc:
         raise RuntimeProtocolError(f"worker instance: missing field {exc.args[0]!r}") from None

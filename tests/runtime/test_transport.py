@@ -17,6 +17,7 @@ from dgd_runtime.protocol import (
     SamplingOptions,
 )
 from dgd_runtime.router.client import RoutedClient
+from dgd_runtime.transport.server import EndpointServer
 from dgd_runtime.worker.service import Worker
 
 pytestmark = pytest.mark.runtime
@@ -37,12 +38,19 @@ async def _run(client: RoutedClient, req: PreprocessedRequest) -> list[EngineOut
     return [out async for out in client.generate(req)]
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched-frames", "per-inbox-frames"])
 async def test_generate_streams_every_token(
-    start_worker: StartWorker, make_client: MakeClient
+    start_worker: StartWorker,
+    make_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    batched: bool,
 ) -> None:
+    if not batched:  # a worker from before batched frames: its record lists no features
+        monkeypatch.setattr(EndpointServer, "FEATURES", ())
     worker = await start_worker()
     client = await make_client()
     await client.wait_for_workers(10)
+    assert client.instances()[0].features == (("mux",) if batched else ())
     assert [m.name for m in client.models()] == ["dgd-tiny"]
     assert client.models()[0].kv_block_size == 4
 
@@ -55,6 +63,8 @@ async def test_generate_streams_every_token(
 
     again = await _run(client, _req("r2", prompt, 5))
     assert again[0].cached_tokens == 20  # 5 full blocks of 4 reused
+    assert worker.server is not None
+    assert (worker.server.counters.batches_sent > 0) is batched
     await eventually(lambda: worker.engine.stats().kv_active_blocks == 0, 5, "blocks released")
 
 

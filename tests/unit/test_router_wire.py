@@ -145,12 +145,43 @@ def test_malformed_input_is_a_protocol_error(decoder: object, data: bytes, messa
 
 def test_request_envelope() -> None:
     req = PreprocessedRequest("r", "m", [1], SamplingOptions())
-    window, back = wire.decode_request_envelope(wire.encode_request_envelope(req, 32))
-    assert (window, back) == (32, req)
+    assert wire.decode_request_envelope(wire.encode_request_envelope(req, 32)) == (32, req, None)
+    # A client that takes batched frames names its mux subject (older workers never get one).
+    mux = wire.encode_request_envelope(req, 32, "_DGD.ab.m")
+    assert wire.decode_request_envelope(mux) == (32, req, "_DGD.ab.m")
+    with pytest.raises(RuntimeProtocolError, match="mux subject"):
+        wire.decode_request_envelope(b'[1, 1, ["r", "m", [1], []], 7]')
     with pytest.raises(RuntimeProtocolError, match="unsupported protocol version 9"):
         wire.decode_request_envelope(b"[9, 1, []]")
     with pytest.raises(RuntimeProtocolError, match="window"):
         wire.decode_request_envelope(b"[1, 0, []]")
+
+
+def test_batched_frames_round_trip() -> None:
+    frames = [(b"1", b"D1|[1]"), (b"22", b""), (b"x" * 255, b"K" * 70_000)]
+    payload = b"".join(wire.mux_entry(token, frame) for token, frame in frames)
+    assert wire.split_mux(payload) == frames
+    assert wire.split_mux(b"") == []
+    for cut in (1, 3, len(payload) - 1):
+        with pytest.raises(RuntimeProtocolError, match="truncated"):
+            wire.split_mux(payload[:cut])
+
+
+def test_instance_features_are_optional_in_discovery_records() -> None:
+    from dgd_runtime.protocol import (
+        ModelCard,
+        WorkerInstance,
+        decode_instance,
+        encode_instance,
+        instance_to_dict,
+    )
+
+    card = ModelCard("m", "/m", 128, 16)
+    plain = WorkerInstance("i", "ns", "c", "e", "s", card)
+    assert "features" not in instance_to_dict(plain)  # records of older workers look the same
+    assert decode_instance(encode_instance(plain)) == plain
+    muxed = WorkerInstance("i", "ns", "c", "e", "s", card, features=(wire.FEATURE_MUX,))
+    assert decode_instance(encode_instance(muxed)).features == ("mux",)
 
 
 def test_control_messages() -> None:

@@ -153,6 +153,7 @@ class EncodeWorker:
             endpoint=settings.endpoint,
             subject=request_subject(settings.namespace, ENCODE_COMPONENT, settings.endpoint, iid),
             model=card,
+            features=EndpointServer.FEATURES,
         )
         self.engine: EncodeEngine | None = None
         self.server: EndpointServer | None = None

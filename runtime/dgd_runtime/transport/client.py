@@ -212,6 +212,8 @@ class StreamClient:
         self._ping_after = ping_after
         self._dead_after = dead_after
         self._prefix = f"_DGD.{secrets.token_hex(8)}"
+        self._mux_subject = f"{self._prefix}.{wire.MUX_SUBJECT_TOKEN}"
+        self._inbox_head = self._prefix + "."
         self._seq = 0
         self._streams: dict[str, ResponseStream] = {}
         self._sub: Subscription | None = None
@@ -248,7 +250,8 @@ class StreamClient:
         st = ResponseStream(self, inbox, instance, self._window)
         st.last_rx = asyncio.get_running_loop().time()
         self._streams[inbox] = st
-        payload = wire.encode_request_envelope(request, self._window)
+        mux = self._mux_subject if wire.FEATURE_MUX in instance.features else None
+        payload = wire.encode_request_envelope(request, self._window, mux)
         if len(payload) > self._nc.max_payload:
             st._finish()
             raise RequestTooLargeError(
@@ -285,12 +288,28 @@ class StreamClient:
     def _on_frame(self, msg: InboundMsg) -> None:
         st = self._streams.get(msg.subject)
         if st is None:
+            if msg.subject == self._mux_subject:
+                self._on_batch(msg.data)
             return
         headers = msg.headers
         if headers is not None and headers.get("Status") == "503":
             st.fail(self._lost(st, "no responders (worker process gone)"))
             return
         st._push(msg.data, asyncio.get_running_loop().time())
+
+    def _on_batch(self, payload: bytes) -> None:
+        """Frames of several streams batched by a worker (wire: batched frames)."""
+        try:
+            entries = wire.split_mux(payload)
+        except RuntimeProtocolError as exc:
+            log.warning("dropping a malformed batch of frames: %s", exc)
+            return
+        streams, head = self._streams, self._inbox_head
+        now = asyncio.get_running_loop().time()
+        for token, frame in entries:
+            st = streams.get(head + token.decode())
+            if st is not None:
+                st._push(frame, now)
 
     async def _watchdog_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
@@ -56,6 +56,8 @@ class _ServerStream:
     task: EagerTask[None] | None = None
     credit_waiter: asyncio.Future[None] | None = None
     cancelled: bool = False
+    mux: str | None = None  # the client's mux subject (batched frames), if it takes them
+    mux_token: bytes = b""  # this stream's inbox token in batched frames
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,7 +83,10 @@ class ServerCounters:
     client_gone_total: int = 0
     errors_total: int = 0
     messages_sent: int = 0
+    """Frames sent (a batch of frames counts each of them)."""
     bytes_sent: int = 0
+    batches_sent: int = 0
+    """Batched-frames messages sent on clients' mux subjects."""
 
 
 class EndpointServer:
@@ -115,6 +120,12 @@ class EndpointServer:
         """Called once per finished stream (on the event loop; keep it cheap)."""
         self._bg: set[asyncio.Task[Any]] = set()
         self._publisher: BatchedPublisher | None = None
+        self._bg_eager: set[EagerTask[None]] = set()
+        self._mux_out: dict[str, list[bytes]] = {}  # mux subject -> entries of this iteration
+        self._mux_flush_scheduled = False
+
+    FEATURES: Final = (wire.FEATURE_MUX,)
+    """What to list in the discovery record of an instance this server serves."""
 
     @property
     def inflight(self) -> int:
@@ -172,13 +183,17 @@ class EndpointServer:
             self.counters.requests_refused += 1
             return
         try:
-            window, request = wire.decode_request_envelope(msg.data)
+            window, request, mux = wire.decode_request_envelope(msg.data)
         except (RuntimeProtocolError, TypeError, ValueError) as exc:
             self.counters.errors_total += 1
             out = EngineOutput([], FINISH_ERROR, f"bad request: {exc}")
             self._spawn(self._send(inbox, wire.data_frame(1, encode_output(out))))
             return
         st = _ServerStream(inbox, request, min(window, self._max_window))
+        if mux is not None:
+            prefix, _, token = inbox.rpartition(".")
+            if prefix == mux.rpartition(".")[0] and 0 < len(token) < 256:
+                st.mux, st.mux_token = mux, token.encode()
         self._streams[inbox] = st
         self._idle.clear()
         self.counters.requests_total += 1
@@ -263,10 +278,12 @@ class EndpointServer:
                     if first_token_at is None:
                         first_token_at = loop.time()
                     tokens += len(out.token_ids)
-                if not await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out))):
+                if not await self._send_frame(st, wire.data_frame(st.sent, encode_output(out))):
                     break
-                if st.sent == 1:
-                    flush_now(self._nc)  # the first output is on the time-to-first-token path
+                if st.sent == 1:  # the first output is on the time-to-first-token path
+                    if st.mux is not None:
+                        self._flush_mux()
+                    flush_now(self._nc)
                 if out.finish_reason is not None:
                     finished = True
                     reason = out.finish_reason
@@ -278,7 +295,7 @@ class EndpointServer:
             self.counters.errors_total += 1
             out = EngineOutput([], FINISH_ERROR, f"{type(exc).__name__}: {exc}")
             st.sent += 1
-            await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out)))
+            await self._send_frame(st, wire.data_frame(st.sent, encode_output(out)))
             finished = True
             reason = FINISH_ERROR
         finally:
@@ -336,7 +353,7 @@ class EndpointServer:
                 self.counters.errors_total += 1
                 st.sent += 1
                 out = EngineOutput([], FINISH_ERROR, message)
-                await self._send(st.inbox, wire.data_frame(st.sent, encode_output(out)))
+                await self._send_frame(st, wire.data_frame(st.sent, encode_output(out)))
         for task in [st.task for st in streams if st.task is not None]:
             await task.wait()
 
@@ -345,6 +362,61 @@ class EndpointServer:
             await _aclose(agen)
         with contextlib.suppress(Exception):
             await self._engine.abort(request_id)
+
+    async def _send_frame(self, st: _ServerStream, frame: bytes) -> bool:
+        """Send a data frame: batched on the client's mux subject, else to the inbox."""
+        mux = st.mux
+        if mux is None:
+            return await self._send(st.inbox, frame)
+        out = self._mux_out.get(mux)
+        if out is None:
+            out = self._mux_out[mux] = []
+        out.append(wire.mux_entry(st.mux_token, frame))
+        self.counters.messages_sent += 1
+        self.counters.bytes_sent += len(frame)
+        if not self._mux_flush_scheduled:
+            self._mux_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_mux)
+        return True
+
+    def _flush_mux(self) -> None:
+        """Publish every client's batched frames (one message per client, within max_payload)."""
+        self._mux_flush_scheduled = False
+        pending, self._mux_out = self._mux_out, {}
+        limit = max(self._nc.max_payload - 1024, 1024)
+        for subject, entries in pending.items():
+            batch: list[bytes] = []
+            size = 0
+            for entry in entries:
+                if batch and size + len(entry) > limit:
+                    self._publish_now(subject, b"".join(batch))
+                    batch, size = [], 0
+                batch.append(entry)
+                size += len(entry)
+            self._publish_now(subject, b"".join(batch))
+
+    def _publish_now(self, subject: str, payload: bytes) -> None:
+        self.counters.batches_sent += 1
+        publisher = self._publisher
+        if publisher is not None and publisher.publish(subject, payload):
+            return
+        # Through nats-py (reconnecting, or its buffer backed up). Started eagerly: nats-py
+        # queues the command as the coroutine starts, so batches keep their order.
+        holder: list[EagerTask[None]] = []
+
+        async def publish() -> None:
+            try:
+                await self._nc.publish(subject, payload)
+            except Exception as exc:  # closed: the client's silence watchdog takes over
+                log.debug("publish to %s failed: %s", subject, exc)
+            finally:
+                if holder:
+                    self._bg_eager.discard(holder[0])
+
+        task = EagerTask(publish())
+        holder.append(task)
+        self._bg_eager.add(task)
+        task.start()
 
     async def _send(self, inbox: str, frame: bytes, *, probe: bool = False) -> bool:
         reply = self.control_subject if probe else ""

@@ -11,7 +11,16 @@ Client -> worker, on the worker's control subject, always with ``reply=<inbox>``
 worker is reported at once by the server's no-responders status:
   ``C<n>|<inbox>`` grant n more credits;  ``X|<inbox>`` cancel;  ``P|<inbox>`` ping
 Request (client -> worker, on the worker's request subject, ``reply=<inbox>``):
-  orjson ``[PROTOCOL_VERSION, window, request_array]``
+  orjson ``[PROTOCOL_VERSION, window, request_array]``, or with a fourth element, the client's
+  *mux subject*, sent only to workers whose discovery record lists :data:`FEATURE_MUX`.
+
+Batched frames (worker -> client, on the mux subject, when the request named one): the data
+frames of all of one client's streams produced in one event-loop iteration of the worker, as
+entries ``<u8 n><inbox's last token, n bytes><u32 big-endian m><frame, m bytes>``; the client's
+inboxes are ``<mux subject minus its last token>.<token>``. One message per iteration instead
+of one per token per stream: under load most of the request plane's cost (the worker's
+publishes, nats-server's routing, the client's parsing) is per message. Other frames
+(keepalive, gone, refused) still go to the inbox itself.
 """
 
 from __future__ import annotations
@@ -41,6 +50,12 @@ CTL_PING: Final = 0x50  # b"P"
 KEEPALIVE: Final = b"K"
 GONE: Final = b"G"
 
+FEATURE_MUX: Final = "mux"
+"""Listed in a worker's discovery record when it batches frames onto a client's mux subject."""
+
+MUX_SUBJECT_TOKEN: Final = "m"
+"""Last token of a client's mux subject (its inboxes end in a number)."""
+
 
 def data_frame(seq: int, output: bytes) -> bytes:
     """The ``seq``-th data frame of a stream carrying an encoded output."""
@@ -59,25 +74,54 @@ def split_data_frame(frame: bytes) -> tuple[int, memoryview]:
     return seq, memoryview(frame)[sep + 1 :]
 
 
-def encode_request_envelope(request: PreprocessedRequest, window: int) -> bytes:
-    """The request message body."""
-    return orjson.dumps([PROTOCOL_VERSION, window, request_to_list(request)])
+def encode_request_envelope(
+    request: PreprocessedRequest, window: int, mux_subject: str | None = None
+) -> bytes:
+    """The request message body (``mux_subject``: where the client takes batched frames)."""
+    if mux_subject is None:
+        return orjson.dumps([PROTOCOL_VERSION, window, request_to_list(request)])
+    return orjson.dumps([PROTOCOL_VERSION, window, request_to_list(request), mux_subject])
 
 
-def decode_request_envelope(data: bytes) -> tuple[int, PreprocessedRequest]:
-    """``(window, request)`` from a request message body."""
+def decode_request_envelope(data: bytes) -> tuple[int, PreprocessedRequest, str | None]:
+    """``(window, request, mux subject or None)`` from a request message body."""
     try:
         v: Any = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise RuntimeProtocolError(f"request envelope: invalid JSON: {exc}") from None
-    if not isinstance(v, list) or len(v) != 3:
-        raise RuntimeProtocolError("request envelope: expected [version, window, request]")
+    if not isinstance(v, list) or len(v) not in (3, 4):
+        raise RuntimeProtocolError(
+            "request envelope: expected [version, window, request] or [..., mux subject]"
+        )
     if v[0] != PROTOCOL_VERSION:
         raise RuntimeProtocolError(f"request envelope: unsupported protocol version {v[0]!r}")
     window = v[1]
     if not isinstance(window, int) or window < 1:
         raise RuntimeProtocolError("request envelope: window must be a positive integer")
-    return window, request_from_list(v[2])
+    mux = v[3] if len(v) == 4 else None
+    if mux is not None and (not isinstance(mux, str) or "." not in mux):
+        raise RuntimeProtocolError("request envelope: mux subject must be a NATS subject")
+    return window, request_from_list(v[2]), mux
+
+
+def mux_entry(token: bytes, frame: bytes) -> bytes:
+    """One entry of a batched-frames message (``token``: the inbox's last token)."""
+    return b"%c%b%b%b" % (len(token), token, len(frame).to_bytes(4, "big"), frame)
+
+
+def split_mux(payload: bytes) -> list[tuple[bytes, bytes]]:
+    """``[(inbox token, frame), ...]`` of a batched-frames message."""
+    out: list[tuple[bytes, bytes]] = []
+    pos, n = 0, len(payload)
+    while pos < n:
+        k = payload[pos]
+        start = pos + 1 + k
+        end = start + 4 + int.from_bytes(payload[start : start + 4], "big")
+        if start + 4 > n or end > n:
+            raise RuntimeProtocolError("batched frames: truncated entry")
+        out.append((payload[pos + 1 : start], payload[start + 4 : end]))
+        pos = end
+    return out
 
 
 def encode_control(kind: int, inbox: str, amount: int = 0) -> bytes:

@@ -137,6 +137,7 @@ class Worker:
             endpoint=settings.endpoint,
             subject=subject,
             model=self.card,
+            features=EndpointServer.FEATURES,
         )
         self.nc: NatsClient | None = None
         self.media: MediaResolvingEngine | None = None
