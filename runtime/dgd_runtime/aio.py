@@ -68,6 +68,8 @@ class EagerTask(Generic[T]):
             yielded._asyncio_future_blocking = False
             self._awaited = yielded
             yielded.add_done_callback(self._on_awaited_done)
+            if self._cancel_requested:  # cancel() came while the first step ran
+                yielded.cancel()
         else:
             self._coro.throw(RuntimeError(f"coroutine yielded a non-future: {yielded!r}"))
 

@@ -633,10 +633,9 @@ class HttpServer:
     async def close(self) -> None:
         """Stop listening and abort every open connection (cancelling their handlers)."""
         self._close_sockets()
-        adopting = list(self._adopting.values())
-        for adopt in adopting:
-            adopt.cancel()
-        for adopt in adopting:
+        # Let hand-overs finish (one loop iteration): cancelling one under uvloop closes its
+        # transport without connection_lost, so its handler would never be cancelled.
+        for adopt in list(self._adopting.values()):
             await adopt.wait()
         for conn in list(self.connections):
             conn.abort()
