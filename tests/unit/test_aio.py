@@ -12,10 +12,11 @@ raised after the first wait; several awaits in sequence after resumption.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+import uvloop
 
 from dgd_runtime.aio import EagerTask, start_eagerly
 
@@ -409,3 +410,77 @@ async def test_cancel_after_the_task_exists_raises_at_the_current_await() -> Non
     with pytest.raises(asyncio.CancelledError):
         eager.result()
     assert eager.cancel() is False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "product bug: cancel() called while the coroutine runs its synchronous first step (it "
+        "returns True) only sets _cancel_requested; start() then registers the first awaited "
+        "future without cancelling it, so the coroutine keeps waiting until that future "
+        "completes on its own (forever if it never does). Task.cancel() delivers "
+        "CancelledError at the first await. No current caller cancels from inside the first "
+        "step (the frontend and the worker cancel from other callbacks)"
+    ),
+)
+async def test_cancel_during_the_synchronous_first_step_is_delivered_at_the_first_wait() -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+    holder: list[EagerTask[None]] = []
+
+    async def work() -> None:
+        seen.append(f"cancel() returned {holder[0].cancel()}")
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    eager = EagerTask(work())
+    holder.append(eager)
+    eager.start()
+    try:
+        await until(eager.done)  # gate is never completed: only the cancellation can end it
+        assert seen == ["cancel() returned True", "cancelled"]
+        with pytest.raises(asyncio.CancelledError):
+            eager.result()
+    finally:
+        gate.cancel()  # while the bug lasts, the coroutine still waits for gate: end it
+        await finished(eager)
+
+
+# The tests above, without parameters, once more on uvloop: the frontend and the worker run
+# their eager starts there in production (pytest-asyncio runs the tests above on the default
+# loop and picks other loops only through a conftest hook).
+UVLOOP_SCENARIOS = [
+    test_coroutine_that_never_waits_finishes_inside_start_without_a_task,
+    test_part_before_first_wait_runs_synchronously_and_the_rest_after_the_future,
+    test_wait_registered_before_the_task_exists,
+    test_wait_registered_after_the_task_exists,
+    test_cancel_while_waiting_on_a_future_raises_at_that_await,
+    test_cancel_while_waiting_on_a_future_cancels_a_coroutine_that_does_not_catch,
+    test_bare_yield_continues_on_the_next_iteration,
+    test_cancel_after_a_bare_yield_raises_at_that_await,
+    test_awaiting_a_task_returns_its_result,
+    test_cancel_while_awaiting_a_task_cancels_that_task,
+    test_exception_after_the_first_wait_is_kept_for_result,
+    test_exception_after_the_first_wait_reaches_a_waiter_registered_before_the_task,
+    test_awaits_after_resumption_behave_normally,
+    test_cancel_after_the_task_exists_raises_at_the_current_await,
+]
+
+
+@pytest.mark.parametrize("scenario", UVLOOP_SCENARIOS, ids=lambda f: f.__name__[len("test_") :])
+def test_on_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
+
+
+@pytest.mark.parametrize("outcome", ["result", "exception"])
+def test_cancel_race_on_uvloop(outcome: str) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            test_cancel_after_the_awaited_future_completed_but_before_resumption_still_cancels(
+                outcome
+            )
+        )
