@@ -206,7 +206,10 @@ def test_many_clients_connecting_at_once_are_all_answered(run: LoopRunner) -> No
     run(scenario())
 
 
-def test_request_sent_after_the_accept_is_answered(run: LoopRunner) -> None:
+@pytest.mark.parametrize("at_accept", [0, 20], ids=["nothing-at-accept", "part-at-accept"])
+def test_request_sent_after_the_accept_is_answered(run: LoopRunner, at_accept: int) -> None:
+    request = get("/late")
+
     async def scenario() -> None:
         calls: list[str] = []
 
@@ -215,13 +218,14 @@ def test_request_sent_after_the_accept_is_answered(run: LoopRunner) -> None:
             conn.send(200, b"late", b"text/plain")
 
         async with serving(handler) as server:
-            client = await Client.adopt(connect_and_send(server.port))
+            sock = connect_and_send(server.port, request[:at_accept])
+            client = await Client.adopt(sock)
             try:
                 await until(lambda: len(server.connections) == 1, "the accept")
                 for _ in range(10):
-                    await asyncio.sleep(0)  # connection_made and a read find nothing either
+                    await asyncio.sleep(0)  # connection_made and a read find no more either
                 assert calls == []
-                client.writer.write(get("/late"))
+                client.writer.write(request[at_accept:])
                 head, body = await client.response()
                 assert head.startswith(b"HTTP/1.1 200 OK\r\n")
                 assert body == b"late"
@@ -327,9 +331,17 @@ def test_refusal_read_at_accept_is_answered_then_half_closed(
     run(scenario())
 
 
-def test_keep_alive_after_a_first_request_read_at_accept(run: LoopRunner) -> None:
+async def echo_path_at_once(request: Request, conn: Connection) -> None:
+    """A handler that answers 200 with the request's path without awaiting anything."""
+    conn.send(200, request.path.encode(), b"text/plain")
+
+
+@pytest.mark.parametrize("handler", [echo_path, echo_path_at_once], ids=["awaits", "at-once"])
+def test_keep_alive_after_a_first_request_read_at_accept(
+    run: LoopRunner, handler: Callable[[Request, Connection], Coroutine[Any, Any, None]]
+) -> None:
     async def scenario() -> None:
-        async with serving(echo_path) as server:
+        async with serving(handler) as server:
             client = await Client.adopt(connect_and_send(server.port, get("/first")))
             try:
                 head, body = await client.response()
