@@ -412,17 +412,6 @@ async def test_cancel_after_the_task_exists_raises_at_the_current_await() -> Non
     assert eager.cancel() is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "product bug: cancel() called while the coroutine runs its synchronous first step (it "
-        "returns True) only sets _cancel_requested; start() then registers the first awaited "
-        "future without cancelling it, so the coroutine keeps waiting until that future "
-        "completes on its own (forever if it never does). Task.cancel() delivers "
-        "CancelledError at the first await. No current caller cancels from inside the first "
-        "step (the frontend and the worker cancel from other callbacks)"
-    ),
-)
 async def test_cancel_during_the_synchronous_first_step_is_delivered_at_the_first_wait() -> None:
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     seen: list[str] = []

@@ -417,19 +417,7 @@ def _waiting_handler(
     "loop_name",
     [
         "asyncio",
-        pytest.param(
-            "uvloop",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "product bug: under uvloop, HttpServer.close() cancels connections still "
-                    "being adopted; uvloop's connect_accepted_socket then closes the transport "
-                    "without connection_lost although connection_made was delivered, and "
-                    "Connection.abort() on that closed transport is a no-op: the handler is "
-                    "never cancelled and the Connection stays in server.connections"
-                ),
-            ),
-        ),
+        "uvloop",
     ],
 )
 def test_close_while_connections_are_being_adopted_cancels_their_handlers(
