@@ -368,6 +368,10 @@ class EndpointServer:
         mux = st.mux
         if mux is None:
             return await self._send(st.inbox, frame)
+        if len(frame) > self._nc.max_payload // 2:
+            # Too large to share a message: on its own, after what is queued for this client.
+            self._flush_mux()
+            return await self._send(st.inbox, frame)
         out = self._mux_out.get(mux)
         if out is None:
             out = self._mux_out[mux] = []
