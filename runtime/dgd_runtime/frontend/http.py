@@ -437,14 +437,10 @@ class Connection(asyncio.Protocol):
         """Drop the connection now (server shutdown)."""
         if self._transport is not None:
             self._transport.abort()
-        elif not self._closed:  # connection_made will drop the transport
-            self._closed = True
-            if self._idle is not None:
-                self._idle.cancel()
-            if self._registry is not None:
-                self._registry.discard(self)
-            if self._task is not None and not self._task.done():
-                self._task.cancel()
+        elif not self._closed:
+            # No transport yet to report the loss: the same as losing it (connection_made,
+            # if it still comes, drops the transport).
+            self.connection_lost(None)
 
     def _close(self) -> None:
         if self._transport is None:
