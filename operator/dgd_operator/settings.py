@@ -217,7 +217,7 @@ class OperatorSettings:
     epp_cluster_role_name: str | None = None
     """`DGD_EPP_CLUSTER_ROLE_NAME`: the same for `epp-serviceaccount` (endpoint picker services)."""
 
-    workers: int = _bounded(4, minimum=1)
+    workers: int = _bounded(8, minimum=1)
     """`DGD_WORKERS`: DGDs reconciled concurrently (one DGD is never reconciled twice at once)."""
 
     group_restart_budget: int = _bounded(5, minimum=0)
