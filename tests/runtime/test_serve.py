@@ -39,7 +39,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not AGG.exists(), reason="reference DGD examples not present")
 def test_serve_agg_example_answers_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "DGD_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "DGD_CACHE": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)}
     stderr_path = tmp_path / "serve.stderr"
     lines: list[str] = []
     pids: list[int] = []

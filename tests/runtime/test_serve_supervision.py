@@ -44,7 +44,9 @@ class ServeProcess:
             [*SERVE, str(graph), "--port", str(port), "--speedup-ratio", "4"],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env={**os.environ, "DGD_CACHE": str(tmp_path / "cache")},
+            # TMPDIR: nats-server's store goes under the test's directory, so a SIGKILLed
+            # `dgd serve` (no cleanup runs) leaves nothing in /tmp.
+            env={**os.environ, "DGD_CACHE": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)},
             text=True,
         )
         self._pump = threading.Thread(target=self._read, daemon=True)
