@@ -12,7 +12,7 @@ inside the callback that read it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -21,24 +21,25 @@ T = TypeVar("T")
 class EagerTask(Generic[T]):
     """A coroutine started by :func:`start_eagerly`: a task once it has waited for something.
 
-    Supports what callers of a task use here: :meth:`cancel`, :meth:`done`, :meth:`result`
-    and awaiting (:meth:`wait`). Create it, keep the reference where the coroutine may look for
-    it, then :meth:`start` it (the coroutine may finish inside ``start``).
+    Supports what callers of a task use here: :meth:`cancel`, :meth:`done`, :meth:`result`,
+    :meth:`add_done_callback` and awaiting (:meth:`wait`). Create it, keep the reference where
+    the coroutine may look for it, then :meth:`start` it (the coroutine may finish inside
+    ``start``); :func:`start_eagerly` does both when nothing needs the reference first.
     """
 
     __slots__ = (
         "_awaited",
+        "_callbacks",
         "_cancel_requested",
         "_coro",
         "_exception",
         "_finished",
         "_result",
         "_task",
-        "_waiters",
     )
 
     def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
-        """Internal: use :func:`start_eagerly`."""
+        """Wrap ``coro``; nothing runs until :meth:`start`."""
         self._coro = coro
         self._task: asyncio.Task[T] | None = None
         self._awaited: asyncio.Future[Any] | None = None
@@ -46,7 +47,7 @@ class EagerTask(Generic[T]):
         self._cancel_requested = False
         self._result: T | None = None
         self._exception: BaseException | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
+        self._callbacks: list[Callable[[EagerTask[T]], object]] | None = None
 
     def start(self) -> None:
         """Run the coroutine until it waits; then hand it to a task when the wait is over."""
@@ -81,7 +82,7 @@ class EagerTask(Generic[T]):
         task = self._task = asyncio.get_running_loop().create_task(self._coro)
         if self._cancel_requested:
             task.cancel()  # the awaited future was done already when cancel() came
-        if self._waiters is not None:
+        if self._callbacks is not None:
             task.add_done_callback(self._on_task_done)
 
     def _on_task_done(self, task: asyncio.Task[T]) -> None:
@@ -95,9 +96,8 @@ class EagerTask(Generic[T]):
         self._finished = True
         self._result = result
         self._exception = exc
-        for w in self._waiters or ():
-            if not w.done():
-                w.set_result(None)
+        for callback in self._callbacks or ():
+            callback(self)
 
     def done(self) -> bool:
         """True once the coroutine returned or raised."""
@@ -127,16 +127,28 @@ class EagerTask(Generic[T]):
             raise self._exception
         return self._result  # type: ignore[return-value]
 
+    def add_done_callback(self, callback: Callable[[EagerTask[T]], object]) -> None:
+        """Call ``callback(self)`` once the coroutine has finished (at once if it has)."""
+        if self.done():
+            callback(self)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+            if self._task is not None:
+                self._task.add_done_callback(self._on_task_done)
+        self._callbacks.append(callback)
+
     async def wait(self) -> None:
         """Wait until the coroutine has finished (never raises what it raised)."""
         if self.done():
             return
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-            if self._task is not None:
-                self._task.add_done_callback(self._on_task_done)
-        self._waiters.append(waiter)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_: EagerTask[T]) -> None:
+            if not waiter.done():  # the waiting task may have been cancelled
+                waiter.set_result(None)
+
+        self.add_done_callback(wake)
         await waiter
 
 

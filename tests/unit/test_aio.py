@@ -473,3 +473,29 @@ def test_cancel_race_on_uvloop(outcome: str) -> None:
                 outcome
             )
         )
+
+
+async def test_done_callbacks_run_once_whether_added_before_during_or_after_the_task() -> None:
+    calls: list[str] = []
+    assert start_eagerly(_returns(1)).done()
+    start_eagerly(_returns(1)).add_done_callback(lambda _: calls.append("already done"))
+    assert calls == ["already done"]
+
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def work() -> int:
+        await gate
+        await asyncio.sleep(0)
+        return 2
+
+    eager = start_eagerly(work())
+    eager.add_done_callback(lambda e: calls.append(f"before the task: {e.result()}"))
+    gate.set_result(None)
+    await asyncio.sleep(0)  # the task exists now and waits in sleep(0)
+    eager.add_done_callback(lambda e: calls.append(f"with the task: {e.result()}"))
+    await eager.wait()
+    assert calls == ["already done", "before the task: 2", "with the task: 2"]
+
+
+async def _returns(value: int) -> int:
+    return value

@@ -413,15 +413,8 @@ def _waiting_handler(
     return handler
 
 
-@pytest.mark.parametrize(
-    "loop_name",
-    [
-        "asyncio",
-        "uvloop",
-    ],
-)
 def test_close_while_connections_are_being_adopted_cancels_their_handlers(
-    loop_name: str, caplog: pytest.LogCaptureFixture
+    run: LoopRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
         entered: list[str] = []
@@ -470,7 +463,7 @@ def test_close_while_connections_are_being_adopted_cancels_their_handlers(
             await server.close()
 
     with caplog.at_level(logging.DEBUG):
-        LoopRunner(LOOP_FACTORIES[loop_name])(scenario())
+        run(scenario())
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 

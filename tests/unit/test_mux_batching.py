@@ -104,3 +104,25 @@ async def test_a_client_without_a_mux_subject_gets_each_frame_on_its_inbox() -> 
     await _next_iteration()
     assert nc.published == [("_DGD.ab.1", b"D1|x", ""), ("_DGD.ab.1", b"D2|y", "")]
     assert server.counters.batches_sent == 0
+
+
+class _SlowNats(_Nats):
+    """nats-py's shape: the command is queued at once, then the publish waits (a flush)."""
+
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        self.published.append((subject, payload, reply))
+        await asyncio.sleep(0)
+
+
+async def test_batches_through_nats_py_keep_their_order_and_are_released() -> None:
+    nc = _SlowNats()
+    server = EndpointServer(cast(NatsClient, nc), "rq.w1", MockEngine())
+    st = _stream(1)
+    await server._send_frame(st, b"D1|a")
+    server._flush_mux()  # first batch: its publish is still waiting
+    await server._send_frame(st, b"D2|b")
+    server._flush_mux()
+    assert [wire.split_mux(p) for _, p, _ in nc.published] == [[(b"1", b"D1|a")], [(b"1", b"D2|b")]]
+    assert len(server._bg_eager) == 2  # held until their publishes end
+    await _next_iteration()
+    assert server._bg_eager == set()

@@ -531,8 +531,7 @@ class HttpServer:
             raise
         if not self.sockets:
             raise OSError(f"no address to listen on for {host!r}")
-        for sock in self.sockets:
-            loop.add_reader(sock.fileno(), self._accept, sock)
+        self._watch_sockets()
         return self.port
 
     @property
@@ -540,9 +539,11 @@ class HttpServer:
         """The port the server listens on."""
         return int(self.sockets[0].getsockname()[1])
 
-    def _factory(self) -> Connection:
+    def _watch_sockets(self) -> None:
+        """Accept from every listening socket when it is readable."""
         assert self._loop is not None
-        return Connection(self.handler, self._loop, self.connections, self.limits)
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _accept(self, sock: socket.socket) -> None:
         loop = self._loop
@@ -580,7 +581,7 @@ class HttpServer:
             if first == b"":  # closed without a request
                 conn.close()
                 continue
-            protocol = self._factory()
+            protocol = Connection(self.handler, loop, self.connections, self.limits)
             self.connections.add(protocol)
             if first:
                 protocol.data_received(first)
@@ -592,11 +593,8 @@ class HttpServer:
         assert self._loop is not None
         try:
             await self._loop.connect_accepted_socket(lambda: protocol, conn)
-        except asyncio.CancelledError:
-            protocol.abort()
-            conn.close()
-        except OSError as exc:  # reset by the peer before we wrapped it
-            LOG.debug("dropping an accepted connection: %s", exc)
+        except (OSError, asyncio.CancelledError) as exc:  # reset by the peer; loop shutdown
+            LOG.debug("dropping an accepted connection: %r", exc)
             protocol.abort()
             conn.close()
         finally:
@@ -610,8 +608,7 @@ class HttpServer:
 
         def resume() -> None:
             self._resume = None
-            for sock in self.sockets:
-                loop.add_reader(sock.fileno(), self._accept, sock)
+            self._watch_sockets()
 
         self._resume = loop.call_later(ACCEPT_PAUSE_S, resume)
 

@@ -406,21 +406,17 @@ class EndpointServer:
             return
         # Through nats-py (reconnecting, or its buffer backed up). Started eagerly: nats-py
         # queues the command as the coroutine starts, so batches keep their order.
-        holder: list[EagerTask[None]] = []
-
-        async def publish() -> None:
-            try:
-                await self._nc.publish(subject, payload)
-            except Exception as exc:  # closed: the client's silence watchdog takes over
-                log.debug("publish to %s failed: %s", subject, exc)
-            finally:
-                if holder:
-                    self._bg_eager.discard(holder[0])
-
-        task = EagerTask(publish())
-        holder.append(task)
-        self._bg_eager.add(task)
+        task = EagerTask(self._publish_quietly(subject, payload))
         task.start()
+        if not task.done():
+            self._bg_eager.add(task)
+            task.add_done_callback(self._bg_eager.discard)
+
+    async def _publish_quietly(self, subject: str, payload: bytes) -> None:
+        try:
+            await self._nc.publish(subject, payload)
+        except Exception as exc:  # closed: the client's silence watchdog takes over
+            log.debug("publish to %s failed: %s", subject, exc)
 
     async def _send(self, inbox: str, frame: bytes, *, probe: bool = False) -> bool:
         reply = self.control_subject if probe else ""
