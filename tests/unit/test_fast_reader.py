@@ -25,7 +25,13 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Pa
 from tests.runtime.support import eventually
 
 from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
-from dgd_runtime.transport.fastsub import FastMsg, InboundMsg, _FastReader, subscribe_direct
+from dgd_runtime.transport.fastsub import (
+    FastMsg,
+    InboundMsg,
+    _FastReader,
+    confirm_sent,
+    subscribe_direct,
+)
 from dgd_runtime.transport.nats_conn import connect_nats
 
 HOT = 7  # the sid of the hot (subscribe_direct) subscription
@@ -290,7 +296,7 @@ async def test_on_a_real_connection_hot_messages_are_parsed_inline_and_the_rest_
     await subscribe_direct(nc, "fast.inbox.*", inbox.append)
     await nc.subscribe("fast.plain", cb=on_plain)
     await peer.subscribe("fast.svc", cb=respond)
-    await nc.flush()
+    await confirm_sent(nc)
     await peer.flush()
 
     await peer.publish("fast.hot", b"one")
@@ -318,7 +324,7 @@ async def test_on_a_real_connection_hot_messages_are_parsed_inline_and_the_rest_
     assert status.headers is not None and status.headers.get("Status") == "503"
 
     await direct.unsubscribe()
-    await nc.flush()
+    await confirm_sent(nc)
     await peer.publish("fast.hot", b"late")
     await peer.publish("fast.plain", b"after")  # arrives behind "late" (one socket, in order)
     await peer.flush()
@@ -339,7 +345,7 @@ async def test_after_a_nats_server_restart_the_new_socket_is_hooked_too(
     peer = await connect("peer")
     hot: list[InboundMsg] = []
     await subscribe_direct(nc, "fast.hot", hot.append)
-    await nc.flush()
+    await confirm_sent(nc)
     await peer.publish("fast.hot", b"before")
     await peer.flush()
     await eventually(lambda: bool(hot), 5, "a hot message before the restart")
@@ -379,7 +385,7 @@ async def test_a_hot_subscription_keeps_its_order_when_a_message_with_headers_co
     nc = await connect("fast")
     got: list[InboundMsg] = []
     sub = await subscribe_direct(nc, "fast.hot", got.append)
-    await nc.flush()
+    await confirm_sent(nc)
     first = _hmsg("fast.hot", sub._id, b"NATS/1.0\r\nK: v\r\n\r\n", b"first")
     second = _msg("fast.hot", sub._id, b"second")
     # What the socket hands over when a publisher's message with headers and its next plain

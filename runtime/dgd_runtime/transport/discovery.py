@@ -32,6 +32,7 @@ from dgd_runtime.protocol import (
     instance_from_dict,
     instance_to_dict,
 )
+from dgd_runtime.transport.fastsub import confirm_sent
 from dgd_runtime.transport.subjects import (
     discovery_query_subject,
     discovery_subject,
@@ -73,7 +74,7 @@ class DiscoveryPublisher:
         """Answer queries, announce now, then heartbeat every ``interval``."""
         self._sub = await self._nc.subscribe(self._query_subject, cb=self._on_query)
         await self.announce()
-        await self._nc.flush()
+        await confirm_sent(self._nc)
         self.registered = True
         self._task = asyncio.create_task(self._heartbeat_loop(), name="dgd-heartbeat")
 
@@ -100,7 +101,7 @@ class DiscoveryPublisher:
         with contextlib.suppress(Exception):
             doc = {"op": "down", "instance_id": self.instance.instance_id}
             await self._nc.publish(self._subject, orjson.dumps(doc))
-            await self._nc.flush(timeout=2)
+            await confirm_sent(self._nc, timeout=2)
 
     async def _on_query(self, msg: Msg) -> None:
         try:
@@ -179,7 +180,7 @@ class DiscoveryWatcher:
         """Ask every worker of the endpoint to announce itself now."""
         with contextlib.suppress(Exception):
             await self._nc.publish(self._query_subject, self._query)
-            await self._nc.flush(timeout=2)
+            await confirm_sent(self._nc, timeout=2)
 
     async def stop(self) -> None:
         """Stop watching."""

@@ -263,6 +263,20 @@ def flush_now(nc: NatsClient) -> None:
     nc._pending_data_size = 0
 
 
+async def confirm_sent(nc: NatsClient, timeout: int = 10) -> None:
+    """Return once nats-server has processed everything sent on ``nc`` before this call.
+
+    ``nc.flush()`` alone does not promise that in nats-py 2.15 and 2.16: it writes its PING
+    straight to the socket, ahead of the commands still in the connection's buffer, so a
+    ``SUB`` made just before goes out after the PING and the PONG can come back before the
+    server knows the subscription (a publish from another connection is then lost; seen as ~7%
+    of subscribe-flush-publish sequences on the test machine). Writing the buffer first puts
+    the PING behind everything sent so far, which is what the round trip is meant to cover.
+    """
+    flush_now(nc)
+    await nc.flush(timeout)
+
+
 class BatchedPublisher:
     """Publishes on a NATS connection without nats-py's per-message flusher round trip.
 

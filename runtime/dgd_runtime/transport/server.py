@@ -35,6 +35,7 @@ from dgd_runtime.transport import wire
 from dgd_runtime.transport.fastsub import (
     BatchedPublisher,
     InboundMsg,
+    confirm_sent,
     flush_now,
     subscribe_direct,
 )
@@ -138,7 +139,7 @@ class EndpointServer:
         self._publisher = BatchedPublisher(self._nc)
         self._subs.append(await subscribe_direct(self._nc, self.control_subject, self._on_control))
         self._request_sub = await subscribe_direct(self._nc, self.request_subject, self._on_request)
-        await self._nc.flush()
+        await confirm_sent(self._nc)
         self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="dgd-keepalive")
 
     async def stop_accepting(self) -> None:
