@@ -74,6 +74,11 @@ from dgd_operator.reconcile.resources import resource_kind
 from dgd_operator.settings import OperatorSettings
 
 DGD_API = "nvidia.com/v1alpha1"
+# The graphs are created at v1alpha1 (as most users' manifests are) and watched at the storage
+# version, as kubectl (preferred version) and the operator read them: a v1alpha1 watch would
+# make the API server call the conversion webhook for every DGD event, a cost of the observer
+# that only the operator phase (where DGDs get status) would pay.
+DGD_WATCH_API = "nvidia.com/v1beta1"
 DGD_KIND = "DynamoGraphDeployment"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_DGD_NAME = "nvidia.com/dynamo-graph-deployment-name"
@@ -548,7 +553,7 @@ async def run_watchers(
                 tracker.child_seen(kind, obj["metadata"]["name"])
 
     async def dgd_watch() -> None:
-        path = resource_kind(DGD_API, DGD_KIND).collection_path(namespace)
+        path = resource_kind(DGD_WATCH_API, DGD_KIND).collection_path(namespace)
         async for etype, obj in api.watch(path, {}):
             if etype != "DELETED":
                 tracker.dgd_seen(obj)
@@ -693,6 +698,7 @@ async def floor_phase(
     before = await apiserver_counts(api)
     cpu_before = cpu_snapshot(pids)
     tracker.began = time.monotonic()
+    pprof = asyncio.create_task(capture_control_plane_profiles(api, args, f"floor-c{concurrency}"))
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     await create_dgds(api, namespace, names, args.create_concurrency, queue.put_nowait)
     for _ in workers:
@@ -715,6 +721,7 @@ async def floor_phase(
         ),
     )
     cpu = cpu_delta(cpu_before, cpu_snapshot(pids))
+    await pprof
     after = await apiserver_counts(api)
     await stop_tasks(tasks)
     assert tracker.children_done is not None and tracker.deployments_ready_done is not None
@@ -766,6 +773,7 @@ async def operator_phase(
     profiler = start_profiler(op, args.profile) if args.profile else None
     cpu_before = cpu_snapshot(pids)
     tracker.began = time.monotonic()
+    pprof = asyncio.create_task(capture_control_plane_profiles(api, args, "operator"))
     await create_dgds(api, namespace, names, args.create_concurrency)
     await wait_until(
         tracker,
@@ -786,6 +794,7 @@ async def operator_phase(
     cpu = cpu_delta(cpu_before, cpu_snapshot(pids))
     if profiler is not None and args.profile is not None:
         stop_profiler(profiler, args.profile)
+    await pprof
     op_after = await settle(op, session, op_before.reconciles + len(names))
     after = await apiserver_counts(api)
     await stop_tasks(tasks)
@@ -800,6 +809,54 @@ async def operator_phase(
 
 
 # ------------------------------------------------------------------------------------ profiling
+
+
+async def capture_control_plane_profiles(api: Api, args: argparse.Namespace, phase: str) -> None:
+    """CPU profiles of kube-apiserver and kube-controller-manager over the next
+    ``--apiserver-profile-seconds``, saved as ``<component>-<phase>.pb.gz`` (pprof format).
+
+    With Go on PATH the hottest functions (cumulative) are printed too; compare a floor
+    phase's file with the operator phase's (``go tool pprof -top -diff_base=FLOOR OP``) to see
+    what the operator costs beyond the same objects' creation.
+    """
+    directory: Path | None = args.apiserver_profile
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    params = {"seconds": str(max(1, round(args.apiserver_profile_seconds)))}
+
+    async def apiserver() -> bytes | str:
+        async with api.session.get("/debug/pprof/profile", params=params) as resp:
+            return await resp.read() if resp.status == 200 else f"{resp.status}"
+
+    async def controller_manager() -> bytes | str:
+        url = getattr(args, "controller_manager_url", None)
+        if url is None:
+            return "not served"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session,
+            session.get(f"{url}/debug/pprof/profile", params=params, ssl=False) as resp,
+        ):
+            return await resp.read() if resp.status == 200 else f"{resp.status}"
+
+    results = await asyncio.gather(apiserver(), controller_manager(), return_exceptions=True)
+    go = shutil.which("go")
+    for component, result in zip(("apiserver", "controller-manager"), results, strict=True):
+        if not isinstance(result, bytes):
+            print(f"no {component} profile: {result!r}")
+            continue
+        out = directory / f"{component}-{phase}.pb.gz"
+        out.write_bytes(result)
+        if go is None:
+            print(f"{component} profile written to {out} (no Go on PATH to summarise it)")
+            continue
+        top = subprocess.run(
+            [go, "tool", "pprof", "-top", "-cum", "-nodecount=30", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(f"{component} profile {out} (hottest, cumulative):\n{top.stdout[-6000:]}", flush=True)
 
 
 def start_profiler(op: OperatorProcess, out: Path) -> subprocess.Popen[bytes] | None:
@@ -1176,6 +1233,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="OUT",
         help="py-spy the operator while it resumes after the restart (collapsed stacks to OUT)",
     )
+    parser.add_argument(
+        "--apiserver-profile",
+        type=Path,
+        metavar="DIR",
+        help="profile kube-apiserver's and kube-controller-manager's CPU from the start of "
+        "each phase (pprof files in DIR; local control plane only)",
+    )
+    parser.add_argument(
+        "--apiserver-profile-seconds",
+        type=float,
+        default=60.0,
+        help="length of each control-plane profile (default 60)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args(argv)
     # A SIGTERM unwinds like an error, so the operator and the control plane are stopped (the
@@ -1198,12 +1268,18 @@ def main(argv: list[str] | None = None) -> int:
             nodes = max(2, math.ceil(1.5 * pods / 100))
             gpus = max(8, math.ceil(1.5 * 2 * args.dgds / nodes))
             plane = ControlPlane(
-                work / "cp", binaries=bins, nodes=nodes, gpus_per_node=gpus, kubelet="process"
+                work / "cp",
+                binaries=bins,
+                nodes=nodes,
+                gpus_per_node=gpus,
+                kubelet="process",
+                profiling=args.apiserver_profile is not None,
             )
             began = time.monotonic()
             plane.start(timeout=180)
             plane.install_crds()
             kubeconfig = plane.kubeconfig
+            args.controller_manager_url = plane.controller_manager_url
             print(
                 f"local control plane: {nodes} simulated nodes x {gpus} GPUs, up in {time.monotonic() - began:.1f}s",
                 flush=True,

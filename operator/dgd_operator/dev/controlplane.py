@@ -166,10 +166,14 @@ class ControlPlane:
         progress: Progress | None = None,
         execute_pods: bool = False,
         nats: bool | None = None,
+        profiling: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir)
         # True: dgd's CRDs (crds.find_crd_dir()); a Path: the CRD files there; False: none.
         self._crds = crds
+        self.profiling = profiling
+        self.controller_manager_url: str | None = None
+        """HTTPS base URL of kube-controller-manager's /debug/pprof (only with `profiling`)."""
         self.installed_crds: list[str] = []
         self._layout = _Layout(self.state_dir)
         self._binaries = binaries
@@ -630,7 +634,8 @@ class ControlPlane:
             + ("" if bins.controller_manager else ",ServiceAccount"),
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
-            "--profiling=false",
+            # /debug/pprof (admin only) when asked: benchmarks profile the API server's CPU.
+            f"--profiling={'true' if self.profiling else 'false'}",
         ]
         if self.gang_scheduling and _knows_feature_gate(bins.apiserver, GANG_FEATURE_GATE):
             argv += [
@@ -701,6 +706,19 @@ class ControlPlane:
             return []
         return [f"--feature-gates={GANG_FEATURE_GATE}=true"]
 
+    def _controller_manager_serving(self) -> list[str]:
+        """No HTTPS port, or (profiling) one that serves /debug/pprof without credentials."""
+        if not self.profiling:
+            return ["--secure-port=0"]
+        port = free_port()
+        self.controller_manager_url = f"https://127.0.0.1:{port}"
+        return [
+            f"--secure-port={port}",
+            f"--cert-dir={self._layout.pki / 'kcm'}",
+            "--profiling=true",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/debug/pprof/*",
+        ]
+
     def _start_controllers(self, bins: KubeBinaries, pki: pki_mod.Pki) -> None:
         if bins.controller_manager is not None:
             self._say("starting kube-controller-manager")
@@ -718,7 +736,7 @@ class ControlPlane:
                     "--use-service-account-credentials=false",
                     "--leader-elect=false",
                     "--bind-address=127.0.0.1",
-                    "--secure-port=0",
+                    *self._controller_manager_serving(),
                     "--kube-api-qps=200",
                     "--kube-api-burst=400",
                     "--concurrent-deployment-syncs=10",
