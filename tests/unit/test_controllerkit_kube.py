@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp import web
@@ -71,3 +72,57 @@ async def test_kube_client_bounds_requests_in_flight() -> None:
         assert state["most"] == 3
     finally:
         await runner.cleanup()
+
+
+def _event(n: int, pad: int = 0) -> bytes:
+    obj = {"kind": "ConfigMap", "metadata": {"name": f"c{n}"}, "data": {"x": "é" * pad}}
+    return json.dumps({"type": "ADDED", "object": obj}).encode()
+
+
+# How the API server's bytes may reach the client: events cut anywhere, several in one chunk,
+# a large one (over aiohttp's 128 KiB line limit) in many chunks, and blank keep-alive lines.
+WATCH_STREAM = b"\n".join([_event(0), _event(1), _event(2, pad=200_000), b"", _event(3)]) + b"\n"
+CUTS = {
+    "whole": [len(WATCH_STREAM)],
+    "mid-line": [10, 25, len(WATCH_STREAM)],
+    "at every newline": [i + 1 for i, b in enumerate(WATCH_STREAM) if b == ord("\n")],
+    "16 KiB parts": [*range(16384, len(WATCH_STREAM), 16384), len(WATCH_STREAM)],
+    "newline first": [len(_event(0)), len(WATCH_STREAM)],
+}
+
+
+@pytest.mark.parametrize("cuts", list(CUTS.values()), ids=list(CUTS))
+async def test_watch_events_are_decoded_however_the_stream_is_cut(cuts: list[int]) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        start = 0
+        for end in cuts:
+            await response.write(WATCH_STREAM[start:end])
+            await asyncio.sleep(0)  # each part its own chunk on the wire (mostly)
+            start = end
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/configmaps", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"), field_manager="test")
+        try:
+            events = [
+                event
+                async for event in client.watch_events(
+                    "/api/v1/namespaces/ns/configmaps", {"watch": "true"}
+                )
+            ]
+        finally:
+            await client.close()
+    finally:
+        await runner.cleanup()
+    assert [e["object"]["metadata"]["name"] for e in events] == ["c0", "c1", "c2", "c3"]
+    assert events[2]["object"]["data"]["x"] == "é" * 200_000

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 
 from dgd_operator import metrics
 from dgd_operator.controllerkit.kubeapi import (
@@ -240,25 +241,28 @@ class KubeClient:
         metrics.API_REQUESTS.labels(verb=verb, resource=resource).inc()
         session = await self._get_session()
         url = path + ("?" + urlencode(params) if params else "")
-        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        # orjson: the operator's JSON is mostly watch events and answers to its writes; the
+        # standard library's decoder was a fifth of the operator's CPU at 300 graphs.
+        data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         try:
             async with (
                 self._in_flight,
                 session.request(method, url, data=data, headers=headers) as response,
             ):
-                text = await response.text()
+                raw = await response.read()
                 if response.status >= 400:
+                    text = raw.decode("utf-8", "replace")
                     try:
-                        decoded = json.loads(text)
-                    except ValueError:
+                        decoded = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
                         decoded = {}
                     raise error_for(
                         response.status, decoded if isinstance(decoded, dict) else {}, text
                     )
-                if response.content_type == "application/json" and text:
-                    return json.loads(text)
-                return text
+                if response.content_type == "application/json" and raw:
+                    return orjson.loads(raw)
+                return raw.decode(response.get_encoding())
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
 
@@ -286,8 +290,8 @@ class KubeClient:
                 if response.status >= 400:
                     text = await response.text()
                     try:
-                        decoded = json.loads(text)
-                    except ValueError:
+                        decoded = orjson.loads(text)
+                    except orjson.JSONDecodeError:
                         decoded = {}
                     if response.status == 401 and self._reload is not None:
                         self.credentials = self._reload()
@@ -296,14 +300,23 @@ class KubeClient:
                         response.status, decoded if isinstance(decoded, dict) else {}, text
                     )
                 # Lines are split here, not by aiohttp's readline, which refuses lines over
-                # 128 KiB (a large object with its managedFields can be one).
-                buffer = b""
+                # 128 KiB (a large object with its managedFields can be one). An event that
+                # arrives in many chunks is joined once, when its newline arrives.
+                partial: list[bytes] = []
                 async for chunk in response.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
+                    if b"\n" not in chunk:
+                        partial.append(chunk)
+                        continue
+                    first, *lines, rest = chunk.split(b"\n")
+                    if partial:
+                        partial.append(first)
+                        first = b"".join(partial)
+                        partial.clear()
+                    for line in (first, *lines):
                         if line.strip():
-                            yield json.loads(line)
+                            yield orjson.loads(line)
+                    if rest:
+                        partial.append(rest)
         except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(0, "ConnectionError", f"WATCH {path}: {exc!r}") from exc
 
