@@ -145,10 +145,15 @@ class Watches:
         """A DGD changed: keep its body and reconcile it."""
         meta = obj.get("metadata") or {}
         key: Key = (_namespace(obj), str(meta.get("name") or ""))
+        uid = uid_of(obj)
         if type_ == DELETED:
-            self.view.dgds.discard(uid_of(obj))
+            self.view.dgds.discard(uid)
         else:
-            self.view.dgds.put(uid_of(obj), key, compact(slim(obj)))
+            previous = self.view.dgds.get(uid)
+            body = compact(slim(obj))
+            self.view.dgds.put(uid, key, body)
+            if previous is not None and self.controller.is_own_status_echo(key, previous, body):
+                return  # our status write coming back: the reconcile that wrote it saw it all
         self.controller.enqueue(key)
 
     def child_event(self, type_: str, obj: Manifest) -> None:

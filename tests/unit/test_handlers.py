@@ -96,6 +96,84 @@ def test_dgd_events_keep_the_body_and_a_deleted_dgd_leaves_the_view() -> None:
     assert view.dgd(("ns", "g")) is None
 
 
+async def _drain(controller: Controller) -> list[tuple[str, str]]:
+    taken = []
+    while len(controller.queue):
+        key = await controller.queue.get()
+        controller.queue.done(key)
+        taken.append(key)
+    return taken
+
+
+OUR_STATUS = {"state": "pending", "observedGeneration": 1}
+
+
+def _dgd(
+    resource_version: str, status: dict[str, Any] | None = None, **meta: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {
+            "uid": "d1",
+            "name": "g",
+            "namespace": "ns",
+            "generation": 1,
+            "resourceVersion": resource_version,
+            **meta,
+        },
+        "spec": {"services": {}},
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+async def test_our_own_status_write_coming_back_is_not_reconciled_again() -> None:
+    watches, controller, view = _watches()
+    watches.dgd_event("ADDED", _dgd("1"))
+    assert await _drain(controller) == [("ns", "g")]
+    controller.state.graph(("ns", "g"), "d1").written_status = dict(OUR_STATUS)
+    ownership = [{"manager": MANAGED_BY, "operation": "Apply", "subresource": "status"}]
+    echo = _dgd("2", dict(OUR_STATUS), managedFields=ownership)
+    watches.dgd_event("MODIFIED", echo)
+    assert await _drain(controller) == []  # the write's own event: nothing new to reconcile
+    assert view.dgd(("ns", "g")) == slim(echo)  # ...but the cache has it
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("the status someone else wrote", {"state": "failed", "observedGeneration": 1}),
+        ("a new generation", OUR_STATUS),
+        ("a label", OUR_STATUS),
+        ("an annotation", OUR_STATUS),
+        ("a deletion", OUR_STATUS),
+    ],
+)
+async def test_a_dgd_event_with_any_other_change_is_reconciled(
+    change: str, status: dict[str, Any]
+) -> None:
+    watches, controller, _ = _watches()
+    watches.dgd_event("ADDED", _dgd("1"))
+    await _drain(controller)
+    controller.state.graph(("ns", "g"), "d1").written_status = dict(OUR_STATUS)
+    changes: dict[str, dict[str, Any]] = {
+        "a new generation": {"generation": 2},
+        "a label": {"labels": {"team": "a"}},
+        "an annotation": {"annotations": {"nvidia.com/x": "y"}},
+        "a deletion": {"deletionTimestamp": "2026-12-06T00:00:00Z"},
+    }
+    watches.dgd_event("MODIFIED", _dgd("2", dict(status), **changes.get(change, {})))
+    assert await _drain(controller) == [("ns", "g")], change
+
+
+async def test_a_status_event_of_a_graph_we_never_wrote_status_for_is_reconciled() -> None:
+    watches, controller, _ = _watches()
+    watches.dgd_event("ADDED", _dgd("1"))
+    await _drain(controller)
+    watches.dgd_event("MODIFIED", _dgd("2", dict(OUR_STATUS)))  # e.g. after an operator restart
+    assert await _drain(controller) == [("ns", "g")]
+
+
 def test_the_cache_keeps_only_a_mark_of_our_own_create_ownership() -> None:
     ours = {
         "manager": MANAGED_BY,

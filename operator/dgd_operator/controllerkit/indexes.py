@@ -40,6 +40,11 @@ class Index(Generic[K, V]):
         self._by_key.setdefault(key, {})[uid] = value
         self._key_of[uid] = key
 
+    def get(self, uid: str) -> V | None:
+        """The value stored for the object `uid` (None: not stored)."""
+        key = self._key_of.get(uid)
+        return None if key is None else self._by_key[key].get(uid)
+
     def discard(self, uid: str) -> None:
         """Forget the object `uid` (wherever it was stored)."""
         key = self._key_of.pop(uid, None)

@@ -30,6 +30,7 @@ from dgd_operator.api.constants import EVENT_RECONCILE_FAILED
 from dgd_operator.builders.options import BuildOptions
 from dgd_operator.builders.shared import event_manifest
 from dgd_operator.controllerkit.events import EventRecorder
+from dgd_operator.controllerkit.informer import uid_of
 from dgd_operator.controllerkit.kubeapi import (
     ConflictError,
     KubeAPI,
@@ -42,6 +43,7 @@ from dgd_operator.reconcile.context import Outcome, ReconcileContext, RejectedEr
 from dgd_operator.reconcile.groups import GroupPolicy
 from dgd_operator.reconcile.report import rejection_mark, report, report_rejected
 from dgd_operator.reconcile.state import ControllerState, Key
+from dgd_operator.reconcile.status import status_differs
 from dgd_operator.reconcile.steps.adapters import adapters
 from dgd_operator.reconcile.steps.build import build
 from dgd_operator.reconcile.steps.children import children
@@ -57,6 +59,18 @@ from dgd_operator.reconcile.view import ClusterView
 from dgd_operator.settings import OperatorSettings
 
 logger = logging.getLogger("dgd_operator.reconcile")
+
+
+def _without_write_marks(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A DGD without what any status write changes: its status, resourceVersion and field
+    ownership."""
+    meta = {
+        k: v
+        for k, v in (body.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    return {**{k: v for k, v in body.items() if k != "status"}, "metadata": meta}
+
 
 STEPS: tuple[Step, ...] = (
     observe,
@@ -140,6 +154,23 @@ class Controller:
         """Ask for `key` to be reconciled soon (coalesced with pending requests)."""
         self.queue.add(key)
         self._queue_gauge()
+
+    def is_own_status_echo(
+        self, key: Key, previous: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> bool:
+        """True when `current` is `previous` with only our last status write applied.
+
+        Such an event needs no reconcile: the reconcile that wrote the status saw the same
+        spec, labels and annotations, and anything else that changed since has an event of
+        its own. A status changed by anyone else, or any other change, is reconciled.
+        """
+        memory = self.state.graphs.get(key)
+        written = None if memory is None else memory.written_status
+        if written is None or memory is None or memory.uid != uid_of(current):
+            return False
+        if status_differs(current.get("status"), written):
+            return False
+        return _without_write_marks(previous) == _without_write_marks(current)
 
     def child_deleted(self, namespace: str, key: ChildKey) -> None:
         """A child is gone: forget what we applied to it, so it is re-created if still desired."""
