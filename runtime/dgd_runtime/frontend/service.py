@@ -89,8 +89,32 @@ class _StreamFailedError(Exception):
         self.code = code
 
 
+# Line breaks that JSON may leave unescaped (NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR), in
+# UTF-8, with their JSON escapes. Event-stream readers that split lines as str.splitlines
+# does (httpx's `aiter_lines`, common in client code) cut an SSE event at any of them.
+_RAW_LINE_BREAKS: Final = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
+def sse_json(obj: Any) -> bytes:
+    """`obj` as JSON for one SSE `data:` line: no raw line break any reader splits on.
+
+    orjson escapes control characters but not U+0085, U+2028 or U+2029, which generated text
+    can contain (a byte-level vocabulary assembles them from single-byte tokens); they are
+    written as JSON escapes instead, which decode to the same text.
+    """
+    data = orjson.dumps(obj)
+    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+        for raw, escaped in _RAW_LINE_BREAKS:
+            data = data.replace(raw, escaped)
+    return data
+
+
 def _error_event(message: str, code: int) -> bytes:
-    body = orjson.dumps(
+    body = sse_json(
         {"error": {"message": message, "type": "internal_error", "param": None, "code": code}}
     )
     return b"event: error\ndata: " + body + b"\n\n"
@@ -524,7 +548,7 @@ class Frontend:
         fast = stopper is None
         detok_add = detok.add
         conn_stream = conn.stream
-        dumps = orjson.dumps
+        dumps = sse_json
 
         while True:
             agen = self.backend.generate(preq)
@@ -594,7 +618,7 @@ class Frontend:
                                     text = piece
                                 elif piece:
                                     if stream:
-                                        conn.stream(first_pre, orjson.dumps(piece), tok_suf)
+                                        conn.stream(first_pre, sse_json(piece), tok_suf)
                                         first_pre = tok_pre
                                     else:
                                         pieces.append(piece)
@@ -605,7 +629,7 @@ class Frontend:
                         break
                     if text:
                         if stream:
-                            conn.stream(first_pre, orjson.dumps(text), tok_suf)
+                            conn.stream(first_pre, sse_json(text), tok_suf)
                             first_pre = tok_pre
                             if first_event:
                                 first_event = False
@@ -702,9 +726,9 @@ class Frontend:
             if not started:
                 conn.start_stream()
             if chat:
-                delta = (b'{"content":' + orjson.dumps(tail) + b"}") if tail else b"{}"
+                delta = (b'{"content":' + sse_json(tail) + b"}") if tail else b"{}"
                 if first_pre is not tok_pre:
-                    delta = b'{"role":"assistant","content":' + orjson.dumps(tail) + b"}"
+                    delta = b'{"role":"assistant","content":' + sse_json(tail) + b"}"
                 last = (
                     b"data: "
                     + head
@@ -719,7 +743,7 @@ class Frontend:
                     b"data: "
                     + head
                     + b'{"index":0,"text":'
-                    + orjson.dumps(tail)
+                    + sse_json(tail)
                     + b',"logprobs":null,"finish_reason":'
                     + fin
                     + b"}]}\n\n"
