@@ -4,6 +4,9 @@ the simulated GPU nodes (fake kubelet), including failure injection."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import ssl
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from tests.fixtures.catalog import dgd_documents, graph_paths
 from tests.fixtures.dgd import DGD
 from tests.helpers import KubeApi, pruned_fields, wait_for, yaml_documents
 
+from dgd_operator.dev.binaries import KubeBinaries
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.kubelet import GPU_RESOURCE, SIMULATE_ANNOTATION
 from dgd_operator.dev.rest import ApiError, JsonDict
@@ -475,3 +479,32 @@ def test_simulate_unready_and_succeed_annotations(
     )
     assert _condition(running, "Ready") == "False"
     assert running["status"]["containerStatuses"][0]["ready"] is False
+
+
+def test_profiling_serves_pprof_of_the_api_server_and_controller_manager(
+    kube_binaries: KubeBinaries, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    # The shared cluster is started without profiling: its API server has no /debug/pprof.
+    with pytest.raises(ApiError) as off:
+        control_plane.rest.get("/debug/pprof/")
+    assert off.value.status == 404
+    assert control_plane.controller_manager_url is None
+    bins = dataclasses.replace(kube_binaries, scheduler=None)
+    plane = ControlPlane(
+        tmp_path / "profiled", binaries=bins, kubelet="none", crds=False, nodes=0, profiling=True
+    )
+    try:
+        plane.start()
+        # The index of profiles (the cheapest pprof page): served only when profiling is on.
+        assert "goroutine" in str(plane.rest.get("/debug/pprof/"))
+        assert plane.controller_manager_url is not None
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        url = f"{plane.controller_manager_url}/debug/pprof/"
+        with urllib.request.urlopen(url, context=insecure, timeout=10) as answer:
+            assert b"goroutine" in answer.read()  # no credentials needed
+    finally:
+        leftovers = plane.stop()
+        plane.remove_data()
+    assert not leftovers

@@ -146,7 +146,9 @@ class ControlPlane:
 
     Attributes after :meth:`start`: ``kubeconfig`` (admin kubeconfig path), ``api_url``,
     ``node_names``, ``gpus_per_node``, ``rest`` (a :class:`KubeRest` for quick API calls) and,
-    with ``kubelet="thread"``, ``kubelet`` (the in-process :class:`FakeKubelet`).
+    with ``kubelet="thread"``, ``kubelet`` (the in-process :class:`FakeKubelet`). With
+    ``profiling=True`` kube-apiserver serves ``/debug/pprof`` (admin credentials) and
+    kube-controller-manager serves it on ``controller_manager_url`` (no credentials needed).
     """
 
     def __init__(
