@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
@@ -11,9 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
 
 from dgd_runtime.local.nats_server import free_port
+from dgd_runtime.transport.nats_conn import connect_nats
 
 _READY = re.compile(r"dgd worker ready instance=(\S+) subject=(\S+)")
 
@@ -165,3 +170,24 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {description}")
         await asyncio.sleep(interval)
+
+
+OpenNats = Callable[..., Awaitable[NatsClient]]
+"""``open(url, name, **connect_nats options)``: a new connection."""
+
+
+@contextlib.asynccontextmanager
+async def nats_connections() -> AsyncIterator[OpenNats]:
+    """Opens NATS connections with the runtime's helper; closes every one on exit."""
+    opened: list[NatsClient] = []
+
+    async def open_connection(url: str, name: str, **options: Any) -> NatsClient:
+        nc = await connect_nats(url, name=name, **options)
+        opened.append(nc)
+        return nc
+
+    try:
+        yield open_connection
+    finally:
+        for nc in opened:
+            await nc.close()

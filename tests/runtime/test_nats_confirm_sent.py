@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from tests.runtime.support import eventually
+from tests.runtime.support import OpenNats, eventually, nats_connections
 
 from dgd_runtime.local.nats_server import NatsServer
 from dgd_runtime.transport.fastsub import InboundMsg, confirm_sent, subscribe_direct
-from dgd_runtime.transport.nats_conn import connect_nats
 
 
 async def _read_command(reader: asyncio.StreamReader) -> bytes:
@@ -105,20 +104,10 @@ async def _direct_subscription(nc: NatsClient, subject: str, got: list[Any]) -> 
 
 
 @pytest.fixture
-async def connections(nats_server: NatsServer) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+async def connections() -> AsyncIterator[OpenNats]:
     """Opens connections (closed after the test); ``url`` picks the proxy or the server."""
-    opened: list[NatsClient] = []
-
-    async def open_connection(url: str, name: str) -> NatsClient:
-        nc = await connect_nats(url, name=name)
-        opened.append(nc)
-        return nc
-
-    try:
+    async with nats_connections() as open_connection:
         yield open_connection
-    finally:
-        for nc in opened:
-            await nc.close()
 
 
 @pytest.mark.runtime
@@ -126,7 +115,7 @@ async def connections(nats_server: NatsServer) -> AsyncIterator[Callable[..., Aw
     "subscribe", [_nats_py_subscription, _direct_subscription], ids=["nats-py", "direct"]
 )
 async def test_a_subscription_made_just_before_is_known_to_the_server_after_confirm_sent(
-    nats_server: NatsServer, connections: Callable[..., Awaitable[Any]], subscribe: Subscribe
+    nats_server: NatsServer, connections: OpenNats, subscribe: Subscribe
 ) -> None:
     async with _CommandAtATimeProxy(nats_server.port, gap=0.2) as proxy:
         nc = await connections(proxy.url, "slow-link")
@@ -146,7 +135,7 @@ async def test_a_subscription_made_just_before_is_known_to_the_server_after_conf
 
 @pytest.mark.runtime
 async def test_confirm_sent_covers_publishes_buffered_before_it(
-    nats_server: NatsServer, connections: Callable[..., Awaitable[Any]]
+    nats_server: NatsServer, connections: OpenNats
 ) -> None:
     async with _CommandAtATimeProxy(nats_server.port, gap=0.05) as proxy:
         nc = await connections(proxy.url, "slow-link")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 from aiohttp import web
+from tests.unit.kube_stub import stub_api_client
 
-from dgd_operator.controllerkit.kube import Credentials, KubeClient
 from dgd_operator.controllerkit.kubeapi import Kinds, ResourceKind, UnknownKindError
 
 pytestmark = pytest.mark.unit
@@ -51,27 +51,13 @@ async def test_kube_client_bounds_requests_in_flight() -> None:
             {"kind": "ConfigMap", "metadata": {"name": request.match_info["name"]}}
         )
 
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        client = KubeClient(
-            Credentials(server=f"http://127.0.0.1:{port}"), field_manager="test", max_in_flight=3
+    path = "/api/v1/namespaces/ns/configmaps/{name}"
+    async with stub_api_client(path, handler, max_in_flight=3) as client:
+        found = await asyncio.gather(
+            *(client.get("v1", "ConfigMap", "ns", f"c{i}") for i in range(12))
         )
-        try:
-            found = await asyncio.gather(
-                *(client.get("v1", "ConfigMap", "ns", f"c{i}") for i in range(12))
-            )
-        finally:
-            await client.close()
-        assert [obj and obj["metadata"]["name"] for obj in found] == [f"c{i}" for i in range(12)]
-        assert state["most"] == 3
-    finally:
-        await runner.cleanup()
+    assert [obj and obj["metadata"]["name"] for obj in found] == [f"c{i}" for i in range(12)]
+    assert state["most"] == 3
 
 
 def _event(n: int, pad: int = 0) -> bytes:
@@ -104,25 +90,12 @@ async def test_watch_events_are_decoded_however_the_stream_is_cut(cuts: list[int
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/ns/configmaps", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"), field_manager="test")
-        try:
-            events = [
-                event
-                async for event in client.watch_events(
-                    "/api/v1/namespaces/ns/configmaps", {"watch": "true"}
-                )
-            ]
-        finally:
-            await client.close()
-    finally:
-        await runner.cleanup()
+    async with stub_api_client("/api/v1/namespaces/ns/configmaps", handler) as client:
+        events = [
+            event
+            async for event in client.watch_events(
+                "/api/v1/namespaces/ns/configmaps", {"watch": "true"}
+            )
+        ]
     assert [e["object"]["metadata"]["name"] for e in events] == ["c0", "c1", "c2", "c3"]
     assert events[2]["object"]["data"]["x"] == "é" * 200_000

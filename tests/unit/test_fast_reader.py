@@ -22,7 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Parser
-from tests.runtime.support import eventually
+from tests.runtime.support import eventually, nats_connections
 
 from dgd_runtime.local.nats_server import NatsServer, NatsServerUnavailableError
 from dgd_runtime.transport.fastsub import (
@@ -32,7 +32,6 @@ from dgd_runtime.transport.fastsub import (
     confirm_sent,
     subscribe_direct,
 )
-from dgd_runtime.transport.nats_conn import connect_nats
 
 HOT = 7  # the sid of the hot (subscribe_direct) subscription
 COLD = 9  # the sid of an ordinary nats-py subscription
@@ -255,18 +254,12 @@ Connect = Callable[..., Awaitable[NatsClient]]
 @pytest.fixture
 async def connect(nats_server: NatsServer) -> AsyncIterator[Connect]:
     """Opens connections with the runtime's helper; closes them before the server stops."""
-    opened: list[NatsClient] = []
+    async with nats_connections() as open_connection:
 
-    async def open_connection(name: str, **options: Any) -> NatsClient:
-        nc = await connect_nats(nats_server.url, name=name, **options)
-        opened.append(nc)
-        return nc
+        async def to_server(name: str, **options: Any) -> NatsClient:
+            return await open_connection(nats_server.url, name, **options)
 
-    try:
-        yield open_connection
-    finally:
-        for nc in opened:
-            await nc.close()
+        yield to_server
 
 
 def _socket_reader(nc: NatsClient) -> asyncio.StreamReader:

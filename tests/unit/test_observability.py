@@ -27,6 +27,7 @@ from tests.observability import (
     missing,
     rule_queries,
 )
+from tests.unit.kube_stub import stub_api_client
 from tests.unit.reconcile_fakes import KEY, controller_for, deliver
 from tests.unit.reconcile_fakes import dgd as _dgd
 
@@ -36,7 +37,6 @@ from dgd_operator.builders.options import BuildOptions
 from dgd_operator.codegen import dashboards
 from dgd_operator.commands.operator import LogLevelPolicy
 from dgd_operator.commands.render import render_text
-from dgd_operator.controllerkit.kube import Credentials, KubeClient
 from dgd_operator.controllerkit.kubeapi import TransientError
 from dgd_operator.tools.helm import ToolError, ensure_helm
 
@@ -84,21 +84,8 @@ async def _one_real_api_request() -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response({"kind": "ConfigMap", "metadata": {"name": "c"}})
 
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        client = KubeClient(Credentials(server=f"http://127.0.0.1:{port}"), field_manager="t")
-        try:
-            await client.get("v1", "ConfigMap", "ns", "c")
-        finally:
-            await client.close()
-    finally:
-        await runner.cleanup()
+    async with stub_api_client("/api/v1/namespaces/ns/configmaps/{name}", handler) as client:
+        await client.get("v1", "ConfigMap", "ns", "c")
 
 
 async def _operator_exposition() -> str:
