@@ -47,29 +47,9 @@ from dgd_operator.reconcile.status import ObservedGraph, calculate_status, dump_
 from dgd_operator.settings import OperatorSettings
 
 if __package__:  # imported as benchmarks.operator_api_costs (the unit tests)
-    from benchmarks.operator_scale import (
-        DGD_APIS,
-        DGD_KIND,
-        Api,
-        bench_dgd,
-        cpu_delta,
-        cpu_snapshot,
-        create_namespace,
-        credentials_from_kubeconfig,
-        delete_namespace,
-    )
+    from benchmarks import operator_scale as scale
 else:  # run as a script: benchmarks/ is on sys.path
-    from operator_scale import (
-        DGD_APIS,
-        DGD_KIND,
-        Api,
-        bench_dgd,
-        cpu_delta,
-        cpu_snapshot,
-        create_namespace,
-        credentials_from_kubeconfig,
-        delete_namespace,
-    )
+    import operator_scale as scale
 
 CONCURRENCY = 8
 IDLE_MARGIN_CORES = 0.05  # idle: within this many cores of the baseline, over a second
@@ -118,9 +98,9 @@ async def gather_limited(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: in
 
 async def idle_rate(pids: Mapping[str, int]) -> dict[str, float]:
     """Cores each process uses with nothing happening (node heartbeats, leases, resyncs)."""
-    before = cpu_snapshot(pids)
+    before = scale.cpu_snapshot(pids)
     await asyncio.sleep(BASELINE_SECONDS)
-    spent = cpu_delta(before, cpu_snapshot(pids))
+    spent = scale.cpu_delta(before, scale.cpu_snapshot(pids))
     return {name: spent.get(name, 0.0) / BASELINE_SECONDS for name in pids}
 
 
@@ -129,11 +109,11 @@ async def until_idle(
 ) -> None:
     """Wait until the control plane has been back at its idle rate for `quiet_seconds`."""
     quiet_since: float | None = None
-    before = cpu_snapshot(pids)
+    before = scale.cpu_snapshot(pids)
     idle = sum(baseline.values()) + IDLE_MARGIN_CORES
     while True:
         await asyncio.sleep(1.0)
-        after = cpu_snapshot(pids)
+        after = scale.cpu_snapshot(pids)
         used = sum(after[name] - before[name] for name in pids)
         before = after
         now = time.monotonic()
@@ -156,13 +136,13 @@ async def measure(
     """CPU per graph of every watched process (its idle rate taken out), from the start of
     `work` until the control plane is idle again."""
     await until_idle(pids, baseline)
-    before = cpu_snapshot(pids)
+    before = scale.cpu_snapshot(pids)
     began = time.monotonic()
     await work()
     busy = time.monotonic() - began
     await until_idle(pids, baseline)
     elapsed = time.monotonic() - began
-    spent = cpu_delta(before, cpu_snapshot(pids))
+    spent = scale.cpu_delta(before, scale.cpu_snapshot(pids))
     per_graph = {
         proc: round(1000 * (spent.get(proc, 0.0) - baseline[proc] * elapsed) / graphs, 2)
         for proc in pids
@@ -177,7 +157,7 @@ async def measure(
     )
 
 
-async def open_operator_watches(api: Api, namespace: str) -> list[asyncio.Task[None]]:
+async def open_operator_watches(api: scale.Api, namespace: str) -> list[asyncio.Task[None]]:
     """The operator's informer streams for `namespace`, each read to the end and dropped."""
     streams = [
         (DGD.collection_path(namespace), None),
@@ -198,10 +178,10 @@ async def run(
     args: argparse.Namespace, kubeconfig: Path, pids: Mapping[str, int]
 ) -> dict[str, Any]:
     """Every burst in order; CPU ms per graph per process."""
-    api = Api(credentials_from_kubeconfig(kubeconfig), limit=64)
+    api = scale.Api(scale.credentials_from_kubeconfig(kubeconfig), limit=64)
     names = [f"cost-{i:04d}" for i in range(args.dgds)]
     results: dict[str, dict[str, float]] = {}
-    api_version = DGD_APIS[args.dgd_api]
+    api_version = scale.DGD_APIS[args.dgd_api]
     baseline = await idle_rate(pids)
     print(
         "idle: " + ", ".join(f"{name} {cores:.3f} cores" for name, cores in baseline.items()),
@@ -209,9 +189,9 @@ async def run(
     )
     try:
         namespace = "cost-graphs"
-        await create_namespace(api, namespace)
+        await scale.create_namespace(api, namespace)
         dgd_path = f"/apis/{api_version}/namespaces/{namespace}/dynamographdeployments"
-        bodies = {name: bench_dgd(name, namespace, args.dgd_api) for name in names}
+        bodies = {name: scale.bench_dgd(name, namespace, args.dgd_api) for name in names}
 
         async def graphs() -> None:
             await gather_limited(
@@ -220,12 +200,14 @@ async def run(
             )
 
         async def statuses(ready: bool) -> None:
-            beta = f"/apis/{DGD_APIS['v1beta1']}/namespaces/{namespace}/dynamographdeployments"
+            beta = (
+                f"/apis/{scale.DGD_APIS['v1beta1']}/namespaces/{namespace}/dynamographdeployments"
+            )
 
             async def apply(name: str) -> None:
                 body = {
-                    "apiVersion": DGD_APIS["v1beta1"],
-                    "kind": DGD_KIND,
+                    "apiVersion": scale.DGD_APIS["v1beta1"],
+                    "kind": scale.DGD_KIND,
                     "metadata": {"name": name, "namespace": namespace},
                     "status": graph_status(bodies[name], namespace, ready=ready),
                 }
@@ -246,7 +228,7 @@ async def run(
                     "metadata": {"generateName": f"{name}.", "namespace": namespace},
                     "involvedObject": {
                         "apiVersion": api_version,
-                        "kind": DGD_KIND,
+                        "kind": scale.DGD_KIND,
                         "name": name,
                         "namespace": namespace,
                     },
@@ -276,17 +258,17 @@ async def run(
         await measure("status-pending", pending_statuses, pids, baseline, args.dgds, results)
         await measure("status-ready", ready_statuses, pids, baseline, args.dgds, results)
         await measure("events", events, pids, baseline, args.dgds, results)
-        await delete_namespace(api, namespace, timeout=600)
+        await scale.delete_namespace(api, namespace, timeout=600)
 
         for name, watched in (("children", False), ("children+watches", True)):
             child_ns = f"cost-{'watched' if watched else 'plain'}"
-            await create_namespace(api, child_ns)
+            await scale.create_namespace(api, child_ns)
             options = OperatorSettings().to_build_options()
             children = [
                 child
                 for graph_name in names
                 for child in build_graph(
-                    parse_dgd(bench_dgd(graph_name, child_ns)), child_ns, options
+                    parse_dgd(scale.bench_dgd(graph_name, child_ns)), child_ns, options
                 )
             ]
             tasks = await open_operator_watches(api, child_ns) if watched else []
@@ -299,7 +281,7 @@ async def run(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await delete_namespace(api, child_ns, timeout=900)
+            await scale.delete_namespace(api, child_ns, timeout=900)
     finally:
         await api.close()
     plain, watched_run = results["children"], results["children+watches"]
@@ -322,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start a local control plane, run every burst, print (and save) the costs."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--dgds", type=int, default=300, help="graphs per burst (default 300)")
-    parser.add_argument("--dgd-api", choices=sorted(DGD_APIS), default="v1beta1")
+    parser.add_argument("--dgd-api", choices=sorted(scale.DGD_APIS), default="v1beta1")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = parser.parse_args(argv)
     bins = binaries.find()
