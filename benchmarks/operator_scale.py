@@ -1,9 +1,9 @@
 """Operator at scale (issue 4): N DGDs created at once, against a plain-client floor in the same run.
 
-Phases, all on one local control plane (started here unless ``--kubeconfig`` is given):
-
 The graphs are written at ``--dgd-api`` (v1beta1 by default, Dynamo 1.5's API; v1alpha1 makes
 every status write cost the API server more conversion-webhook calls).
+
+Phases, all on one local control plane (started here unless ``--kubeconfig`` is given):
 
 1. **floor** (namespaces ``bench-floorC-*``, no operator): the same N DGDs are created, and as
    each one is created a plain async client renders its children with ``build_graph`` and POSTs
@@ -79,12 +79,12 @@ from dgd_operator.settings import OperatorSettings
 
 DGD_APIS = {"v1beta1": "nvidia.com/v1beta1", "v1alpha1": "nvidia.com/v1alpha1"}
 # The graphs are created at ``--dgd-api``: v1beta1 by default, the API of Dynamo 1.5 and of 49
-# of the 50 graphs in its examples. At v1alpha1 (older manifests) every status write costs the
-# API server two conversion-webhook calls more: its field manager converts the object to the
-# version of the creator's managedFields entry. They are watched at the storage version, as
-# kubectl (preferred version) and the operator read them: a v1alpha1 watch would make the API
-# server call the conversion webhook for every DGD event, a cost of the observer that only the
-# operator phase (where DGDs get status) would pay.
+# of the 50 graphs in its examples. Every DGD write costs one conversion-webhook call at either
+# version (the API server converts it for its v1alpha1 watch cache); at v1alpha1 (older
+# manifests) a status write costs more, as the field manager also converts the object to the
+# version of the creator's managedFields entry (benchmarks/operator_api_costs.py measures
+# both). They are watched at the storage version, as kubectl (preferred version) and the
+# operator read them.
 DGD_WATCH_API = "nvidia.com/v1beta1"
 DGD_KIND = "DynamoGraphDeployment"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -126,6 +126,7 @@ def bench_dgd(name: str, namespace: str, api: str = "v1alpha1") -> dict[str, Any
 
 
 def _bench_dgd_v1alpha1(name: str, namespace: str) -> dict[str, Any]:
+    """`bench_dgd` as written at v1alpha1 (its services map)."""
 
     def main(*args: str) -> dict[str, Any]:
         container: dict[str, Any] = {"image": "nvcr.io/nvidia/ai-dynamo/vllm-runtime:0.8.0"}
