@@ -13,8 +13,8 @@ webhook and kube-controller-manager from the start of a burst until the cluster 
 5. ``children``: the graphs' children (11 per graph), created by a plain client as the floor of
    `operator_scale.py` creates them, pods and all, in a namespace of their own;
 6. ``children+watches``: the same in a fresh namespace while the operator's informer streams
-   (its kinds, label selectors and DGDs, read and dropped) are open: the difference is what
-   the operator's watches cost the control plane.
+   (``handlers.Watches``: its kinds and label selectors, read and dropped) are open: the
+   difference is what the operator's watches cost the control plane.
 
 Requests go 8 at a time (the operator's default worker count). Costs are printed in ms of CPU
 per graph. Not a test: nothing is asserted.
@@ -27,23 +27,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dgd_operator.api.conversion import status_to_v1beta1
 from dgd_operator.api.validation import parse_dgd
 from dgd_operator.builders.graph import build_graph
+from dgd_operator.controllerkit.informer import WatchingKubeAPI
 from dgd_operator.dev import binaries
 from dgd_operator.dev.controlplane import ControlPlane
-from dgd_operator.handlers import CHILD_SELECTOR, GROUP_POD_SELECTOR, POD, SHARED_SELECTOR
+from dgd_operator.handlers import Watches
+from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.readiness import graph_readiness
-from dgd_operator.reconcile.resources import DGD, SHARED_KINDS, WATCHED_CHILD_KINDS
 from dgd_operator.reconcile.status import ObservedGraph, calculate_status, dump_status, parse_status
+from dgd_operator.reconcile.view import IndexedClusterView
 from dgd_operator.settings import OperatorSettings
 
 if __package__:  # imported as benchmarks.operator_api_costs (the unit tests)
@@ -158,20 +159,16 @@ async def measure(
 
 
 async def open_operator_watches(api: scale.Api, namespace: str) -> list[asyncio.Task[None]]:
-    """The operator's informer streams for `namespace`, each read to the end and dropped."""
-    streams = [
-        (DGD.collection_path(namespace), None),
-        *((rk.collection_path(namespace), CHILD_SELECTOR) for rk in WATCHED_CHILD_KINDS),
-        *((rk.collection_path(namespace), SHARED_SELECTOR) for rk in SHARED_KINDS),
-        (POD.collection_path(namespace), GROUP_POD_SELECTOR),
-    ]
+    """The operator's informer streams for `namespace` (as `handlers.Watches` builds them with
+    default settings), each read to the end and dropped."""
+    plan = Watches(Controller(OperatorSettings()), IndexedClusterView())
+    informers = plan.build(cast(WatchingKubeAPI, None), [namespace])  # only their paths are read
 
-    async def drain(path: str, selector: str | None) -> None:
-        params = {"labelSelector": selector} if selector else {}
-        async for _ in api.watch(path, params):
+    async def drain(path: str, selectors: Mapping[str, str]) -> None:
+        async for _ in api.watch(path, selectors):
             pass
 
-    return [asyncio.create_task(drain(path, selector)) for path, selector in streams]
+    return [asyncio.create_task(drain(i.path, i.selectors)) for i in informers]
 
 
 async def run(
@@ -247,16 +244,10 @@ async def run(
                 CONCURRENCY,
             )
 
-        async def ready_statuses() -> None:
-            await statuses(True)
-
-        async def pending_statuses() -> None:
-            await statuses(False)
-
         print(f"operator_api_costs: {args.dgds} graphs written at {args.dgd_api}", flush=True)
         await measure("graphs", graphs, pids, baseline, args.dgds, results)
-        await measure("status-pending", pending_statuses, pids, baseline, args.dgds, results)
-        await measure("status-ready", ready_statuses, pids, baseline, args.dgds, results)
+        await measure("status-pending", lambda: statuses(False), pids, baseline, args.dgds, results)
+        await measure("status-ready", lambda: statuses(True), pids, baseline, args.dgds, results)
         await measure("events", events, pids, baseline, args.dgds, results)
         await scale.delete_namespace(api, namespace, timeout=600)
 
@@ -312,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Kubernetes binaries are not built: run `make kube-bins` first", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="dgd-bench-costs-") as tmp:
-        pods = 4 * args.dgds
-        nodes = max(2, math.ceil(1.5 * pods / 100))
-        gpus = max(8, math.ceil(1.5 * 2 * args.dgds / nodes))
+        nodes, gpus = scale.cluster_shape(args.dgds)
         plane = ControlPlane(
             Path(tmp) / "cp", binaries=bins, nodes=nodes, gpus_per_node=gpus, kubelet="process"
         )

@@ -171,6 +171,13 @@ def _bench_dgd_v1alpha1(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
+def cluster_shape(dgds: int) -> tuple[int, int]:
+    """Simulated (nodes, GPUs per node) for ``dgds`` benchmark graphs: room for 1.5x their 4
+    pods at 100 pods per node, and 1.5x their 2 GPUs."""
+    nodes = max(2, math.ceil(1.5 * 4 * dgds / 100))
+    return nodes, max(8, math.ceil(1.5 * 2 * dgds / nodes))
+
+
 def dgd_names(count: int) -> list[str]:
     """``bench-0000`` .. ``bench-<count-1>``."""
     return [f"bench-{i:04d}" for i in range(count)]
@@ -1298,9 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
                     "Kubernetes binaries are not built: run `make kube-bins` first", file=sys.stderr
                 )
                 return 1
-            pods = 4 * args.dgds
-            nodes = max(2, math.ceil(1.5 * pods / 100))
-            gpus = max(8, math.ceil(1.5 * 2 * args.dgds / nodes))
+            nodes, gpus = cluster_shape(args.dgds)
             plane = ControlPlane(
                 work / "cp",
                 binaries=bins,
