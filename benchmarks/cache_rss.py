@@ -5,9 +5,9 @@ benchmark's shape (4 Deployments, 4 Services, a ServiceAccount, a Role and a Rol
 graph, created by the operator with POSTs so each carries its `Update` managedFields entry, and
 the controller-manager's status entry on Deployments), from real objects captured once from a
 control plane (`--sample DIR` holds `page_<plural>.json` LIST answers; without it, the copies in
-`benchmarks/data/cache_rss/`). The pages go through the client's decoding (`bytes` -> `str` ->
-`json.loads`, as `KubeClient.request` does), the real `Informer` and the real event handlers into
-the view. Prints VmRSS/VmHWM after each stage and what tracemalloc says the cache holds.
+`benchmarks/data/cache_rss/`). The pages go through the decoding the operator's informers use (the lean
+shape of `reconcile.shapes` for Deployments, the whole document otherwise), the real `Informer`
+and the real event handlers into the view. Prints VmRSS/VmHWM after each stage and what tracemalloc says the cache holds.
 
     .venv/bin/python benchmarks/cache_rss.py --dgds 1000
 """
@@ -24,17 +24,22 @@ import subprocess
 import sys
 import tempfile
 import tracemalloc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from dgd_operator.controllerkit.informer import Informer
 from dgd_operator.controllerkit.kubeapi import Manifest
 from dgd_operator.handlers import Watches
+from dgd_operator.reconcile.shapes import SHAPES
 from dgd_operator.reconcile.view import IndexedClusterView
 
 SAMPLES = Path(__file__).with_name("data") / "cache_rss"
 PER_GRAPH = {"deployments": 4, "services": 4, "serviceaccounts": 1, "roles": 1, "rolebindings": 1}
+KINDS_OF_PLURALS = {"deployments": "Deployment"}
+"""The sampled kinds that have a lean shape (`reconcile.shapes.SHAPES`)."""
 
 
 def proc_status() -> dict[str, float]:
@@ -90,13 +95,23 @@ class PagedClient:
     def __init__(self, pages: list[Path]) -> None:
         self.pages = pages
 
-    async def list_page(self, path: str, params: Mapping[str, str]) -> Manifest:
+    async def list_page(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        decode: Callable[[bytes], Manifest] | None = None,
+    ) -> Manifest:
         """The next page (the `continue` token is its index)."""
-        text = self.pages[int(params.get("continue", "0"))].read_bytes().decode()
-        result: Manifest = json.loads(text)
+        raw = self.pages[int(params.get("continue", "0"))].read_bytes()
+        result: Manifest = (decode or orjson.loads)(raw)
         return result
 
-    async def watch_events(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Manifest]:
+    async def watch_events(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        decode: Callable[[bytes], Manifest] | None = None,
+    ) -> AsyncIterator[Manifest]:
         """No watch events (only the initial listing is measured)."""
         for _ in ():
             yield {}
@@ -122,6 +137,7 @@ async def fill(view: IndexedClusterView, pages: dict[str, list[Path]]) -> None:
             watches.child_event,
             api_version="v1",
             kind=plural,
+            shape=SHAPES.get(KINDS_OF_PLURALS.get(plural, "")),
         )
         await informer.list_all()
 

@@ -45,6 +45,7 @@ from dgd_operator.controllerkit.kubeapi import Manifest, ResourceKind
 from dgd_operator.reconcile.controller import Controller
 from dgd_operator.reconcile.groups import pod_summary
 from dgd_operator.reconcile.resources import DGD, SHARED_KINDS, WATCHED_CHILD_KINDS
+from dgd_operator.reconcile.shapes import SHAPES
 from dgd_operator.reconcile.state import Key
 from dgd_operator.reconcile.sync import child_key
 from dgd_operator.reconcile.view import IndexedClusterView, cached_child
@@ -150,7 +151,7 @@ class Watches:
             self.view.dgds.discard(uid)
         else:
             previous = self.view.dgds.get(uid)
-            body = compact(slim(obj))
+            body = compact(slim(obj), previous)
             self.view.dgds.put(uid, key, body)
             if previous is not None and self.controller.is_own_status_echo(key, previous, body):
                 return  # our status write coming back: the reconcile that wrote it saw it all
@@ -166,7 +167,9 @@ class Watches:
                 self.controller.child_deleted(namespace, child_key(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.children_index.put(uid_of(obj), key, compact(cached_child(slim(obj))))
+            uid = uid_of(obj)
+            kept = compact(cached_child(slim(obj)), self.view.children_index.get(uid))
+            self.view.children_index.put(uid, key, kept)
         if graph:
             self.controller.enqueue((namespace, graph))
 
@@ -204,7 +207,8 @@ class Watches:
             self.view.pods.discard(uid_of(obj))
         else:
             key = (namespace, graph) if graph else None
-            self.view.pods.put(uid_of(obj), key, compact(pod_summary(obj)))
+            uid = uid_of(obj)
+            self.view.pods.put(uid, key, compact(pod_summary(obj), self.view.pods.get(uid)))
         if graph:
             self.controller.enqueue((namespace, graph))
 
@@ -230,6 +234,7 @@ class Watches:
                 kind=rk.kind,
                 label_selector=labels,
                 field_selector=fields,
+                shape=SHAPES.get(rk.kind),
             )
             for rk, handler, labels, fields in wanted
             for namespace in scopes

@@ -39,19 +39,35 @@ def json_copy(value: T) -> T:
     return result
 
 
-def compact(value: Any) -> Any:
+def compact(value: Any, like: Any = None) -> Any:
     """A fresh copy of a decoded JSON tree with every string interned.
 
     For what the watch cache's indexes keep of a watched object. Thousands of cached objects
     repeat the same keys and values (label keys, the managed-by value, condition types and
-    reasons, owner API versions), and the decoder gives each object its own copies. The copy also moves the kept
-    parts out of the decoded LIST page or watch event: kept parts that share the page's dicts
-    pin the allocator's memory of the whole page long after the rest of it is freed.
+    reasons, owner API versions), and the decoder gives each object its own copies. The copy
+    also moves the kept parts out of the decoded LIST page or watch event: kept parts that
+    share the page's dicts pin the allocator's memory of the whole page long after the rest of
+    it is freed.
+
+    `like` is what the cache kept of the object's previous version (itself compacted): every
+    subtree equal to the one at the same place in `like` is taken from `like` instead of being
+    copied. A watched object changes a few fields per event (a Deployment's status while it
+    rolls out), so most of it is compared in C instead of rebuilt in Python. Equality is
+    JSON's but for one case: inside an equal subtree `1`, `1.0` and `true` are not told apart,
+    which a Kubernetes object never shows, since its schema fixes each field's type.
     """
+    if like is not None and type(value) is type(like) and value == like:
+        return like
     if isinstance(value, str):
         return sys.intern(value) if type(value) is str else value
     if isinstance(value, dict):
-        return {(sys.intern(k) if type(k) is str else k): compact(v) for k, v in value.items()}
+        before = like if isinstance(like, dict) else {}
+        return {
+            (sys.intern(k) if type(k) is str else k): compact(v, before.get(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
+        if isinstance(like, list) and len(like) == len(value):
+            return [compact(v, old) for v, old in zip(value, like, strict=True)]
         return [compact(v) for v in value]
     return value

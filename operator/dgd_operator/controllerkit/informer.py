@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
+from dgd_operator.controllerkit.decoding import Shape
 from dgd_operator.controllerkit.kubeapi import ApiError, KubeAPI, Manifest
 
 logger = logging.getLogger("dgd_operator.informer")
@@ -27,6 +28,8 @@ logger = logging.getLogger("dgd_operator.informer")
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 EventHandler = Callable[[str, Manifest], None]
 """Receives (event type, object) for every change, in order."""
+Decode = Callable[[bytes], Manifest]
+"""Turns the bytes of one LIST page or one watch event into JSON-shaped data."""
 
 GONE = 410
 
@@ -34,12 +37,18 @@ GONE = 410
 class WatchClient(Protocol):
     """The two calls an informer makes."""
 
-    async def list_page(self, path: str, params: Mapping[str, str]) -> Manifest:
-        """One page of a LIST (`metadata.continue` names the next one)."""
+    async def list_page(
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
+    ) -> Manifest:
+        """One page of a LIST (`metadata.continue` names the next one), decoded by `decode`
+        (default: the whole JSON document)."""
         ...
 
-    def watch_events(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Manifest]:
-        """The decoded events of one WATCH request, until the server ends it."""
+    def watch_events(
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
+    ) -> AsyncIterator[Manifest]:
+        """The events of one WATCH request, each decoded by `decode` (default: whole), until
+        the server ends it."""
         ...
 
 
@@ -75,6 +84,7 @@ class Informer:
         page_size: int = page_size_default,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
+        shape: Shape[Any] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -89,6 +99,8 @@ class Informer:
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
+        self.shape = shape
+        """Decodes only the fields the consumer keeps (None: every field)."""
         self.synced = asyncio.Event()
         """Set once the first listing has been delivered."""
         self._known: set[str] = set()
@@ -118,7 +130,9 @@ class Informer:
         seen: set[str] = set()
         params: dict[str, str] = {**self.selectors, "limit": str(self.page_size)}
         while True:
-            page = await self.client.list_page(self.path, params)
+            page = await self.client.list_page(
+                self.path, params, self.shape.page if self.shape else None
+            )
             for item in page.get("items") or []:
                 seen.add(uid_of(item))
                 self._deliver(ADDED, item)
@@ -143,7 +157,8 @@ class Informer:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.watch_timeout),
         }
-        async for event in self.client.watch_events(self.path, params):
+        decode = self.shape.event if self.shape else None
+        async for event in self.client.watch_events(self.path, params, decode):
             type_ = str(event.get("type") or "")
             obj = event.get("object") or {}
             if type_ == "ERROR":

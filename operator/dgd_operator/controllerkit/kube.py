@@ -222,11 +222,13 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> Any:
-        """Send one request; return the decoded JSON (or text) or raise a typed `ApiError`."""
+        """Send one request; return the JSON answer decoded by `decode` (or text), or raise a
+        typed `ApiError`."""
         try:
             return await self._request_once(
-                method, path, verb, resource, params, body, content_type
+                method, path, verb, resource, params, body, content_type, decode
             )
         except ApiError as exc:
             if exc.status != 401 or self._reload is None:
@@ -234,7 +236,7 @@ class KubeClient:
             self.credentials = self._reload()
             await self.close()
             return await self._request_once(
-                method, path, verb, resource, params, body, content_type
+                method, path, verb, resource, params, body, content_type, decode
             )
 
     async def _request_once(
@@ -246,6 +248,7 @@ class KubeClient:
         params: Mapping[str, str] | None,
         body: Any,
         content_type: str,
+        decode: Callable[[bytes], Any],
     ) -> Any:
         metrics.API_REQUESTS.labels(verb=verb, resource=resource).inc()
         session = await self._get_session()
@@ -261,21 +264,38 @@ class KubeClient:
                 if response.status >= 400:
                     raise _api_error(response.status, raw.decode("utf-8", "replace"))
                 if response.content_type == "application/json" and raw:
-                    return orjson.loads(raw)
+                    return decode(raw)
                 return raw.decode(response.get_encoding())
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
 
-    async def list_page(self, path: str, params: Mapping[str, str]) -> Manifest:
-        """One page of a LIST of `path` (for informers; `metadata.continue` names the next)."""
+    async def list_page(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        decode: Callable[[bytes], Manifest] | None = None,
+    ) -> Manifest:
+        """One page of a LIST of `path` (for informers; `metadata.continue` names the next),
+        decoded by `decode` (default: whole)."""
         resource = path.rstrip("/").rpartition("/")[2]
         result: Manifest = await self.request(
-            "GET", path, verb="list", resource=resource, params=params
+            "GET",
+            path,
+            verb="list",
+            resource=resource,
+            params=params,
+            decode=decode or orjson.loads,
         )
         return result
 
-    async def watch_events(self, path: str, params: Mapping[str, str]) -> AsyncIterator[Manifest]:
-        """The events of one WATCH request on `path`, decoded, until the server ends it.
+    async def watch_events(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        decode: Callable[[bytes], Manifest] | None = None,
+    ) -> AsyncIterator[Manifest]:
+        """The events of one WATCH request on `path`, each decoded by `decode` (default:
+        whole), until the server ends it.
 
         Watches hold their connection for minutes: they bypass the in-flight limit and use a
         session of their own.
@@ -296,6 +316,7 @@ class KubeClient:
                 # Lines are split here, not by aiohttp's readline, which refuses lines over
                 # 128 KiB (a large object with its managedFields can be one). An event that
                 # arrives in many chunks is joined once, when its newline arrives.
+                decode_event = decode or orjson.loads
                 partial: list[bytes] = []
                 async for chunk in response.content.iter_any():
                     if b"\n" not in chunk:
@@ -308,7 +329,7 @@ class KubeClient:
                         partial.clear()
                     for line in (first, *lines):
                         if line.strip():
-                            yield orjson.loads(line)
+                            yield decode_event(line)
                     if rest:
                         partial.append(rest)
         except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
