@@ -12,7 +12,11 @@ import dataclasses
 import json
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
 
 HELP = "run the DGD operator in the foreground (kubeconfig or in-cluster)"
 EPILOG = """\
@@ -118,6 +122,21 @@ def _configure_logging(level: str, fmt: str) -> None:
         logging.getLogger("kopf").setLevel(logging.WARNING)
 
 
+def event_loop_factory() -> Callable[[], AbstractEventLoop]:
+    """uvloop's loop where it is built (Linux, macOS), else asyncio's.
+
+    The operator's own work is mostly reading watch streams and sending requests over TLS;
+    asyncio's pure-Python SSL protocol and loop were ~15% of its CPU at 300 graphs (issue 16).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted; returns the exit code."""
     import asyncio
@@ -152,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     from dgd_operator.controllerkit.leaderelection import LeadershipLostError
 
     try:
-        asyncio.run(run_operator(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run_operator(settings))
     except KeyboardInterrupt:
         return 130
     except LeadershipLostError as exc:
