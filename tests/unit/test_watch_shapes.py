@@ -235,3 +235,10 @@ def test_compact_like_shares_unchanged_subtrees_with_the_previous_version() -> N
     # A value of another type is never taken from the previous version in its place.
     assert type(compact(1, True)) is int and compact([], {}) == []
     assert compact({"a": [1, 2]}, {"a": [1]}) == {"a": [1, 2]}
+
+
+def test_an_object_that_does_not_fit_the_types_is_decoded_whole() -> None:
+    odd = {"metadata": {"uid": "u", "resourceVersion": "5"}, "status": "not an object"}
+    assert POD.event(_event(odd)) == {"type": "MODIFIED", "object": odd}
+    page = {"metadata": {"resourceVersion": "6"}, "items": [odd]}
+    assert POD.page(orjson.dumps(page)) == page

@@ -64,6 +64,12 @@ class Shape(Generic[ObjectT]):
         return decoded
 
     def page(self, raw: bytes) -> Manifest:
-        """One LIST page: `{"metadata": ..., "items": [...]}`."""
-        page: Manifest = msgspec.to_builtins(self._page.decode(raw))
+        """One LIST page: `{"metadata": ..., "items": [...]}` (decoded whole when an object
+        does not fit the struct's types)."""
+        try:
+            decoded = self._page.decode(raw)
+        except msgspec.ValidationError:
+            whole: Manifest = self._whole.decode(raw)
+            return whole
+        page: Manifest = msgspec.to_builtins(decoded)
         return page
