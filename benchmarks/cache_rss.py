@@ -24,12 +24,13 @@ import subprocess
 import sys
 import tempfile
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from dgd_operator.controllerkit.decoding import Decode
 from dgd_operator.controllerkit.informer import Informer
 from dgd_operator.controllerkit.kubeapi import Manifest
 from dgd_operator.handlers import Watches
@@ -96,10 +97,7 @@ class PagedClient:
         self.pages = pages
 
     async def list_page(
-        self,
-        path: str,
-        params: Mapping[str, str],
-        decode: Callable[[bytes], Manifest] | None = None,
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
     ) -> Manifest:
         """The next page (the `continue` token is its index)."""
         raw = self.pages[int(params.get("continue", "0"))].read_bytes()
@@ -107,10 +105,7 @@ class PagedClient:
         return result
 
     async def watch_events(
-        self,
-        path: str,
-        params: Mapping[str, str],
-        decode: Callable[[bytes], Manifest] | None = None,
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
     ) -> AsyncIterator[Manifest]:
         """No watch events (only the initial listing is measured)."""
         for _ in ():

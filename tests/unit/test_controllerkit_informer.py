@@ -10,8 +10,8 @@ import msgspec
 import orjson
 import pytest
 
-from dgd_operator.controllerkit.decoding import Shape
-from dgd_operator.controllerkit.informer import Decode, Informer
+from dgd_operator.controllerkit.decoding import Decode, Shape
+from dgd_operator.controllerkit.informer import Informer
 from dgd_operator.controllerkit.kubeapi import Manifest
 
 pytestmark = pytest.mark.unit

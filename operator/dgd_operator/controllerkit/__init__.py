@@ -3,5 +3,6 @@
 `kubeapi` (the `KubeAPI` Protocol, typed errors, kind registry), `kube` (the aiohttp client;
 imported only by the kit and `dgd_operator.main`), `queue` (de-duplicating work queue),
 `workers` (worker pool, backoff), `events` (Event posting), `indexes` (views over kopf's
-indexes, expiring memory).
+indexes, expiring memory), `informer` (list+watch), `decoding` (watch events and LIST pages
+decoded into only the fields a consumer names).
 """

@@ -16,6 +16,7 @@ kind, so its object is decoded generically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -24,6 +25,8 @@ from msgspec import UNSET, UnsetType
 from dgd_operator.controllerkit.kubeapi import Manifest
 
 ObjectT = TypeVar("ObjectT", bound=msgspec.Struct)
+Decode = Callable[[bytes], Manifest]
+"""Turns the bytes of one LIST page or one watch event into JSON-shaped data."""
 
 
 class Shape(Generic[ObjectT]):

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-from dgd_operator.controllerkit.decoding import Shape
+from dgd_operator.controllerkit.decoding import Decode, Shape
 from dgd_operator.controllerkit.kubeapi import ApiError, KubeAPI, Manifest
 
 logger = logging.getLogger("dgd_operator.informer")
@@ -28,8 +28,6 @@ logger = logging.getLogger("dgd_operator.informer")
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 EventHandler = Callable[[str, Manifest], None]
 """Receives (event type, object) for every change, in order."""
-Decode = Callable[[bytes], Manifest]
-"""Turns the bytes of one LIST page or one watch event into JSON-shaped data."""
 
 GONE = 410
 

@@ -34,6 +34,7 @@ import aiohttp
 import orjson
 
 from dgd_operator import metrics
+from dgd_operator.controllerkit.decoding import Decode
 from dgd_operator.controllerkit.kubeapi import (
     ApiError,
     ConflictError,
@@ -270,10 +271,7 @@ class KubeClient:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
 
     async def list_page(
-        self,
-        path: str,
-        params: Mapping[str, str],
-        decode: Callable[[bytes], Manifest] | None = None,
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
     ) -> Manifest:
         """One page of a LIST of `path` (for informers; `metadata.continue` names the next),
         decoded by `decode` (default: whole)."""
@@ -289,10 +287,7 @@ class KubeClient:
         return result
 
     async def watch_events(
-        self,
-        path: str,
-        params: Mapping[str, str],
-        decode: Callable[[bytes], Manifest] | None = None,
+        self, path: str, params: Mapping[str, str], decode: Decode | None = None
     ) -> AsyncIterator[Manifest]:
         """The events of one WATCH request on `path`, each decoded by `decode` (default:
         whole), until the server ends it.
