@@ -5,9 +5,10 @@ benchmark's shape (4 Deployments, 4 Services, a ServiceAccount, a Role and a Rol
 graph, created by the operator with POSTs so each carries its `Update` managedFields entry, and
 the controller-manager's status entry on Deployments), from real objects captured once from a
 control plane (`--sample DIR` holds `page_<plural>.json` LIST answers; without it, the copies in
-`benchmarks/data/cache_rss/`). The pages go through the decoding the operator's informers use (the lean
-shape of `reconcile.shapes` for Deployments, the whole document otherwise), the real `Informer`
-and the real event handlers into the view. Prints VmRSS/VmHWM after each stage and what tracemalloc says the cache holds.
+`benchmarks/data/cache_rss/`). The pages go through the decoding the operator's informers use
+(the lean shape of `reconcile.shapes` for Deployments, the whole document otherwise), the real
+`Informer` and the real event handlers into the view. Prints VmRSS/VmHWM after each stage and
+what tracemalloc says the cache holds.
 
     .venv/bin/python benchmarks/cache_rss.py --dgds 1000
 """
@@ -34,13 +35,14 @@ from dgd_operator.controllerkit.decoding import Decode
 from dgd_operator.controllerkit.informer import Informer
 from dgd_operator.controllerkit.kubeapi import Manifest
 from dgd_operator.handlers import Watches
+from dgd_operator.reconcile.resources import WATCHED_CHILD_KINDS
 from dgd_operator.reconcile.shapes import SHAPES
 from dgd_operator.reconcile.view import IndexedClusterView
 
 SAMPLES = Path(__file__).with_name("data") / "cache_rss"
 PER_GRAPH = {"deployments": 4, "services": 4, "serviceaccounts": 1, "roles": 1, "rolebindings": 1}
-KINDS_OF_PLURALS = {"deployments": "Deployment"}
-"""The sampled kinds that have a lean shape (`reconcile.shapes.SHAPES`)."""
+KIND_OF_PLURAL = {rk.plural: rk.kind for rk in WATCHED_CHILD_KINDS}
+"""The kind of each sampled plural, from the operator's own watch list."""
 
 
 def proc_status() -> dict[str, float]:
@@ -132,7 +134,7 @@ async def fill(view: IndexedClusterView, pages: dict[str, list[Path]]) -> None:
             watches.child_event,
             api_version="v1",
             kind=plural,
-            shape=SHAPES.get(KINDS_OF_PLURALS.get(plural, "")),
+            shape=SHAPES.get(KIND_OF_PLURAL[plural]),
         )
         await informer.list_all()
 

@@ -223,10 +223,10 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        decode: Callable[[bytes], Any] = orjson.loads,
+        decode: Decode | None = None,
     ) -> Any:
-        """Send one request; return the JSON answer decoded by `decode` (or text), or raise a
-        typed `ApiError`."""
+        """Send one request; return the JSON answer decoded by `decode` (default: whole) or
+        text, or raise a typed `ApiError`."""
         try:
             return await self._request_once(
                 method, path, verb, resource, params, body, content_type, decode
@@ -249,7 +249,7 @@ class KubeClient:
         params: Mapping[str, str] | None,
         body: Any,
         content_type: str,
-        decode: Callable[[bytes], Any],
+        decode: Decode | None,
     ) -> Any:
         metrics.API_REQUESTS.labels(verb=verb, resource=resource).inc()
         session = await self._get_session()
@@ -265,7 +265,7 @@ class KubeClient:
                 if response.status >= 400:
                     raise _api_error(response.status, raw.decode("utf-8", "replace"))
                 if response.content_type == "application/json" and raw:
-                    return decode(raw)
+                    return (decode or orjson.loads)(raw)
                 return raw.decode(response.get_encoding())
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise TransientError(0, "ConnectionError", f"{method} {path}: {exc!r}") from exc
@@ -282,7 +282,7 @@ class KubeClient:
             verb="list",
             resource=resource,
             params=params,
-            decode=decode or orjson.loads,
+            decode=decode,
         )
         return result
 
