@@ -10,8 +10,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,6 +77,107 @@ def served_requests(dep: Deployment) -> list[float]:
 def unfinished(dep: Deployment) -> float:
     """Requests the two vLLM engines have accepted and not finished."""
     return sum(metric(w.metrics(), "dgd_engine_unfinished_requests") for w in dep.workers)
+
+
+@dataclass
+class HeldStream:
+    """A streaming request whose first event the client has read, held mid-generation: every
+    engine core is frozen (SIGSTOP) and the request is unfinished in its engine."""
+
+    response: httpx.Response
+    lines: Iterator[str]
+    received: list[str]
+    worker: int
+    """Index of the worker whose engine runs the request."""
+    frozen: list[int]
+    """Engine-core PIDs still stopped (thawed when the hold ends; a test may thaw or kill one
+    sooner and remove it)."""
+    baseline: Any
+    """What ``before()`` returned just before this request was sent."""
+
+
+def settled(dep: Deployment) -> None:
+    """Wait until the workers have taken in every output their (frozen) engines sent."""
+    last: tuple[float, ...] = ()
+    deadline = time.monotonic() + 60
+    while True:
+        texts = [w.metrics() for w in dep.workers]
+        now = tuple(metric(t, "vllm:generation_tokens_total") for t in texts) + tuple(
+            metric(t, "dgd_engine_unfinished_requests") for t in texts
+        )
+        if now == last:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the workers kept receiving outputs from frozen engines")
+        last = now
+        time.sleep(0.3)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time the processes ``pids`` have used so far (every thread, user and system)."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def idle(pids: list[int]) -> None:
+    """Wait until the processes ``pids`` use no CPU for a second."""
+    deadline = time.monotonic() + 120
+    last = cpu_seconds(pids)
+    while True:
+        time.sleep(1.0)
+        now = cpu_seconds(pids)
+        if now - last < 0.02:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the engines kept working")
+        last = now
+
+
+@contextlib.contextmanager
+def held_mid_stream(
+    dep: Deployment, body: dict[str, Any], before: Callable[[], Any] = lambda: None
+) -> Iterator[HeldStream]:
+    """Send the streaming ``body``, read its first event, freeze every engine and hold it there.
+
+    Freezing after the first event is not enough by itself: on a busy machine a hop between
+    the engine and the client can lag by as long as the engine takes to finish the request (its
+    first event then reaches the client with the last). Such a request has nothing left to
+    stop, so it is drained and the request sent again, with a new suffix, up to three times.
+    """
+    cores = [engine_core_pid(w) for w in dep.workers]
+    for attempt in range(3):
+        eventually(lambda: unfinished(dep) == 0, 60, "the engines to finish earlier requests")
+        baseline = before()
+        attempt_body = dict(body, prompt=body["prompt"] + "\n" * attempt)
+        frozen: list[int] = []
+        try:
+            with httpx.stream(
+                "POST", f"{dep.url}/v1/completions", json=attempt_body, timeout=TIMEOUT
+            ) as resp:
+                assert resp.status_code == 200, resp.read()
+                lines = resp.iter_lines()
+                received = [next(line for line in lines if line.startswith("data: "))]
+                for pid in cores:
+                    os.kill(pid, signal.SIGSTOP)
+                    frozen.append(pid)
+                settled(dep)
+                running = [
+                    i
+                    for i, w in enumerate(dep.workers)
+                    if metric(w.metrics(), "dgd_engine_unfinished_requests") > 0
+                ]
+                assert len(running) <= 1, f"requests unfinished on workers {running}"
+                if running:
+                    yield HeldStream(resp, lines, received, running[0], frozen, baseline)
+                    return
+        finally:
+            for pid in frozen:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+    pytest.fail("three times the request had finished in its engine before its first event")
 
 
 def test_streaming_and_non_streaming_agree(deployment: Deployment) -> None:
@@ -202,8 +305,6 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
             sum(metric(t, "vllm:generation_tokens_total") for t in texts),
         )
 
-    assert unfinished(deployment) == 0
-    aborted_before, generated_before = totals()
     max_tokens = MAX_MODEL_LEN - 16
     body = {
         "model": MODEL_NAME,
@@ -212,20 +313,31 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
         "ignore_eos": True,
         "stream": True,
     }
-    with httpx.stream(
-        "POST", f"{deployment.url}/v1/completions", json=body, timeout=TIMEOUT
-    ) as resp:
-        assert resp.status_code == 200
-        next(line for line in resp.iter_lines() if line.startswith("data: "))
-    # Leaving the block closed the connection right after the first token. (Waiting here for
-    # the engine to report the request raced with it finishing on a fast machine: without the
-    # abort the 2,032 tokens take a few seconds.)
-    eventually(lambda: unfinished(deployment) == 0, 60, "the engine to drop the request")
+    cores = [engine_core_pid(w) for w in deployment.workers]
+    # What the engines spend on a token here (one core's process schedules, another runs the
+    # model; the engine core's own CPU follows its steps): measured now, on this machine.
+    calibration = 256
+    spent = cpu_seconds(cores)
+    ok(completion(deployment, prompt="calibrate", max_tokens=calibration, ignore_eos=True))
+    per_token = (cpu_seconds(cores) - spent) / calibration
+    # The engine is frozen while the client goes away, so it cannot finish the request before
+    # the abort reaches it, however the machine schedules the hops in between.
+    with held_mid_stream(deployment, body, before=totals) as held:
+        aborted_before, generated_before = held.baseline
+        remaining = max_tokens - (totals()[1] - generated_before)
+        held.response.close()
+        eventually(lambda: totals()[0] == aborted_before + 1, 60, "the worker to abort the request")
+        spent = cpu_seconds(cores)
+    eventually(lambda: unfinished(deployment) == 0, 60, "the worker to drop the request")
+    idle(cores)
     aborted_after, generated_after = totals()
     assert aborted_after == aborted_before + 1
-    # vLLM's own count: it stopped generating long before max_tokens (ignore_eos, no stop), so
-    # the abort reached the engine; a request that ran to the end fails this.
     assert generated_after - generated_before < max_tokens
+    # The worker dropped the request at once (its own count above); that the abort reached
+    # the engine shows in what the engine did after the thaw: a few steps, where generating
+    # the rest of the request would cost `remaining` tokens' worth.
+    after = cpu_seconds(cores) - spent
+    assert after < remaining * per_token / 4, (after, remaining, per_token)
 
 
 @pytest.fixture
@@ -283,8 +395,6 @@ def test_an_engine_death_errors_streams_in_progress_and_moves_unstarted_requests
     # Last in this module: it leaves one worker (the module's deployment ends after it).
     # Nothing here races the engine: a frozen (SIGSTOPped) engine core produces nothing, so
     # the stream in progress cannot finish and the requests sent meanwhile cannot start.
-    cores = [engine_core_pid(w) for w in deployment.workers]
-    base = served_requests(deployment)
     # A unique prefix: the worker streaming it is the only one whose KV router load holds its
     # blocks, so the router sends the followers there too (the victim, once it is frozen).
     prefix = "".join(f"def death_probe_{i}(x):\n    return x * {i} + 7\n" for i in range(16))
@@ -296,30 +406,24 @@ def test_an_engine_death_errors_streams_in_progress_and_moves_unstarted_requests
         "ignore_eos": True,
         "stream": True,
     }
-    frozen: list[int] = []
     pool = ThreadPoolExecutor(UNSTARTED)
     try:
-        with httpx.stream(
-            "POST", f"{deployment.url}/v1/completions", json=body, timeout=TIMEOUT
-        ) as resp:
-            assert resp.status_code == 200
-            lines = resp.iter_lines()
-            received = [next(line for line in lines if line.startswith("data: "))]
-            # First token read: freeze both engines at once (which one streams is looked up
-            # after; the other is thawed right away, it has nothing in flight).
-            for pid in cores:
-                os.kill(pid, signal.SIGSTOP)
-                frozen.append(pid)
-            [v] = [i for i, n in enumerate(served_requests(deployment)) if n > base[i]]
+        with held_mid_stream(deployment, body) as held:
+            # Both engines are frozen; the one streaming is the victim, the other is thawed
+            # (it has nothing in flight).
+            v = held.worker
             victim, survivor = deployment.workers[v], deployment.workers[1 - v]
-            os.kill(cores[1 - v], signal.SIGCONT)
-            frozen.remove(cores[1 - v])
+            thawed = engine_core_pid(survivor)
+            os.kill(thawed, signal.SIGCONT)
+            held.frozen.remove(thawed)
+            # Counted from here: the requests sent now, and nothing else.
+            base = served_requests(deployment)
 
             # Requests sent now: those the router puts on the victim are accepted there and
             # cannot start. Wait until every one has been accepted by one of the workers.
             def accepted() -> float:
                 now = served_requests(deployment)
-                return now[v] - base[v] - 1 + now[1 - v] - base[1 - v]
+                return now[v] - base[v] + now[1 - v] - base[1 - v]
 
             unstarted = [
                 pool.submit(
@@ -332,12 +436,13 @@ def test_an_engine_death_errors_streams_in_progress_and_moves_unstarted_requests
                 for i in range(UNSTARTED)
             ]
             eventually(lambda: accepted() == UNSTARTED, 60, "every request accepted")
-            on_victim = served_requests(deployment)[v] - base[v] - 1
+            on_victim = served_requests(deployment)[v] - base[v]
             assert on_victim >= 1, "the router put none of the requests on the frozen engine"
 
-            os.kill(cores[v], signal.SIGKILL)
-            frozen.remove(cores[v])
-            received += [line for line in lines if line]
+            killed = engine_core_pid(victim)
+            os.kill(killed, signal.SIGKILL)
+            held.frozen.remove(killed)
+            received = held.received + [line for line in held.lines if line]
         # The stream in progress: an error event naming the engine's death, no [DONE].
         tokens = sum(1 for line in received if line.startswith("data: {") and '"text"' in line)
         assert tokens < max_tokens, "the request finished before its engine was frozen"
@@ -354,9 +459,6 @@ def test_an_engine_death_errors_streams_in_progress_and_moves_unstarted_requests
         served = metric(survivor.metrics(), "dynamo_component_requests_total")
         assert served - base[1 - v] == UNSTARTED
     finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
         pool.shutdown(wait=False, cancel_futures=True)
 
     # The worker noticed, refused new work and exited non-zero so it is restarted.
