@@ -314,8 +314,8 @@ def test_client_disconnect_aborts_the_request_in_the_engine(deployment: Deployme
         "stream": True,
     }
     cores = [engine_core_pid(w) for w in deployment.workers]
-    # What the engines spend on a token here (one core's process schedules, another runs the
-    # model; the engine core's own CPU follows its steps): measured now, on this machine.
+    # The engine-core process's CPU per generated token (it schedules every step; a child
+    # process runs the model), measured now, on this machine and its current load.
     calibration = 256
     spent = cpu_seconds(cores)
     ok(completion(deployment, prompt="calibrate", max_tokens=calibration, ignore_eos=True))
