@@ -64,6 +64,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dgd_operator.api.constants import MANAGED_BY
 from dgd_operator.api.conversion import dgd_to_v1beta1
 from dgd_operator.api.naming import PLANNER_SERVICE_ACCOUNT
 from dgd_operator.api.validation import parse_dgd
@@ -96,9 +97,12 @@ META_LIST_ACCEPT = (
 )
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 OPERATOR_WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
-# Resources nobody but the operator (and this benchmark, before a window opens) writes.
+# Resources nobody but the operator (and this benchmark, before a window opens) writes. Not
+# Events: the controller-manager, the scheduler and the kubelet write ~10 per graph, and their
+# broadcasters may still be draining when a window opens; the operator's own Events are
+# counted by their reporting component (`operator_events`).
 OPERATOR_ONLY = frozenset(
-    {"dynamographdeployments", "services", "serviceaccounts", "roles", "rolebindings", "events"}
+    {"dynamographdeployments", "services", "serviceaccounts", "roles", "rolebindings"}
 )
 
 TARGET_RATIO = 1.2
@@ -358,6 +362,20 @@ def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[s
 
 
 Counts = dict[tuple[str, str, str], float]
+
+
+async def operator_events(api: Api) -> int:
+    """Occurrences of the Events the operator reported, cluster-wide (each Event's ``count``)."""
+    total, token = 0, ""
+    while True:
+        params = {"fieldSelector": f"reportingComponent={MANAGED_BY}", "limit": "500"}
+        if token:
+            params["continue"] = token
+        page = await api.request("GET", "/api/v1/events", params=params)
+        total += sum(int(item.get("count") or 1) for item in page["items"])
+        token = page["metadata"].get("continue") or ""
+        if not token:
+            return total
 
 
 async def apiserver_counts(api: Api) -> Counts:
@@ -1031,10 +1049,14 @@ async def bench(
 
         print(f"steady state: {args.steady_seconds:g}s", flush=True)
         steady_api_before = await apiserver_counts(api)
+        steady_events_before = await operator_events(api)
+        # The selector's sanity check: the Created Event of every graph is found by it.
+        print(f"  operator Events so far: {steady_events_before} ({len(names)} graphs)", flush=True)
         steady_before = await operator_metrics(local, op.metrics_url)
         await asyncio.sleep(args.steady_seconds)
         steady = (await operator_metrics(local, op.metrics_url)).minus(steady_before)
         steady_api = delta(steady_api_before, await apiserver_counts(api))
+        steady_events = await operator_events(api) - steady_events_before
         rss_peak = op.peak_rss_mb()
 
         print(
@@ -1043,6 +1065,7 @@ async def bench(
         )
         op.stop()
         restart_api_before = await apiserver_counts(api)
+        restart_events_before = await operator_events(api)
         began = time.monotonic()
         op = await start_operator(work, kubeconfig, op_ns, args.workers, "2")
         profiler = start_profiler(op, args.profile_restart) if args.profile_restart else None
@@ -1052,6 +1075,7 @@ async def bench(
         if profiler is not None and args.profile_restart is not None:
             stop_profiler(profiler, args.profile_restart)
         restart_api = delta(restart_api_before, await apiserver_counts(api))
+        restart_events = await operator_events(api) - restart_events_before
         rss_restart = op.peak_rss_mb()
     finally:
         if op is not None:
@@ -1113,12 +1137,14 @@ async def bench(
         steady_state_writes=steady.total_writes(),
         steady_state_writes_by_request=steady.writes(),
         steady_state_apiserver_operator_only_writes=operator_only_writes(steady_api),
+        steady_state_operator_events=steady_events,
         steady_state_apiserver_writes_by_verb=by_verb(steady_api, WRITE_VERBS),
         restart_resume_s=resume_s,
         restart_reconciles=resumed.reconciles,
         restart_writes=resumed.total_writes(),
         restart_writes_by_request=resumed.writes(),
         restart_apiserver_operator_only_writes=operator_only_writes(restart_api),
+        restart_operator_events=restart_events,
         peak_rss_mb=max(rss_peak, rss_restart),
         rss_first_run_mb=rss_peak,
         rss_at_start_mb=rss_start,
@@ -1172,11 +1198,13 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  operator reads: {r['operator_reads_by_verb']}")
     print(
         f"  steady state ({r['steady_seconds']:g}s): operator writes {r['steady_state_writes']} {r['steady_state_writes_by_request'] or ''}; "
-        f"API server writes on operator-only resources {r['steady_state_apiserver_operator_only_writes'] or 0}"
+        f"API server writes on operator-only resources {r['steady_state_apiserver_operator_only_writes'] or 0}; "
+        f"operator Events {r['steady_state_operator_events']}"
     )
     print(
         f"  restart: resumed {n} DGDs in {r['restart_resume_s']:.2f}s; operator writes {r['restart_writes']} {r['restart_writes_by_request'] or ''}; "
-        f"API server writes on operator-only resources {r['restart_apiserver_operator_only_writes'] or 0}"
+        f"API server writes on operator-only resources {r['restart_apiserver_operator_only_writes'] or 0}; "
+        f"operator Events {r['restart_operator_events']}"
     )
     print(f"  restart: {1000 * r['restart_resume_s'] / n:.1f} ms per DGD")
     print(
@@ -1206,10 +1234,10 @@ def print_report(r: dict[str, Any]) -> None:
         f"(<= {TARGET_EVENTS_PER_DGD})"
     )
     print(
-        f"  {verdict(r['steady_state_writes'] == 0 and not r['steady_state_apiserver_operator_only_writes'])}  zero writes in steady state ({r['steady_state_writes']})"
+        f"  {verdict(r['steady_state_writes'] == 0 and not r['steady_state_apiserver_operator_only_writes'] and not r['steady_state_operator_events'])}  zero writes in steady state ({r['steady_state_writes']})"
     )
     print(
-        f"  {verdict(r['restart_writes'] == 0 and not r['restart_apiserver_operator_only_writes'])}  zero writes after restart ({r['restart_writes']})"
+        f"  {verdict(r['restart_writes'] == 0 and not r['restart_apiserver_operator_only_writes'] and not r['restart_operator_events'])}  zero writes after restart ({r['restart_writes']})"
     )
     print(
         f"  {verdict(r['restart_resume_s'] <= TARGET_RESUME_S if n >= 1000 else None)}  restart resume "
