@@ -74,6 +74,7 @@ from dgd_operator.controllerkit.kube import Credentials
 from dgd_operator.dev import binaries, operator_process
 from dgd_operator.dev.controlplane import ControlPlane
 from dgd_operator.dev.operator_process import OperatorProcess, OperatorStartError
+from dgd_operator.dev.processes import cpu_seconds
 from dgd_operator.reconcile.readiness import deployment_readiness
 from dgd_operator.reconcile.resources import resource_kind
 from dgd_operator.settings import OperatorSettings
@@ -339,15 +340,6 @@ class Api:
 
 
 # ------------------------------------------------------------------------------------ metrics
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_snapshot(pids: Mapping[str, int]) -> dict[str, float]:

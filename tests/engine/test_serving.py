@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ from tests.engine.support import (
     wait_models,
 )
 
+from dgd_operator.dev.processes import cpu_seconds as process_cpu_seconds
 from dgd_runtime.local.nats_server import NatsServer
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(int(START_TIMEOUT) + 300)]
@@ -74,9 +74,14 @@ def served_requests(dep: Deployment) -> list[float]:
     return [metric(w.metrics(), "dynamo_component_requests_total") for w in dep.workers]
 
 
+def unfinished_per_worker(dep: Deployment) -> list[float]:
+    """Requests each vLLM engine has accepted and not finished."""
+    return [metric(w.metrics(), "dgd_engine_unfinished_requests") for w in dep.workers]
+
+
 def unfinished(dep: Deployment) -> float:
     """Requests the two vLLM engines have accepted and not finished."""
-    return sum(metric(w.metrics(), "dgd_engine_unfinished_requests") for w in dep.workers)
+    return sum(unfinished_per_worker(dep))
 
 
 @dataclass
@@ -115,11 +120,7 @@ def settled(dep: Deployment) -> None:
 
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time the processes ``pids`` have used so far (every thread, user and system)."""
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def idle(pids: list[int]) -> None:
@@ -164,11 +165,7 @@ def held_mid_stream(
                     os.kill(pid, signal.SIGSTOP)
                     frozen.append(pid)
                 settled(dep)
-                running = [
-                    i
-                    for i, w in enumerate(dep.workers)
-                    if metric(w.metrics(), "dgd_engine_unfinished_requests") > 0
-                ]
+                running = [i for i, n in enumerate(unfinished_per_worker(dep)) if n > 0]
                 assert len(running) <= 1, f"requests unfinished on workers {running}"
                 if running:
                     yield HeldStream(resp, lines, received, running[0], frozen, baseline)

@@ -392,6 +392,10 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _ready(bins: KubeBinaries) -> str:
+    return f"Kubernetes {bins.version} binaries ready ({bins.source}: {bins.apiserver.parent})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dgd_operator.dev.binaries ensure|path|info``."""
     parser = argparse.ArgumentParser(
@@ -414,11 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "ensure":
             if args.with_oldest and args.version != OLDEST_KUBE_VERSION:
-                oldest = ensure(OLDEST_KUBE_VERSION, envtest=False)
-                print(
-                    f"Kubernetes {oldest.version} binaries ready ({oldest.source}: "
-                    f"{oldest.apiserver.parent})"
-                )
+                print(_ready(ensure(OLDEST_KUBE_VERSION, envtest=False)))
             bins = ensure(args.version)
         else:
             found = find(args.version)
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "path":
         print(bins.apiserver.parent)
     else:
-        print(f"Kubernetes {bins.version} binaries ready ({bins.source}: {bins.apiserver.parent})")
+        print(_ready(bins))
     return 0
 
 

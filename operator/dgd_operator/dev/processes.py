@@ -51,6 +51,16 @@ def _proc_stat(pid: int) -> tuple[str, str, int] | None:
     return comm, fields[0], int(fields[19])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid``, all its threads (0 if gone)."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2]
+    except OSError:
+        return 0.0
+    fields = rest.split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 _PR_SET_PDEATHSIG = 1
 
 
