@@ -22,6 +22,11 @@ Phases, all on one local control plane (started here unless ``--kubeconfig`` is 
    again, count what it wrote (must be nothing). The resume time runs from the start of the
    new process to the last change of its counters (so the quiet period that proves it settled
    is not counted); per DGD it must stay flat as N grows (linear start-up).
+5. **floor again** (``--floor-after``): the operator is stopped, its namespace deleted, and the
+   floor is run once more at the sweep's best concurrency. The host's speed drifts by up to a
+   quarter within an hour here, so a ratio against a floor run 15 minutes earlier carries that
+   drift; against the mean of a floor before and one after, a drift that is steady over the run
+   cancels, and the two floors' difference shows how much drift the run had.
 
 Counting API requests. ``apiserver_request_total`` has no client label, so the API server's
 deltas (reported by verb, cluster-wide, per phase) include kube-controller-manager, the
@@ -973,6 +978,19 @@ def stop_profiler(profiler: subprocess.Popen[bytes] | None, out: Path, top: int 
 # ------------------------------------------------------------------------------------ main
 
 
+def reference_floor(
+    children_s: float, ready_s: float, after: PhaseResult | None
+) -> tuple[float, float]:
+    """The floor's (all children, all ready) times that the ratios are taken against.
+
+    The best floor of the sweep before the operator, or, with a floor run again after it, the
+    mean of the two: a drift of the host's speed that is steady over the run then cancels.
+    """
+    if after is None:
+        return children_s, ready_s
+    return (children_s + after.children_s) / 2, (ready_s + after.ready_s) / 2
+
+
 def verdict(ok: bool | None) -> str:
     """PASS / FAIL / n/a."""
     return "n/a " if ok is None else ("PASS" if ok else "FAIL")
@@ -1004,6 +1022,7 @@ async def bench(
         "create_concurrency": args.create_concurrency,
     }
     floors: dict[int, PhaseResult] = {}
+    floor_after: PhaseResult | None = None
     try:
         for concurrency in args.floor_concurrency:
             floor_ns = f"bench-floor{concurrency}-{suffix}"
@@ -1069,6 +1088,28 @@ async def bench(
         restart_api = delta(restart_api_before, await apiserver_counts(api))
         restart_events = await operator_events(api) - restart_events_before
         rss_restart = op.peak_rss_mb()
+
+        if args.floor_after and floors:
+            op.stop()
+            op = None
+            gone = await delete_namespace(api, op_ns, args.timeout)
+            gone_text = f"{gone:.1f}s" if gone is not None else "still terminating"
+            print(f"operator stopped, its namespace deleted ({gone_text})", flush=True)
+            concurrency = min(floors, key=lambda c: floors[c].children_s)
+            floor_ns = f"bench-floorafter{concurrency}-{suffix}"
+            print(
+                f"floor again: plain client, {concurrency} DGDs at a time ({floor_ns})", flush=True
+            )
+            floor_namespaces.append(floor_ns)
+            await create_namespace(api, floor_ns)
+            floor_after = await floor_phase(
+                api, floor_ns, names, args, concurrency, kinds, per_dgd, pids
+            )
+            print(
+                f"  all children exist after {floor_after.children_s:.2f}s; "
+                f"all Deployments ready after {floor_after.ready_s:.2f}s",
+                flush=True,
+            )
     finally:
         if op is not None:
             op.stop()
@@ -1088,8 +1129,11 @@ async def bench(
     best = min(floors, key=lambda c: floors[c].children_s) if floors else None
     best_ready = min(floors, key=lambda c: floors[c].ready_s) if floors else None
     floor = floors[best] if best is not None else PhaseResult(math.nan, math.nan, {})
-    floor_ready_s = floors[best_ready].ready_s if best_ready is not None else math.nan
-    ratio = run.children_s / floor.children_s
+    floor_before_ready_s = floors[best_ready].ready_s if best_ready is not None else math.nan
+    floor_children_s, floor_ready_s = reference_floor(
+        floor.children_s, floor_before_ready_s, floor_after
+    )
+    ratio = run.children_s / floor_children_s
     ratio_ready = run.ready_s / floor_ready_s
     result.update(
         floor_sweep={
@@ -1097,8 +1141,17 @@ async def bench(
         },
         floor_best_concurrency=best,
         floor_best_ready_concurrency=best_ready,
-        floor_children_s=floor.children_s,
+        floor_before_children_s=floor.children_s,
+        floor_before_ready_s=floor_before_ready_s,
+        floor_after=(
+            None
+            if floor_after is None
+            else {"children_s": floor_after.children_s, "ready_s": floor_after.ready_s}
+        ),
+        floor_children_s=floor_children_s,
         floor_ready_s=floor_ready_s,
+        ratio_to_floor_before=run.children_s / floor.children_s,
+        ratio_to_floor_before_ready=run.ready_s / floor_before_ready_s,
         operator_children_s=run.children_s,
         operator_ready_s=run.ready_s,
         ratio_to_floor=ratio,
@@ -1161,6 +1214,18 @@ def print_report(r: dict[str, Any]) -> None:
         f"  best floor: children at concurrency {r['floor_best_concurrency']}, "
         f"Ready at concurrency {r['floor_best_ready_concurrency']}"
     )
+    after = r.get("floor_after")
+    if after is not None:
+        drift = after["children_s"] / r["floor_before_children_s"] - 1
+        print(
+            f"  floor again after the operator: children {after['children_s']:.2f}s, "
+            f"ready {after['ready_s']:.2f}s (before: {r['floor_before_children_s']:.2f}s, "
+            f"{r['floor_before_ready_s']:.2f}s; drift {drift:+.1%}); the floor below is their mean"
+        )
+        print(
+            f"  ratios against the floor before alone: children {r['ratio_to_floor_before']:.2f}, "
+            f"Ready {r['ratio_to_floor_before_ready']:.2f}"
+        )
     print(f"  {'':32}{'floor':>10}{'operator':>10}{'ratio':>8}")
     print(
         f"  {'all children exist (s)':32}{r['floor_children_s']:10.2f}{r['operator_children_s']:10.2f}{r['ratio_to_floor']:8.2f}"
@@ -1272,6 +1337,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[4, 16, 64],
         help="DGDs the plain client handles at a time, swept; the best is the floor "
         "(default 4,16,64; empty: no floor)",
+    )
+    parser.add_argument(
+        "--floor-after",
+        action="store_true",
+        help="after the restart, stop the operator, delete its namespace and run the floor again "
+        "at the sweep's best concurrency; the ratios are then against the mean of both floors, "
+        "which cancels a steady drift of the host's speed over the run (adds a floor phase and "
+        "a namespace deletion: ~11 min at 1,000 graphs)",
     )
     parser.add_argument(
         "--create-concurrency", type=int, default=32, help="DGD creates in flight (default 32)"
