@@ -27,6 +27,7 @@ class RunningFrontend:
         await self.server.close()
         if self.frontend.media_loader is not None:
             await self.frontend.media_loader.close()
+        self.frontend.encoder.close()
 
 
 async def start_frontend(

@@ -37,6 +37,7 @@ from dgd_runtime.preprocess.multimodal import (
     MediaInputError,
     expand_placeholders,
 )
+from dgd_runtime.preprocess.offload import EncodeBatcher
 from dgd_runtime.preprocess.stop import StopStringMatcher
 from dgd_runtime.preprocess.tokenizer import ModelDirError, ModelPreprocessor, load_preprocessor
 from dgd_runtime.protocol import (
@@ -141,6 +142,7 @@ class Frontend:
         self.metrics = metrics or FrontendMetrics()
         self.worker_retries = worker_retries
         self.media_loader: MediaLoader | None = None
+        self.encoder = EncodeBatcher()
         self._served: dict[str, ServedModel] = {}
         self._loading: dict[str, asyncio.Task[ServedModel]] = {}
         self._ever_seen: set[str] = set()
@@ -351,7 +353,7 @@ class Frontend:
             if params.media:
                 prompt_ids, preq = await self._multimodal_request(served, params)
             else:
-                prompt_ids = self._tokenize(served, params)
+                prompt_ids = await self._tokenize(served, params)
                 preq = self._engine_request(served, params, prompt_ids)
         except ApiError as err:
             self.metrics.requests_total.inc(
@@ -402,12 +404,12 @@ class Frontend:
             fixed.get(ref.kind, n)
             for ref, n in zip(loaded.refs, loaded.placeholder_counts, strict=True)
         ]
-        prompt_ids = self._tokenize(served, params, counts)
+        prompt_ids = await self._tokenize(served, params, counts)
         preq = self._engine_request(served, params, prompt_ids)
         preq.mm = loaded.refs
         return prompt_ids, preq
 
-    def _tokenize(
+    async def _tokenize(
         self, served: ServedModel, params: GenerationParams, media_counts: list[int] | None = None
     ) -> list[int]:
         prep = served.prep
@@ -429,7 +431,9 @@ class Frontend:
                 except ChatTemplateError as exc:
                     raise bad("messages", str(exc)) from None
             # Raw completion prompts get the tokenizer's BOS etc.; chat templates add their own.
-            ids = prep.encode(text, add_special_tokens=params.prompt_text is not None)
+            ids = await self.encoder.encode(
+                prep, text, add_special_tokens=params.prompt_text is not None
+            )
         ctx = served.context_length
         if ctx:
             if len(ids) >= ctx:
