@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dgd_runtime.local.model_dir import build_model_dir
-from dgd_runtime.preprocess.offload import INLINE_CHARS, EncodeBatcher
+from dgd_runtime.preprocess.offload import ALONE_CHARS, INLINE_CHARS, EncodeBatcher
 from dgd_runtime.preprocess.tokenizer import ModelPreprocessor, load_preprocessor
 
 pytestmark = pytest.mark.unit
@@ -51,7 +51,8 @@ async def test_ids_are_the_tokenizers(
 ) -> None:
     ids = await batcher.encode(prep, text, add_special_tokens=special)
     assert ids == prep.encode(text, add_special_tokens=special)
-    assert batcher.batches_sent == (0 if len(text) < INLINE_CHARS else 1)
+    # Alone in its loop iteration, a prompt goes to the thread only when it is long.
+    assert batcher.batches_sent == (1 if len(text) >= ALONE_CHARS else 0)
 
 
 async def test_prompts_read_in_one_iteration_go_in_one_call(
@@ -71,7 +72,7 @@ async def test_a_batch_is_sent_when_it_is_full(prep: ModelPreprocessor) -> None:
             *(encoder.encode(prep, t, add_special_tokens=False) for t in texts)
         )
         assert got == [prep.encode(t) for t in texts]
-        assert encoder.batches_sent == 3  # 4 + 4 + 1
+        assert encoder.batches_sent == 2  # 4 + 4 on the thread; the ninth, alone, in place
     finally:
         encoder.close()
 
@@ -115,7 +116,7 @@ async def test_a_cancelled_request_leaves_the_others_of_its_batch(
 
 
 async def test_it_works_again_after_close(prep: ModelPreprocessor, batcher: EncodeBatcher) -> None:
-    text = long_prompt(7)
+    text = long_prompt(7, ALONE_CHARS)
     assert await batcher.encode(prep, text, add_special_tokens=False) == prep.encode(text)
     batcher.close()
     assert await batcher.encode(prep, text, add_special_tokens=False) == prep.encode(text)
