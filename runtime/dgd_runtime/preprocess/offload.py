@@ -2,7 +2,7 @@
 
 ``tokenizers``' ``Tokenizer.encode`` holds the GIL for its whole run, about 2 µs a token for a
 byte-level BPE tokenizer such as Qwen's or Llama's, so while the frontend tokenizes a prompt
-every stream it serves waits; a 4,000-token prompt stalls them all for ~8 ms. Its
+every stream it serves waits; a 4,300-token prompt stalls them all for ~11 ms. Its
 ``encode_batch`` releases the GIL. `EncodeBatcher` collects the prompts that arrive in one
 event-loop iteration and sends them to one worker thread in one ``encode_batch`` call; a prompt
 that turns out to be alone and is not long is tokenized in place, and so is a short one at once,
