@@ -978,6 +978,11 @@ def stop_profiler(profiler: subprocess.Popen[bytes] | None, out: Path, top: int 
 # ------------------------------------------------------------------------------------ main
 
 
+def best_floor(floors: Mapping[int, PhaseResult]) -> int:
+    """The concurrency at which the plain client created every child soonest."""
+    return min(floors, key=lambda c: floors[c].children_s)
+
+
 def reference_floor(
     children_s: float, ready_s: float, after: PhaseResult | None
 ) -> tuple[float, float]:
@@ -1095,7 +1100,7 @@ async def bench(
             gone = await delete_namespace(api, op_ns, args.timeout)
             gone_text = f"{gone:.1f}s" if gone is not None else "still terminating"
             print(f"operator stopped, its namespace deleted ({gone_text})", flush=True)
-            concurrency = min(floors, key=lambda c: floors[c].children_s)
+            concurrency = best_floor(floors)
             floor_ns = f"bench-floorafter{concurrency}-{suffix}"
             print(
                 f"floor again: plain client, {concurrency} DGDs at a time ({floor_ns})", flush=True
@@ -1126,7 +1131,7 @@ async def bench(
     event_writes = sum(n for what, n in run.operator.writes().items() if what.endswith(" events"))
     # The floor is the best the plain client did over the sweep: the fastest concurrency for
     # "all children exist" and, separately, for "all ready".
-    best = min(floors, key=lambda c: floors[c].children_s) if floors else None
+    best = best_floor(floors) if floors else None
     best_ready = min(floors, key=lambda c: floors[c].ready_s) if floors else None
     floor = floors[best] if best is not None else PhaseResult(math.nan, math.nan, {})
     floor_before_ready_s = floors[best_ready].ready_s if best_ready is not None else math.nan

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Callable
 
 from tokenizers import Tokenizer
 
@@ -105,8 +104,15 @@ class EncodeBatcher:
                 max_workers=1, thread_name_prefix="tokenize"
             )
         loop = asyncio.get_running_loop()
-        work = self._executor.submit(_encode_batch, batch.tokenizer, batch.texts, key[1])
-        work.add_done_callback(_on_loop(loop, lambda: _deliver(work, batch.futures)))
+
+        def done(work: concurrent.futures.Future[list[list[int]]]) -> None:
+            # The loop may have closed while the batch ran: then nobody waits for it.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, work, batch.futures)
+
+        self._executor.submit(
+            _encode_batch, batch.tokenizer, batch.texts, key[1]
+        ).add_done_callback(done)
         self.batches_sent += 1
 
     def close(self) -> None:
@@ -114,17 +120,6 @@ class EncodeBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
-
-
-def _on_loop(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
-) -> Callable[[concurrent.futures.Future[list[list[int]]]], None]:
-    def done(_: concurrent.futures.Future[list[list[int]]]) -> None:
-        # The loop may have closed while the batch ran: then nobody waits for it.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(callback)
-
-    return done
 
 
 def _deliver_now(batch: _Batch, add_special_tokens: bool) -> None:
