@@ -12,6 +12,12 @@ and the ratio ours/Dynamo.
 Both systems are started by benchmarks/systems.py (shared with kv_routing.py): Dynamo with its
 default planes (TCP request plane, file discovery, ZMQ event plane through a loopback broker,
 so nothing binds 0.0.0.0), one worker each.
+
+Between the systems' runs of every repetition, the mock engine's own ceiling is measured too
+(benchmarks/mock_engine_ceiling.py's closed loop, in this process, no serving path; the best
+of the clients in lockstep and with 5 ms of jitter). Each ratio line then says what share of
+that ceiling each system reached and what share the req/s target (1.3x Dynamo's) would need:
+near 100% no serving path can get there (every request still crosses one), above it nothing can.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +39,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import LevelResult, discover_model, run_level
+from mock_engine_ceiling import closed_loop
 from systems import MODEL_DIR, MODEL_NAME, Shape, System, ensure_dynamo, start, stop_all
 
 
@@ -84,6 +92,52 @@ def measure(
     load1 = os.getloadavg()[0]  # the machine is shared: the load goes beside every number
     for mode, res in levels:
         yield Setting(system.label, speedup, mode, res.concurrency, {**asdict(res), "load1": load1})
+
+
+# Lockstep clients (the engine prefills them together) and desynchronized ones; the better one
+# is the ceiling.
+CEILING_JITTERS_MS = (0.0, 5.0)
+CEILING_ISL_TOKENS = 113  # what loadgen's --isl-words 96 gives after the chat template
+TARGET_REQ_S_RATIO = 1.3  # issue 16's acceptance: req/s >= 1.3x Dynamo's
+
+
+def measure_ceiling(
+    speedup: float, concurrencies: list[int], seconds: float, osl: int
+) -> dict[int, float]:
+    """req/s of the mock engine alone at each concurrency (best over the jitters)."""
+    import uvloop  # a dependency of the runtime
+
+    out: dict[int, float] = {}
+    for c in concurrencies:
+        out[c] = max(
+            uvloop.run(closed_loop(speedup, c, seconds, CEILING_ISL_TOKENS, osl, jitter))["req_s"]
+            for jitter in CEILING_JITTERS_MS
+        )
+        print(f"engine ceiling s{speedup:g} c={c}: {out[c]:.1f} req/s", flush=True)
+    return out
+
+
+@dataclass(frozen=True)
+class CeilingShares:
+    """Shares of the engine's own ceiling: reached by each system, and needed by the target."""
+
+    ours: float
+    dynamo: float
+    target: float
+
+
+def ceiling_shares(
+    ours_req_s: float, dynamo_req_s: float, ceiling_req_s: float, ratio: float = TARGET_REQ_S_RATIO
+) -> CeilingShares:
+    """What fraction of the mock engine's ceiling each system served, and what fraction
+    ``ratio`` times Dynamo's req/s would be (above 1.0: beyond what the engine alone can do)."""
+    if ceiling_req_s <= 0:
+        raise ValueError(f"ceiling must be positive, got {ceiling_req_s}")
+    return CeilingShares(
+        ours=ours_req_s / ceiling_req_s,
+        dynamo=dynamo_req_s / ceiling_req_s,
+        target=ratio * dynamo_req_s / ceiling_req_s,
+    )
 
 
 def foreign_pct(r: dict[str, Any]) -> float:
@@ -174,6 +228,13 @@ def main() -> int:
     ap.add_argument("--requests-per-worker", type=int, default=32)
     ap.add_argument("--min-requests", type=int, default=200)
     ap.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        default=5.0,
+        help="seconds per mock-engine ceiling run, one per repetition, speedup, concurrency "
+        "and jitter (0: skip the ceiling)",
+    )
+    ap.add_argument(
         "--repeat",
         type=int,
         default=None,
@@ -193,11 +254,18 @@ def main() -> int:
         ensure_dynamo()  # also builds the shared model dir
 
     settings: list[Setting] = []
+    ceilings: dict[tuple[float, int], list[float]] = {}
     print(HEADER, flush=True)
     for speedup in speedups:
         for rep in range(repeat):
-            for name in systems if rep % 2 == 0 else list(reversed(systems)):
+            order = systems if rep % 2 == 0 else list(reversed(systems))
+            for i, name in enumerate(order):
                 settings.extend(run_system(name, speedup, args, concurrencies, modes))
+                if i == 0 and args.ceiling_seconds > 0:  # between the systems: the same hour
+                    found = measure_ceiling(speedup, concurrencies, args.ceiling_seconds, args.osl)
+                    for c, req_s in found.items():
+                        ceilings.setdefault((speedup, c), []).append(req_s)
+    ceiling = {k: statistics.median(v) for k, v in ceilings.items()}
 
     all_runs = settings
     settings = median_settings(all_runs)
@@ -233,10 +301,21 @@ def main() -> int:
         # less sensitive to other load on the machine than req/s.
         srv = server_cpu_ms(s.result) / (server_cpu_ms(peer.result) or 1.0)
         ratios[f"server_cpu_ms_{key}"] = srv
-        print(
+        line = (
             f"  {key:28s} req/s x{rq:5.2f}   frontend CPU-ms/req x{cpu:5.2f}   "
             f"all-server CPU-ms/req x{srv:5.2f}"
         )
+        top = ceiling.get((s.speedup, s.concurrency))
+        if top:
+            shares = ceiling_shares(s.result["req_s"], peer.result["req_s"], top)
+            ratios[f"ceiling_share_ours_{key}"] = shares.ours
+            ratios[f"ceiling_share_dynamo_{key}"] = shares.dynamo
+            ratios[f"ceiling_share_target_{key}"] = shares.target
+            line += (
+                f"   engine ceiling {top:.0f}: ours {shares.ours:.0%}, dynamo "
+                f"{shares.dynamo:.0%}, {TARGET_REQ_S_RATIO:g}x dynamo needs {shares.target:.0%}"
+            )
+        print(line)
     c64 = [v for k, v in ratios.items() if k.startswith("req_s_") and k.endswith("_c64")]
     out = {
         "model_dir": str(MODEL_DIR),
@@ -248,6 +327,10 @@ def main() -> int:
         "settings": [asdict(s) for s in settings],
         "all_runs": [asdict(s) for s in all_runs],
         "ratios": ratios,
+        "engine_ceiling_req_s": {
+            f"s{sp:g}_c{c}": {"median": ceiling[(sp, c)], "runs": runs}
+            for (sp, c), runs in ceilings.items()
+        },
         "ratio_req_s_c64": min(c64) if c64 else None,
     }
     if args.json:
