@@ -28,6 +28,9 @@ sys.path.insert(0, str(ROOT / "runtime"))
 from dgd_runtime.engines.mock.engine import MockEngine, MockEngineConfig  # noqa: E402
 from dgd_runtime.protocol import PreprocessedRequest, SamplingOptions  # noqa: E402
 
+# The prompt length of runtime_vs_dynamo's load: loadgen's --isl-words 96 after the chat template.
+ISL_TOKENS = 113
+
 
 async def closed_loop(
     speedup: float, concurrency: int, seconds: float, isl: int, osl: int, jitter_ms: float
@@ -85,7 +88,7 @@ def main() -> int:
     ap.add_argument("--speedup", type=float, default=10.0)
     ap.add_argument("--concurrency", default="64", help="comma-separated, e.g. 64,256")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--isl", type=int, default=113, help="prompt tokens")
+    ap.add_argument("--isl", type=int, default=ISL_TOKENS, help="prompt tokens")
     ap.add_argument("--osl", type=int, default=128, help="output tokens")
     ap.add_argument(
         "--jitter-ms",

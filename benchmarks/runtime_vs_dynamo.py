@@ -39,7 +39,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import LevelResult, discover_model, run_level
-from mock_engine_ceiling import closed_loop
+from mock_engine_ceiling import ISL_TOKENS, closed_loop
 from systems import MODEL_DIR, MODEL_NAME, Shape, System, ensure_dynamo, start, stop_all
 
 
@@ -97,7 +97,6 @@ def measure(
 # Lockstep clients (the engine prefills them together) and desynchronized ones; the better one
 # is the ceiling.
 CEILING_JITTERS_MS = (0.0, 5.0)
-CEILING_ISL_TOKENS = 113  # what loadgen's --isl-words 96 gives after the chat template
 TARGET_REQ_S_RATIO = 1.3  # issue 16's acceptance: req/s >= 1.3x Dynamo's
 
 
@@ -110,7 +109,7 @@ def measure_ceiling(
     out: dict[int, float] = {}
     for c in concurrencies:
         out[c] = max(
-            uvloop.run(closed_loop(speedup, c, seconds, CEILING_ISL_TOKENS, osl, jitter))["req_s"]
+            uvloop.run(closed_loop(speedup, c, seconds, ISL_TOKENS, osl, jitter))["req_s"]
             for jitter in CEILING_JITTERS_MS
         )
         print(f"engine ceiling s{speedup:g} c={c}: {out[c]:.1f} req/s", flush=True)
