@@ -101,16 +101,23 @@ class HeldStream:
     """What ``before()`` returned just before this request was sent."""
 
 
+SETTLED_POLLS = 5
+"""Unchanged polls, 0.3 s apart, that count as settled: a worker starved of CPU for one poll
+interval (CI on 2 cores) would otherwise look settled with its engine's last outputs unread."""
+
+
 def settled(dep: Deployment) -> None:
     """Wait until the workers have taken in every output their (frozen) engines sent."""
     last: tuple[float, ...] = ()
+    unchanged = 0
     deadline = time.monotonic() + 60
     while True:
         texts = [w.metrics() for w in dep.workers]
         now = tuple(metric(t, "vllm:generation_tokens_total") for t in texts) + tuple(
             metric(t, "dgd_engine_unfinished_requests") for t in texts
         )
-        if now == last:
+        unchanged = unchanged + 1 if now == last else 0
+        if unchanged >= SETTLED_POLLS:
             return
         if time.monotonic() > deadline:
             raise AssertionError("the workers kept receiving outputs from frozen engines")

@@ -60,17 +60,25 @@ def test_dgd_operator_command(control_plane: ControlPlane, namespace: str) -> No
             timeout=60,
             description="DGD successful",
         )
+        name = doc["metadata"]["name"]
+        ready_line = (
+            f'dgd_operator_graph_ready{{name="{name}",namespace="{namespace}",'
+            'state="successful"} 1.0'
+        )
+        # The graph gauges are read from the operator's watch cache at scrape time, which sees
+        # the status it wrote a moment after the API server does.
+        wait_for(
+            lambda: ready_line in _http_get(f"http://127.0.0.1:{metrics_port}/metrics"),
+            timeout=30,
+            description="the graph's readiness in the operator's metrics",
+        )
         exposition = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         # Missing children are created with a POST (issue 16).
         assert 'dgd_operator_api_requests_total{resource="deployments",verb="create"}' in exposition
         assert "dgd_operator_reconcile_duration_seconds_count" in exposition
         # The observability pack, from the live process: per-graph readiness (the graph's own
         # namespace label), reconcile results, build info, process metrics, no _created twins.
-        name = doc["metadata"]["name"]
-        assert (
-            f'dgd_operator_graph_ready{{name="{name}",namespace="{namespace}",'
-            'state="successful"} 1.0'
-        ) in exposition
+        assert ready_line in exposition
         assert (
             f'dgd_operator_graphs{{namespace="{namespace}",state="successful"}} 1.0' in exposition
         )

@@ -557,16 +557,18 @@ class VllmEngine:
         finally:
             if not finished:
                 # Closing vLLM's generator aborts the request there (frees its KV blocks).
-                self._count_abort(rid)
+                # Counted once the abort is on its way to the engine, not before: the count
+                # says the engine was told.
                 await stream.aclose()
                 await llm.abort(rid)
+                self._count_abort(rid)
             self._live.discard(rid)
 
     async def abort(self, request_id: str) -> None:
         """Abort ``request_id`` in vLLM (no-op if it is unknown or finished)."""
         if self._llm is not None:
-            self._count_abort(request_id)
             await self._llm.abort(request_id)
+            self._count_abort(request_id)
 
     def _count_abort(self, request_id: str) -> None:
         # A closed stream and an explicit abort of the same request count once.
