@@ -1,5 +1,8 @@
 """The frontend tokenizes long prompts on a worker thread (`preprocess.offload.EncodeBatcher`):
-same ids as in place, the prompts of one loop iteration in one call, the loop free meanwhile."""
+same ids as in place, the prompts of one loop iteration in one call, the loop free meanwhile.
+ASCII prompts that the tokenizer's fast encoder takes stay in place up to FAST_INLINE_CHARS;
+the thread's tests turn that off (``fast_inline_chars=0``) to reach the thread with short
+prompts."""
 
 from __future__ import annotations
 
@@ -10,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from dgd_runtime.local.model_dir import build_model_dir
-from dgd_runtime.preprocess.offload import ALONE_CHARS, INLINE_CHARS, EncodeBatcher
+from dgd_runtime.preprocess.offload import (
+    ALONE_CHARS,
+    FAST_INLINE_CHARS,
+    INLINE_CHARS,
+    EncodeBatcher,
+)
 from dgd_runtime.preprocess.tokenizer import ModelPreprocessor, load_preprocessor
 
 pytestmark = pytest.mark.unit
@@ -26,6 +34,13 @@ def prep(tmp_path_factory: pytest.TempPathFactory) -> ModelPreprocessor:
 
 @pytest.fixture
 def batcher() -> Iterator[EncodeBatcher]:
+    encoder = EncodeBatcher(fast_inline_chars=0)
+    yield encoder
+    encoder.close()
+
+
+@pytest.fixture
+def default_batcher() -> Iterator[EncodeBatcher]:
     encoder = EncodeBatcher()
     yield encoder
     encoder.close()
@@ -47,12 +62,33 @@ def long_prompt(i: int, chars: int = 2 * INLINE_CHARS) -> str:
 )
 @pytest.mark.parametrize("special", [False, True])
 async def test_ids_are_the_tokenizers(
-    prep: ModelPreprocessor, batcher: EncodeBatcher, text: str, special: bool
+    prep: ModelPreprocessor, default_batcher: EncodeBatcher, text: str, special: bool
 ) -> None:
-    ids = await batcher.encode(prep, text, add_special_tokens=special)
+    ids = await default_batcher.encode(prep, text, add_special_tokens=special)
     assert ids == prep.encode(text, add_special_tokens=special)
-    # Alone in its loop iteration, a prompt goes to the thread only when it is long.
-    assert batcher.batches_sent == (1 if len(text) >= ALONE_CHARS else 0)
+    assert ids == prep.tokenizer.encode(text, add_special_tokens=special).ids
+    # Alone in its loop iteration, a prompt goes to the thread only when it is long, and
+    # ASCII text the fast encoder takes only when it is longer still.
+    fast = text.isascii() and len(text) < FAST_INLINE_CHARS
+    assert default_batcher.batches_sent == (1 if len(text) >= ALONE_CHARS and not fast else 0)
+
+
+async def test_a_burst_of_ascii_prompts_is_encoded_in_place(
+    prep: ModelPreprocessor, default_batcher: EncodeBatcher
+) -> None:
+    texts = [long_prompt(i, ALONE_CHARS) for i in range(8)]
+    got = await asyncio.gather(
+        *(default_batcher.encode(prep, t, add_special_tokens=False) for t in texts)
+    )
+    assert got == [prep.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    assert default_batcher.batches_sent == 0
+    # Not ASCII: the thread, as before.
+    texts = ["déjà vu " + t for t in texts]
+    got = await asyncio.gather(
+        *(default_batcher.encode(prep, t, add_special_tokens=False) for t in texts)
+    )
+    assert got == [prep.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    assert default_batcher.batches_sent >= 1
 
 
 async def test_prompts_read_in_one_iteration_go_in_one_call(
@@ -65,7 +101,7 @@ async def test_prompts_read_in_one_iteration_go_in_one_call(
 
 
 async def test_a_batch_is_sent_when_it_is_full(prep: ModelPreprocessor) -> None:
-    encoder = EncodeBatcher(batch_chars=4 * 300)
+    encoder = EncodeBatcher(batch_chars=4 * 300, fast_inline_chars=0)
     try:
         texts = [long_prompt(i, 300) for i in range(9)]
         got = await asyncio.gather(

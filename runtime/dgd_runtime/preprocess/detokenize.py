@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from tokenizers import Tokenizer
 
+from dgd_runtime.preprocess.byte_level import CHAR_TO_BYTE
+
 REPLACEMENT_CHAR = "\ufffd"
 
 
@@ -38,25 +40,6 @@ class IncrementalDetokenizer(Protocol):
         ...
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    # The GPT-2 byte-level alphabet: printable bytes map to themselves, the rest to U+0100+n.
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    mapping = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in mapping:
-            mapping[b] = chr(256 + extra)
-            extra += 1
-    return mapping
-
-
-_CHAR_TO_BYTE: dict[str, int] = {c: b for b, c in _bytes_to_unicode().items()}
-
-
 def _is_byte_level(decoder: Any) -> bool:
     if not isinstance(decoder, dict):
         return False
@@ -70,10 +53,10 @@ def _is_byte_level(decoder: Any) -> bool:
 
 def _piece_bytes(token: str) -> bytes:
     try:
-        return bytes([_CHAR_TO_BYTE[c] for c in token])
+        return bytes([CHAR_TO_BYTE[c] for c in token])
     except KeyError:  # an added token whose text is outside the byte alphabet
         return b"".join(
-            bytes([_CHAR_TO_BYTE[c]]) if c in _CHAR_TO_BYTE else c.encode("utf-8") for c in token
+            bytes([CHAR_TO_BYTE[c]]) if c in CHAR_TO_BYTE else c.encode("utf-8") for c in token
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from dgd_runtime.preprocess.ascii_bpe import IDENTITY_ON_ASCII_NORMALIZERS, AsciiBpeEncoder
 from dgd_runtime.preprocess.chat_template import DEFAULT_CHAT_TEMPLATE, ChatTemplate
 
 
@@ -49,6 +50,9 @@ class ModelPreprocessor:
     # The same tokenizer minus a Unicode-normalization step that is the identity on ASCII
     # (NFC/NFKC/NFD/NFKD); used for ASCII text, it saves about a quarter of the encode time.
     ascii_tokenizer: Tokenizer | None = None
+    # Byte-level BPE tokenizers of a known shape encode ASCII text ~5x faster through this
+    # (same ids; dgd_runtime.preprocess.ascii_bpe).
+    ascii_encoder: AsciiBpeEncoder | None = None
 
     def tokenizer_for(self, text: str) -> Tokenizer:
         """The tokenizer that encodes `text` fastest with the same result."""
@@ -57,8 +61,19 @@ class ModelPreprocessor:
             tok = self.tokenizer
         return tok
 
+    def encodes_fast(self, text: str, *, add_special_tokens: bool = False) -> bool:
+        """True when :meth:`encode` takes the fast ASCII path for `text` (in Python, on the
+        calling thread: see EncodeBatcher)."""
+        enc = self.ascii_encoder
+        return enc is not None and text.isascii() and enc.adds_specials_for(add_special_tokens)
+
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         """Token ids of `text`; chat prompts already carry their special tokens in the text."""
+        enc = self.ascii_encoder
+        if enc is not None:
+            fast = enc.encode(text, add_special_tokens)
+            if fast is not None:
+                return fast
         ids: list[int] = (
             self.tokenizer_for(text).encode(text, add_special_tokens=add_special_tokens).ids
         )
@@ -84,22 +99,18 @@ def _eos_ids(
     return tuple(dict.fromkeys(ids))
 
 
-_ASCII_IDENTITY_NORMALIZERS = frozenset({"NFC", "NFKC", "NFD", "NFKD"})
-
-
-def _ascii_variant(tokenizer: Tokenizer) -> Tokenizer | None:
-    """`tokenizer` without its normalizer when that normalizer cannot change ASCII text."""
-    spec = json.loads(tokenizer.to_str())
+def _ascii_variant(tokenizer: Tokenizer, spec: dict[str, Any]) -> Tokenizer | None:
+    """`tokenizer` (`spec` is its JSON) without its normalizer when that normalizer cannot
+    change ASCII text."""
     norm = spec.get("normalizer")
     if not isinstance(norm, dict):
         return None
     parts = norm.get("normalizers") if norm.get("type") == "Sequence" else [norm]
     if not parts or not all(
-        isinstance(p, dict) and p.get("type") in _ASCII_IDENTITY_NORMALIZERS for p in parts
+        isinstance(p, dict) and p.get("type") in IDENTITY_ON_ASCII_NORMALIZERS for p in parts
     ):
         return None
-    spec["normalizer"] = None
-    return Tokenizer.from_str(json.dumps(spec))
+    return Tokenizer.from_str(json.dumps({**spec, "normalizer": None}))
 
 
 @functools.lru_cache(maxsize=16)
@@ -130,6 +141,7 @@ def load_preprocessor(model_dir: str) -> ModelPreprocessor:
         eos_token=_token_text(tok_cfg.get("eos_token")),
     )
     ctx = cfg.get("max_position_embeddings")
+    spec = json.loads(tokenizer.to_str())  # read once for both ASCII variants
     return ModelPreprocessor(
         model_dir=root,
         tokenizer=tokenizer,
@@ -137,5 +149,6 @@ def load_preprocessor(model_dir: str) -> ModelPreprocessor:
         eos_token_ids=_eos_ids(tokenizer, tok_cfg, gen_cfg, cfg),
         bos_token=bos,
         context_length=int(ctx) if isinstance(ctx, int) else None,
-        ascii_tokenizer=_ascii_variant(tokenizer),
+        ascii_tokenizer=_ascii_variant(tokenizer, spec),
+        ascii_encoder=AsciiBpeEncoder.for_tokenizer(tokenizer, spec),
     )
