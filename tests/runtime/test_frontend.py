@@ -25,6 +25,7 @@ from dgd_runtime.frontend.app import RunningFrontend, start_frontend
 from dgd_runtime.local.nats_server import NatsServer, free_port
 from dgd_runtime.protocol import EngineOutput, PreprocessedRequest
 from dgd_runtime.router.client import RoutedClient
+from dgd_runtime.transport.client import TokenSink
 
 pytestmark = pytest.mark.runtime
 
@@ -54,13 +55,17 @@ class RecordingBackend:
     def models(self) -> Any:
         return self.client.models()
 
-    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
-        return self._wrap(request)
+    def generate(
+        self, request: PreprocessedRequest, *, sink: TokenSink | None = None
+    ) -> AsyncIterator[EngineOutput]:
+        return self._wrap(request, sink)
 
-    async def _wrap(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
+    async def _wrap(
+        self, request: PreprocessedRequest, sink: TokenSink | None
+    ) -> AsyncIterator[EngineOutput]:
         finished = False
         try:
-            async for out in self.client.generate(request):
+            async for out in self.client.generate(request, sink=sink):
                 yield out
                 if out.finish_reason is not None:
                     finished = True

@@ -68,6 +68,38 @@ async def test_generate_streams_every_token(
     await eventually(lambda: worker.engine.stats().kv_active_blocks == 0, 5, "blocks released")
 
 
+async def test_a_sink_takes_the_plain_tokens_in_order(
+    start_worker: StartWorker, make_client: MakeClient
+) -> None:
+    await start_worker(speedup_ratio=20.0)  # one token a message: most go to the sink
+    client = await make_client(window=4)  # credits come from the sink's tokens too
+    await client.wait_for_workers(10)
+    prompt = list(range(1, 12))
+    want = [t for out in await _run(client, _req("same", prompt, 300)) for t in out.token_ids]
+    arrived: list[int] = []
+    from_sink: list[int] = []
+
+    def sink(token: int) -> bool:
+        if token % 5 == 0:
+            return False  # declined: the generator yields it, in its place
+        arrived.append(token)
+        from_sink.append(token)
+        return True
+
+    async def consume() -> EngineOutput:
+        last = EngineOutput([])
+        async for out in client.generate(_req("same", prompt, 300), sink=sink):
+            arrived.extend(out.token_ids)
+            last = out
+        return last
+
+    last = await asyncio.wait_for(consume(), 60)
+    assert arrived == want  # same seed (request id): the same 300 tokens, in order
+    assert last.finish_reason == "length"
+    assert len(from_sink) > 50, len(from_sink)
+    assert all(t % 5 for t in from_sink)
+
+
 async def test_no_workers(make_client: MakeClient) -> None:
     client = await make_client()
     with pytest.raises(NoWorkersError):

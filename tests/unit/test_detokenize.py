@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -116,3 +117,54 @@ def test_chunks_of_several_tokens(byte_level: Tokenizer) -> None:
 def test_metaspace_uses_generic_path(metaspace: Tokenizer, tmp_path: Path) -> None:
     assert byte_table_for(metaspace) is None
     assert isinstance(make_detokenizer(metaspace), PrefixOffsetDetokenizer)
+
+
+def _encoded_stream(detok: ByteLevelDetokenizer, ids: list[int]) -> tuple[str, int]:
+    """Text of ``ids`` fed as the frontend does: encoded when possible, else through add.
+
+    Also returns how many tokens took the encoded path.
+    """
+    text, encoded_count = "", 0
+    for t in ids:
+        encoded = detok.add_encoded(t)
+        if encoded is None:
+            text += detok.add([t])
+        else:
+            encoded_count += 1
+            text += orjson.loads(encoded) if encoded else ""
+    return text + detok.flush(), encoded_count
+
+
+def test_encoded_tokens_give_the_full_decode(byte_level: Tokenizer) -> None:
+    rng = random.Random(9)
+    table = byte_table_for(byte_level)
+    assert table is not None
+    vocab = byte_level.get_vocab_size()
+    calls: list[str] = []
+
+    def encode(text: str) -> bytes:
+        calls.append(text)
+        return orjson.dumps(text)
+
+    encoded_total = 0
+    for text in SAMPLES:
+        ids = byte_level.encode(text).ids
+        got, count = _encoded_stream(ByteLevelDetokenizer(table, encode), ids)
+        assert got == byte_level.decode(ids) == text
+        encoded_total += count
+    for _ in range(300):
+        # Random ids split characters anywhere: those tokens must go through the decoder.
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 30))]
+        got, count = _encoded_stream(ByteLevelDetokenizer(table, encode), ids)
+        assert got == byte_level.decode(ids)
+        encoded_total += count
+    assert encoded_total > 1000
+    # Each token's text is encoded once (the cache is shared by every stream of the tokenizer).
+    assert len(calls) == len(set(calls))
+
+
+def test_without_an_encoder_nothing_is_encoded(byte_level: Tokenizer) -> None:
+    table = byte_table_for(byte_level)
+    assert table is not None
+    detok = ByteLevelDetokenizer(table)
+    assert detok.add_encoded(byte_level.encode("hello").ids[0]) is None

@@ -19,6 +19,7 @@ from dgd_runtime.protocol import (
 )
 from dgd_runtime.router.client import RoutedClient
 from dgd_runtime.router.disagg import StagedClient
+from dgd_runtime.transport.client import TokenSink
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +60,7 @@ class FakeStage:
         on_route: Callable[[WorkerInstance], None] | None = None,
         *,
         namespace: str | None = None,
+        sink: TokenSink | None = None,
     ) -> AsyncGenerator[EngineOutput, None]:
         chosen = [i for i in self._instances if namespace is None or i.namespace == namespace]
         inst = chosen[0]

@@ -29,6 +29,7 @@ from dgd_runtime.protocol import (
     decode_output,
     encode_output,
 )
+from dgd_runtime.transport.client import TokenSink
 
 pytestmark = pytest.mark.unit
 
@@ -56,9 +57,11 @@ class _RefusingBackend(FakeBackend):
         super().__init__(cards, [5, 6, 7])
         self.bad = bad
 
-    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
+    def generate(
+        self, request: PreprocessedRequest, *, sink: TokenSink | None = None
+    ) -> AsyncIterator[EngineOutput]:
         if not request.mm:
-            return super().generate(request)
+            return super().generate(request, sink=sink)
         self.requests.append(request)
         return self._refuse()
 

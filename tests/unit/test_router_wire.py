@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import orjson
@@ -251,3 +252,103 @@ async def test_refusal_before_start() -> None:
     st._push(b"Rdraining", 0.0)
     with pytest.raises(WorkerRefusedError, match="draining"):
         await st.next()
+
+
+@pytest.mark.parametrize(
+    ("frame", "seq", "expected"),
+    [
+        (b"D7|[[123]]", 7, 123),
+        (b"D7|[[0]]", 7, 0),
+        (b"D7|[[123]]", 8, None),  # not the expected message
+        (b"D17|[[1]]", 1, None),
+        (b"D7|[[1,2]]", 7, None),  # two tokens
+        (b'D7|[[1],"length"]', 7, None),  # finished
+        (b"D7|[[]]", 7, None),
+        (b"D7|[[-1]]", 7, None),
+        (b"K", 1, None),
+    ],
+)
+def test_plain_token_is_only_a_lone_token_of_the_expected_frame(
+    frame: bytes, seq: int, expected: int | None
+) -> None:
+    assert wire.plain_token(frame, seq) == expected
+    if expected is not None:  # what the worker writes for such an output
+        assert frame == wire.data_frame(seq, encode_output(EngineOutput([expected])))
+
+
+def _frame(seq: int, *tokens: int, finish: str | None = None) -> bytes:
+    return wire.data_frame(seq, encode_output(EngineOutput(list(tokens), finish)))
+
+
+async def _waiting_next(st: ResponseStream) -> asyncio.Task[EngineOutput]:
+    task = asyncio.create_task(st.next())
+    await asyncio.sleep(0)  # now it waits for a frame
+    assert not task.done()
+    return task
+
+
+async def test_a_sink_takes_plain_tokens_while_the_consumer_waits() -> None:
+    st = _stream()
+    taken: list[int] = []
+    st.set_sink(lambda t: taken.append(t) is None)
+    st._push(_frame(1, 5), 0.0)  # nobody waits yet: queued for next()
+    assert taken == []
+    assert (await asyncio.wait_for(st.next(), 5)).token_ids == [5]
+    task = await _waiting_next(st)
+    st._push(_frame(2, 6), 0.0)
+    st._push(_frame(3, 7), 0.0)
+    assert taken == [6, 7]
+    assert not task.done()
+    st._push(_frame(4, 8, finish="length"), 0.0)  # not plain: the consumer's
+    out = await asyncio.wait_for(task, 5)
+    assert (out.token_ids, out.finish_reason) == ([8], "length")
+    assert taken == [6, 7]
+
+
+async def test_a_declined_token_and_those_after_it_come_from_next_in_order() -> None:
+    st = _stream()
+    taken: list[int] = []
+    st.set_sink(lambda t: t != 9 and taken.append(t) is None)
+    st._push(_frame(1, 5), 0.0)
+    await asyncio.wait_for(st.next(), 5)
+    task = await _waiting_next(st)
+    for seq, tid in ((2, 6), (3, 9), (4, 10)):
+        st._push(_frame(seq, tid), 0.0)
+    assert taken == [6]
+    assert (await asyncio.wait_for(task, 5)).token_ids == [9]
+    assert (await asyncio.wait_for(st.next(), 5)).token_ids == [
+        10
+    ]  # queued behind 9, not handed to the sink
+
+
+async def test_a_frame_out_of_sequence_is_not_taken() -> None:
+    st = _stream()
+    taken: list[int] = []
+    st.set_sink(lambda t: taken.append(t) is None)
+    st._push(_frame(1, 5), 0.0)
+    await asyncio.wait_for(st.next(), 5)
+    task = await _waiting_next(st)
+    st._push(_frame(3, 7), 0.0)  # message 2 was lost
+    with pytest.raises(WorkerLostError, match="message 2 of the stream was lost"):
+        await asyncio.wait_for(task, 5)  # bounded: a frame taken by mistake leaves it waiting
+    assert taken == []
+
+
+async def test_tokens_taken_by_the_sink_grant_credits(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = StreamClient(cast(Any, None))
+    card = ModelCard("m", "/m", 16, 4)
+    inst = WorkerInstance("w1", "ns", "backend", "generate", "dgd.rq.ns.backend.generate.w1", card)
+    st = ResponseStream(client, "_DGD.x.1", inst, window=4)
+    grants: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        client, "_control_soon", lambda s, kind, amount=0: grants.append((kind, amount))
+    )
+    st.set_sink(lambda t: True)
+    st._push(_frame(1, 5), 0.0)
+    await asyncio.wait_for(st.next(), 5)
+    task = await _waiting_next(st)
+    for seq in range(2, 8):
+        st._push(_frame(seq, seq), 0.0)
+    # The first output (from next) and six taken: a credit of 2 each time two are consumed.
+    assert grants == [(wire.CTL_CREDIT, 2)] * 3
+    task.cancel()

@@ -30,6 +30,7 @@ from dgd_runtime.protocol import (
     WorkerInstance,
 )
 from dgd_runtime.router.disagg import StagedClient
+from dgd_runtime.transport.client import TokenSink
 
 LOG = logging.getLogger("dgd_runtime.frontend")
 
@@ -98,11 +99,13 @@ class LazyBackend:
         """Live worker instances (for /health)."""
         return [] if self.client is None else self.client.instances()
 
-    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
+    def generate(
+        self, request: PreprocessedRequest, *, sink: TokenSink | None = None
+    ) -> AsyncIterator[EngineOutput]:
         """Delegate to the staged client (encode → prefill → decode as the model has them)."""
         if self.client is None:
             return _no_workers()
-        return self.client.generate(request)
+        return self.client.generate(request, sink=sink)
 
 
 async def _no_workers() -> AsyncIterator[EngineOutput]:

@@ -30,7 +30,7 @@ from dgd_runtime.frontend.openai import (
     parse_completion_request,
 )
 from dgd_runtime.preprocess.chat_template import ChatTemplateError
-from dgd_runtime.preprocess.detokenize import make_detokenizer
+from dgd_runtime.preprocess.detokenize import ByteLevelDetokenizer, make_detokenizer
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER,
     MEDIA_PLACEHOLDER_ID,
@@ -50,6 +50,7 @@ from dgd_runtime.protocol import (
     SamplingOptions,
     WorkerLostError,
 )
+from dgd_runtime.transport.client import TokenSink
 
 LOG = logging.getLogger(__name__)
 
@@ -66,8 +67,14 @@ class Backend(Protocol):
         """Models served by at least one live worker."""
         ...
 
-    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
-        """Stream the outputs of `request`; closing the iterator cancels it."""
+    def generate(
+        self, request: PreprocessedRequest, *, sink: TokenSink | None = None
+    ) -> AsyncIterator[EngineOutput]:
+        """Stream the outputs of `request`; closing the iterator cancels it.
+
+        ``sink``, if given, may be handed the plain tokens after the first output instead of
+        the iterator (it returns False to decline one, which the iterator then yields).
+        """
         ...
 
 
@@ -536,7 +543,7 @@ class Frontend:
             first_pre = tok_pre = b"data: " + head + b'{"index":0,"text":'
             tok_suf = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
-        detok = make_detokenizer(served.prep.tokenizer, preq.token_ids)
+        detok = make_detokenizer(served.prep.tokenizer, preq.token_ids, sse_json)
         stopper = StopStringMatcher(params.stop) if params.stop else None
         max_tokens = params.max_tokens or 0
         n_out = 0
@@ -551,11 +558,33 @@ class Frontend:
         model = served.card.name
         fast = stopper is None
         detok_add = detok.add
+        # A token's text ready as JSON (byte-level tokenizers): the common case skips decoding.
+        add_encoded = detok.add_encoded if isinstance(detok, ByteLevelDetokenizer) else None
         conn_stream = conn.stream
         dumps = sse_json
+        sink: TokenSink | None = None
+        if stream and fast and add_encoded is not None:
+            encode_token = add_encoded
+
+            def take_token(token_id: int) -> bool:
+                # A plain token handed over by the request plane as it arrives (the stream's
+                # sink), written here without waking this coroutine; the rest comes below.
+                nonlocal n_out, first_pre
+                if n_out + 1 >= max_tokens or conn.write_paused or conn.closed:
+                    return False
+                encoded = encode_token(token_id)
+                if encoded is None:
+                    return False
+                n_out += 1
+                if encoded:
+                    conn_stream(first_pre, encoded, tok_suf)
+                    first_pre = tok_pre
+                return True
+
+            sink = take_token
 
         while True:
-            agen = self.backend.generate(preq)
+            agen = self.backend.generate(preq, sink=sink)
             aclose = getattr(agen, "aclose", None)
             try:
                 async for out in agen:
@@ -571,14 +600,19 @@ class Frontend:
                     ):
                         # The common case, kept short: one token, nothing special.
                         n_out += 1
-                        text = detok_add(ids)
-                        if text:
-                            if stream:
-                                conn_stream(first_pre, dumps(text), tok_suf)
+                        if stream:
+                            encoded = add_encoded(ids[0]) if add_encoded is not None else None
+                            if encoded is None:
+                                text = detok_add(ids)
+                                encoded = dumps(text) if text else b""
+                            if encoded:
+                                conn_stream(first_pre, encoded, tok_suf)
                                 first_pre = tok_pre
                                 if conn.write_paused:
                                     await conn.drain()
-                            else:
+                        else:
+                            text = detok_add(ids)
+                            if text:
                                 pieces.append(text)
                         continue
                     if not started:

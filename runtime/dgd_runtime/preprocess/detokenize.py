@@ -18,14 +18,15 @@ from __future__ import annotations
 import codecs
 import functools
 import json
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol
 
 from tokenizers import Tokenizer
 
 from dgd_runtime.preprocess.byte_level import CHAR_TO_BYTE
 
 REPLACEMENT_CHAR = "\ufffd"
+_UNSEEN: Final = b"\x00unseen"  # compared by identity: no encoded text is this object
 
 
 class IncrementalDetokenizer(Protocol):
@@ -65,6 +66,15 @@ class ByteTable:
 
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
+        self._encoded: dict[Callable[[str], bytes], dict[int, bytes | None]] = {}
+
+    def encoded_cache(self, encode: Callable[[str], bytes]) -> dict[int, bytes | None]:
+        """Token id -> ``encode`` of its text, filled as tokens are seen (see
+        :meth:`ByteLevelDetokenizer.add_encoded`); one per encoder."""
+        cache = self._encoded.get(encode)
+        if cache is None:
+            cache = self._encoded[encode] = {}
+        return cache
 
     @classmethod
     def build(cls, tokenizer: Tokenizer) -> ByteTable | None:
@@ -94,25 +104,63 @@ def byte_table_for(tokenizer: Tokenizer) -> ByteTable | None:
 
 
 class ByteLevelDetokenizer:
-    """Fast incremental detokenizer for byte-level BPE (see module docstring)."""
+    """Fast incremental detokenizer for byte-level BPE (see module docstring).
 
-    __slots__ = ("_decode", "_pieces", "_size")
+    With an ``encode`` function (the frontend's JSON for one SSE line), :meth:`add_encoded`
+    gives a token's text already encoded, from a cache shared by every stream of the
+    tokenizer: most tokens are whole characters, and then the text a token adds is its own.
+    """
 
-    def __init__(self, table: ByteTable) -> None:
+    __slots__ = ("_decode", "_encode", "_encoded", "_held", "_pieces", "_size", "_state")
+
+    def __init__(self, table: ByteTable, encode: Callable[[str], bytes] | None = None) -> None:
         self._pieces = table.pieces
         self._size = len(table.pieces)
-        self._decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._decode = decoder.decode
+        self._state = decoder.getstate
+        self._held = False  # bytes of an unfinished character are held back
+        self._encode = encode
+        self._encoded = table.encoded_cache(encode) if encode is not None else None
 
     def add(self, token_ids: Sequence[int]) -> str:
         """Append `token_ids`; return the newly complete text."""
         pieces, size = self._pieces, self._size
         if len(token_ids) == 1:
             tid = token_ids[0]
-            return self._decode(pieces[tid]) if 0 <= tid < size else ""
-        return self._decode(b"".join(pieces[t] for t in token_ids if 0 <= t < size))
+            text = self._decode(pieces[tid]) if 0 <= tid < size else ""
+        else:
+            text = self._decode(b"".join(pieces[t] for t in token_ids if 0 <= t < size))
+        self._held = bool(self._state()[0])
+        return text
+
+    def add_encoded(self, token_id: int) -> bytes | None:
+        """Append one token and return its text encoded (b"" when it adds none), or None
+        without appending anything when that text is not simply the token's own (a character
+        is unfinished, before or in it): then call :meth:`add`."""
+        encoded = self._encoded
+        if encoded is None or self._held:
+            return None
+        out = encoded.get(token_id, _UNSEEN)
+        if out is _UNSEEN:  # the first time this token is seen (the cache has no None for it)
+            out = encoded[token_id] = self._encode_whole(token_id)
+        return out
+
+    def _encode_whole(self, token_id: int) -> bytes | None:
+        if not 0 <= token_id < self._size or self._encode is None:
+            return None
+        piece = self._pieces[token_id]
+        if not piece:
+            return b""
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # part of a character: the incremental decoder's business
+        return self._encode(text)
 
     def flush(self) -> str:
         """Emit held-back bytes (an unfinished character becomes U+FFFD, like a full decode)."""
+        self._held = False
         return self._decode(b"", True)
 
 
@@ -160,10 +208,13 @@ class PrefixOffsetDetokenizer:
 
 
 def make_detokenizer(
-    tokenizer: Tokenizer, prompt_ids: Sequence[int] = ()
+    tokenizer: Tokenizer,
+    prompt_ids: Sequence[int] = (),
+    encode: Callable[[str], bytes] | None = None,
 ) -> IncrementalDetokenizer:
-    """The fastest correct incremental detokenizer for `tokenizer`."""
+    """The fastest correct incremental detokenizer for `tokenizer` (``encode``: see
+    :class:`ByteLevelDetokenizer`)."""
     table = byte_table_for(tokenizer)
     if table is not None:
-        return ByteLevelDetokenizer(table)
+        return ByteLevelDetokenizer(table, encode)
     return PrefixOffsetDetokenizer(tokenizer, prompt_ids)

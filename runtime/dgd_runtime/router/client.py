@@ -44,6 +44,7 @@ from dgd_runtime.transport.client import (
     DEFAULT_WINDOW,
     ResponseStream,
     StreamClient,
+    TokenSink,
     WorkerRefusedError,
     WorkerUnreachableError,
 )
@@ -208,12 +209,15 @@ class RoutedClient:
         on_route: Callable[[WorkerInstance], None] | None = None,
         *,
         namespace: str | None = None,
+        sink: TokenSink | None = None,
     ) -> AsyncGenerator[EngineOutput, None]:
         """Route ``request`` and stream its outputs (see the module docstring for errors).
 
         ``on_route`` is told the instance that started serving the request (disaggregation
         needs to know which prefill worker holds a hand-off). ``namespace`` restricts the
         candidates to one runtime namespace (one worker generation of a rolling update).
+        ``sink`` takes the plain tokens after the first output as they arrive, instead of
+        this generator (:meth:`ResponseStream.set_sink`); the others still come from here.
         """
         tried: set[str] = set()
         policy = self.policy
@@ -258,6 +262,7 @@ class RoutedClient:
             policy.prefill_done(decision)
             yield first
             if first.finish_reason is None:
+                stream.set_sink(sink)
                 next_output = stream.next
                 while True:
                     out = await next_output()
@@ -266,6 +271,7 @@ class RoutedClient:
                         break
             return_early = False
         finally:
+            stream.set_sink(None)
             self._finished(decision, stream, return_early)
 
     async def close(self) -> None:

@@ -44,6 +44,7 @@ from dgd_runtime.protocol import (
     WorkerLostError,
 )
 from dgd_runtime.router.client import RoutedClient
+from dgd_runtime.transport.client import TokenSink
 from dgd_runtime.transport.media_store import (
     MediaStore,
     MediaStoreError,
@@ -144,13 +145,18 @@ class StagedClient:
                 out += client.instances()
         return out
 
-    def generate(self, request: PreprocessedRequest) -> AsyncIterator[EngineOutput]:
-        """Stream ``request`` through the stages its model has (see the module docstring)."""
+    def generate(
+        self, request: PreprocessedRequest, *, sink: TokenSink | None = None
+    ) -> AsyncIterator[EngineOutput]:
+        """Stream ``request`` through the stages its model has (see the module docstring).
+
+        ``sink``: see :meth:`RoutedClient.generate` (it takes the decode stage's tokens).
+        """
         if request.mm is None and not self._prefill_serves(request.model):
             if self._decode_serves(request.model):
                 self._record(request.model, LOCAL_PREFILL)
-            return self.backend.generate(request)  # the aggregated path, unwrapped
-        return self._staged(request)
+            return self.backend.generate(request, sink=sink)  # the aggregated path, unwrapped
+        return self._staged(request, sink)
 
     async def wait_for_workers(self, timeout: float, count: int = 1) -> None:
         """Wait for ``count`` backend workers (see :meth:`RoutedClient.wait_for_workers`)."""
@@ -166,7 +172,9 @@ class StagedClient:
 
     # ------------------------------------------------------------------ stages
 
-    async def _staged(self, request: PreprocessedRequest) -> AsyncGenerator[EngineOutput, None]:
+    async def _staged(
+        self, request: PreprocessedRequest, sink: TokenSink | None
+    ) -> AsyncGenerator[EngineOutput, None]:
         if request.mm:
             request = await self._encode(request)
         params: DisaggParams | None = None
@@ -178,7 +186,7 @@ class StagedClient:
         if params is None:
             if self._decode_serves(request.model):
                 self._record(request.model, LOCAL_PREFILL)
-            agen = self.backend.generate(request)
+            agen = self.backend.generate(request, sink=sink)
             try:
                 async for out in agen:
                     yield out
@@ -196,7 +204,7 @@ class StagedClient:
         # The decode worker comes from the prefill worker's generation (runtime namespace):
         # workers of different generations of a rolling update never serve each other.
         agen = self.backend.generate(
-            replace(request, disagg=params, mm=mm), namespace=source.namespace
+            replace(request, disagg=params, mm=mm), namespace=source.namespace, sink=sink
         )
         try:
             async for out in agen:

@@ -31,10 +31,12 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
 
+from dgd_runtime.aio import EagerTask
 from dgd_runtime.protocol import (
     EngineOutput,
     PreprocessedRequest,
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 16
 
+TokenSink = Callable[[int], bool]
+"""Takes one token of a stream as it arrives; False declines it (see ResponseStream.set_sink)."""
+
 
 class WorkerUnreachableError(RuntimeError):
     """The worker has no subscription on its subject (dead or gone): nothing was started."""
@@ -76,6 +81,7 @@ class ResponseStream:
         "_error",
         "_finished",
         "_received",
+        "_sink",
         "_waiter",
         "control_subject",
         "inbox",
@@ -104,19 +110,40 @@ class ResponseStream:
         self.last_rx = 0.0
         self.pinged = False
         self.started = False  # the worker has sent something (data or keepalive)
+        self._sink: TokenSink | None = None
 
     @property
     def finished(self) -> bool:
         """True after the final chunk was returned (or the stream failed)."""
         return self._finished
 
+    def set_sink(self, sink: TokenSink | None) -> None:
+        """Hand outputs that are one token and nothing else to ``sink`` as they arrive.
+
+        Only while the consumer waits in :meth:`next` with nothing queued, so the order of
+        outputs is kept; ``sink`` returns False to decline a token, which :meth:`next` then
+        returns as usual (as it does every other output). Saves waking the consumer, and the
+        layers between, for every token of a stream.
+        """
+        self._sink = sink
+
     # called by StreamClient's subscription callback
     def _push(self, data: bytes, now: float) -> None:
         self.last_rx = now
         self.pinged = False
         self.started = True
-        self._buf.append(data)
         w = self._waiter
+        sink = self._sink
+        if sink is not None and w is not None and not w.done():
+            token = wire.plain_token(data, self._received + 1)
+            if token is not None and sink(token):
+                self._received += 1
+                self._consumed += 1
+                if self._consumed * 2 >= self.window:
+                    n, self._consumed = self._consumed, 0
+                    self._client._control_soon(self, wire.CTL_CREDIT, n)
+                return
+        self._buf.append(data)
         if w is not None and not w.done():
             w.set_result(None)
 
@@ -219,6 +246,7 @@ class StreamClient:
         self._sub: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._publisher: BatchedPublisher | None = None
+        self._bg: set[EagerTask[None]] = set()
 
     @property
     def inflight(self) -> int:
@@ -284,6 +312,22 @@ class StreamClient:
             return
         with contextlib.suppress(Exception):
             await self._nc.publish(st.control_subject, body, reply=st.inbox)
+
+    def _control_soon(self, st: ResponseStream, kind: int, amount: int = 0) -> None:
+        """:meth:`_control` from a callback: sent now, or by a task when nats-py must queue it."""
+        body = wire.encode_control(kind, st.inbox, amount)
+        publisher = self._publisher
+        if publisher is not None and publisher.publish(st.control_subject, body, st.inbox):
+            return
+        task = EagerTask(self._publish_quietly(st.control_subject, body, st.inbox))
+        task.start()
+        if not task.done():
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
+    async def _publish_quietly(self, subject: str, body: bytes, reply: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.publish(subject, body, reply=reply)
 
     def _on_frame(self, msg: InboundMsg) -> None:
         st = self._streams.get(msg.subject)

@@ -62,6 +62,20 @@ def data_frame(seq: int, output: bytes) -> bytes:
     return b"D%d|%b" % (seq, output)
 
 
+def plain_token(frame: bytes, seq: int) -> int | None:
+    """The token of the ``seq``-th data frame when its output is one token and nothing else.
+
+    That is most of a stream (``encode_output`` writes ``[[id]]``); None for any other frame,
+    which then takes the full decode.
+    """
+    head = b"D%d|[[" % seq
+    if frame.startswith(head) and frame.endswith(b"]]"):
+        digits = frame[len(head) : -2]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
 def split_data_frame(frame: bytes) -> tuple[int, memoryview]:
     """``(seq, encoded output)`` of a data frame."""
     sep = frame.find(b"|", 1)
