@@ -314,8 +314,21 @@ def test_ascii_pattern_rewrites_unicode_classes(pattern: str, expected: str) -> 
         r"\bword",
         r"(a)\1",
         r"[abc",
+        r"(?P<name>a)",
         "trailing\\",
     ],
 )
 def test_ascii_pattern_refuses_what_it_cannot_translate_exactly(pattern: str) -> None:
     assert ascii_pattern(pattern) is None
+
+
+def test_the_cache_starts_afresh_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dgd_runtime.preprocess.ascii_bpe as ascii_bpe
+
+    monkeypatch.setattr(ascii_bpe, "CACHE_MAX_ENTRIES", 8)
+    tok = SHAPES["qwen2"]()
+    enc = AsciiBpeEncoder.for_tokenizer(tok)
+    assert enc is not None
+    texts = [" ".join(generated_words(30, seed=s)) for s in range(5)]
+    _assert_same(tok, enc, texts)
+    assert 0 < len(enc._cache) <= 8

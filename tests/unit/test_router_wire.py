@@ -352,3 +352,19 @@ async def test_tokens_taken_by_the_sink_grant_credits(monkeypatch: pytest.Monkey
     # The first output (from next) and six taken: a credit of 2 each time two are consumed.
     assert grants == [(wire.CTL_CREDIT, 2)] * 3
     task.cancel()
+
+
+async def test_a_failing_sink_is_dropped_and_its_token_comes_from_next() -> None:
+    st = _stream()
+
+    def broken(token: int) -> bool:
+        raise RuntimeError("consumer bug")
+
+    st.set_sink(broken)
+    st._push(_frame(1, 5), 0.0)
+    await asyncio.wait_for(st.next(), 5)
+    task = await _waiting_next(st)
+    st._push(_frame(2, 6), 0.0)
+    assert (await asyncio.wait_for(task, 5)).token_ids == [6]
+    st._push(_frame(3, 7), 0.0)
+    assert (await asyncio.wait_for(st.next(), 5)).token_ids == [7]

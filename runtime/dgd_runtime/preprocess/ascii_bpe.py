@@ -39,8 +39,8 @@ GPT2_SPLIT_PATTERN: Final = (
 )
 """The split ``tokenizers``' ByteLevel pre-tokenizer applies itself when ``use_regex`` is set."""
 
-CACHE_MAX_ENTRIES: Final = 1 << 16
-"""Pieces remembered (a few MiB); the cache starts afresh when it is full."""
+CACHE_MAX_ENTRIES: Final = 1 << 15
+"""Pieces remembered (~6 MiB at most); the cache starts afresh when it is full."""
 CACHEABLE_CHARS: Final = 64
 """Longer pieces (long runs of spaces or symbols) are encoded every time, not remembered."""
 
@@ -116,9 +116,11 @@ def ascii_pattern(pattern: str) -> re.Pattern[str] | None:
     if in_class:
         return None
     try:
-        return re.compile("".join(out), re.ASCII)
+        compiled = re.compile("".join(out), re.ASCII)
     except re.error:
         return None
+    # findall must return the matches themselves, not groups (e.g. Python's own (?P<name>...)).
+    return compiled if compiled.groups == 0 else None
 
 
 def _identity_on_ascii(normalizer: Any) -> bool:

@@ -4,6 +4,10 @@ One wildcard subscription ``<prefix>.*`` receives every stream of this client; e
 gets its own inbox subject ``<prefix>.<n>``. The consumer grants credits back in batches of
 half the window, so the worker never has more than ``window`` unread messages in flight.
 
+A consumer that only writes plain tokens somewhere (the frontend: one SSE event each) can
+take them in the subscription callback instead (:meth:`ResponseStream.set_sink`): then most
+tokens wake no coroutine at all.
+
 The window is small (16 messages) on purpose: it is what makes tokens coalesce when this
 consumer lags. A worker out of credits stops pulling from its engine, the engine keeps
 collecting the stream's tokens, and the next message carries all of them, so under load the
@@ -136,7 +140,7 @@ class ResponseStream:
         sink = self._sink
         if sink is not None and w is not None and not w.done():
             token = wire.plain_token(data, self._received + 1)
-            if token is not None and sink(token):
+            if token is not None and self._take(sink, token):
                 self._received += 1
                 self._consumed += 1
                 if self._consumed * 2 >= self.window:
@@ -146,6 +150,14 @@ class ResponseStream:
         self._buf.append(data)
         if w is not None and not w.done():
             w.set_result(None)
+
+    def _take(self, sink: TokenSink, token: int) -> bool:
+        try:
+            return sink(token)
+        except Exception:  # the subscription callback must survive a consumer's bug
+            log.exception("token sink of %s failed; its tokens go through next() now", self.inbox)
+            self._sink = None
+            return False
 
     def fail(self, exc: BaseException) -> None:
         """End the stream with ``exc`` (raised by the next :meth:`next`)."""
