@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -12,6 +13,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from dgd_runtime.local.model_dir import build_model_dir
 from dgd_runtime.preprocess.detokenize import (
     ByteLevelDetokenizer,
+    ByteTable,
     PrefixOffsetDetokenizer,
     byte_table_for,
     make_detokenizer,
@@ -168,3 +170,25 @@ def test_without_an_encoder_nothing_is_encoded(byte_level: Tokenizer) -> None:
     assert table is not None
     detok = ByteLevelDetokenizer(table)
     assert detok.add_encoded(byte_level.encode("hello").ids[0]) is None
+
+
+def test_every_token_encoded_up_front_costs_its_length_in_memory(byte_level: Tokenizer) -> None:
+    table = byte_table_for(byte_level)
+    assert table is not None
+
+    def encode(text: str) -> bytes:
+        return orjson.dumps(text)  # orjson keeps a ~4 KiB buffer behind each result
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        table.encode_all(encode)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    cache = table.encoded_cache(encode)
+    assert len(cache) == len(table.pieces)
+    assert grown / len(cache) < 300  # bytes a token: the text's copy, not orjson's buffer
+    # The same as encoding them one by one as they come.
+    lazy = ByteLevelDetokenizer(ByteTable(table.pieces), encode)
+    assert all(lazy.add_encoded(t) == cache[t] for t in range(len(cache)) if cache[t] is not None)

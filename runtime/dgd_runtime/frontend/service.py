@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
+from tokenizers import Tokenizer
 
 from dgd_runtime.frontend.http import ClientGoneError, Connection, Request
 from dgd_runtime.frontend.media import MediaLoader
@@ -30,7 +31,11 @@ from dgd_runtime.frontend.openai import (
     parse_completion_request,
 )
 from dgd_runtime.preprocess.chat_template import ChatTemplateError
-from dgd_runtime.preprocess.detokenize import ByteLevelDetokenizer, make_detokenizer
+from dgd_runtime.preprocess.detokenize import (
+    ByteLevelDetokenizer,
+    byte_table_for,
+    make_detokenizer,
+)
 from dgd_runtime.preprocess.multimodal import (
     MEDIA_PLACEHOLDER,
     MEDIA_PLACEHOLDER_ID,
@@ -119,6 +124,14 @@ def sse_json(obj: Any) -> bytes:
         for raw, escaped in _RAW_LINE_BREAKS:
             data = data.replace(raw, escaped)
     return data
+
+
+def _prepare_streaming(tokenizer: Tokenizer) -> None:
+    """Build the byte table of a byte-level tokenizer and every token's text as SSE JSON
+    (~0.5 s and ~6 MiB for a 151k-token vocabulary), so streams never pay for a first sight."""
+    table = byte_table_for(tokenizer)
+    if table is not None:
+        table.encode_all(sse_json)
 
 
 def _error_event(message: str, code: int) -> bytes:
@@ -229,8 +242,8 @@ class Frontend:
         loop = asyncio.get_running_loop()
         try:
             prep = await loop.run_in_executor(None, load_preprocessor, card.model_path)
-            # Build the detokenizer table off the event loop too (151k-token vocabularies).
-            await loop.run_in_executor(None, make_detokenizer, prep.tokenizer)
+            # The detokenizer's tables off the event loop too (151k-token vocabularies).
+            await loop.run_in_executor(None, _prepare_streaming, prep.tokenizer)
         except ModelDirError as exc:
             raise ApiError(
                 500, f"model '{card.name}': {exc}", err_type="internal_error", code=500

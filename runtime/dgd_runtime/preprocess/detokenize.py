@@ -69,12 +69,21 @@ class ByteTable:
         self._encoded: dict[Callable[[str], bytes], dict[int, bytes | None]] = {}
 
     def encoded_cache(self, encode: Callable[[str], bytes]) -> dict[int, bytes | None]:
-        """Token id -> ``encode`` of its text, filled as tokens are seen (see
-        :meth:`ByteLevelDetokenizer.add_encoded`); one per encoder."""
+        """Token id -> ``encode`` of its text, or None where the token is part of a character
+        (see :meth:`ByteLevelDetokenizer.add_encoded`); one per encoder, filled as tokens are
+        seen or all at once by :meth:`encode_all`."""
         cache = self._encoded.get(encode)
         if cache is None:
             cache = self._encoded[encode] = {}
         return cache
+
+    def encode_all(self, encode: Callable[[str], bytes]) -> None:
+        """Fill :meth:`encoded_cache` for every token now (~1 µs a token: call it off the
+        event loop), so no stream pays for a token's first sight."""
+        cache = self.encoded_cache(encode)
+        for token_id, piece in enumerate(self.pieces):
+            if token_id not in cache:
+                cache[token_id] = encode_piece(piece, encode)
 
     @classmethod
     def build(cls, tokenizer: Tokenizer) -> ByteTable | None:
@@ -90,6 +99,20 @@ class ByteTable:
             if tid not in specials:
                 pieces[tid] = _piece_bytes(token)
         return cls(pieces)
+
+
+def encode_piece(piece: bytes, encode: Callable[[str], bytes]) -> bytes | None:
+    """``encode`` of a token's text; b"" for no text; None when its bytes are not whole
+    UTF-8 characters (the incremental decoder's business)."""
+    if not piece:
+        return b""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # A copy of exactly its length: orjson's result keeps its ~4 KiB buffer, which 151k cached
+    # tokens would turn into ~600 MiB (tracemalloc shows it; sys.getsizeof does not).
+    return memoryview(encode(text)).tobytes()
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,14 +172,7 @@ class ByteLevelDetokenizer:
     def _encode_whole(self, token_id: int) -> bytes | None:
         if not 0 <= token_id < self._size or self._encode is None:
             return None
-        piece = self._pieces[token_id]
-        if not piece:
-            return b""
-        try:
-            text = piece.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # part of a character: the incremental decoder's business
-        return self._encode(text)
+        return encode_piece(self._pieces[token_id], self._encode)
 
     def flush(self) -> str:
         """Emit held-back bytes (an unfinished character becomes U+FFFD, like a full decode)."""
