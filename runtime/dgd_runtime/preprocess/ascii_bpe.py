@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from tokenizers import Tokenizer
@@ -323,31 +324,13 @@ class AsciiBpeEncoder:
             out = list(prefix)
         else:
             out = []
-        raw_split = self._raw_split
-        if raw_split is None:
-            self._encode_normalized(text, out)
-        else:
-            raw = self._raw
-            for k, part in enumerate(raw_split.split(text)):
-                if k & 1:
-                    out.append(raw[part])
-                elif part:
-                    self._encode_normalized(part, out)
+        _split_added(text, self._raw_split, self._raw, self._encode_normalized, out)
         if add_special_tokens:
             out.extend(self._suffix)
         return out
 
     def _encode_normalized(self, text: str, out: list[int]) -> None:
-        split = self._normalized_split
-        if split is None:
-            self._encode_text(text, out)
-            return
-        normalized = self._normalized
-        for k, part in enumerate(split.split(text)):
-            if k & 1:
-                out.append(normalized[part])
-            elif part:
-                self._encode_text(part, out)
+        _split_added(text, self._normalized_split, self._normalized, self._encode_text, out)
 
     def _encode_text(self, text: str, out: list[int]) -> None:
         pieces: list[str] = self._split.findall(text)
@@ -366,6 +349,25 @@ class AsciiBpeEncoder:
                         cache.clear()
                     cache[piece] = ids
             out += ids
+
+
+def _split_added(
+    text: str,
+    splitter: re.Pattern[str] | None,
+    tokens: dict[str, int],
+    encode_between: Callable[[str, list[int]], None],
+    out: list[int],
+) -> None:
+    """Append the ids of ``text``: its added ``tokens`` as such, the text between them through
+    ``encode_between``."""
+    if splitter is None:
+        encode_between(text, out)
+        return
+    for k, part in enumerate(splitter.split(text)):
+        if k & 1:
+            out.append(tokens[part])
+        elif part:
+            encode_between(part, out)
 
 
 def _with_gaps(split: re.Pattern[str], text: str) -> list[str]:
