@@ -78,12 +78,23 @@ def test_named_template_list_and_missing_tokenizer(tmp_path: Path) -> None:
         load_preprocessor(str(tmp_path / "nowhere"))
 
 
-def test_ascii_fast_path_tokenizes_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_encoder", [True, False])
+def test_ascii_fast_path_tokenizes_identically(tmp_path: Path, fast_encoder: bool) -> None:
     model = build_model_dir(tmp_path / "m")
     spec = json.loads((model / "tokenizer.json").read_text())
     spec["normalizer"] = {"type": "NFC"}
+    if not fast_encoder:  # a pre-tokenizer the ASCII encoder does not reproduce
+        spec["pre_tokenizer"] = {
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Digits", "individual_digits": True},
+                spec["pre_tokenizer"],
+            ],
+        }
     (model / "tokenizer.json").write_text(json.dumps(spec))
     prep = load_preprocessor(str(model))
-    assert prep.ascii_tokenizer is not None
-    for text in ("plain ascii text, the quick fox", "cafe\u0301 composed by NFC", "日本"):
+    assert (prep.ascii_encoder is not None) is fast_encoder
+    # The normalizer-less copy only where the fast encoder does not take ASCII text.
+    assert (prep.ascii_tokenizer is None) is fast_encoder
+    for text in ("plain ascii text, the quick fox 123", "cafe\u0301 composed by NFC", "日本"):
         assert prep.encode(text) == list(prep.tokenizer.encode(text, add_special_tokens=False).ids)
