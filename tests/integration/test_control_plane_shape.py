@@ -99,3 +99,16 @@ def test_extended_resource_and_taint_steer_the_scheduler(
     )
     assert not status("second-ib")["spec"].get("nodeName")
     assert not status("untolerated")["spec"].get("nodeName")
+
+
+def test_a_node_the_other_thread_created_first_is_taken_as_it_is(
+    control_plane: ControlPlane, pool_nodes: AddNodes
+) -> None:
+    # add_nodes and the kubelet's node loop both create a new node they find missing; the one
+    # that loses the race gets AlreadyExists from the API server and must use the other's Node.
+    [plan] = pool_nodes(1)
+    kubelet = control_plane.kubelet
+    assert kubelet is not None
+    path = f"/api/v1/nodes/{plan.name}"
+    node = kubelet._create_node(plan, path)  # the node exists: this is the losing side
+    assert node["metadata"]["uid"] == control_plane.rest.get(path)["metadata"]["uid"]

@@ -502,12 +502,22 @@ class FakeKubelet:
             except ApiError as exc:
                 if exc.status != 404:
                     raise
-                node = self.rest.post("/api/v1/nodes", node_manifest(plan))
+                node = self._create_node(plan, path)
             port = self._api.port if self._api is not None and plan.execute else None
             if not _node_healthy(node, plan, port):
                 self.rest.patch(
                     f"{path}/status", {"status": node_status(plan, node.get("status"), port)}
                 )
+
+    def _create_node(self, plan: NodePlan, path: str) -> JsonDict:
+        try:
+            return self.rest.post("/api/v1/nodes", node_manifest(plan))
+        except ApiError as exc:
+            # The node loop and add_nodes may both find a new node missing and create it: the
+            # other one's Node is the one to check.
+            if exc.status != 409:
+                raise
+            return self.rest.get(path)
 
     def add_nodes(self, plans: Iterable[NodePlan]) -> None:
         """Serve more nodes from now on (created Ready at once); names must be new."""
