@@ -124,14 +124,15 @@ def ascii_pattern(pattern: str) -> re.Pattern[str] | None:
     return compiled if compiled.groups == 0 else None
 
 
-def _identity_on_ascii(normalizer: Any) -> bool:
+def identity_on_ascii(normalizer: Any) -> bool:
+    """Whether a tokenizer.json ``normalizer`` (None for none) leaves ASCII text unchanged."""
     if normalizer is None:
         return True
     if not isinstance(normalizer, dict):
         return False
     if normalizer.get("type") == "Sequence":
         parts = normalizer.get("normalizers")
-        return isinstance(parts, list) and all(_identity_on_ascii(p) for p in parts)
+        return isinstance(parts, list) and all(identity_on_ascii(p) for p in parts)
     return normalizer.get("type") in IDENTITY_ON_ASCII_NORMALIZERS
 
 
@@ -298,7 +299,7 @@ class AsciiBpeEncoder:
             return None  # special tokens are then encoded as text, not matched
         if spec is None:
             spec = json.loads(tokenizer.to_str())
-        if not _identity_on_ascii(spec.get("normalizer")) or not _bpe_model_ok(spec.get("model")):
+        if not identity_on_ascii(spec.get("normalizer")) or not _bpe_model_ok(spec.get("model")):
             return None
         pattern = _split_pattern(spec.get("pre_tokenizer"))
         split = ascii_pattern(pattern) if pattern is not None else None
@@ -317,11 +318,10 @@ class AsciiBpeEncoder:
         tokens are of a kind not reproduced here)."""
         if not text.isascii():
             return None
-        prefix = self._prefix
         if add_special_tokens:
-            if prefix is None:
+            if self._prefix is None:
                 return None
-            out = list(prefix)
+            out = list(self._prefix)
         else:
             out = []
         _split_added(text, self._raw_split, self._raw, self._encode_normalized, out)

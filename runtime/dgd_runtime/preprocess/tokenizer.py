@@ -10,7 +10,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from dgd_runtime.preprocess.ascii_bpe import IDENTITY_ON_ASCII_NORMALIZERS, AsciiBpeEncoder
+from dgd_runtime.preprocess.ascii_bpe import AsciiBpeEncoder, identity_on_ascii
 from dgd_runtime.preprocess.chat_template import DEFAULT_CHAT_TEMPLATE, ChatTemplate
 
 
@@ -103,13 +103,8 @@ def _ascii_variant(tokenizer: Tokenizer, spec: dict[str, Any]) -> Tokenizer | No
     """`tokenizer` (`spec` is its JSON) without its normalizer when that normalizer cannot
     change ASCII text."""
     norm = spec.get("normalizer")
-    if not isinstance(norm, dict):
-        return None
-    parts = norm.get("normalizers") if norm.get("type") == "Sequence" else [norm]
-    if not parts or not all(
-        isinstance(p, dict) and p.get("type") in IDENTITY_ON_ASCII_NORMALIZERS for p in parts
-    ):
-        return None
+    if norm is None or not identity_on_ascii(norm):
+        return None  # no normalizer to drop, or one that changes ASCII text
     return Tokenizer.from_str(json.dumps({**spec, "normalizer": None}))
 
 

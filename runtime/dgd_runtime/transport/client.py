@@ -322,8 +322,7 @@ class StreamClient:
         publisher = self._publisher
         if publisher is not None and publisher.publish(st.control_subject, body, st.inbox):
             return
-        with contextlib.suppress(Exception):
-            await self._nc.publish(st.control_subject, body, reply=st.inbox)
+        await self._publish_quietly(st.control_subject, body, st.inbox)
 
     def _control_soon(self, st: ResponseStream, kind: int, amount: int = 0) -> None:
         """:meth:`_control` from a callback: sent now, or by a task when nats-py must queue it."""
